@@ -1,0 +1,291 @@
+"""Run configuration: one YAML file validated once into typed objects.
+
+Everything downstream receives a :class:`RunConfig`; nothing re-reads YAML.
+Unknown keys and bad values raise :class:`~pipeline.errors.InputError` whose
+message names the key path (``models.cnn.epochs``) and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import InputError
+
+MODEL_NAMES = ("decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
+DEEP_MODELS = ("cnn", "resnet")
+NODATA_CLASS = 255  # value written to class maps where the input has no valid data
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RasterConfig(_Strict):
+    """The image: one multi-band file, or single-band files stacked in order."""
+
+    paths: list[str] = Field(min_length=1)
+    band_names: list[str] | None = None
+    bands: list[int | str] | None = None  # selection: 1-based indices or band names
+    nodata: float | None = None  # overrides the files' own nodata value
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class LabelConfig(_Strict):
+    """Training labels: a vector file with a class field, or a label raster of class ids."""
+
+    path: str
+    field: str | None = None  # class name (or id) column of a vector file
+    id_field: str | None = None  # optional column of class ids cross-checked against `field`
+    layer: str | None = None  # layer of a multi-layer vector file
+
+    @property
+    def is_raster(self) -> bool:
+        return Path(self.path.split(":")[-1]).suffix.lower() in {".tif", ".tiff", ".gtif", ".vrt", ".img"}
+
+
+class ClassSpec(_Strict):
+    id: int = Field(ge=0, le=254)
+    name: str = Field(min_length=1)
+    color: str = "#808080"
+
+    @field_validator("color")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+            raise ValueError(f"colour must look like #rrggbb, got {v!r}")
+        return v.lower()
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+class PatchConfig(_Strict):
+    size: int = Field(default=9, ge=1, le=65)
+
+    @field_validator("size")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"patch size must be odd so that a patch has a centre pixel, got {v}")
+        return v
+
+
+class SplitFractions(_Strict):
+    train: float = Field(default=0.70, gt=0, lt=1)
+    validation: float = Field(default=0.15, ge=0, lt=1)
+    test: float = Field(default=0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SplitFractions":
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"fractions must add up to 1, they add up to {total:g}")
+        return self
+
+
+class SplitConfig(_Strict):
+    strategy: Literal["blocks", "kfold", "random"] = "blocks"
+    block_size: float | None = Field(default=None, gt=0)  # map units; default derived from data
+    buffer: float | None = Field(default=None, ge=0)  # map units; default: patch half-width
+    fractions: SplitFractions = SplitFractions()
+    k: int = Field(default=5, ge=2, le=20)  # folds for strategy kfold
+    random_contrast: bool = True  # also fit on a random pixel split and report the gap
+
+
+class FeatureConfig(_Strict):
+    """Per-pixel features for the classical baselines."""
+
+    indices: list[Literal["ndvi", "ndwi", "ndbi", "nbr"]] = []
+    patch_stats: bool = False  # mean and std over the k x k window
+
+
+class DecisionTreeConfig(_Strict):
+    max_depth: int | None = Field(default=None, ge=1)
+    min_samples_leaf: int = Field(default=1, ge=1)
+    features: FeatureConfig = FeatureConfig()
+
+
+class RandomForestConfig(_Strict):
+    n_estimators: int = Field(default=200, ge=1)
+    max_depth: int | None = Field(default=None, ge=1)
+    min_samples_leaf: int = Field(default=1, ge=1)
+    n_jobs: int = Field(default=2, ge=1)
+    features: FeatureConfig = FeatureConfig()
+
+
+class SVMConfig(_Strict):
+    C: list[float] = [1.0, 10.0, 100.0]
+    gamma: list[float | Literal["scale"]] = ["scale"]
+    max_train_samples: int = Field(default=5000, ge=10)  # cap on SVC training set size
+    features: FeatureConfig = FeatureConfig()
+
+
+class MaxLikelihoodConfig(_Strict):
+    priors: Literal["equal", "proportional"] = "equal"
+    reg_param: float = Field(default=1e-6, ge=0, le=1)
+    features: FeatureConfig = FeatureConfig()
+
+
+class DeepConfig(_Strict):
+    epochs: int = Field(default=40, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["cosine", "onecycle", "none"] = "cosine"
+    patience: int = Field(default=8, ge=1)  # early stopping on validation macro-F1
+    channels: int = Field(default=64, ge=4)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    class_balance: Literal["loss", "sampler", "none"] = "loss"
+    amplitude_scale: tuple[float, float] = (0.9, 1.1)
+    shift: int = Field(default=0, ge=0)  # max centre shift (pixels) inside the same labelled region
+    num_workers: int = Field(default=0, ge=0)
+
+
+class CNNConfig(DeepConfig):
+    pass
+
+
+class ResNetConfig(DeepConfig):
+    stochastic_depth: float = Field(default=0.1, ge=0, lt=1)  # drop prob of the deepest block
+
+
+class ModelsConfig(_Strict):
+    decision_tree: DecisionTreeConfig | None = None
+    random_forest: RandomForestConfig | None = None
+    svm: SVMConfig | None = None
+    max_likelihood: MaxLikelihoodConfig | None = None
+    cnn: CNNConfig | None = None
+    resnet: ResNetConfig | None = None
+
+    def enabled(self) -> list[str]:
+        return [n for n in MODEL_NAMES if getattr(self, n) is not None]
+
+
+class MappingConfig(_Strict):
+    window_size: int = Field(default=512, ge=16)
+    workers: int = Field(default=2, ge=1)
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "reports/runs"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    rasters: RasterConfig
+    labels: LabelConfig
+    classes: list[ClassSpec] = Field(min_length=2)
+    patch: PatchConfig = PatchConfig()
+    split: SplitConfig = SplitConfig()
+    models: ModelsConfig = ModelsConfig(decision_tree=DecisionTreeConfig())
+    mapping: MappingConfig = MappingConfig()
+
+    @model_validator(mode="after")
+    def _classes_unique(self) -> "RunConfig":
+        ids = [c.id for c in self.classes]
+        names = [c.name for c in self.classes]
+        for what, vals in (("id", ids), ("name", names)):
+            dup = sorted({v for v in vals if vals.count(v) > 1}, key=str)
+            if dup:
+                raise ValueError(f"classes: duplicate class {what} {dup[0]!r}")
+        if not self.models.enabled():
+            raise ValueError("models: no model enabled")
+        return self
+
+    def config_hash(self) -> str:
+        """Stable hash of the resolved configuration (same config, same hash, any process)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _set_path(raw: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            raise InputError(f"--set {dotted}: {k!r} is not a section")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{loc}'"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{loc}'"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def parse_config(
+    raw: dict[str, Any],
+    source: str = "<config>",
+    overrides: list[str] | None = None,
+    models: list[str] | None = None,
+) -> RunConfig:
+    """Validate a raw mapping (e.g. parsed YAML) into a :class:`RunConfig`.
+
+    ``overrides`` are ``key.path=value`` strings whose value is parsed as YAML;
+    ``models`` keeps only those models (enabling any with default settings).
+    """
+    raw = json.loads(json.dumps(raw))  # deep copy, and rejects non-JSON YAML oddities early
+    for item in overrides or []:
+        if "=" not in item:
+            raise InputError(f"--set {item!r}: expected key.path=value")
+        key, _, val = item.partition("=")
+        _set_path(raw, key.strip(), yaml.safe_load(val))
+    if models is not None:
+        unknown = [m for m in models if m not in MODEL_NAMES]
+        if unknown:
+            raise InputError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+        current = raw.get("models") or {}
+        raw["models"] = {m: (current.get(m) or {}) for m in models}
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise InputError(_format_validation_error(err, source)) from None
+
+
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, models: list[str] | None = None
+) -> tuple[RunConfig, Path]:
+    """Read and validate a YAML config. Returns the config and the directory
+    relative paths in it are resolved against (the config file's folder)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}:{where}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a config must be a mapping of keys to values")
+    return parse_config(raw, str(path), overrides, models), path.resolve().parent
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

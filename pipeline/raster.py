@@ -1,0 +1,226 @@
+"""Raster ingestion: a multi-band file or single-band files, read window by window.
+
+:class:`RasterStack` presents one or several GeoTIFFs as a single
+``(bands, rows, cols)`` float32 image on one grid. Reads are windowed (and may
+reach outside the raster, which comes back as NaN), so memory depends on the
+window, never on the raster size. Each band keeps its own nodata value; any
+pixel whose value equals its band's nodata, or is not finite, becomes NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from pipeline.errors import InputError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, affine transform and size."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of a north-up grid."""
+        t = self.transform
+        return t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f
+
+    def xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map coordinates of pixel centres."""
+        t = self.transform
+        c = np.asarray(cols, dtype=np.float64) + 0.5
+        r = np.asarray(rows, dtype=np.float64) + 0.5
+        return t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
+
+    def rowcol(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel (row, col) containing map coordinates (floor)."""
+        inv = ~self.transform
+        xs = np.asarray(xs, dtype=np.float64)
+        ys = np.asarray(ys, dtype=np.float64)
+        cols = inv.a * xs + inv.b * ys + inv.c
+        rows = inv.d * xs + inv.e * ys + inv.f
+        return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+
+
+def iter_windows(width: int, height: int, size: int) -> Iterator[Window]:
+    """Row-major square windows of at most ``size`` pixels covering the raster."""
+    for r in range(0, height, size):
+        for c in range(0, width, size):
+            yield Window(c, r, min(size, width - c), min(size, height - r))
+
+
+class RasterStack:
+    """One multi-band file, or several single-band files stacked in order, as one image.
+
+    Use as a context manager::
+
+        with RasterStack.open(["b1.tif", "b2.tif"]) as stack:
+            block = stack.read(Window(0, 0, 256, 256), halo=4)   # (2, 264, 264) float32, NaN = no data
+
+    Parameters
+    ----------
+    paths : one multi-band file or several single-band files (same grid and CRS).
+    band_names : optional names, one per selected band.
+    bands : optional selection, 1-based indices or band names, applied after stacking.
+    nodata : optional override of every band's nodata value.
+    """
+
+    def __init__(self, datasets: list, band_index: list[tuple[int, int]], band_names: list[str],
+                 nodata: list[float | None], grid: Grid, paths: list[Path], stack: ExitStack):
+        self._datasets = datasets
+        self._band_index = band_index  # (dataset idx, 1-based band) per output band
+        self.band_names = band_names
+        self.nodata = nodata
+        self.grid = grid
+        self.paths = paths
+        self._stack = stack
+        self.dtypes = [datasets[d].dtypes[b - 1] for d, b in band_index]
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, paths: list[str | Path] | str | Path, band_names: list[str] | None = None,
+             bands: list[int | str] | None = None, nodata: float | None = None) -> "RasterStack":
+        paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        stack = ExitStack()
+        try:
+            datasets = []
+            for p in paths:
+                if not p.exists():
+                    raise InputError(f"{p}: raster file not found")
+                try:
+                    datasets.append(stack.enter_context(rasterio.open(p)))
+                except RasterioIOError as e:
+                    raise InputError(f"{p}: not a readable raster ({str(e).splitlines()[0]})") from None
+            first = datasets[0]
+            for p, ds in zip(paths, datasets):
+                if ds.crs is None:
+                    raise InputError(f"{p}: raster has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
+                if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
+                    raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
+            if len(datasets) > 1:
+                for p, ds in zip(paths[1:], datasets[1:]):
+                    if ds.count != 1:
+                        raise InputError(f"{p}: has {ds.count} bands; a list of rasters must be single-band files")
+                    if ds.crs != first.crs:
+                        raise InputError(f"{p}: CRS {ds.crs.to_string()} differs from {paths[0]} ({first.crs.to_string()})")
+                    if (ds.width, ds.height) != (first.width, first.height) or not ds.transform.almost_equals(first.transform):
+                        raise InputError(f"{p}: grid (size or transform) differs from {paths[0]}; resample the bands onto one grid")
+                if first.count != 1:
+                    raise InputError(f"{paths[0]}: has {first.count} bands; a list of rasters must be single-band files")
+            index = [(d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count + 1)]
+            names = cls._default_names(paths, datasets)
+            if band_names is not None:
+                if len(band_names) != len(index):
+                    raise InputError(
+                        f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {', '.join(map(str, paths))}")
+                names = list(band_names)
+            nod = [nodata if nodata is not None else datasets[d].nodatavals[b - 1] for d, b in index]
+            if bands is not None:
+                sel = []
+                for b in bands:
+                    if isinstance(b, int):
+                        if not 1 <= b <= len(index):
+                            raise InputError(f"rasters.bands: band {b} out of range 1..{len(index)}")
+                        sel.append(b - 1)
+                    else:
+                        if b not in names:
+                            raise InputError(f"rasters.bands: no band named {b!r} (bands: {', '.join(names)})")
+                        sel.append(names.index(b))
+                index = [index[i] for i in sel]
+                names = [names[i] for i in sel]
+                nod = [nod[i] for i in sel]
+            if len(set(names)) != len(names):
+                raise InputError(f"rasters.band_names: band names must be unique, got {names}")
+            grid = Grid(first.crs, first.transform, first.width, first.height)
+            return cls(datasets, index, names, nod, grid, paths, stack)
+        except BaseException:
+            stack.close()
+            raise
+
+    @staticmethod
+    def _default_names(paths: list[Path], datasets: list) -> list[str]:
+        if len(datasets) > 1:
+            return [p.stem for p in paths]
+        ds = datasets[0]
+        desc = list(ds.descriptions)
+        if all(desc) and len(set(desc)) == len(desc):
+            return [str(d) for d in desc]
+        return [f"band_{i}" for i in range(1, ds.count + 1)]
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "RasterStack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return len(self._band_index)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.count, self.grid.height, self.grid.width
+
+    def read(self, window: Window, halo: int = 0) -> np.ndarray:
+        """Read ``window`` grown by ``halo`` pixels on each side.
+
+        Returns float32 ``(bands, h + 2*halo, w + 2*halo)`` with NaN where the pixel is
+        nodata, not finite, or outside the raster.
+        """
+        col_off, row_off = int(window.col_off) - halo, int(window.row_off) - halo
+        h, w = int(window.height) + 2 * halo, int(window.width) + 2 * halo
+        out = np.full((self.count, h, w), np.nan, dtype=np.float32)
+        # Intersect with the raster so that GDAL never invents values outside it.
+        r0, c0 = max(row_off, 0), max(col_off, 0)
+        r1, c1 = min(row_off + h, self.grid.height), min(col_off + w, self.grid.width)
+        if r1 <= r0 or c1 <= c0:
+            return out
+        inner = Window(c0, r0, c1 - c0, r1 - r0)
+        dst = (slice(None), slice(r0 - row_off, r1 - row_off), slice(c0 - col_off, c1 - col_off))
+        for i, (d, b) in enumerate(self._band_index):
+            raw = self._datasets[d].read(b, window=inner)
+            vals = raw.astype(np.float32, copy=False)
+            bad = ~np.isfinite(vals)
+            nd = self.nodata[i]
+            if nd is not None and not np.isnan(nd):
+                bad |= raw == np.asarray(nd).astype(raw.dtype)
+            vals = np.where(bad, np.float32(np.nan), vals)
+            out[i][dst[1:]] = vals
+        return out
+
+    def valid_mask(self, window: Window) -> np.ndarray:
+        """(h, w) bool: True where every band has data."""
+        return np.all(np.isfinite(self.read(window)), axis=0)
+
+    def windows(self, size: int) -> Iterator[Window]:
+        return iter_windows(self.grid.width, self.grid.height, size)
+
+
+def open_stack(cfg_rasters, base_dir: Path | None = None) -> RasterStack:
+    """Open the rasters named by a :class:`~pipeline.config.RasterConfig`."""
+    from pipeline.sample_data import resolve
+
+    paths = [resolve(p, base_dir) for p in cfg_rasters.paths]
+    return RasterStack.open(paths, cfg_rasters.band_names, cfg_rasters.bands, cfg_rasters.nodata)
