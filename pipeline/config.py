@@ -48,6 +48,7 @@ class LabelConfig(_Strict):
     field: str | None = None  # class name (or id) column of a vector file
     id_field: str | None = None  # optional column of class ids cross-checked against `field`
     layer: str | None = None  # layer of a multi-layer vector file
+    on_unknown: Literal["error", "drop"] = "error"  # labels not in the class table: stop, or drop and report
 
     @property
     def is_raster(self) -> bool:

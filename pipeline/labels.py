@@ -1,0 +1,267 @@
+"""Label ingestion: polygons, points or a label raster -> labelled pixels on the image grid.
+
+Vector labels are reprojected to the raster's CRS and rasterised window by
+window (pixel centres inside polygons; the pixel containing each point), so
+memory follows the window size, not the scene. A label raster on any grid or
+CRS is warped onto the image grid with nearest neighbour, also by window.
+
+Every labelled pixel keeps the id of the polygon or point it came from
+(``group``), which the spatial split needs. For a label raster the groups are
+connected regions of one class within a window.
+
+Nothing is silently used: rows whose class is unknown, or whose id and name
+disagree, pixels claimed by more than one geometry, and pixels under nodata
+are counted in the :class:`LabelReport` with examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio import features
+from rasterio.enums import MergeAlg, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from scipy import ndimage
+from shapely.geometry import box
+from tqdm import tqdm
+
+from pipeline.config import ClassSpec, LabelConfig
+from pipeline.errors import InputError
+from pipeline.raster import RasterStack
+
+SAMPLE_COLUMNS = ["x", "y", "row", "col", "class_id", "class_name", "group"]
+
+
+@dataclass
+class LabelReport:
+    source: str
+    kind: str  # "vector" or "raster"
+    features_read: int = 0
+    features_used: int = 0
+    unknown_labels: dict[str, int] = field(default_factory=dict)  # label value -> rows / pixels
+    id_name_mismatches: int = 0
+    mismatch_examples: list[dict] = field(default_factory=list)
+    pixels_overlapping_geometries: int = 0
+    pixels_under_nodata: int = 0
+    pixels_per_class: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.unknown_labels:
+            ex = ", ".join(f"{k!r} ({v})" for k, v in list(self.unknown_labels.items())[:5])
+            out.append(f"{self.source}: dropped {sum(self.unknown_labels.values())} rows with labels not in the class table: {ex}")
+        if self.id_name_mismatches:
+            ex = "; ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in self.mismatch_examples[:3])
+            out.append(f"{self.source}: dropped {self.id_name_mismatches} rows whose class id and name disagree (e.g. {ex})")
+        if self.pixels_overlapping_geometries:
+            out.append(f"{self.source}: dropped {self.pixels_overlapping_geometries} pixels claimed by more than one geometry")
+        if self.pixels_under_nodata:
+            out.append(f"{self.source}: dropped {self.pixels_under_nodata} labelled pixels where the image has no data")
+        return out
+
+
+def _class_lookup(classes: list[ClassSpec]) -> tuple[dict[str, int], dict[int, str]]:
+    by_name = {c.name.lower(): c.id for c in classes}
+    by_id = {c.id: c.name for c in classes}
+    return by_name, by_id
+
+
+def _to_class_id(value: object, by_name: dict[str, int], by_id: dict[int, str]) -> int | None:
+    """Map a label cell (a class name, or a class id) to a class id, or None if unknown."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and float(value).is_integer()):
+        return int(value) if int(value) in by_id else None
+    s = str(value).strip()
+    if s.lower() in by_name:
+        return by_name[s.lower()]
+    if s.lstrip("-").isdigit() and int(s) in by_id:
+        return int(s)
+    return None
+
+
+def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], crs,
+                       on_unknown: str = "error") -> tuple[gpd.GeoDataFrame, LabelReport]:
+    """Read a vector label file into a GeoDataFrame in ``crs`` with columns ``class_id``, ``group``.
+
+    ``group`` is the 0-based row number of the feature in the file, stable across runs.
+    """
+    report = LabelReport(source=str(path), kind="vector")
+    if not path.exists():
+        raise InputError(f"{path}: label file not found")
+    try:
+        gdf = gpd.read_file(path, layer=cfg.layer) if cfg.layer else gpd.read_file(path)
+    except Exception as e:  # pyogrio raises several types; all mean "cannot read this file"
+        raise InputError(f"{path}: cannot read labels ({str(e).splitlines()[0]})") from None
+    report.features_read = len(gdf)
+    if gdf.empty:
+        raise InputError(f"{path}: label file has no features")
+    if gdf.crs is None:
+        raise InputError(f"{path}: label file has no CRS; define one (e.g. a .prj file)")
+    if cfg.field is None:
+        raise InputError(f"labels.field: name the class field of {path} (fields: {', '.join(c for c in gdf.columns if c != 'geometry')})")
+    for fname in filter(None, (cfg.field, cfg.id_field)):
+        if fname not in gdf.columns:
+            raise InputError(f"{path}: no field {fname!r} (fields: {', '.join(c for c in gdf.columns if c != 'geometry')})")
+    by_name, by_id = _class_lookup(classes)
+    gdf = gdf.reset_index(drop=True)
+    gdf["group"] = np.arange(len(gdf), dtype=np.int64)
+    ids = [_to_class_id(v, by_name, by_id) for v in gdf[cfg.field]]
+    unknown_mask = np.array([i is None for i in ids])
+    if unknown_mask.any():
+        counts = gdf.loc[unknown_mask, cfg.field].astype(str).value_counts()
+        report.unknown_labels = {str(k): int(v) for k, v in counts.items()}
+        if on_unknown == "error":
+            ex = ", ".join(f"{k!r}" for k in list(report.unknown_labels)[:5])
+            raise InputError(f"{path}: field {cfg.field!r} has labels not in the class table: {ex} "
+                             f"({int(unknown_mask.sum())} rows); add them to 'classes' or fix the file")
+    gdf["class_id"] = [(-1 if i is None else i) for i in ids]
+    keep = ~unknown_mask
+    if cfg.id_field:
+        other = np.array([_to_class_id(v, by_name, by_id) for v in gdf[cfg.id_field]], dtype=object)
+        mismatch = keep & np.array([o != i for o, i in zip(other, gdf["class_id"])])
+        report.id_name_mismatches = int(mismatch.sum())
+        report.mismatch_examples = [
+            {"row": int(r), cfg.field: str(gdf.at[r, cfg.field]), cfg.id_field: str(gdf.at[r, cfg.id_field])}
+            for r in np.flatnonzero(mismatch)[:5]
+        ]
+        keep &= ~mismatch
+    gdf = gdf.loc[keep & gdf.geometry.notna().to_numpy() & ~gdf.geometry.is_empty.to_numpy()]
+    report.features_used = len(gdf)
+    if gdf.empty:
+        raise InputError(f"{path}: no usable label features after matching field {cfg.field!r} to the class table")
+    gdf = gdf.to_crs(crs)[["class_id", "group", "geometry"]]
+    return gdf, report
+
+
+def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise geometries intersecting ``win``: (group id or -1, cover count)."""
+    h, w = int(win.height), int(win.width)
+    wt = window_transform(win, transform)
+    bounds = rasterio.windows.bounds(win, transform)
+    idx = gdf.sindex.query(box(*bounds), predicate="intersects")
+    groups = np.full((h, w), -1, dtype=np.int64)
+    count = np.zeros((h, w), dtype=np.int32)
+    if len(idx) == 0:
+        return groups, count
+    sub = gdf.iloc[np.sort(idx)]
+    shapes = list(zip(sub.geometry.values, sub["group"].to_numpy()))
+    # int32 is GDAL's widest signed integer burn type; groups are row numbers, far below 2^31.
+    groups = features.rasterize(shapes, out_shape=(h, w), transform=wt, fill=-1, dtype="int32").astype(np.int64)
+    count = features.rasterize(((g, 1) for g in sub.geometry.values), out_shape=(h, w), transform=wt,
+                               fill=0, dtype="int32", merge_alg=MergeAlg.add)
+    return groups, count
+
+
+def _label_raster_windows(path: Path, stack: RasterStack, window_size: int):
+    """Yield (window, label values float64 with NaN = no label) of a label raster warped onto the grid."""
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError as e:
+        raise InputError(f"{path}: not a readable raster ({str(e).splitlines()[0]})") from None
+    with src:
+        if src.crs is None:
+            raise InputError(f"{path}: label raster has no CRS")
+        g = stack.grid
+        nd = src.nodata
+        with WarpedVRT(src, crs=g.crs, transform=g.transform, width=g.width, height=g.height,
+                       resampling=Resampling.nearest, nodata=nd if nd is not None else None) as vrt:
+            for win in stack.windows(window_size):
+                a = vrt.read(1, window=win, masked=True)
+                vals = np.where(np.ma.getmaskarray(a), np.nan, np.ma.getdata(a).astype(np.float64))
+                yield win, vals
+
+
+def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], stack: RasterStack,
+                  window_size: int = 1024, on_unknown: str = "error", progress: bool = True
+                  ) -> tuple[pd.DataFrame, LabelReport]:
+    """Labelled pixels on the image grid.
+
+    Returns a DataFrame with columns ``x, y, row, col, class_id, class_name, group`` (one row
+    per labelled pixel with valid image data, in row-major order) and a :class:`LabelReport`.
+    """
+    by_name, by_id = _class_lookup(classes)
+    g = stack.grid
+    parts: list[pd.DataFrame] = []
+    is_raster = cfg.is_raster
+    if is_raster:
+        report = LabelReport(source=str(label_path), kind="raster")
+        if not label_path.exists():
+            raise InputError(f"{label_path}: label raster not found")
+        windows = _label_raster_windows(label_path, stack, window_size)
+        unknown: dict[str, int] = {}
+        next_group = 0
+    else:
+        gdf, report = read_vector_labels(cfg, label_path, classes, g.crs, on_unknown)
+        lb = gdf.total_bounds
+        gb = g.bounds
+        if lb[0] >= gb[2] or lb[2] <= gb[0] or lb[1] >= gb[3] or lb[3] <= gb[1]:
+            raise InputError(f"{label_path}: labels do not overlap the raster {stack.paths[0]} "
+                             f"(after reprojection to {g.crs.to_string()})")
+        group_class = dict(zip(gdf["group"].to_numpy(), gdf["class_id"].to_numpy()))
+        windows = ((w, None) for w in stack.windows(window_size))
+    n_win = -(-g.width // window_size) * -(-g.height // window_size)
+    for win, lab in tqdm(windows, total=n_win, desc="labels", unit="win", disable=not progress, leave=False):
+        valid = np.all(np.isfinite(stack.read(win)), axis=0)
+        if is_raster:
+            has = np.isfinite(lab)
+            vals = np.where(has, lab, -1).astype(np.int64)
+            known = np.isin(vals, list(by_id))
+            for v, n in zip(*np.unique(vals[has & ~known], return_counts=True)):
+                unknown[str(int(v))] = unknown.get(str(int(v)), 0) + int(n)
+            lab_mask = has & known
+            cls = vals
+            # Groups: connected regions of one class (8-connectivity) within the window.
+            grp = np.full(vals.shape, -1, dtype=np.int64)
+            for cid in np.unique(vals[lab_mask]):
+                comp, n = ndimage.label(lab_mask & (vals == cid), structure=np.ones((3, 3)))
+                grp[comp > 0] = comp[comp > 0] - 1 + next_group
+                next_group += n
+        else:
+            grp, count = _rasterize_window(gdf, win, g.transform)
+            report.pixels_overlapping_geometries += int((count > 1).sum())
+            lab_mask = (grp >= 0) & (count == 1)
+            cls = np.full(grp.shape, -1, dtype=np.int64)
+            if lab_mask.any():
+                cls[lab_mask] = np.vectorize(group_class.__getitem__, otypes=[np.int64])(grp[lab_mask])
+        report.pixels_under_nodata += int((lab_mask & ~valid).sum())
+        keep = lab_mask & valid
+        if not keep.any():
+            continue
+        rr, cc = np.nonzero(keep)
+        rows = rr + int(win.row_off)
+        cols = cc + int(win.col_off)
+        xs, ys = g.xy(rows, cols)
+        parts.append(pd.DataFrame({"x": xs, "y": ys, "row": rows.astype(np.int64), "col": cols.astype(np.int64),
+                                   "class_id": cls[keep].astype(np.int64), "group": grp[keep].astype(np.int64)}))
+    if is_raster:
+        report.unknown_labels = unknown
+        if unknown and on_unknown == "error":
+            ex = ", ".join(list(unknown)[:5])
+            raise InputError(f"{label_path}: label raster has values not in the class table: {ex}; "
+                             "add them to 'classes', or set the raster's nodata value for unlabelled pixels")
+    if not parts:
+        raise InputError(f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}")
+    samples = pd.concat(parts, ignore_index=True)
+    samples["class_name"] = samples["class_id"].map(by_id)
+    samples = samples[SAMPLE_COLUMNS].sort_values(["row", "col"], kind="stable").reset_index(drop=True)
+    counts = samples["class_name"].value_counts()
+    report.pixels_per_class = {c.name: int(counts.get(c.name, 0)) for c in classes}
+    if is_raster:
+        report.features_used = report.features_read = int(samples["group"].nunique())
+    empty = [n for n, v in report.pixels_per_class.items() if v == 0]
+    if empty:
+        raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path}; "
+                         "add labels for it or remove it from 'classes'")
+    return samples, report

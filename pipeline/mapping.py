@@ -1,0 +1,122 @@
+"""Full-scene mapping: classify a raster window by window into a Cloud-Optimized GeoTIFF.
+
+Windows are read in the calling thread (GDAL handles are not thread-safe),
+classified in a bounded thread pool (numpy, scikit-learn and torch release
+the GIL) and written as they finish, so memory is bounded by
+``workers * 2`` windows whatever the scene size. The class map is uint8 with
+:data:`~pipeline.config.NODATA_CLASS` where the input has no valid data and
+the class colours as a colormap; a confidence raster (float32, NaN nodata)
+can be written beside it. Both are built under temporary names, converted to
+COG (tiled, DEFLATE, nearest-neighbour overviews) and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from pipeline.config import NODATA_CLASS
+from pipeline.models.base import Classifier
+from pipeline.raster import RasterStack
+
+
+def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, int, int, int]]:
+    """GDAL colormap for class ids; nodata is transparent black."""
+    cmap = {i: (0, 0, 0, 0) for i in range(256)}
+    for cid, col in zip(class_ids, colors):
+        cmap[int(cid)] = (int(col[1:3], 16), int(col[3:5], 16), int(col[5:7], 16), 255)
+    return cmap
+
+
+def _tmp(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.stem}.{tag}{path.suffix}")
+
+
+def _to_cog(src: Path, dst: Path, resampling: str) -> None:
+    tmp = _tmp(dst, "cog")
+    rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
+                         BLOCKSIZE=512, NUM_THREADS="ALL_CPUS")
+    os.replace(tmp, dst)
+    src.unlink(missing_ok=True)
+
+
+def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarray, np.ndarray]:
+    core = block[:, halo:block.shape[1] - halo, halo:block.shape[2] - halo] if halo else block
+    valid = np.all(np.isfinite(core), axis=0)
+    out = np.full(valid.shape, NODATA_CLASS, dtype=np.uint8)
+    conf = np.full(valid.shape, np.nan, dtype=np.float32)
+    if valid.any():
+        labels, c = model.predict_block(block)
+        out[valid] = labels[valid].astype(np.uint8)
+        conf[valid] = c[valid]
+    return out, conf
+
+
+def classify_raster(model: Classifier, stack: RasterStack, out_path: Path, confidence_path: Path | None = None,
+                    window_size: int = 512, workers: int = 2, progress: bool = True) -> dict:
+    """Classify every pixel of ``stack`` with ``model`` and write a COG class map.
+
+    Returns ``{"path", "confidence_path", "seconds", "mpx_per_s", "pixels"}``.
+    """
+    if stack.band_names != model.meta.band_names:
+        from pipeline.errors import InputError
+
+        raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    g = stack.grid
+    halo = int(model.halo)
+    profile = dict(driver="GTiff", width=g.width, height=g.height, crs=g.crs, transform=g.transform,
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    raw_map = _tmp(out_path, "raw")
+    raw_conf = _tmp(confidence_path, "raw") if confidence_path else None
+    workers = max(1, int(getattr(model, "map_workers", workers)))
+    t0 = time.perf_counter()
+    windows = list(stack.windows(window_size))
+    with rasterio.open(raw_map, "w", count=1, dtype="uint8", nodata=NODATA_CLASS, **profile) as dst, \
+            (rasterio.open(raw_conf, "w", count=1, dtype="float32", nodata=float("nan"), predictor=3, **profile)
+             if raw_conf else _Null()) as cdst, \
+            ThreadPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=g.width * g.height / 1e6, desc=f"map {model.meta.model}", unit="Mpx",
+                 disable=not progress, leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} Mpx [{elapsed}<{remaining}]") as bar:
+        dst.write_colormap(1, colormap(model.meta.class_ids, model.meta.class_colors))
+        pending: deque[tuple[Window, Future]] = deque()
+
+        def drain(limit: int) -> None:
+            while len(pending) > limit:
+                win, fut = pending.popleft()
+                labels, conf = fut.result()
+                dst.write(labels, 1, window=win)
+                if raw_conf:
+                    cdst.write(conf, 1, window=win)
+                bar.update(int(win.width) * int(win.height) / 1e6)
+
+        for win in windows:
+            block = stack.read(win, halo=halo)
+            pending.append((win, pool.submit(_classify, model, block, halo)))
+            drain(2 * workers)
+        drain(0)
+    seconds = time.perf_counter() - t0
+    _to_cog(raw_map, out_path, "NEAREST")
+    if raw_conf and confidence_path:
+        _to_cog(raw_conf, Path(confidence_path), "AVERAGE")
+    return {"path": str(out_path), "confidence_path": str(confidence_path) if confidence_path else None,
+            "seconds": seconds, "pixels": g.width * g.height,
+            "mpx_per_s": g.width * g.height / 1e6 / max(seconds, 1e-9)}
+
+
+class _Null:
+    def __enter__(self) -> "_Null":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
