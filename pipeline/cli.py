@@ -1,0 +1,188 @@
+"""The ``landcover`` command line.
+
+Bad input (:class:`~pipeline.errors.InputError`) prints one line and exits with
+code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import InputError
+
+log = logging.getLogger("landcover")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_config_path() -> Path:
+    p = REPO_ROOT / "configs" / "demo.yaml"
+    if not p.exists():
+        raise InputError(f"{p}: demo config not found (install the project from its repository with `make demo`)")
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="output directory (default: the config's output_dir)")
+    p.add_argument("--models", help="comma-separated models to run, e.g. decision_tree,cnn")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value (YAML syntax), repeatable")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="device for deep models")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
+    p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "PIL", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
+    """Validate the config, prepare the run directory and run the pipeline. Returns the run directory."""
+    from pipeline.config import load_config
+    from pipeline.run import init_run_dir, run_pipeline
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    cfg, base_dir = load_config(config_path, args.overrides, models)
+    ctx = init_run_dir(cfg, base_dir, out=args.out, run_id=args.resume or args.run_id, resume=bool(args.resume),
+                       device=args.device, progress=not args.no_progress)
+    handler = logging.FileHandler(ctx.run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        log.info("run directory: %s", ctx.run_dir)
+        run_dir = run_pipeline(ctx)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    _print_summary(run_dir)
+    return run_dir
+
+
+def _print_summary(run_dir: Path) -> None:
+    import json
+
+    m = json.loads((run_dir / "metrics.json").read_text())
+    print(f"\nRun directory: {run_dir}")
+    print(f"{'model':<16}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
+    for name, r in m["models"].items():
+        rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
+        rnd_s = f"{rnd:>11.3f}" if rnd is not None else f"{'-':>11}"
+        print(f"{name:<16}{r['overall_accuracy']:>7.3f}{r['kappa']:>8.3f}{r['macro_f1']:>9.3f}{rnd_s}")
+    print(f"Report: {run_dir / 'report.html'}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    execute_run(args.config, args)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    execute_run(demo_config_path(), args)
+    return 0
+
+
+def _generic_names(names: list[str], paths: list[Path]) -> bool:
+    """True when band names only come from defaults (band_N or file stems), not from the data."""
+    stems = {p.stem for p in paths}
+    return all(n.startswith("band_") or n in stems for n in names)
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from pipeline.mapping import classify_raster
+    from pipeline.models import load_model
+    from pipeline.raster import RasterStack
+
+    model = load_model(args.model, device=args.device or "auto")
+    names = args.band_names.split(",") if args.band_names else None
+    with RasterStack.open(args.raster, band_names=names) as stack:
+        want = model.meta.band_names
+        if stack.count != len(want):
+            raise InputError(f"{args.raster[0]}: has {stack.count} bands, the model {args.model} needs {len(want)} ({', '.join(want)})")
+        if stack.band_names != want:
+            if names is None and _generic_names(stack.band_names, stack.paths):
+                log.warning("%s: bands carry no names; assuming they are %s in this order", args.raster[0], ", ".join(want))
+                stack.band_names = list(want)
+            else:
+                raise InputError(f"{args.raster[0]}: band names {stack.band_names} do not match the model's {want}; "
+                                 "pass --band-names if they are the same bands")
+        res = classify_raster(model, stack, args.out, confidence_path=args.confidence,
+                              window_size=args.window_size, workers=args.workers, progress=not args.no_progress)
+    print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    mod = importlib.import_module(f"bench.{args.which}")
+    return int(mod.main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="landcover", description="Land-cover maps with spatially honest accuracy.")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the pipeline on a config")
+    p.add_argument("config", type=Path)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the pipeline on the embedded North Carolina Landsat 7 scene")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("map", help="classify a raster with a saved model")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--raster", required=True, type=Path, nargs="+", help="one multi-band file or single-band files")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--confidence", type=Path, help="also write the confidence raster here")
+    p.add_argument("--band-names", help="comma-separated band names of the raster")
+    p.add_argument("--window-size", type=int, default=512)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("bench", help="run a benchmark (writes reports/bench/*.json)")
+    p.add_argument("which", choices=["baselines", "deep"])
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
+
+    for extra in ("pipeline.assess", "flows.serve"):
+        try:
+            mod = __import__(extra, fromlist=["register"])
+        except ImportError:
+            continue
+        register: Callable | None = getattr(mod, "register", None)
+        if register is not None:
+            register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    _setup_logging(debug)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except InputError as e:
+        if debug:
+            raise
+        print(f"landcover: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landcover: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,482 @@
+"""The pipeline as plain stage functions over a run directory.
+
+Each stage reads files of the run directory, writes its outputs atomically and
+returns a small JSON-able record. A stage also writes ``stages/<stage>.json``
+holding the fingerprint of its inputs (config hash, input-file hashes, the
+fingerprints of the stages it depends on); a rerun or ``--resume`` skips a stage
+whose fingerprint and outputs are unchanged. Prefect flows (``flows/``) wrap
+exactly these functions; :func:`run_pipeline` runs them in order without Prefect.
+
+Run directory layout: see README "Run directory".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import DEEP_MODELS, RunConfig, dump_config
+from pipeline.errors import InputError
+from pipeline.sample_data import resolve
+
+log = logging.getLogger("landcover")
+
+
+# ----------------------------------------------------------------------------- helpers
+def write_json(path: Path, obj: Any) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default, allow_nan=False))
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _clean_nan(obj: Any) -> Any:
+    """Replace non-finite floats by None so that the JSON is strict."""
+    if isinstance(obj, dict):
+        return {k: _clean_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_nan(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# ----------------------------------------------------------------------------- context
+@dataclass
+class RunContext:
+    """Everything a stage needs: the validated config and where things are."""
+
+    cfg: RunConfig
+    run_dir: Path
+    base_dir: Path  # relative paths in the config resolve against this
+    device: str = "auto"
+    progress: bool = True
+    inputs: dict[str, dict] = field(default_factory=dict)  # path -> {"bytes", "sha256"}
+
+    @property
+    def class_ids(self) -> list[int]:
+        return [c.id for c in self.cfg.classes]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.cfg.classes]
+
+    def raster_paths(self) -> list[Path]:
+        return [resolve(p, self.base_dir) for p in self.cfg.rasters.paths]
+
+    def label_path(self) -> Path:
+        return resolve(self.cfg.labels.path, self.base_dir)
+
+    def path(self, *parts: str) -> Path:
+        p = self.run_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def open_stack(self):
+        from pipeline.raster import RasterStack
+
+        r = self.cfg.rasters
+        return RasterStack.open(self.raster_paths(), r.band_names, r.bands, r.nodata)
+
+    def hash_inputs(self) -> dict[str, dict]:
+        """Sizes and SHA-256 of every input file (the label file's sidecars included)."""
+        if self.inputs:
+            return self.inputs
+        paths = list(self.raster_paths())
+        lp = self.label_path()
+        if not lp.exists():
+            raise InputError(f"{lp}: label file not found")
+        paths.append(lp)
+        if lp.suffix.lower() == ".shp":
+            paths += sorted(p for p in lp.parent.glob(lp.stem + ".*") if p != lp and p.suffix.lower() in
+                            {".dbf", ".shx", ".prj", ".cpg"})
+        for p in paths:
+            if not p.exists():
+                raise InputError(f"{p}: file not found")
+            self.inputs[str(p)] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        return self.inputs
+
+
+STAGE_DEPENDS: dict[str, list[str]] = {"prepare": []}
+
+
+def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
+    """Fingerprint of a stage's inputs: config, input files, upstream stage keys."""
+    cfg = ctx.cfg.model_dump(mode="json")
+    # Only the parts of the config a stage reads go into its key, so that e.g. adding a
+    # model does not invalidate the data preparation.
+    shared = {k: cfg[k] for k in ("seed", "rasters", "labels", "classes", "patch", "split")}
+    if stage == "prepare":
+        return _fingerprint("prepare", shared, ctx.hash_inputs())
+    prep = stage_key(ctx, "prepare")
+    if stage == "train":
+        return _fingerprint("train", model, prep, cfg["models"][model], ctx.device if model in DEEP_MODELS else "")
+    if stage == "map":
+        return _fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"])
+    if stage in ("assess", "report"):
+        ups = [stage_key(ctx, "map", m) for m in ctx.cfg.models.enabled()]
+        return _fingerprint(stage, ups)
+    raise ValueError(stage)
+
+
+def _stage_file(ctx: RunContext, stage: str, model: str | None) -> Path:
+    return ctx.path("stages", f"{stage}{'-' + model if model else ''}.json")
+
+
+def cached_stage(ctx: RunContext, stage: str, model: str | None = None) -> dict | None:
+    """The record of a finished stage whose inputs are unchanged and outputs still exist, else None."""
+    f = _stage_file(ctx, stage, model)
+    if not f.exists():
+        return None
+    rec = read_json(f)
+    if rec.get("key") != stage_key(ctx, stage, model):
+        return None
+    if not all((ctx.run_dir / p).exists() for p in rec.get("outputs", [])):
+        return None
+    return rec
+
+
+def run_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], model: str | None = None,
+              use_cache: bool = True) -> dict:
+    """Run ``fn`` unless a valid cached record exists; returns the record with ``seconds`` and ``cached``."""
+    if use_cache:
+        rec = cached_stage(ctx, stage, model)
+        if rec is not None:
+            log.info("stage %s%s: unchanged, skipped", stage, f" [{model}]" if model else "")
+            return {**rec, "cached": True, "seconds": 0.0}
+    t0 = time.perf_counter()
+    out = fn(ctx)
+    rec = {"stage": stage, "model": model, "key": stage_key(ctx, stage, model), **out,
+           "seconds": time.perf_counter() - t0, "cached": False}
+    write_json(_stage_file(ctx, stage, model), rec)
+    return rec
+
+
+# ----------------------------------------------------------------------------- stages
+def stage_prepare(ctx: RunContext) -> dict:
+    """Ingest labels, tile patches, build the spatial split. Writes samples.parquet, patches.npy,
+    labels.json, split.json, splits.gpkg and split_map.png."""
+    from pipeline.labels import ingest_labels
+    from pipeline.patches import extract_patches
+    from pipeline.split import make_splits, plot_split_map, write_splits_gpkg
+
+    cfg = ctx.cfg
+    with ctx.open_stack() as stack:
+        samples, report = ingest_labels(cfg.labels, ctx.label_path(), cfg.classes, stack,
+                                        window_size=max(cfg.mapping.window_size, 1024),
+                                        on_unknown=cfg.labels.on_unknown, progress=ctx.progress)
+        for w in report.warnings():
+            log.warning(w)
+        result = make_splits(samples, cfg.split, cfg.patch.size, stack.grid.res, cfg.seed, crs=stack.grid.crs)
+        samples = samples.assign(split=result.split, block=result.block.astype(np.int64),
+                                 fold=result.fold.astype(np.int64))
+        extract_patches(stack, samples, cfg.patch.size, ctx.path("patches.npy"),
+                        window_size=cfg.mapping.window_size, progress=ctx.progress)
+        crs = stack.grid.crs
+        band_names = stack.band_names
+    write_parquet(samples, ctx.path("samples.parquet"))
+    folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
+    write_json(ctx.path("folds.json"), folds)
+    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names})
+    write_json(ctx.path("split.json"), _clean_nan(result.report))
+    write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
+    plot_split_map(samples, result, ctx.path("split_map.png"))
+    return {"outputs": ["samples.parquet", "patches.npy", "labels.json", "split.json", "folds.json",
+                        "splits.gpkg", "split_map.png"],
+            "n_samples": len(samples), "band_names": band_names}
+
+
+def _training_data(ctx: RunContext):
+    from pipeline.models.base import TrainingData
+    from pipeline.patches import open_patches
+
+    samples = pd.read_parquet(ctx.run_dir / "samples.parquet")
+    labels = read_json(ctx.run_dir / "labels.json")
+    data = TrainingData(open_patches(ctx.run_dir / "patches.npy"), samples["class_id"].to_numpy(np.int64),
+                        samples["group"].to_numpy(np.int64), samples[["x", "y"]].to_numpy(np.float64),
+                        labels["band_names"])
+    return samples, data
+
+
+def _meta(ctx: RunContext, model: str, band_names: list[str]):
+    from pipeline.models.base import ModelMeta
+
+    c = ctx.cfg.classes
+    return ModelMeta(model=model, band_names=list(band_names), class_ids=[x.id for x in c],
+                     class_names=[x.name for x in c], class_colors=[x.color for x in c],
+                     patch_size=ctx.cfg.patch.size)
+
+
+def _fit(ctx: RunContext, model: str, data, fold, meta):
+    from pipeline.models import build_model
+
+    settings = getattr(ctx.cfg.models, model)
+    m = build_model(model, settings, meta, seed=ctx.cfg.seed, device=ctx.device)
+    val = data.subset(fold.validation) if len(fold.validation) else None
+    t0 = time.perf_counter()
+    m.fit(data.subset(fold.train), val)
+    return m, time.perf_counter() - t0
+
+
+def stage_train(ctx: RunContext, model: str) -> dict:
+    """Fit ``model`` on every fold of the spatial split, predict each fold's test samples, and
+    (unless disabled) refit on a random pixel split for the inflation contrast.
+
+    Writes models/<model>.<pt|pkl>, models/<model>.json, eval/<model>.parquet and, for deep
+    models, curves/<model>.json and .png.
+    """
+    from pipeline.models import MODEL_SUFFIX
+    from pipeline.split import Fold, random_split
+
+    samples, data = _training_data(ctx)
+    meta = _meta(ctx, model, data.band_names)
+    folds = [Fold(*(np.asarray(f[k], dtype=np.int64) for k in ("train", "validation", "test")))
+             for f in read_json(ctx.run_dir / "folds.json")]
+    rows = []
+    fit_seconds = 0.0
+    final = None
+    for i, fold in enumerate(folds):
+        m, secs = _fit(ctx, model, data, fold, meta)
+        fit_seconds += secs
+        pred, conf = m.predict_patches(np.asarray(data.patches[fold.test]))
+        rows.append(pd.DataFrame({"sample": fold.test, "fold": i, "block": samples["block"].to_numpy()[fold.test],
+                                  "y_true": data.y[fold.test], "y_pred": pred, "confidence": conf}))
+        if i == 0:
+            final = m  # the model that maps the scene: fit on fold 0's training blocks
+    evald = pd.concat(rows, ignore_index=True)
+    record: dict[str, Any] = {"fit_seconds": fit_seconds / len(folds), "folds": len(folds),
+                              "fit_info": getattr(final, "fit_info", {})}
+    if model in DEEP_MODELS:
+        record["epochs_run"] = final.fit_info.get("epochs_run")
+        record["best_epoch"] = final.fit_info.get("best_epoch")
+        from pipeline.models.deep import save_learning_curves
+
+        save_learning_curves(final.history, ctx.path("curves", f"{model}.json"), ctx.path("curves", f"{model}.png"))
+    if ctx.cfg.split.random_contrast and ctx.cfg.split.strategy != "random":
+        rfold = random_split(samples, ctx.cfg.split.fractions, ctx.cfg.seed)
+        rm, _ = _fit(ctx, model, data, rfold, meta)
+        rpred, _ = rm.predict_patches(np.asarray(data.patches[rfold.test]))
+        record["overall_accuracy_random"] = float(np.mean(rpred == data.y[rfold.test]))
+    model_path = ctx.path("models", f"{model}{MODEL_SUFFIX[model]}")
+    final.save(model_path)
+    write_parquet(evald, ctx.path("eval", f"{model}.parquet"))
+    write_json(ctx.path("models", f"{model}.json"), _clean_nan(record))
+    outs = [f"models/{model}{MODEL_SUFFIX[model]}", f"models/{model}.json", f"eval/{model}.parquet"]
+    return {"outputs": outs, **{k: v for k, v in record.items() if k != "fit_info"}}
+
+
+def stage_map(ctx: RunContext, model: str) -> dict:
+    """Classify the whole raster with the saved model: maps/<model>.tif and maps/<model>_confidence.tif."""
+    from pipeline.mapping import classify_raster
+    from pipeline.models import MODEL_SUFFIX, load_model
+
+    m = load_model(ctx.run_dir / "models" / f"{model}{MODEL_SUFFIX[model]}", device=ctx.device)
+    with ctx.open_stack() as stack:
+        res = classify_raster(m, stack, ctx.path("maps", f"{model}.tif"),
+                              confidence_path=ctx.path("maps", f"{model}_confidence.tif"),
+                              window_size=ctx.cfg.mapping.window_size, workers=ctx.cfg.mapping.workers,
+                              progress=ctx.progress)
+    rec = {"predict_mpx_per_s": res["mpx_per_s"], "map_seconds": res["seconds"]}
+    write_json(ctx.path("maps", f"{model}.json"), rec)
+    return {"outputs": [f"maps/{model}.tif", f"maps/{model}_confidence.tif", f"maps/{model}.json"], **rec}
+
+
+def stage_assess(ctx: RunContext) -> dict:
+    """Combine every model's test predictions into metrics.json."""
+    from pipeline.accuracy import (area_adjusted_from_labels, bootstrap_ci, class_area_table,
+                                   classification_metrics, pairwise_mcnemar)
+
+    cfg = ctx.cfg
+    ids, names = ctx.class_ids, ctx.class_names
+    models: dict[str, Any] = {}
+    contrast: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    y_ref = None
+    for m in cfg.models.enabled():
+        ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
+        rec = read_json(ctx.run_dir / "models" / f"{m}.json")
+        maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
+        y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
+        res = classification_metrics(y, p, ids, names)
+        res["ci95"] = bootstrap_ci(y, p, ev["block"].to_numpy(), ids, seed=cfg.seed)
+        areas = class_area_table(ctx.run_dir / "maps" / f"{m}.tif", ids, names)
+        res["class_areas"] = areas
+        pix = {cid: areas[n]["pixels"] for cid, n in zip(ids, names)}
+        with ctx.open_stack() as st:
+            rx, ry = st.grid.res
+        res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, rx * ry / 1e4, ids, names)
+        res["fit_seconds"] = rec["fit_seconds"]
+        res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
+        for k in ("epochs_run", "best_epoch"):
+            if k in rec:
+                res[k] = rec[k]
+        res["fit_info"] = rec.get("fit_info", {})
+        models[m] = res
+        preds[m] = p
+        y_ref = y
+        if "overall_accuracy_random" in rec:
+            oa = res["overall_accuracy"]
+            contrast[m] = {"overall_accuracy_random": rec["overall_accuracy_random"], "overall_accuracy_spatial": oa,
+                           "gap": rec["overall_accuracy_random"] - oa}
+    metrics = {
+        "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in cfg.classes],
+        "models": models,
+        "split": read_json(ctx.run_dir / "split.json"),
+        "random_split_contrast": contrast,
+        "pairwise": pairwise_mcnemar(y_ref, preds) if len(preds) > 1 else [],
+        "labels": read_json(ctx.run_dir / "labels.json"),
+    }
+    write_json(ctx.path("metrics.json"), _clean_nan(metrics))
+    return {"outputs": ["metrics.json"]}
+
+
+def stage_report(ctx: RunContext) -> dict:
+    from pipeline.report import write_report
+
+    html, md = write_report(ctx.run_dir)
+    return {"outputs": [html.name, md.name]}
+
+
+# ----------------------------------------------------------------------------- run driver
+def new_run_id(cfg: RunConfig) -> str:
+    return f"{cfg.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{cfg.config_hash()[:6]}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("landcover-pipeline", "numpy", "rasterio", "geopandas", "scikit-learn", "torch", "pandas",
+                 "pydantic", "prefect", "prefect-dask"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        import rasterio
+
+        out["gdal"] = rasterio.__gdal_version__
+    except ImportError:
+        pass
+    return out
+
+
+def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id: str | None = None,
+                 resume: bool = False, device: str | None = None, progress: bool = True) -> RunContext:
+    """Create (or, with ``resume``, reopen) the run directory and write config.yaml."""
+    root = Path(out) if out is not None else Path(cfg.output_dir)
+    if resume:
+        if run_id is None:
+            raise InputError("--resume needs a run id")
+        run_dir = root / run_id
+        if not (run_dir / "config.yaml").exists():
+            raise InputError(f"--resume {run_id}: no run directory {run_dir}")
+        old = (run_dir / "config.yaml").read_text()
+        if old != dump_config(cfg):
+            raise InputError(f"--resume {run_id}: the configuration differs from the one in {run_dir}/config.yaml; "
+                             "start a new run instead")
+    else:
+        run_dir = root / (run_id or new_run_id(cfg))
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise InputError(f"{run_dir}: run directory exists already; use --resume to continue it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".config.yaml.tmp"
+    tmp.write_text(dump_config(cfg))
+    os.replace(tmp, run_dir / "config.yaml")
+    ctx = RunContext(cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress)
+    return ctx
+
+
+def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dict | None = None) -> Path:
+    return write_json(ctx.path("manifest.json"), {
+        "run_id": ctx.run_dir.name,
+        "config_hash": ctx.cfg.config_hash(),
+        "seed": ctx.cfg.seed,
+        "device": ctx.device,
+        "git_commit": _git_commit(),
+        "packages": package_versions(),
+        "inputs": ctx.hash_inputs(),
+        "started": started,
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "stages": [{"name": s["name"], "seconds": round(s["seconds"], 3), "cached": s["cached"]} for s in stages],
+        **(extra or {}),
+    })
+
+
+def run_pipeline(ctx: RunContext) -> Path:
+    """Run every stage in order in this process (no Prefect). Returns the run directory."""
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    stages: list[dict] = []
+
+    def go(name: str, fn: Callable[[RunContext], dict], model: str | None = None) -> None:
+        rec = run_stage(ctx, name, fn, model)
+        stages.append({"name": f"{name}:{model}" if model else name, **rec})
+
+    go("prepare", stage_prepare)
+    for m in ctx.cfg.models.enabled():
+        go("train", lambda c, m=m: stage_train(c, m), m)
+        go("map", lambda c, m=m: stage_map(c, m), m)
+    go("assess", stage_assess)
+    go("report", stage_report)
+    write_manifest(ctx, started, stages)
+    return ctx.run_dir
