@@ -44,7 +44,7 @@ def _tmp(path: Path, tag: str) -> Path:
 def _to_cog(src: Path, dst: Path, resampling: str) -> None:
     tmp = _tmp(dst, "cog")
     rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
-                         BLOCKSIZE=512, NUM_THREADS="ALL_CPUS")
+                         BLOCKSIZE=256, NUM_THREADS="ALL_CPUS")
     os.replace(tmp, dst)
     src.unlink(missing_ok=True)
 

@@ -1,0 +1,32 @@
+# Two entry points on a fresh clone: `make demo` and `make test` (CI runs `make test`).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Prefect runs offline and quietly (see ../shared/notes/prefect.md).
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
+
+.PHONY: demo test install bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/landcover demo
+
+test: $(VENV)/.installed
+	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/landcover bench baselines
+	$(VENV)/bin/landcover bench deep
+
+clean:
+	rm -rf reports/runs
