@@ -1,0 +1,558 @@
+"""Accuracy and area estimates from an analyst's own reference sample.
+
+Three entry points, each a plain function and a ``landcover`` subcommand
+(:func:`register` adds them to the CLI):
+
+``landcover assess-design MAP.tif --n N --out SAMPLE.gpkg``
+    :func:`design_sample` draws a stratified random sample of pixel centres,
+    the map classes being the strata, for labelling.
+``landcover assess MAP.tif SAMPLE.gpkg --field FIELD --json OUT.json``
+    :func:`assess_sample` compares the labels with the map and applies the
+    stratified estimators of Olofsson et al. (2014).
+``landcover assess --error-matrix COUNTS.csv --areas AREAS.csv --json OUT.json``
+    :func:`assess_error_matrix` applies the same estimators to a matrix of
+    sample counts and the mapped area of each class.
+
+Sample allocation (``--allocation``)
+------------------------------------
+``proportional``
+    ``n_i`` proportional to the mapped area of class i (largest-remainder
+    rounding). Rare classes may get very few points.
+``equal``
+    The same number of points in every class.
+``olofsson`` (default)
+    Olofsson et al. (2014, section 4.1.3): every class gets at least
+    ``--min-per-class`` points (50 by default), the remaining points are
+    allocated in proportion to area among the other classes (repeated until no
+    class falls under the minimum). This keeps rare classes' user's accuracy
+    estimable while staying close to proportional for the area estimates.
+
+With every allocation a class never gets more points than it has pixels (it
+is then a census) and every mapped class needs at least 2 points, so that its
+variance can be estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipeline.accuracy import area_adjusted, area_adjusted_from_labels, map_pixel_counts
+from pipeline.errors import InputError
+
+ALLOCATIONS = ("proportional", "equal", "olofsson")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON (NaN is refused) to a temporary name, then rename."""
+    path = Path(path)
+    _atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def parse_class_names(spec: str | None) -> dict[int, str]:
+    """Parse ``"1=water,2=forest"`` into ``{1: "water", 2: "forest"}``."""
+    if not spec:
+        return {}
+    out: dict[int, str] = {}
+    for part in spec.split(","):
+        if "=" not in part:
+            raise InputError(f"--class-names: {part!r} is not of the form ID=NAME")
+        k, v = part.split("=", 1)
+        try:
+            out[int(k.strip())] = v.strip()
+        except ValueError:
+            raise InputError(f"--class-names: {k.strip()!r} is not an integer class id") from None
+    return out
+
+
+def map_class_names(map_path: str | Path, override: Mapping[int, str] | None = None) -> dict[int, str]:
+    """Class id -> name for a class map.
+
+    Looked up, first hit wins per id: ``override``; a ``class_names`` (or
+    ``classes``) tag of the GeoTIFF holding a JSON list of names or
+    ``{id: name}``/``[{"id", "name"}]``; the ``classes`` list of a
+    ``metrics.json`` in the run directory holding the map (``<run>/maps/x.tif``).
+    Ids with no name found are absent (callers fall back to ``str(id)``).
+    """
+    import rasterio
+
+    names: dict[int, str] = {}
+    path = Path(map_path)
+    candidates: list[Any] = []
+    try:
+        with rasterio.open(path) as src:
+            tags = {**src.tags(), **src.tags(1)}
+        for key in ("class_names", "classes"):
+            if key in tags:
+                try:
+                    candidates.append(json.loads(tags[key]))
+                except json.JSONDecodeError:
+                    pass
+    except Exception:  # unreadable maps are reported by the caller
+        pass
+    for metrics in (path.parent.parent / "metrics.json", path.parent / "metrics.json"):
+        if metrics.is_file():
+            try:
+                candidates.append(json.loads(metrics.read_text()).get("classes"))
+            except (json.JSONDecodeError, AttributeError):
+                pass
+            break
+    for cand in reversed(candidates):  # earlier candidates override later ones
+        if isinstance(cand, dict):
+            for k, v in cand.items():
+                if str(k).lstrip("-").isdigit():
+                    names[int(k)] = str(v)
+        elif isinstance(cand, list):
+            for i, v in enumerate(cand):
+                if isinstance(v, dict) and "id" in v and "name" in v:
+                    names[int(v["id"])] = str(v["name"])
+                elif isinstance(v, str):
+                    names[i] = v
+    names.update(override or {})
+    return names
+
+
+def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integers proportional to ``weights`` that add up to ``total``."""
+    if total <= 0 or weights.sum() <= 0:
+        return np.zeros(weights.size, dtype=np.int64)
+    raw = weights / weights.sum() * total
+    base = np.floor(raw).astype(np.int64)
+    rest = total - int(base.sum())
+    order = np.argsort(-(raw - base), kind="stable")
+    base[order[:rest]] += 1
+    return base
+
+
+def allocate(
+    pixel_counts: Mapping[int, int], n: int, allocation: str = "olofsson", min_per_class: int = 50
+) -> dict[int, int]:
+    """Points per map class for a stratified random sample.
+
+    Parameters
+    ----------
+    pixel_counts : mapping class id -> pixels in the map
+    n : int
+        Total sample size requested.
+    allocation : {"proportional", "equal", "olofsson"}
+        See the module docstring.
+    min_per_class : int
+        Floor per class for ``"olofsson"``.
+
+    Returns
+    -------
+    dict class id -> int
+        Points per class; never more than the class's pixels, so the total can
+        be below ``n`` when classes are tiny.
+
+    Raises
+    ------
+    InputError
+        ``n`` too small (fewer than 2 per mapped class, or than
+        ``min_per_class`` per class for ``"olofsson"``), unknown allocation.
+    """
+    ids = [c for c, k in sorted(pixel_counts.items()) if k > 0]
+    if not ids:
+        raise InputError("the map has no classified pixels to sample")
+    if allocation not in ALLOCATIONS:
+        raise InputError(f"--allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
+    caps = np.array([pixel_counts[c] for c in ids], dtype=np.int64)
+    q = len(ids)
+    if n < 2 * q:
+        raise InputError(f"--n {n} is too small: {q} mapped classes need at least 2 points each ({2 * q})")
+    w = caps.astype(np.float64)
+    if allocation == "proportional":
+        alloc = _largest_remainder(w, n)
+    elif allocation == "equal":
+        alloc = _largest_remainder(np.ones(q), n)
+    else:
+        floor = np.minimum(min_per_class, caps)
+        if n < floor.sum():
+            raise InputError(
+                f"--n {n} is too small for --min-per-class {min_per_class} over {q} classes "
+                f"(needs {int(floor.sum())}); raise --n or lower --min-per-class"
+            )
+        fixed = np.zeros(q, dtype=bool)
+        while True:
+            alloc = np.where(fixed, floor, 0)
+            alloc[~fixed] = _largest_remainder(w[~fixed], n - int(floor[fixed].sum()))
+            newly = ~fixed & (alloc < floor)
+            if not newly.any():
+                break
+            fixed |= newly
+    return {c: int(k) for c, k in zip(ids, np.minimum(alloc, caps))}
+
+
+# ---------------------------------------------------------------------------- design
+def design_sample(
+    map_path: str | Path,
+    n: int,
+    allocation: str = "olofsson",
+    min_per_class: int = 50,
+    seed: int = 0,
+    class_names: Mapping[int, str] | None = None,
+    nodata: int = 255,
+):
+    """Stratified random sample of pixel centres of a class map.
+
+    Two windowed passes: one counts pixels per class, the other picks the
+    pixels whose rank within their class was drawn (without replacement), so
+    memory stays at one window whatever the map size.
+
+    Parameters
+    ----------
+    map_path : path
+        Class map (projected CRS in metres).
+    n : int
+        Requested sample size (see :func:`allocate`).
+    allocation, min_per_class : see :func:`allocate`
+    seed : int
+    class_names : mapping id -> name, optional
+        Overrides the names found by :func:`map_class_names`.
+    nodata : int
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One point per sampled pixel centre, in the map's CRS, with columns
+        ``map_class`` (int), ``map_class_name`` (str), ``reference`` (empty
+        string, for the analyst), ``row``, ``col``, and geometry.
+    """
+    import geopandas as gpd
+    import rasterio
+    from rasterio.transform import xy
+
+    counts, _ = map_pixel_counts(map_path, nodata)
+    alloc = allocate(counts, n, allocation, min_per_class)
+    names = map_class_names(map_path, class_names)
+    rng = np.random.default_rng(seed)
+    ranks = {c: np.sort(rng.choice(counts[c], size=k, replace=False)) for c, k in alloc.items() if k > 0}
+    seen = {c: 0 for c in ranks}
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    classes: list[np.ndarray] = []
+    with rasterio.open(map_path) as src:
+        transform, crs = src.transform, src.crs
+        for _, win in src.block_windows(1):
+            data = src.read(1, window=win)
+            for c, r in ranks.items():
+                flat = np.flatnonzero(data.ravel() == c)
+                lo, hi = np.searchsorted(r, [seen[c], seen[c] + flat.size])
+                if hi > lo:
+                    pos = flat[r[lo:hi] - seen[c]]
+                    rows.append(pos // data.shape[1] + win.row_off)
+                    cols.append(pos % data.shape[1] + win.col_off)
+                    classes.append(np.full(hi - lo, c))
+                seen[c] += flat.size
+    rr = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    cc = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    kk = np.concatenate(classes) if classes else np.zeros(0, np.int64)
+    order = np.lexsort((cc, rr, kk))
+    rr, cc, kk = rr[order], cc[order], kk[order]
+    xs, ys = xy(transform, rr, cc, offset="center")
+    return gpd.GeoDataFrame(
+        {
+            "map_class": kk.astype(np.int64),
+            "map_class_name": [names.get(int(c), str(int(c))) for c in kk],
+            "reference": [""] * kk.size,
+            "row": rr.astype(np.int64),
+            "col": cc.astype(np.int64),
+        },
+        geometry=gpd.points_from_xy(np.asarray(xs, float), np.asarray(ys, float)),
+        crs=crs,
+    )
+
+
+def write_sample(gdf, out: str | Path) -> Path:
+    """Write a sample GeoDataFrame to a GeoPackage via a temporary name."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix or '.gpkg'}")
+    if tmp.exists():
+        tmp.unlink()
+    gdf.to_file(tmp, driver="GPKG", layer=out.stem)
+    os.replace(tmp, out)
+    return out
+
+
+# ---------------------------------------------------------------------------- assess
+def _read_sample(sample_path: Path, layer: str | None):
+    import geopandas as gpd
+
+    if not sample_path.exists():
+        raise InputError(f"{sample_path}: sample file not found")
+    try:
+        return gpd.read_file(sample_path, layer=layer) if layer else gpd.read_file(sample_path)
+    except Exception as e:  # pyogrio raises several types
+        raise InputError(f"{sample_path}: cannot read the sample ({e})") from None
+
+
+def _to_class_id(value: Any, by_name: Mapping[str, int], ids: set[int], where: str) -> int:
+    s = str(value).strip()
+    if s in by_name:
+        return by_name[s]
+    low = {k.lower(): v for k, v in by_name.items()}
+    if s.lower() in low:
+        return low[s.lower()]
+    try:
+        f = float(s)
+    except ValueError:
+        f = None
+    if f is not None and f.is_integer() and int(f) in ids:
+        return int(f)
+    raise InputError(f"{where}: unknown class {s!r}; known classes: {', '.join(sorted(by_name))}")
+
+
+def assess_sample(
+    map_path: str | Path,
+    sample_path: str | Path,
+    field: str,
+    layer: str | None = None,
+    class_names: Mapping[int, str] | None = None,
+    nodata: int = 255,
+) -> dict:
+    """Olofsson et al. (2014) estimates from a labelled point sample and its map.
+
+    Parameters
+    ----------
+    map_path : path
+        The class map the sample was drawn from (its classes are the strata).
+    sample_path : path
+        Vector file of points (any CRS; reprojected to the map's).
+    field : str
+        Column with the reference label: class names (case-insensitive) or ids.
+    layer : str, optional
+    class_names : mapping id -> name, optional
+
+    Returns
+    -------
+    dict
+        :func:`pipeline.accuracy.area_adjusted_from_labels` output plus
+        ``"map"``, ``"sample"``, ``"field"``, ``"n_points_used"``.
+
+    Raises
+    ------
+    InputError
+        Missing files, missing field, empty or unknown labels, no CRS.
+    """
+    import rasterio
+
+    map_path, sample_path = Path(map_path), Path(sample_path)
+    counts, pix_ha = map_pixel_counts(map_path, nodata)  # checks the map first
+    gdf = _read_sample(sample_path, layer)
+    if field not in gdf.columns:
+        fields = [c for c in gdf.columns if c != "geometry"]
+        raise InputError(f"{sample_path}: no field {field!r}; fields are {', '.join(fields)}")
+    if gdf.crs is None:
+        raise InputError(f"{sample_path}: the sample has no CRS; set one so it can be matched to the map")
+    names = map_class_names(map_path, None)
+    if {"map_class", "map_class_name"} <= set(gdf.columns):
+        for c, nme in zip(gdf["map_class"], gdf["map_class_name"]):
+            if c is not None and nme is not None and str(nme) != "":
+                names.setdefault(int(c), str(nme))
+    names.update(class_names or {})
+    ids = set(counts) | set(names)
+    by_name = {names.get(c, str(c)): c for c in ids}
+    labels = gdf[field]
+    empty = labels.isna() | (labels.astype(str).str.strip() == "")
+    if empty.any():
+        raise InputError(f"{sample_path}: {int(empty.sum())} of {len(gdf)} points have no label in field {field!r}")
+    y_ref = np.array([_to_class_id(v, by_name, ids, f"{sample_path} field {field!r}") for v in labels])
+    notes: list[str] = []
+    with rasterio.open(map_path) as src:
+        pts = gdf.to_crs(src.crs) if gdf.crs != src.crs else gdf
+        if not all(pts.geometry.geom_type == "Point"):
+            raise InputError(f"{sample_path}: the sample must hold points")
+        xs, ys = pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy()
+        r, c = rasterio.transform.rowcol(src.transform, xs, ys)
+        r, c = np.asarray(r), np.asarray(c)
+        inside = (r >= 0) & (r < src.height) & (c >= 0) & (c < src.width)
+        y_map = np.full(len(gdf), -1, dtype=np.int64)
+        if inside.any():
+            vals = np.array([v[0] for v in src.sample(zip(xs[inside], ys[inside]), indexes=1)])
+            y_map[inside] = vals
+    if (~inside).any():
+        notes.append(f"{int((~inside).sum())} points fall outside the map and were left out")
+    valid = inside & np.isin(y_map, list(counts))
+    dropped = int((inside & ~valid).sum())
+    if dropped:
+        notes.append(f"{dropped} points fall on nodata (or unmapped) pixels and were left out")
+    if not valid.any():
+        raise InputError(f"{sample_path}: no point falls on a classified pixel of {map_path}")
+    class_ids = sorted(set(counts) | set(y_ref[valid].tolist()))
+    result = area_adjusted_from_labels(
+        y_ref[valid], y_map[valid], counts, pix_ha, class_ids, [names.get(k, str(k)) for k in class_ids]
+    )
+    result["notes"] = notes + result["notes"]
+    result.update(map=str(map_path), sample=str(sample_path), field=field, n_points_used=int(valid.sum()))
+    return result
+
+
+def _read_csv(path: Path, **kw):
+    import pandas as pd
+
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        return pd.read_csv(path, **kw)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read the CSV ({e})") from None
+
+
+def assess_error_matrix(counts_csv: str | Path, areas_csv: str | Path) -> dict:
+    """Olofsson et al. (2014) estimates from a matrix of sample counts and mapped areas.
+
+    Parameters
+    ----------
+    counts_csv : path
+        First column: map class names (rows, the strata); header row:
+        reference class names; cells: sample counts.
+    areas_csv : path
+        Columns ``class,area_ha``: mapped area of each class in hectares.
+
+    Returns
+    -------
+    dict
+        :func:`pipeline.accuracy.area_adjusted` output plus ``"error_matrix"``
+        and ``"areas"`` (the input paths).
+
+    Raises
+    ------
+    InputError
+        Missing files, non-numeric or negative counts, row and header names
+        differing, class names differing between the two files.
+    """
+    counts_csv, areas_csv = Path(counts_csv), Path(areas_csv)
+    m = _read_csv(counts_csv, index_col=0)
+    rows = [str(x).strip() for x in m.index]
+    cols = [str(x).strip() for x in m.columns]
+    m.index, m.columns = rows, cols
+    if len(set(rows)) != len(rows) or len(set(cols)) != len(cols):
+        raise InputError(f"{counts_csv}: class names repeat in the first column or the header")
+    if set(rows) != set(cols):
+        raise InputError(
+            f"{counts_csv}: map classes (first column) {sorted(set(rows) - set(cols))} and reference "
+            f"classes (header) {sorted(set(cols) - set(rows))} differ; both must list the same classes"
+        )
+    m = m[rows]
+    try:
+        counts = m.to_numpy(dtype=np.float64)
+    except ValueError:
+        raise InputError(f"{counts_csv}: the counts must be numbers") from None
+    if not np.isfinite(counts).all() or (counts < 0).any() or (counts != np.round(counts)).any():
+        raise InputError(f"{counts_csv}: the counts must be non-negative whole numbers")
+    a = _read_csv(areas_csv)
+    a.columns = [str(c).strip() for c in a.columns]
+    missing = {"class", "area_ha"} - set(a.columns)
+    if missing:
+        raise InputError(f"{areas_csv}: missing column(s) {', '.join(sorted(missing))}; need class,area_ha")
+    a_names = [str(x).strip() for x in a["class"]]
+    if len(set(a_names)) != len(a_names):
+        raise InputError(f"{areas_csv}: a class is listed twice")
+    if set(a_names) != set(rows):
+        raise InputError(
+            f"{areas_csv} and {counts_csv} name different classes: only in {areas_csv.name}: "
+            f"{sorted(set(a_names) - set(rows))}, only in {counts_csv.name}: {sorted(set(rows) - set(a_names))}"
+        )
+    try:
+        area_of = dict(zip(a_names, a["area_ha"].astype(float)))
+    except ValueError:
+        raise InputError(f"{areas_csv}: column area_ha must hold numbers") from None
+    areas = np.array([area_of[r] for r in rows])
+    if not np.isfinite(areas).all() or (areas < 0).any():
+        raise InputError(f"{areas_csv}: area_ha must be non-negative numbers")
+    result = area_adjusted(counts, areas, rows)
+    result.update(error_matrix=str(counts_csv), areas=str(areas_csv))
+    return result
+
+
+# ---------------------------------------------------------------------------- CLI
+def _cmd_design(args: argparse.Namespace) -> int:
+    gdf = design_sample(
+        args.map, args.n, args.allocation, args.min_per_class, args.seed,
+        parse_class_names(args.class_names), args.nodata,
+    )
+    out = write_sample(gdf, args.out)
+    per = gdf.groupby("map_class_name").size().to_dict()
+    print(f"wrote {len(gdf)} points to {out} ({', '.join(f'{k}: {v}' for k, v in per.items())})")
+    return 0
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    if args.error_matrix or args.areas:
+        if not (args.error_matrix and args.areas):
+            raise InputError("--error-matrix and --areas go together")
+        if args.map or args.sample:
+            raise InputError("give either MAP.tif SAMPLE.gpkg --field FIELD, or --error-matrix and --areas")
+        result = assess_error_matrix(args.error_matrix, args.areas)
+    else:
+        if not (args.map and args.sample and args.field):
+            raise InputError("assess needs MAP.tif SAMPLE.gpkg --field FIELD (or --error-matrix and --areas)")
+        result = assess_sample(
+            args.map, args.sample, args.field, args.layer, parse_class_names(args.class_names), args.nodata
+        )
+    write_json(args.json, result)
+    oa, ci = result["overall_accuracy"], result["overall_accuracy_ci95"]
+    oa_s = "n/a" if oa is None else f"{oa:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+    print(f"overall accuracy {oa_s}; wrote {args.json}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``assess-design`` and ``assess`` to an argparse subparsers object.
+
+    Each subparser sets ``func``: a callable taking the parsed namespace and
+    returning an exit code. :class:`~pipeline.errors.InputError` propagates.
+    """
+    d = subparsers.add_parser(
+        "assess-design",
+        help="draw a stratified random sample from a class map for labelling",
+        description="Stratified random sample of pixel centres, the map classes being the strata. "
+        "Allocation: proportional (to mapped area), equal, or olofsson (default: at least --min-per-class "
+        "points per class, the rest proportional to area; Olofsson et al. 2014). No class gets more "
+        "points than it has pixels; every class needs at least 2.",
+    )
+    d.add_argument("map", type=Path, metavar="MAP.tif")
+    d.add_argument("--n", type=int, required=True, help="total number of points")
+    d.add_argument("--out", type=Path, required=True, metavar="SAMPLE.gpkg")
+    d.add_argument("--allocation", choices=ALLOCATIONS, default="olofsson")
+    d.add_argument("--min-per-class", type=int, default=50, help="floor per class for olofsson (default 50)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--class-names", default=None, metavar="ID=NAME,...", help="names of the map's class ids")
+    d.add_argument("--nodata", type=int, default=255)
+    d.set_defaults(func=_cmd_design)
+
+    a = subparsers.add_parser(
+        "assess",
+        help="area-adjusted accuracy and class areas (Olofsson et al. 2014)",
+        description="Stratified estimates of overall, user's and producer's accuracy and class areas with "
+        "95%% confidence intervals, from a labelled sample and its map, or from an error matrix of sample "
+        "counts and the mapped areas.",
+    )
+    a.add_argument("map", type=Path, nargs="?", metavar="MAP.tif")
+    a.add_argument("sample", type=Path, nargs="?", metavar="SAMPLE.gpkg")
+    a.add_argument("--field", help="column of SAMPLE with the reference class (name or id)")
+    a.add_argument("--layer", default=None, help="layer of SAMPLE")
+    a.add_argument("--error-matrix", type=Path, metavar="COUNTS.csv",
+                   help="sample counts: first column map class names, header reference class names")
+    a.add_argument("--areas", type=Path, metavar="AREAS.csv", help="columns class,area_ha")
+    a.add_argument("--json", type=Path, required=True, metavar="OUT.json")
+    a.add_argument("--class-names", default=None, metavar="ID=NAME,...")
+    a.add_argument("--nodata", type=int, default=255)
+    a.set_defaults(func=_cmd_assess)
+
