@@ -60,6 +60,16 @@ class Grid:
         return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
 
 
+def _equals_nodata(raw: np.ndarray, nd: float) -> np.ndarray:
+    """Where ``raw`` equals nodata ``nd`` in the band's own dtype (a value the dtype cannot hold matches nothing)."""
+    if np.issubdtype(raw.dtype, np.integer):
+        info = np.iinfo(raw.dtype)
+        if not float(nd).is_integer() or not info.min <= nd <= info.max:
+            return np.zeros(raw.shape, dtype=bool)
+        return raw == int(nd)
+    return raw == raw.dtype.type(nd)
+
+
 def iter_windows(width: int, height: int, size: int) -> Iterator[Window]:
     """Row-major square windows of at most ``size`` pixels covering the raster."""
     for r in range(0, height, size):
@@ -205,7 +215,7 @@ class RasterStack:
             bad = ~np.isfinite(vals)
             nd = self.nodata[i]
             if nd is not None and not np.isnan(nd):
-                bad |= raw == np.asarray(nd).astype(raw.dtype)
+                bad |= _equals_nodata(raw, nd)
             vals = np.where(bad, np.float32(np.nan), vals)
             out[i][dst[1:]] = vals
         return out

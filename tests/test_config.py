@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config, parse_config
+from pipeline.errors import InputError
+
+BASE = {
+    "rasters": {"paths": "img.tif"},
+    "labels": {"path": "labels.gpkg", "field": "class"},
+    "classes": [{"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest"}],
+}
+
+
+def test_defaults_and_types():
+    cfg = parse_config(BASE)
+    assert cfg.rasters.paths == ["img.tif"]
+    assert cfg.patch.size == 9
+    assert cfg.split.strategy == "blocks"
+    assert cfg.models.enabled() == ["decision_tree"]
+    assert cfg.classes[0].rgb == (0, 0, 255)
+
+
+def test_unknown_key_names_the_path():
+    raw = {**BASE, "models": {"cnn": {"epocs": 3}}}
+    with pytest.raises(InputError, match=r"unknown key 'models\.cnn\.epocs'"):
+        parse_config(raw, "x.yaml")
+
+
+def test_even_patch_size_rejected():
+    with pytest.raises(InputError, match=r"patch\.size: patch size must be odd"):
+        parse_config({**BASE, "patch": {"size": 8}})
+
+
+def test_fractions_must_sum_to_one():
+    with pytest.raises(InputError, match="split.fractions"):
+        parse_config({**BASE, "split": {"fractions": {"train": 0.5, "validation": 0.2, "test": 0.2}}})
+
+
+def test_missing_required_key():
+    raw = {k: v for k, v in BASE.items() if k != "labels"}
+    with pytest.raises(InputError, match="missing required key 'labels'"):
+        parse_config(raw, "c.yaml")
+
+
+def test_duplicate_class_and_bad_colour():
+    dup = {**BASE, "classes": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}
+    with pytest.raises(InputError, match="duplicate class id"):
+        parse_config(dup)
+    bad = {**BASE, "classes": [{"id": 1, "name": "a", "color": "red"}, {"id": 2, "name": "b"}]}
+    with pytest.raises(InputError, match=r"classes\.0\.color"):
+        parse_config(bad)
+
+
+def test_set_overrides_and_model_filter():
+    cfg = parse_config(BASE, overrides=["patch.size=5", "models.cnn.epochs=2", "split.strategy=kfold"],
+                       models=["cnn", "svm"])
+    assert cfg.patch.size == 5
+    assert cfg.split.strategy == "kfold"
+    assert cfg.models.enabled() == ["svm", "cnn"]
+    assert cfg.models.cnn.epochs == 2
+    with pytest.raises(InputError, match="unknown model 'xgboost'"):
+        parse_config(BASE, models=["xgboost"])
+    with pytest.raises(InputError, match="expected key.path=value"):
+        parse_config(BASE, overrides=["patch.size"])
+
+
+def test_config_hash_is_stable():
+    a = parse_config(BASE)
+    b = parse_config(yaml.safe_load(yaml.safe_dump(BASE)))
+    assert a.config_hash() == b.config_hash()
+    assert a.config_hash() != parse_config(BASE, overrides=["seed=1"]).config_hash()
+
+
+def test_load_config_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(BASE))
+    cfg, base = load_config(good)
+    assert base == tmp_path.resolve()
+
+
+def test_demo_config_is_valid():
+    cfg, _ = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    assert cfg.rasters.paths[0].startswith("sample:nc-landsat7/")
+    assert set(cfg.models.enabled()) == {"decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet"}
