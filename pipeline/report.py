@@ -1,0 +1,594 @@
+"""The comparison report analysts read: ``report.html`` (self-contained) and ``report.md``.
+
+Everything is read from the run directory (``metrics.json``, ``config.yaml``,
+``manifest.json``, ``split_map.png``, ``maps/``, ``curves/``); nothing is
+estimated here. Every number shown is a value of those files, formatted:
+accuracies, kappa, F1 and p-values to 3 decimals, seconds to 1 decimal,
+mapping speeds to 3 significant digits, areas in hectares to 1 decimal.
+
+Figures made here (confusion-matrix heat maps, learning curves without a PNG,
+map quicklooks without a PNG, the legend) go to ``report_files/``; the
+Markdown references images by relative path, the HTML embeds them as base64
+data URIs with inline CSS, so it opens anywhere without the run directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FIG_DIR = "report_files"
+SIGNIFICANCE = 0.05
+
+
+# ---------------------------------------------------------------------------- formatting
+def fmt(v: Any, kind: str = "acc") -> str:
+    """Format one value for the report; ``None``/missing -> ``"–"``."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if kind == "acc":
+        return f"{v:.3f}"
+    if kind == "sec":
+        return f"{v:.1f}"
+    if kind == "speed":
+        return f"{v:.3g}"
+    if kind == "ha":
+        return f"{v:,.1f}"
+    if kind == "int":
+        return f"{int(v):,d}"
+    if kind == "pct":
+        return f"{100 * v:.1f}%"
+    if kind == "p":
+        return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    return str(v)
+
+
+def fmt_ci(ci: Any, kind: str = "acc") -> str:
+    if not ci or len(ci) != 2 or ci[0] is None or ci[1] is None:
+        return "–"
+    return f"[{fmt(ci[0], kind)}, {fmt(ci[1], kind)}]"
+
+
+def fmt_pm(v: Any, half: Any, kind: str = "acc") -> str:
+    if v is None:
+        return "–"
+    return fmt(v, kind) if half is None else f"{fmt(v, kind)} ± {fmt(half, kind)}"
+
+
+# ---------------------------------------------------------------------------- document model
+class _Doc:
+    """A tiny document: headings, paragraphs, tables and image rows, rendered to MD and HTML."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.blocks: list[tuple] = []
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str, strong: bool = False) -> None:
+        self.blocks.append(("p", text, strong))
+
+    def table(self, headers: list[str], rows: list[list[Any]], highlight: set[int] | None = None) -> None:
+        self.blocks.append(("table", headers, rows, highlight or set()))
+
+    def images(self, items: list[tuple[Path, str]]) -> None:
+        """A row of images (absolute paths inside the run dir) with captions."""
+        items = [(p, c) for p, c in items if p is not None and Path(p).is_file()]
+        if items:
+            self.blocks.append(("images", items))
+
+    # -- markdown
+    @staticmethod
+    def _md_cell(c: Any) -> str:
+        if isinstance(c, dict):  # colour swatch
+            return f"{c['text']} ({c['color']})"
+        return str(c).replace("|", "\\|")
+
+    def markdown(self) -> str:
+        out: list[str] = []
+        for b in self.blocks:
+            if b[0] == "h":
+                out.append("#" * b[1] + " " + b[2])
+            elif b[0] == "p":
+                out.append(f"**{b[1]}**" if b[2] else b[1])
+            elif b[0] == "table":
+                _, headers, rows, hi = b
+                out.append("| " + " | ".join(headers) + " |")
+                out.append("|" + "|".join(["---"] * len(headers)) + "|")
+                for i, r in enumerate(rows):
+                    cells = [self._md_cell(c) for c in r]
+                    if i in hi:
+                        cells = [f"**{c}**" if c and c != "–" else c for c in cells]
+                    out.append("| " + " | ".join(cells) + " |")
+            elif b[0] == "images":
+                items = b[1]
+                rel = [p.relative_to(self.run_dir).as_posix() for p, _ in items]
+                out.append("| " + " | ".join(c for _, c in items) + " |")
+                out.append("|" + "|".join(["---"] * len(items)) + "|")
+                out.append("| " + " | ".join(f"![{c}]({r})" for (_, c), r in zip(items, rel)) + " |")
+            out.append("")
+        return "\n".join(out)
+
+    # -- html
+    @staticmethod
+    def _html_cell(c: Any) -> str:
+        if isinstance(c, dict):
+            return (f'<span class="sw" style="background:{html.escape(c["color"])}"></span>'
+                    f"{html.escape(c['text'])} <code>{html.escape(c['color'])}</code>")
+        return html.escape(str(c))
+
+    @staticmethod
+    def _data_uri(path: Path) -> str:
+        mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+        return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+    def html(self, title: str) -> str:
+        body: list[str] = []
+        for b in self.blocks:
+            if b[0] == "h":
+                body.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
+            elif b[0] == "p":
+                t = html.escape(b[1])
+                body.append(f'<p class="key">{t}</p>' if b[2] else f"<p>{t}</p>")
+            elif b[0] == "table":
+                _, headers, rows, hi = b
+                t = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+                for i, r in enumerate(rows):
+                    cls = ' class="best"' if i in hi else ""
+                    t.append(f"<tr{cls}>" + "".join(f"<td>{self._html_cell(c)}</td>" for c in r) + "</tr>")
+                t.append("</tbody></table>")
+                body.append("".join(t))
+            elif b[0] == "images":
+                figs = "".join(
+                    f'<figure><img alt="{html.escape(c)}" src="{self._data_uri(p)}"><figcaption>{html.escape(c)}'
+                    "</figcaption></figure>"
+                    for p, c in b[1]
+                )
+                body.append(f'<div class="row">{figs}</div>')
+        css = (
+            "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;"
+            "padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+            "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}"
+            "td:first-child,th:first-child{text-align:left}tr.best td{background:#e6f4e6;font-weight:600}"
+            ".sw{display:inline-block;width:1em;height:1em;border:1px solid #555;margin-right:.4em;"
+            "vertical-align:middle}.row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}"
+            "figure img{max-width:380px;height:auto;border:1px solid #ddd}figcaption{font-size:.9em;color:#555}"
+            "p.key{font-size:1.1em;background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}"
+            "code{font-size:.85em;color:#666}"
+        )
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+
+# ---------------------------------------------------------------------------- figures
+def _save_fig(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _hex_rgb(color: str) -> tuple[float, float, float]:
+    c = color.lstrip("#")
+    return tuple(int(c[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+def _confusion_figure(model: str, cm: dict, out: Path) -> Path | None:
+    from matplotlib.figure import Figure
+
+    labels = cm.get("labels") or []
+    mat = np.asarray(cm.get("matrix") or [], dtype=float)
+    if not labels or mat.shape != (len(labels), len(labels)):
+        return None
+    rows = mat.sum(axis=1, keepdims=True)
+    norm = np.divide(mat, rows, out=np.zeros_like(mat), where=rows > 0)
+    q = len(labels)
+    size = 1.2 + 0.55 * q
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(q):
+        for j in range(q):
+            ax.text(j, i, f"{int(mat[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(q), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(q), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(model, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="row share")
+    return _save_fig(fig, out)
+
+
+def _curve_figure(model: str, curves: list[dict], out: Path) -> Path | None:
+    from matplotlib.figure import Figure
+
+    if not curves:
+        return None
+    ep = [c.get("epoch") for c in curves]
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.add_subplot()
+    for key, style in (("train_loss", "-"), ("val_loss", "--")):
+        ax.plot(ep, [c.get(key) for c in curves], style, label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [c.get("val_macro_f1") for c in curves], ":", color="tab:green", label="val macro-F1")
+    ax2.set_ylabel("macro-F1")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8)
+    ax.set_title(model, fontsize=10)
+    return _save_fig(fig, out)
+
+
+def _quicklook(map_path: Path, classes: list[dict], out: Path, max_px: int = 600) -> Path | None:
+    """Render a class map read decimated (nearest) with the class colours; nodata white."""
+    import rasterio
+    from matplotlib.figure import Figure
+    from rasterio.enums import Resampling
+
+    try:
+        with rasterio.open(map_path) as src:
+            scale = max(src.width, src.height) / max_px
+            h = max(1, int(round(src.height / max(scale, 1))))
+            w = max(1, int(round(src.width / max(scale, 1))))
+            data = src.read(1, out_shape=(h, w), resampling=Resampling.nearest)
+    except Exception:
+        return None
+    rgb = np.ones(data.shape + (3,))
+    for c in classes:
+        rgb[data == int(c["id"])] = _hex_rgb(c.get("color", "#808080"))
+    fig = Figure(figsize=(4.2, 4.2 * h / w))
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_axis_off()
+    return _save_fig(fig, out)
+
+
+def _legend_figure(classes: list[dict], out: Path) -> Path | None:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    if not classes:
+        return None
+    fig = Figure(figsize=(2.4, 0.35 * len(classes) + 0.4))
+    handles = [Patch(facecolor=c.get("color", "#808080"), edgecolor="#444", label=c["name"]) for c in classes]
+    fig.legend(handles=handles, loc="center", frameon=False, title="classes")
+    return _save_fig(fig, out)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        import yaml
+
+        return yaml.safe_load(path.read_text())
+    except Exception:
+        return None
+
+
+def rank_models(models: dict[str, dict]) -> list[str]:
+    """Model names by overall accuracy (then kappa), best first; missing values last."""
+    def key(m: str) -> tuple:
+        r = models[m]
+        oa, ka = r.get("overall_accuracy"), r.get("kappa")
+        return (-(oa if oa is not None else -1.0), -(ka if ka is not None else -2.0))
+
+    return sorted(models, key=key)
+
+
+def _pair(pairwise: list[dict], a: str, b: str) -> dict | None:
+    for d in pairwise or []:
+        if {d.get("a"), d.get("b")} == {a, b}:
+            return d
+    return None
+
+
+def significance_sentence(models: dict[str, dict], pairwise: list[dict]) -> str:
+    """One sentence: which model is best and whether its lead over the runner-up is significant."""
+    order = rank_models(models)
+    if not order:
+        return "No model was evaluated."
+    best = order[0]
+    oa = models[best].get("overall_accuracy")
+    s = f"Best model: {best} (overall accuracy {fmt(oa)})."
+    if len(order) == 1:
+        return s + " It is the only model in this run."
+    second = order[1]
+    s += f" Runner-up: {second} ({fmt(models[second].get('overall_accuracy'))})."
+    d = _pair(pairwise, best, second)
+    if d is None or d.get("p_value") is None:
+        return s + " No McNemar test between the two is recorded, so the significance of the lead is unknown."
+    p = d["p_value"]
+    if p < SIGNIFICANCE:
+        return s + f" The lead is statistically significant (McNemar test on the same test pixels, p {_p_text(p)})."
+    return s + (f" The lead is not statistically significant (McNemar test on the same test pixels, p {_p_text(p)}):"
+                " on this test set the two cannot be told apart.")
+
+
+def _p_text(p: float) -> str:
+    t = fmt(p, "p")
+    return t if t.startswith("<") else f"= {t}"
+
+
+def comparison_rows(metrics: dict) -> list[dict[str, str]]:
+    """The side-by-side model table as formatted strings, best model first (also the Prefect artifact)."""
+    models = metrics.get("models") or {}
+    rows = []
+    for m in rank_models(models):
+        r = models[m]
+        ci = r.get("ci95") or {}
+        rows.append({
+            "model": m,
+            "overall_accuracy": fmt(r.get("overall_accuracy")),
+            "overall_accuracy_ci95": fmt_ci(ci.get("overall_accuracy")),
+            "kappa": fmt(r.get("kappa")),
+            "kappa_ci95": fmt_ci(ci.get("kappa")),
+            "macro_f1": fmt(r.get("macro_f1")),
+            "macro_f1_ci95": fmt_ci(ci.get("macro_f1")),
+            "fit_seconds": fmt(r.get("fit_seconds"), "sec"),
+            "predict_mpx_per_s": fmt(r.get("predict_mpx_per_s"), "speed"),
+            "epochs": "–" if r.get("epochs_run") is None else
+            f"{r['epochs_run']}" + ("" if r.get("best_epoch") is None else f" (best {r['best_epoch']})"),
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------- the report
+def _build(run_dir: Path) -> tuple[_Doc, str]:
+    metrics = _read_json(run_dir / "metrics.json")
+    if not isinstance(metrics, dict):
+        from pipeline.errors import InputError
+
+        raise InputError(f"{run_dir / 'metrics.json'}: missing or not valid JSON; run the assess stage first")
+    cfg = _read_yaml(run_dir / "config.yaml") or {}
+    manifest = _read_json(run_dir / "manifest.json") or {}
+    classes = metrics.get("classes") or []
+    models: dict[str, dict] = metrics.get("models") or {}
+    split = metrics.get("split") or {}
+    pairwise = metrics.get("pairwise") or []
+    contrast = metrics.get("random_split_contrast") or {}
+    figs = run_dir / FIG_DIR
+    title = f"Land-cover model comparison: {cfg.get('name') or run_dir.name}"
+    doc = _Doc(run_dir)
+    doc.h(1, title)
+    doc.p(significance_sentence(models, pairwise), strong=True)
+
+    # -- run summary
+    doc.h(2, "Run summary")
+    facts = [["run directory", run_dir.name]]
+    ras = (cfg.get("rasters") or {}).get("paths") if isinstance(cfg.get("rasters"), dict) else None
+    if ras:
+        facts.append(["image", ", ".join(map(str, ras if isinstance(ras, list) else [ras]))])
+    if isinstance(cfg.get("labels"), dict) and cfg["labels"].get("path"):
+        facts.append(["labels", str(cfg["labels"]["path"])])
+    if cfg.get("seed") is not None:
+        facts.append(["seed", str(cfg["seed"])])
+    for k, label in (("started", "started"), ("finished", "finished"), ("device", "device"),
+                     ("git_commit", "git commit")):
+        if manifest.get(k):
+            facts.append([label, str(manifest[k])])
+    doc.table(["item", "value"], facts)
+    stages = manifest.get("stages") or []
+    if stages:
+        doc.table(["stage", "seconds", "cached"],
+                  [[s.get("name", "?"), fmt(s.get("seconds"), "sec"), "yes" if s.get("cached") else "no"] for s in stages])
+
+    doc.h(3, "Classes")
+    lab_px = ((metrics.get("labels") or {}).get("pixels_per_class") or {})
+    doc.table(["id", "class", "labelled pixels"],
+              [[str(c["id"]), {"text": c["name"], "color": c.get("color", "#808080")},
+                fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–"] for c in classes])
+
+    # -- split
+    if split:
+        doc.h(3, "Split")
+        doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'sec')} map units; "
+              f"buffer: {fmt(split.get('buffer'), 'sec')} map units; seed: {split.get('seed', '–')}; "
+              f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
+        counts = split.get("counts") or {}
+        parts = [s for s in ("train", "validation", "test") if s in counts]
+        if parts:
+            doc.table(["class"] + parts,
+                      [[c["name"]] + [fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts] for c in classes])
+        doc.images([(run_dir / "split_map.png", "split map")])
+        audit = split.get("audit") or {}
+        if audit:
+            doc.h(3, "Leakage audit")
+            doc.table(["check", "value"], [[k.replace("_", " "), _audit_val(v)] for k, v in audit.items()])
+
+    if contrast:
+        doc.h(3, "Random versus spatial split")
+        doc.p("Overall accuracy of the same model fitted and tested on a random pixel split and on the spatial "
+              "split; the gap is the optimism of a random split.")
+        doc.table(["model", "random split OA", "spatial split OA", "gap"],
+                  [[m, fmt(v.get("overall_accuracy_random")), fmt(v.get("overall_accuracy_spatial")), fmt(v.get("gap"))]
+                   for m, v in contrast.items()])
+
+    # -- comparison
+    doc.h(2, "Model comparison")
+    doc.p("Test split; 95% confidence intervals from a bootstrap over spatial blocks. Ranked by overall accuracy; "
+          "the best model is highlighted.")
+    rows = comparison_rows(metrics)
+    doc.table(
+        ["model", "overall accuracy", "OA 95% CI", "kappa", "kappa 95% CI", "macro-F1", "macro-F1 95% CI",
+         "fit (s)", "mapping (Mpx/s)", "epochs"],
+        [list(r.values()) for r in rows], highlight={0} if rows else set(),
+    )
+    if pairwise:
+        doc.h(3, "Pairwise McNemar tests")
+        doc.table(["model A", "model B", "statistic", "p-value", "significant at 0.05"],
+                  [[d.get("a", "?"), d.get("b", "?"), fmt(d.get("statistic")), fmt(d.get("p_value"), "p"),
+                    "–" if d.get("p_value") is None else ("yes" if d["p_value"] < SIGNIFICANCE else "no")]
+                   for d in pairwise])
+
+    # -- per class
+    order = rank_models(models)
+    if order and classes:
+        doc.h(2, "Per-class precision (user's accuracy) and recall (producer's accuracy)")
+        headers = ["class"]
+        for m in order:
+            headers += [f"{m} precision", f"{m} recall"]
+        body = []
+        for c in classes:
+            row = [c["name"]]
+            for m in order:
+                pc = (models[m].get("per_class") or {}).get(c["name"]) or {}
+                row += [fmt(pc.get("precision")), fmt(pc.get("recall"))]
+            body.append(row)
+        doc.table(headers, body)
+        doc.table(["class"] + [f"{m} support" for m in order],
+                  [[c["name"]] + [fmt(((models[m].get("per_class") or {}).get(c["name"]) or {}).get("support"), "int")
+                                  for m in order] for c in classes])
+
+        doc.h(2, "Confusion matrices")
+        doc.p("Rows: reference class; columns: predicted class; cells: test pixels; colour: share of the row.")
+        doc.images([(_confusion_figure(m, models[m].get("confusion_matrix") or {}, figs / f"confusion_{m}.png"), m)
+                    for m in order])
+
+    # -- learning curves
+    curve_items = []
+    for m in order:
+        png = run_dir / "curves" / f"{m}.png"
+        if png.is_file():
+            curve_items.append((png, m))
+            continue
+        data = _read_json(run_dir / "curves" / f"{m}.json")
+        if isinstance(data, list) and data:
+            curve_items.append((_curve_figure(m, data, figs / f"curve_{m}.png"), m))
+    if curve_items:
+        doc.h(2, "Learning curves")
+        doc.images(curve_items)
+
+    # -- maps
+    map_items = []
+    for m in order:
+        png = run_dir / "maps" / f"{m}.png"
+        tif = run_dir / "maps" / f"{m}.tif"
+        if png.is_file():
+            map_items.append((png, m))
+        elif tif.is_file():
+            map_items.append((_quicklook(tif, classes, figs / f"map_{m}.png"), m))
+    if map_items:
+        doc.h(2, "Maps")
+        doc.images(map_items + [(_legend_figure(classes, figs / "legend.png"), "legend")])
+
+    # -- areas
+    area_models = [m for m in order if models[m].get("area_adjusted") or models[m].get("class_areas")]
+    if area_models:
+        doc.h(2, "Class areas")
+        doc.p("Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
+              "test split stratified by each map, with 95% confidence half-widths.")
+        for m in area_models:
+            doc.h(3, m)
+            aa = models[m].get("area_adjusted") or {}
+            ca = models[m].get("class_areas") or {}
+            acls = aa.get("classes") or {}
+            body = []
+            for c in classes:
+                n = c["name"]
+                a = acls.get(n) or {}
+                px = ca.get(n) or {}
+                mapped = px.get("area_ha", a.get("mapped_area_ha"))
+                body.append([n, fmt(px.get("pixels"), "int") if px else "–", fmt(mapped, "ha"),
+                             fmt(px.get("fraction"), "pct") if px else "–",
+                             fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha"),
+                             fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95")),
+                             fmt_pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95"))])
+            doc.table(["class", "mapped pixels", "mapped area (ha)", "share of map", "adjusted area (ha)",
+                       "user's accuracy", "producer's accuracy"], body)
+            if aa.get("overall_accuracy") is not None:
+                doc.p(f"Area-weighted overall accuracy: {fmt_pm(aa.get('overall_accuracy'), aa.get('overall_accuracy_ci95'))}.")
+            for note in aa.get("notes") or []:
+                doc.p(f"Note: {note}")
+
+    doc.p(f"Report written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} from the files of "
+          "this run directory.")
+    return doc, title
+
+
+def _audit_val(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return fmt(v, "int")
+    if isinstance(v, float):
+        return fmt(v, "sec")
+    if v is None:
+        return "–"
+    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` into a run directory.
+
+    Parameters
+    ----------
+    run_dir : Path
+        A run directory with at least ``metrics.json``; every other part
+        (config, manifest, split map, maps, curves, area estimates, McNemar
+        tests, random-split contrast) is shown when present and skipped when not.
+
+    Returns
+    -------
+    (html_path, md_path) : tuple of Path
+    """
+    run_dir = Path(run_dir)
+    doc, title = _build(run_dir)
+    out_html, out_md = run_dir / "report.html", run_dir / "report.md"
+    for path, text in ((out_md, doc.markdown()), (out_html, doc.html(title))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return out_html, out_md
+
+
+def publish_artifacts(run_dir: Path) -> None:
+    """Publish the comparison table and the report's path as Prefect artifacts.
+
+    Only inside a Prefect flow run; anywhere else (or without Prefect installed)
+    it does nothing. Prefect is imported here, not at module import.
+    """
+    try:
+        from prefect.context import FlowRunContext
+    except ImportError:
+        return
+    ctx = FlowRunContext.get()
+    if ctx is None or getattr(ctx, "flow_run", None) is None:
+        return
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    run_dir = Path(run_dir).resolve()
+    metrics = _read_json(run_dir / "metrics.json") or {}
+    create_table_artifact(
+        table=comparison_rows(metrics),
+        key="model-comparison",
+        description=significance_sentence(metrics.get("models") or {}, metrics.get("pairwise") or []),
+    )
+    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    create_markdown_artifact(
+        markdown=f"# Land-cover report\n\n- HTML: [{html_path}]({html_path.as_uri()})\n"
+        f"- Markdown: [{md_path}]({md_path.as_uri()})\n- Run directory: `{run_dir}`\n",
+        key="land-cover-report",
+        description="Where this run's comparison report is",
+    )

@@ -1,0 +1,254 @@
+"""Tests of pipeline.report on a fake but complete run directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from pipeline.accuracy import assess_model, pairwise_mcnemar
+from pipeline.report import publish_artifacts, write_report
+
+CLASSES = [
+    {"id": 1, "name": "water", "color": "#1f78b4"},
+    {"id": 2, "name": "forest", "color": "#33a02c"},
+    {"id": 3, "name": "urban", "color": "#e31a1c"},
+]
+IDS = [c["id"] for c in CLASSES]
+NAMES = [c["name"] for c in CLASSES]
+
+
+def _write_map(path, data):
+    from rasterio.enums import ColorInterp  # noqa: F401  (colormap written below)
+
+    with rasterio.open(
+        path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype="uint8",
+        crs="EPSG:32633", transform=from_origin(300_000, 4_000_000, 10, 10), nodata=255,
+    ) as dst:
+        dst.write(data, 1)
+        dst.write_colormap(1, {c["id"]: tuple(int(c["color"][i:i + 2], 16) for i in (1, 3, 5)) + (255,) for c in CLASSES})
+
+
+def _png(path, seed=0):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().imshow(np.random.default_rng(seed).random((8, 8)))
+    fig.savefig(path)
+
+
+def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True):
+    run = tmp_path / "run-1"
+    for sub in ("maps", "curves", "eval"):
+        (run / sub).mkdir(parents=True)
+    rng = np.random.default_rng(42)
+    n = 1500
+    blocks = rng.integers(0, 30, n)
+    y = rng.choice(IDS, n, p=[0.2, 0.6, 0.2])
+    accs = {"decision_tree": 0.70, "random_forest": 0.86, "svm": 0.85}
+    if deep:
+        accs["cnn"] = 0.80
+    models, preds = {}, {}
+    base = rng.random(n)
+    for i, (m, acc) in enumerate(accs.items()):
+        wrong = rng.choice(IDS, n)
+        p = np.where(base < acc + 0.01 * rng.standard_normal(n), y, wrong)
+        data = np.full((50, 60), 2, np.uint8)
+        data[:, : 10 + 3 * i] = 1
+        data[40:, 50:] = 3
+        data[0, :] = 255
+        _write_map(run / "maps" / f"{m}.tif", data)
+        r = assess_model(y, p, blocks, IDS, NAMES, map_path=run / "maps" / f"{m}.tif", n_boot=200, seed=1)
+        r["fit_seconds"] = 1.234 * (i + 1)
+        r["predict_mpx_per_s"] = 0.0123456 * (i + 1)
+        if m == "cnn":
+            r["epochs_run"], r["best_epoch"] = 12, 9
+            (run / "curves" / "cnn.json").write_text(json.dumps(
+                [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_macro_f1": 0.5 + e / 30} for e in range(1, 13)]))
+        models[m] = r
+        preds[m] = p
+    _png(run / "maps" / "random_forest.png")  # a quicklook that exists already
+    _png(run / "split_map.png", 1)
+    metrics = {
+        "classes": CLASSES,
+        "models": models,
+        "split": {"strategy": "blocks", "block_size": 640.0, "buffer": 40.0, "seed": 0,
+                  "counts": {"train": {"water": 300, "forest": 900, "urban": 280},
+                             "validation": {"water": 60, "forest": 180, "urban": 50},
+                             "test": {"water": 300, "forest": 900, "urban": 300}},
+                  "dropped_by_buffer": 77,
+                  "audit": {"min_train_test_distance": 45.0, "train_patches_touching_test_pixels": 0,
+                            "test_patches_touching_train_pixels": 0}},
+        "random_split_contrast": {m: {"overall_accuracy_random": 0.97, "overall_accuracy_spatial":
+                                      models[m]["overall_accuracy"], "gap": 0.97 - models[m]["overall_accuracy"]}
+                                  for m in models} if contrast else {},
+        "pairwise": pairwise_mcnemar(y, preds),
+        "labels": {"pixels_per_class": {"water": 1000, "forest": 3000, "urban": 900}},
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics, allow_nan=False))
+    (run / "config.yaml").write_text("name: demo\nseed: 0\nrasters:\n  paths: [scene.tif]\nlabels:\n  path: labels.gpkg\n")
+    (run / "manifest.json").write_text(json.dumps({
+        "started": "2026-11-21T10:00:00+00:00", "finished": "2026-11-21T10:05:00+00:00",
+        "stages": [{"name": "split", "seconds": 1.5, "cached": False}, {"name": "train", "seconds": 100.25, "cached": True}]}))
+    return run, metrics
+
+
+def _md_table(md: str, header_start: str) -> list[list[str]]:
+    """Rows (cells, bold markers stripped) of the first Markdown table whose header starts so."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {header_start}"))
+    rows = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip().strip("*") for c in ln.strip().strip("|").split("|")])
+    return rows
+
+
+def _num(s: str) -> float:
+    return float(s.replace(",", ""))
+
+
+def _ci(s: str) -> list[float]:
+    lo, hi = s.strip("[]").split(",")
+    return [_num(lo), _num(hi)]
+
+
+def test_report_complete_run(tmp_path):
+    run, metrics = make_run_dir(tmp_path)
+    html_path, md_path = write_report(run)
+    assert html_path == run / "report.html" and md_path == run / "report.md"
+    assert not list(run.glob(".*tmp*"))
+    html = html_path.read_text()
+    md = md_path.read_text()
+
+    # self-contained HTML: every image a data URI, nothing fetched from anywhere
+    imgs = re.findall(r'<img[^>]*src="([^"]*)"', html)
+    assert len(imgs) >= 10
+    assert all(src.startswith("data:image/png;base64,") for src in imgs)
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<link" not in html and "<script" not in html
+    # Markdown references images by relative paths that exist
+    for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert not rel.startswith(("/", "http")) and (run / rel).is_file(), rel
+    assert "split_map.png" in md and "maps/random_forest.png" in md
+    assert "report_files/map_svm.png" in md and "report_files/curve_cnn.png" in md
+    assert "report_files/confusion_cnn.png" in md and "report_files/legend.png" in md
+
+    models = metrics["models"]
+    # comparison table: numbers equal metrics.json as formatted, best first and bold
+    rows = _md_table(md, "model | overall accuracy |")
+    best = max(models, key=lambda m: models[m]["overall_accuracy"])
+    assert rows[0][0] == best
+    assert re.search(rf"^\| \*\*{best}\*\* \|", md, re.M)
+    assert {r[0] for r in rows} == set(models)
+    for r in rows:
+        m = models[r[0]]
+        assert _num(r[1]) == round(m["overall_accuracy"], 3)
+        assert _ci(r[2]) == [round(v, 3) for v in m["ci95"]["overall_accuracy"]]
+        assert _num(r[3]) == round(m["kappa"], 3)
+        assert _ci(r[4]) == [round(v, 3) for v in m["ci95"]["kappa"]]
+        assert _num(r[5]) == round(m["macro_f1"], 3)
+        assert _ci(r[6]) == [round(v, 3) for v in m["ci95"]["macro_f1"]]
+        assert _num(r[7]) == round(m["fit_seconds"], 1)
+        assert _num(r[8]) == pytest.approx(m["predict_mpx_per_s"], rel=5e-3)
+    # the significance sentence names the best model, the runner-up and the McNemar p-value
+    order = sorted(models, key=lambda m: -models[m]["overall_accuracy"])
+    pair = next(d for d in metrics["pairwise"] if {d["a"], d["b"]} == set(order[:2]))
+    sentence = next(ln for ln in md.splitlines() if ln.startswith("**Best model:"))
+    assert order[0] in sentence and order[1] in sentence
+    p_txt = "p < 0.001" if pair["p_value"] < 0.001 else f"p = {pair['p_value']:.3f}"
+    assert p_txt in sentence
+    assert ("not statistically significant" in sentence) == (pair["p_value"] >= 0.05)
+
+    # per-class precision / recall
+    pc_hdr = next(ln for ln in md.splitlines() if ln.startswith("| class | ") and "precision" in ln)
+    headers = [c.strip() for c in pc_hdr.strip("|").split("|")]
+    lines = md.splitlines()
+    i = lines.index(pc_hdr)
+    for ln in lines[i + 2:]:
+        if not ln.startswith("|"):
+            break
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        for h, cell in zip(headers[1:], cells[1:]):
+            m, what = h.rsplit(" ", 1)
+            assert _num(cell) == round(models[m]["per_class"][cells[0]][what], 3)
+
+    # random-versus-spatial table and McNemar table
+    for r in _md_table(md, "model A |"):
+        d = next(d for d in metrics["pairwise"] if (d["a"], d["b"]) == (r[0], r[1]))
+        assert r[3] == ("< 0.001" if d["p_value"] < 0.001 else f"{d['p_value']:.3f}")
+    gap_hdr = "| model | random split OA | spatial split OA | gap |"
+    j = md.splitlines().index(gap_hdr)
+    for ln in md.splitlines()[j + 2:]:
+        if not ln.startswith("|"):
+            break
+        m, rnd, spat, gap = [c.strip() for c in ln.strip("|").split("|")]
+        c = metrics["random_split_contrast"][m]
+        assert (_num(rnd), _num(spat), _num(gap)) == tuple(round(c[k], 3) for k in
+                                                           ("overall_accuracy_random", "overall_accuracy_spatial", "gap"))
+
+    # area tables: pixel counts, mapped and adjusted areas with half-widths
+    for m in models:
+        k = md.index(f"### {m}\n")
+        block = md[k:].split("\n\n", 2)[1]
+        for ln in block.splitlines()[2:]:
+            cells = [c.strip() for c in ln.strip("|").split("|")]
+            ca = models[m]["class_areas"][cells[0]]
+            aa = models[m]["area_adjusted"]["classes"][cells[0]]
+            assert int(_num(cells[1])) == ca["pixels"]
+            assert _num(cells[2]) == round(ca["area_ha"], 1)
+            if aa["area_ha"] is not None:
+                est, half = cells[4].split(" ± ")
+                assert (_num(est), _num(half)) == (round(aa["area_ha"], 1), round(aa["area_ci95_ha"], 1))
+
+    # colour swatches, audit and run facts
+    assert 'class="sw" style="background:#33a02c"' in html
+    assert "train patches touching test pixels" in md and "dropped by the buffer: 77" in md
+    assert "| train | 100.2 | yes |" in md or "| train | 100.3 | yes |" in md
+
+
+def test_report_tolerates_minimal_run(tmp_path):
+    run, metrics = make_run_dir(tmp_path, deep=False, contrast=False)
+    # strip optional parts
+    m = json.loads((run / "metrics.json").read_text())
+    for r in m["models"].values():
+        r.pop("ci95"), r.pop("area_adjusted"), r.pop("class_areas")
+    m["pairwise"] = []
+    m.pop("split")
+    m.pop("labels")
+    (run / "metrics.json").write_text(json.dumps(m))
+    for p in ("manifest.json", "config.yaml", "split_map.png", "maps/random_forest.png"):
+        (run / p).unlink()
+    for p in (run / "maps").glob("*.tif"):
+        p.unlink()
+    html, md = write_report(run)
+    text = md.read_text()
+    assert "Random versus spatial" not in text and "Learning curves" not in text
+    assert "No McNemar test" in text
+    assert "<img" not in html.read_text() or "data:image/png;base64," in html.read_text()
+
+
+def test_publish_artifacts_noop_outside_flow_and_publishes_inside(tmp_path, monkeypatch):
+    run, metrics = make_run_dir(tmp_path, deep=False)
+    publish_artifacts(run)  # no flow run: nothing happens, nothing raises
+
+    import prefect.artifacts
+    from prefect.context import FlowRunContext
+
+    calls = []
+    monkeypatch.setattr(FlowRunContext, "get", classmethod(lambda cls: types.SimpleNamespace(flow_run=object())))
+    monkeypatch.setattr(prefect.artifacts, "create_table_artifact", lambda **kw: calls.append(("table", kw)))
+    monkeypatch.setattr(prefect.artifacts, "create_markdown_artifact", lambda **kw: calls.append(("md", kw)))
+    publish_artifacts(run)
+    kinds = [c[0] for c in calls]
+    assert kinds == ["table", "md"]
+    table = calls[0][1]["table"]
+    assert {r["model"] for r in table} == set(metrics["models"])
+    assert "report.html" in calls[1][1]["markdown"]
+    assert re.fullmatch(r"[a-z0-9-]+", calls[0][1]["key"]) and re.fullmatch(r"[a-z0-9-]+", calls[1][1]["key"])
