@@ -7,7 +7,7 @@ CRS is warped onto the image grid with nearest neighbour, also by window.
 
 Every labelled pixel keeps the id of the polygon or point it came from
 (``group``), which the spatial split needs. For a label raster the groups are
-connected regions of one class within a window.
+connected regions of one class, cut by a fixed 32-pixel grid.
 
 Nothing is silently used: rows whose class is unknown, or whose id and name
 disagree, pixels claimed by more than one geometry, and pixels under nodata
@@ -183,6 +183,35 @@ def _label_raster_windows(path: Path, stack: RasterStack, window_size: int):
                 yield win, vals
 
 
+RASTER_GROUP_CELL = 32  # pixels; see _raster_groups
+
+
+def _raster_groups(vals: np.ndarray, mask: np.ndarray, win: Window, first: int) -> tuple[np.ndarray, int]:
+    """Group ids for a label raster: connected regions of one class, cut by a fixed 32-pixel grid.
+
+    A dense reference raster has no polygons; one connected "forest" region may cover most of
+    the scene and, kept whole, would force all of it into one split. Cutting regions by a
+    fixed grid keeps groups local (the block split and its buffer do the leak prevention).
+    Returns (group ids, -1 where unlabelled; next free id).
+    """
+    comp = np.zeros(vals.shape, dtype=np.int64)
+    n_total = 0
+    for cid in np.unique(vals[mask]):
+        lab, n = ndimage.label(mask & (vals == cid), structure=np.ones((3, 3)))
+        comp[lab > 0] = lab[lab > 0] + n_total
+        n_total += n
+    rows = (np.arange(vals.shape[0]) + int(win.row_off)) // RASTER_GROUP_CELL
+    cols = (np.arange(vals.shape[1]) + int(win.col_off)) // RASTER_GROUP_CELL
+    cell = rows[:, None] * (cols.max() + 1) + cols[None, :]
+    grp = np.full(vals.shape, -1, dtype=np.int64)
+    if mask.any():
+        key = comp[mask] * (int(cell.max()) + 1) + cell[mask]
+        _, inv = np.unique(key, return_inverse=True)
+        grp[mask] = inv + first
+        first += int(inv.max()) + 1
+    return grp, first
+
+
 def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], stack: RasterStack,
                   window_size: int = 1024, on_unknown: str = "error", progress: bool = True
                   ) -> tuple[pd.DataFrame, LabelReport]:
@@ -222,12 +251,7 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
                 unknown[str(int(v))] = unknown.get(str(int(v)), 0) + int(n)
             lab_mask = has & known
             cls = vals
-            # Groups: connected regions of one class (8-connectivity) within the window.
-            grp = np.full(vals.shape, -1, dtype=np.int64)
-            for cid in np.unique(vals[lab_mask]):
-                comp, n = ndimage.label(lab_mask & (vals == cid), structure=np.ones((3, 3)))
-                grp[comp > 0] = comp[comp > 0] - 1 + next_group
-                next_group += n
+            grp, next_group = _raster_groups(vals, lab_mask, win, next_group)
         else:
             grp, count = _rasterize_window(gdf, win, g.transform)
             report.pixels_overlapping_geometries += int((count > 1).sum())

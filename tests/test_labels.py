@@ -109,7 +109,12 @@ def test_label_raster_on_other_grid(tmp_path, synthetic_scene):
         s, rep = ingest_labels(LabelConfig(path=str(lp)), lp, CLASSES[:2], stack, progress=False)
     assert rep.kind == "raster"
     assert rep.pixels_per_class == {"water": 100, "forest": 100}  # each 20 m pixel -> 4 pixels of 10 m
-    assert s.groupby("group").class_id.nunique().max() == 1 and s.group.nunique() == 2
+    # Groups are one class each and never straddle the fixed 32-pixel grid; the forest square
+    # (rows 40-49, cols 60-69) is cut in two by the grid line at col 64.
+    assert s.groupby("group").class_id.nunique().max() == 1
+    cells = s.assign(cell=(s.row // 32) * 100 + s.col // 32)
+    assert cells.groupby("group").cell.nunique().max() == 1
+    assert s.group.nunique() == 3
     lab[0, 39] = 9
     lp2 = write_raster(tmp_path / "lab2.tif", lab, res=20.0, nodata=0)
     with RasterStack.open(path) as stack, pytest.raises(InputError, match="values not in the class table: 9"):
