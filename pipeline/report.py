@@ -3,7 +3,8 @@
 Everything is read from the run directory (``metrics.json``, ``config.yaml``,
 ``manifest.json``, ``split_map.png``, ``maps/``, ``curves/``); nothing is
 estimated here. Every number shown is a value of those files, formatted:
-accuracies, kappa, F1 and p-values to 3 decimals, seconds to 1 decimal,
+accuracies, kappa, F1 and p-values to 3 decimals, seconds and distances to 2 decimals
+(1 from 10 up),
 mapping speeds to 3 significant digits, areas in hectares to 1 decimal.
 
 Figures made here (confusion-matrix heat maps, learning curves without a PNG,
@@ -37,7 +38,7 @@ def fmt(v: Any, kind: str = "acc") -> str:
     if kind == "acc":
         return f"{v:.3f}"
     if kind == "sec":
-        return f"{v:.1f}"
+        return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
     if kind == "speed":
         return f"{v:.3g}"
     if kind == "ha":
@@ -406,6 +407,11 @@ def _build(run_dir: Path) -> tuple[_Doc, str]:
         doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'sec')} map units; "
               f"buffer: {fmt(split.get('buffer'), 'sec')} map units; seed: {split.get('seed', '–')}; "
               f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
+        if split.get("k"):
+            doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")
+        missing = {k: v for k, v in (split.get("missing_classes") or {}).items() if v}
+        for part, names in missing.items():
+            doc.p(f"Classes with no {part} samples: {', '.join(map(str, names))}.")
         counts = split.get("counts") or {}
         parts = [s for s in ("train", "validation", "test") if s in counts]
         if parts:

@@ -81,7 +81,7 @@ def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True):
                   "counts": {"train": {"water": 300, "forest": 900, "urban": 280},
                              "validation": {"water": 60, "forest": 180, "urban": 50},
                              "test": {"water": 300, "forest": 900, "urban": 300}},
-                  "dropped_by_buffer": 77,
+                  "dropped_by_buffer": 77, "missing_classes": {"train": [], "test": ["urban"]},
                   "audit": {"min_train_test_distance": 45.0, "train_patches_touching_test_pixels": 0,
                             "test_patches_touching_train_pixels": 0}},
         "random_split_contrast": {m: {"overall_accuracy_random": 0.97, "overall_accuracy_spatial":
@@ -155,7 +155,7 @@ def test_report_complete_run(tmp_path):
         assert _ci(r[4]) == [round(v, 3) for v in m["ci95"]["kappa"]]
         assert _num(r[5]) == round(m["macro_f1"], 3)
         assert _ci(r[6]) == [round(v, 3) for v in m["ci95"]["macro_f1"]]
-        assert _num(r[7]) == round(m["fit_seconds"], 1)
+        assert _num(r[7]) == round(m["fit_seconds"], 2 if m["fit_seconds"] < 10 else 1)
         assert _num(r[8]) == pytest.approx(m["predict_mpx_per_s"], rel=5e-3)
     # the significance sentence names the best model, the runner-up and the McNemar p-value
     order = sorted(models, key=lambda m: -models[m]["overall_accuracy"])
@@ -209,8 +209,10 @@ def test_report_complete_run(tmp_path):
 
     # colour swatches, audit and run facts
     assert 'class="sw" style="background:#33a02c"' in html
+    assert "Classes with no test samples: urban." in md
     assert "train patches touching test pixels" in md and "dropped by the buffer: 77" in md
     assert "| train | 100.2 | yes |" in md or "| train | 100.3 | yes |" in md
+    assert "| split | 1.50 | no |" in md
 
 
 def test_report_tolerates_minimal_run(tmp_path):
