@@ -541,7 +541,7 @@ def register(subparsers: Any) -> None:
         "assess",
         help="area-adjusted accuracy and class areas (Olofsson et al. 2014)",
         description="Stratified estimates of overall, user's and producer's accuracy and class areas with "
-        "95%% confidence intervals, from a labelled sample and its map, or from an error matrix of sample "
+        "95% confidence intervals, from a labelled sample and its map, or from an error matrix of sample "
         "counts and the mapped areas.",
     )
     a.add_argument("map", type=Path, nargs="?", metavar="MAP.tif")
