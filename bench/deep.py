@@ -1,0 +1,204 @@
+"""Benchmark: dense (whole-window) versus per-patch inference of the deep models.
+
+For each of ``cnn`` and ``resnet`` a network of the trained shape (random
+weights, non-trivial batch-norm statistics, standardisation set from the data)
+classifies a synthetic raster twice in the same run:
+
+* dense: ``predict_block``-style logits over windows read with a ``k // 2`` halo
+  of NaN padding at the raster edge, as the mapper does;
+* per-patch: one ``k x k`` patch cut around each pixel of a random subset of
+  pixels, classified in batches (cutting included in the time).
+
+It reports both rates in Mpx/s, their ratio, the largest absolute logit
+difference on the subset and the label agreement, plus the training throughput
+(one epoch of ``fit`` on synthetic patches). Results go to
+``reports/bench/deep.json`` (atomic write).
+
+Usage: ``python -m bench.deep [--size 1024] [--patch-size 13] [--out reports/bench/deep.json]``
+(or ``landcover bench deep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DEFAULT_OUT = Path("reports/bench/deep.json")
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available()}
+
+
+def synthetic_raster(bands: int, size: int, seed: int) -> np.ndarray:
+    """(bands, size, size) float32 in reflectance-like units with smooth structure plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size, 1)
+    out = np.empty((bands, size, size), np.float32)
+    for b in range(bands):
+        fx, fy, ph = rng.uniform(2, 12), rng.uniform(2, 12), rng.uniform(0, 6.28)
+        out[b] = 1500 + 800 * np.sin(fx * xx * 6.28 + ph) * np.cos(fy * yy * 6.28) + rng.normal(0, 120, (size, size))
+    return out
+
+
+def _build(kind: str, bands: int, classes: int, patch_size: int, channels: int, device: str, seed: int):
+    from pipeline.config import CNNConfig, ResNetConfig
+    from pipeline.models.base import ModelMeta
+    from pipeline.models.deep import CNNModel, ResNetModel, randomize_batchnorm
+
+    cls, cfg = (CNNModel, CNNConfig) if kind == "cnn" else (ResNetModel, ResNetConfig)
+    meta = ModelMeta(kind, [f"b{i}" for i in range(bands)], list(range(1, classes + 1)),
+                     [f"c{i}" for i in range(classes)], ["#808080"] * classes, patch_size)
+    model = cls(settings=cfg(channels=channels), meta=meta, seed=seed, device=device)
+    randomize_batchnorm(model.net, seed)
+    model.progress = False
+    return model
+
+
+def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, classes: int, window_size: int,
+                 patch_pixels: int, patch_batch: int, train_samples: int, train_batch: int, device: str,
+                 seed: int) -> dict[str, Any]:
+    from pipeline.models.base import TrainingData
+    from pipeline.models.deep import band_stats
+
+    bands, size, _ = img.shape
+    h = patch_size // 2
+    model = _build(kind, bands, classes, patch_size, channels, device, seed)
+    padded = np.pad(img, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
+    model.norm_mean, model.norm_std = band_stats(img[None])
+    model.patch_batch = patch_batch
+
+    # Warm-up (first calls allocate and pick kernels).
+    model.block_logits(padded[:, : min(64, size) + 2 * h, : min(64, size) + 2 * h])
+
+    dense = np.empty((classes, size, size), np.float32)
+    t0 = time.perf_counter()
+    for r in range(0, size, window_size):
+        for c in range(0, size, window_size):
+            hh, ww = min(window_size, size - r), min(window_size, size - c)
+            block = padded[:, r:r + hh + 2 * h, c:c + ww + 2 * h]
+            dense[:, r:r + hh, c:c + ww] = model.block_logits(block)
+    t_dense = time.perf_counter() - t0
+
+    rng = np.random.default_rng(seed)
+    n = min(patch_pixels, size * size)
+    flat = rng.choice(size * size, size=n, replace=False)
+    rows, cols = flat // size, flat % size
+    model.patch_logits(padded[None, :, :patch_size, :patch_size])  # warm-up
+    patch = np.empty((n, classes), np.float32)
+    t0 = time.perf_counter()
+    for s in range(0, n, patch_batch):
+        rr, cc = rows[s:s + patch_batch], cols[s:s + patch_batch]
+        cut = np.stack([padded[:, r:r + patch_size, c:c + patch_size] for r, c in zip(rr, cc)])
+        patch[s:s + len(rr)] = model.patch_logits(cut)
+    t_patch = time.perf_counter() - t0
+
+    ref = dense[:, rows, cols].T
+    dense_rate = size * size / 1e6 / t_dense
+    patch_rate = n / 1e6 / t_patch
+
+    # Training throughput: one epoch of the real fit loop on synthetic patches.
+    tr_n = max(train_batch * 2, train_samples)
+    tr_rows = rng.integers(0, size, tr_n)
+    tr_cols = rng.integers(0, size, tr_n)
+    tr_patches = np.stack([padded[:, r:r + patch_size, c:c + patch_size] for r, c in zip(tr_rows, tr_cols)])
+    y = rng.integers(1, classes + 1, tr_n).astype(np.int64)
+    train = TrainingData(tr_patches, y, np.arange(tr_n), np.zeros((tr_n, 2)), model.meta.band_names)
+    model.settings = model.settings.model_copy(update={"epochs": 1, "batch_size": train_batch})
+    model.fit(train, None)
+    return {
+        "dense_mpx_per_s": dense_rate, "patch_mpx_per_s": patch_rate, "dense_speedup": dense_rate / patch_rate,
+        "max_logit_diff": float(np.abs(ref - patch).max()),
+        "label_agreement": float(np.mean(ref.argmax(1) == patch.argmax(1))),
+        "dense_seconds": t_dense, "dense_pixels": size * size, "patch_seconds": t_patch, "patch_pixels": n,
+        "train_samples_per_s": float(model.fit_info["train_samples_per_s"]), "train_samples": tr_n,
+        "train_batch": train_batch, "parameters": int(sum(p.numel() for p in model.net.parameters())),
+        "conv_layers": (patch_size - 1) // 2,
+    }
+
+
+def run_bench(out_json: str | Path = DEFAULT_OUT, size: int = 1024, patch_size: int = 13, bands: int = 6,
+              channels: int = 64, classes: int = 8, window_size: int = 512, patch_pixels: int = 8192,
+              patch_batch: int = 1024, train_samples: int = 2048, train_batch: int = 256, device: str = "cpu",
+              seed: int = 0, models: tuple[str, ...] = ("cnn", "resnet"), log=print) -> dict[str, Any]:
+    """Run the benchmark and write ``out_json``; returns the report."""
+    from pipeline.device import select_device
+
+    dev = str(select_device(device))
+    img = synthetic_raster(bands, size, seed)
+    report: dict[str, Any] = {
+        "benchmark": "deep", "machine": machine_info(), "device": dev,
+        "params": {"size": size, "patch_size": patch_size, "bands": bands, "channels": channels, "classes": classes,
+                   "window_size": window_size, "patch_pixels": patch_pixels, "patch_batch": patch_batch,
+                   "train_samples": train_samples, "train_batch": train_batch, "seed": seed},
+        "models": {},
+    }
+    for kind in models:
+        res = _bench_model(kind, img, patch_size, channels, classes, window_size, patch_pixels, patch_batch,
+                           train_samples, train_batch, dev, seed)
+        report["models"][kind] = res
+        if log:
+            log(f"{kind}: dense {res['dense_mpx_per_s']:.4f} Mpx/s, per-patch {res['patch_mpx_per_s']:.5f} Mpx/s, "
+                f"speed-up {res['dense_speedup']:.1f}x, max logit diff {res['max_logit_diff']:.2e}, "
+                f"train {res['train_samples_per_s']:.0f} samples/s")
+    out = Path(out_json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)
+    if log:
+        log(f"wrote {out}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="landcover bench deep", description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=1024, help="synthetic raster is SIZE x SIZE pixels (default 1024)")
+    p.add_argument("--patch-size", type=int, default=13, help="odd patch size k; (k-1)/2 conv layers (default 13)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report JSON (default {DEFAULT_OUT})")
+    p.add_argument("--bands", type=int, default=6)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--window-size", type=int, default=512)
+    p.add_argument("--patch-pixels", type=int, default=8192, help="pixels classified per-patch (a random subset)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default cpu)")
+    p.add_argument("--models", default="cnn,resnet")
+    a = p.parse_args(argv)
+    from pipeline.errors import InputError
+
+    if a.patch_size < 1 or a.patch_size % 2 == 0:
+        print(f"--patch-size: must be a positive odd number, got {a.patch_size}", file=sys.stderr)
+        return 2
+    models = tuple(m.strip() for m in a.models.split(",") if m.strip())
+    if not models or any(m not in ("cnn", "resnet") for m in models):
+        print(f"--models: choose from cnn,resnet, got {a.models!r}", file=sys.stderr)
+        return 2
+    try:
+        run_bench(a.out, size=a.size, patch_size=a.patch_size, bands=a.bands, channels=a.channels,
+                  window_size=a.window_size, patch_pixels=a.patch_pixels, device=a.device, models=models)
+    except InputError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
