@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+# scipy.stats and sklearn.metrics are imported inside the functions that use them: they cost
+# seconds at import and the CLI imports this module to register its subcommands.
 
 from pipeline.errors import InputError
 
@@ -121,6 +122,8 @@ def classification_metrics(
         ``y_pred`` (a class absent from both has no defined F1 and would only
         drag the mean to 0). Undefined values are ``None``.
     """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     if len(class_ids) != len(class_names):
         raise ValueError("class_ids and class_names differ in length")
     y_true = np.asarray(y_true).ravel()
@@ -231,6 +234,8 @@ def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict:
     dict
         ``{"statistic": float, "p_value": float, "n01": int, "n10": int}``
     """
+    from scipy import stats
+
     y = np.asarray(y_true).ravel()
     a_ok = np.asarray(pred_a).ravel() == y
     b_ok = np.asarray(pred_b).ravel() == y
@@ -427,6 +432,8 @@ def area_adjusted_from_labels(
     dict
         As :func:`area_adjusted`, plus ``"pixel_area_ha"``.
     """
+    from sklearn.metrics import confusion_matrix
+
     y_ref = np.asarray(y_ref).ravel()
     y_map = np.asarray(y_map).ravel()
     if y_ref.shape != y_map.shape:

@@ -289,4 +289,7 @@ def load_config(
 
 
 def dump_config(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The resolved configuration as YAML (every default spelled out; disabled models omitted)."""
+    d = cfg.model_dump(mode="json")
+    d["models"] = {k: v for k, v in d["models"].items() if v is not None}
+    return yaml.safe_dump(d, sort_keys=False)

@@ -1,0 +1,139 @@
+"""The CLI end to end on the real demo scene, and its handling of bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+
+from pipeline.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _landcover(*args, cwd=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, nc_scene):
+    out = tmp_path_factory.mktemp("runs")
+    proc = _landcover("demo", "--models", "decision_tree", "--out", str(out), "--run-id", "e2e", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    return out / "e2e", proc
+
+
+def test_demo_map_is_on_the_input_grid_with_colormap(demo_run, nc_scene):
+    run, _ = demo_run
+    with rasterio.open(nc_scene / "lsat7_2000_10.tif") as src, rasterio.open(run / "maps" / "decision_tree.tif") as m:
+        assert (m.crs, m.transform, m.width, m.height) == (src.crs, src.transform, src.width, src.height)
+        cmap = m.colormap(1)
+        assert cmap[1][:3] == (0xE3, 0x1A, 0x1C) and cmap[6][:3] == (0x21, 0x66, 0xAC)
+        assert m.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and m.overviews(1)
+        labels = m.read(1)
+        src_valid = src.read_masks(1) > 0
+    # nodata exactly where the input has none; class ids elsewhere.
+    assert ((labels == 255) == ~src_valid).all()
+    assert set(np.unique(labels[src_valid])) <= set(range(1, 8))
+
+
+def test_demo_metrics_agree_with_confusion_matrix(demo_run):
+    run, _ = demo_run
+    m = json.loads((run / "metrics.json").read_text())
+    assert [c["name"] for c in m["classes"]][:2] == ["developed", "agriculture"]
+    dt = m["models"]["decision_tree"]
+    cm = np.array(dt["confusion_matrix"]["matrix"])
+    names = dt["confusion_matrix"]["labels"]
+    assert np.isclose(dt["overall_accuracy"], np.trace(cm) / cm.sum())
+    for i, name in enumerate(names):
+        pc = dt["per_class"][name]
+        assert pc["support"] == cm[i].sum()
+        tp = cm[i, i]
+        assert np.isclose(pc["recall"], tp / cm[i].sum() if cm[i].sum() else 0.0)
+        assert np.isclose(pc["precision"], tp / cm[:, i].sum() if cm[:, i].sum() else 0.0)
+    # Test predictions stored per sample match the matrix too.
+    ev = pd.read_parquet(run / "eval" / "decision_tree.parquet")
+    assert len(ev) == cm.sum()
+    samples = pd.read_parquet(run / "samples.parquet")
+    assert {"x", "y", "row", "col", "class_id", "class_name", "group", "split"} <= set(samples.columns)
+    assert (samples.loc[ev["sample"], "split"] == "test").all()
+    assert m["split"]["audit"]["train_patches_touching_test_pixels"] == 0
+    assert "decision_tree" in m["random_split_contrast"]
+
+
+def test_demo_run_directory_contract(demo_run):
+    run, proc = demo_run
+    for name in ("config.yaml", "manifest.json", "samples.parquet", "metrics.json", "models/decision_tree.pkl",
+                 "maps/decision_tree_confidence.tif", "report.html", "report.md", "splits.gpkg"):
+        assert (run / name).exists(), name
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["seed"] == 42 and man["packages"]["numpy"] and man["started"] <= man["finished"]
+    assert {s["name"] for s in man["stages"]} >= {"prepare", "train:decision_tree", "map:decision_tree", "assess"}
+    assert all(v["sha256"] and v["bytes"] > 0 for v in man["inputs"].values())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert list(cfg["models"]) == ["decision_tree"] and cfg["models"]["decision_tree"]["max_depth"] is None
+    assert cfg["patch"] == {"size": 9} and cfg["split"]["strategy"] == "blocks"
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert "decision_tree" in proc.stdout
+
+
+def test_map_command_applies_saved_model(demo_run, nc_scene, tmp_path):
+    run, _ = demo_run
+    bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]
+    out = tmp_path / "again.tif"
+    assert main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster", *bands,
+                 "--out", str(out), "--no-progress"]) == 0
+    with rasterio.open(out) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    # Wrong band count: a clear error, exit code 2.
+    assert main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster", *bands[:3],
+                 "--out", str(tmp_path / "x.tif")]) == 2
+    assert not (tmp_path / "x.tif").exists()
+
+
+def _write_cfg(tmp_path, nc_scene, **changes):
+    cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    cfg["models"] = {"decision_tree": {}}
+    for dotted, value in changes.items():
+        node = cfg
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"patch__size": 8}, "patch.size: patch size must be odd"),
+    ({"models__decision_tree": {"max_deep": 3}}, "unknown key 'models.decision_tree.max_deep'"),
+    ({"labels__field": "klass"}, "no field 'klass'"),
+    ({"rasters__paths": ["nope.tif"]}, "nope.tif: raster file not found"),
+    ({"classes": [{"id": 1, "name": "developed"}, {"id": 2, "name": "forest"}]}, "labels not in the class table"),
+    ({"labels__path": "missing.shp"}, "missing.shp: label file not found"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, nc_scene, capsys, changes, message):
+    cfg = _write_cfg(tmp_path, nc_scene, **changes)
+    code = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message in err[-1] and err[-1].startswith("landcover: error:")
+    assert not list((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_bad_input_subprocess_has_no_traceback(tmp_path, nc_scene):
+    cfg = _write_cfg(tmp_path, nc_scene, patch__size=4)
+    proc = _landcover("run", str(cfg), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    dbg = _landcover("--debug", "run", str(cfg), "--out", str(tmp_path / "r"))
+    assert dbg.returncode != 0 and "Traceback" in dbg.stderr
