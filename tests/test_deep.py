@@ -24,6 +24,15 @@ CLASS_IDS = [2, 5, 9]
 TINY = dict(channels=8, epochs=3, batch_size=32, dropout=0.1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: tiny nets gain nothing from two, and CI machines are shared."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 def make_meta(kind: str, k: int, bands: int = 3, extra=None) -> ModelMeta:
     return ModelMeta(kind, [f"band_{i}" for i in range(1, bands + 1)], CLASS_IDS, ["a", "b", "c"],
                      ["#ff0000", "#00ff00", "#0000ff"], k, extra or {})

@@ -1,0 +1,49 @@
+"""The dense-vs-per-patch benchmark runs end to end at a tiny size and writes its report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.deep import main, run_bench
+
+KEYS = {"dense_mpx_per_s", "patch_mpx_per_s", "dense_speedup", "max_logit_diff", "train_samples_per_s"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+def test_run_bench_writes_report(tmp_path):
+    out = tmp_path / "bench" / "deep.json"
+    rep = run_bench(out, size=40, patch_size=7, bands=4, channels=8, classes=3, window_size=16, patch_pixels=300,
+                    patch_batch=128, train_samples=128, train_batch=32, log=None)
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(rep))
+    assert set(saved["models"]) == {"cnn", "resnet"}
+    for res in saved["models"].values():
+        assert KEYS <= set(res)
+        assert res["max_logit_diff"] < 1e-4 and res["label_agreement"] == 1.0
+        assert res["dense_mpx_per_s"] > 0 and res["patch_mpx_per_s"] > 0 and res["train_samples_per_s"] > 0
+        assert res["dense_speedup"] == pytest.approx(res["dense_mpx_per_s"] / res["patch_mpx_per_s"])
+        assert res["conv_layers"] == 3
+    assert {"cpu_count", "torch", "platform"} <= set(saved["machine"])
+    assert saved["params"]["patch_size"] == 7
+
+
+def test_main_cli(tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert main(["--size", "24", "--patch-size", "5", "--channels", "8", "--patch-pixels", "64",
+                 "--models", "cnn", "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())["models"]) == {"cnn"}
+    assert "speed-up" in capsys.readouterr().out
+    assert main(["--patch-size", "4", "--out", str(out)]) == 2
+    assert main(["--models", "svm", "--out", str(out)]) == 2
+    assert main(["--device", "cuda", "--size", "16", "--out", str(tmp_path / "e.json")]) == (
+        0 if torch.cuda.is_available() else 2)
