@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch-pixels", type=int, default=8192, help="pixels classified per-patch (a random subset)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default cpu)")
     p.add_argument("--models", default="cnn,resnet")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads for this run (default: torch's own choice)")
     a = p.parse_args(argv)
     from pipeline.errors import InputError
 
@@ -191,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     if not models or any(m not in ("cnn", "resnet") for m in models):
         print(f"--models: choose from cnn,resnet, got {a.models!r}", file=sys.stderr)
         return 2
+    if a.threads is not None:
+        if a.threads < 1:
+            print(f"--threads: must be at least 1, got {a.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(a.threads)
     try:
         run_bench(a.out, size=a.size, patch_size=a.patch_size, bands=a.bands, channels=a.channels,
                   window_size=a.window_size, patch_pixels=a.patch_pixels, device=a.device, models=models)

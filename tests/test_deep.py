@@ -412,3 +412,16 @@ def test_learning_curves_written(tmp_path):
     hist = [{"epoch": 1, "train_loss": 1.0, "val_loss": None, "val_macro_f1": None}]
     save_learning_curves(hist, tmp_path / "d.json", tmp_path / "d.png")  # no validation: still plots
     assert (tmp_path / "d.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", ["cnn", "resnet"])
+def test_cpu_inference_layout_does_not_change_outputs(kind):
+    m = randomised(kind, 7)
+    block = np.random.default_rng(4).normal(1000, 50, size=(3, 20, 16)).astype(np.float32)
+    m.cpu_channels_last = False
+    ref = m.block_logits(block)
+    ref_p = m.patch_logits(all_patches(block, 7))
+    m.cpu_channels_last = True
+    assert np.abs(m.block_logits(block) - ref).max() < 1e-4
+    assert np.abs(m.patch_logits(all_patches(block, 7)) - ref_p).max() < 1e-4
+    assert next(m.net.parameters()).is_contiguous(memory_format=torch.channels_last)
