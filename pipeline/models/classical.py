@@ -1,9 +1,22 @@
-"""Classical per-pixel baselines built on scikit-learn estimators."""
+"""Classical per-pixel baselines built on scikit-learn estimators.
+
+All four baselines (decision tree, random forest, RBF SVM, Gaussian maximum
+likelihood) classify a pixel from the features of :mod:`pipeline.features`,
+configured per model by ``settings.features`` (band values by default; optional
+spectral indices and k x k patch statistics, in which case ``halo = k // 2``).
+The same :class:`~pipeline.features.FeatureSpec` builds features from training
+patches and from mapping blocks, so ``predict_block`` equals ``predict_patches``
+at every pixel.
+
+Every model fills ``self.fit_info`` (JSON-serialisable: sizes, chosen
+hyper-parameters, caps) for the run to copy into ``metrics.json``.
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,15 +24,28 @@ import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
 from pipeline.errors import InputError
+from pipeline.features import FeatureSpec
 from pipeline.models.base import ModelMeta, TrainingData, proba_to_labels
 
 
-class SklearnPixelModel:
-    """Base for models that classify each pixel from its own band values.
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
 
-    Subclasses implement :meth:`_make_estimator`. Features are the centre
-    pixel's bands; NaN (nodata) pixels are filled with 0 before prediction and
-    masked out by the mapper afterwards.
+
+class SklearnPixelModel:
+    """Base for models that classify each pixel from its features.
+
+    Subclasses implement :meth:`_make_estimator` (and may override :meth:`_fit_features`
+    / :meth:`_predict_features`). NaN features are filled by the feature module;
+    pixels whose own bands are NaN are masked out by the mapper afterwards.
     """
 
     name: ClassVar[str] = ""
@@ -28,35 +54,50 @@ class SklearnPixelModel:
         self.settings = settings
         self.meta = meta
         self.seed = seed
+        self.device = device
         self.estimator: Any = None
+        self.fit_info: dict[str, Any] = {}
+        self.spec = FeatureSpec.from_config(getattr(settings, "features", None), meta.band_names, meta.patch_size)
 
     @property
     def halo(self) -> int:
-        return 0
+        return self.spec.halo
 
     def _make_estimator(self) -> Any:
         raise NotImplementedError
 
     def features_from_patches(self, patches: np.ndarray) -> np.ndarray:
         """(n, bands, k, k) -> (n, f) float32."""
-        c = patches.shape[-1] // 2
-        return np.nan_to_num(np.asarray(patches[:, :, c, c], dtype=np.float32))
+        return self.spec.from_patches(patches)
 
     def features_from_block(self, block: np.ndarray) -> np.ndarray:
         """(bands, H + 2*halo, W + 2*halo) -> (H * W, f) float32."""
-        b = block.shape[0]
-        return np.nan_to_num(block.reshape(b, -1).T.astype(np.float32, copy=False))
+        return self.spec.from_block(block)
 
     def fit(self, train: TrainingData, validation: TrainingData | None = None) -> "SklearnPixelModel":
-        self.estimator = self._make_estimator()
-        self.estimator.fit(self.features_from_patches(train.patches), train.y)
+        if len(train) == 0:
+            raise InputError(f"{self.name}: no training samples")
+        t0 = time.perf_counter()
+        X = self.features_from_patches(train.patches)
+        y = np.asarray(train.y)
+        self.fit_info = {"n_train": int(len(y)), "n_features": int(X.shape[1]), "features": self.spec.names(),
+                         "halo": int(self.halo)}
+        self._fit_features(X, y, train, validation)
+        self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        self.fit_info = _jsonable(self.fit_info)
         return self
+
+    def _fit_features(self, X: np.ndarray, y: np.ndarray, train: TrainingData, validation: TrainingData | None) -> None:
+        self.estimator = self._make_estimator()
+        self.estimator.fit(X, y)
 
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         proba = self.estimator.predict_proba(X)
         return proba_to_labels(proba, self.estimator.classes_)
 
     def predict_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(patches) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
         return self._predict_features(self.features_from_patches(patches))
 
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +113,12 @@ class SklearnPixelModel:
         os.replace(tmp, path)
         return path
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "spec" not in state:  # pickles from before features existed: centre bands only
+            self.spec = FeatureSpec(tuple(self.meta.band_names), (), False, int(self.meta.patch_size))
+        self.__dict__.setdefault("fit_info", {})
+
 
 class DecisionTreeModel(SklearnPixelModel):
     name = "decision_tree"
@@ -80,6 +127,227 @@ class DecisionTreeModel(SklearnPixelModel):
         s = self.settings
         return DecisionTreeClassifier(max_depth=s.max_depth, min_samples_leaf=s.min_samples_leaf,
                                       random_state=self.seed)
+
+    def _fit_features(self, X, y, train, validation) -> None:
+        super()._fit_features(X, y, train, validation)
+        self.fit_info.update(depth=int(self.estimator.get_depth()), n_leaves=int(self.estimator.get_n_leaves()))
+
+
+class RandomForestModel(SklearnPixelModel):
+    """sklearn RandomForestClassifier; confidence = mean tree vote (``predict_proba``).
+
+    The forest parallelises over trees itself (``n_jobs``), so the mapper runs one
+    window at a time for it (``map_workers = 1``).
+    """
+
+    name = "random_forest"
+
+    def __init__(self, *a: Any, **k: Any):
+        super().__init__(*a, **k)
+        self.map_workers = 1 if int(getattr(self.settings, "n_jobs", 1)) > 1 else 2
+
+    def _make_estimator(self) -> Any:
+        from sklearn.ensemble import RandomForestClassifier
+
+        s = self.settings
+        return RandomForestClassifier(n_estimators=s.n_estimators, max_depth=s.max_depth,
+                                      min_samples_leaf=s.min_samples_leaf, n_jobs=s.n_jobs, random_state=self.seed)
+
+    def _fit_features(self, X, y, train, validation) -> None:
+        super()._fit_features(X, y, train, validation)
+        self.fit_info.update(n_estimators=int(self.settings.n_estimators), n_jobs=int(self.settings.n_jobs))
+
+
+class MaxLikelihoodModel(SklearnPixelModel):
+    """Gaussian maximum likelihood: one full-covariance Gaussian per class.
+
+    This is quadratic discriminant analysis (sklearn ``QuadraticDiscriminantAnalysis``)
+    on standardised features (standardising does not change the model, but makes
+    ``reg_param`` — shrinkage of each class covariance towards the identity — scale-free).
+    Priors: ``equal`` (the classic remote-sensing ML classifier) or ``proportional``
+    (training class frequencies). Classes with fewer than 2 training samples have no
+    covariance and are left out (reported in ``fit_info['dropped_classes']``).
+    Confidence = the posterior probability of the winning class.
+    """
+
+    name = "max_likelihood"
+
+    def _make_estimator(self) -> Any:
+        from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+
+        # tol: rank test on the (regularised) class covariances of standardised features; tiny, so
+        # that a narrow class (small variance relative to the scene) is not mistaken for a singular one.
+        return QuadraticDiscriminantAnalysis(reg_param=float(self.settings.reg_param), tol=1e-12)
+
+    def _fit_features(self, X, y, train, validation) -> None:
+        classes, counts = np.unique(y, return_counts=True)
+        keep_classes = classes[counts >= 2]
+        dropped = classes[counts < 2]
+        if len(keep_classes) < 2:
+            raise InputError(f"{self.name}: needs at least 2 classes with 2 or more training samples each")
+        keep = np.isin(y, keep_classes)
+        X, y = X[keep], y[keep]
+        self.mean_ = X.mean(axis=0).astype(np.float32)
+        sd = X.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
+        est = self._make_estimator()
+        if self.settings.priors == "equal":
+            est.set_params(priors=np.full(len(keep_classes), 1.0 / len(keep_classes)))
+        try:
+            est.fit((X - self.mean_) / self.scale_, y)
+        except np.linalg.LinAlgError as e:
+            raise InputError(f"models.max_likelihood: {e} (raise models.max_likelihood.reg_param, e.g. to 1e-3, "
+                             "or drop collinear features)") from None
+        self.estimator = est
+        self.fit_info.update(priors=self.settings.priors, reg_param=float(self.settings.reg_param),
+                             dropped_classes=[int(c) for c in dropped], n_train_used=int(len(y)))
+
+    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        proba = self.estimator.predict_proba((X - self.mean_) / self.scale_)
+        return proba_to_labels(proba, self.estimator.classes_)
+
+
+def stratified_cap(y: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified, seeded subsample of at most ``cap`` samples.
+
+    Each class keeps a share proportional to its frequency (largest remainders), and at
+    least one sample, so rare classes are never lost.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    if n <= cap:
+        return np.arange(n)
+    classes, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quota = counts * (cap / n)
+    take = np.maximum(np.floor(quota).astype(np.int64), 1)
+    take = np.minimum(take, counts)
+    left = cap - int(take.sum())
+    if left > 0:
+        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+        for c in order:
+            if left == 0:
+                break
+            if take[c] < counts[c]:
+                take[c] += 1
+                left -= 1
+    rng = np.random.default_rng(seed)
+    idx = [rng.choice(np.flatnonzero(inv == c), size=int(take[c]), replace=False) for c in range(len(classes))]
+    return np.sort(np.concatenate(idx))
+
+
+class SVMModel(SklearnPixelModel):
+    """RBF support vector machine (sklearn ``SVC``) with a fast exact-vote predictor.
+
+    * Features are standardised with the training set's mean and std.
+    * Training-set cap: at most ``settings.max_train_samples`` samples (SVC training is
+      quadratic to cubic in n); above it, a class-stratified subsample seeded by the run
+      seed is used (:func:`stratified_cap`), and ``fit_info`` reports
+      ``train_cap_applied``, ``n_train_original`` and ``n_train_used``.
+    * C and gamma (grids ``settings.C`` x ``settings.gamma``) are chosen by macro-F1 on the
+      validation split when it has at least two classes, otherwise by 3-fold
+      ``GroupKFold`` over the training groups (polygons), so that no polygon is on both
+      sides (stratified 3-fold if there are fewer than 3 groups). Ties go to the first
+      candidate in grid order. The final model is refitted on the (capped) training set.
+    * Prediction uses :class:`pipeline.svm_fast.FastSVC` (same one-vs-one votes as
+      ``SVC.predict``). Confidence = fraction of its one-vs-one contests that the winning
+      class won (a vote share, not a probability; always 1 with two classes).
+    """
+
+    name = "svm"
+
+    def __init__(self, *a: Any, **k: Any):
+        super().__init__(*a, **k)
+        self.map_workers = 1  # FastSVC spreads each block over the cores itself
+        self.fast: Any = None
+
+    def _svc(self, C: float, gamma: float | str) -> Any:
+        from sklearn.svm import SVC
+
+        return SVC(kernel="rbf", C=float(C), gamma=gamma, cache_size=500,
+                   random_state=self.seed)
+
+    def _fast(self, svc: Any) -> Any:
+        from pipeline.svm_fast import FastSVC
+
+        dev = "cpu"
+        if str(self.device).startswith("cuda"):
+            try:
+                import torch
+
+                dev = self.device if torch.cuda.is_available() else "cpu"
+            except ImportError:
+                pass
+        return FastSVC(svc, device=dev)
+
+    def _score(self, svc: Any, X: np.ndarray, y: np.ndarray) -> float:
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(y, self._fast(svc).predict(X), average="macro"))
+
+    def _fit_features(self, X, y, train, validation) -> None:
+        s = self.settings
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise InputError(f"{self.name}: training data has only one class ({classes.tolist()}); an SVM needs two")
+        self.mean_ = X.mean(axis=0).astype(np.float32)
+        sd = X.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
+        Xs = (X - self.mean_) / self.scale_
+        cap = int(s.max_train_samples)
+        idx = stratified_cap(y, cap, self.seed)
+        groups = np.asarray(train.groups)
+        Xc, yc, gc = Xs[idx], y[idx], groups[idx]
+        self.fit_info.update(train_cap_applied=bool(len(idx) < len(y)), max_train_samples=cap,
+                             n_train_original=int(len(y)), n_train_used=int(len(idx)))
+        grid = [(float(C), g) for C in s.C for g in s.gamma]
+        scores: list[dict] = []
+        method = "none"
+        if len(grid) > 1:
+            if validation is not None and len(validation) > 0 and len(np.unique(validation.y)) >= 2:
+                method = "validation"
+                Xv = (self.features_from_patches(validation.patches) - self.mean_) / self.scale_
+                for C, g in grid:
+                    svc = self._svc(C, g).fit(Xc, yc)
+                    scores.append({"C": C, "gamma": g, "macro_f1": self._score(svc, Xv, validation.y)})
+            else:
+                from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+                if len(np.unique(gc)) >= 3:
+                    method = "group_kfold_3"
+                    splits = list(GroupKFold(n_splits=3).split(Xc, yc, gc))
+                else:
+                    method = "stratified_kfold_3"
+                    splits = list(StratifiedKFold(n_splits=3, shuffle=True, random_state=self.seed).split(Xc, yc))
+                for C, g in grid:
+                    fold = []
+                    for tr, te in splits:
+                        if len(np.unique(yc[tr])) < 2:
+                            continue
+                        svc = self._svc(C, g).fit(Xc[tr], yc[tr])
+                        fold.append(self._score(svc, Xc[te], yc[te]))
+                    scores.append({"C": C, "gamma": g, "macro_f1": float(np.mean(fold)) if fold else float("nan")})
+            best = max(range(len(grid)), key=lambda i: (np.nan_to_num(scores[i]["macro_f1"], nan=-1.0), -i))
+            C, g = grid[best]
+        else:
+            C, g = grid[0]
+        self.estimator = self._svc(C, g).fit(Xc, yc)
+        self.fast = self._fast(self.estimator)
+        self.fit_info.update(C=C, gamma=g, gamma_value=float(self.estimator._gamma), selection=method,
+                             selection_scores=scores, n_support_vectors=int(len(self.estimator.support_vectors_)),
+                             confidence="ovo_vote_share")
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32, copy=False)
+
+    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.fast is None:
+            self.fast = self._fast(self.estimator)
+        labels, conf = self.fast.predict_with_confidence(self._scaled(X))
+        return labels.astype(np.int64), conf
+
+    def predict_sklearn(self, X: np.ndarray) -> np.ndarray:
+        """Labels from ``SVC.predict`` on features ``X`` (reference for the fast path)."""
+        return self.estimator.predict(self._scaled(X)).astype(np.int64)
 
 
 def load_classical(path: Path) -> SklearnPixelModel:
