@@ -34,6 +34,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
     p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the flow's tasks on this existing Dask cluster "
+                   "(scheduler address, e.g. tcp://10.0.0.5:8786) through prefect-dask")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -44,7 +46,9 @@ def _setup_logging(debug: bool) -> None:
 
 
 def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
-    """Validate the config, prepare the run directory and run the pipeline. Returns the run directory."""
+    """Validate the config, prepare the run directory and run the pipeline as a Prefect flow run
+    (``flows.pipeline.landcover_pipeline``; ephemeral mode unless PREFECT_API_URL is set).
+    Without Prefect installed, runs the stages in-process. Returns the run directory."""
     from pipeline.config import load_config
     from pipeline.run import init_run_dir, run_pipeline
 
@@ -52,12 +56,28 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     cfg, base_dir = load_config(config_path, args.overrides, models)
     ctx = init_run_dir(cfg, base_dir, out=args.out, run_id=args.resume or args.run_id, resume=bool(args.resume),
                        device=args.device, progress=not args.no_progress)
+    try:  # imported before the run.log handler is added: Prefect's logging setup resets the root logger
+        from flows.pipeline import landcover_pipeline
+    except ImportError as e:
+        if getattr(args, "dask", None):
+            raise InputError(f"--dask needs Prefect and prefect-dask ({e})") from None
+        landcover_pipeline = None
+    for noisy in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log.setLevel(logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False)
+                 else logging.INFO)
     handler = logging.FileHandler(ctx.run_dir / "run.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
     try:
         log.info("run directory: %s", ctx.run_dir)
-        run_dir = run_pipeline(ctx)
+        if landcover_pipeline is None:
+            run_dir = run_pipeline(ctx)
+        else:
+            run_dir = Path(landcover_pipeline(
+                config_path=str(config_path), models=models, overrides=list(args.overrides),
+                out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
+                device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
