@@ -263,6 +263,8 @@ def _fit(ctx: RunContext, model: str, data, fold, meta):
 
     settings = getattr(ctx.cfg.models, model)
     m = build_model(model, settings, meta, seed=ctx.cfg.seed, device=ctx.device)
+    if hasattr(m, "progress"):
+        m.progress = ctx.progress  # per-epoch bars of the deep models follow --no-progress
     val = data.subset(fold.validation) if len(fold.validation) else None
     t0 = time.perf_counter()
     m.fit(data.subset(fold.train), val)
