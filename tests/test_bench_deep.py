@@ -23,7 +23,7 @@ def _one_thread():
 def test_run_bench_writes_report(tmp_path):
     out = tmp_path / "bench" / "deep.json"
     rep = run_bench(out, size=40, patch_size=7, bands=4, channels=8, classes=3, window_size=16, patch_pixels=300,
-                    patch_batch=128, train_samples=128, train_batch=32, log=None)
+                    patch_batch=128, train_samples=128, train_batch=32, repeats=2, log=None)
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(rep))
     assert set(saved["models"]) == {"cnn", "resnet"}
@@ -32,7 +32,8 @@ def test_run_bench_writes_report(tmp_path):
         assert res["max_logit_diff"] < 1e-4 and res["label_agreement"] == 1.0
         assert res["dense_mpx_per_s"] > 0 and res["patch_mpx_per_s"] > 0 and res["train_samples_per_s"] > 0
         assert res["dense_speedup"] == pytest.approx(res["dense_mpx_per_s"] / res["patch_mpx_per_s"])
-        assert res["conv_layers"] == 3
+        assert res["conv_layers"] == 3 and len(res["dense_seconds_all"]) == 2
+        assert res["mac_ratio"] > 1
     assert {"cpu_count", "torch", "platform"} <= set(saved["machine"])
     assert saved["params"]["patch_size"] == 7
 
@@ -40,7 +41,7 @@ def test_run_bench_writes_report(tmp_path):
 def test_main_cli(tmp_path, capsys):
     out = tmp_path / "d.json"
     assert main(["--size", "24", "--patch-size", "5", "--channels", "8", "--patch-pixels", "64",
-                 "--models", "cnn", "--out", str(out)]) == 0
+                 "--models", "cnn", "--repeats", "1", "--out", str(out)]) == 0
     assert set(json.loads(out.read_text())["models"]) == {"cnn"}
     assert "speed-up" in capsys.readouterr().out
     assert main(["--patch-size", "4", "--out", str(out)]) == 2

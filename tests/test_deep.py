@@ -424,4 +424,19 @@ def test_cpu_inference_layout_does_not_change_outputs(kind):
     m.cpu_channels_last = True
     assert np.abs(m.block_logits(block) - ref).max() < 1e-4
     assert np.abs(m.patch_logits(all_patches(block, 7)) - ref_p).max() < 1e-4
-    assert next(m.net.parameters()).is_contiguous(memory_format=torch.channels_last)
+    net, cl = m._inference_net()
+    assert cl and net.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in net.modules())  # folded
+    assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.net.modules())  # the model itself untouched
+
+
+def test_inference_copy_follows_weight_changes():
+    m = randomised("resnet", 5)
+    p = np.random.default_rng(0).normal(1000, 50, size=(8, 3, 5, 5)).astype(np.float32)
+    a = m.patch_logits(p)
+    m.fold_batchnorm = False
+    assert np.abs(m.patch_logits(p) - a).max() < 1e-4  # folding changes nothing beyond rounding
+    m.fold_batchnorm = True
+    with torch.no_grad():
+        m.net.head.bias.add_(1.0)  # in-place change -> the cached inference copy is rebuilt
+    assert np.allclose(m.patch_logits(p), a + 1.0, atol=1e-4)
