@@ -10,6 +10,13 @@ whose pixel ``[i, j]`` is the per-patch output of the patch centred at block
 pixel ``[i + h, j + h]``. :meth:`DeepModel.predict_block` uses that (in row
 chunks that overlap by the halo, so memory stays bounded and the result is
 unchanged); :meth:`DeepModel.predict_patches` runs the network on patches.
+Both run the same inference copy of the network: eval mode, batch norm folded
+into the preceding convolution, channels-last on CUDA and (``cpu_channels_last``)
+on the CPU, float32, under ``torch.inference_mode``; the copy is rebuilt when
+the weights change. The speed-up of dense over per-patch inference is bounded
+by the ratio of convolution work, ``sum over layers of (output size inside the
+patch)^2`` to ``number of layers`` (about 35x for the 6-band, 6-layer CNN at
+``k = 13``, 48x for the ResNet), unless per-patch inference is less efficient.
 
 How ``k`` maps to depth (``L = (k - 1) / 2`` valid 3x3 convolutions)
 ------------------------------------------------------------------
@@ -292,13 +299,20 @@ def save_learning_curves(history: list[dict], json_path: str | Path, png_path: s
 
 @contextlib.contextmanager
 def _deterministic():
+    """Deterministic algorithms for the duration of a fit, without the NaN-filling of every new
+    tensor that comes with them by default (a pure cost here: nothing reads uninitialised memory)."""
+    import torch.utils.deterministic as tud
+
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_fill = tud.fill_uninitialized_memory
     torch.use_deterministic_algorithms(True, warn_only=True)
+    tud.fill_uninitialized_memory = False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        tud.fill_uninitialized_memory = prev_fill
 
 
 @contextlib.contextmanager
