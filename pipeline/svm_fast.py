@@ -15,17 +15,24 @@ chunk of pixels with two matrix products in float32:
 
 Support vectors are processed in tiles of ``sv_tile`` and pixels in chunks of
 ``chunk`` so that the kernel block (``chunk x sv_tile`` float32) stays in cache.
-On the CPU, chunks are spread over ``n_threads`` Python threads (numpy's matmul and
-exp release the GIL) with BLAS itself limited to one thread: on a busy 2-core
-machine, OpenBLAS's own threads on these skinny products were measured 2-4x slower
-than one BLAS thread per worker (they spin-wait for each other). numpy was also
-faster here than torch on the CPU, so torch is used only for GPUs.
+On the CPU, chunks are spread over ``n_threads`` Python threads (the matmuls and
+exp release the GIL), each running its BLAS with one thread: on a busy 2-core
+machine, BLAS's / OpenMP's own threads on these skinny products were measured
+2-5x slower than one BLAS thread per worker (they spin-wait for each other).
+Backend ``auto`` uses torch on the CPU when it is installed (MKL GEMM and AVX-512 exp:
+measured ~1.4x numpy/OpenBLAS for 512-pixel x 256-SV tiles, each worker thread with
+``torch.set_num_threads(1)``, which is per-thread under OpenMP), else numpy.
 
 Voting is libsvm's: for pair (i, j), class i gets the vote if ``dec > 0``, else
 class j; the winner is the class with most votes, ties going to the lowest class
-index (``argmax`` takes the first maximum). The only differences from
-``SVC.predict`` come from float32 rounding of decision values within ~1e-5 of 0,
-or of vote ties decided by such a value: in practice well under 1 in 10,000 pixels.
+index (``argmax`` takes the first maximum).
+
+Exactness: float32 decision values are off by up to ~1e-3 for models with thousands
+of support vectors, which flips about 1 label in 10,000. So each model calibrates a
+tolerance ``tol`` (8 x the largest float32 error on probe points, :meth:`FastSVC._calibrate_tol`),
+and any pixel whose winner could change if its decision values within ``tol`` of 0
+flipped is recomputed in float64 (libsvm's formula): typically well under 1% of
+pixels, so the cost is small and the labels equal ``SVC.predict`` up to float64 rounding.
 
 Confidence (:meth:`FastSVC.predict_with_confidence`): the fraction of its
 ``c - 1`` one-vs-one contests that the winning class won (1.0 = it beat every other
@@ -43,15 +50,15 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_CHUNK = 1024
-DEFAULT_SV_TILE = 1024
+DEFAULT_CHUNK = 512
+DEFAULT_SV_TILE = 256
 
 
 class FastSVC:
     """Batched float32 re-implementation of ``SVC.predict`` for RBF, one-vs-one models."""
 
     def __init__(self, svc: Any, chunk: int = DEFAULT_CHUNK, sv_tile: int = DEFAULT_SV_TILE, device: str = "cpu",
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, backend: str = "auto"):
         if getattr(svc, "kernel", None) != "rbf":
             raise ValueError(f"FastSVC supports the RBF kernel only, got {getattr(svc, 'kernel', None)!r}")
         if not hasattr(svc, "support_vectors_"):
@@ -92,8 +99,21 @@ class FastSVC:
         self.vote_pos = vp
         self.vote_base = vb
         self.pairs = pairs
+        self._pair_i = np.array([i for i, _ in pairs], dtype=np.int64)
+        self._pair_j = np.array([j for _, j in pairs], dtype=np.int64)
+        # float64 copies for the exact re-check of near-zero decisions
+        self.sv64 = np.ascontiguousarray(sv)
+        self.sv_sq64 = (sv ** 2).sum(1)
+        self.coef64 = coef
+        self.intercept64 = rho_neg
         self.device = device
         self.n_threads = int(n_threads) if n_threads else min(2, os.cpu_count() or 1)
+        if backend not in ("auto", "numpy", "torch"):
+            raise ValueError(f"backend must be auto, numpy or torch, got {backend!r}")
+        self.backend = backend
+        self._torch: dict | None = None
+        self.tol = 0.0
+        self.tol = self._calibrate_tol()
         self._torch: dict | None = None
 
     # -- core ----------------------------------------------------------------------------------
@@ -105,7 +125,94 @@ class FastSVC:
         xa[:, self.n_features + 1] = 1.0
         return xa
 
+    def _calibrate_tol(self, n_probe: int = 2048) -> float:
+        """Decision values closer to 0 than ``tol`` are re-checked in float64.
+
+        ``tol`` = 8 x the largest float32 error seen on probe points (support vectors
+        with a little noise, and points spread over their range), at least 1e-6.
+        """
+        rng = np.random.default_rng(0)
+        sv = self.sv64
+        pick = sv[rng.integers(0, len(sv), n_probe // 2)]
+        near = pick + rng.normal(size=pick.shape) * sv.std(axis=0) * 0.1
+        lo, hi = sv.min(axis=0), sv.max(axis=0)
+        far = rng.uniform(lo, hi, size=(n_probe - len(near), sv.shape[1]))
+        probe = np.vstack([near, far]).astype(np.float32)
+        err = np.abs(self._decision_chunk(probe).astype(np.float64) - self._decision_exact(probe))
+        return float(max(1e-6, 8.0 * err.max()))
+
+    def _decision_exact(self, x: np.ndarray) -> np.ndarray:
+        """float64 decision values, libsvm's formula (||x||^2 + ||sv||^2 - 2 x.sv) and order of magnitude."""
+        x = np.asarray(x, dtype=np.float64)
+        out = np.empty((len(x), self.coef64.shape[1]), dtype=np.float64)
+        for a in range(0, len(x), 256):
+            xb = x[a:a + 256]
+            d2 = (xb * xb).sum(1)[:, None] + self.sv_sq64[None, :] - 2.0 * (xb @ self.sv64.T)
+            np.exp(-self.gamma * d2, out=d2)
+            out[a:a + 256] = d2 @ self.coef64 + self.intercept64
+        return out
+
+    def _refine(self, x: np.ndarray, dec: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Recompute in float64 the votes of pixels whose winner could flip within ``tol``."""
+        if self.tol <= 0:
+            return v
+        unsure = np.abs(dec) <= self.tol
+        rows = np.flatnonzero(unsure.any(axis=1))
+        if len(rows) == 0:
+            return v
+        u = unsure[rows]
+        pos = dec[rows] > 0
+        vv = v[rows]
+        nc = self.n_classes
+        # votes each class could lose (unsure pairs it currently wins) or gain (unsure pairs it loses)
+        win_cls = np.where(pos, self._pair_i, self._pair_j)
+        lose_cls = np.where(pos, self._pair_j, self._pair_i)
+        can_lose = np.zeros((len(rows), nc), np.float32)
+        can_gain = np.zeros((len(rows), nc), np.float32)
+        r_idx = np.repeat(np.arange(len(rows)), u.shape[1]).reshape(u.shape)
+        np.add.at(can_lose, (r_idx[u], win_cls[u]), 1.0)
+        np.add.at(can_gain, (r_idx[u], lose_cls[u]), 1.0)
+        w = np.argmax(vv, axis=1)
+        low = vv[np.arange(len(rows)), w] - can_lose[np.arange(len(rows)), w]
+        high = vv + can_gain
+        high[np.arange(len(rows)), w] = -np.inf
+        redo = rows[~(low > high.max(axis=1))]
+        if len(redo):
+            v = v.copy()
+            v[redo] = self.votes(self._decision_exact(x[redo]))
+        return v
+
+    def _use_torch_cpu(self) -> bool:
+        if self.backend == "numpy":
+            return False
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            if self.backend == "torch":
+                raise
+            return False
+        return True
+
     def _decision_chunk(self, x: np.ndarray) -> np.ndarray:
+        if self._use_torch_cpu():
+            return self._decision_chunk_torch(x)
+        return self._decision_chunk_numpy(x)
+
+    def _decision_chunk_torch(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        T = self._tensors("cpu")
+        with torch.no_grad():
+            xa = torch.from_numpy(self._augment(x))
+            dec = T["intercept"].repeat(len(xa), 1)
+            nsv, t = self.n_support_vectors, self.sv_tile
+            for s in range(0, nsv, t):
+                k = xa @ T["aug"][:, s:s + t]
+                k.exp_()
+                dec.addmm_(k, T["coef"][s:s + t])
+        return dec.numpy()
+
+    def _decision_chunk_numpy(self, x: np.ndarray) -> np.ndarray:
         xa = self._augment(x)
         dec = np.zeros((len(xa), self.coef.shape[1]), dtype=np.float32)
         nsv, t = self.n_support_vectors, self.sv_tile
@@ -128,12 +235,12 @@ class FastSVC:
         return out
 
     def votes(self, dec: np.ndarray) -> np.ndarray:
-        """(n, n_pairs) decision values -> (n, n_classes) vote counts (float32)."""
+        """(n, n_pairs) decision values -> (n, n_classes) vote counts (float32), no re-check."""
         return (dec > 0).astype(np.float32) @ self.vote_pos + self.vote_base
 
     def _labels_chunk(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dec = self._decision_chunk(X) if self.device == "cpu" else self._torch_decision(X)
-        v = self.votes(dec)
+        v = self._refine(X, dec, self.votes(dec))
         i = np.argmax(v, axis=1)  # first maximum = lowest class index, as libsvm
         conf = v[np.arange(len(i)), i] / np.float32(max(self.n_classes - 1, 1))
         return i, conf
@@ -153,7 +260,16 @@ class FastSVC:
         if self.device == "cpu" and self.n_threads > 1 and n > step:
             from threadpoolctl import threadpool_limits
 
-            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.n_threads) as ex:
+            torch_cpu = self._use_torch_cpu()
+
+            def one_thread() -> None:  # per worker thread (OpenMP/MKL thread counts are per thread)
+                if torch_cpu:
+                    import torch
+
+                    torch.set_num_threads(1)
+
+            with threadpool_limits(limits=1, user_api="blas"), \
+                    ThreadPoolExecutor(self.n_threads, initializer=one_thread) as ex:
                 list(ex.map(job, starts))
         else:
             for a in starts:
@@ -164,15 +280,22 @@ class FastSVC:
         return self.predict_with_confidence(X)[0]
 
     # -- torch (GPU) -----------------------------------------------------------------------------
+    def _tensors(self, device: str) -> dict:
+        import torch
+
+        cache = self._torch
+        if cache is None:
+            cache = self._torch = {}
+        if device not in cache:
+            dev = torch.device(device)
+            cache[device] = {"aug": torch.from_numpy(self.aug).to(dev), "coef": torch.from_numpy(self.coef).to(dev),
+                             "intercept": torch.from_numpy(self.intercept).to(dev)}
+        return cache[device]
+
     def _torch_decision(self, X: np.ndarray) -> np.ndarray:
         import torch
 
-        if self._torch is None or self._torch["device"] != self.device:
-            dev = torch.device(self.device)
-            self._torch = {"device": self.device, "aug": torch.from_numpy(self.aug).to(dev),
-                           "coef": torch.from_numpy(self.coef).to(dev),
-                           "intercept": torch.from_numpy(self.intercept).to(dev)}
-        T = self._torch
+        T = self._tensors(self.device)
         out = np.empty((len(X), self.coef.shape[1]), dtype=np.float32)
         step = max(self.chunk, 16384)
         with torch.no_grad():

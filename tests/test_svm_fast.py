@@ -39,6 +39,8 @@ def test_agreement_with_sklearn(n_classes, labels):
     np.testing.assert_allclose(fast.decision_function(Xt[:300]), ref_dec, atol=2e-3, rtol=1e-3)
     # single-threaded, other chunking, and a pickle round-trip give the same labels
     np.testing.assert_array_equal(FastSVC(svc, chunk=4096, sv_tile=10_000, n_threads=1).predict(Xt), labels_fast)
+    # the numpy backend agrees too
+    assert np.mean(FastSVC(svc, backend="numpy", n_threads=2).predict(Xt) == ref) >= 0.9999
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(fast)).predict(Xt), labels_fast)
 
 

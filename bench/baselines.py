@@ -1,0 +1,340 @@
+"""Benchmark: full-map prediction speed and memory of the classical baselines.
+
+``landcover bench baselines`` (or ``python -m bench.baselines``):
+
+1. writes a synthetic ``size x size x 6`` uint16 GeoTIFF (tiled 512, DEFLATE) in a
+   temporary folder, window by window (memory-bounded), with spatially structured
+   classes (smooth random fields, six classes with overlapping spectra, within-class
+   texture and noise, a nodata corner), and keeps a sample of labelled pixels;
+2. fits each baseline (band values as features) on that sample: the SVM on
+   ``svm_train`` pixels so that it keeps thousands of support vectors;
+3. maps the raster with :func:`pipeline.mapping.classify_raster`, each model in a
+   fresh subprocess so that ``peak_rss_mb`` (``ru_maxrss`` of that process) is the
+   model's own peak; the I/O floor is the same mapping with a model that returns
+   zeros (read + write only);
+4. for the SVM, measures ``SVC.predict`` and the fast path (:class:`pipeline.svm_fast.FastSVC`)
+   on the same ``sk_pixels`` pixels of the raster in the same run:
+   ``speedup_vs_sklearn`` = fast / sklearn pixel rate (both on in-memory features, both
+   on this machine: sklearn's libsvm uses one core, the fast path all cores), and
+   ``label_agreement`` = share of identical labels. ``map_speedup_vs_sklearn`` also
+   compares the full mapping rate (with I/O) to ``SVC.predict``;
+5. writes the JSON report (default ``reports/bench/baselines.json``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "reports" / "bench" / "baselines.json"
+MODELS = ("decision_tree", "random_forest", "svm", "max_likelihood")
+BANDS = ["blue", "green", "red", "nir", "swir1", "swir2"]
+CLASSES = ["water", "forest", "crop", "grass", "urban", "bare"]
+CLASS_IDS = [1, 2, 3, 4, 5, 6]
+COLORS = ["#1f78b4", "#33a02c", "#b2df8a", "#ffff99", "#e31a1c", "#b15928"]
+# Mean reflectance (x 10000) per class and band.
+SPECTRA = np.array([
+    [600, 700, 500, 300, 150, 100],
+    [300, 500, 300, 3000, 1500, 700],
+    [450, 750, 550, 3600, 2100, 1100],
+    [500, 800, 700, 2900, 2300, 1400],
+    [1000, 1100, 1200, 1900, 2200, 2000],
+    [1100, 1300, 1500, 2200, 2700, 2400],
+], dtype=np.float64)
+NODATA = 0
+TEXTURE = 0.15  # relative amplitude of the within-class texture
+NOISE = 0.22  # relative per-pixel noise (classes overlap: the SVM keeps thousands of support vectors)
+TILE = 512
+
+
+# -- synthetic scene ---------------------------------------------------------------------------
+class _Scene:
+    """Deterministic class and reflectance fields, evaluated window by window."""
+
+    def __init__(self, seed: int = 0, n_waves: int = 6):
+        rng = np.random.default_rng(seed)
+        nc = len(CLASSES)
+        # class "suitability" fields: sums of plane waves with wavelengths 150-900 px
+        self.kc = rng.uniform(2 * np.pi / 900, 2 * np.pi / 150, size=(nc, n_waves))
+        self.ang = rng.uniform(0, np.pi, size=(nc, n_waves))
+        self.ph = rng.uniform(0, 2 * np.pi, size=(nc, n_waves))
+        # per-band texture field (shared by all classes), wavelengths 20-80 px
+        self.kt = rng.uniform(2 * np.pi / 80, 2 * np.pi / 20, size=(len(BANDS), 3))
+        self.at = rng.uniform(0, np.pi, size=(len(BANDS), 3))
+        self.pt = rng.uniform(0, 2 * np.pi, size=(len(BANDS), 3))
+        self.seed = seed
+
+    @staticmethod
+    def _waves(r, c, k, a, p):
+        out = 0.0
+        for i in range(len(k)):
+            out = out + np.sin(k[i] * (np.cos(a[i]) * c + np.sin(a[i]) * r) + p[i])
+        return out
+
+    def window(self, row0: int, col0: int, h: int, w: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(classes int (h, w), values uint16 (6, h, w)) for the window at (row0, col0)."""
+        r = np.arange(row0, row0 + h, dtype=np.float32)[:, None]
+        c = np.arange(col0, col0 + w, dtype=np.float32)[None, :]
+        fields = np.stack([self._waves(r, c, self.kc[i], self.ang[i], self.ph[i]) for i in range(len(CLASSES))])
+        cls = np.argmax(fields, axis=0)
+        rng = np.random.default_rng([self.seed, row0, col0])
+        vals = np.empty((len(BANDS), h, w), dtype=np.uint16)
+        for b in range(len(BANDS)):
+            tex = self._waves(r, c, self.kt[b], self.at[b], self.pt[b]) / 3.0  # in [-1, 1]
+            v = SPECTRA[cls, b] * (1.0 + TEXTURE * tex + NOISE * rng.standard_normal((h, w)))
+            vals[b] = np.clip(v, 1, 65535).astype(np.uint16)
+        # nodata corner triangle
+        nod = (r + c) < size * 0.03
+        vals[:, nod] = NODATA
+        return cls, vals
+
+
+def make_scene(path: Path, size: int, seed: int = 0, n_sample: int = 26000) -> dict[str, np.ndarray]:
+    """Write the synthetic raster; returns about ``n_sample`` labelled pixels {X (n, 6) float32, y, groups, xy}."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    scene = _Scene(seed)
+    rng = np.random.default_rng(seed + 1)
+    tile = min(TILE, max(16, size))
+    tile = tile - tile % 16 or 16
+    profile = dict(driver="GTiff", width=size, height=size, count=len(BANDS), dtype="uint16",
+                   crs="EPSG:32633", transform=from_origin(500000.0, 4000000.0, 10.0, 10.0), nodata=NODATA,
+                   tiled=True, blockxsize=tile, blockysize=tile, compress="deflate", predictor=2)
+    n_windows = (-(-size // tile)) ** 2
+    sample_per_window = -(-n_sample // n_windows)
+    Xs, ys, gs, xys = [], [], [], []
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.descriptions = tuple(BANDS)
+        g = 0
+        for r0 in range(0, size, tile):
+            for c0 in range(0, size, tile):
+                h, w = min(tile, size - r0), min(tile, size - c0)
+                cls, vals = scene.window(r0, c0, h, w, size)
+                dst.write(vals, window=rasterio.windows.Window(c0, r0, w, h))
+                n = min(sample_per_window, h * w)
+                flat = rng.choice(h * w, size=n, replace=False)
+                ok = vals.reshape(len(BANDS), -1)[0, flat] != NODATA
+                flat = flat[ok]
+                Xs.append(vals.reshape(len(BANDS), -1)[:, flat].T.astype(np.float32))
+                ys.append(np.asarray(CLASS_IDS)[cls.ravel()[flat]])
+                gs.append(np.full(len(flat), g))
+                xys.append(np.stack([c0 + flat % w, r0 + flat // w], axis=1).astype(np.float64))
+                g += 1
+    return {"X": np.concatenate(Xs), "y": np.concatenate(ys).astype(np.int64),
+            "groups": np.concatenate(gs).astype(np.int64), "xy": np.concatenate(xys)}
+
+
+# -- models ------------------------------------------------------------------------------------
+def _meta(name: str):
+    from pipeline.models.base import ModelMeta
+
+    return ModelMeta(model=name, band_names=list(BANDS), class_ids=list(CLASS_IDS), class_names=list(CLASSES),
+                     class_colors=list(COLORS), patch_size=1)
+
+
+class ZeroModel:
+    """Returns class 0 everywhere: mapping with it measures read + write only (the I/O floor)."""
+
+    name = "io_floor"
+    halo = 0
+
+    def __init__(self, meta: Any):
+        self.meta = meta
+
+    def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(block.shape[1:], np.int64), np.ones(block.shape[1:], np.float32)
+
+
+def fit_models(sample: dict[str, np.ndarray], models: tuple[str, ...], workdir: Path, seed: int = 0,
+               svm_train: int = 10000, rf_trees: int = 100, n_train: int = 20000) -> dict[str, dict]:
+    """Fit each baseline on the pixel sample and pickle it into ``workdir``."""
+    from pipeline.config import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
+    from pipeline.models import build_model
+    from pipeline.models.base import TrainingData
+
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(sample["y"]))[:n_train]
+    train = TrainingData(sample["X"][idx][:, :, None, None], sample["y"][idx], sample["groups"][idx],
+                         sample["xy"][idx], list(BANDS))
+    settings = {
+        "decision_tree": DecisionTreeConfig(),
+        "random_forest": RandomForestConfig(n_estimators=rf_trees, n_jobs=2),
+        "svm": SVMConfig(C=[10.0], gamma=["scale"], max_train_samples=max(10, svm_train)),
+        "max_likelihood": MaxLikelihoodConfig(),
+    }
+    out = {}
+    for name in models:
+        model = build_model(name, settings[name], _meta(name), seed=seed)
+        t0 = time.perf_counter()
+        model.fit(train)
+        fit_s = time.perf_counter() - t0
+        path = model.save(workdir / f"{name}.pkl")
+        out[name] = {"path": str(path), "fit_seconds": round(fit_s, 2), "fit_info": model.fit_info}
+    return out
+
+
+# -- child process: map once, report speed and peak memory -------------------------------------
+def _child(model_path: str, raster: str, out_tif: str, window_size: int) -> dict:
+    from pipeline.mapping import classify_raster
+    from pipeline.raster import RasterStack
+
+    if model_path == "io_floor":
+        model: Any = ZeroModel(_meta("decision_tree"))
+    else:
+        from pipeline.models import load_model
+
+        model = load_model(model_path)
+    with RasterStack.open(raster) as stack:
+        res = classify_raster(model, stack, Path(out_tif), window_size=window_size, progress=False)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"mpx_per_s": res["mpx_per_s"], "seconds": res["seconds"], "pixels": res["pixels"],
+            "peak_rss_mb": peak_kb / 1024.0}
+
+
+def _run_child(model_path: str, raster: Path, out_tif: Path, window_size: int) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-m", "bench.baselines", "--child", model_path, str(raster), str(out_tif),
+           str(window_size)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child for {model_path} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- SVM vs sklearn on the same pixels ---------------------------------------------------------
+def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int) -> dict:
+    from pipeline.models import load_model
+    from pipeline.raster import RasterStack
+    from rasterio.windows import Window
+
+    model = load_model(model_path)
+    with RasterStack.open(raster) as stack:
+        size = stack.grid.width
+        rows = max(1, min(stack.grid.height, -(-n_pixels // size)))
+        r0 = (stack.grid.height - rows) // 2
+        block = stack.read(Window(0, r0, size, rows))
+    X = model.features_from_block(block)
+    X = X[np.all(np.isfinite(block.reshape(block.shape[0], -1)), axis=0)][:n_pixels]
+    Xs = model._scaled(X)
+    t0 = time.perf_counter()
+    ref = model.estimator.predict(Xs)
+    t_sk = time.perf_counter() - t0
+    model.fast.predict(Xs[:2048])  # warm-up (thread pool, BLAS)
+    t0 = time.perf_counter()
+    fast, _ = model.fast.predict_with_confidence(Xs)
+    t_fast = time.perf_counter() - t0
+    n = len(X)
+    return {"n_pixels_compared": int(n), "sklearn_mpx_per_s": n / 1e6 / t_sk, "fast_mpx_per_s": n / 1e6 / t_fast,
+            "speedup_vs_sklearn": t_sk / t_fast, "label_agreement": float(np.mean(fast == ref)),
+            "n_label_differences": int(np.sum(fast != ref)),
+            "n_support_vectors": int(len(model.estimator.support_vectors_))}
+
+
+# -- driver ------------------------------------------------------------------------------------
+def run_bench(out_json: Path = DEFAULT_OUT, size: int = 4096, models: tuple[str, ...] = MODELS, seed: int = 0,
+              svm_train: int = 10000, rf_trees: int = 100, n_train: int = 20000, sk_pixels: int = 200_000,
+              window_size: int = 512, workdir: Path | None = None, log=print) -> dict:
+    """Run the benchmark and write ``out_json``; returns the report."""
+    import sklearn
+
+    out_json = Path(out_json)
+    with tempfile.TemporaryDirectory(prefix="bench-baselines-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        raster = tmp / "scene.tif"
+        t0 = time.perf_counter()
+        sample = make_scene(raster, size, seed=seed, n_sample=int(1.3 * max(n_train, svm_train)))
+        log(f"scene {size} x {size} x {len(BANDS)} written in {time.perf_counter() - t0:.1f} s "
+            f"({len(sample['y'])} labelled pixels sampled)")
+        fitted = fit_models(sample, models, tmp, seed=seed, svm_train=svm_train, rf_trees=rf_trees, n_train=n_train)
+        for name, f in fitted.items():
+            log(f"fit {name}: {f['fit_seconds']} s")
+        io = _run_child("io_floor", raster, tmp / "io_floor.tif", window_size)
+        log(f"io floor: {io['mpx_per_s']:.2f} Mpx/s, peak {io['peak_rss_mb']:.0f} MB")
+        results: dict[str, dict] = {}
+        for name in models:
+            r = _run_child(fitted[name]["path"], raster, tmp / f"{name}.tif", window_size)
+            r["fit_seconds"] = fitted[name]["fit_seconds"]
+            r["fit_info"] = fitted[name]["fit_info"]
+            log(f"map {name}: {r['mpx_per_s']:.3f} Mpx/s, peak {r['peak_rss_mb']:.0f} MB, {r['seconds']:.1f} s")
+            results[name] = r
+        if "svm" in models:
+            cmp_ = svm_vs_sklearn(Path(fitted["svm"]["path"]), raster, sk_pixels)
+            cmp_["map_speedup_vs_sklearn"] = results["svm"]["mpx_per_s"] / cmp_["sklearn_mpx_per_s"]
+            results["svm"].update(cmp_)
+            log(f"svm vs SVC.predict on {cmp_['n_pixels_compared']} px: {cmp_['speedup_vs_sklearn']:.1f}x, "
+                f"agreement {cmp_['label_agreement']:.6f}")
+    report = {
+        "benchmark": "baselines",
+        "size": size, "bands": len(BANDS), "pixels": size * size, "window_size": window_size,
+        "raster": {"dtype": "uint16", "tile": TILE, "compress": "deflate", "predictor": 2},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "sklearn": sklearn.__version__,
+                    "numpy": np.__version__},
+        "io_floor_mpx_per_s": io["mpx_per_s"], "io_floor_peak_rss_mb": io["peak_rss_mb"],
+        "models": results,
+    }
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    tmp_json = out_json.with_name(out_json.name + ".tmp")
+    tmp_json.write_text(json.dumps(report, indent=2, default=float))
+    os.replace(tmp_json, out_json)
+    return report
+
+
+def table(report: dict) -> str:
+    """Markdown table of a report (the README's performance section)."""
+    lines = ["| model | Mpx/s | peak RSS (MB) | notes |", "| --- | ---: | ---: | --- |"]
+    lines.append(f"| I/O floor (read + write) | {report['io_floor_mpx_per_s']:.2f} | {report['io_floor_peak_rss_mb']:.0f} | |")
+    for name, r in report["models"].items():
+        note = ""
+        if "speedup_vs_sklearn" in r:
+            note = (f"{r['n_support_vectors']} SVs; {r['speedup_vs_sklearn']:.1f}x `SVC.predict` "
+                    f"({r['fast_mpx_per_s']:.3f} vs {r['sklearn_mpx_per_s']:.4f} Mpx/s on {r['n_pixels_compared']} px), "
+                    f"label agreement {100 * r['label_agreement']:.4f}%")
+        lines.append(f"| {name} | {r['mpx_per_s']:.3f} | {r['peak_rss_mb']:.0f} | {note} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child"]:
+        print(json.dumps(_child(argv[1], argv[2], argv[3], int(argv[4]))))
+        return 0
+    p = argparse.ArgumentParser(prog="landcover bench baselines", description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=4096, help="raster side in pixels (default 4096)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(REPO)})")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated baselines to run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--svm-train", type=int, default=10000, help="SVM training pixels (sets its support vectors)")
+    p.add_argument("--rf-trees", type=int, default=100)
+    p.add_argument("--n-train", type=int, default=20000, help="training pixels for the other baselines")
+    p.add_argument("--sk-pixels", type=int, default=200_000, help="pixels for the SVC.predict comparison")
+    p.add_argument("--window-size", type=int, default=512)
+    p.add_argument("--workdir", type=Path, default=None, help="where the temporary raster goes")
+    a = p.parse_args(argv)
+    models = tuple(m.strip() for m in a.models.split(",") if m.strip())
+    bad = [m for m in models if m not in MODELS]
+    if bad or a.size < 16:
+        p.error(f"unknown model {bad[0]!r}" if bad else "--size must be at least 16")
+    report = run_bench(a.out, size=a.size, models=models, seed=a.seed, svm_train=a.svm_train, rf_trees=a.rf_trees,
+                       n_train=a.n_train, sk_pixels=a.sk_pixels, window_size=a.window_size, workdir=a.workdir,
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(table(report))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
