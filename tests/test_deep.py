@@ -440,3 +440,35 @@ def test_inference_copy_follows_weight_changes():
     with torch.no_grad():
         m.net.head.bias.add_(1.0)  # in-place change -> the cached inference copy is rebuilt
     assert np.allclose(m.patch_logits(p), a + 1.0, atol=1e-4)
+
+
+def test_cpu_float16_autocast_with_grad_scaler_and_non_blocking():
+    """The CUDA recipe (float16 autocast + GradScaler + non-blocking copies) run on the CPU."""
+    m = make_model("cnn", 5, epochs=2)
+    m.device_settings = dataclasses.replace(m.device_settings, amp=True, amp_dtype=torch.float16,
+                                            non_blocking=True)
+    assert m.device_settings.grad_scaler() is not None
+    m.fit(separable(200, 5, 0), separable(60, 5, 1))
+    assert all(np.isfinite(h["train_loss"]) for h in m.history)
+    assert m.fit_info["device_settings"]["amp_dtype"] == "float16"
+
+
+def test_memmap_patches_and_loader_workers_give_identical_fits(tmp_path):
+    data = separable(160, 5, 0)
+    np.save(tmp_path / "p.npy", data.patches)
+    mm = np.load(tmp_path / "p.npy", mmap_mode="r")
+    mapped = TrainingData(mm, data.y, data.groups, data.xy, data.band_names)
+    a = make_model("cnn", 5, epochs=2)
+    a.fit(data)
+    b = make_model("cnn", 5, epochs=2, num_workers=1)
+    b.fit(mapped)
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert all(torch.equal(sa[key], sb[key]) for key in sa)
+
+
+def test_empty_inputs():
+    m = randomised("cnn", 5)
+    labels, conf = m.predict_patches(np.zeros((0, 3, 5, 5), np.float32))
+    assert labels.shape == (0,) and conf.shape == (0,)
+    with pytest.raises(InputError, match="smaller"):
+        m.predict_block(np.zeros((3, 4, 4), np.float32))
