@@ -676,7 +676,7 @@ class DeepModel:
             "epochs_run": len(history), "best_epoch": int(best_epoch), "stopped_early": bool(stopped_early),
             "best_val_macro_f1": float(best_f1) if has_val else None,
             "device": str(self.device), "device_settings": ds.describe(),
-            "train_samples": int(n), "validation_samples": int(len(validation)) if has_val else 0,
+            "train_samples": int(n), "n_train": int(n), "validation_samples": int(len(validation)) if has_val else 0,
             "train_samples_per_s": float(seen / max(train_time, 1e-9)),
             "fit_seconds": float(time.perf_counter() - t_start), "seed": self.seed,
             "parameters": int(sum(p.numel() for p in self.net.parameters())),
