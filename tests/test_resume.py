@@ -1,0 +1,70 @@
+"""Kill a ``landcover run`` after its prepare stage, resume it with --resume, compare with an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prefect_fixtures import (REPO, landcover_cmd, landcover_env, prefect_api,  # noqa: E402,F401
+                              strip_timings)
+
+pytestmark = pytest.mark.prefect
+
+DEMO = str(REPO / "configs" / "demo.yaml")
+ARGS = ["--models", "decision_tree,random_forest", "--set", "models.random_forest.n_estimators=30", "--no-progress"]
+
+
+def test_resume_after_kill_gives_identical_metrics(prefect_api, tmp_path):
+    out = tmp_path / "runs"
+    run = out / "killed"
+    proc = subprocess.Popen(landcover_cmd("run", DEMO, "--out", str(out), "--run-id", "killed", *ARGS), cwd=REPO,
+                            env=landcover_env(prefect_api), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / "stages" / "prepare.json").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "prepare stage never finished"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: the run and anything it started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert not (run / "metrics.json").exists(), "the run finished before it was killed"
+    assert not (run / "manifest.json").exists()
+
+    from pipeline.cli import main
+
+    assert main(["run", DEMO, "--out", str(out), "--resume", "killed", *ARGS]) == 0
+    m = json.loads((run / "manifest.json").read_text())
+    st = {s["name"]: s for s in m["stages"]}
+    assert st["prepare"]["cached"] is True and m["stage_sources"]["prepare"] == "run"
+    assert st["train:random_forest"]["cached"] is False
+    assert m["prefect_flow_run_id"]
+
+    # an uninterrupted run of the same config, in its own output dir (no shared stage store)
+    ref_out = tmp_path / "ref"
+    assert main(["run", DEMO, "--out", str(ref_out), "--run-id", "ref", *ARGS]) == 0
+    got = json.loads((run / "metrics.json").read_text())
+    want = json.loads((ref_out / "ref" / "metrics.json").read_text())
+    assert strip_timings(got) == strip_timings(want)
+    assert set(got["models"]) == {"decision_tree", "random_forest"}
+
+
+def test_resume_refuses_a_changed_config(prefect_api, tmp_path):
+    from pipeline.cli import main
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("name: other\n")
+    rc = main(["run", DEMO, "--out", str(tmp_path), "--resume", "r", "--models", "decision_tree", "--no-progress"])
+    assert rc == 2
