@@ -1,0 +1,95 @@
+"""``landcover serve --once``: one good and one corrupt scene in an inbox; nothing is mapped twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prefect_fixtures import REPO, prefect_api  # noqa: E402,F401
+
+pytestmark = pytest.mark.prefect
+
+
+def _model(path: Path, bands: list[str]) -> Path:
+    """A decision tree that tells the synthetic scene's two halves apart (classes 1 and 2)."""
+    from pipeline.config import DecisionTreeConfig
+    from pipeline.models import build_model
+    from pipeline.models.base import ModelMeta, TrainingData
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([1, 2], 100)
+    centre = np.where(y[:, None] == 1, [1000, 1300, 1600], [3000, 2800, 2600]).astype(np.float32)
+    patches = (centre[:, :, None, None] + rng.normal(size=(200, 3, 3, 3)) * 20).astype(np.float32)
+    data = TrainingData(patches, y.astype(np.int64), rng.integers(0, 5, 200).astype(np.int64),
+                        rng.normal(size=(200, 2)), bands)
+    meta = ModelMeta(model="decision_tree", band_names=bands, class_ids=[1, 2], class_names=["left", "right"],
+                     class_colors=["#ff0000", "#0000ff"], patch_size=3)
+    m = build_model("decision_tree", DecisionTreeConfig(), meta, seed=0)
+    m.fit(data, None)
+    m.save(path)
+    return path
+
+
+def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthetic_scene, tmp_path):
+    from pipeline.cli import main
+
+    scene, data = synthetic_scene
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    shutil.copy(scene, inbox / "good scene.tif")
+    (inbox / "corrupt.tif").write_bytes(b"II*\x00" + b"\x00garbage" * 200)
+    (inbox / ".partial.tif").write_bytes(b"still copying")  # hidden: ignored
+    (inbox / "notes.txt").write_text("not a raster")
+    model = _model(tmp_path / "dt.pkl", ["b1", "b2", "b3"])
+    args = ["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox), "--outbox", str(outbox),
+            "--model", str(model), "--settle", "0"]
+
+    assert main(args) == 1  # one scene failed: reported, and the cycle still mapped the other
+    good = outbox / "good_scene" / "good_scene.tif"
+    with rasterio.open(good) as src:
+        cls = src.read(1)
+    assert cls.shape == data.shape[1:]
+    assert (cls[10:, 5:35] == 1).mean() > 0.95 and (cls[10:, 45:] == 2).mean() > 0.95
+    assert (cls[:5, :5] == 255).all()  # nodata corner
+    rep = json.loads((outbox / "good_scene" / "good_scene.json").read_text())
+    assert rep["model_name"] == "decision_tree" and (outbox / "good_scene" / "good_scene.md").exists()
+    failed = json.loads((outbox / "corrupt" / "corrupt.failed.json").read_text())
+    assert "corrupt.tif" in failed["error"]
+    state = json.loads((outbox / ".serve-state.json").read_text())["processed"]
+    assert sorted(v["status"] for v in state.values()) == ["failed", "mapped"]
+    cycles = sorted((outbox / "cycles").glob("*.json"))
+    assert len(cycles) == 1
+    c1 = json.loads(cycles[0].read_text())
+    assert len(c1["mapped"]) == 1 and len(c1["failed"]) == 1
+
+    # second cycle: nothing new, nothing mapped twice
+    mtime = good.stat().st_mtime_ns
+    assert main(args) == 0
+    cycles = sorted((outbox / "cycles").glob("*.json"))
+    c2 = json.loads(cycles[-1].read_text())
+    assert c2["mapped"] == [] and c2["failed"] == []
+    assert good.stat().st_mtime_ns == mtime
+
+
+def test_best_model_is_newest_runs_best_macro_f1(tmp_path):
+    from flows.serve import best_model
+
+    def run(name, finished, f1s):
+        d = tmp_path / name
+        (d / "models").mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"models": {m: {"macro_f1": f} for m, f in f1s.items()}}))
+        (d / "manifest.json").write_text(json.dumps({"finished": finished}))
+        for m in f1s:
+            (d / "models" / f"{m}.pkl").write_bytes(b"x")
+
+    run("old", "2026-01-01T00:00:00+00:00", {"svm": 0.99})
+    run("new", "2026-02-01T00:00:00+00:00", {"decision_tree": 0.5, "random_forest": 0.7})
+    (tmp_path / ".stage-cache").mkdir()
+    assert best_model(tmp_path) == tmp_path / "new" / "models" / "random_forest.pkl"
