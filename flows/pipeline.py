@@ -272,7 +272,7 @@ def execute_stage(ref: dict, stage: str, model: str | None = None, logger=None) 
                     "this run directory" if source == "run" else f"the stage store (run {rec.get('from_run')})",
                     rec["seconds"])
     keep = ("stage", "model", "key", "outputs", "seconds", "cached")
-    return {"name": name, **{k: rec.get(k) for k in keep}, "source": source}
+    return {"name": name, **{k: rec.get(k) for k in keep}, "source": source, "pid": os.getpid()}
 
 
 @task(name="stage", retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAY, retry_condition_fn=not_input_error,
@@ -312,7 +312,7 @@ def _collect(futures: list, what: str) -> list[dict]:
 @flow(name="prepare", log_prints=False)
 def prepare(ref: dict) -> dict:
     """Ingest labels, tile patches, spatial split."""
-    return stage_task(ref, "prepare")
+    return _collect([stage_task.submit(ref, "prepare")], "prepare")[0]
 
 
 @flow(name="train_and_compare")
@@ -330,10 +330,10 @@ def map_scenes(ref: dict, models: list[str]) -> list[dict]:
 @flow(name="assess_and_report")
 def assess_and_report(ref: dict, started: str, done: list[dict], extra: dict) -> list[dict]:
     """metrics.json, then (after a provisional manifest.json the report shows) the report."""
-    assess = stage_task(ref, "assess")
+    assess = _collect([stage_task.submit(ref, "assess")], "assess")[0]
     ctx = ctx_from_ref(ref)
     R.write_manifest(ctx, started, done + [assess], extra)
-    report = stage_task(ref, "report")
+    report = _collect([stage_task.submit(ref, "report")], "report")[0]
     try:
         from pipeline.report import publish_artifacts
 
@@ -389,6 +389,7 @@ def landcover_pipeline(config_path: str, models: list[str] | None = None, overri
             stages += assess_and_report.with_options(task_runner=make_task_runner(dask_address, 1))(
                 ref, started, stages, extra)
         extra["stage_sources"] = {s["name"]: s["source"] for s in stages}
+        extra["stage_workers"] = {s["name"]: s["pid"] for s in stages}  # process ids: where each stage ran
         extra["flow_seconds"] = round(time.perf_counter() - t_flow, 3)
         R.write_manifest(ctx, started, stages, extra)
         n_cached = sum(bool(s["cached"]) for s in stages)
