@@ -293,6 +293,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"FAILED {f['input']}: {f['error']}")
         print(f"cycle report: {summary['cycle_report']}")
         return 1 if summary["failed"] else 0
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        log.warning("no PREFECT_API_URL: an ephemeral server has no scheduler, so the cron schedule will not "
+                    "create runs. Start `prefect server start --host 127.0.0.1` and export "
+                    "PREFECT_API_URL=http://127.0.0.1:4200/api, or put `landcover serve CONFIG --once ...` in a crontab")
     print(f"serving deployment {args.name!r} of flow 'batch-map' on cron {args.cron!r} (Ctrl-C stops it)")
     batch_map.serve(name=args.name, cron=args.cron, parameters=params, limit=1)
     return 0
