@@ -268,9 +268,20 @@ class FastSVC:
 
                     torch.set_num_threads(1)
 
-            with threadpool_limits(limits=1, user_api="blas"), \
-                    ThreadPoolExecutor(self.n_threads, initializer=one_thread) as ex:
-                list(ex.map(job, starts))
+            prev = None
+            if torch_cpu:
+                import torch
+
+                prev = torch.get_num_threads()
+            try:
+                with threadpool_limits(limits=1, user_api="blas"), \
+                        ThreadPoolExecutor(self.n_threads, initializer=one_thread) as ex:
+                    list(ex.map(job, starts))
+            finally:
+                # torch's thread setting is per thread under OpenMP but global for its native pool:
+                # leave the caller's as it was.
+                if prev is not None and torch.get_num_threads() != prev:
+                    torch.set_num_threads(prev)
         else:
             for a in starts:
                 job(a)

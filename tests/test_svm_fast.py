@@ -61,3 +61,12 @@ def test_rejects_non_rbf():
     X, y = _data(rng, 100, 3, 2)
     with pytest.raises(ValueError, match="RBF"):
         FastSVC(SVC(kernel="linear").fit(X, y))
+
+
+def test_leaves_callers_torch_threads_alone():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    X, y = _data(rng, 400, 4, 3)
+    before = torch.get_num_threads()
+    FastSVC(SVC(gamma=0.5).fit(X, y), chunk=64, n_threads=2, backend="torch").predict(X)
+    assert torch.get_num_threads() == before
