@@ -66,3 +66,11 @@ def synthetic_scene(tmp_path: Path):
     data[:, :5, :5] = 0  # nodata corner
     path = write_raster(tmp_path / "scene.tif", data, nodata=0, descriptions=["b1", "b2", "b3"])
     return path, data
+
+
+def pytest_unconfigure(config):
+    # Prefect's ephemeral server logs "Stopping temporary server" from an atexit hook, after
+    # pytest has closed the captured streams; without this, logging prints a spurious traceback.
+    import logging
+
+    logging.raiseExceptions = False
