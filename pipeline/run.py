@@ -134,6 +134,9 @@ class RunContext:
         if self.inputs:
             return self.inputs
         paths = list(self.raster_paths())
+        for p in paths:
+            if not p.exists():
+                raise InputError(f"{p}: raster file not found")
         lp = self.label_path()
         if not lp.exists():
             raise InputError(f"{lp}: label file not found")

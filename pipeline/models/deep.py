@@ -324,20 +324,52 @@ def _seeded(seed: int, device: torch.device):
 
 
 class _BatchSource(torch.utils.data.Dataset):
-    """One item per batch: reads the batch's rows (sorted, for memmap locality) from the patch store."""
+    """Item = an array of row indices (sorted, for memmap locality) -> that batch of the patch store.
 
-    def __init__(self, patches: np.ndarray, y_idx: np.ndarray, batches: list[np.ndarray]):
+    Loader workers are spawned, not forked (forking a process that already runs threads, such as
+    a Prefect or Dask client, can kill the child). A whole-file memmap therefore pickles as its
+    file name and is reopened in the worker instead of being copied into it.
+    """
+
+    def __init__(self, patches: np.ndarray, y_idx: np.ndarray):
         self.patches = patches
         self.y_idx = y_idx
-        self.batches = batches
+
+    def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.ascontiguousarray(self.patches[idx], dtype=np.float32)
+        return torch.from_numpy(x), torch.from_numpy(self.y_idx[idx].astype(np.int64))
+
+    def __getstate__(self) -> dict:
+        p = self.patches
+        state = {"y_idx": self.y_idx, "patches": p, "mm": None}
+        if isinstance(p, np.memmap) and p.filename and p.flags.c_contiguous:
+            # Only a memmap that spans its file to the end is the whole array (a slice keeps the
+            # parent's offset); anything else is sent as data.
+            if p.offset + p.nbytes == os.path.getsize(p.filename):
+                state.update(patches=None, mm=(p.filename, p.dtype.str, p.shape, p.offset))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.y_idx = state["y_idx"]
+        if state["mm"] is not None:
+            fname, dtype, shape, offset = state["mm"]
+            self.patches = np.memmap(fname, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+        else:
+            self.patches = state["patches"]
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """Yields the current epoch's batches; runs in the main process, so one persistent set of
+    loader workers serves every epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def __iter__(self):
+        return iter(self.batches)
 
     def __len__(self) -> int:
         return len(self.batches)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.batches[i]
-        x = np.ascontiguousarray(self.patches[idx], dtype=np.float32)
-        return torch.from_numpy(x), torch.from_numpy(self.y_idx[idx].astype(np.int64))
 
 
 def _shift_table(xy: np.ndarray, groups: np.ndarray, y: np.ndarray, shift: int,
@@ -612,6 +644,15 @@ class DeepModel:
             self.net = ds.prepare_model(self.build_network())
             opt, sched = self._make_optimizer(s.epochs * n_batches)
             scaler = ds.grad_scaler()
+            epoch_batches = _EpochBatches()
+            nw = s.num_workers
+            loader = torch.utils.data.DataLoader(
+                _BatchSource(train.patches, y_idx), sampler=epoch_batches, batch_size=None, num_workers=nw,
+                persistent_workers=nw > 0, multiprocessing_context="spawn" if nw > 0 else None,
+                pin_memory=ds.pin_memory,
+                # Its own generator: the loader's seed draw must not consume the global RNG that
+                # dropout uses, or results would depend on num_workers.
+                generator=torch.Generator().manual_seed(self.seed))
             bar = tqdm(range(1, s.epochs + 1), desc=f"train {self.name}", unit="epoch",
                        disable=not self.progress, leave=False)
             for epoch in bar:
@@ -622,10 +663,7 @@ class DeepModel:
                     indptr, nbrs = shift_tab
                     k = indptr[order + 1] - indptr[order]
                     order = nbrs[indptr[order] + np.minimum((rng.random(n) * k).astype(np.int64), k - 1)]
-                batches = [np.sort(order[i * bs:(i + 1) * bs]) for i in range(n_batches)]
-                loader = torch.utils.data.DataLoader(_BatchSource(train.patches, y_idx, batches), batch_size=None,
-                                                     shuffle=False, num_workers=s.num_workers,
-                                                     pin_memory=ds.pin_memory)
+                epoch_batches.batches = [np.sort(order[i * bs:(i + 1) * bs]) for i in range(n_batches)]
                 tot_loss, tot_n = 0.0, 0
                 for xb, yb in loader:
                     xb = ds.to_device(xb)
