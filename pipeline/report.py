@@ -504,7 +504,10 @@ def _build(run_dir: Path) -> tuple[_Doc, str]:
     if area_models:
         doc.h(2, "Class areas")
         doc.p("Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
-              "test split stratified by each map, with 95% confidence half-widths.")
+              "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
+              "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
+              "for figures to publish, draw a stratified random sample with `landcover assess-design`, "
+              "label it, and run `landcover assess`.")
         for m in area_models:
             doc.h(3, m)
             aa = models[m].get("area_adjusted") or {}
