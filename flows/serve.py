@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text
 from pipeline.errors import InputError
 
 log = logging.getLogger("landcover")
@@ -152,13 +153,6 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
 
 
 # ----------------------------------------------------------------------------- one scene
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _open_for_model(path: Path, want: list[str]):
     """Open a dropped-in raster so its bands line up with the model's (by name, or by order
     when the file's bands carry no names and the count matches)."""
@@ -211,7 +205,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
               "seconds": round(res["seconds"], 3), "mpx_per_s": round(res["mpx_per_s"], 3),
               "class_areas": areas,
               "mapped_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    _atomic_text(odir / f"{scene['name']}.json", json.dumps(report, indent=2, default=str))
+    write_text(odir / f"{scene['name']}.json", json.dumps(report, indent=2, default=str))
     lines = [f"# {scene['name']}", "", f"- input: `{path}`", f"- model: `{model_path}` ({meta.model})",
              f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
              f"- mapped in {res['seconds']:.2f} s", ""]
@@ -221,7 +215,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
             if isinstance(a, dict):
                 share = a.get("fraction", a.get("share"))
                 lines.append(f"| {name} | {a.get('pixels', '')} | {share if share is not None else ''} |")
-    _atomic_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")
+    write_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")
     (odir / f"{scene['name']}.failed.json").unlink(missing_ok=True)
     logger.info("mapped %s -> %s", path, map_path)
     return {**scene, "status": "mapped", "map": str(map_path), "report": str(odir / f"{scene['name']}.json"),
@@ -258,7 +252,7 @@ def finish_cycle(plan: dict, results: list[dict]) -> dict:
           f"{len(mapped)} mapped, {len(failed)} failed, {plan['seen']} seen, {plan['settling']} still settling.", ""]
     md += [f"- mapped `{r['path']}` -> `{r['map']}`" for r in mapped]
     md += [f"- FAILED `{r['path']}`: {r.get('error')}" for r in failed]
-    _atomic_text(out / "cycles" / f"{stamp}.md", "\n".join(md) + "\n")
+    write_text(out / "cycles" / f"{stamp}.md", "\n".join(md) + "\n")
     summary["cycle_report"] = str(out / "cycles" / f"{stamp}.json")
     return summary
 

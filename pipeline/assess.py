@@ -36,34 +36,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from pipeline.accuracy import area_adjusted, area_adjusted_from_labels, map_pixel_counts
+from pipeline.atomic import atomic_path, write_json
 from pipeline.errors import InputError
 
 ALLOCATIONS = ("proportional", "equal", "olofsson")
 
 
 # ---------------------------------------------------------------------------- helpers
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as JSON (NaN is refused) to a temporary name, then rename."""
-    path = Path(path)
-    _atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
-    return path
-
-
 def parse_class_names(spec: str | None) -> dict[int, str]:
     """Parse ``"1=water,2=forest"`` into ``{1: "water", 2: "forest"}``."""
     if not spec:
@@ -281,12 +266,8 @@ def design_sample(
 def write_sample(gdf, out: str | Path) -> Path:
     """Write a sample GeoDataFrame to a GeoPackage via a temporary name."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix or '.gpkg'}")
-    if tmp.exists():
-        tmp.unlink()
-    gdf.to_file(tmp, driver="GPKG", layer=out.stem)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        gdf.to_file(tmp, driver="GPKG", layer=out.stem)
     return out
 
 

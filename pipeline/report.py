@@ -18,13 +18,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.atomic import atomic_path, write_text
 
 FIG_DIR = "report_files"
 SIGNIFICANCE = 0.05
@@ -174,10 +174,8 @@ class _Doc:
 
 # ---------------------------------------------------------------------------- figures
 def _save_fig(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     return path
 
 
@@ -565,10 +563,8 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     doc, title = _build(run_dir)
     out_html, out_md = run_dir / "report.html", run_dir / "report.md"
-    for path, text in ((out_md, doc.markdown()), (out_html, doc.html(title))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    write_text(out_md, doc.markdown())
+    write_text(out_html, doc.html(title))
     return out_html, out_md
 
 

