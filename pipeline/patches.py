@@ -10,7 +10,6 @@ the window size, never the scene size.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from pipeline.atomic import atomic_path
 from pipeline.raster import RasterStack
 
 
@@ -34,8 +34,6 @@ def extract_patches(stack: RasterStack, samples: pd.DataFrame, patch_size: int, 
     h = patch_size // 2
     n = len(samples)
     out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, stack.count, patch_size, patch_size))
     rows = samples["row"].to_numpy()
     cols = samples["col"].to_numpy()
     wr, wc = rows // window_size, cols // window_size
@@ -43,17 +41,18 @@ def extract_patches(stack: RasterStack, samples: pd.DataFrame, patch_size: int, 
     keys = wr[order] * (1 << 32) + wc[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     ends = np.r_[starts[1:], n]
-    for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress, leave=False):
-        idx = order[s:e]
-        r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size
-        win = Window(c0, r0, min(window_size, stack.grid.width - c0), min(window_size, stack.grid.height - r0))
-        block = stack.read(win, halo=h)  # (bands, H + 2h, W + 2h)
-        view = sliding_window_view(block, (patch_size, patch_size), axis=(1, 2))  # (bands, H, W, k, k)
-        got = view[:, rows[idx] - r0, cols[idx] - c0]  # (bands, m, k, k)
-        store[idx] = np.moveaxis(got, 0, 1)
-    store.flush()
-    del store
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(n, stack.count, patch_size, patch_size))
+        for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress, leave=False):
+            idx = order[s:e]
+            r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size
+            win = Window(c0, r0, min(window_size, stack.grid.width - c0), min(window_size, stack.grid.height - r0))
+            block = stack.read(win, halo=h)  # (bands, H + 2h, W + 2h)
+            view = sliding_window_view(block, (patch_size, patch_size), axis=(1, 2))  # (bands, H, W, k, k)
+            store[idx] = np.moveaxis(view[:, rows[idx] - r0, cols[idx] - c0], 0, 1)
+        store.flush()
+        del store
     return out_path
 
 
