@@ -63,7 +63,6 @@ Reproducibility
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,7 @@ import pandas as pd
 import shapely
 from scipy.spatial import cKDTree
 
+from pipeline.atomic import atomic_path
 from pipeline.audit import audit_split, check_no_leak
 from pipeline.config import SplitConfig, SplitFractions
 from pipeline.errors import InputError
@@ -756,10 +756,6 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
     Path
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
-    if tmp.exists():
-        tmp.unlink()
     xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
     blocks = result.blocks.copy()
     blocks = blocks.set_crs(crs, allow_override=True) if crs is not None else blocks
@@ -770,13 +766,9 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
         geometry=gpd.GeoSeries([z[1] for z in zones], dtype="geometry"),
         crs=crs,
     )
-    try:
+    with atomic_path(path) as tmp:
         blocks.to_file(tmp, layer="blocks", driver="GPKG")
         buf.to_file(tmp, layer="buffer", driver="GPKG", geometry_type="MultiPolygon" if not zones else None)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -802,12 +794,16 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
-    fig = Figure(figsize=(8, 7), dpi=110)
+    fig = Figure(figsize=(10, 7), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     if len(result.blocks):
         colors = [SPLIT_COLORS.get(str(s), "#cccccc") for s in result.blocks["split"]]
         result.blocks.plot(ax=ax, color=colors, alpha=0.25, edgecolor="#444444", linewidth=0.4)
+    zones = _buffer_zones(result, xy)[:1]  # fold 0, as the points
+    for _, zone in zones:
+        gpd.GeoSeries([zone]).plot(ax=ax, facecolor="none", edgecolor=SPLIT_COLORS["test"], linestyle="--",
+                                   linewidth=0.7)
     handles = []
     for s in ("train", "validation", "test", EXCLUDED):
         m = result.split == s
@@ -816,8 +812,12 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
                        marker="." if s != EXCLUDED else "x", linewidths=0.5, rasterized=True)
         handles.append(Line2D([], [], color=SPLIT_COLORS[s], marker="o" if s != EXCLUDED else "x",
                               linestyle="", label=f"{s} ({int(m.sum())})"))
-    handles.append(Patch(facecolor="#dddddd", edgecolor="#444444", label="block (tinted by split)"))
-    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.85)
+    handles.append(Patch(facecolor="#dddddd", edgecolor="#444444",
+                         label="block of each polygon (tinted by split;\na polygon's pixels may spill over)"))
+    if zones:
+        handles.append(Line2D([], [], color=SPLIT_COLORS["test"], linestyle="--",
+                              label="buffer around test pixels"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.85)
     n = {s: int(np.sum(result.split == s)) for s in ("train", "validation", "test", EXCLUDED)}
     bs = result.report.get("block_size")
     extra = f", blocks {bs:g}, buffer {result.report.get('buffer'):g}" if bs else ""
@@ -829,7 +829,6 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
     ax.set_ylabel("y")
     ax.ticklabel_format(useOffset=False, style="plain")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
