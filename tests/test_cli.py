@@ -66,7 +66,17 @@ def test_demo_metrics_agree_with_confusion_matrix(demo_run):
     assert {"x", "y", "row", "col", "class_id", "class_name", "group", "split"} <= set(samples.columns)
     assert (samples.loc[ev["sample"], "split"] == "test").all()
     assert m["split"]["audit"]["train_patches_touching_test_pixels"] == 0
-    assert "decision_tree" in m["random_split_contrast"]
+    assert m["split"]["audit"]["test_patches_touching_train_pixels"] == 0
+    # The random-split contrast: same model, same samples, random pixel split.
+    c = m["random_split_contrast"]["decision_tree"]
+    assert c["overall_accuracy_spatial"] == dt["overall_accuracy"]
+    assert np.isclose(c["gap"], c["overall_accuracy_random"] - c["overall_accuracy_spatial"])
+    import geopandas as gpd
+    import pyogrio
+
+    assert {name for name, _ in pyogrio.list_layers(run / "splits.gpkg")} == {"blocks", "buffer"}
+    blocks = gpd.read_file(run / "splits.gpkg", layer="blocks")
+    assert set(blocks["split"]) <= {"train", "validation", "test"} and blocks.crs == samples_crs(run)
 
 
 def test_demo_run_directory_contract(demo_run):
@@ -97,6 +107,11 @@ def test_map_command_applies_saved_model(demo_run, nc_scene, tmp_path):
     assert main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster", *bands[:3],
                  "--out", str(tmp_path / "x.tif")]) == 2
     assert not (tmp_path / "x.tif").exists()
+
+
+def samples_crs(run):
+    with rasterio.open(run / "maps" / "decision_tree.tif") as m:
+        return m.crs
 
 
 def _write_cfg(tmp_path, nc_scene, **changes):
