@@ -472,3 +472,29 @@ def test_empty_inputs():
     assert labels.shape == (0,) and conf.shape == (0,)
     with pytest.raises(InputError, match="smaller"):
         m.predict_block(np.zeros((3, 4, 4), np.float32))
+
+
+def test_concurrent_fits_in_threads_are_reproducible():
+    # A flow's thread-pool runner may train two deep models at once; dropout draws from torch's
+    # global RNG, so without serialising seeded regions the two fits would interleave draws.
+    import threading
+
+    data = separable(200, 5, 0)
+
+    def fit():
+        m = make_model("cnn", 5, epochs=2)
+        m.fit(data)
+        return m.net.state_dict()
+
+    ref = fit()
+    out = [None, None]
+
+    def run(i):
+        out[i] = fit()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(ref[k], o[k]) for o in out for k in ref)

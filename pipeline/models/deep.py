@@ -73,6 +73,7 @@ import copy
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -315,10 +316,21 @@ def _deterministic():
         tud.fill_uninitialized_memory = prev_fill
 
 
+_TORCH_RNG_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _seeded(seed: int, device: torch.device):
+    """Run the block with torch's global RNG seeded, restoring it afterwards.
+
+    Dropout and stochastic depth draw from torch's process-wide generator, so two fits in
+    threads of one process (e.g. a flow's thread-pool task runner) would interleave their
+    draws and neither would be reproducible. Seeded regions therefore hold a process-wide
+    lock: fits in threads run one after another (on a CPU they would compete for the same
+    cores anyway); processes (Dask workers) are unaffected.
+    """
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with _TORCH_RNG_LOCK, torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
 
