@@ -59,7 +59,16 @@ def test_first_run_is_a_flow_run(runs):
 
     with get_client(sync_client=True) as client:
         fr = client.read_flow_run(m["prefect_flow_run_id"])
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["model-comparison", "land-cover-report"])))
     assert fr.state.is_completed()
+    # The comparison table and the report's path are artifacts of this run's flows.
+    mine = [a for a in arts if str(first) in str(a.data) or "decision_tree" in str(a.data)]
+    assert {a.key for a in mine} == {"model-comparison", "land-cover-report"}
+    report_art = next(a for a in mine if a.key == "land-cover-report")
+    assert str(first / "report.html") in str(report_art.data)
 
 
 def test_rerun_in_new_directory_reuses_every_computed_stage(runs):
