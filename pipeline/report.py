@@ -142,11 +142,12 @@ class _Doc:
                 body.append(f'<p class="key">{t}</p>' if b[2] else f"<p>{t}</p>")
             elif b[0] == "table":
                 _, headers, rows, hi = b
-                t = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+                t = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+                     + "</tr></thead><tbody>"]
                 for i, r in enumerate(rows):
                     cls = ' class="best"' if i in hi else ""
                     t.append(f"<tr{cls}>" + "".join(f"<td>{self._html_cell(c)}</td>" for c in r) + "</tr>")
-                t.append("</tbody></table>")
+                t.append("</tbody></table></div>")
                 body.append("".join(t))
             elif b[0] == "images":
                 figs = "".join(
@@ -163,6 +164,7 @@ class _Doc:
             ".sw{display:inline-block;width:1em;height:1em;border:1px solid #555;margin-right:.4em;"
             "vertical-align:middle}.row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}"
             "figure img{max-width:380px;height:auto;border:1px solid #ddd}figcaption{font-size:.9em;color:#555}"
+            ".row figure:only-child img{max-width:100%}.scroll{overflow-x:auto}"
             "p.key{font-size:1.1em;background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}"
             "code{font-size:.85em;color:#666}"
         )
