@@ -22,6 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One intra-op torch thread for modules of tiny nets: they gain nothing from two, and on a
+    shared 2-core machine two threads made those tests several times slower."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 @pytest.fixture(scope="session")
 def nc_scene() -> Path:
     """Folder of the North Carolina demo scene (fetched once into the local cache)."""

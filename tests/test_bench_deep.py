@@ -12,12 +12,7 @@ from bench.deep import main, run_bench
 KEYS = {"dense_mpx_per_s", "patch_mpx_per_s", "dense_speedup", "max_logit_diff", "train_samples_per_s"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_run_bench_writes_report(tmp_path):

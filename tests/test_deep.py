@@ -24,13 +24,7 @@ CLASS_IDS = [2, 5, 9]
 TINY = dict(channels=8, epochs=3, batch_size=32, dropout=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: tiny nets gain nothing from two, and CI machines are shared."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make_meta(kind: str, k: int, bands: int = 3, extra=None) -> ModelMeta:
