@@ -317,6 +317,9 @@ def stage_assess(ctx: RunContext) -> dict:
     contrast: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
     y_ref = None
+    with ctx.open_stack() as st:
+        rx, ry = st.grid.res
+    pixel_ha = rx * ry / 1e4
     for m in cfg.models.enabled():
         ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
         rec = read_json(ctx.run_dir / "models" / f"{m}.json")
@@ -327,9 +330,7 @@ def stage_assess(ctx: RunContext) -> dict:
         areas = class_area_table(ctx.run_dir / "maps" / f"{m}.tif", ids, names)
         res["class_areas"] = areas
         pix = {cid: areas[n]["pixels"] for cid, n in zip(ids, names)}
-        with ctx.open_stack() as st:
-            rx, ry = st.grid.res
-        res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, rx * ry / 1e4, ids, names)
+        res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, pixel_ha, ids, names)
         res["fit_seconds"] = rec["fit_seconds"]
         res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
         for k in ("epochs_run", "best_epoch"):
