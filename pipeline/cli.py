@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,15 +46,25 @@ def _setup_logging(debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _hide_input_errors(record: logging.LogRecord) -> bool:
+    """Console filter: drop engine records about an InputError (run.log keeps them in full)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, InputError) or "InputError" in record.getMessage())
+
+
 def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     """Validate the config, prepare the run directory and run the pipeline as a Prefect flow run
     (``flows.pipeline.landcover_pipeline``; ephemeral mode unless PREFECT_API_URL is set).
     Without Prefect installed, runs the stages in-process. Returns the run directory."""
-    from pipeline.config import load_config
+    from pipeline.config import DEEP_MODELS, load_config
     from pipeline.run import init_run_dir, run_pipeline
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     cfg, base_dir = load_config(config_path, args.overrides, models)
+    if any(m in DEEP_MODELS for m in cfg.models.enabled()):
+        from pipeline.device import select_device
+
+        select_device(args.device or cfg.device)  # an unavailable --device fails now, not after preparation
     ctx = init_run_dir(cfg, base_dir, out=args.out, run_id=args.resume or args.run_id, resume=bool(args.resume),
                        device=args.device, progress=not args.no_progress)
     try:  # imported before the run.log handler is added: Prefect's logging setup resets the root logger
@@ -62,6 +73,11 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
         if getattr(args, "dask", None):
             raise InputError(f"--dask needs Prefect and prefect-dask ({e})") from None
         landcover_pipeline = None
+    if not getattr(args, "debug", False):
+        # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.addFilter(_hide_input_errors)
     for noisy in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log.setLevel(logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False)
@@ -190,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    # Prefect runs offline by default: no telemetry from a command-line tool unless asked for,
+    # and a generous start-up time for the temporary server on busy machines.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     _setup_logging(debug)
     try:
         args = build_parser().parse_args(argv)

@@ -118,6 +118,8 @@ def _write_cfg(tmp_path, nc_scene, **changes):
     cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     cfg["models"] = {"decision_tree": {}}
     for dotted, value in changes.items():
+        if dotted == "device" and __import__("torch").cuda.is_available():
+            pytest.skip("this machine has CUDA")
         node = cfg
         keys = dotted.split("__")
         for k in keys[:-1]:
@@ -135,6 +137,7 @@ def _write_cfg(tmp_path, nc_scene, **changes):
     ({"rasters__paths": ["nope.tif"]}, "nope.tif: raster file not found"),
     ({"classes": [{"id": 1, "name": "developed"}, {"id": 2, "name": "forest"}]}, "labels not in the class table"),
     ({"labels__path": "missing.shp"}, "missing.shp: label file not found"),
+    ({"models": {"cnn": {}}, "device": "cuda"}, "'cuda' requested but CUDA is not available"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, nc_scene, capsys, changes, message):
     cfg = _write_cfg(tmp_path, nc_scene, **changes)
@@ -152,3 +155,16 @@ def test_bad_input_subprocess_has_no_traceback(tmp_path, nc_scene):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     dbg = _landcover("--debug", "run", str(cfg), "--out", str(tmp_path / "r"))
     assert dbg.returncode != 0 and "Traceback" in dbg.stderr
+
+
+def test_bad_input_found_inside_the_flow_is_one_line(tmp_path, nc_scene):
+    # The label field is only read by the prepare stage, inside the Prefect flow run, whose engine
+    # logs task failures with tracebacks: the console must still show one error line.
+    cfg = _write_cfg(tmp_path, nc_scene, labels__field="klass")
+    proc = _landcover("run", str(cfg), "--out", str(tmp_path / "r"), "--no-progress")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "klass" in ln]
+    assert len(errors) == 1 and errors[0].startswith("landcover: error:") and "no field 'klass'" in errors[0]
+    run_log = next((tmp_path / "r").glob("*/run.log")).read_text()
+    assert "Traceback" in run_log  # the full story stays in the run's log
