@@ -42,12 +42,15 @@ Group integrity
     the guarantee is unaffected.
 Buffer
     Distance between samples is the Chebyshev distance in map units,
-    ``max(|dx|, |dy|)``. Training and validation samples at distance
-    ``< buffer`` from any test sample are ``excluded``. The default buffer is
-    ``(h + 1) * max(|res_x|, |res_y|)`` with ``h = k // 2``: every kept
-    train/test pair then differs by at least h + 1 pixels along some axis, so
-    no k x k footprint of one contains the centre of the other, also for
-    non-square pixels. (Validation vs training is not buffered.)
+    ``max(|dx|, |dy|)``, so the buffer zone of a test sample is the square of
+    half-side ``buffer`` centred on it. Training and validation samples within
+    (``<=``) the buffer of any test sample are ``excluded``. The default buffer
+    is ``(h + 1/2) * max(|res_x|, |res_y|)`` with ``h = k // 2``, i.e. the
+    zone is the test sample's own k x k patch footprint (for non-square
+    pixels, that of the larger side). A kept train/test pair then differs by
+    at least h + 1 pixels along some axis, so no k x k footprint of one
+    contains the centre of the other; the half-pixel margin keeps this robust
+    to floating-point noise. (Validation vs training is not buffered.)
 Stratification
     Classes are handled rarest first (fewest blocks): each class gets a
     training block and then a test block if it has one left. A class found in a
@@ -176,9 +179,9 @@ def _res(res: tuple[float, float]) -> tuple[float, float]:
 
 
 def default_buffer(patch_size: int, res: tuple[float, float]) -> float:
-    """Leak-free default buffer ``(k // 2 + 1) * max(|res_x|, |res_y|)`` in map units."""
+    """Leak-free default buffer ``(k // 2 + 1/2) * max(|res_x|, |res_y|)`` in map units."""
     rx, ry = _res(res)
-    return float((patch_size // 2 + 1) * max(rx, ry))
+    return float((patch_size // 2 + 0.5) * max(rx, ry))
 
 
 def _classes(samples: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -364,13 +367,13 @@ def _assign_units(
 
 
 def _buffer_mask(xy: np.ndarray, test_mask: np.ndarray, cand_mask: np.ndarray, buffer: float) -> np.ndarray:
-    """Candidates (shape (n,) bool) lying at Chebyshev distance < buffer from a test sample."""
+    """Candidates (shape (n,) bool) lying at Chebyshev distance <= buffer from a test sample."""
     out = np.zeros(len(xy), dtype=bool)
-    if buffer <= 0 or not test_mask.any() or not cand_mask.any():
+    if buffer < 0 or not test_mask.any() or not cand_mask.any():
         return out
     cand = np.flatnonzero(cand_mask)
     tree = cKDTree(xy[test_mask])
-    n = tree.query_ball_point(xy[cand], r=buffer * (1 - 1e-9), p=np.inf, return_length=True)
+    n = tree.query_ball_point(xy[cand], r=buffer * (1 + 1e-9) + 1e-9, p=np.inf, return_length=True)
     out[cand[np.asarray(n) > 0]] = True
     return out
 
@@ -408,7 +411,7 @@ def _apply_buffer(
     if n_train == 0:
         raise InputError(
             f"{where}: split.buffer={buffer:g} removes all {int(np.sum(before == 'train'))} training samples; "
-            f"reduce split.buffer (leak-free minimum: (patch_size//2 + 1) pixels) or increase split.block_size"
+            f"reduce split.buffer (leak-free default: (patch_size//2 + 1/2) pixels) or increase split.block_size"
         )
     for c, name in enumerate(names):
         had = int(np.sum((before == "train") & (cls == c)))
