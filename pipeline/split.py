@@ -321,8 +321,14 @@ def _assign_units(
             free = units_c[lab[units_c] < 0]
             if free.size == 0:
                 continue
-            room = targets[s].sum() - cur[s].sum()
-            put(_pick(free, sizes, room, rng), s)
+            # the free unit that brings the counts closest to the targets (random among ties)
+            free = free[rng.permutation(free.size)]
+            costs = []
+            for u in free:
+                cur[s] += C[u]
+                costs.append(_cost(cur, targets, class_tot, class_tot.sum()))
+                cur[s] -= C[u]
+            put(int(free[int(np.argmin(costs))]), s)
 
     # remaining units: largest first (random order among equal sizes), best-fitting split
     rest = np.flatnonzero(lab < 0)
