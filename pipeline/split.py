@@ -93,6 +93,8 @@ __all__ = [
     "SPLIT_NAMES",
 ]
 
+log = logging.getLogger(__name__)
+
 SPLIT_NAMES = ("train", "validation", "test")
 EXCLUDED = "excluded"
 TRAIN, VAL, TEST = 0, 1, 2
@@ -393,8 +395,14 @@ def _counts(labels: np.ndarray, cls: np.ndarray, names: list[str]) -> dict[str, 
     return out
 
 
-def _missing(counts: dict[str, dict[str, int]]) -> dict[str, list[str]]:
-    return {s: [c for c, n in counts[s].items() if n == 0] for s in ("train", "test")}
+def _missing(counts: dict[str, dict[str, int]], warn: bool = False) -> dict[str, list[str]]:
+    out = {s: [c for c, n in counts[s].items() if n == 0] for s in ("train", "test")}
+    if warn:
+        for c in out["test"]:
+            log.warning("split: class %r has no test samples (its labels lie in a single block or group, or all "
+                        "of its blocks went to training); its accuracy cannot be measured - add labels for %r "
+                        "in other places or reduce split.block_size", c, c)
+    return out
 
 
 def _fold_of(labels: np.ndarray) -> Fold:
@@ -607,7 +615,7 @@ def make_splits(
         check_no_leak(audit, f"split (blocks of {size:g}, buffer {buffer:g})")
         counts = _counts(labels, cls, names)
         report = {"strategy": "blocks", "block_size": size, "buffer": buffer, "seed": int(seed),
-                  "counts": counts, "dropped_by_buffer": dropped, "missing_classes": _missing(counts),
+                  "counts": counts, "dropped_by_buffer": dropped, "missing_classes": _missing(counts, warn=True),
                   "audit": audit}
         gdf = _block_frame(unit_ids, list(unit_split), np.zeros(U, dtype=np.int64), C.sum(1), x0, y0, nx, size, crs)
         return SplitResult("blocks", [_fold_of(labels)], labels, np.zeros(n, dtype=np.int64), block, gdf, report,
