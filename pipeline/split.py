@@ -65,6 +65,7 @@ Reproducibility
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -381,3 +381,20 @@ def test_demo_scene_default_split_is_leak_free():
     assert rk.report["audit"]["train_patches_touching_test_pixels"] == 0
     rr = make_splits(s, SplitConfig(strategy="random"), 9, res, seed=0, crs=crs)
     assert rr.report["audit"]["train_patches_touching_test_pixels"] > 0
+
+
+def test_random_split_is_stratified_seeded_and_complete():
+    s = make_layout(12, n_groups=50, n_classes=4)
+    a = random_split(s, SplitFractions(), seed=5)
+    b = random_split(s, SplitFractions(), seed=5)
+    c = random_split(s, SplitFractions(), seed=6)
+    for k in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+    assert not np.array_equal(a.test, c.test)
+    allpos = np.sort(np.concatenate([a.train, a.validation, a.test]))
+    np.testing.assert_array_equal(allpos, np.arange(len(s)))
+    cid = s["class_id"].to_numpy()
+    for k in np.unique(cid):
+        n = int(np.sum(cid == k))
+        assert abs(int(np.sum(cid[a.test] == k)) - 0.15 * n) <= 1
+        assert abs(int(np.sum(cid[a.validation] == k)) - 0.15 * n) <= 1
