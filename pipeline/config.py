@@ -99,7 +99,7 @@ class SplitFractions(_Strict):
 class SplitConfig(_Strict):
     strategy: Literal["blocks", "kfold", "random"] = "blocks"
     block_size: float | None = Field(default=None, gt=0)  # map units; default derived from data
-    buffer: float | None = Field(default=None, ge=0)  # map units; default: patch half-width
+    buffer: float | None = Field(default=None, ge=0)  # map units; default (k//2 + 1/2) pixels: the test patch footprint
     fractions: SplitFractions = SplitFractions()
     k: int = Field(default=5, ge=2, le=20)  # folds for strategy kfold
     random_contrast: bool = True  # also fit on a random pixel split and report the gap
