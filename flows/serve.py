@@ -153,30 +153,10 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
 
 
 # ----------------------------------------------------------------------------- one scene
-def _open_for_model(path: Path, want: list[str]):
-    """Open a dropped-in raster so its bands line up with the model's (by name, or by order
-    when the file's bands carry no names and the count matches)."""
-    from pipeline.raster import RasterStack
-
-    stack = RasterStack.open(path)
-    names = stack.band_names
-    if names == want:
-        return stack
-    if all(w in names for w in want):
-        stack.close()
-        return RasterStack.open(path, bands=list(want))
-    generic = all(n.startswith("band_") for n in names)
-    if generic and stack.count == len(want):
-        stack.band_names = list(want)
-        return stack
-    stack.close()
-    raise InputError(f"{path}: bands {names} do not match the model's {want}")
-
-
 def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, workers: int,
                   logger: Any = None) -> dict:
     """Map one raster; writes the class map, confidence, and a JSON + Markdown report."""
-    from pipeline.mapping import classify_raster
+    from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
 
     logger = logger or log
@@ -187,7 +167,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     meta = model.meta
     odir = Path(outbox) / scene["name"]
     map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
-    with _open_for_model(path, list(meta.band_names)) as stack:
+    with open_for_model(path, list(meta.band_names)) as stack:
         res = classify_raster(model, stack, map_path, confidence_path=conf_path, window_size=window_size,
                               workers=workers, progress=False)
         crs = stack.grid.crs.to_string() if stack.grid.crs else None

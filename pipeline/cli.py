@@ -124,30 +124,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generic_names(names: list[str], paths: list[Path]) -> bool:
-    """True when band names only come from defaults (band_N or file stems), not from the data."""
-    stems = {p.stem for p in paths}
-    return all(n.startswith("band_") or n in stems for n in names)
-
-
 def cmd_map(args: argparse.Namespace) -> int:
-    from pipeline.mapping import classify_raster
+    from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
-    from pipeline.raster import RasterStack
 
     model = load_model(args.model, device=args.device or "auto")
     names = args.band_names.split(",") if args.band_names else None
-    with RasterStack.open(args.raster, band_names=names) as stack:
-        want = model.meta.band_names
-        if stack.count != len(want):
-            raise InputError(f"{args.raster[0]}: has {stack.count} bands, the model {args.model} needs {len(want)} ({', '.join(want)})")
-        if stack.band_names != want:
-            if names is None and _generic_names(stack.band_names, stack.paths):
-                log.warning("%s: bands carry no names; assuming they are %s in this order", args.raster[0], ", ".join(want))
-                stack.band_names = list(want)
-            else:
-                raise InputError(f"{args.raster[0]}: band names {stack.band_names} do not match the model's {want}; "
-                                 "pass --band-names if they are the same bands")
+    with open_for_model(args.raster, list(model.meta.band_names), band_names=names) as stack:
         res = classify_raster(model, stack, args.out, confidence_path=args.confidence,
                               window_size=args.window_size, workers=args.workers, progress=not args.no_progress)
     print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s)")

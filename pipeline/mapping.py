@@ -24,9 +24,14 @@ import rasterio.shutil
 from rasterio.windows import Window
 from tqdm import tqdm
 
+import logging
+
 from pipeline.config import NODATA_CLASS
+from pipeline.errors import InputError
 from pipeline.models.base import Classifier
 from pipeline.raster import RasterStack
+
+log = logging.getLogger("landcover")
 
 
 def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, int, int, int]]:
@@ -35,6 +40,34 @@ def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, in
     for cid, col in zip(class_ids, colors):
         cmap[int(cid)] = (int(col[1:3], 16), int(col[3:5], 16), int(col[5:7], 16), 255)
     return cmap
+
+
+def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None) -> RasterStack:
+    """Open a raster so that its bands line up with a model's ``want`` band names.
+
+    Bands match by name (a raster with more bands gives up the ones the model does not use);
+    a raster whose bands carry no names of their own (``band_N`` or file stems) is taken in
+    order when the count matches, with a warning. ``band_names`` names the raster's bands
+    explicitly. Anything else is an :class:`InputError` naming the file.
+    """
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    stack = RasterStack.open(paths, band_names=band_names)
+    names = stack.band_names
+    if names == want:
+        return stack
+    if all(w in names for w in want):
+        stack.close()
+        return RasterStack.open(paths, band_names=band_names, bands=list(want))
+    stems = {p.stem for p in paths}
+    generic = band_names is None and all(n.startswith("band_") or n in stems for n in names)
+    stack.close()
+    if stack.count != len(want) and (generic or not set(want) & set(names)):
+        raise InputError(f"{paths[0]}: has {stack.count} bands, the model needs {len(want)} ({', '.join(want)})")
+    if generic:
+        log.warning("%s: bands carry no names; assuming they are %s in this order", paths[0], ", ".join(want))
+        return RasterStack.open(paths, band_names=list(want))
+    raise InputError(f"{paths[0]}: band names {names} do not match the model's {want}; "
+                     "pass --band-names if they are the same bands")
 
 
 def _tmp(path: Path, tag: str) -> Path:
@@ -68,8 +101,6 @@ def classify_raster(model: Classifier, stack: RasterStack, out_path: Path, confi
     Returns ``{"path", "confidence_path", "seconds", "mpx_per_s", "pixels"}``.
     """
     if stack.band_names != model.meta.band_names:
-        from pipeline.errors import InputError
-
         raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,3 +60,25 @@ def test_saved_model_round_trip(tmp_path, synthetic_scene):
     b = again.predict_block(blk)[0]
     np.testing.assert_array_equal(a, b)
     assert again.meta == model.meta
+
+
+def test_open_for_model_lines_bands_up(tmp_path, synthetic_scene):
+    import pytest
+
+    from conftest import write_raster
+    from pipeline.errors import InputError
+    from pipeline.mapping import open_for_model
+
+    path, data = synthetic_scene  # bands named b1, b2, b3
+    with open_for_model(path, ["b3", "b1"]) as s:  # a superset: selected by name, in the model's order
+        assert s.band_names == ["b3", "b1"]
+        np.testing.assert_array_equal(s.read(next(s.windows(80)))[0, 10], data[2, 10])
+    plain = write_raster(tmp_path / "plain.tif", data)  # no band names of its own
+    with open_for_model(plain, ["red", "green", "blue"]) as s:
+        assert s.band_names == ["red", "green", "blue"]
+    with pytest.raises(InputError, match="has 3 bands, the model needs 4"):
+        open_for_model(plain, ["a", "b", "c", "d"])
+    with pytest.raises(InputError, match="do not match the model's"):
+        open_for_model(path, ["red", "green", "blue"])
+    with open_for_model(path, ["red", "green", "blue"], band_names=["red", "green", "blue"]) as s:
+        assert s.band_names == ["red", "green", "blue"]
