@@ -38,7 +38,6 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
 
 import yaml
 from prefect import flow, get_run_logger, task

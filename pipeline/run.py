@@ -120,9 +120,6 @@ class RunContext:
         return self.inputs
 
 
-STAGE_DEPENDS: dict[str, list[str]] = {"prepare": []}
-
-
 def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
     """Fingerprint of a stage's inputs: config, input files, upstream stage keys."""
     cfg = ctx.cfg.model_dump(mode="json")

@@ -275,6 +275,28 @@ def _pick(cands: np.ndarray, sizes: np.ndarray, room: float, rng: np.random.Gene
     return int(cands[np.lexsort((cands, sizes[cands]))[0]])
 
 
+def _place_rest(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray,
+                rng: np.random.Generator, allowed: list[int]) -> None:
+    """Place every unassigned unit (``lab < 0``), largest first (random order among equal sizes),
+    into the allowed split or fold whose per-class counts then come closest to the targets.
+    Updates ``lab`` (U,) and ``cur`` (splits, classes) in place."""
+    sizes = C.sum(1)
+    class_tot = C.sum(0).astype(np.float64)
+    rest = np.flatnonzero(lab < 0)
+    rest = rest[rng.permutation(rest.size)]
+    rest = rest[np.argsort(-sizes[rest], kind="stable")]
+    for u in rest:
+        best, best_cost = allowed[0], math.inf
+        for s in allowed:
+            cur[s] += C[u]
+            cost = _cost(cur, targets, class_tot, class_tot.sum())
+            cur[s] -= C[u]
+            if cost < best_cost - 1e-12:
+                best, best_cost = s, cost
+        lab[u] = best
+        cur[best] += C[u]
+
+
 def _assign_units(
     C: np.ndarray, fractions: np.ndarray, rng: np.random.Generator, required: tuple[int, ...]
 ) -> np.ndarray:
@@ -298,7 +320,6 @@ def _assign_units(
     """
     U, K = C.shape
     S = len(fractions)
-    sizes = C.sum(1).astype(np.float64)
     class_tot = C.sum(0).astype(np.float64)
     targets = fractions[:, None] * class_tot[None, :]
     cur = np.zeros((S, K))
@@ -333,21 +354,7 @@ def _assign_units(
                 cur[s] -= C[u]
             put(int(free[int(np.argmin(costs))]), s)
 
-    # remaining units: largest first (random order among equal sizes), best-fitting split
-    rest = np.flatnonzero(lab < 0)
-    rest = rest[rng.permutation(rest.size)]
-    rest = rest[np.argsort(-sizes[rest], kind="stable")]
-    for u in rest:
-        best, best_cost = 0, math.inf
-        for s in range(S):
-            if fractions[s] <= 0:
-                continue
-            cur[s] += C[u]
-            cost = _cost(cur, targets, class_tot, class_tot.sum())
-            cur[s] -= C[u]
-            if cost < best_cost - 1e-12:
-                best, best_cost = s, cost
-        put(int(u), best)
+    _place_rest(lab, cur, C, targets, rng, [s for s in range(S) if fractions[s] > 0])
 
     # every split with a positive target gets at least one unit if that is possible
     for s in range(S):
@@ -694,19 +701,7 @@ def _assign_kfold(C: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
             lab[u] = f
             cur[f] += C[u]
             have.add(f)
-    rest = np.flatnonzero(lab < 0)
-    rest = rest[rng.permutation(rest.size)]
-    rest = rest[np.argsort(-sizes[rest], kind="stable")]
-    for u in rest:
-        best, best_cost = 0, math.inf
-        for f in range(k):
-            cur[f] += C[u]
-            cost = _cost(cur, targets, class_tot, class_tot.sum())
-            cur[f] -= C[u]
-            if cost < best_cost - 1e-12:
-                best, best_cost = f, cost
-        lab[u] = best
-        cur[best] += C[u]
+    _place_rest(lab, cur, C, targets, rng, list(range(k)))
     # no empty fold
     for f in range(k):
         if np.any(lab == f):
