@@ -29,6 +29,18 @@ def test_run_bench_writes_report(tmp_path):
         assert res["dense_speedup"] == pytest.approx(res["dense_mpx_per_s"] / res["patch_mpx_per_s"])
         assert res["conv_layers"] == 3 and len(res["dense_seconds_all"]) == 2
         assert res["mac_ratio"] > 1
+        # Per-layer diagnostics: one row per convolution (trunk + head), shares add up, and the
+        # per-patch pass did exactly the work conv_macs predicts per pixel.
+        layers = res["layers"]
+        assert len(layers) >= res["conv_layers"] + 1 and layers[-1]["layer"] == "head"
+        for mode in ("dense", "patch"):
+            assert sum(r[f"{mode}_time_share"] for r in layers) == pytest.approx(1.0)
+            assert all(r[f"{mode}_gflops"] > 0 for r in layers)
+        assert sum(r["patch_macs"] for r in layers) == res["patch_pixels"] * res["macs_per_pixel_patch"]
+        # Dense mode did at least one evaluation per output pixel per layer, plus the halo overlap.
+        assert sum(r["dense_macs"] for r in layers) >= res["dense_pixels"] * res["macs_per_pixel_dense"]
+        assert res["naive_patch_mpx_per_s"] > 0
+        assert res["dense_speedup_vs_naive_patch"] == pytest.approx(res["dense_mpx_per_s"] / res["naive_patch_mpx_per_s"])
     assert {"cpu_count", "torch", "platform"} <= set(saved["machine"])
     assert saved["params"]["patch_size"] == 7
 
