@@ -39,6 +39,10 @@ def test_run_bench_writes_report(tmp_path):
         assert sum(r["patch_macs"] for r in layers) == res["patch_pixels"] * res["macs_per_pixel_patch"]
         # Dense mode did at least one evaluation per output pixel per layer, plus the halo overlap.
         assert sum(r["dense_macs"] for r in layers) >= res["dense_pixels"] * res["macs_per_pixel_dense"]
+        assert len(res["dense_speedup_per_repeat"]) == 2
+        assert res["dense_speedup_per_repeat"][0] == pytest.approx(
+            (res["dense_pixels"] / res["dense_seconds_all"][0]) / (res["patch_pixels"] / res["patch_seconds_all"][0]))
+        assert res["dense_speedup_median"] == pytest.approx(sum(res["dense_speedup_per_repeat"]) / 2)
         assert res["naive_patch_mpx_per_s"] > 0
         assert res["dense_speedup_vs_naive_patch"] == pytest.approx(res["dense_mpx_per_s"] / res["naive_patch_mpx_per_s"])
     assert {"cpu_count", "torch", "platform"} <= set(saved["machine"])
