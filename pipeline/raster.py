@@ -14,11 +14,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from pipeline.errors import InputError
@@ -116,13 +118,19 @@ class RasterStack:
                 if not p.exists():
                     raise InputError(f"{p}: raster file not found")
                 try:
-                    datasets.append(stack.enter_context(rasterio.open(p)))
+                    with warnings.catch_warnings():
+                        # A raster without georeferencing is reported below as one clear error.
+                        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                        datasets.append(stack.enter_context(rasterio.open(p)))
                 except RasterioIOError as e:
                     raise InputError(f"{p}: not a readable raster ({str(e).splitlines()[0]})") from None
             first = datasets[0]
             for p, ds in zip(paths, datasets):
                 if ds.crs is None:
                     raise InputError(f"{p}: raster has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
+                if ds.transform.is_identity:
+                    raise InputError(f"{p}: raster has no geotransform (its pixels are not placed on the map); "
+                                     "georeference it first (e.g. gdal_edit.py -a_ullr)")
                 if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
                     raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
             if len(datasets) > 1:

@@ -119,6 +119,15 @@ def test_label_raster_on_other_grid(tmp_path, synthetic_scene):
     lp2 = write_raster(tmp_path / "lab2.tif", lab, res=20.0, nodata=0)
     with RasterStack.open(path) as stack, pytest.raises(InputError, match="values not in the class table: 9"):
         ingest_labels(LabelConfig(path=str(lp2)), lp2, CLASSES[:2], stack, progress=False)
+    # A label raster with a CRS but no geotransform cannot be placed on the image grid.
+    from rasterio.errors import NotGeoreferencedWarning
+
+    lp3 = tmp_path / "lab3.tif"
+    with pytest.warns(NotGeoreferencedWarning), rasterio.open(
+            lp3, "w", driver="GTiff", width=40, height=30, count=1, dtype="uint8", crs="EPSG:32633") as d:
+        d.write(lab[None])
+    with RasterStack.open(path) as stack, pytest.raises(InputError, match="lab3.tif: label raster has no geotransform"):
+        ingest_labels(LabelConfig(path=str(lp3)), lp3, CLASSES[:2], stack, progress=False)
 
 
 def test_bad_label_files(tmp_path, synthetic_scene):

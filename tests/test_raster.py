@@ -69,12 +69,21 @@ def test_mismatched_grids_and_missing_crs(tmp_path):
     with pytest.raises(InputError, match="c.tif: CRS"):
         RasterStack.open([a, c])
     import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
 
     nocrs = tmp_path / "nocrs.tif"
-    with rasterio.open(nocrs, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8") as d:
+    # A file with neither CRS nor transform, on purpose; rasterio warns while writing it.
+    with pytest.warns(NotGeoreferencedWarning), \
+            rasterio.open(nocrs, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8") as d:
         d.write(np.zeros((1, 3, 3), np.uint8))
     with pytest.raises(InputError, match="nocrs.tif: raster has no CRS"):
         RasterStack.open(nocrs)
+    notransform = tmp_path / "notransform.tif"
+    with pytest.warns(NotGeoreferencedWarning), rasterio.open(
+            notransform, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8", crs="EPSG:32617") as d:
+        d.write(np.zeros((1, 3, 3), np.uint8))
+    with pytest.raises(InputError, match="notransform.tif: raster has no geotransform"):
+        RasterStack.open(notransform)
     with pytest.raises(InputError, match="raster file not found"):
         RasterStack.open(tmp_path / "missing.tif")
     junk = tmp_path / "junk.tif"
