@@ -262,6 +262,9 @@ def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, cla
         "dense_speedup_per_repeat": per_repeat, "dense_speedup_median": float(np.median(per_repeat)),
         "naive_patch_mpx_per_s": max(naive_rates), "dense_speedup_vs_naive_patch": dense_rate / max(naive_rates),
         "layers": layers,
+        # All convolutions together; speed-up ~ mac_ratio * dense_conv_gflops / patch_conv_gflops.
+        **{f"{m}_conv_gflops": 2 * sum(r[f"{m}_macs"] for r in layers)
+           / sum(2 * r[f"{m}_macs"] / (r[f"{m}_gflops"] * 1e9) for r in layers) / 1e9 for m in ("dense", "patch")},
         "dense_seconds": t_dense, "dense_pixels": size * size, "patch_seconds": t_patch, "patch_pixels": n,
         "train_samples_per_s": max(rates), "train_samples": tr_n,
         "dense_seconds_all": dense_times, "patch_seconds_all": patch_times, "train_samples_per_s_all": rates,
@@ -305,6 +308,7 @@ def run_bench(out_json: str | Path = DEFAULT_OUT, size: int = 1024, patch_size: 
                 f"train {res['train_samples_per_s']:.0f} samples/s")
             log(f"  plain per-patch loop (batch 64, NCHW, BN not folded): {res['naive_patch_mpx_per_s']:.5f} Mpx/s, "
                 f"dense is {res['dense_speedup_vs_naive_patch']:.0f}x that")
+            log(f"  all convolutions: {res['dense_conv_gflops']:.0f} GFLOP/s dense, {res['patch_conv_gflops']:.0f} per-patch")
             log("  conv layer            GFLOP/s dense  per-patch   time share dense  per-patch")
             for row in res["layers"]:
                 log(f"  {row['layer']:<20s} {row['dense_gflops'] or 0:>13.0f} {row['patch_gflops'] or 0:>10.0f} "

@@ -39,6 +39,10 @@ def test_run_bench_writes_report(tmp_path):
         assert sum(r["patch_macs"] for r in layers) == res["patch_pixels"] * res["macs_per_pixel_patch"]
         # Dense mode did at least one evaluation per output pixel per layer, plus the halo overlap.
         assert sum(r["dense_macs"] for r in layers) >= res["dense_pixels"] * res["macs_per_pixel_dense"]
+        for mode in ("dense", "patch"):  # the aggregate is total work over total time
+            seconds = sum(2 * r[f"{mode}_macs"] / (r[f"{mode}_gflops"] * 1e9) for r in layers)
+            assert res[f"{mode}_conv_gflops"] == pytest.approx(2 * sum(r[f"{mode}_macs"] for r in layers) / seconds / 1e9)
+            assert min(r[f"{mode}_gflops"] for r in layers) <= res[f"{mode}_conv_gflops"] <= max(r[f"{mode}_gflops"] for r in layers)
         assert len(res["dense_speedup_per_repeat"]) == 2
         assert res["dense_speedup_per_repeat"][0] == pytest.approx(
             (res["dense_pixels"] / res["dense_seconds_all"][0]) / (res["patch_pixels"] / res["patch_seconds_all"][0]))
