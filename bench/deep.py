@@ -142,8 +142,9 @@ class _ConvTimer:
         self._hooks.clear()
 
 
-def layer_rates(model, run_dense, run_patch) -> list[dict[str, Any]]:
-    """Per convolution: GFLOP/s in dense and per-patch mode and its share of each mode's conv time."""
+def layer_rates(model, run_dense, run_patch) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Per convolution: GFLOP/s in dense and per-patch mode and its share of each mode's conv time;
+    and per mode the rate of all convolutions together (total work over total time)."""
     net, _ = model._inference_net()
     timers = {}
     for mode, fn in (("dense", run_dense), ("patch", run_patch)):
@@ -160,7 +161,8 @@ def layer_rates(model, run_dense, run_patch) -> list[dict[str, Any]]:
             row[f"{mode}_gflops"] = 2 * t.macs[name] / sec / 1e9 if sec > 0 else None
             row[f"{mode}_time_share"] = sec / max(sum(t.seconds.values()), 1e-12)
         rows.append(row)
-    return rows
+    overall = {mode: 2 * sum(t.macs.values()) / max(sum(t.seconds.values()), 1e-12) / 1e9 for mode, t in timers.items()}
+    return rows, overall
 
 
 def naive_patch_rate(model, padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, batch: int = 64) -> float:
@@ -232,7 +234,7 @@ def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, cla
         patch_times.append(run_patch())
         naive_rates.append(naive_patch_rate(model, padded, rows[:n_naive], cols[:n_naive]))
     t_dense, t_patch = min(dense_times), min(patch_times)
-    layers = layer_rates(model, run_dense, run_patch)
+    layers, conv_gflops = layer_rates(model, run_dense, run_patch)
     per_repeat = [(size * size / td) / (n / tp) for td, tp in zip(dense_times, patch_times)]
 
     ref = dense[:, rows, cols].T
@@ -263,8 +265,7 @@ def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, cla
         "naive_patch_mpx_per_s": max(naive_rates), "dense_speedup_vs_naive_patch": dense_rate / max(naive_rates),
         "layers": layers,
         # All convolutions together; speed-up ~ mac_ratio * dense_conv_gflops / patch_conv_gflops.
-        **{f"{m}_conv_gflops": 2 * sum(r[f"{m}_macs"] for r in layers)
-           / sum(2 * r[f"{m}_macs"] / (r[f"{m}_gflops"] * 1e9) for r in layers) / 1e9 for m in ("dense", "patch")},
+        "dense_conv_gflops": conv_gflops["dense"], "patch_conv_gflops": conv_gflops["patch"],
         "dense_seconds": t_dense, "dense_pixels": size * size, "patch_seconds": t_patch, "patch_pixels": n,
         "train_samples_per_s": max(rates), "train_samples": tr_n,
         "dense_seconds_all": dense_times, "patch_seconds_all": patch_times, "train_samples_per_s_all": rates,
