@@ -16,7 +16,6 @@ are counted in the :class:`LabelReport` with examples.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import pandas as pd
 import rasterio
 from rasterio import features
 from rasterio.enums import MergeAlg, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -36,7 +34,7 @@ from tqdm import tqdm
 
 from pipeline.config import ClassSpec, LabelConfig
 from pipeline.errors import InputError
-from pipeline.raster import RasterStack
+from pipeline.raster import RasterStack, open_georeferenced
 
 SAMPLE_COLUMNS = ["x", "y", "row", "col", "class_id", "class_name", "group"]
 
@@ -167,17 +165,7 @@ def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np
 
 def _label_raster_windows(path: Path, stack: RasterStack, window_size: int):
     """Yield (window, label values float64 with NaN = no label) of a label raster warped onto the grid."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # reported below as an InputError
-            src = rasterio.open(path)
-    except RasterioIOError as e:
-        raise InputError(f"{path}: not a readable raster ({str(e).splitlines()[0]})") from None
-    with src:
-        if src.crs is None:
-            raise InputError(f"{path}: label raster has no CRS")
-        if src.transform.is_identity:
-            raise InputError(f"{path}: label raster has no geotransform (its pixels are not placed on the map)")
+    with open_georeferenced(path, "label raster") as src:
         g = stack.grid
         nd = src.nodata
         with WarpedVRT(src, crs=g.crs, transform=g.transform, width=g.width, height=g.height,

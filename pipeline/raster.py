@@ -9,12 +9,11 @@ pixel whose value equals its band's nodata, or is not finite, becomes NaN.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-
-import warnings
 
 import numpy as np
 import rasterio
@@ -79,6 +78,25 @@ def iter_windows(width: int, height: int, size: int) -> Iterator[Window]:
             yield Window(c, r, min(size, width - c), min(size, height - r))
 
 
+def open_georeferenced(path: Path, what: str = "raster") -> rasterio.io.DatasetReader:
+    """Open ``path`` for reading; an InputError naming the file if it is not a readable raster
+    or is not placed on the map (no CRS, or no geotransform)."""
+    try:
+        with warnings.catch_warnings():
+            # rasterio only warns about a missing geotransform; it is one clear error below.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
+    except RasterioIOError as e:
+        raise InputError(f"{path}: not a readable raster ({str(e).splitlines()[0]})") from None
+    if ds.crs is None or ds.transform.is_identity:
+        ds.close()
+        if ds.crs is None:
+            raise InputError(f"{path}: {what} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
+        raise InputError(f"{path}: {what} has no geotransform (its pixels are not placed on the map); "
+                         "georeference it first (e.g. gdal_edit.py -a_ullr)")
+    return ds
+
+
 class RasterStack:
     """One multi-band file, or several single-band files stacked in order, as one image.
 
@@ -117,20 +135,9 @@ class RasterStack:
             for p in paths:
                 if not p.exists():
                     raise InputError(f"{p}: raster file not found")
-                try:
-                    with warnings.catch_warnings():
-                        # A raster without georeferencing is reported below as one clear error.
-                        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                        datasets.append(stack.enter_context(rasterio.open(p)))
-                except RasterioIOError as e:
-                    raise InputError(f"{p}: not a readable raster ({str(e).splitlines()[0]})") from None
+                datasets.append(stack.enter_context(open_georeferenced(p)))
             first = datasets[0]
             for p, ds in zip(paths, datasets):
-                if ds.crs is None:
-                    raise InputError(f"{p}: raster has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
-                if ds.transform.is_identity:
-                    raise InputError(f"{p}: raster has no geotransform (its pixels are not placed on the map); "
-                                     "georeference it first (e.g. gdal_edit.py -a_ullr)")
                 if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
                     raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
             if len(datasets) > 1:
