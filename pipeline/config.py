@@ -224,16 +224,57 @@ def _set_path(raw: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{loc}'"
-    if first["type"] == "missing":
-        return f"{source}: missing required key '{loc}'"
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
-    return f"{source}: {loc}: {msg}{more}"
+def _input_path(raw: Any, loc: tuple) -> tuple:
+    """The part of a pydantic error location that addresses the user's input.
+
+    Pydantic appends the name of the union member it tried (``int``, ``literal['scale']``)
+    to the location; those parts do not exist in the input and are dropped.
+    """
+    out: list = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str):
+            node = None  # a missing key: still part of the path ("missing required key")
+        else:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _problem(err: dict, loc: str) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{loc}'"
+    if err["type"] == "missing":
+        return f"missing required key '{loc}'"
+    return f"{loc}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def _format_validation_error(err: ValidationError, source: str, raw: Any = None) -> str:
+    """Every problem of a config in one line, each with its key path.
+
+    Alternatives of one union that all failed (``gamma`` must be a number or 'scale') are one
+    problem: their messages are joined with "or".
+    """
+    problems: dict[str, list[str]] = {}
+    for e in err.errors():
+        path = _input_path(raw, tuple(e["loc"])) if raw is not None else tuple(e["loc"])
+        loc = ".".join(str(p) for p in path) or "(top level)"
+        msg = _problem(e, loc)
+        if loc in problems:
+            if e["type"] not in ("extra_forbidden", "missing"):
+                extra = e["msg"].removeprefix("Value error, ")
+                if extra not in problems[loc]:
+                    problems[loc].append(extra)
+        else:
+            problems[loc] = [msg]
+    parts = [items[0] + "".join(f" or {m[0].lower()}{m[1:]}" for m in items[1:]) for items in problems.values()]
+    if len(parts) == 1:
+        return f"{source}: {parts[0]}"
+    return f"{source}: {len(parts)} problems: " + "; ".join(parts)
 
 
 def parse_config(
@@ -262,7 +303,7 @@ def parse_config(
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise InputError(_format_validation_error(err, source)) from None
+        raise InputError(_format_validation_error(err, source, raw)) from None
 
 
 def load_config(

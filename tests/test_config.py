@@ -90,3 +90,32 @@ def test_demo_config_is_valid():
     cfg, _ = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
     assert cfg.rasters.paths[0].startswith("sample:nc-landsat7/")
     assert set(cfg.models.enabled()) == {"decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet"}
+
+
+def test_every_problem_is_listed_with_its_key_path():
+    raw = {"rasters": {"paths": "a.tif", "bands": [1.5], "nodatax": 3}, "labels": {"path": "l.gpkg"},
+           "classes": [{"id": 1, "name": "a", "color": "red"}, {"id": 300, "name": "b"}],
+           "patch": {"size": 8}, "models": {"svm": {"gamma": ["x"]}, "cnn": {"epocs": 2}}}
+    with pytest.raises(InputError) as e:
+        parse_config(raw, "x.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg and "more problems" not in msg
+    assert msg.startswith("x.yaml: 7 problems: ")
+    for part in ("rasters.bands.0:", "unknown key 'rasters.nodatax'", "classes.0.color: colour must look like",
+                 "classes.1.id:", "patch.size: patch size must be odd", "models.svm.gamma.0:",
+                 "unknown key 'models.cnn.epocs'"):
+        assert part in msg, part
+    # The union's alternatives are one problem, not a key path with a type name in it.
+    assert ".int" not in msg and "literal" not in msg
+    with pytest.raises(InputError, match=r"2 problems: missing required key 'labels'; missing required key 'classes'"):
+        parse_config({"rasters": {"paths": "a.tif"}}, "x.yaml")
+
+
+def test_cli_lists_every_config_problem(tmp_path: Path, capsys):
+    from pipeline.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**BASE, "patch": {"size": 4}, "split": {"strategy": "diagonal"}}))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 problems" in err[0] and "patch.size" in err[0] and "split.strategy" in err[0]
