@@ -19,6 +19,8 @@ import base64
 import datetime as dt
 import html
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +80,21 @@ class _Doc:
     def p(self, text: str, strong: bool = False) -> None:
         self.blocks.append(("p", text, strong))
 
-    def table(self, headers: list[str], rows: list[list[Any]], highlight: set[int] | None = None) -> None:
-        self.blocks.append(("table", headers, rows, highlight or set()))
+    def table(self, rows: list[dict[str, Any]], highlight: set[int] | None = None,
+              headers: list[str] | None = None) -> None:
+        """A table of rows given as ``{header: cell}``; an empty list adds nothing.
+
+        The headers are the rows' keys in first-seen order (or ``headers``), and
+        every cell is looked up by its header, so a row can never shift a column;
+        a key missing from a row shows "–". ``highlight`` holds row indices to
+        show in bold. A cell is a string, or ``{"text", "color"}`` for a swatch.
+        """
+        if not rows:
+            return
+        if headers is None:
+            headers = list(dict.fromkeys(k for r in rows for k in r))
+        cells = [[r.get(h, "–") for h in headers] for r in rows]
+        self.blocks.append(("table", headers, cells, highlight or set()))
 
     def images(self, items: list[tuple[Path, str]]) -> None:
         """A row of images (absolute paths inside the run dir) with captions."""
@@ -356,183 +371,269 @@ def comparison_rows(metrics: dict) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------------------- the report
-def _build(run_dir: Path) -> tuple[_Doc, str]:
-    metrics = _read_json(run_dir / "metrics.json")
-    if not isinstance(metrics, dict):
-        from pipeline.errors import InputError
+@dataclass
+class ReportContext:
+    """Everything a report section may read, loaded once from the run directory.
 
-        raise InputError(f"{run_dir / 'metrics.json'}: missing or not valid JSON; run the assess stage first")
-    cfg = _read_yaml(run_dir / "config.yaml") or {}
-    manifest = _read_json(run_dir / "manifest.json") or {}
-    classes = metrics.get("classes") or []
-    models: dict[str, dict] = metrics.get("models") or {}
-    split = metrics.get("split") or {}
-    pairwise = metrics.get("pairwise") or []
-    contrast = metrics.get("random_split_contrast") or {}
-    figs = run_dir / FIG_DIR
-    title = f"Land-cover model comparison: {cfg.get('name') or run_dir.name}"
-    doc = _Doc(run_dir)
-    doc.h(1, title)
-    doc.p(significance_sentence(models, pairwise), strong=True)
+    ``order`` is the model names ranked best first (:func:`rank_models`);
+    ``figs`` is the folder for figures made while building the report.
+    """
 
-    # -- run summary
+    run_dir: Path
+    metrics: dict
+    cfg: dict
+    manifest: dict
+    classes: list[dict] = field(default_factory=list)
+    models: dict[str, dict] = field(default_factory=dict)
+    split: dict = field(default_factory=dict)
+    pairwise: list[dict] = field(default_factory=list)
+    contrast: dict = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+    @property
+    def figs(self) -> Path:
+        return self.run_dir / FIG_DIR
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "ReportContext":
+        metrics = _read_json(run_dir / "metrics.json")
+        if not isinstance(metrics, dict):
+            from pipeline.errors import InputError
+
+            raise InputError(f"{run_dir / 'metrics.json'}: missing or not valid JSON; run the assess stage first")
+        models = metrics.get("models") or {}
+        cfg = _read_yaml(run_dir / "config.yaml")
+        return cls(
+            run_dir=run_dir, metrics=metrics, cfg=cfg if isinstance(cfg, dict) else {},
+            manifest=_read_json(run_dir / "manifest.json") or {}, classes=metrics.get("classes") or [],
+            models=models, split=metrics.get("split") or {}, pairwise=metrics.get("pairwise") or [],
+            contrast=metrics.get("random_split_contrast") or {}, order=rank_models(models),
+        )
+
+    def per_class(self, model: str, cls_name: str) -> dict:
+        """``metrics.json`` per-class entry of one model and class (empty when absent)."""
+        return (self.models[model].get("per_class") or {}).get(cls_name) or {}
+
+
+def section_headline(doc: _Doc, ctx: ReportContext) -> None:
+    doc.p(significance_sentence(ctx.models, ctx.pairwise), strong=True)
+
+
+def section_run_summary(doc: _Doc, ctx: ReportContext) -> None:
+    cfg, manifest = ctx.cfg, ctx.manifest
     doc.h(2, "Run summary")
-    facts = [["run directory", run_dir.name]]
+    facts = [{"item": "run directory", "value": ctx.run_dir.name}]
     ras = (cfg.get("rasters") or {}).get("paths") if isinstance(cfg.get("rasters"), dict) else None
     if ras:
-        facts.append(["image", ", ".join(map(str, ras if isinstance(ras, list) else [ras]))])
+        facts.append({"item": "image", "value": ", ".join(map(str, ras if isinstance(ras, list) else [ras]))})
     if isinstance(cfg.get("labels"), dict) and cfg["labels"].get("path"):
-        facts.append(["labels", str(cfg["labels"]["path"])])
+        facts.append({"item": "labels", "value": str(cfg["labels"]["path"])})
     if cfg.get("seed") is not None:
-        facts.append(["seed", str(cfg["seed"])])
+        facts.append({"item": "seed", "value": str(cfg["seed"])})
     for k, label in (("started", "started"), ("finished", "finished"), ("device", "device"),
                      ("git_commit", "git commit")):
         if manifest.get(k):
-            facts.append([label, str(manifest[k])])
-    doc.table(["item", "value"], facts)
-    stages = manifest.get("stages") or []
-    if stages:
-        doc.table(["stage", "seconds", "cached"],
-                  [[s.get("name", "?"), fmt(s.get("seconds"), "sec"), "yes" if s.get("cached") else "no"] for s in stages])
+            facts.append({"item": label, "value": str(manifest[k])})
+    doc.table(facts)
+    doc.table([{"stage": s.get("name", "?"), "seconds": fmt(s.get("seconds"), "sec"),
+                "cached": "yes" if s.get("cached") else "no"} for s in manifest.get("stages") or []])
 
+
+def section_classes(doc: _Doc, ctx: ReportContext) -> None:
     doc.h(3, "Classes")
-    lab_px = ((metrics.get("labels") or {}).get("pixels_per_class") or {})
-    doc.table(["id", "class", "labelled pixels"],
-              [[str(c["id"]), {"text": c["name"], "color": c.get("color", "#808080")},
-                fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–"] for c in classes])
+    lab_px = ((ctx.metrics.get("labels") or {}).get("pixels_per_class") or {})
+    doc.table([{"id": str(c["id"]), "class": {"text": c["name"], "color": c.get("color", "#808080")},
+                "labelled pixels": fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–"}
+               for c in ctx.classes])
 
-    # -- split
-    if split:
-        doc.h(3, "Split")
-        doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'sec')} map units; "
-              f"buffer: {fmt(split.get('buffer'), 'sec')} map units; seed: {split.get('seed', '–')}; "
-              f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
-        if split.get("k"):
-            doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")
-        missing = {k: v for k, v in (split.get("missing_classes") or {}).items() if v}
-        for part, names in missing.items():
-            doc.p(f"Classes with no {part} samples: {', '.join(map(str, names))}.")
-        counts = split.get("counts") or {}
-        parts = [s for s in ("train", "validation", "test") if s in counts]
-        if parts:
-            doc.table(["class"] + parts,
-                      [[c["name"]] + [fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts] for c in classes])
-        doc.images([(run_dir / "split_map.png", "split map")])
-        audit = split.get("audit") or {}
-        if audit:
-            doc.h(3, "Leakage audit")
-            doc.table(["check", "value"], [[k.replace("_", " "), _audit_val(v)] for k, v in audit.items()])
 
-    if contrast:
-        doc.h(3, "Random versus spatial split")
-        doc.p("Overall accuracy of the same model fitted and tested on a random pixel split and on the spatial "
-              "split; the gap is the optimism of a random split.")
-        doc.table(["model", "random split OA", "spatial split OA", "gap"],
-                  [[m, fmt(v.get("overall_accuracy_random")), fmt(v.get("overall_accuracy_spatial")), fmt(v.get("gap"))]
-                   for m, v in contrast.items()])
+def section_split(doc: _Doc, ctx: ReportContext) -> None:
+    split = ctx.split
+    if not split:
+        return
+    doc.h(3, "Split")
+    doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'sec')} map units; "
+          f"buffer: {fmt(split.get('buffer'), 'sec')} map units; seed: {split.get('seed', '–')}; "
+          f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
+    if split.get("k"):
+        doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")
+    missing = {k: v for k, v in (split.get("missing_classes") or {}).items() if v}
+    for part, names in missing.items():
+        doc.p(f"Classes with no {part} samples: {', '.join(map(str, names))}.")
+    counts = split.get("counts") or {}
+    parts = [s for s in ("train", "validation", "test") if s in counts]
+    if parts:
+        doc.table([{"class": c["name"], **{s: fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts}}
+                   for c in ctx.classes])
+    doc.images([(ctx.run_dir / "split_map.png", "split map")])
 
-    # -- comparison
+
+def section_audit(doc: _Doc, ctx: ReportContext) -> None:
+    audit = ctx.split.get("audit") or {}
+    if audit:
+        doc.h(3, "Leakage audit")
+        doc.table([{"check": k.replace("_", " "), "value": _audit_val(v)} for k, v in audit.items()])
+
+
+def section_random_vs_spatial(doc: _Doc, ctx: ReportContext) -> None:
+    if not ctx.contrast:
+        return
+    doc.h(3, "Random versus spatial split")
+    doc.p("Overall accuracy of the same model fitted and tested on a random pixel split and on the spatial "
+          "split; the gap is the optimism of a random split.")
+    doc.table([{"model": m, "random split OA": fmt(v.get("overall_accuracy_random")),
+                "spatial split OA": fmt(v.get("overall_accuracy_spatial")), "gap": fmt(v.get("gap"))}
+               for m, v in ctx.contrast.items()])
+
+
+#: Report headers of the :func:`comparison_rows` keys (the Prefect artifact keeps the keys).
+COMPARISON_HEADERS = {
+    "model": "model", "overall_accuracy": "overall accuracy", "overall_accuracy_ci95": "OA 95% CI",
+    "kappa": "kappa", "kappa_ci95": "kappa 95% CI", "macro_f1": "macro-F1", "macro_f1_ci95": "macro-F1 95% CI",
+    "fit_seconds": "fit (s)", "predict_mpx_per_s": "mapping (Mpx/s)", "epochs": "epochs",
+}
+
+
+def section_comparison(doc: _Doc, ctx: ReportContext) -> None:
     doc.h(2, "Model comparison")
     doc.p("Test split; 95% confidence intervals from a bootstrap over spatial blocks. Ranked by overall accuracy; "
           "the best model is highlighted.")
-    rows = comparison_rows(metrics)
-    doc.table(
-        ["model", "overall accuracy", "OA 95% CI", "kappa", "kappa 95% CI", "macro-F1", "macro-F1 95% CI",
-         "fit (s)", "mapping (Mpx/s)", "epochs"],
-        [list(r.values()) for r in rows], highlight={0} if rows else set(),
-    )
-    if pairwise:
-        doc.h(3, "Pairwise McNemar tests")
-        doc.table(["model A", "model B", "statistic", "p-value", "significant at 0.05"],
-                  [[d.get("a", "?"), d.get("b", "?"), fmt(d.get("statistic")), fmt(d.get("p_value"), "p"),
-                    "–" if d.get("p_value") is None else ("yes" if d["p_value"] < SIGNIFICANCE else "no")]
-                   for d in pairwise])
+    rows = [{COMPARISON_HEADERS.get(k, k): v for k, v in r.items()} for r in comparison_rows(ctx.metrics)]
+    doc.table(rows, highlight={0} if rows else set(), headers=list(COMPARISON_HEADERS.values()))
 
-    # -- per class
-    order = rank_models(models)
-    if order and classes:
-        doc.h(2, "Per-class precision (user's accuracy) and recall (producer's accuracy)")
-        headers = ["class"]
-        for m in order:
-            headers += [f"{m} precision", f"{m} recall"]
-        body = []
-        for c in classes:
-            row = [c["name"]]
-            for m in order:
-                pc = (models[m].get("per_class") or {}).get(c["name"]) or {}
-                row += [fmt(pc.get("precision")), fmt(pc.get("recall"))]
-            body.append(row)
-        doc.table(headers, body)
-        doc.table(["class"] + [f"{m} support" for m in order],
-                  [[c["name"]] + [fmt(((models[m].get("per_class") or {}).get(c["name"]) or {}).get("support"), "int")
-                                  for m in order] for c in classes])
 
-        doc.h(2, "Confusion matrices")
-        doc.p("Rows: reference class; columns: predicted class; cells: test pixels; colour: share of the row.")
-        doc.images([(_confusion_figure(m, models[m].get("confusion_matrix") or {}, figs / f"confusion_{m}.png"), m)
-                    for m in order])
+def section_pairwise(doc: _Doc, ctx: ReportContext) -> None:
+    if not ctx.pairwise:
+        return
+    doc.h(3, "Pairwise McNemar tests")
+    doc.table([{"model A": d.get("a", "?"), "model B": d.get("b", "?"), "statistic": fmt(d.get("statistic")),
+                "p-value": fmt(d.get("p_value"), "p"),
+                "significant at 0.05": "–" if d.get("p_value") is None else
+                ("yes" if d["p_value"] < SIGNIFICANCE else "no")} for d in ctx.pairwise])
 
-    # -- learning curves
-    curve_items = []
-    for m in order:
-        png = run_dir / "curves" / f"{m}.png"
+
+def section_per_class(doc: _Doc, ctx: ReportContext) -> None:
+    if not (ctx.order and ctx.classes):
+        return
+    doc.h(2, "Per-class precision (user's accuracy) and recall (producer's accuracy)")
+    rows = []
+    for c in ctx.classes:
+        row: dict[str, Any] = {"class": c["name"]}
+        for m in ctx.order:
+            pc = ctx.per_class(m, c["name"])
+            row[f"{m} precision"], row[f"{m} recall"] = fmt(pc.get("precision")), fmt(pc.get("recall"))
+        rows.append(row)
+    doc.table(rows)
+    doc.table([{"class": c["name"], **{f"{m} support": fmt(ctx.per_class(m, c["name"]).get("support"), "int")
+                                       for m in ctx.order}} for c in ctx.classes])
+
+
+def section_confusion(doc: _Doc, ctx: ReportContext) -> None:
+    if not (ctx.order and ctx.classes):
+        return
+    doc.h(2, "Confusion matrices")
+    doc.p("Rows: reference class; columns: predicted class; cells: test pixels; colour: share of the row.")
+    doc.images([(_confusion_figure(m, ctx.models[m].get("confusion_matrix") or {}, ctx.figs / f"confusion_{m}.png"), m)
+                for m in ctx.order])
+
+
+def section_learning_curves(doc: _Doc, ctx: ReportContext) -> None:
+    items = []
+    for m in ctx.order:
+        png = ctx.run_dir / "curves" / f"{m}.png"
         if png.is_file():
-            curve_items.append((png, m))
+            items.append((png, m))
             continue
-        data = _read_json(run_dir / "curves" / f"{m}.json")
+        data = _read_json(ctx.run_dir / "curves" / f"{m}.json")
         if isinstance(data, list) and data:
-            curve_items.append((_curve_figure(m, data, figs / f"curve_{m}.png"), m))
-    if curve_items:
+            items.append((_curve_figure(m, data, ctx.figs / f"curve_{m}.png"), m))
+    if items:
         doc.h(2, "Learning curves")
-        doc.images(curve_items)
+        doc.images(items)
 
-    # -- maps
-    map_items = []
-    for m in order:
-        png = run_dir / "maps" / f"{m}.png"
-        tif = run_dir / "maps" / f"{m}.tif"
+
+def section_maps(doc: _Doc, ctx: ReportContext) -> None:
+    items = []
+    for m in ctx.order:
+        png, tif = ctx.run_dir / "maps" / f"{m}.png", ctx.run_dir / "maps" / f"{m}.tif"
         if png.is_file():
-            map_items.append((png, m))
+            items.append((png, m))
         elif tif.is_file():
-            map_items.append((_quicklook(tif, classes, figs / f"map_{m}.png"), m))
-    if map_items:
+            items.append((_quicklook(tif, ctx.classes, ctx.figs / f"map_{m}.png"), m))
+    if items:
         doc.h(2, "Maps")
-        doc.images(map_items + [(_legend_figure(classes, figs / "legend.png"), "legend")])
+        doc.images(items + [(_legend_figure(ctx.classes, ctx.figs / "legend.png"), "legend")])
 
-    # -- areas
-    area_models = [m for m in order if models[m].get("area_adjusted") or models[m].get("class_areas")]
-    if area_models:
-        doc.h(2, "Class areas")
-        doc.p("Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
-              "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
-              "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
-              "for figures to publish, draw a stratified random sample with `landcover assess-design`, "
-              "label it, and run `landcover assess`.")
-        for m in area_models:
-            doc.h(3, m)
-            aa = models[m].get("area_adjusted") or {}
-            ca = models[m].get("class_areas") or {}
-            acls = aa.get("classes") or {}
-            body = []
-            for c in classes:
-                n = c["name"]
-                a = acls.get(n) or {}
-                px = ca.get(n) or {}
-                mapped = px.get("area_ha", a.get("mapped_area_ha"))
-                body.append([n, fmt(px.get("pixels"), "int") if px else "–", fmt(mapped, "ha"),
-                             fmt(px.get("fraction"), "pct") if px else "–",
-                             fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha"),
-                             fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95")),
-                             fmt_pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95"))])
-            doc.table(["class", "mapped pixels", "mapped area (ha)", "share of map", "adjusted area (ha)",
-                       "user's accuracy", "producer's accuracy"], body)
-            if aa.get("overall_accuracy") is not None:
-                doc.p(f"Area-weighted overall accuracy: {fmt_pm(aa.get('overall_accuracy'), aa.get('overall_accuracy_ci95'))}.")
-            for note in aa.get("notes") or []:
-                doc.p(f"Note: {note}")
 
+def section_areas(doc: _Doc, ctx: ReportContext) -> None:
+    area_models = [m for m in ctx.order if ctx.models[m].get("area_adjusted") or ctx.models[m].get("class_areas")]
+    if not area_models:
+        return
+    doc.h(2, "Class areas")
+    doc.p("Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
+          "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
+          "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
+          "for figures to publish, draw a stratified random sample with `landcover assess-design`, "
+          "label it, and run `landcover assess`.")
+    for m in area_models:
+        doc.h(3, m)
+        aa = ctx.models[m].get("area_adjusted") or {}
+        _area_table(doc, ctx.classes, aa, ctx.models[m].get("class_areas") or {})
+        if aa.get("overall_accuracy") is not None:
+            doc.p(f"Area-weighted overall accuracy: {fmt_pm(aa.get('overall_accuracy'), aa.get('overall_accuracy_ci95'))}.")
+        for note in aa.get("notes") or []:
+            doc.p(f"Note: {note}")
+
+
+def _area_table(doc: _Doc, classes: list[dict], aa: dict, ca: dict) -> None:
+    acls = aa.get("classes") or {}
+    rows = []
+    for c in classes:
+        n = c["name"]
+        a, px = acls.get(n) or {}, ca.get(n) or {}
+        rows.append({
+            "class": n, "mapped pixels": fmt(px.get("pixels"), "int") if px else "–",
+            "mapped area (ha)": fmt(px.get("area_ha", a.get("mapped_area_ha")), "ha"),
+            "share of map": fmt(px.get("fraction"), "pct") if px else "–",
+            "adjusted area (ha)": fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha"),
+            "user's accuracy": fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95")),
+            "producer's accuracy": fmt_pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),
+        })
+    doc.table(rows)
+
+
+def section_footer(doc: _Doc, ctx: ReportContext) -> None:
     doc.p(f"Report written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} from the files of "
           "this run directory.")
+
+
+#: The report's sections in order. Adding a section: write ``section_x(doc, ctx)`` and list it here.
+#: A section that has nothing to show adds nothing.
+SECTIONS: list[Callable[[_Doc, ReportContext], None]] = [
+    section_headline,
+    section_run_summary,
+    section_classes,
+    section_split,
+    section_audit,
+    section_random_vs_spatial,
+    section_comparison,
+    section_pairwise,
+    section_per_class,
+    section_confusion,
+    section_learning_curves,
+    section_maps,
+    section_areas,
+    section_footer,
+]
+
+
+def _build(run_dir: Path) -> tuple[_Doc, str]:
+    ctx = ReportContext.load(run_dir)
+    title = f"Land-cover model comparison: {ctx.cfg.get('name') or run_dir.name}"
+    doc = _Doc(run_dir)
+    doc.h(1, title)
+    for section in SECTIONS:
+        section(doc, ctx)
     return doc, title
 
 

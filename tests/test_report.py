@@ -254,3 +254,35 @@ def test_publish_artifacts_noop_outside_flow_and_publishes_inside(tmp_path, monk
     assert {r["model"] for r in table} == set(metrics["models"])
     assert "report.html" in calls[1][1]["markdown"]
     assert re.fullmatch(r"[a-z0-9-]+", calls[0][1]["key"]) and re.fullmatch(r"[a-z0-9-]+", calls[1][1]["key"])
+
+
+def test_table_cells_follow_their_header_not_their_position(tmp_path):
+    from pipeline.report import _Doc
+
+    doc = _Doc(tmp_path)
+    doc.table([{"class": "water", "a": "1", "b": "2"}, {"b": "4", "class": "forest"}, {"class": "urban", "c": "9"}])
+    doc.table([])  # nothing to show adds nothing
+    md = doc.markdown()
+    assert md.splitlines()[:5] == ["| class | a | b | c |", "|---|---|---|---|", "| water | 1 | 2 | – |",
+                                   "| forest | – | 4 | – |", "| urban | – | – | 9 |"]
+    assert md.count("| class |") == 1
+
+
+def test_report_sections_are_one_list(tmp_path, monkeypatch):
+    """A section is one function in report.SECTIONS; it sees the loaded run and adds to the document."""
+    from pipeline import report
+
+    run, metrics = make_run_dir(tmp_path, deep=False)
+    seen = {}
+
+    def section_extra(doc, ctx):
+        seen["order"] = ctx.order
+        doc.h(2, "Extra")
+        doc.table([{"model": m, "oa": report.fmt(ctx.models[m]["overall_accuracy"])} for m in ctx.order])
+
+    monkeypatch.setattr(report, "SECTIONS", [*report.SECTIONS[:2], section_extra, *report.SECTIONS[2:]])
+    _, md = write_report(run)
+    text = md.read_text()
+    assert seen["order"][0] == max(metrics["models"], key=lambda m: metrics["models"][m]["overall_accuracy"])
+    assert text.index("## Run summary") < text.index("## Extra") < text.index("### Classes")
+    assert _md_table(text, "model | oa |")[0] == [seen["order"][0], f"{metrics['models'][seen['order'][0]]['overall_accuracy']:.3f}"]
