@@ -66,25 +66,38 @@ Reproducibility
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-from scipy.spatial import cKDTree
 
-from pipeline.atomic import atomic_path
 from pipeline.audit import audit_split, check_no_leak
 from pipeline.config import SplitConfig, SplitFractions
 from pipeline.errors import InputError
+from pipeline.split_assign import (
+    EXCLUDED,
+    SPLIT_NAMES,
+    TEST,
+    TRAIN,
+    assign_kfold,
+    assign_units,
+    buffer_mask,
+    default_buffer,
+    default_size,
+    extent,
+    grid,
+    group_blocks,
+    pixel_size,
+)
+from pipeline.split_output import block_frame, group_frame, plot_split_map, write_splits_gpkg
 
 __all__ = [
     "Fold",
     "SplitResult",
+    "STRATEGIES",
     "make_splits",
     "random_split",
     "default_buffer",
@@ -96,13 +109,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SPLIT_NAMES = ("train", "validation", "test")
-EXCLUDED = "excluded"
-TRAIN, VAL, TEST = 0, 1, 2
-TARGET_UNITS = 50  # blocks wanted for stratification when choosing the default block size
 REQUIRED_COLUMNS = ("x", "y", "row", "col", "class_id", "class_name", "group")
-SPLIT_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#d62728", EXCLUDED: "#7f7f7f",
-                "mixed": "#9467bd", "never-test": "#2ca02c"}
 
 
 @dataclass
@@ -127,7 +134,7 @@ class SplitResult:
     Attributes
     ----------
     strategy : str
-        ``"blocks"``, ``"kfold"`` or ``"random"``.
+        A key of :data:`STRATEGIES`.
     folds : list of Fold
         One fold for ``blocks`` and ``random``, k folds for ``kfold``.
     split : ndarray of str, shape (n,)
@@ -160,6 +167,42 @@ class SplitResult:
     fold_splits: list[np.ndarray] = field(default_factory=list)  # kfold: per-fold split labels
 
 
+@dataclass(frozen=True)
+class SplitInput:
+    """The validated inputs every strategy receives (arrays have n rows, in samples' order)."""
+
+    samples: pd.DataFrame
+    cfg: SplitConfig
+    patch_size: int
+    rx: float
+    ry: float
+    seed: int
+    crs: Any
+    xy: np.ndarray  # (n, 2) float64
+    groups: np.ndarray  # (n,) int64
+    cls: np.ndarray  # (n,) int64 index into names
+    names: list[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Blocks of one block size: the unit of each sample and samples per unit and class."""
+
+    size: float
+    block: np.ndarray  # (n,) block id of each sample's group
+    unit_ids: np.ndarray  # (U,) sorted block ids
+    unit_of: np.ndarray  # (n,) index into unit_ids
+    C: np.ndarray  # (U, K) samples per unit and class
+    x0: float
+    y0: float
+    nx: int
+    n_groups: int
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -174,19 +217,6 @@ def _check_samples(samples: pd.DataFrame) -> None:
         raise InputError("split: some samples have non-finite x/y coordinates")
 
 
-def _res(res: tuple[float, float]) -> tuple[float, float]:
-    rx, ry = abs(float(res[0])), abs(float(res[1]))
-    if not (rx > 0 and ry > 0):
-        raise InputError(f"split: pixel size must be positive, got {res}")
-    return rx, ry
-
-
-def default_buffer(patch_size: int, res: tuple[float, float]) -> float:
-    """Leak-free default buffer ``(k // 2 + 1/2) * max(|res_x|, |res_y|)`` in map units."""
-    rx, ry = _res(res)
-    return float((patch_size // 2 + 0.5) * max(rx, ry))
-
-
 def _classes(samples: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Sorted class ids, their names, and per-sample class index (shape (n,))."""
     cid = samples["class_id"].to_numpy().astype(np.int64)
@@ -194,29 +224,6 @@ def _classes(samples: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
     first = pd.Series(samples["class_name"].astype(str).to_numpy()).groupby(cid).first()
     names = [str(first.loc[i]) for i in ids]
     return ids, names, inv.astype(np.int64)
-
-
-def _grid(xy: np.ndarray, size: float) -> tuple[np.ndarray, float, float, int]:
-    """Block id per sample (shape (n,)), grid anchor x0, y0 and number of columns."""
-    x0 = math.floor(float(xy[:, 0].min()) / size) * size
-    y0 = math.floor(float(xy[:, 1].min()) / size) * size
-    bx = np.floor((xy[:, 0] - x0) / size).astype(np.int64)
-    by = np.floor((xy[:, 1] - y0) / size).astype(np.int64)
-    nx = int(bx.max()) + 1
-    return by * nx + bx, x0, y0, nx
-
-
-def _group_blocks(groups: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Per sample, the block holding most samples of its group (ties: smallest block id)."""
-    df = pd.DataFrame({"g": groups, "b": cell})
-    cnt = df.groupby(["g", "b"], sort=True).size().reset_index(name="n")
-    cnt = cnt.sort_values(["g", "n", "b"], ascending=[True, False, True], kind="mergesort")
-    best = cnt.drop_duplicates("g", keep="first").set_index("g")["b"]
-    return best.reindex(groups).to_numpy().astype(np.int64)
-
-
-def _extent(xy: np.ndarray, rx: float, ry: float) -> tuple[float, float]:
-    return float(np.ptp(xy[:, 0]) + rx), float(np.ptp(xy[:, 1]) + ry)
 
 
 def default_block_size(
@@ -237,168 +244,14 @@ def default_block_size(
     k : int
         Folds (only raises the wanted number of blocks to ``5 * k``).
     """
-    rx, ry = _res(res)
-    pix = max(rx, ry)
     xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
-    groups = samples["group"].to_numpy()
-    s0 = patch_size * pix + buffer
-    ext = max(_extent(xy, rx, ry))
-    cands: list[float] = []
-    j = 0
-    while True:
-        s = math.ceil(s0 * math.sqrt(2) ** j / pix - 1e-9) * pix
-        if j > 0 and s >= ext:
-            break
-        if not cands or s > cands[-1]:
-            cands.append(float(s))
-        j += 1
-        if j > 60:
-            break
-    units = [len(np.unique(_group_blocks(groups, _grid(xy, s)[0]))) for s in cands]
-    want = min(max(TARGET_UNITS, 5 * k), units[0])
-    ok = [s for s, u in zip(cands, units) if u >= want]
-    return ok[-1] if ok else cands[0]
-
-
-def _cost(cur: np.ndarray, targets: np.ndarray, class_tot: np.ndarray, n_tot: float) -> float:
-    """Squared relative deviation of per-class and overall counts from the targets."""
-    per_class = (cur - targets) / np.maximum(class_tot, 1.0)[None, :]
-    overall = (cur.sum(1) - targets.sum(1)) / max(n_tot, 1.0)
-    return float(np.sum(per_class**2) + cur.shape[1] * np.sum(overall**2))
-
-
-def _pick(cands: np.ndarray, sizes: np.ndarray, room: float, rng: np.random.Generator) -> int:
-    """A candidate unit: random among those that fit in ``room``, else the smallest."""
-    fit = cands[sizes[cands] <= room]
-    if fit.size:
-        return int(fit[rng.integers(fit.size)])
-    return int(cands[np.lexsort((cands, sizes[cands]))[0]])
-
-
-def _place_rest(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray,
-                rng: np.random.Generator, allowed: list[int]) -> None:
-    """Place every unassigned unit (``lab < 0``), largest first (random order among equal sizes),
-    into the allowed split or fold whose per-class counts then come closest to the targets.
-    Updates ``lab`` (U,) and ``cur`` (splits, classes) in place."""
-    sizes = C.sum(1)
-    class_tot = C.sum(0).astype(np.float64)
-    rest = np.flatnonzero(lab < 0)
-    rest = rest[rng.permutation(rest.size)]
-    rest = rest[np.argsort(-sizes[rest], kind="stable")]
-    for u in rest:
-        best, best_cost = allowed[0], math.inf
-        for s in allowed:
-            cur[s] += C[u]
-            cost = _cost(cur, targets, class_tot, class_tot.sum())
-            cur[s] -= C[u]
-            if cost < best_cost - 1e-12:
-                best, best_cost = s, cost
-        lab[u] = best
-        cur[best] += C[u]
-
-
-def _assign_units(
-    C: np.ndarray, fractions: np.ndarray, rng: np.random.Generator, required: tuple[int, ...]
-) -> np.ndarray:
-    """Assign units to splits.
-
-    Parameters
-    ----------
-    C : ndarray, shape (U, K)
-        Samples per unit and class.
-    fractions : ndarray, shape (S,)
-        Target share of the samples per split.
-    rng : Generator
-    required : tuple of int
-        Splits in which every class should appear, in priority order; a class
-        present in one unit only goes to ``required[0]``.
-
-    Returns
-    -------
-    ndarray of int64, shape (U,)
-        Split index per unit.
-    """
-    U, K = C.shape
-    S = len(fractions)
-    class_tot = C.sum(0).astype(np.float64)
-    targets = fractions[:, None] * class_tot[None, :]
-    cur = np.zeros((S, K))
-    lab = np.full(U, -1, dtype=np.int64)
-
-    def put(u: int, s: int) -> None:
-        lab[u] = s
-        cur[s] += C[u]
-
-    present = C > 0
-    n_units = present.sum(0)
-    for c in np.lexsort((np.arange(K), n_units)):  # rarest class first
-        units_c = np.flatnonzero(present[:, c])
-        if units_c.size == 0:
-            continue
-        if units_c.size == 1:
-            if lab[units_c[0]] < 0:
-                put(int(units_c[0]), required[0])
-            continue
-        for s in required:
-            if np.any(lab[units_c] == s):
-                continue
-            free = units_c[lab[units_c] < 0]
-            if free.size == 0:
-                continue
-            # the free unit that brings the counts closest to the targets (random among ties)
-            free = free[rng.permutation(free.size)]
-            costs = []
-            for u in free:
-                cur[s] += C[u]
-                costs.append(_cost(cur, targets, class_tot, class_tot.sum()))
-                cur[s] -= C[u]
-            put(int(free[int(np.argmin(costs))]), s)
-
-    _place_rest(lab, cur, C, targets, rng, [s for s in range(S) if fractions[s] > 0])
-
-    # every split with a positive target gets at least one unit if that is possible
-    for s in range(S):
-        if fractions[s] <= 0 or np.any(lab == s):
-            continue
-        best_u, best_key = -1, None
-        for u in range(U):
-            src = lab[u]
-            if np.sum(lab == src) < 2:
-                continue
-            # would moving u lose a class from a required split?
-            others = present[(lab == src) & (np.arange(U) != u)].any(0)
-            breaks = int(np.sum(present[u] & ~others)) if src in required else 0
-            cur[src] -= C[u]
-            cur[s] += C[u]
-            cost = _cost(cur, targets, class_tot, class_tot.sum())
-            cur[s] -= C[u]
-            cur[src] += C[u]
-            key = (breaks, cost, u)
-            if best_key is None or key < best_key:
-                best_u, best_key = u, key
-        if best_u >= 0:
-            cur[lab[best_u]] -= C[best_u]
-            put(best_u, s)
-    return lab
-
-
-def _buffer_mask(xy: np.ndarray, test_mask: np.ndarray, cand_mask: np.ndarray, buffer: float) -> np.ndarray:
-    """Candidates (shape (n,) bool) lying at Chebyshev distance <= buffer from a test sample."""
-    out = np.zeros(len(xy), dtype=bool)
-    if buffer < 0 or not test_mask.any() or not cand_mask.any():
-        return out
-    cand = np.flatnonzero(cand_mask)
-    tree = cKDTree(xy[test_mask])
-    n = tree.query_ball_point(xy[cand], r=buffer * (1 + 1e-9) + 1e-9, p=np.inf, return_length=True)
-    out[cand[np.asarray(n) > 0]] = True
-    return out
+    return default_size(xy, samples["group"].to_numpy(), patch_size, res, buffer, k)
 
 
 def _counts(labels: np.ndarray, cls: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for s in SPLIT_NAMES:
-        m = labels == s
-        bc = np.bincount(cls[m], minlength=len(names))
+        bc = np.bincount(cls[labels == s], minlength=len(names))
         out[s] = {names[i]: int(bc[i]) for i in range(len(names))}
     return out
 
@@ -425,12 +278,11 @@ def _apply_buffer(
     xy: np.ndarray, labels: np.ndarray, cls: np.ndarray, names: list[str], buffer: float, where: str
 ) -> tuple[np.ndarray, int]:
     """Exclude train/validation samples near test samples; raise if a class loses all training data."""
-    before = labels.copy()
-    near = _buffer_mask(xy, labels == "test", np.isin(labels, ["train", "validation"]), buffer)
+    before = labels
+    near = buffer_mask(xy, labels == "test", np.isin(labels, ["train", "validation"]), buffer)
     labels = labels.copy()
     labels[near] = EXCLUDED
-    n_train = int(np.sum(labels == "train"))
-    if n_train == 0:
+    if not np.any(labels == "train"):
         raise InputError(
             f"{where}: split.buffer={buffer:g} removes all {int(np.sum(before == 'train'))} training samples; "
             f"reduce split.buffer (leak-free default: (patch_size//2 + 1/2) pixels) or increase split.block_size"
@@ -451,20 +303,6 @@ def _apply_buffer(
     return labels, int(np.sum(near))
 
 
-def _block_frame(
-    unit_ids: np.ndarray, unit_split: list[str], unit_fold: np.ndarray, unit_n: np.ndarray,
-    x0: float, y0: float, nx: int, size: float, crs: Any,
-) -> gpd.GeoDataFrame:
-    bx = unit_ids % nx
-    by = unit_ids // nx
-    geom = shapely.box(x0 + bx * size, y0 + by * size, x0 + (bx + 1) * size, y0 + (by + 1) * size)
-    return gpd.GeoDataFrame(
-        {"block": unit_ids.astype(np.int64), "split": list(unit_split), "fold": unit_fold.astype(np.int64),
-         "n_samples": unit_n.astype(np.int64)},
-        geometry=geom, crs=crs,
-    )
-
-
 def _merge_audits(audits: list[dict]) -> dict:
     dists = [a["min_train_test_distance"] for a in audits if a["min_train_test_distance"] is not None]
     out: dict[str, Any] = {"min_train_test_distance": min(dists) if dists else None}
@@ -474,7 +312,57 @@ def _merge_audits(audits: list[dict]) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- public API
+def _audit(inp: SplitInput, labels: np.ndarray) -> dict:
+    """The independent leakage audit of one assignment (per-sample split labels, shape (n,))."""
+    return audit_split(inp.xy, (inp.rx, inp.ry), inp.patch_size, np.flatnonzero(labels == "train"),
+                       np.flatnonzero(labels == "test"), np.flatnonzero(labels == "validation"))
+
+
+def _buffer_of(inp: SplitInput) -> float:
+    return float(inp.cfg.buffer) if inp.cfg.buffer is not None else default_buffer(inp.patch_size, (inp.rx, inp.ry))
+
+
+def _block_size(inp: SplitInput, buffer: float, k: int) -> float:
+    """The configured block size (checked against the labelled extent) or the default."""
+    ext_x, ext_y = extent(inp.xy, inp.rx, inp.ry)
+    if inp.cfg.block_size is None:
+        return default_size(inp.xy, inp.groups, inp.patch_size, (inp.rx, inp.ry), buffer, k=k)
+    size = float(inp.cfg.block_size)
+    if size >= max(ext_x, ext_y):
+        raise InputError(
+            f"split.block_size={size:g} is not smaller than the labelled extent "
+            f"({ext_x:g} x {ext_y:g} map units): every label would fall in one or very few blocks; "
+            f"set a smaller split.block_size or leave it unset for the default"
+        )
+    return size
+
+
+def _layout(inp: SplitInput, size: float) -> Layout:
+    """Blocks of ``size``: each group goes to the block holding most of its samples."""
+    cell, x0, y0, nx = grid(inp.xy, size)
+    block = group_blocks(inp.groups, cell)
+    unit_ids, unit_of = np.unique(block, return_inverse=True)
+    C = np.zeros((unit_ids.size, len(inp.names)), dtype=np.int64)
+    np.add.at(C, (unit_of, inp.cls), 1)
+    return Layout(size, block, unit_ids, unit_of, C, x0, y0, nx, int(np.unique(inp.groups).size))
+
+
+def _blocks_frame(inp: SplitInput, lay: Layout, unit_split: list[str], unit_fold: np.ndarray) -> gpd.GeoDataFrame:
+    return block_frame(lay.unit_ids, unit_split, unit_fold, lay.C.sum(1), lay.x0, lay.y0, lay.nx, lay.size,
+                       inp.crs)
+
+
+def _buffered(inp: SplitInput, unit_labels: np.ndarray, lay: Layout, buffer: float, where: str,
+              audit_where: str) -> tuple[np.ndarray, int, dict]:
+    """Per-sample labels from per-unit labels, then the buffer, then the audit (which must be 0)."""
+    labels0 = unit_labels.astype(str)[lay.unit_of]
+    labels, dropped = _apply_buffer(inp.xy, labels0, inp.cls, inp.names, buffer, where)
+    audit = _audit(inp, labels)
+    check_no_leak(audit, audit_where)
+    return labels, dropped, audit
+
+
+# ----------------------------------------------------------------------------- strategies
 
 
 def random_split(samples: pd.DataFrame, fractions: SplitFractions, seed: int) -> Fold:
@@ -510,13 +398,134 @@ def random_split(samples: pd.DataFrame, fractions: SplitFractions, seed: int) ->
         if n >= 2:
             n_test = max(1, n_test)
         n_test = min(n_test, n - 1)
-        n_val = min(int(round(fractions.validation * n)), n - 1 - n_test)
-        n_val = max(n_val, 0)
+        n_val = max(min(int(round(fractions.validation * n)), n - 1 - n_test), 0)
         parts["test"].append(idx[:n_test])
         parts["validation"].append(idx[n_test : n_test + n_val])
         parts["train"].append(idx[n_test + n_val :])
     cat = {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in parts.items()}
     return Fold(train=cat["train"], validation=cat["validation"], test=cat["test"])
+
+
+def _split_random(inp: SplitInput) -> SplitResult:
+    """``random``: stratified random pixel split; audited and reported, never enforced."""
+    fold = random_split(inp.samples, inp.cfg.fractions, inp.seed)
+    labels = np.empty(inp.n, dtype=object)
+    labels[fold.train], labels[fold.validation], labels[fold.test] = "train", "validation", "test"
+    labels = labels.astype(str)
+    counts = _counts(labels, inp.cls, inp.names)
+    report = {"strategy": "random", "block_size": None, "buffer": None, "seed": int(inp.seed),
+              "counts": counts, "dropped_by_buffer": 0, "missing_classes": _missing(counts),
+              "audit": _audit(inp, labels)}
+    gdf = group_frame(inp.xy, inp.groups, labels, inp.rx, inp.ry, inp.crs)
+    return SplitResult("random", [fold], labels, np.zeros(inp.n, dtype=np.int64), inp.groups.copy(), gdf, report)
+
+
+def _split_blocks(inp: SplitInput) -> SplitResult:
+    """``blocks``: whole blocks to train/validation/test, stratified; buffer; audit must be 0."""
+    buffer = _buffer_of(inp)
+    lay = _layout(inp, _block_size(inp, buffer, 5))
+    fr = inp.cfg.fractions
+    need = 3 if fr.validation > 0 else 2
+    U = lay.unit_ids.size
+    if U < need:
+        raise InputError(
+            f"split: the labels fall in only {U} block(s) of {lay.size:g} map units ({lay.n_groups} groups); "
+            f"train/validation/test need at least {need}: reduce split.block_size, add label polygons "
+            f"in other places, or use split.strategy: random"
+        )
+    rng = np.random.default_rng(inp.seed)
+    lab = assign_units(lay.C, np.array([fr.train, fr.validation, fr.test]), rng, (TRAIN, TEST))
+    unit_split = np.array(SPLIT_NAMES, dtype=object)[lab].astype(str)
+    labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, "split",
+                                       f"split (blocks of {lay.size:g}, buffer {buffer:g})")
+    counts = _counts(labels, inp.cls, inp.names)
+    report = {"strategy": "blocks", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed),
+              "counts": counts, "dropped_by_buffer": dropped, "missing_classes": _missing(counts, warn=True),
+              "audit": audit}
+    gdf = _blocks_frame(inp, lay, list(unit_split), np.zeros(U, dtype=np.int64))
+    return SplitResult("blocks", [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), lay.block, gdf,
+                       report, block_size=lay.size, buffer=buffer, fold_splits=[labels])
+
+
+def _kfold_units(inp: SplitInput, lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold per unit (U,): units holding a class found nowhere else are never test (-1)."""
+    present = lay.C > 0
+    never_test = present[:, present.sum(0) == 1].any(1)
+    testable = np.flatnonzero(~never_test)
+    if testable.size < k:
+        raise InputError(
+            f"split: the labels fall in only {testable.size} usable block(s) of {lay.size:g} map units "
+            f"({lay.n_groups} groups) but split.k={k} folds need at least {k}: reduce split.k or "
+            f"split.block_size, or add label polygons in other places"
+        )
+    ufold = np.full(lay.unit_ids.size, -1, dtype=np.int64)
+    ufold[testable] = assign_kfold(lay.C[testable], k, rng)
+    return ufold
+
+
+def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold: list[dict]) -> dict:
+    names = inp.names
+    return {"strategy": "kfold", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed), "k": k,
+            "counts": per_fold[0]["counts"], "dropped_by_buffer": per_fold[0]["dropped_by_buffer"],
+            "missing_classes": {
+                "train": sorted({c for p in per_fold for c in p["missing_classes"]["train"]}),
+                "test": [c for c in names if not any(p["counts"]["test"][c] for p in per_fold)]},
+            "audit": _merge_audits([p["audit"] for p in per_fold]), "folds": per_fold}
+
+
+def _split_kfold(inp: SplitInput) -> SplitResult:
+    """``kfold``: blocks dealt into k folds; in fold i the blocks of fold i are test, a share
+    ``fractions.validation`` of the others validation; buffer and audit in every fold."""
+    buffer = _buffer_of(inp)
+    k = int(inp.cfg.k)
+    lay = _layout(inp, _block_size(inp, buffer, k))
+    rng = np.random.default_rng(inp.seed)
+    ufold = _kfold_units(inp, lay, k, rng)
+    val_share = float(inp.cfg.fractions.validation)
+    fold_splits: list[np.ndarray] = []
+    per_fold: list[dict] = []
+    unit_split0: list[str] = []
+    for f in range(k):
+        rest = np.flatnonzero(ufold != f)
+        lab_rest = assign_units(lay.C[rest], np.array([1.0 - val_share, val_share]), rng, (TRAIN,))
+        unit_split = np.full(lay.unit_ids.size, "test", dtype=object)
+        unit_split[rest] = np.array(["train", "validation"], dtype=object)[lab_rest]
+        if f == 0:
+            unit_split0 = [str(v) for v in unit_split]
+        labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, f"split (kfold, fold {f})",
+                                           f"split (kfold fold {f}, blocks of {lay.size:g}, buffer {buffer:g})")
+        counts = _counts(labels, inp.cls, inp.names)
+        per_fold.append({"fold": f, "counts": counts, "dropped_by_buffer": dropped,
+                         "missing_classes": _missing(counts), "audit": audit})
+        fold_splits.append(labels)
+    report = _kfold_report(inp, lay, buffer, k, per_fold)
+    gdf = _blocks_frame(inp, lay, unit_split0, ufold)
+    return SplitResult("kfold", [_fold_of(lab) for lab in fold_splits], fold_splits[0], ufold[lay.unit_of],
+                       lay.block, gdf, report, block_size=lay.size, buffer=buffer, fold_splits=fold_splits)
+
+
+#: ``split.strategy`` -> function building the split (the one place to register a strategy).
+STRATEGIES: dict[str, Callable[[SplitInput], SplitResult]] = {
+    "blocks": _split_blocks,
+    "kfold": _split_kfold,
+    "random": _split_random,
+}
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _inputs(samples: pd.DataFrame, cfg: SplitConfig, patch_size: int, res: tuple[float, float], seed: int,
+            crs: Any) -> SplitInput:
+    """Validate the samples and settings once; every strategy gets the result."""
+    _check_samples(samples)
+    rx, ry = pixel_size(res)
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise InputError(f"split: patch size must be a positive odd number, got {patch_size}")
+    _, names, cls = _classes(samples)
+    return SplitInput(samples=samples, cfg=cfg, patch_size=int(patch_size), rx=rx, ry=ry, seed=int(seed), crs=crs,
+                      xy=samples[["x", "y"]].to_numpy(dtype=np.float64),
+                      groups=samples["group"].to_numpy().astype(np.int64), cls=cls, names=names)
 
 
 def make_splits(
@@ -536,7 +545,8 @@ def make_splits(
         ``class_id``, ``class_name``, ``group``. Positions (not the index) are
         used throughout.
     cfg : SplitConfig
-        ``strategy``, ``block_size``, ``buffer``, ``fractions``, ``k``.
+        ``strategy`` (a key of :data:`STRATEGIES`), ``block_size``, ``buffer``,
+        ``fractions``, ``k``.
     patch_size : int
         Patch width k in pixels (odd).
     res : (float, float)
@@ -560,288 +570,5 @@ def make_splits(
         The independent audit found a patch of one split touching a pixel of
         another (blocks and kfold only).
     """
-    _check_samples(samples)
-    rx, ry = _res(res)
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise InputError(f"split: patch size must be a positive odd number, got {patch_size}")
-    xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
-    groups = samples["group"].to_numpy().astype(np.int64)
-    _, names, cls = _classes(samples)
-    n = len(samples)
-
-    if cfg.strategy == "random":
-        fold = random_split(samples, cfg.fractions, seed)
-        labels = np.empty(n, dtype=object)
-        labels[fold.train], labels[fold.validation], labels[fold.test] = "train", "validation", "test"
-        labels = labels.astype(str)
-        audit = audit_split(xy, (rx, ry), patch_size, fold.train, fold.test, fold.validation)
-        counts = _counts(labels, cls, names)
-        report = {"strategy": "random", "block_size": None, "buffer": None, "seed": int(seed),
-                  "counts": counts, "dropped_by_buffer": 0, "missing_classes": _missing(counts),
-                  "audit": audit}
-        gdf = _group_frame(xy, groups, labels, rx, ry, crs)
-        return SplitResult("random", [fold], labels, np.zeros(n, dtype=np.int64), groups.copy(), gdf, report)
-
-    buffer = float(cfg.buffer) if cfg.buffer is not None else default_buffer(patch_size, (rx, ry))
-    k = int(cfg.k) if cfg.strategy == "kfold" else 1
-    ext_x, ext_y = _extent(xy, rx, ry)
-    if cfg.block_size is not None:
-        size = float(cfg.block_size)
-        if size >= max(ext_x, ext_y):
-            raise InputError(
-                f"split.block_size={size:g} is not smaller than the labelled extent "
-                f"({ext_x:g} x {ext_y:g} map units): every label would fall in one or very few blocks; "
-                f"set a smaller split.block_size or leave it unset for the default"
-            )
-    else:
-        size = default_block_size(samples, patch_size, (rx, ry), buffer, k=k if cfg.strategy == "kfold" else 5)
-
-    cell, x0, y0, nx = _grid(xy, size)
-    block = _group_blocks(groups, cell)
-    unit_ids, unit_of = np.unique(block, return_inverse=True)
-    U, K = unit_ids.size, len(names)
-    C = np.zeros((U, K), dtype=np.int64)
-    np.add.at(C, (unit_of, cls), 1)
-    n_groups = np.unique(groups).size
-    rng = np.random.default_rng(seed)
-    fr = cfg.fractions
-
-    if cfg.strategy == "blocks":
-        need = 3 if fr.validation > 0 else 2
-        if U < need:
-            raise InputError(
-                f"split: the labels fall in only {U} block(s) of {size:g} map units ({n_groups} groups); "
-                f"train/validation/test need at least {need}: reduce split.block_size, add label polygons "
-                f"in other places, or use split.strategy: random"
-            )
-        lab = _assign_units(C, np.array([fr.train, fr.validation, fr.test]), rng, (TRAIN, TEST))
-        unit_split = np.array(SPLIT_NAMES, dtype=object)[lab].astype(str)
-        labels0 = unit_split[unit_of]
-        labels, dropped = _apply_buffer(xy, labels0, cls, names, buffer, "split")
-        audit = audit_split(xy, (rx, ry), patch_size, np.flatnonzero(labels == "train"),
-                            np.flatnonzero(labels == "test"), np.flatnonzero(labels == "validation"))
-        check_no_leak(audit, f"split (blocks of {size:g}, buffer {buffer:g})")
-        counts = _counts(labels, cls, names)
-        report = {"strategy": "blocks", "block_size": size, "buffer": buffer, "seed": int(seed),
-                  "counts": counts, "dropped_by_buffer": dropped, "missing_classes": _missing(counts, warn=True),
-                  "audit": audit}
-        gdf = _block_frame(unit_ids, list(unit_split), np.zeros(U, dtype=np.int64), C.sum(1), x0, y0, nx, size, crs)
-        return SplitResult("blocks", [_fold_of(labels)], labels, np.zeros(n, dtype=np.int64), block, gdf, report,
-                           block_size=size, buffer=buffer, fold_splits=[labels])
-
-    # ---- kfold
-    present = C > 0
-    single = present.sum(0) == 1
-    never_test = present[:, single].any(1)  # units holding a class found nowhere else
-    testable = np.flatnonzero(~never_test)
-    if testable.size < k:
-        raise InputError(
-            f"split: the labels fall in only {testable.size} usable block(s) of {size:g} map units "
-            f"({n_groups} groups) but split.k={k} folds need at least {k}: reduce split.k or "
-            f"split.block_size, or add label polygons in other places"
-        )
-    ufold = np.full(U, -1, dtype=np.int64)
-    ufold[testable] = _assign_kfold(C[testable], k, rng)
-    fold_splits: list[np.ndarray] = []
-    folds: list[Fold] = []
-    audits: list[dict] = []
-    per_fold: list[dict] = []
-    unit_split0: list[str] = []
-    val_share = float(fr.validation)
-    for f in range(k):
-        rest = np.flatnonzero(ufold != f)
-        lab_rest = _assign_units(C[rest], np.array([1.0 - val_share, val_share]), rng, (TRAIN,))
-        unit_split = np.full(U, "test", dtype=object)
-        unit_split[rest] = np.array(["train", "validation"], dtype=object)[lab_rest]
-        if f == 0:
-            unit_split0 = [str(v) for v in unit_split]
-        labels0 = unit_split.astype(str)[unit_of]
-        labels, dropped = _apply_buffer(xy, labels0, cls, names, buffer, f"split (kfold, fold {f})")
-        audit = audit_split(xy, (rx, ry), patch_size, np.flatnonzero(labels == "train"),
-                            np.flatnonzero(labels == "test"), np.flatnonzero(labels == "validation"))
-        check_no_leak(audit, f"split (kfold fold {f}, blocks of {size:g}, buffer {buffer:g})")
-        counts = _counts(labels, cls, names)
-        per_fold.append({"fold": f, "counts": counts, "dropped_by_buffer": dropped,
-                         "missing_classes": _missing(counts), "audit": audit})
-        audits.append(audit)
-        fold_splits.append(labels)
-        folds.append(_fold_of(labels))
-    report = {"strategy": "kfold", "block_size": size, "buffer": buffer, "seed": int(seed), "k": k,
-              "counts": per_fold[0]["counts"], "dropped_by_buffer": per_fold[0]["dropped_by_buffer"],
-              "missing_classes": {
-                  "train": sorted({c for p in per_fold for c in p["missing_classes"]["train"]}),
-                  "test": [names[c] for c in range(K) if not any(p["counts"]["test"][names[c]] for p in per_fold)]},
-              "audit": _merge_audits(audits), "folds": per_fold}
-    gdf = _block_frame(unit_ids, unit_split0, ufold, C.sum(1), x0, y0, nx, size, crs)
-    sample_fold = ufold[unit_of]
-    return SplitResult("kfold", folds, fold_splits[0], sample_fold, block, gdf, report,
-                       block_size=size, buffer=buffer, fold_splits=fold_splits)
-
-
-def _assign_kfold(C: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Deal units (C: shape (U, K)) into k folds; each class is spread over >= 2 folds where possible."""
-    U, K = C.shape
-    sizes = C.sum(1).astype(np.float64)
-    class_tot = C.sum(0).astype(np.float64)
-    targets = np.full((k, 1), 1.0 / k) * class_tot[None, :]
-    cur = np.zeros((k, K))
-    lab = np.full(U, -1, dtype=np.int64)
-    present = C > 0
-    for c in np.lexsort((np.arange(K), present.sum(0))):
-        units_c = np.flatnonzero(present[:, c])
-        have = set(int(v) for v in lab[units_c] if v >= 0)
-        want = min(2, units_c.size, k)
-        while len(have) < want:
-            free = units_c[lab[units_c] < 0]
-            if free.size == 0:
-                break
-            order = [f for f in np.argsort(cur.sum(1), kind="stable") if int(f) not in have]
-            f = int(order[0])
-            u = _pick(free, sizes, targets[f].sum() - cur[f].sum(), rng)
-            lab[u] = f
-            cur[f] += C[u]
-            have.add(f)
-    _place_rest(lab, cur, C, targets, rng, list(range(k)))
-    # no empty fold
-    for f in range(k):
-        if np.any(lab == f):
-            continue
-        donors = [g for g in range(k) if np.sum(lab == g) >= 2]
-        g = max(donors, key=lambda d: (np.sum(lab == d), -d))
-        cand = np.flatnonzero(lab == g)
-        u = int(cand[np.lexsort((cand, sizes[cand]))[0]])
-        cur[g] -= C[u]
-        lab[u] = f
-        cur[f] += C[u]
-    return lab
-
-
-def _group_frame(xy: np.ndarray, groups: np.ndarray, labels: np.ndarray, rx: float, ry: float,
-                 crs: Any) -> gpd.GeoDataFrame:
-    """Random strategy: one square per group (envelope of its pixels), split or 'mixed'."""
-    df = pd.DataFrame({"g": groups, "x": xy[:, 0], "y": xy[:, 1], "s": labels})
-    agg = df.groupby("g", sort=True).agg(x0=("x", "min"), x1=("x", "max"), y0=("y", "min"), y1=("y", "max"),
-                                         n=("s", "size"), ns=("s", "nunique"), s=("s", "first"))
-    cx, cy = (agg.x0 + agg.x1) / 2, (agg.y0 + agg.y1) / 2
-    half = np.maximum(agg.x1 - agg.x0 + rx, agg.y1 - agg.y0 + ry) / 2
-    geom = shapely.box(cx - half, cy - half, cx + half, cy + half)
-    split = np.where(agg.ns.to_numpy() > 1, "mixed", agg.s.to_numpy().astype(str))
-    return gpd.GeoDataFrame({"block": agg.index.to_numpy().astype(np.int64), "split": split,
-                             "fold": np.zeros(len(agg), dtype=np.int64), "n_samples": agg.n.to_numpy()},
-                            geometry=geom, crs=crs)
-
-
-def _buffer_zones(result: SplitResult, xy: np.ndarray) -> list[tuple[int, Any]]:
-    out = []
-    if not result.buffer or result.strategy == "random":
-        return out
-    b = float(result.buffer)
-    labs = result.fold_splits or [result.split]
-    for f, lab in enumerate(labs):
-        t = xy[lab == "test"]
-        if len(t) == 0:
-            continue
-        boxes = shapely.box(t[:, 0] - b, t[:, 1] - b, t[:, 0] + b, t[:, 1] + b)
-        out.append((f, shapely.union_all(boxes)))
-    return out
-
-
-def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, crs: Any) -> Path:
-    """Write ``splits.gpkg`` with layers ``blocks`` and ``buffer``.
-
-    ``blocks`` is :attr:`SplitResult.blocks`; ``buffer`` holds one (multi)polygon
-    per fold: the union of the squares of half-side ``buffer`` around the test
-    samples, i.e. the zone where training/validation samples were excluded
-    (empty for the random strategy). The file is written under a temporary
-    name and moved into place with ``os.replace``.
-
-    Parameters
-    ----------
-    result : SplitResult
-    samples : DataFrame, n rows
-        The table that was split (needs ``x``, ``y``).
-    path : Path
-    crs
-        CRS of the coordinates.
-
-    Returns
-    -------
-    Path
-    """
-    path = Path(path)
-    xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
-    blocks = result.blocks.copy()
-    blocks = blocks.set_crs(crs, allow_override=True) if crs is not None else blocks
-    zones = _buffer_zones(result, xy)
-    buf = gpd.GeoDataFrame(
-        {"fold": np.array([z[0] for z in zones], dtype=np.int64),
-         "buffer": np.full(len(zones), float(result.buffer or 0.0))},
-        geometry=gpd.GeoSeries([z[1] for z in zones], dtype="geometry"),
-        crs=crs,
-    )
-    with atomic_path(path) as tmp:
-        blocks.to_file(tmp, layer="blocks", driver="GPKG")
-        buf.to_file(tmp, layer="buffer", driver="GPKG", geometry_type="MultiPolygon" if not zones else None)
-    return path
-
-
-def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Path:
-    """Draw the split as a PNG: blocks coloured by split, samples as points.
-
-    Parameters
-    ----------
-    samples : DataFrame, n rows
-        The table that was split (needs ``x``, ``y``).
-    result : SplitResult
-    path : Path
-
-    Returns
-    -------
-    Path
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
-    fig = Figure(figsize=(10, 7), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    if len(result.blocks):
-        colors = [SPLIT_COLORS.get(str(s), "#cccccc") for s in result.blocks["split"]]
-        result.blocks.plot(ax=ax, color=colors, alpha=0.25, edgecolor="#444444", linewidth=0.4)
-    zones = _buffer_zones(result, xy)[:1]  # fold 0, as the points
-    for _, zone in zones:
-        gpd.GeoSeries([zone]).plot(ax=ax, facecolor="none", edgecolor=SPLIT_COLORS["test"], linestyle="--",
-                                   linewidth=0.7)
-    handles = []
-    for s in ("train", "validation", "test", EXCLUDED):
-        m = result.split == s
-        if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=2 if s != EXCLUDED else 3, c=SPLIT_COLORS[s],
-                       marker="." if s != EXCLUDED else "x", linewidths=0.5, rasterized=True)
-        handles.append(Line2D([], [], color=SPLIT_COLORS[s], marker="o" if s != EXCLUDED else "x",
-                              linestyle="", label=f"{s} ({int(m.sum())})"))
-    handles.append(Patch(facecolor="#dddddd", edgecolor="#444444",
-                         label="block of each polygon (tinted by split;\na polygon's pixels may spill over)"))
-    if zones:
-        handles.append(Line2D([], [], color=SPLIT_COLORS["test"], linestyle="--",
-                              label="buffer around test pixels"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.85)
-    n = {s: int(np.sum(result.split == s)) for s in ("train", "validation", "test", EXCLUDED)}
-    bs = result.report.get("block_size")
-    extra = f", blocks {bs:g}, buffer {result.report.get('buffer'):g}" if bs else ""
-    fold = " (fold 0)" if result.strategy == "kfold" else ""
-    ax.set_title(f"split: {result.strategy}{fold}{extra}\ntrain {n['train']} / validation {n['validation']} / "
-                 f"test {n['test']} / excluded {n[EXCLUDED]}", fontsize=9)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.ticklabel_format(useOffset=False, style="plain")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    inp = _inputs(samples, cfg, patch_size, res, seed, crs)
+    return STRATEGIES[cfg.strategy](inp)
