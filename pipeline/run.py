@@ -201,7 +201,7 @@ def stage_prepare(ctx: RunContext) -> dict:
     write_json(ctx.path("split.json"), _clean_nan(result.report))
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
-    return {"outputs": ["samples.parquet", "patches.npy", "labels.json", "split.json", "folds.json",
+    return {"outputs": ["samples.parquet", "patches.npy", "patches.json", "labels.json", "split.json", "folds.json",
                         "splits.gpkg", "split_map.png"],
             "n_samples": len(samples), "band_names": band_names}
 
@@ -260,7 +260,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     for i, fold in enumerate(folds):
         m, secs = _fit(ctx, model, data, fold, meta)
         fit_seconds += secs
-        pred, conf = m.predict_patches(np.asarray(data.patches[fold.test]))
+        pred, conf = m.predict_patches(data.subset(fold.test).patches)
         rows.append(pd.DataFrame({"sample": fold.test, "fold": i, "block": samples["block"].to_numpy()[fold.test],
                                   "y_true": data.y[fold.test], "y_pred": pred, "confidence": conf}))
         if i == 0:
@@ -277,7 +277,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     if ctx.cfg.split.random_contrast and ctx.cfg.split.strategy != "random":
         rfold = random_split(samples, ctx.cfg.split.fractions, ctx.cfg.seed)
         rm, _ = _fit(ctx, model, data, rfold, meta)
-        rpred, _ = rm.predict_patches(np.asarray(data.patches[rfold.test]))
+        rpred, _ = rm.predict_patches(data.subset(rfold.test).patches)
         record["overall_accuracy_random"] = float(np.mean(rpred == data.y[rfold.test]))
     model_path = ctx.path("models", f"{model}{MODEL_SUFFIX[model]}")
     final.save(model_path)

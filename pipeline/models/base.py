@@ -54,7 +54,9 @@ class TrainingData:
 
     Attributes
     ----------
-    patches : float32 array (n, bands, k, k); NaN marks nodata or padding. May be a memmap.
+    patches : float32 array (n, bands, k, k); NaN marks nodata or padding. May be a memmap or a
+        :class:`~pipeline.patches.PatchStore` (rows decoded to float32 on access); consumers
+        read it in row chunks (``patches[a:b]``) rather than as a whole.
     y : int64 array (n,) of class ids (``ClassSpec.id``).
     groups : int64 array (n,) id of the source polygon / point (for grouped CV).
     xy : float64 array (n, 2) map coordinates of the pixel centres.
@@ -87,8 +89,12 @@ class TrainingData:
         return np.asarray(self.patches[:, :, c, c])
 
     def subset(self, idx: np.ndarray) -> "TrainingData":
+        """The samples ``idx``. Over a :class:`~pipeline.patches.PatchStore` the patches stay an
+        index list over the memory-mapped store (nothing is read); a plain array is copied."""
         idx = np.asarray(idx)
-        return TrainingData(np.asarray(self.patches[idx]), self.y[idx], self.groups[idx], self.xy[idx], self.band_names)
+        patches = self.patches.take(idx) if hasattr(self.patches, "take") and not isinstance(
+            self.patches, np.ndarray) else np.asarray(self.patches[idx])
+        return TrainingData(patches, self.y[idx], self.groups[idx], self.xy[idx], self.band_names)
 
 
 @runtime_checkable

@@ -67,8 +67,21 @@ class SklearnPixelModel:
         raise NotImplementedError
 
     def features_from_patches(self, patches: np.ndarray) -> np.ndarray:
-        """(n, bands, k, k) -> (n, f) float32."""
-        return self.spec.from_patches(patches)
+        """(n, bands, k, k) -> (n, f) float32.
+
+        Patches are read in chunks of bounded size (``patches`` may be a memory-mapped store
+        or an index list over one): only the (n, f) features are ever whole in memory.
+        """
+        from pipeline.patches import row_chunks
+
+        n = len(patches)
+        chunks = list(row_chunks(patches))
+        if len(chunks) <= 1:
+            return self.spec.from_patches(np.asarray(patches[:]))
+        out = np.empty((n, self.spec.n_features), dtype=np.float32)
+        for a, b in chunks:
+            out[a:b] = self.spec.from_patches(np.asarray(patches[a:b]))
+        return out
 
     def features_from_block(self, block: np.ndarray) -> np.ndarray:
         """(bands, H + 2*halo, W + 2*halo) -> (H * W, f) float32."""

@@ -227,12 +227,14 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def band_stats(patches: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def band_stats(patches: np.ndarray, chunk_bytes: int = 32 * 2 ** 20) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std over the finite pixels of ``patches`` (n, bands, k, k), streamed.
 
+    Rows are read in chunks of at most ``chunk_bytes`` of float64 (so 218 bands cost what 6 do).
     Bands with no valid pixel get mean 0, std 1; a constant band gets std 1.
     """
     b = patches.shape[1]
+    chunk = max(1, chunk_bytes // (8 * int(np.prod(patches.shape[1:]))))
     s = np.zeros(b, np.float64)
     ss = np.zeros(b, np.float64)
     cnt = np.zeros(b, np.float64)
@@ -522,8 +524,10 @@ class DeepModel:
         net, cl = self._inference_net()
         norm = self._norm_tensors()
         with torch.inference_mode():
-            for s in range(0, patches.shape[0], self.patch_batch):
-                x = np.ascontiguousarray(patches[s:s + self.patch_batch, :, c:c + self.k, c:c + self.k], dtype=np.float32)
+            # Bounded in bytes too: a batch of 2048 patches of 218 bands would be 145 MB.
+            step = max(64, min(self.patch_batch, (32 * 2 ** 20) // (4 * int(np.prod(patches.shape[1:])))))
+            for s in range(0, patches.shape[0], step):
+                x = np.ascontiguousarray(patches[s:s + step, :, c:c + self.k, c:c + self.k], dtype=np.float32)
                 xt = self._standardise(self.device_settings.to_device(torch.from_numpy(x)), norm, cl)
                 out[s:s + len(x)] = net(xt).float().flatten(1).cpu().numpy()
         return out
