@@ -227,12 +227,13 @@ def store_restore(ctx: R.RunContext, stage: str, model: str | None) -> dict | No
 
 # ----------------------------------------------------------------------------- tasks
 def not_input_error(task_, task_run, state) -> bool:
-    """retry_condition_fn: retry transient failures (I/O), never bad input."""
+    """retry_condition_fn: retry transient failures (I/O), never bad input nor a model's own error
+    (a fit that raised will raise again: retrying would only triple its cost)."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception as e:  # noqa: BLE001 - the result may itself fail to load
         exc = e
-    return not isinstance(exc, InputError)
+    return isinstance(exc, OSError) and not isinstance(exc, InputError)
 
 
 _STAGE_FNS = {
@@ -314,16 +315,42 @@ def prepare(ref: dict) -> dict:
     return _collect([stage_task.submit(ref, "prepare")], "prepare")[0]
 
 
+def _task_exception(future) -> BaseException:
+    try:
+        exc = future.state.result(raise_on_failure=False)
+    except Exception as e:  # noqa: BLE001 - the result may itself fail to load
+        exc = e
+    return exc if isinstance(exc, BaseException) else RuntimeError(str(future.state.message))
+
+
+def _collect_models(ref: dict, futures: list, models: list[str], stage: str) -> list[dict]:
+    """Wait for every model's task; record a failed one (``failed/<model>.json``) and go on with the others."""
+    ctx = None
+    out = []
+    for f, m in zip(futures, models):
+        f.wait()
+        if f.state.is_completed():
+            out.append(f.result())
+            continue
+        ctx = ctx or ctx_from_ref(ref)
+        R.record_failure(ctx, stage, m, _task_exception(f))
+    return out
+
+
 @flow(name="train_and_compare")
 def train_and_compare(ref: dict, models: list[str]) -> list[dict]:
-    """Fit every model (one task per model, fanned out through the flow's task runner)."""
-    return _collect([stage_task.submit(ref, "train", m) for m in models], "train")
+    """Fit every model (one task per model, fanned out through the flow's task runner).
+    A model whose fit raises is recorded as failed; the others go on."""
+    ctx = ctx_from_ref(ref)
+    for m in models:
+        R.clear_failure(ctx, m)
+    return _collect_models(ref, [stage_task.submit(ref, "train", m) for m in models], models, "train")
 
 
 @flow(name="map_scenes")
 def map_scenes(ref: dict, models: list[str]) -> list[dict]:
-    """Map the scene with every model (one task per model and scene)."""
-    return _collect([stage_task.submit(ref, "map", m) for m in models], "map")
+    """Map the scene with every model that trained (one task per model and scene)."""
+    return _collect_models(ref, [stage_task.submit(ref, "map", m) for m in models], models, "map")
 
 
 @flow(name="assess_and_report")
@@ -383,8 +410,10 @@ def landcover_pipeline(config_path: str, models: list[str] | None = None, overri
         extra = {"prefect_flow_run_id": flow_run_id, "task_runner": runner_name, "stage_sources": {}}
         with _api_settings(dask_address):
             stages = [prepare.with_options(task_runner=make_task_runner(dask_address, 1))(ref)]
-            stages += train_and_compare.with_options(task_runner=make_task_runner(dask_address, n_train))(ref, enabled)
-            stages += map_scenes.with_options(task_runner=make_task_runner(dask_address, n_map))(ref, enabled)
+            trained = train_and_compare.with_options(task_runner=make_task_runner(dask_address, n_train))(ref, enabled)
+            stages += trained
+            ok = [m for m in enabled if any(s["model"] == m for s in trained)]
+            stages += map_scenes.with_options(task_runner=make_task_runner(dask_address, n_map))(ref, ok)
             stages += assess_and_report.with_options(task_runner=make_task_runner(dask_address, 1))(
                 ref, started, stages, extra)
         extra["stage_sources"] = {s["name"]: s["source"] for s in stages}

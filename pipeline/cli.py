@@ -1,6 +1,8 @@
 """The ``landcover`` command line.
 
-Bad input (:class:`~pipeline.errors.InputError`) prints one line and exits with
+Exit codes: 0 done; 2 bad input (:class:`~pipeline.errors.InputError`: one line on stderr,
+``--debug`` shows the traceback); 3 the run finished but a model failed (named on stderr).
+Bad input prints one line and exits with
 code 2; ``--debug`` shows the traceback instead.
 """
 
@@ -107,6 +109,8 @@ def _print_summary(run_dir: Path) -> None:
     m = json.loads((run_dir / "metrics.json").read_text())
     print(f"\nRun directory: {run_dir}")
     print(f"{'model':<16}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
+    for name, f in (m.get("failed_models") or {}).items():
+        print(f"{name:<16}failed in {f['stage']}: {f['reason']}")
     for name, r in m["models"].items():
         rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
         rnd_s = f"{rnd:>11.3f}" if rnd is not None else f"{'-':>11}"
@@ -114,14 +118,27 @@ def _print_summary(run_dir: Path) -> None:
     print(f"Report: {run_dir / 'report.html'}")
 
 
+EXIT_MODEL_FAILED = 3  # the run finished, but at least one model failed (see metrics.json "failed_models")
+
+
+def _exit_code(run_dir: Path) -> int:
+    """0, or 3 with one line on stderr naming every model that failed, its stage and why."""
+    import json
+
+    failed = json.loads((run_dir / "metrics.json").read_text()).get("failed_models") or {}
+    if not failed:
+        return 0
+    what = "; ".join(f"{m} ({f['stage']}: {f['reason']})" for m, f in failed.items())
+    print(f"landcover: {len(failed)} model(s) failed, the others were reported: {what}", file=sys.stderr)
+    return EXIT_MODEL_FAILED
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    execute_run(args.config, args)
-    return 0
+    return _exit_code(execute_run(args.config, args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    execute_run(demo_config_path(), args)
-    return 0
+    return _exit_code(execute_run(demo_config_path(), args))
 
 
 def cmd_map(args: argparse.Namespace) -> int:

@@ -419,6 +419,17 @@ def section_headline(doc: _Doc, ctx: ReportContext) -> None:
     doc.p(significance_sentence(ctx.models, ctx.pairwise), strong=True)
 
 
+def section_failed_models(doc: _Doc, ctx: ReportContext) -> None:
+    """Models that failed (stage and one-line reason): they are in no table below."""
+    failed = ctx.metrics.get("failed_models") or {}
+    if not failed:
+        return
+    doc.h(2, "Failed models")
+    doc.p(f"{len(failed)} model(s) failed and are missing from every table and map below; the other models "
+          "were trained, mapped and assessed as usual. The full traceback is in run.log.")
+    doc.table([{"model": m, "stage": f.get("stage", "?"), "reason": f.get("reason", "?")} for m, f in failed.items()])
+
+
 def section_run_summary(doc: _Doc, ctx: ReportContext) -> None:
     cfg, manifest = ctx.cfg, ctx.manifest
     doc.h(2, "Run summary")
@@ -611,6 +622,7 @@ def section_footer(doc: _Doc, ctx: ReportContext) -> None:
 #: A section that has nothing to show adds nothing.
 SECTIONS: list[Callable[[_Doc, ReportContext], None]] = [
     section_headline,
+    section_failed_models,
     section_run_summary,
     section_classes,
     section_split,

@@ -135,7 +135,8 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
         return _fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"])
     if stage in ("assess", "report"):
         ups = [stage_key(ctx, "map", m) for m in ctx.cfg.models.enabled()]
-        return _fingerprint(stage, ups)
+        # which models failed changes metrics.json although no input changed (a retried model may succeed)
+        return _fingerprint(stage, ups, failed_models(ctx))
     raise ValueError(stage)
 
 
@@ -170,6 +171,41 @@ def run_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], mod
            "seconds": time.perf_counter() - t0, "cached": False}
     write_json(_stage_file(ctx, stage, model), rec)
     return rec
+
+
+# ----------------------------------------------------------------------------- failed models
+FAILED_DIR = "failed"  # failed/<model>.json: {"stage", "reason"} of a model whose stage raised
+
+
+def one_line_reason(exc: BaseException, limit: int = 300) -> str:
+    """``ExceptionType: first line of the message``, short enough for a console line."""
+    text = str(exc).strip().splitlines()
+    reason = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+def record_failure(ctx: RunContext, stage: str, model: str, exc: BaseException) -> dict:
+    """Record that ``model`` failed in ``stage``; the run goes on with the other models."""
+    rec = {"stage": stage, "reason": one_line_reason(exc)}
+    write_json(ctx.path(FAILED_DIR, f"{model}.json"), rec)
+    log.error("model %s failed in stage %s: %s (the other models go on)", model, stage, rec["reason"])
+    log.debug("model %s: %s failure", model, stage, exc_info=exc)  # the traceback, for run.log with --debug
+    return rec
+
+
+def clear_failure(ctx: RunContext, model: str) -> None:
+    """Forget an earlier failure of ``model`` (before it is tried again)."""
+    (ctx.run_dir / FAILED_DIR / f"{model}.json").unlink(missing_ok=True)
+
+
+def failed_models(ctx: RunContext) -> dict[str, dict]:
+    """``{model: {"stage", "reason"}}`` for every enabled model that failed in this run."""
+    out = {}
+    for m in ctx.cfg.models.enabled():
+        f = ctx.run_dir / FAILED_DIR / f"{m}.json"
+        if f.exists():
+            out[m] = read_json(f)
+    return out
 
 
 # ----------------------------------------------------------------------------- stages
@@ -303,13 +339,35 @@ def stage_map(ctx: RunContext, model: str) -> dict:
     return {"outputs": [f"maps/{model}.tif", f"maps/{model}_confidence.tif", f"maps/{model}.json"], **rec}
 
 
+def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    """Metrics of one model from its test predictions and its map: (metrics, y_true, y_pred, train record)."""
+    from pipeline.accuracy import area_adjusted_from_labels, bootstrap_ci, class_area_table, classification_metrics
+
+    ids, names = ctx.class_ids, ctx.class_names
+    ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
+    rec = read_json(ctx.run_dir / "models" / f"{m}.json")
+    maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
+    y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
+    res = classification_metrics(y, p, ids, names)
+    res["ci95"] = bootstrap_ci(y, p, ev["block"].to_numpy(), ids, seed=ctx.cfg.seed)
+    areas = class_area_table(ctx.run_dir / "maps" / f"{m}.tif", ids, names)
+    res["class_areas"] = areas
+    pix = {cid: areas[n]["pixels"] for cid, n in zip(ids, names)}
+    res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, pixel_ha, ids, names)
+    res["fit_seconds"] = rec["fit_seconds"]
+    res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
+    for k in ("epochs_run", "best_epoch"):
+        if k in rec:
+            res[k] = rec[k]
+    res["fit_info"] = rec.get("fit_info", {})
+    return res, y, p, rec
+
+
 def stage_assess(ctx: RunContext) -> dict:
     """Combine every model's test predictions into metrics.json."""
-    from pipeline.accuracy import (area_adjusted_from_labels, bootstrap_ci, class_area_table,
-                                   classification_metrics, pairwise_mcnemar)
+    from pipeline.accuracy import pairwise_mcnemar
 
     cfg = ctx.cfg
-    ids, names = ctx.class_ids, ctx.class_names
     models: dict[str, Any] = {}
     contrast: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
@@ -317,23 +375,15 @@ def stage_assess(ctx: RunContext) -> dict:
     with ctx.open_stack() as st:
         rx, ry = st.grid.res
     pixel_ha = rx * ry / 1e4
+    failed = failed_models(ctx)
     for m in cfg.models.enabled():
-        ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
-        rec = read_json(ctx.run_dir / "models" / f"{m}.json")
-        maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
-        y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
-        res = classification_metrics(y, p, ids, names)
-        res["ci95"] = bootstrap_ci(y, p, ev["block"].to_numpy(), ids, seed=cfg.seed)
-        areas = class_area_table(ctx.run_dir / "maps" / f"{m}.tif", ids, names)
-        res["class_areas"] = areas
-        pix = {cid: areas[n]["pixels"] for cid, n in zip(ids, names)}
-        res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, pixel_ha, ids, names)
-        res["fit_seconds"] = rec["fit_seconds"]
-        res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
-        for k in ("epochs_run", "best_epoch"):
-            if k in rec:
-                res[k] = rec[k]
-        res["fit_info"] = rec.get("fit_info", {})
+        if m in failed:
+            continue
+        try:
+            res, y, p, rec = _assess_model(ctx, m, pixel_ha)
+        except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
+            failed[m] = record_failure(ctx, "assess", m, e)
+            continue
         models[m] = res
         preds[m] = p
         y_ref = y
@@ -348,6 +398,7 @@ def stage_assess(ctx: RunContext) -> dict:
         "random_split_contrast": contrast,
         "pairwise": pairwise_mcnemar(y_ref, preds) if len(preds) > 1 else [],
         "labels": read_json(ctx.run_dir / "labels.json"),
+        "failed_models": failed,
     }
     write_json(ctx.path("metrics.json"), _clean_nan(metrics))
     return {"outputs": ["metrics.json"]}
@@ -429,6 +480,7 @@ def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dic
         "started": started,
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "stages": [{"name": s["name"], "seconds": round(s["seconds"], 3), "cached": s["cached"]} for s in stages],
+        "failed_models": failed_models(ctx),
         **(extra or {}),
     })
 
@@ -442,10 +494,16 @@ def run_pipeline(ctx: RunContext) -> Path:
         rec = run_stage(ctx, name, fn, model)
         stages.append({"name": f"{name}:{model}" if model else name, **rec})
 
-    go("prepare", stage_prepare)
+    go("prepare", stage_prepare)  # bad data stops here (InputError), before any model
     for m in ctx.cfg.models.enabled():
-        go("train", lambda c, m=m: stage_train(c, m), m)
-        go("map", lambda c, m=m: stage_map(c, m), m)
+        clear_failure(ctx, m)
+        stage = "train"
+        try:
+            go("train", lambda c, m=m: stage_train(c, m), m)
+            stage = "map"
+            go("map", lambda c, m=m: stage_map(c, m), m)
+        except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
+            record_failure(ctx, stage, m, e)
     go("assess", stage_assess)
     go("report", stage_report)
     write_manifest(ctx, started, stages)
