@@ -622,8 +622,8 @@ def section_footer(doc: _Doc, ctx: ReportContext) -> None:
 #: A section that has nothing to show adds nothing.
 SECTIONS: list[Callable[[_Doc, ReportContext], None]] = [
     section_headline,
-    section_failed_models,
     section_run_summary,
+    section_failed_models,
     section_classes,
     section_split,
     section_audit,
