@@ -66,48 +66,29 @@ def parse_class_names(spec: str | None) -> dict[int, str]:
 
 
 def map_class_names(map_path: str | Path, override: Mapping[int, str] | None = None) -> dict[int, str]:
-    """Class id -> name for a class map.
+    """Class id -> name for a class map, read from the map itself.
 
-    Looked up, first hit wins per id: ``override``; a ``class_names`` (or
-    ``classes``) tag of the GeoTIFF holding a JSON list of names or
-    ``{id: name}``/``[{"id", "name"}]``; the ``classes`` list of a
+    Looked up, first hit wins per id: ``override``; the map's ``class_names`` (or
+    ``classes``) tag holding ``{id: name}``, ``[{"id", "name"}]`` or a list of names;
+    its raster attribute table or category names (``<map>.tif.aux.xml``, as
+    :func:`pipeline.mapping.write_class_map` writes them); the ``classes`` list of a
     ``metrics.json`` in the run directory holding the map (``<run>/maps/x.tif``).
     Ids with no name found are absent (callers fall back to ``str(id)``).
     """
-    import rasterio
+    from pipeline.class_table import names_from_json, read_pam_names, read_tag_names
 
-    names: dict[int, str] = {}
     path = Path(map_path)
-    candidates: list[Any] = []
-    try:
-        with rasterio.open(path) as src:
-            tags = {**src.tags(), **src.tags(1)}
-        for key in ("class_names", "classes"):
-            if key in tags:
-                try:
-                    candidates.append(json.loads(tags[key]))
-                except json.JSONDecodeError:
-                    pass
-    except Exception:  # unreadable maps are reported by the caller
-        pass
+    found: list[dict[int, str]] = [read_tag_names(path), read_pam_names(path)]
     for metrics in (path.parent.parent / "metrics.json", path.parent / "metrics.json"):
         if metrics.is_file():
             try:
-                candidates.append(json.loads(metrics.read_text()).get("classes"))
+                found.append(names_from_json(json.loads(metrics.read_text()).get("classes")))
             except (json.JSONDecodeError, AttributeError):
                 pass
             break
-    for cand in reversed(candidates):  # earlier candidates override later ones
-        if isinstance(cand, dict):
-            for k, v in cand.items():
-                if str(k).lstrip("-").isdigit():
-                    names[int(k)] = str(v)
-        elif isinstance(cand, list):
-            for i, v in enumerate(cand):
-                if isinstance(v, dict) and "id" in v and "name" in v:
-                    names[int(v["id"])] = str(v["name"])
-                elif isinstance(v, str):
-                    names[i] = v
+    names: dict[int, str] = {}
+    for cand in reversed(found):  # earlier sources override later ones
+        names.update(cand)
     names.update(override or {})
     return names
 

@@ -4,10 +4,12 @@ Windows are read in the calling thread (GDAL handles are not thread-safe),
 classified in a bounded thread pool (numpy, scikit-learn and torch release
 the GIL) and written as they finish, so memory is bounded by
 ``workers * 2`` windows whatever the scene size. The class map is uint8 with
-:data:`~pipeline.config.NODATA_CLASS` where the input has no valid data and
-the class colours as a colormap; a confidence raster (float32, NaN nodata)
-can be written beside it. Both are built under temporary names, converted to
-COG (tiled, DEFLATE, nearest-neighbour overviews) and renamed at the end.
+:data:`~pipeline.config.NODATA_CLASS` where the input has no valid data, the
+class colours as a colormap and the class names in a tag, with GIS sidecars
+(raster attribute table, QGIS style, colour map; :func:`write_class_map`); a
+confidence raster (float32, NaN nodata) can be written beside it. Both are built
+under temporary names, converted to COG (tiled, DEFLATE, nearest-neighbour
+overviews) and renamed at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 import logging
 
+from pipeline.class_table import NAMES_TAG, ClassTable, write_sidecars
 from pipeline.config import NODATA_CLASS
 from pipeline.errors import InputError
 from pipeline.models.base import Classifier
@@ -35,11 +38,8 @@ log = logging.getLogger("landcover")
 
 
 def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, int, int, int]]:
-    """GDAL colormap for class ids; nodata is transparent black."""
-    cmap = {i: (0, 0, 0, 0) for i in range(256)}
-    for cid, col in zip(class_ids, colors):
-        cmap[int(cid)] = (int(col[1:3], 16), int(col[3:5], 16), int(col[5:7], 16), 255)
-    return cmap
+    """GDAL colormap for class ids; every other value (nodata too) is transparent black."""
+    return ClassTable.of(class_ids, [str(i) for i in class_ids], colors).colormap()
 
 
 def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None) -> RasterStack:
@@ -82,6 +82,27 @@ def _to_cog(src: Path, dst: Path, resampling: str) -> None:
     src.unlink(missing_ok=True)
 
 
+def write_class_map(raw: Path, out_path: Path, classes: ClassTable) -> Path:
+    """Turn a finished raw class raster into the class map at ``out_path``: every class map goes through here.
+
+    ``raw`` is a tiled uint8 GeoTIFF of class ids (nodata :data:`NODATA_CLASS`), written
+    by the caller; it is consumed. The map gets the class colour map, the ``class_names``
+    tag on the dataset and band 1 (both embedded, they survive the COG copy), becomes a
+    COG with nearest-neighbour overviews, and gets its ``.tif.aux.xml`` (raster attribute
+    table, category names, RGBA colour table), ``.qml`` and ``.clr`` sidecars
+    (:mod:`pipeline.class_table`). The sidecars are written before the map is renamed
+    into place, so a map under its final name always has them.
+    """
+    out_path = Path(out_path)
+    with rasterio.open(raw, "r+") as ds:
+        ds.write_colormap(1, classes.colormap())
+        ds.update_tags(**{NAMES_TAG: classes.names_tag()})
+        ds.update_tags(1, **{NAMES_TAG: classes.names_tag()})
+    write_sidecars(out_path, classes)
+    _to_cog(raw, out_path, "NEAREST")
+    return out_path
+
+
 def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarray, np.ndarray]:
     core = block[:, halo:block.shape[1] - halo, halo:block.shape[2] - halo] if halo else block
     valid = np.all(np.isfinite(core), axis=0)
@@ -94,12 +115,16 @@ def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarr
     return out, conf
 
 
-def classify_raster(model: Classifier, stack: RasterStack, out_path: Path, confidence_path: Path | None = None,
+def classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
+                    confidence_path: str | Path | None = None,
                     window_size: int = 512, workers: int = 2, progress: bool = True) -> dict:
     """Classify every pixel of ``stack`` with ``model`` and write a COG class map.
 
-    Returns ``{"path", "confidence_path", "seconds", "mpx_per_s", "pixels"}``.
+    The class map is finished by :func:`write_class_map` (class names and colours in
+    the file and its sidecars). Returns ``{"path", "confidence_path", "seconds",
+    "mpx_per_s", "pixels"}``.
     """
+    confidence_path = Path(confidence_path) if confidence_path is not None else None
     if stack.band_names != model.meta.band_names:
         raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")
     out_path = Path(out_path)
@@ -119,7 +144,6 @@ def classify_raster(model: Classifier, stack: RasterStack, out_path: Path, confi
             ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=g.width * g.height / 1e6, desc=f"map {model.meta.model}", unit="Mpx",
                  disable=not progress, leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} Mpx [{elapsed}<{remaining}]") as bar:
-        dst.write_colormap(1, colormap(model.meta.class_ids, model.meta.class_colors))
         pending: deque[tuple[Window, Future]] = deque()
 
         def drain(limit: int) -> None:
@@ -137,7 +161,7 @@ def classify_raster(model: Classifier, stack: RasterStack, out_path: Path, confi
             drain(2 * workers)
         drain(0)
     seconds = time.perf_counter() - t0
-    _to_cog(raw_map, out_path, "NEAREST")
+    write_class_map(raw_map, out_path, ClassTable.from_meta(model.meta))
     if raw_conf and confidence_path:
         _to_cog(raw_conf, Path(confidence_path), "AVERAGE")
     return {"path": str(out_path), "confidence_path": str(confidence_path) if confidence_path else None,

@@ -325,6 +325,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
 
 def stage_map(ctx: RunContext, model: str) -> dict:
     """Classify the whole raster with the saved model: maps/<model>.tif and maps/<model>_confidence.tif."""
+    from pipeline.class_table import sidecar_paths
     from pipeline.mapping import classify_raster
     from pipeline.models import MODEL_SUFFIX, load_model
 
@@ -336,7 +337,8 @@ def stage_map(ctx: RunContext, model: str) -> dict:
                               progress=ctx.progress)
     rec = {"predict_mpx_per_s": res["mpx_per_s"], "map_seconds": res["seconds"]}
     write_json(ctx.path("maps", f"{model}.json"), rec)
-    return {"outputs": [f"maps/{model}.tif", f"maps/{model}_confidence.tif", f"maps/{model}.json"], **rec}
+    sidecars = [p.relative_to(ctx.run_dir).as_posix() for p in sidecar_paths(ctx.path("maps", f"{model}.tif")).values()]
+    return {"outputs": [f"maps/{model}.tif", *sidecars, f"maps/{model}_confidence.tif", f"maps/{model}.json"], **rec}
 
 
 def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:

@@ -43,6 +43,12 @@ def test_demo_map_is_on_the_input_grid_with_colormap(demo_run, nc_scene):
     # nodata exactly where the input has none; class ids elsewhere.
     assert ((labels == 255) == ~src_valid).all()
     assert set(np.unique(labels[src_valid])) <= set(range(1, 8))
+    # the class names travel with the map (tag and raster attribute table) and its QGIS/ArcGIS sidecars
+    from pipeline.class_table import read_pam_names, read_tag_names
+
+    names = {c["id"]: c["name"] for c in json.loads((run / "metrics.json").read_text())["classes"]}
+    assert read_tag_names(run / "maps" / "decision_tree.tif") == read_pam_names(run / "maps" / "decision_tree.tif") == names
+    assert (run / "maps" / "decision_tree.qml").is_file() and (run / "maps" / "decision_tree.clr").is_file()
 
 
 def test_demo_metrics_agree_with_confusion_matrix(demo_run):

@@ -1,5 +1,8 @@
+import shutil
+
 import numpy as np
 import pandas as pd
+import pytest
 import rasterio
 
 from pipeline.config import NODATA_CLASS, DecisionTreeConfig
@@ -82,3 +85,64 @@ def test_open_for_model_lines_bands_up(tmp_path, synthetic_scene):
         open_for_model(path, ["red", "green", "blue"])
     with open_for_model(path, ["red", "green", "blue"], band_names=["red", "green", "blue"]) as s:
         assert s.band_names == ["red", "green", "blue"]
+
+
+def _aux_band(path):
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(f"{path}.aux.xml").getroot().find("PAMRasterBand")
+
+
+def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
+    """Names and colours travel with the map: tag, RAT + category names + RGBA table (PAM), QML, CLR."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from pipeline.assess import map_class_names
+    from pipeline.class_table import read_pam_names
+
+    path, _ = synthetic_scene
+    with RasterStack.open(str(path)) as stack:
+        model = _fit_tree(stack, tmp_path)
+        classify_raster(model, stack, str(tmp_path / "m.tif"), str(tmp_path / "m_conf.tif"), progress=False)
+    out = tmp_path / "m.tif"
+    with rasterio.open(out) as m:
+        assert json.loads(m.tags()["class_names"]) == json.loads(m.tags(1)["class_names"]) == {"1": "left", "2": "right"}
+        cmap = m.colormap(1)
+        assert cmap[1] == (255, 0, 0, 255) and cmap[2] == (0, 0, 255, 255)
+        assert all(cmap[v][3] == 0 for v in (0, 3, 100, NODATA_CLASS))  # unused entries transparent, not black
+        assert m.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    band = _aux_band(out)
+    rat = band.find("GDALRasterAttributeTable")
+    cols = [fd.findtext("Name") for fd in rat.findall("FieldDefn")]
+    rows = [[f.text for f in r.findall("F")] for r in rat.findall("Row")]
+    assert cols == ["Value", "Class", "Red", "Green", "Blue", "Alpha"]
+    assert rows == [["1", "left", "255", "0", "0", "255"], ["2", "right", "0", "0", "255", "255"]]
+    assert [c.text or "" for c in band.find("CategoryNames")] == ["", "left", "right"]
+    qml = ET.parse(tmp_path / "m.qml").getroot()
+    assert qml.find("pipe/rasterrenderer").get("type") == "paletted"
+    assert [(e.get("value"), e.get("label"), e.get("color")) for e in qml.iter("paletteEntry")] == [
+        ("1", "left", "#ff0000"), ("2", "right", "#0000ff")]
+    assert (tmp_path / "m.clr").read_text().splitlines() == ["1 255 0 0", "2 0 0 255"]
+    assert read_pam_names(out) == map_class_names(out) == {1: "left", 2: "right"}
+    assert not (tmp_path / "m_conf.qml").exists()  # the confidence raster is not a class map
+
+
+@pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalinfo (gdal-bin) not installed")
+def test_gdal_sees_class_names_and_transparent_palette(tmp_path, synthetic_scene):
+    """What a GIS user's GDAL shows: the RAT, category names and an RGBA palette."""
+    import json
+    import subprocess
+
+    path, _ = synthetic_scene
+    with RasterStack.open(path) as stack:
+        classify_raster(_fit_tree(stack, tmp_path), stack, tmp_path / "m.tif", progress=False)
+    info = json.loads(subprocess.run(["gdalinfo", "-json", str(tmp_path / "m.tif")], capture_output=True,
+                                     text=True, check=True).stdout)
+    band = info["bands"][0]
+    assert band["colorInterpretation"] == "Palette"
+    assert band["categories"] == ["", "left", "right"]
+    assert [r["f"] for r in info["rat"]["row"]] == [[1, "left", 255, 0, 0, 255], [2, "right", 0, 0, 255, 255]]
+    entries = band["colorTable"]["entries"]
+    assert entries[1] == [255, 0, 0, 255] and entries[0][3] == 0 and entries[255][3] == 0
+    assert json.loads(band["metadata"][""]["class_names"]) == {"1": "left", "2": "right"}
