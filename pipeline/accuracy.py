@@ -103,7 +103,7 @@ def classification_metrics(
         Reference and predicted class ids.
     class_ids : list of int, length q
         Every class of the legend; fixes the order of matrices and tables.
-        Classes absent from both arrays still appear (support 0, scores 0).
+        Classes absent from both arrays still appear (support 0, scores ``None``).
     class_names : list of str, length q
         Names in the same order.
 
@@ -116,13 +116,15 @@ def classification_metrics(
         "confusion_matrix_normalized": {"labels", "matrix": [[float]]}}``.
         Matrices have rows = reference, columns = predicted (scikit-learn's
         ``confusion_matrix(labels=class_ids)``); the normalised one divides each
-        row by its total (rows with no reference pixels stay 0). Precision is the
-        user's accuracy, recall the producer's accuracy (per pixel, unweighted).
-        ``macro_f1`` averages F1 over the classes that occur in ``y_true`` or
-        ``y_pred`` (a class absent from both has no defined F1 and would only
-        drag the mean to 0). Undefined values are ``None``.
+        row by its total (a row with no reference pixels is all ``None``). Precision
+        is the user's accuracy, recall the producer's accuracy (per pixel,
+        unweighted). Undefined is ``None``, never 0: the precision of a class never
+        predicted, the recall of a class with no reference pixels, the F1 of a
+        class absent from both (a class with reference pixels that is never
+        predicted has recall 0 and F1 0). ``macro_f1`` averages F1 over the classes
+        whose F1 is defined.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix
 
     if len(class_ids) != len(class_names):
         raise ValueError("class_ids and class_names differ in length")
@@ -132,23 +134,23 @@ def classification_metrics(
         raise ValueError(f"y_true has {y_true.size} values, y_pred {y_pred.size}")
     labels = list(class_ids)
     cm = confusion_matrix(y_true, y_pred, labels=labels) if y_true.size else np.zeros((len(labels),) * 2, int)
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    ) if y_true.size else (np.zeros(len(labels)),) * 3 + (np.zeros(len(labels), int),)
     oa, kappa, macro = _scores_from_cm(cm)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    tp, ref, pred = np.diag(cm).astype(float), cm.sum(axis=1).astype(float), cm.sum(axis=0).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN -> None: undefined, not 0
+        precision, recall, f1 = tp / pred, tp / ref, 2 * tp / (ref + pred)
+        norm = cm / ref[:, None]
     names = list(class_names)
     return {
         "overall_accuracy": _num(oa),
         "kappa": _num(kappa),
         "macro_f1": _num(macro),
         "per_class": {
-            name: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(s[k])}
+            name: {"precision": _num(precision[k]), "recall": _num(recall[k]), "f1": _num(f1[k]),
+                   "support": int(ref[k])}
             for k, name in enumerate(names)
         },
         "confusion_matrix": {"labels": names, "matrix": cm.astype(int).tolist()},
-        "confusion_matrix_normalized": {"labels": names, "matrix": norm.tolist()},
+        "confusion_matrix_normalized": {"labels": names, "matrix": [[_num(v) for v in row] for row in norm]},
     }
 
 

@@ -42,15 +42,25 @@ def test_classification_metrics_by_hand():
     assert pc["a"]["precision"] == pytest.approx(3 / 4) and pc["a"]["recall"] == pytest.approx(3 / 4)
     assert pc["b"]["precision"] == pytest.approx(2 / 3) and pc["b"]["recall"] == pytest.approx(2 / 3)
     assert pc["c"]["precision"] == pytest.approx(2 / 3) and pc["c"]["recall"] == pytest.approx(2 / 3)
-    assert pc["z"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert pc["z"] == {"precision": None, "recall": None, "f1": None, "support": 0}  # undefined, not 0
     assert [pc[k]["support"] for k in "abc"] == [4, 3, 3]
     # macro-F1 over the classes that occur: (0.75 + 2/3 + 2/3) / 3
     assert m["macro_f1"] == pytest.approx((0.75 + 2 / 3 + 2 / 3) / 3)
     norm = m["confusion_matrix_normalized"]["matrix"]
-    assert norm[0] == pytest.approx([0.75, 0.25, 0, 0]) and norm[3] == [0, 0, 0, 0]
+    assert norm[0] == pytest.approx([0.75, 0.25, 0, 0]) and norm[3] == [None] * 4
     assert set(m) == {"overall_accuracy", "kappa", "macro_f1", "per_class", "confusion_matrix",
                       "confusion_matrix_normalized"}
     json.dumps(m)
+
+
+def test_precision_of_a_class_never_predicted_is_none_and_its_recall_zero():
+    # b: 2 reference pixels never predicted; c: predicted once, no reference pixels
+    m = classification_metrics([1, 1, 2, 2], [1, 3, 1, 1], [1, 2, 3], ["a", "b", "c"])
+    pc = m["per_class"]
+    assert pc["b"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert pc["c"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}
+    assert pc["a"]["precision"] == pytest.approx(1 / 3) and pc["a"]["recall"] == pytest.approx(1 / 2)
+    json.dumps(m, allow_nan=False)
 
 
 def test_kappa_undefined_is_none_not_nan():
