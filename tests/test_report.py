@@ -166,18 +166,22 @@ def test_report_complete_run(tmp_path):
     assert p_txt in sentence
     assert ("not statistically significant" in sentence) == (pair["p_value"] >= 0.05)
 
-    # per-class precision / recall
-    pc_hdr = next(ln for ln in md.splitlines() if ln.startswith("| class | ") and "precision" in ln)
-    headers = [c.strip() for c in pc_hdr.strip("|").split("|")]
-    lines = md.splitlines()
-    i = lines.index(pc_hdr)
-    for ln in lines[i + 2:]:
-        if not ln.startswith("|"):
-            break
-        cells = [c.strip() for c in ln.strip("|").split("|")]
-        for h, cell in zip(headers[1:], cells[1:]):
-            m, what = h.rsplit(" ", 1)
-            assert _num(cell) == round(models[m]["per_class"][cells[0]][what], 3)
+    # per-class tables: one per metric, one column per model, cells looked up by header
+    md_lines = md.splitlines()
+    for key, title in (("precision", "User's accuracy (precision)"), ("recall", "Producer's accuracy (recall)"),
+                       ("f1", "F1")):
+        i = md_lines.index(f"### {title}")
+        headers = [c.strip() for c in md_lines[i + 2].strip("|").split("|")]
+        assert set(models) <= set(headers)
+        for ln in md_lines[i + 4:]:
+            if not ln.startswith("|"):
+                break
+            cells = dict(zip(headers, (c.strip() for c in ln.strip("|").split("|"))))
+            pc = {m: models[m]["per_class"][cells["class"]] for m in models}
+            for m in models:
+                assert cells[m] == ("–" if pc[m][key] is None else f"{pc[m][key]:.3f}")
+            if key == "precision":
+                assert _num(cells["test pixels"]) == pc[next(iter(models))]["support"]
 
     # random-versus-spatial table and McNemar table
     for r in _md_table(md, "model A |"):
@@ -286,3 +290,33 @@ def test_report_sections_are_one_list(tmp_path, monkeypatch):
     assert seen["order"][0] == max(metrics["models"], key=lambda m: metrics["models"][m]["overall_accuracy"])
     assert text.index("## Run summary") < text.index("## Extra") < text.index("### Classes")
     assert _md_table(text, "model | oa |")[0] == [seen["order"][0], f"{metrics['models'][seen['order'][0]]['overall_accuracy']:.3f}"]
+
+
+def test_per_class_tables_fit_six_models_and_flag_classes(tmp_path):
+    """Six models: undefined scores show "–", classes no model gets right or without test pixels are flagged."""
+    from pipeline.accuracy import classification_metrics
+
+    rng = np.random.default_rng(3)
+    y = rng.choice([1, 2], 400)  # urban (3) has no test pixels
+    names6 = ["decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet"]
+    models = {}
+    for i, m in enumerate(names6):
+        pred = np.where(rng.random(400) < 0.6 + 0.05 * i, y, 2)  # water often mapped as forest
+        pred[y == 1] = 2 if i % 2 else np.where(pred[y == 1] == 1, 3, 2)  # no model gets a water pixel right
+        models[m] = classification_metrics(y, pred, IDS, NAMES)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "models": models}, allow_nan=False))
+    _, md_path = write_report(run)
+    md = md_path.read_text()
+    assert "Flagged classes: water (no model gets a test pixel right); urban (no test pixels)." in md
+    rows = {r[0]: r for r in _md_table(md, "class | test pixels |")}
+    header = next(ln for ln in md.splitlines() if ln.startswith("| class | test pixels |"))
+    assert header.strip("| ").split(" | ")[-1] == "flag" and len(rows["urban"]) == 2 + 6 + 1
+    assert rows["urban"][1] == "0" and rows["urban"][-1] == "no test pixels"
+    assert rows["water"][-1] == "no model gets a test pixel right" and rows["forest"][-1] == ""
+    # odd models never predict water: precision undefined ("–"); urban has no recall anywhere
+    odd = [names6.index(m) for m in names6 if names6.index(m) % 2]
+    assert all(rows["water"][2 + k] == "–" for k in odd)
+    recall = {r[0]: r for r in _md_table(md.split("### Producer's accuracy (recall)")[1], "class |")}
+    assert recall["urban"][1:] == ["–"] * 6
