@@ -9,7 +9,7 @@
 2. fits each baseline (band values as features) on that sample: the SVM on
    ``svm_train`` pixels so that it keeps thousands of support vectors;
 3. maps the raster with :func:`pipeline.mapping.classify_raster`, each model in a
-   fresh subprocess so that ``peak_rss_mb`` (``ru_maxrss`` of that process) is the
+   fresh subprocess so that ``peak_rss_mb`` (``VmHWM`` of that process) is the
    model's own peak; the I/O floor is the same mapping with a model that returns
    zeros (read + write only);
 4. for the SVM, measures ``SVC.predict`` and the fast path (:class:`pipeline.svm_fast.FastSVC`)
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -199,9 +198,10 @@ def _child(model_path: str, raster: str, out_tif: str, window_size: int) -> dict
         model = load_model(model_path)
     with RasterStack.open(raster) as stack:
         res = classify_raster(model, stack, Path(out_tif), window_size=window_size, progress=False)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from bench.procstat import peak_rss_mb
+
     return {"mpx_per_s": res["mpx_per_s"], "seconds": res["seconds"], "pixels": res["pixels"],
-            "peak_rss_mb": peak_kb / 1024.0}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def _run_child(model_path: str, raster: Path, out_tif: Path, window_size: int) -> dict:

@@ -1,0 +1,71 @@
+"""The scale benchmark runs end to end at a tiny size; its fits and memory figures are right."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+from bench.scale import REPO, loglog_fit, main, write_raster
+
+
+def test_loglog_fit_recovers_a_power_law():
+    x = [1e6, 4e6, 16e6, 64e6]
+    fit = loglog_fit(x, [3.0 * v ** 1.5 for v in x])
+    assert fit["exponent"] == pytest.approx(1.5) and np.exp(fit["log_intercept"]) == pytest.approx(3.0)
+    assert loglog_fit([5.0, 5.0], [1.0, 2.0]) is None  # one distinct x: no slope
+
+
+def test_child_peak_rss_is_its_own():
+    """A child of a process holding 400 MB reports its own peak, not the parent's (ru_maxrss would)."""
+    held = np.ones(400 * 2**20 // 8)
+    held[:] = 2.0
+    code = "from bench.procstat import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 200, out.stdout
+    del held
+
+
+def test_write_raster_is_pixel_interleaved_with_a_labelled_sample(tmp_path):
+    smp = write_raster(tmp_path / "r.tif", 80, 5, seed=1, n_sample=200, patch=3)
+    with rasterio.open(tmp_path / "r.tif") as ds:
+        assert (ds.count, ds.width, ds.height, ds.dtypes[0]) == (5, 80, 80, "uint16")
+        assert ds.interleaving.name.lower() == "pixel" and ds.nodata == 0
+        data = ds.read()
+    n = len(smp["y"])
+    assert n > 100 and smp["X"].shape == (n, 5) and smp["patches"].shape == (n, 5, 3, 3)
+    # the sample holds the raster's values at its pixels, and the patch centres are those pixels
+    cols, rows = np.floor(smp["xy"]).astype(int).T
+    assert np.array_equal(smp["X"], data[:, rows, cols].T.astype(np.float32))
+    assert np.array_equal(smp["patches"][:, :, 1, 1], smp["X"])
+
+
+def test_bench_scale_tiny(tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    rc = main(["--sizes", "48,96", "--bands", "2,5", "--bands-size", "48", "--models", "io_floor,decision_tree",
+               "--bands-models", "io_floor", "--max-size", "decision_tree=48", "--repeats", "2",
+               "--window-size", "32", "--n-train", "300", "--out", str(out), "--workdir", str(tmp_path)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    size, bands = rep["axes"]["size"], rep["axes"]["bands"]
+    assert set(size["models"]) == {"io_floor", "decision_tree"} and set(bands["models"]) == {"io_floor"}
+    # --max-size keeps the decision tree at 48 px: one point, no fit
+    dt = size["models"]["decision_tree"]
+    assert [p["value"] for p in dt["points"]] == [48] and dt["time_fit"] is None
+    io = size["models"]["io_floor"]
+    assert [p["value"] for p in io["points"]] == [48, 96]
+    for model in (io, bands["models"]["io_floor"]):
+        for p in model["points"]:
+            assert len(p["seconds_all"]) == 2 and p["seconds"] == pytest.approx(np.median(p["seconds_all"]))
+            assert p["peak_rss_mb"] >= p["rss_before_mb"] > 0
+        xs = [p["x"] for p in model["points"]]
+        want = np.polyfit(np.log(xs), np.log([p["seconds"] for p in model["points"]]), 1)[0]
+        assert model["time_fit"]["exponent"] == pytest.approx(want)
+    assert [p["x"] for p in io["points"]] == [48.0 ** 2, 96.0 ** 2]
+    proj = io["projection"]
+    assert proj["value"] == 10980 and proj["seconds"] > 0 and proj["peak_rss_mb"] > 0
+    assert "| io_floor |" in capsys.readouterr().out
