@@ -135,7 +135,16 @@ class SVMConfig(_Strict):
 
 class MaxLikelihoodConfig(_Strict):
     priors: Literal["equal", "proportional"] = "equal"
-    reg_param: float = Field(default=1e-6, ge=0, le=1)
+    # shrinkage of each class covariance towards a scaled identity: "auto" estimates it per class
+    # (OAS; works with fewer training pixels than bands), a number in [0, 1] fixes it
+    reg_param: Literal["auto"] | float = Field(default="auto")
+
+    @field_validator("reg_param")
+    @classmethod
+    def _unit(cls, v: Any) -> Any:
+        if v != "auto" and not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"must be 'auto' or a number from 0 to 1, got {v!r}")
+        return v
     features: FeatureConfig = FeatureConfig()
 
 

@@ -276,6 +276,14 @@ def _fit(ctx: RunContext, model: str, data, fold, meta):
     return m, time.perf_counter() - t0
 
 
+def dropped_classes(model: Any, meta: Any) -> dict[str, str]:
+    """``{class name: why}`` for the classes a fitted model left out (``fit_info['dropped_classes']``)."""
+    info = getattr(model, "fit_info", {}) or {}
+    why = {str(k): v for k, v in (info.get("dropped_reason") or {}).items()}
+    names = dict(zip(meta.class_ids, meta.class_names))
+    return {names.get(int(c), str(c)): why.get(str(c), "too few training samples") for c in info.get("dropped_classes") or []}
+
+
 def stage_train(ctx: RunContext, model: str) -> dict:
     """Fit ``model`` on every fold of the spatial split, predict each fold's test samples, and
     (unless disabled) refit on a random pixel split for the inflation contrast.
@@ -304,6 +312,11 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     evald = pd.concat(rows, ignore_index=True)
     record: dict[str, Any] = {"fit_seconds": fit_seconds / len(folds), "folds": len(folds),
                               "fit_info": getattr(final, "fit_info", {})}
+    dropped = dropped_classes(final, meta)
+    if dropped:
+        record["dropped_classes"] = dropped
+        log.warning("%s left out class(es) it could not learn: %s", model,
+                    "; ".join(f"{n} ({why})" for n, why in dropped.items()))
     if model in DEEP_MODELS:
         record["epochs_run"] = final.fit_info.get("epochs_run")
         record["best_epoch"] = final.fit_info.get("best_epoch")
@@ -362,6 +375,7 @@ def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.nd
         if k in rec:
             res[k] = rec[k]
     res["fit_info"] = rec.get("fit_info", {})
+    res["dropped_classes"] = rec.get("dropped_classes", {})
     return res, y, p, rec
 
 

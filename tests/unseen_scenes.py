@@ -42,8 +42,9 @@ def write_raster(path: Path, data: np.ndarray, transform, crs: str, nodata=None)
 
 
 def polygons_on_cells(classes: np.ndarray, transform, crs: str, cell: int = 8, inset: int = 2,
-                      step: int = 1) -> gpd.GeoDataFrame:
-    """One square polygon inside every ``step``-th checkerboard cell, labelled with the cell's class."""
+                      step: int = 1, cap: dict[str, int] | None = None) -> gpd.GeoDataFrame:
+    """One square polygon inside every ``step``-th checkerboard cell, labelled with the cell's class
+    (at most ``cap[name]`` polygons of a class, spread over the scene)."""
     rows, cols = classes.shape
     geoms, names = [], []
     by_id = {c["id"]: c["name"] for c in CLASSES}
@@ -55,7 +56,12 @@ def polygons_on_cells(classes: np.ndarray, transform, crs: str, cell: int = 8, i
             x1, y1 = transform * (c0 + cell - inset, r0 + cell - inset)
             geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
             names.append(by_id[int(classes[r0 + cell // 2, c0 + cell // 2])])
-    return gpd.GeoDataFrame({"class": names}, geometry=geoms, crs=crs)
+    gdf = gpd.GeoDataFrame({"class": names}, geometry=geoms, crs=crs)
+    for name, n in (cap or {}).items():
+        idx = np.flatnonzero(gdf["class"].to_numpy() == name)
+        drop = np.setdiff1d(idx, idx[np.linspace(0, len(idx) - 1, n).round().astype(int)] if n else [])
+        gdf = gdf.drop(index=gdf.index[drop]).reset_index(drop=True)
+    return gdf
 
 
 def write_config(path: Path, rasters: list[str], labels: str, models: dict | None = None, **extra) -> Path:
@@ -70,11 +76,11 @@ def write_config(path: Path, rasters: list[str], labels: str, models: dict | Non
 
 def utm_scene(folder: Path, rows: int = 64, cols: int = 64, n_bands: int = 3, res: float = 30.0,
               crs: str = "EPSG:32633", origin=(500000.0, 4000000.0), seed: int = 0, step: int = 1,
-              models: dict | None = None, **extra) -> Path:
+              cap: dict[str, int] | None = None, models: dict | None = None, **extra) -> Path:
     """A projected scene with polygon labels; returns the config path."""
     folder.mkdir(parents=True, exist_ok=True)
     cls = class_image(rows, cols)
     tr = from_origin(origin[0], origin[1], res, res)
     write_raster(folder / "scene.tif", spectra(cls, n_bands, seed), tr, crs)
-    polygons_on_cells(cls, tr, crs, step=step).to_file(folder / "labels.gpkg")
+    polygons_on_cells(cls, tr, crs, step=step, cap=cap).to_file(folder / "labels.gpkg")
     return write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", models, **extra)

@@ -174,23 +174,23 @@ class RandomForestModel(SklearnPixelModel):
 class MaxLikelihoodModel(SklearnPixelModel):
     """Gaussian maximum likelihood: one full-covariance Gaussian per class.
 
-    This is quadratic discriminant analysis (sklearn ``QuadraticDiscriminantAnalysis``)
-    on standardised features (standardising does not change the model, but makes
-    ``reg_param`` — shrinkage of each class covariance towards the identity — scale-free).
-    Priors: ``equal`` (the classic remote-sensing ML classifier) or ``proportional``
-    (training class frequencies). Classes with fewer than 2 training samples have no
-    covariance and are left out (reported in ``fit_info['dropped_classes']``).
+    The estimator is :class:`~pipeline.models.gaussian.ShrunkGaussianClassifier` on
+    standardised features (standardising does not change a Gaussian classifier, but puts the
+    shrinkage target, a scaled identity, on every feature's scale). ``reg_param`` is the
+    shrinkage of each class covariance: ``auto`` (default) estimates it per class (OAS), so a
+    class with fewer training pixels than bands still has a usable covariance; a number in
+    [0, 1] fixes it. Priors: ``equal`` (the classic remote-sensing ML classifier) or
+    ``proportional`` (training class frequencies). Classes with fewer than 2 training samples
+    have no covariance and are left out (``fit_info['dropped_classes']``, a warning of the run).
     Confidence = the posterior probability of the winning class.
     """
 
     name = "max_likelihood"
 
     def _make_estimator(self) -> Any:
-        from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+        from pipeline.models.gaussian import ShrunkGaussianClassifier
 
-        # tol: rank test on the (regularised) class covariances of standardised features; tiny, so
-        # that a narrow class (small variance relative to the scene) is not mistaken for a singular one.
-        return QuadraticDiscriminantAnalysis(reg_param=float(self.settings.reg_param), tol=1e-12)
+        return ShrunkGaussianClassifier(shrinkage=self.settings.reg_param)
 
     def _fit_features(self, X, y, train, validation) -> None:
         classes, counts = np.unique(y, return_counts=True)
@@ -206,14 +206,16 @@ class MaxLikelihoodModel(SklearnPixelModel):
         est = self._make_estimator()
         if self.settings.priors == "equal":
             est.set_params(priors=np.full(len(keep_classes), 1.0 / len(keep_classes)))
-        try:
-            est.fit((X - self.mean_) / self.scale_, y)
-        except np.linalg.LinAlgError as e:
-            raise InputError(f"models.max_likelihood: {e} (raise models.max_likelihood.reg_param, e.g. to 1e-3, "
-                             "or drop collinear features)") from None
+        est.fit((X - self.mean_) / self.scale_, y)
         self.estimator = est
-        self.fit_info.update(priors=self.settings.priors, reg_param=float(self.settings.reg_param),
-                             dropped_classes=[int(c) for c in dropped], n_train_used=int(len(y)))
+        few = {int(c): int(n) for c, n in zip(keep_classes, counts[counts >= 2]) if n <= X.shape[1]}
+        self.fit_info.update(priors=self.settings.priors, reg_param=self.settings.reg_param,
+                             shrinkage={int(c): round(float(a), 6) for c, a in zip(est.classes_, est.shrinkage_)},
+                             classes_with_fewer_samples_than_features=few,
+                             dropped_classes=[int(c) for c in dropped],
+                             dropped_reason={int(c): f"{int(n)} training sample (a covariance needs 2)"
+                                             for c, n in zip(classes, counts) if n < 2},
+                             n_train_used=int(len(y)))
 
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         proba = self.estimator.predict_proba((X - self.mean_) / self.scale_)
