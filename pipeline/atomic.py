@@ -7,15 +7,19 @@ leaves either the previous file or none, never a truncated one that looks done.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.errors import OutOfSpaceError
 
 
 @contextmanager
@@ -65,3 +69,58 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free space (bytes available to this user) of the file system holding ``path``; None if unknown."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError, or a GDAL error whose text carries the C library's) means a full disk."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "disk quota" in text
+
+
+def out_of_space(path: str | Path, needed: int | None, what: str = "") -> OutOfSpaceError:
+    """The one-line error for a write that found the disk full."""
+    free = free_bytes(Path(path).parent)
+    need = f"; it needs about {human_bytes(needed)}" if needed else ""
+    have = f", {human_bytes(free)} free" if free is not None else ""
+    return OutOfSpaceError(f"{path}: no space left on the device{f' writing {what}' if what else ''}{need}{have}")
+
+
+def reserve_space(path: str | Path, nbytes: int, name: str | Path | None = None) -> None:
+    """Allocate ``nbytes`` of disk blocks for the open-for-writing file ``path`` now.
+
+    A memory-mapped file is created sparse; on a full disk the first store into an
+    unallocated page kills the process with SIGBUS instead of raising. Reserving the
+    blocks up front turns that into an :class:`OutOfSpaceError` before any data is written.
+    ``name`` is the path the error names (the final name of a file written under a temporary one).
+    """
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, int(nbytes))
+    except OSError as e:
+        if is_out_of_space(e):
+            raise out_of_space(name or path, nbytes) from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate: nothing to reserve
+            raise
+    finally:
+        os.close(fd)

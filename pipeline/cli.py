@@ -142,8 +142,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    from pipeline.config import MIN_WINDOW_SIZE
     from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
+
+    if args.window_size < MIN_WINDOW_SIZE:
+        raise InputError(f"--window-size {args.window_size}: must be at least {MIN_WINDOW_SIZE} pixels")
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}: must be at least 1")
 
     model = load_model(args.model, device=args.device or "auto")
     names = args.band_names.split(",") if args.band_names else None
@@ -203,6 +209,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split()) or "(no message)"
+
+
+def _os_error_exit_code(e: OSError) -> int | None:
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 4
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR,
+                   errno.ENOENT, errno.EEXIST):
+        return 2
+    return None
+
+
+def _describe_os_error(e: OSError) -> str:
+    what = e.strerror or str(e)
+    return f"{e.filename}: {what}" if e.filename else what
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -218,8 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         if debug:
             raise
-        print(f"landcover: error: {e}", file=sys.stderr)
-        return 2
+        print(f"landcover: error: {_one_line(str(e))}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        # The environment, not the code: a read-only or full output folder, a name the file
+        # system refuses. One line naming the file; anything else keeps its traceback.
+        code = _os_error_exit_code(e)
+        if debug or code is None:
+            raise
+        print(f"landcover: error: {_one_line(_describe_os_error(e))}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("landcover: interrupted", file=sys.stderr)
         return 130

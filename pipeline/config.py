@@ -21,6 +21,29 @@ from pipeline.errors import InputError
 MODEL_NAMES = ("decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
 DEEP_MODELS = ("cnn", "resnet")
 NODATA_CLASS = 255  # value written to class maps where the input has no valid data
+MAX_NAME_LENGTH = 100  # run names and run ids become directory names: keep them well under NAME_MAX
+MIN_WINDOW_SIZE = 16  # mapping windows (pixels per side); smaller ones spend their time on overhead
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
+
+
+def check_dir_name(value: str, what: str = "name") -> str:
+    """``value`` if it is safe as one directory name inside an output folder, else ValueError.
+
+    A run name or run id becomes ``<out>/<value>``: a path separator, ``..``, an absolute
+    path or a leading dot (hidden folders such as ``.stage-cache``) would put the run's
+    files somewhere else, and very long names fail only when the first file is written.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed")
+    bad = sorted({c for c in value if c in "/\\" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise ValueError(f"{what} {value!r} contains {', '.join(repr(c) for c in bad)}; "
+                         "it must be a single folder name (no path separators or control characters)")
+    if value.startswith(".") or value != value.strip():
+        raise ValueError(f"{what} {value!r} must not start with '.' or with or end with spaces")
+    return value
 
 
 class _Strict(BaseModel):
@@ -59,6 +82,13 @@ class ClassSpec(_Strict):
     id: int = Field(ge=0, le=254)
     name: str = Field(min_length=1)
     color: str = "#808080"
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError(f"class name {v!r} contains control characters")
+        return v
 
     @field_validator("color")
     @classmethod
@@ -185,13 +215,13 @@ class ModelsConfig(_Strict):
 
 
 class MappingConfig(_Strict):
-    window_size: int = Field(default=512, ge=16)
+    window_size: int = Field(default=512, ge=MIN_WINDOW_SIZE)
     workers: int = Field(default=2, ge=1)
 
 
 class RunConfig(_Strict):
-    name: str = "run"
-    seed: int = 0
+    name: str = "run"  # prefix of run directory names: one folder name, at most 100 characters
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     output_dir: str = "reports/runs"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     rasters: RasterConfig
@@ -202,6 +232,11 @@ class RunConfig(_Strict):
     models: ModelsConfig = ModelsConfig(decision_tree=DecisionTreeConfig())
     mapping: MappingConfig = MappingConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _dir_name(cls, v: str) -> str:
+        return check_dir_name(v, "run name")
+
     @model_validator(mode="after")
     def _classes_unique(self) -> "RunConfig":
         ids = [c.id for c in self.classes]
@@ -210,6 +245,13 @@ class RunConfig(_Strict):
             dup = sorted({v for v in vals if vals.count(v) > 1}, key=str)
             if dup:
                 raise ValueError(f"classes: duplicate class {what} {dup[0]!r}")
+        # Names that differ only by case end up as the same file or legend entry on case-insensitive
+        # file systems and in GIS software; refuse them instead of letting one shadow the other.
+        folded: dict[str, str] = {}
+        for n in names:
+            other = folded.setdefault(n.casefold(), n)
+            if other != n:
+                raise ValueError(f"classes: class names {other!r} and {n!r} differ only by case")
         if not self.models.enabled():
             raise ValueError("models: no model enabled")
         return self
@@ -218,6 +260,29 @@ class RunConfig(_Strict):
         """Stable hash of the resolved configuration (same config, same hash, any process)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping in the YAML names the same key twice (PyYAML would silently keep the last)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; explicit keys may override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(f"line {line}: duplicate key {key!r} (first given on line {seen[key]})")
+                seen[key] = line
+            except TypeError:  # unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 def _set_path(raw: dict, dotted: str, value: Any) -> None:
@@ -302,7 +367,12 @@ def parse_config(
         if "=" not in item:
             raise InputError(f"--set {item!r}: expected key.path=value")
         key, _, val = item.partition("=")
-        _set_path(raw, key.strip(), yaml.safe_load(val))
+        try:
+            value = yaml.load(val, Loader=_UniqueKeyLoader)
+        except yaml.YAMLError:
+            raise InputError(f"--set {item!r}: the value is not valid YAML (quote a text value that starts with "
+                             "[, {, * or &)") from None
+        _set_path(raw, key.strip(), value)
     if models is not None:
         unknown = [m for m in models if m not in MODEL_NAMES]
         if unknown:
@@ -322,13 +392,19 @@ def load_config(
     relative paths in it are resolved against (the config file's folder)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); "
+                         "save the config as UTF-8") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read config file ({e.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise InputError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -13,6 +13,23 @@ class InputError(Exception):
     The message must name the file, field or key and say what to change.
     """
 
+    exit_code = 2  # what the CLI exits with
+
+
+class OutOfSpaceError(InputError):
+    """An output could not be written for lack of disk space (or quota).
+
+    The message names the path and the space needed. The CLI exits with code 4, so that a
+    scheduler can tell "free some space and retry" from bad input.
+    """
+
+    exit_code = 4
+
+
+class OutputWriteError(InputError):
+    """GDAL or the file system reported an error while an output was written; the partial
+    file has been removed and no stage was recorded."""
+
 
 class LeakageError(InputError):
     """The independent split audit found a training/test leak."""

@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, reserve_space
 from pipeline.raster import RasterStack
 
 log = logging.getLogger("landcover")
@@ -140,6 +140,7 @@ def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_pat
     side = sidecar_path(out_path)
     with atomic_path(out_path) as tmp, atomic_path(side) as tmp_side:
         store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, bands, patch_size, patch_size))
+        reserve_space(tmp, store.offset + store.nbytes, out_path)  # a full disk: one clear error, not SIGBUS
         for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress, leave=False):
             idx = order[s:e]
             r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size

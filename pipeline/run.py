@@ -463,7 +463,14 @@ def package_versions() -> dict[str, str]:
 def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id: str | None = None,
                  resume: bool = False, device: str | None = None, progress: bool = True) -> RunContext:
     """Create (or, with ``resume``, reopen) the run directory and write config.yaml."""
+    from pipeline.config import check_dir_name
+
     root = Path(out) if out is not None else Path(cfg.output_dir)
+    if run_id is not None:
+        try:
+            check_dir_name(run_id, "run id")
+        except ValueError as e:
+            raise InputError(f"{'--resume' if resume else '--run-id'}: {e}") from None
     if resume:
         if run_id is None:
             raise InputError("--resume needs a run id")
@@ -478,8 +485,11 @@ def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id
         run_dir = root / (run_id or new_run_id(cfg))
         if run_dir.exists() and any(run_dir.iterdir()):
             raise InputError(f"{run_dir}: run directory exists already; use --resume to continue it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", dump_config(cfg))
+    except OSError as e:  # read-only or missing output folder, disk full: one line naming the folder
+        raise InputError(f"{e.filename or run_dir}: cannot write the run directory ({e.strerror or e})") from None
     ctx = RunContext(cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress)
     return ctx
 
