@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("bench", help="run a benchmark (writes reports/bench/*.json)")
-    p.add_argument("which", choices=["baselines", "deep", "scale"])
+    p.add_argument("which", choices=["baselines", "deep", "scale", "scale_mem"])
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 

@@ -135,6 +135,18 @@ class SplitConfig(_Strict):
     random_contrast: bool = True  # also fit on a random pixel split and report the gap
 
 
+class SamplingConfig(_Strict):
+    """Sampling of dense labels (a reference map, a dense annotation): a cap per class, drawn after
+    the split, spatially balanced across blocks (see :mod:`pipeline.sampling`)."""
+
+    # auto: on when the labels exceed auto_above_pixels or the full patch store would exceed
+    # auto_above_store_mb; on: always cap; off: every labelled pixel becomes a sample.
+    mode: Literal["auto", "on", "off"] = "auto"
+    max_per_class: int = Field(default=20000, ge=10)  # training samples per class; validation/test in proportion
+    auto_above_pixels: int = Field(default=1_000_000, ge=1)
+    auto_above_store_mb: float = Field(default=2048.0, gt=0)
+
+
 class FeatureConfig(_Strict):
     """Per-pixel features for the classical baselines."""
 
@@ -229,6 +241,7 @@ class RunConfig(_Strict):
     classes: list[ClassSpec] = Field(min_length=2)
     patch: PatchConfig = PatchConfig()
     split: SplitConfig = SplitConfig()
+    sampling: SamplingConfig = SamplingConfig()
     models: ModelsConfig = ModelsConfig(decision_tree=DecisionTreeConfig())
     mapping: MappingConfig = MappingConfig()
 

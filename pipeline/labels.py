@@ -16,6 +16,7 @@ are counted in the :class:`LabelReport` with examples.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -205,17 +206,31 @@ def _raster_groups(vals: np.ndarray, mask: np.ndarray, win: Window, first: int) 
     return grp, first
 
 
+#: Bytes of float32 image data read at once to find valid pixels (many bands: smaller windows).
+VALID_READ_BYTES = 64 * 2 ** 20
+
+Thinner = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
+
+
 def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], stack: RasterStack,
-                  window_size: int = 1024, on_unknown: str = "error", progress: bool = True
-                  ) -> tuple[pd.DataFrame, LabelReport]:
+                  window_size: int = 1024, on_unknown: str = "error", progress: bool = True,
+                  thin: Thinner | None = None) -> tuple[pd.DataFrame, LabelReport]:
     """Labelled pixels on the image grid.
 
     Returns a DataFrame with columns ``x, y, row, col, class_id, class_name, group`` (one row
-    per labelled pixel with valid image data, in row-major order) and a :class:`LabelReport`.
+    per labelled pixel with valid image data, in row-major order) and a :class:`LabelReport`
+    (whose ``pixels_per_class`` counts every labelled pixel).
+
+    Windows are streamed into compact arrays (row, col, class, group: 20 bytes a pixel, no
+    Python object per pixel). ``thin(rows, cols, class_ids)``, if given, sees all of them and
+    may return a bool mask of the pixels to keep (dense labels: see :mod:`pipeline.sampling`);
+    only those become rows of the table.
     """
     by_name, by_id = _class_lookup(classes)
     g = stack.grid
-    parts: list[pd.DataFrame] = []
+    # A window of many bands is large (218 bands x 1024^2 x 4 B = 0.9 GB): shrink it for the valid mask.
+    window_size = max(64, min(window_size, int(np.sqrt(VALID_READ_BYTES / (4.0 * max(stack.count, 1))))))
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     is_raster = cfg.is_raster
     if is_raster:
         report = LabelReport(source=str(label_path), kind="raster")
@@ -257,11 +272,8 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
         if not keep.any():
             continue
         rr, cc = np.nonzero(keep)
-        rows = rr + int(win.row_off)
-        cols = cc + int(win.col_off)
-        xs, ys = g.xy(rows, cols)
-        parts.append(pd.DataFrame({"x": xs, "y": ys, "row": rows.astype(np.int64), "col": cols.astype(np.int64),
-                                   "class_id": cls[keep].astype(np.int64), "group": grp[keep].astype(np.int64)}))
+        parts.append(((rr + int(win.row_off)).astype(np.int32), (cc + int(win.col_off)).astype(np.int32),
+                      cls[keep].astype(np.int32), grp[keep].astype(np.int64)))
     if is_raster:
         report.unknown_labels = unknown
         if unknown and on_unknown == "error":
@@ -270,13 +282,26 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
                              "add them to 'classes', or set the raster's nodata value for unlabelled pixels")
     if not parts:
         raise InputError(f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}")
-    samples = pd.concat(parts, ignore_index=True)
-    samples["class_name"] = samples["class_id"].map(by_id)
-    samples = samples[SAMPLE_COLUMNS].sort_values(["row", "col"], kind="stable").reset_index(drop=True)
-    counts = samples["class_name"].value_counts()
-    report.pixels_per_class = {c.name: int(counts.get(c.name, 0)) for c in classes}
+    rows, cols, cids, grps = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    del parts
+    ids_sorted = np.array(sorted(by_id), dtype=np.int64)
+    per_class = np.bincount(np.searchsorted(ids_sorted, cids), minlength=len(ids_sorted))
+    report.pixels_per_class = {c.name: int(per_class[np.searchsorted(ids_sorted, c.id)]) for c in classes}
     if is_raster:
-        report.features_used = report.features_read = int(samples["group"].nunique())
+        report.features_used = report.features_read = int(np.unique(grps).size)
+    if thin is not None:
+        m = thin(rows, cols, cids)
+        if m is not None:
+            rows, cols, cids, grps = rows[m], cols[m], cids[m], grps[m]
+    order = np.lexsort((cols, rows))
+    rows, cols, cids, grps = rows[order], cols[order], cids[order], grps[order]
+    xs, ys = g.xy(rows, cols)
+    samples = pd.DataFrame({"x": xs, "y": ys, "row": rows.astype(np.int64), "col": cols.astype(np.int64),
+                            "class_id": cids.astype(np.int64), "group": grps})
+    # One category per class, not one string object per pixel.
+    samples["class_name"] = pd.Categorical.from_codes(np.searchsorted(ids_sorted, cids),
+                                                      [by_id[int(i)] for i in ids_sorted]).astype(str)
+    samples = samples[SAMPLE_COLUMNS]
     empty = [n for n, v in report.pixels_per_class.items() if v == 0]
     if empty:
         raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path}; "

@@ -453,9 +453,28 @@ def section_run_summary(doc: _Doc, ctx: ReportContext) -> None:
 def section_classes(doc: _Doc, ctx: ReportContext) -> None:
     doc.h(3, "Classes")
     lab_px = ((ctx.metrics.get("labels") or {}).get("pixels_per_class") or {})
-    doc.table([{"id": str(c["id"]), "class": {"text": c["name"], "color": c.get("color", "#808080")},
-                "labelled pixels": fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–"}
-               for c in ctx.classes])
+    samp = (ctx.metrics.get("labels") or {}).get("sampling") or {}
+    rows = [{"id": str(c["id"]), "class": {"text": c["name"], "color": c.get("color", "#808080")},
+             "labelled pixels": fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–"}
+            for c in ctx.classes]
+    if samp.get("active"):
+        after = samp.get("split_counts_after") or {}
+        for r, c in zip(rows, ctx.classes):
+            for part in ("train", "validation", "test"):
+                r[f"sampled {part}"] = fmt((after.get(part) or {}).get(c["name"]), "int")
+    doc.table(rows)
+    if samp.get("active"):
+        caps = samp.get("caps") or {}
+        cap_txt = (f"at most {fmt(caps.get('train'), 'int')} training, {fmt(caps.get('validation'), 'int')} "
+                   f"validation and {fmt(caps.get('test'), 'int')} test samples per class" if "train" in caps
+                   else f"at most {fmt(caps.get('fold'), 'int')} samples per class and fold")
+        thinned = {k: v for k, v in (samp.get("thinning_stride") or {}).items() if v and v > 1}
+        th = (" Before the split, " + ", ".join(f"{k} was thinned to a {v}-pixel lattice" for k, v in thinned.items())
+              + " (uniform over the scene, so the split sees the labelled layout).") if thinned else ""
+        doc.p(f"Sampling: {samp.get('reason', '')}. The split was decided first; then {cap_txt} were drawn, "
+              f"shared evenly across the blocks of each split, so the test set keeps its spatial design. "
+              f"{fmt(samp.get('samples_after'), 'int')} samples of {fmt(sum(lab_px.values()), 'int')} labelled "
+              f"pixels are used; class areas and area estimates below come from the full maps.{th}")
 
 
 def section_split(doc: _Doc, ctx: ReportContext) -> None:

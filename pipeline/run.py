@@ -125,7 +125,7 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
     cfg = ctx.cfg.model_dump(mode="json")
     # Only the parts of the config a stage reads go into its key, so that e.g. adding a
     # model does not invalidate the data preparation.
-    shared = {k: cfg[k] for k in ("seed", "rasters", "labels", "classes", "patch", "split")}
+    shared = {k: cfg[k] for k in ("seed", "rasters", "labels", "classes", "patch", "split", "sampling")}
     if stage == "prepare":
         return _fingerprint("prepare", shared, ctx.hash_inputs())
     prep = stage_key(ctx, "prepare")
@@ -209,6 +209,39 @@ def failed_models(ctx: RunContext) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- stages
+class _Sampler:
+    """Decides, from the labelled pixels ingestion found, whether dense-label sampling is on and
+    thins classes on a lattice before the split (see :mod:`pipeline.sampling`); keeps the record."""
+
+    def __init__(self, cfg: RunConfig, stack) -> None:
+        from pipeline.patches import storage_dtype
+
+        self.cfg = cfg
+        dt, _ = storage_dtype([str(d) for d in stack.dtypes], list(stack.nodata))
+        self.bytes_per_sample = stack.count * cfg.patch.size ** 2 * dt.itemsize
+        self.active = False
+        self.record: dict[str, Any] = {"mode": cfg.sampling.mode, "active": False}
+
+    def thin(self, rows: np.ndarray, cols: np.ndarray, class_ids: np.ndarray) -> np.ndarray | None:
+        from pipeline.sampling import decide, thin_mask, thinning_strides
+
+        sc = self.cfg.sampling
+        self.active, reason = decide(sc, len(rows), self.bytes_per_sample)
+        ids, counts = np.unique(class_ids, return_counts=True)
+        name = {c.id: c.name for c in self.cfg.classes}
+        self.record.update(active=self.active, reason=reason, max_per_class=sc.max_per_class,
+                           labelled_per_class={name[int(i)]: int(n) for i, n in zip(ids, counts)})
+        if not self.active:
+            return None
+        strides = thinning_strides({int(i): int(n) for i, n in zip(ids, counts)}, sc.max_per_class)
+        self.record["thinning_stride"] = {name[c]: s for c, s in strides.items()}
+        if all(s == 1 for s in strides.values()):
+            return None
+        keep = thin_mask(rows, cols, class_ids, strides)
+        self.record["thinned_per_class"] = {name[int(i)]: int(np.sum(keep & (class_ids == i))) for i in ids}
+        return keep
+
+
 def stage_prepare(ctx: RunContext) -> dict:
     """Ingest labels, tile patches, build the spatial split. Writes samples.parquet, patches.npy,
     labels.json, split.json, splits.gpkg and split_map.png."""
@@ -218,12 +251,22 @@ def stage_prepare(ctx: RunContext) -> dict:
 
     cfg = ctx.cfg
     with ctx.open_stack() as stack:
+        sampler = _Sampler(cfg, stack)
         samples, report = ingest_labels(cfg.labels, ctx.label_path(), cfg.classes, stack,
                                         window_size=max(cfg.mapping.window_size, 1024),
-                                        on_unknown=cfg.labels.on_unknown, progress=ctx.progress)
+                                        on_unknown=cfg.labels.on_unknown, progress=ctx.progress,
+                                        thin=sampler.thin)
         for w in report.warnings():
             log.warning(w)
         result = make_splits(samples, cfg.split, cfg.patch.size, stack.grid.res, cfg.seed, crs=stack.grid.crs)
+        if sampler.active:
+            from pipeline.sampling import apply_sampling, console_line
+
+            samples, result, sampling = apply_sampling(samples, result, cfg.sampling, cfg.split, cfg.patch.size,
+                                                       stack.grid.res, cfg.seed, ctx.class_names, sampler.record)
+            log.warning(console_line(sampling))
+        else:
+            sampling = sampler.record
         samples = samples.assign(split=result.split, block=result.block.astype(np.int64),
                                  fold=result.fold.astype(np.int64))
         extract_patches(stack, samples, cfg.patch.size, ctx.path("patches.npy"),
@@ -233,7 +276,7 @@ def stage_prepare(ctx: RunContext) -> dict:
     write_parquet(samples, ctx.path("samples.parquet"))
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
-    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names})
+    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": _clean_nan(sampling)})
     write_json(ctx.path("split.json"), _clean_nan(result.report))
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
