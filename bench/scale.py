@@ -80,6 +80,8 @@ class Settings:
     deep_channels: int = 64
     patch_size: int = PATCH
     n_train_deep: int = 4000  # the deep models train one epoch on this many patches
+    labelled: tuple[int, ...] = (10_000, 100_000, 1_000_000, 4_000_000)  # labelled-pixels axis: whole runs
+    labelled_models: tuple[str, ...] = ("decision_tree", "cnn")
     argv: tuple[str, ...] = ()  # the command line, recorded in the report
 
 
@@ -236,7 +238,14 @@ def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, An
     return {"seconds": seconds, "map_seconds": res["seconds"], "pixels": res["pixels"], "rss_before_mb": rss0}
 
 
-JOBS: dict[str, Callable[..., dict[str, Any]]] = {"map": job_map}
+def job_run(**kw: Any) -> dict[str, Any]:
+    """A whole ``landcover run`` (see :func:`bench.scale_mem.job_run`)."""
+    from bench.scale_mem import job_run as run
+
+    return run(**kw)
+
+
+JOBS: dict[str, Callable[..., dict[str, Any]]] = {"map": job_map, "run": job_run}
 
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
@@ -311,13 +320,22 @@ def _setup_bands(axis: Axis, s: Settings, workdir: Path, log: Callable) -> dict[
     return jobs
 
 
+def _setup_labelled(axis: Axis, s: Settings, workdir: Path, log: Callable) -> dict[tuple[int, str], dict]:
+    from bench.scale_mem import setup_labelled
+
+    return setup_labelled(axis, s, workdir, log)
+
+
 def _axis_values(name: str, s: Settings) -> tuple[int, ...]:
-    return {"size": s.sizes, "bands": s.bands}[name]
+    return {"size": s.sizes, "bands": s.bands, "labelled": s.labelled}[name]
 
 
 AXES: dict[str, Axis] = {
     "size": Axis("size", "pixels (size^2)", lambda v: float(v) * float(v), _setup_size, project_to=S2_TILE),
     "bands": Axis("bands", "bands", float, _setup_bands),
+    # Whole runs (prepare, train, map, assess, report) on fully labelled scenes, sampling at its
+    # defaults; slow (minutes per point above 1M), so not in the default axes.
+    "labelled": Axis("labelled", "labelled pixels", float, _setup_labelled),
 }
 
 
@@ -469,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-size", action="append", default=[], metavar="MODEL=SIZE",
                    help="largest raster side a model is mapped at (repeatable; defaults: "
                         + ", ".join(f"{k}={v}" for k, v in MAX_SIZE.items()) + ")")
+    p.add_argument("--labelled", default=",".join(map(str, d.labelled)),
+                   help="labelled pixels of the labelled axis (whole runs on dense label rasters)")
+    p.add_argument("--labelled-models", default=",".join(d.labelled_models), help="models of the labelled axis")
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--window-size", type=int, default=d.window_size)
     p.add_argument("--n-train", type=int, default=d.n_train)
@@ -496,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings(sizes=sizes, bands=bands, bands_size=a.bands_size, size_models=models, bands_models=bmodels,
                  max_size=max_size, axes=axes, repeats=a.repeats, window_size=a.window_size, seed=a.seed,
                  n_train=a.n_train, rf_trees=a.rf_trees, svm_train=a.svm_train, deep_channels=a.deep_channels,
+                 labelled=_ints(a.labelled),
+                 labelled_models=tuple(x.strip() for x in a.labelled_models.split(",") if x.strip()),
                  argv=tuple(argv))
     report = run_bench(a.out, s, workdir=a.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(table(report))

@@ -1,22 +1,19 @@
-"""Benchmark: peak memory and time of whole runs against labelled pixels and band count.
+"""Benchmark: peak memory and time of whole runs on dense labels and on many bands.
 
 ``python -m bench.scale_mem`` (or ``landcover bench scale_mem``) writes synthetic scenes into a
-temporary folder and runs ``landcover run`` on them, each run in its own subprocess so that
-``peak_rss_mb`` (``ru_maxrss`` from ``os.wait4`` of that process and the children it waited
-for) is that run's own peak. Cases (``--cases``):
+temporary folder and runs ``landcover run`` on each in its own subprocess
+(:func:`bench.scale.run_child`), so that ``peak_rss_mb`` (``VmHWM``, see :mod:`bench.procstat`)
+is that run's own peak. Cases (``--cases``):
 
-* ``labelled``: the labelled-pixels axis. Square 6-band uint16 scenes fully covered by a dense
-  label raster (5 classes in 128-pixel cells with ragged edges), ``--points`` labelled pixels
-  each (default 10k, 100k, 1M, 4M), decision tree + CNN (2 epochs), sampling at its defaults
-  (``auto``: on above 1M labelled pixels). :func:`labelled_axis` is the function other
-  benchmarks (``bench scale``) call for this axis.
-* ``dense16m``: a fully labelled 4096 x 4096 x 6 scene (16.7 M labelled pixels), all six
-  models (deep ones 2 epochs), prepare + train + map + assess + report in one run.
-* ``hyper218``: a 218-band int16 250 x 250 raster (27 MB) with 5.7k labelled pixels (a
-  sparse label raster), all six models (deep ones 2 epochs).
+* ``dense16m``: a fully labelled 4096 x 4096 x 6 uint16 scene (16.7 M labelled pixels, a dense
+  label raster), all six models (deep ones 2 epochs), prepare + train + map + assess + report.
+* ``hyper218``: a 218-band int16 250 x 250 raster (27 MB) with 5,700 labelled pixels (a sparse
+  label raster), all six models (deep ones 2 epochs).
 
-Each point records the command, wall seconds, peak RSS, the number of samples the run kept
-and the size of its patch store. Results go to ``reports/bench/scale_mem.json``.
+The labelled-pixels axis of ``landcover bench scale`` (``--axes labelled``) uses
+:func:`setup_labelled` and :func:`job_run` from here: square dense scenes of 10k-4M labelled
+pixels, decision tree + CNN (2 epochs), sampling at its defaults.
+Results go to ``reports/bench/scale_mem.json``.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ import json
 import math
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,125 +117,87 @@ def write_config(folder: Path, name: str, img: Path, lab: Path, models: tuple[st
     return path
 
 
-def run_measured(config: Path, out: Path, run_id: str, timeout: float = 7200) -> dict[str, Any]:
-    """``landcover run`` in its own process: wall seconds and that process tree's peak RSS."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config), "--out", str(out), "--run-id", run_id,
-           "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-           "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-           "PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-bench-")}
+def job_run(config: str, out: str, run_id: str) -> dict[str, Any]:
+    """Child side (see :func:`bench.scale.run_child`): ``landcover run`` in this process, timed.
+
+    The peak RSS the parent records is this process's ``VmHWM``: ingestion, split, patch store,
+    training, mapping, assessment and report of the whole run. Prefect's ephemeral API server
+    is a process of its own (about 230 MB) and is not included.
+    """
+    from pipeline.cli import main as cli_main
+
+    from bench.procstat import rss_mb
+
     t0 = time.perf_counter()
-    with open(out / f"{run_id}.log", "w") as log:
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-    secs = time.perf_counter() - t0
-    rec: dict[str, Any] = {"command": " ".join(["landcover", *cmd[3:]]), "returncode": p.returncode,
-                           "seconds": round(secs, 1), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
-    run = out / run_id
+    code = cli_main(["run", config, "--out", out, "--run-id", run_id, "--no-progress"])
+    rec: dict[str, Any] = {"seconds": time.perf_counter() - t0, "returncode": code, "rss_before_mb": rss_mb(),
+                           "command": f"landcover run {config} --out {out} --run-id {run_id} --no-progress"}
+    run = Path(out) / run_id
     if (run / "labels.json").exists():
         labels = json.loads((run / "labels.json").read_text())
         rec["labelled_pixels"] = int(sum(labels.get("pixels_per_class", {}).values()))
-        rec["sampling"] = {k: labels.get("sampling", {}).get(k) for k in ("active", "reason", "samples_after",
-                                                                          "thinning_stride")}
+        smp = labels.get("sampling") or {}
+        rec["sampling"] = {k: smp.get(k) for k in ("active", "reason", "samples_after", "thinning_stride", "caps")}
     if (run / "patches.npy").exists():
-        rec["patch_store_mb"] = round((run / "patches.npy").stat().st_size / 2 ** 20, 1)
+        rec["patch_store_mb"] = round((run / "patches.npy").stat().st_size / 2 ** 20, 2)
     if (run / "manifest.json").exists():
         man = json.loads((run / "manifest.json").read_text())
         rec["stages"] = {s["name"]: s["seconds"] for s in man.get("stages", [])}
-    if p.returncode != 0:
-        rec["log_tail"] = (out / f"{run_id}.log").read_text()[-2000:]
+    import shutil
+
+    shutil.rmtree(run, ignore_errors=True)  # the next point needs the disk, not this run
     return rec
 
 
-def labelled_axis(points: tuple[int, ...] = (10_000, 100_000, 1_000_000, 4_000_000),
-                  models: tuple[str, ...] = ("decision_tree", "cnn"), epochs: int = 2,
-                  workdir: Path | None = None) -> list[dict[str, Any]]:
-    """Time and peak RSS of a whole run against labelled pixels (dense label rasters, sampling
-    at its defaults), one subprocess per point. Returns one record per point."""
-    own = workdir is None
-    tmp = Path(tempfile.mkdtemp(prefix="bench-labelled-")) if own else Path(workdir)
-    out = []
-    try:
-        for n in points:
-            side = int(math.ceil(math.sqrt(n)))
-            img, lab = dense_scene(tmp, side)
-            cfg = write_config(tmp, f"labelled{n}", img, lab, models, epochs)
-            rec = run_measured(cfg, tmp, f"labelled{n}")
-            rec.update(point=n, side=side, models=list(models))
-            print(f"labelled {n:>9,}: {rec['seconds']:8.1f} s  peak {rec['peak_rss_mb']:8.1f} MB  "
-                  f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}", flush=True)
-            out.append(rec)
-            _clean(tmp, f"labelled{n}", [img, lab])
-    finally:
-        if own:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def _clean(tmp: Path, run_id: str, files: list[Path]) -> None:
-    import shutil
-
-    shutil.rmtree(tmp / run_id, ignore_errors=True)
-    for f in files:
-        f.unlink(missing_ok=True)
-
-
-def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
-    """Slope of log(y) against log(x) (least squares): y ~ x^slope."""
-    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y and y > 0]
-    if len(pts) < 2:
-        return None
-    a = np.array(pts)
-    return float(np.polyfit(a[:, 0], a[:, 1], 1)[0])
+def setup_labelled(axis: Any, s: Any, workdir: Path, log: Any) -> dict[tuple[int, str], dict]:
+    """Inputs of the labelled-pixels axis of ``bench scale``: one dense scene per point (a square
+    of about that many pixels, every pixel labelled) and its config; one ``run`` job per point."""
+    jobs = {}
+    models = tuple(getattr(s, "labelled_models", ("decision_tree", "cnn")))
+    for n in sorted(s.labelled):
+        side = int(math.ceil(math.sqrt(n)))
+        t0 = time.perf_counter()
+        img, lab = dense_scene(workdir, side, seed=s.seed)
+        cfg = write_config(workdir, f"labelled{n}", img, lab, models, epochs=2)
+        log(f"dense scene {side} x {side} ({side * side:,} labelled pixels) written in {time.perf_counter() - t0:.1f} s")
+        jobs[(n, "+".join(models))] = {"kind": "run", "args": {"config": str(cfg), "out": str(workdir),
+                                                               "run_id": f"labelled{n}"}}
+    return jobs
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.scale import run_child
+
     ap = argparse.ArgumentParser(prog="bench.scale_mem", description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="labelled,dense16m,hyper218")
-    ap.add_argument("--points", default="10000,100000,1000000,4000000")
+    ap.add_argument("--cases", default="hyper218,dense16m", help="hyper218, dense16m")
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "scale_mem.json"))
+    ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     out_path = Path(args.out)
     report: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() else {}
-    report.update(machine={"cpus": os.cpu_count(), "python": platform.python_version()},
-                  date=time.strftime("%Y-%m-%d"))
-    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-mem-"))
-    try:
-        if "labelled" in cases:
-            pts = tuple(int(p) for p in args.points.split(","))
-            axis = labelled_axis(pts, workdir=tmp)
-            report["labelled_axis"] = {
-                "points": axis,
-                "growth_exponent_seconds": growth_exponent([r["point"] for r in axis], [r["seconds"] for r in axis]),
-                "growth_exponent_peak_rss": growth_exponent([r["point"] for r in axis],
-                                                            [r["peak_rss_mb"] for r in axis])}
-        if "hyper218" in cases:
-            img, lab = hyperspectral_scene(tmp)
-            cfg = write_config(tmp, "hyper218", img, lab, ALL_MODELS)
-            rec = run_measured(cfg, tmp, "hyper218")
-            rec.update(raster_mb=round(img.stat().st_size / 2 ** 20, 1), models=list(ALL_MODELS))
-            print(f"hyper218: {rec['seconds']} s, peak {rec['peak_rss_mb']} MB", flush=True)
-            report["hyper218"] = rec
-            _clean(tmp, "hyper218", [img, lab])
-        if "dense16m" in cases:
-            img, lab = dense_scene(tmp, 4096)
-            cfg = write_config(tmp, "dense16m", img, lab, ALL_MODELS)
-            rec = run_measured(cfg, tmp, "dense16m", timeout=4 * 3600)
-            rec.update(models=list(ALL_MODELS), side=4096)
-            print(f"dense16m: {rec['seconds']} s, peak {rec['peak_rss_mb']} MB", flush=True)
-            report["dense16m"] = rec
-            _clean(tmp, "dense16m", [img, lab])
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2))
+    report.update(benchmark="scale_mem", machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+                  date=time.strftime("%Y-%m-%d"), command=" ".join(["python -m bench.scale_mem", *(argv or [])]))
+    with tempfile.TemporaryDirectory(prefix="bench-scale-mem-", dir=args.workdir) as tmp:
+        tmp = Path(tmp)
+        for case in cases:
+            if case == "hyper218":
+                img, lab = hyperspectral_scene(tmp)
+                extra = {"raster_mb": round(img.stat().st_size / 2 ** 20, 1), "side": 250, "bands": 218}
+            elif case == "dense16m":
+                img, lab = dense_scene(tmp, 4096)
+                extra = {"raster_mb": round(img.stat().st_size / 2 ** 20, 1), "side": 4096, "bands": 6}
+            else:
+                ap.error(f"unknown case {case!r}")
+            cfg = write_config(tmp, case, img, lab, ALL_MODELS)
+            rec = run_child({"kind": "run", "args": {"config": str(cfg), "out": str(tmp), "run_id": case}})
+            rec.update(models=list(ALL_MODELS), deep_epochs=2, **extra)
+            print(f"{case}: {rec['seconds']:.1f} s, peak {rec['peak_rss_mb']:.0f} MB, "
+                  f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}", flush=True)
+            report[case] = rec
+            img.unlink(missing_ok=True)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {out_path}")
     return 0
 
