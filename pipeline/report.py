@@ -586,6 +586,91 @@ def section_per_class(doc: _Doc, ctx: ReportContext) -> None:
         doc.table(rows)
 
 
+#: Rows of the per-polygon table shown in the report (worst first); metrics.json keeps them all.
+POLYGON_ROWS = 20
+
+
+def _polygon_name(d: dict) -> str:
+    return (f"{d['scene']}: " if d.get("scene") else "") + f"feature {d['group']}"
+
+
+def section_reference_polygons(doc: _Doc, ctx: ReportContext) -> None:
+    pol = ctx.metrics.get("polygons") or {}
+    rows, models = pol.get("polygons") or [], pol.get("models") or []
+    if not rows:
+        return
+    below = pol.get("contradicted_below", 0.5)
+    doc.h(2, "Reference polygons")
+    doc.p("Each test polygon (feature: its 0-based row in the label file) with the share of its test pixels that "
+          f"each model maps as its label, worst first. A polygon that every model maps as its label for less than "
+          f"{fmt(below, 'pct')} of its pixels is flagged: a wrong label, a change between the image and the "
+          "reference date, or a class the training data does not cover is then more likely than a model error.")
+    doc.table([{"polygon": _polygon_name(d), "class": d["class_name"], "test pixels": fmt(d["pixels"], "int"),
+                **{m: fmt((d.get("accuracy") or {}).get(m)) for m in models}, "mean": fmt(d.get("mean_accuracy")),
+                "mapped as": d.get("predicted_as", "–"), "flag": "every model disagrees" if d.get("contradicted") else ""}
+               for d in rows[:POLYGON_ROWS]])
+    if len(rows) > POLYGON_ROWS:
+        doc.p(f"{len(rows) - POLYGON_ROWS} more polygons in metrics.json (polygons).")
+    suspects = pol.get("suspects") or []
+    for d in suspects:
+        doc.p(_suspect_sentence(d, next((r for r in rows if _polygon_name(r) == _polygon_name(d)), {})), strong=True)
+    if suspects:
+        colors = {c["name"]: c.get("color", "#808080") for c in ctx.classes}
+        doc.images([(_spectra_figure(suspects, colors, ctx.figs / "suspect_spectra.png"),
+                     "suspect polygons: mean spectrum against the training spectra (10-90% band)")])
+
+
+def _suspect_sentence(d: dict, row: dict) -> str:
+    where = f" around ({row['x']:.0f}, {row['y']:.0f})" if row.get("x") is not None else ""
+    name = _polygon_name(d)
+    s = (f"{name[0].upper()}{name[1:]} ({d['class_name']}, {fmt(d['pixels'], 'int')} test pixels{where}) is "
+         f"contradicted by every model; they map it mostly as {d['predicted_as']}.")
+    t, mean = d.get("class_training") or {}, (d.get("polygon") or {}).get("mean") or []
+    ratio = [(b, r) for b, r in zip(d.get("bands") or [], d.get("ratio") or []) if r is not None]
+    if not t.get("pixels") or not ratio:
+        return s + f" There are no {d['class_name']} training pixels to compare its spectrum with."
+    lo, hi = min(ratio, key=lambda x: x[1]), max(ratio, key=lambda x: x[1])
+    s += (f" Its mean spectrum is {lo[1]:.1f}x ({lo[0]}) to {hi[1]:.1f}x ({hi[0]}) the mean of the class's "
+          f"{fmt(t['pixels'], 'int')} training pixels")
+    outside = [b for b, v, a, z in zip(d["bands"], mean, t.get("p10") or [], t.get("p90") or [])
+               if None not in (v, a, z) and not a <= v <= z]
+    if outside and (hi[1] >= 2 or lo[1] <= 0.5):
+        return s + (f", outside their 10-90% range in {', '.join(outside)}: a likely label or date error; "
+                    "check the polygon against the image.")
+    if outside:
+        return s + f", outside their 10-90% range in {', '.join(outside)}: check the polygon against the image."
+    return s + (", within their 10-90% range in every band: the class is spectrally confused here rather than "
+                "obviously mislabelled.")
+
+
+def _spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> Path | None:
+    from matplotlib.figure import Figure
+
+    n = len(suspects)
+    fig = Figure(figsize=(min(4.2 * n, 12.6), 3.4 * ((n + 2) // 3)))
+    for i, d in enumerate(suspects):
+        ax = fig.add_subplot((n + 2) // 3, min(n, 3), i + 1)
+        x = np.arange(len(d["bands"]))
+
+        def arr(v: list) -> np.ndarray:
+            return np.array([np.nan if a is None else a for a in v], dtype=float)
+
+        for key, style, label in (("class_training", "-", d["class_name"]), ("predicted_training", "--", d["predicted_as"])):
+            t = d.get(key) or {}
+            name = d["class_name"] if key == "class_training" else d["predicted_as"]
+            if not t.get("pixels"):
+                continue
+            col = colors.get(name, "#808080")
+            ax.fill_between(x, arr(t["p10"]), arr(t["p90"]), color=col, alpha=0.25, lw=0)
+            ax.plot(x, arr(t["mean"]), style, color=col, label=f"{label} training ({t['pixels']} px)")
+        ax.plot(x, arr(d["polygon"]["mean"]), "o-", color="black", label=f"{_polygon_name(d)} ({d['pixels']} px)")
+        ax.set_xticks(x, d["bands"], fontsize=8)
+        ax.set_ylabel("band value (raster units)", fontsize=8)
+        ax.set_title(f"{_polygon_name(d)}: labelled {d['class_name']}", fontsize=9)
+        ax.legend(fontsize=7)
+    return _save_fig(fig, out)
+
+
 def section_confusion(doc: _Doc, ctx: ReportContext) -> None:
     if not (ctx.order and ctx.classes):
         return
@@ -678,6 +763,7 @@ SECTIONS: list[Callable[[_Doc, ReportContext], None]] = [
     section_comparison,
     section_pairwise,
     section_per_class,
+    section_reference_polygons,
     section_confusion,
     section_learning_curves,
     section_maps,

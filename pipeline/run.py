@@ -422,6 +422,17 @@ def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.nd
     return res, y, p, rec
 
 
+def _reference_check(ctx: RunContext, models: list[str]) -> dict:
+    """Per-polygon accuracy over all models and the polygons every model contradicts (pipeline.polygons)."""
+    from pipeline.patches import open_patches
+    from pipeline.polygons import reference_check
+
+    samples = pd.read_parquet(ctx.run_dir / "samples.parquet")
+    evals = {m: pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet") for m in models}
+    return reference_check(samples, evals, dict(zip(ctx.class_ids, ctx.class_names)),
+                           open_patches(ctx.run_dir / "patches.npy"), read_json(ctx.run_dir / "labels.json")["band_names"])
+
+
 def stage_assess(ctx: RunContext) -> dict:
     """Combine every model's test predictions into metrics.json."""
     from pipeline.accuracy import pairwise_mcnemar
@@ -458,6 +469,7 @@ def stage_assess(ctx: RunContext) -> dict:
         "pairwise": pairwise_mcnemar(y_ref, preds) if len(preds) > 1 else [],
         "labels": read_json(ctx.run_dir / "labels.json"),
         "failed_models": failed,
+        "polygons": _reference_check(ctx, list(models)),
     }
     write_json(ctx.path("metrics.json"), _clean_nan(metrics))
     return {"outputs": ["metrics.json"]}

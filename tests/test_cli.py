@@ -102,6 +102,24 @@ def test_demo_run_directory_contract(demo_run):
     assert "decision_tree" in proc.stdout
 
 
+def test_demo_names_the_water_polygon_every_model_contradicts(demo_run):
+    """The demo's only test water polygon (feature 23) is mapped as something else; its NIR/SWIR are far off."""
+    run, _ = demo_run
+    pol = json.loads((run / "metrics.json").read_text())["polygons"]
+    water = [p for p in pol["polygons"] if p["class_name"] == "water"]
+    assert [p["group"] for p in water] == [23] and water[0]["contradicted"]
+    ev = pd.read_parquet(run / "eval" / "decision_tree.parquet")
+    samples = pd.read_parquet(run / "samples.parquet")
+    mine = samples.loc[ev["sample"], "group"].to_numpy() == 23
+    assert water[0]["accuracy"]["decision_tree"] == pytest.approx(
+        float((ev["y_pred"].to_numpy()[mine] == ev["y_true"].to_numpy()[mine]).mean()))
+    (s,) = [x for x in pol["suspects"] if x["group"] == 23]
+    ratio = dict(zip(s["bands"], s["ratio"]))
+    assert ratio["nir"] > 3 and ratio["swir1"] > 3
+    md = (run / "report.md").read_text()
+    assert "| feature 23 | water |" in md and "Feature 23 (water, " in md and "report_files/suspect_spectra.png" in md
+
+
 def test_map_command_applies_saved_model(demo_run, nc_scene, tmp_path):
     run, _ = demo_run
     bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]
