@@ -253,6 +253,33 @@ def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarr
     return out, conf
 
 
+# GDAL's block cache beyond the input tiles of one window: the class map and confidence
+# writers' dirty tiles and the COG conversion's overview building.
+CACHE_SLACK_BYTES = 64 * 2**20
+
+
+def gdal_cache_bytes(stack: RasterStack, window_size: int, halo: int) -> int:
+    """GDAL block cache for mapping ``stack`` window by window: the decoded tiles of one window
+    (every band) plus :data:`CACHE_SLACK_BYTES`. GDAL's default (5% of RAM) fills with tiles
+    of a large raster that are never read again, so mapping memory grew with raster size."""
+    return stack.window_footprint_bytes(window_size, halo) + CACHE_SLACK_BYTES
+
+
+@contextmanager
+def gdal_cache(nbytes: int) -> Iterator[None]:
+    """Set GDAL's block cache to ``nbytes`` for the block, then put the previous size back
+    (the cache is process-wide; a nested ``rasterio.Env`` does not restore it on exit)."""
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    before = get_gdal_config("GDAL_CACHEMAX")
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=int(nbytes)):
+            yield
+    finally:
+        if isinstance(before, int):
+            set_gdal_config("GDAL_CACHEMAX", before)
+
+
 def classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
                     confidence_path: str | Path | None = None,
                     window_size: int = 512, workers: int = 2, progress: bool = True) -> dict:
@@ -262,6 +289,12 @@ def classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
     the file and its sidecars). Returns ``{"path", "confidence_path", "seconds",
     "mpx_per_s", "pixels"}``.
     """
+    with gdal_cache(gdal_cache_bytes(stack, window_size, int(model.halo))):
+        return _classify_raster(model, stack, out_path, confidence_path, window_size, workers, progress)
+
+
+def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
+                     confidence_path: str | Path | None, window_size: int, workers: int, progress: bool) -> dict:
     confidence_path = Path(confidence_path) if confidence_path is not None else None
     if stack.band_names != model.meta.band_names:
         raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")

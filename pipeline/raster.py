@@ -123,6 +123,13 @@ class RasterStack:
         self.paths = paths
         self._stack = stack
         self.dtypes = [datasets[d].dtypes[b - 1] for d, b in band_index]
+        # One read per file and dtype: (dataset, output positions, 1-based band indexes).
+        groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+        for i, (d, b) in enumerate(band_index):
+            pos, idx = groups.setdefault((d, self.dtypes[i]), ([], []))
+            pos.append(i)
+            idx.append(b)
+        self._reads = [(d, pos, idx) for (d, _), (pos, idx) in groups.items()]
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -223,17 +230,37 @@ class RasterStack:
         if r1 <= r0 or c1 <= c0:
             return out
         inner = Window(c0, r0, c1 - c0, r1 - r0)
-        dst = (slice(None), slice(r0 - row_off, r1 - row_off), slice(c0 - col_off, c1 - col_off))
-        for i, (d, b) in enumerate(self._band_index):
-            raw = self._datasets[d].read(b, window=inner)
-            vals = raw.astype(np.float32, copy=False)
-            bad = ~np.isfinite(vals)
-            nd = self.nodata[i]
-            if nd is not None and not np.isnan(nd):
-                bad |= _equals_nodata(raw, nd)
-            vals = np.where(bad, np.float32(np.nan), vals)
-            out[i][dst[1:]] = vals
+        rows, cols = slice(r0 - row_off, r1 - row_off), slice(c0 - col_off, c1 - col_off)
+        for d, positions, indexes in self._reads:
+            # All bands of a file in one call: a pixel-interleaved file stores every band of a
+            # pixel in the same compressed tile, and band-by-band reads decode each tile once
+            # per band (quadratic in the band count for hyperspectral files).
+            raw = self._datasets[d].read(indexes, window=inner)
+            for j, i in enumerate(positions):
+                vals = raw[j].astype(np.float32, copy=False)
+                bad = ~np.isfinite(vals)
+                nd = self.nodata[i]
+                if nd is not None and not np.isnan(nd):
+                    bad |= _equals_nodata(raw[j], nd)
+                out[i, rows, cols] = vals
+                out[i, rows, cols][bad] = np.nan
         return out
+
+    def window_footprint_bytes(self, window_size: int, halo: int = 0) -> int:
+        """Bytes of the decoded tiles that one read of ``window_size`` (plus ``halo``) touches,
+        over every band of every file (a pixel-interleaved tile holds all bands of its file).
+
+        GDAL caches decoded tiles; a cache of this size lets one window's read decode each
+        tile once, and the next window along the row reuse the tiles it shares.
+        """
+        span = int(window_size) + 2 * int(halo)
+        total = 0
+        for ds in self._datasets:
+            bh, bw = ds.block_shapes[0]
+            ny = min(-(-span // bh) + 1, -(-ds.height // bh))  # +1: windows need not align with tiles
+            nx = min(-(-span // bw) + 1, -(-ds.width // bw))
+            total += ny * nx * bh * bw * sum(np.dtype(t).itemsize for t in ds.dtypes)
+        return int(total)
 
     def valid_mask(self, window: Window) -> np.ndarray:
         """(h, w) bool: True where every band has data."""

@@ -146,3 +146,34 @@ def test_gdal_sees_class_names_and_transparent_palette(tmp_path, synthetic_scene
     entries = band["colorTable"]["entries"]
     assert entries[1] == [255, 0, 0, 255] and entries[0][3] == 0 and entries[255][3] == 0
     assert json.loads(band["metadata"][""]["class_names"]) == {"1": "left", "2": "right"}
+
+
+def test_gdal_cache_is_sized_from_the_window_and_restored(tmp_path):
+    """While mapping, GDAL's block cache holds one window's tiles (all bands) plus the writers'
+    slack, whatever the raster size; the previous cache size is back afterwards."""
+    from rasterio.env import get_gdal_config
+    from rasterio.transform import from_origin
+
+    from pipeline.mapping import CACHE_SLACK_BYTES
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(1, 1000, size=(3, 200, 200)).astype(np.uint16)
+    path = tmp_path / "tiled.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=3, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(0, 2000, 10, 10), tiled=True, blockxsize=32, blockysize=32) as dst:
+        dst.write(data)
+    seen = []
+
+    class Recorder(DecisionTreeModel):
+        def predict_block(self, block):
+            seen.append(get_gdal_config("GDAL_CACHEMAX"))
+            return super().predict_block(block)
+
+    before = get_gdal_config("GDAL_CACHEMAX")
+    with RasterStack.open(path) as stack:
+        model = _fit_tree(stack, tmp_path)
+        model.__class__ = Recorder
+        classify_raster(model, stack, tmp_path / "m.tif", window_size=64, workers=1, progress=False)
+    # a 64-px window touches at most 3 x 3 tiles of 32 x 32 px (it need not align), 3 bands x 2 bytes
+    assert set(seen) == {3 * 3 * 32 * 32 * 3 * 2 + CACHE_SLACK_BYTES}
+    assert get_gdal_config("GDAL_CACHEMAX") == before

@@ -97,3 +97,30 @@ def test_windows_cover_raster_once():
     for w in iter_windows(45, 70, 16):
         cover[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
     assert (cover == 1).all()
+
+
+def test_all_bands_of_a_file_in_one_read(tmp_path):
+    """A window of a many-band, pixel-interleaved file is one read call (not one per band),
+    with the selection's order, per-band nodata and a halo reaching outside the raster."""
+    import rasterio
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 500, size=(40, 30, 35)).astype(np.uint16)
+    data[5, :3, 30:33] = 0  # nodata of band 6, inside the window read below
+    path = write_raster(tmp_path / "hyper.tif", data, nodata=0)
+    with rasterio.open(path) as ds:
+        assert ds.interleaving.name.lower() == "pixel"
+    sel = [7, 1, 40, 6]  # out of order: the output follows the selection
+    with RasterStack.open(path, bands=sel) as s:
+        calls = []
+        ds = s._datasets[0]
+        real_read = ds.read
+        s._datasets[0] = type("Counting", (), {"read": lambda self, *a, **k: calls.append(a) or real_read(*a, **k)})()
+        block = s.read(Window(30, 0, 5, 10), halo=2)
+        s._datasets[0] = ds
+    assert len(calls) == 1
+    want = np.full((4, 14, 9), np.nan, np.float32)
+    want[:, 2:, :7] = data[[b - 1 for b in sel], 0:12, 28:35]
+    want[3, 2:5, 2:5] = np.nan  # band 6's nodata pixels
+    np.testing.assert_array_equal(block, want)
+    assert np.isfinite(block).sum() == 4 * 12 * 7 - 9
