@@ -37,6 +37,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
     p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--strict", action="store_true", help="stop when a class has no usable labels "
+                   "(same as --set labels.on_empty_class=error; default: leave it out with a warning)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the flow's tasks on this existing Dask cluster "
                    "(scheduler address, e.g. tcp://10.0.0.5:8786) through prefect-dask")
 
@@ -62,6 +64,8 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     from pipeline.run import init_run_dir, run_pipeline
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if getattr(args, "strict", False):
+        args.overrides = [*args.overrides, "labels.on_empty_class=error"]
     cfg, base_dir = load_config(config_path, args.overrides, models)
     if any(m in DEEP_MODELS for m in cfg.models.enabled()):
         from pipeline.device import select_device

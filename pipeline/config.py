@@ -57,6 +57,7 @@ class RasterConfig(_Strict):
     band_names: list[str] | None = None
     bands: list[int | str] | None = None  # selection: 1-based indices or band names
     nodata: float | None = None  # overrides the files' own nodata value
+    drop_empty_bands: bool = False  # bands with no data (or one constant value) everywhere: drop with a warning
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -72,6 +73,9 @@ class LabelConfig(_Strict):
     id_field: str | None = None  # optional column of class ids cross-checked against `field`
     layer: str | None = None  # layer of a multi-layer vector file
     on_unknown: Literal["error", "drop"] = "error"  # labels not in the class table: stop, or drop and report
+    # a class with no usable labels (all outside the raster or on nodata): leave it out with a warning,
+    # or stop the run (`landcover run --strict`)
+    on_empty_class: Literal["drop", "error"] = "drop"
 
     @property
     def is_raster(self) -> bool:

@@ -52,9 +52,24 @@ class LabelReport:
     pixels_overlapping_geometries: int = 0
     pixels_under_nodata: int = 0
     pixels_per_class: dict[str, int] = field(default_factory=dict)
+    # per class: labelled pixels dropped because some band has no data there
+    pixels_under_nodata_per_class: dict[str, int] = field(default_factory=dict)
+    # vector labels, per class: features read / used (at least one pixel on valid data) and why the
+    # others could not be used: outside the raster, covering no pixel centre, only on nodata
+    features_per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    # classes of the table with no usable labels -> why (left out of training, or the run stops)
+    classes_without_labels: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def unusable_features(self) -> dict[str, int]:
+        """Features that could not be used, by reason, summed over the classes."""
+        out = {k: 0 for k in UNUSABLE_REASONS}
+        for row in self.features_per_class.values():
+            for k in UNUSABLE_REASONS:
+                out[k] += row.get(k, 0)
+        return out
 
     def warnings(self) -> list[str]:
         out = []
@@ -66,9 +81,26 @@ class LabelReport:
             out.append(f"{self.source}: dropped {self.id_name_mismatches} rows whose class id and name disagree (e.g. {ex})")
         if self.pixels_overlapping_geometries:
             out.append(f"{self.source}: dropped {self.pixels_overlapping_geometries} pixels claimed by more than one geometry")
+        bad = self.unusable_features()
+        if any(bad.values()):
+            parts = []
+            for k, n in bad.items():
+                if n:
+                    per = ", ".join(f"{c} {row[k]}" for c, row in self.features_per_class.items() if row.get(k))
+                    parts.append(f"{n} {UNUSABLE_REASONS[k]} ({per})")
+            out.append(f"{self.source}: {sum(bad.values())} of {self.features_read} features cannot be used: "
+                       + "; ".join(parts))
         if self.pixels_under_nodata:
-            out.append(f"{self.source}: dropped {self.pixels_under_nodata} labelled pixels where the image has no data")
+            per = ", ".join(f"{c} {n}" for c, n in self.pixels_under_nodata_per_class.items() if n)
+            out.append(f"{self.source}: dropped {self.pixels_under_nodata} labelled pixels where the image has no data"
+                       + (f" ({per})" if per else ""))
+        for c, why in self.classes_without_labels.items():
+            out.append(f"class {c!r} has no usable labels ({why}); it is left out of training and cannot be mapped")
         return out
+
+
+UNUSABLE_REASONS = {"outside_raster": "outside the raster", "no_pixel": "covering no pixel centre",
+                    "on_nodata": "only on pixels without data"}
 
 
 def _class_lookup(classes: list[ClassSpec]) -> tuple[dict[str, int], dict[int, str]]:
@@ -145,6 +177,60 @@ def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], c
     return gdf, report
 
 
+class EmptyBandsError(InputError):
+    """Bands with no usable data (nodata / NaN everywhere, or one constant value)."""
+
+    def __init__(self, message: str, why: dict[str, str]):
+        super().__init__(message)
+        self.why = why  # band name -> what is wrong with it
+
+
+@dataclass
+class BandCheck:
+    """Per-band tallies over the whole image, gathered while the labels are rasterised."""
+
+    names: list[str]
+    valid: np.ndarray = None  # type: ignore[assignment]  # pixels with data, per band
+    lo: np.ndarray = None  # type: ignore[assignment]
+    hi: np.ndarray = None  # type: ignore[assignment]
+    labelled_nodata: np.ndarray = None  # type: ignore[assignment]  # labelled pixels without data, per band
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        self.valid = np.zeros(n, np.int64)
+        self.labelled_nodata = np.zeros(n, np.int64)
+        self.lo = np.full(n, np.inf)
+        self.hi = np.full(n, -np.inf)
+
+    def add(self, block: np.ndarray, labelled: np.ndarray) -> None:
+        fin = np.isfinite(block)
+        self.valid += fin.reshape(len(self.names), -1).sum(axis=1)
+        self.labelled_nodata += (~fin[:, labelled]).sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            self.lo = np.fmin(self.lo, np.nanmin(np.where(fin, block, np.inf).reshape(len(self.names), -1), axis=1))
+            self.hi = np.fmax(self.hi, np.nanmax(np.where(fin, block, -np.inf).reshape(len(self.names), -1), axis=1))
+
+    def empty(self) -> dict[str, str]:
+        """``{band: "no data" | "constant <value>"}`` for bands that carry no information."""
+        out = {}
+        for i, n in enumerate(self.names):
+            if self.valid[i] == 0:
+                out[n] = "nodata or NaN everywhere"
+            elif self.lo[i] == self.hi[i]:
+                out[n] = f"constant ({self.lo[i]:g}) everywhere"
+        return out
+
+
+def _empty_bands_error(check: BandCheck, paths: list[Path]) -> EmptyBandsError:
+    bad = check.empty()
+    keep = [n for n in check.names if n not in bad]
+    what = "; ".join(f"{n}: {why}" for n, why in bad.items())
+    fix = (f"select the others with rasters.bands: [{', '.join(keep)}]" if keep else "check the nodata value "
+           "(rasters.nodata) and the files")
+    return EmptyBandsError(f"{paths[0]}: {len(bad)} band(s) carry no data: {what}; {fix}, "
+                           "or set rasters.drop_empty_bands: true", bad)
+
+
 def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise geometries intersecting ``win``: (group id or -1, cover count)."""
     h, w = int(win.height), int(win.width)
@@ -214,7 +300,7 @@ Thinner = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
 def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], stack: RasterStack,
                   window_size: int = 1024, on_unknown: str = "error", progress: bool = True,
-                  thin: Thinner | None = None) -> tuple[pd.DataFrame, LabelReport]:
+                  thin: Thinner | None = None, on_empty_class: str = "drop") -> tuple[pd.DataFrame, LabelReport]:
     """Labelled pixels on the image grid.
 
     Returns a DataFrame with columns ``x, y, row, col, class_id, class_name, group`` (one row
@@ -225,7 +311,13 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
     Python object per pixel). ``thin(rows, cols, class_ids)``, if given, sees all of them and
     may return a bool mask of the pixels to keep (dense labels: see :mod:`pipeline.sampling`);
     only those become rows of the table.
+
+    Raises :class:`EmptyBandsError` when a band has no data anywhere or is constant, and an
+    :class:`InputError` when no labelled pixel has data in every band (naming the bands that
+    lack it). A class without usable labels is recorded in ``classes_without_labels`` and left
+    out (``on_empty_class="drop"``) or stops the run (``"error"``).
     """
+    check = BandCheck(list(stack.band_names))
     by_name, by_id = _class_lookup(classes)
     g = stack.grid
     # A window of many bands is large (218 bands x 1024^2 x 4 B = 0.9 GB): shrink it for the valid mask.
@@ -247,10 +339,14 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
             raise InputError(f"{label_path}: labels do not overlap the raster {stack.paths[0]} "
                              f"(after reprojection to {g.crs.to_string()})")
         group_class = dict(zip(gdf["group"].to_numpy(), gdf["class_id"].to_numpy()))
+        n_groups = int(gdf["group"].max()) + 1
+        px_any = np.zeros(n_groups, np.int64)  # pixels a feature claims (alone) on the grid
+        px_valid = np.zeros(n_groups, np.int64)  # ... of which have data in every band
         windows = ((w, None) for w in stack.windows(window_size))
     n_win = -(-g.width // window_size) * -(-g.height // window_size)
     for win, lab in tqdm(windows, total=n_win, desc="labels", unit="win", disable=not progress, leave=False):
-        valid = np.all(np.isfinite(stack.read(win)), axis=0)
+        block = stack.read(win)
+        valid = np.all(np.isfinite(block), axis=0)
         if is_raster:
             has = np.isfinite(lab)
             vals = np.where(has, lab, -1).astype(np.int64)
@@ -267,8 +363,15 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
             cls = np.full(grp.shape, -1, dtype=np.int64)
             if lab_mask.any():
                 cls[lab_mask] = np.vectorize(group_class.__getitem__, otypes=[np.int64])(grp[lab_mask])
+        check.add(block, lab_mask)
         report.pixels_under_nodata += int((lab_mask & ~valid).sum())
+        for cid, n in zip(*np.unique(cls[lab_mask & ~valid], return_counts=True)):
+            name = by_id.get(int(cid), str(cid))
+            report.pixels_under_nodata_per_class[name] = report.pixels_under_nodata_per_class.get(name, 0) + int(n)
         keep = lab_mask & valid
+        if not is_raster:
+            px_any += np.bincount(grp[lab_mask], minlength=n_groups)
+            px_valid += np.bincount(grp[keep], minlength=n_groups)
         if not keep.any():
             continue
         rr, cc = np.nonzero(keep)
@@ -280,8 +383,17 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
             ex = ", ".join(list(unknown)[:5])
             raise InputError(f"{label_path}: label raster has values not in the class table: {ex}; "
                              "add them to 'classes', or set the raster's nodata value for unlabelled pixels")
+    if check.empty():
+        raise _empty_bands_error(check, stack.paths)
+    if not is_raster:
+        _feature_accounting(report, gdf, px_any, px_valid, g.bounds, by_id, classes)
     if not parts:
-        raise InputError(f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}")
+        n_lab = report.pixels_under_nodata
+        why = ", ".join(f"{n} ({100 * k / n_lab:.0f}% of them)" for n, k in zip(check.names, check.labelled_nodata)
+                        if k and n_lab)
+        raise InputError(f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}"
+                         + (f"; {n_lab} labelled pixels lack data in band(s) {why}: check rasters.nodata, or leave "
+                            "those bands out with rasters.bands" if why else ""))
     rows, cols, cids, grps = (np.concatenate([p[i] for p in parts]) for i in range(4))
     del parts
     ids_sorted = np.array(sorted(by_id), dtype=np.int64)
@@ -302,8 +414,41 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
     samples["class_name"] = pd.Categorical.from_codes(np.searchsorted(ids_sorted, cids),
                                                       [by_id[int(i)] for i in ids_sorted]).astype(str)
     samples = samples[SAMPLE_COLUMNS]
-    empty = [n for n, v in report.pixels_per_class.items() if v == 0]
-    if empty:
-        raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path}; "
-                         "add labels for it or remove it from 'classes'")
+    for name in (n for n, v in report.pixels_per_class.items() if v == 0):
+        report.classes_without_labels[name] = _why_no_labels(report, name)
+    empty = list(report.classes_without_labels)
+    if empty and on_empty_class == "error":
+        raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
+                         f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'")
+    if len(classes) - len(empty) < 2:
+        raise InputError(f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
+                         + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items()))
     return samples, report
+
+
+def _feature_accounting(report: LabelReport, gdf: gpd.GeoDataFrame, px_any: np.ndarray, px_valid: np.ndarray,
+                        bounds: tuple, by_id: dict[int, str], classes: list[ClassSpec]) -> None:
+    """Per class: features read, used, and why the others could not be used."""
+    inside = gdf.geometry.intersects(box(*bounds)).to_numpy()
+    grp = gdf["group"].to_numpy()
+    any_px, ok_px = px_any[grp], px_valid[grp]
+    reason = np.where(ok_px > 0, "used", np.where(~inside, "outside_raster",
+                                                   np.where(any_px == 0, "no_pixel", "on_nodata")))
+    table = {c.name: {"read": 0, "used": 0, **{k: 0 for k in UNUSABLE_REASONS}} for c in classes}
+    for cid, r in zip(gdf["class_id"].to_numpy(), reason):
+        row = table[by_id[int(cid)]]
+        row["read"] += 1
+        row[str(r)] += 1
+    report.features_per_class = table
+    report.features_used = int((reason == "used").sum())
+
+
+def _why_no_labels(report: LabelReport, name: str) -> str:
+    row = report.features_per_class.get(name)
+    if row is not None:
+        if row["read"] == 0:
+            return "no feature of the label file has this class"
+        parts = [f"{row[k]} {UNUSABLE_REASONS[k]}" for k in UNUSABLE_REASONS if row.get(k)]
+        return f"{row['read']} feature(s): " + ", ".join(parts)
+    nod = report.pixels_under_nodata_per_class.get(name, 0)
+    return f"{nod} labelled pixels, all where the image has no data" if nod else "no labelled pixel in the raster"

@@ -477,6 +477,44 @@ def section_classes(doc: _Doc, ctx: ReportContext) -> None:
               f"pixels are used; class areas and area estimates below come from the full maps.{th}")
 
 
+def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
+    """Labels that could not be used, per class and reason; classes and bands left out."""
+    lab = ctx.metrics.get("labels") or {}
+    per = lab.get("features_per_class") or {}
+    reasons = {"outside_raster": "outside the raster", "no_pixel": "covering no pixel centre",
+               "on_nodata": "only on nodata"}
+    nod_px = lab.get("pixels_under_nodata_per_class") or {}
+    bad = any(r.get(k) for r in per.values() for k in reasons) or any(nod_px.values())
+    empty = lab.get("classes_without_labels") or {}
+    unknown = lab.get("unknown_labels") or {}
+    dropped_bands = lab.get("dropped_bands") or {}
+    by_model = {m: r.get("dropped_classes") for m, r in ctx.models.items() if r.get("dropped_classes")}
+    if not (bad or empty or unknown or dropped_bands or by_model):
+        return
+    doc.h(3, "Labels and bands that could not be used")
+    if per and bad:
+        doc.p(f"{lab.get('features_used', '?')} of {lab.get('features_read', '?')} label features were used. "
+              "A feature is unusable when it lies outside the raster, covers no pixel centre, or only covers "
+              "pixels where some band has no data.")
+        doc.table([{"class": c, "features": fmt(r.get("read"), "int"), "used": fmt(r.get("used"), "int"),
+                    **{v: fmt(r.get(k), "int") for k, v in reasons.items()},
+                    "labelled pixels on nodata": fmt(nod_px.get(c, 0), "int")} for c, r in per.items()])
+    elif any(nod_px.values()):
+        doc.table([{"class": c, "labelled pixels on nodata": fmt(n, "int")} for c, n in nod_px.items()])
+    if unknown:
+        doc.p("Labels not in the class table (dropped): "
+              + ", ".join(f"{k} ({fmt(v, 'int')})" for k, v in unknown.items()) + ".")
+    for c, why in empty.items():
+        doc.p(f"Class {c} has no usable labels ({why}): it was left out of training and no model can map it.",
+              strong=True)
+    for m, d in by_model.items():
+        doc.p(f"{m} left out class(es) " + "; ".join(f"{c} ({w})" for c, w in d.items())
+              + ": this model never predicts them.", strong=True)
+    if dropped_bands:
+        doc.p("Bands dropped because they carry no data (rasters.drop_empty_bands): "
+              + "; ".join(f"{b} ({w})" for b, w in dropped_bands.items()) + ".")
+
+
 def section_split(doc: _Doc, ctx: ReportContext) -> None:
     split = ctx.split
     if not split:
@@ -757,6 +795,7 @@ SECTIONS: list[Callable[[_Doc, ReportContext], None]] = [
     section_run_summary,
     section_failed_models,
     section_classes,
+    section_unusable_labels,
     section_split,
     section_audit,
     section_random_vs_spatial,

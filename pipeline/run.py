@@ -92,11 +92,21 @@ class RunContext:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def open_stack(self):
+    def open_stack(self, drop: list[str] | None = None):
+        """The image as the run uses it: the config's band selection, less the bands that
+        ``prepare`` dropped as empty (``rasters.drop_empty_bands``; listed in labels.json)."""
         from pipeline.raster import RasterStack
 
         r = self.cfg.rasters
-        return RasterStack.open(self.raster_paths(), r.band_names, r.bands, r.nodata)
+        if drop is None:
+            lab = self.run_dir / "labels.json"
+            drop = (read_json(lab).get("dropped_bands") or {}) if lab.exists() else []
+        stack = RasterStack.open(self.raster_paths(), r.band_names, r.bands, r.nodata)
+        if not drop:
+            return stack
+        keep = [n for n in stack.band_names if n not in drop]
+        stack.close()
+        return RasterStack.open(self.raster_paths(), r.band_names, keep, r.nodata)
 
     def hash_inputs(self) -> dict[str, dict]:
         """Sizes and SHA-256 of every input file (the label file's sidecars included)."""
@@ -245,19 +255,35 @@ class _Sampler:
 def stage_prepare(ctx: RunContext) -> dict:
     """Ingest labels, tile patches, build the spatial split. Writes samples.parquet, patches.npy,
     labels.json, split.json, splits.gpkg and split_map.png."""
-    from pipeline.labels import ingest_labels
+    from pipeline.labels import EmptyBandsError, ingest_labels
     from pipeline.patches import extract_patches
     from pipeline.split import make_splits, plot_split_map, write_splits_gpkg
 
     cfg = ctx.cfg
-    with ctx.open_stack() as stack:
+    dropped_bands: dict[str, str] = {}
+
+    def ingest(stack):
         sampler = _Sampler(cfg, stack)
         samples, report = ingest_labels(cfg.labels, ctx.label_path(), cfg.classes, stack,
                                         window_size=max(cfg.mapping.window_size, 1024),
                                         on_unknown=cfg.labels.on_unknown, progress=ctx.progress,
-                                        thin=sampler.thin)
-        for w in report.warnings():
-            log.warning(w)
+                                        thin=sampler.thin, on_empty_class=cfg.labels.on_empty_class)
+        return sampler, samples, report
+
+    try:
+        with ctx.open_stack(drop=[]) as stack:
+            sampler, samples, report = ingest(stack)
+    except EmptyBandsError as e:
+        if not cfg.rasters.drop_empty_bands:
+            raise
+        dropped_bands = e.why
+        log.warning("dropped %d band(s) without data (rasters.drop_empty_bands): %s", len(dropped_bands),
+                    "; ".join(f"{b}: {w}" for b, w in dropped_bands.items()))
+        with ctx.open_stack(drop=list(dropped_bands)) as stack:
+            sampler, samples, report = ingest(stack)
+    for w in report.warnings():
+        log.warning(w)
+    with ctx.open_stack(drop=list(dropped_bands)) as stack:
         result = make_splits(samples, cfg.split, cfg.patch.size, stack.grid.res, cfg.seed, crs=stack.grid.crs)
         if sampler.active:
             from pipeline.sampling import apply_sampling, console_line
@@ -276,7 +302,8 @@ def stage_prepare(ctx: RunContext) -> dict:
     write_parquet(samples, ctx.path("samples.parquet"))
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
-    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": _clean_nan(sampling)})
+    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": _clean_nan(sampling),
+                                         "dropped_bands": dropped_bands})
     write_json(ctx.path("split.json"), _clean_nan(result.report))
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))

@@ -146,4 +146,9 @@ def test_bad_label_files(tmp_path, synthetic_scene):
             ingest_labels(LabelConfig(path="x.gpkg", field="cls"), tmp_path / "x.gpkg", CLASSES, stack)
         extra = CLASSES + [ClassSpec(id=9, name="snow")]
         with pytest.raises(InputError, match="class 'snow' has no labelled pixels"):
-            ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, extra, stack, progress=False)
+            ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, extra, stack, progress=False,
+                          on_empty_class="error")
+        # by default the class is left out, with the reason
+        _, rep = ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, extra, stack, progress=False)
+        assert rep.classes_without_labels == {"snow": "no feature of the label file has this class"}
+        assert any("'snow' has no usable labels" in w for w in rep.warnings())

@@ -64,8 +64,9 @@ def polygons_on_cells(classes: np.ndarray, transform, crs: str, cell: int = 8, i
     return gdf
 
 
-def write_config(path: Path, rasters: list[str], labels: str, models: dict | None = None, **extra) -> Path:
-    cfg = {"name": "unseen", "seed": 0, "rasters": {"paths": rasters}, "labels": {"path": labels, "field": "class"},
+def write_config(path: Path, raster_paths: list[str], label_path: str, models: dict | None = None, **extra) -> Path:
+    cfg = {"name": "unseen", "seed": 0, "rasters": {"paths": raster_paths},
+           "labels": {"path": label_path, "field": "class"},
            "classes": CLASSES, "patch": {"size": 3}, "models": models or {"decision_tree": {}},
            "mapping": {"window_size": 64, "workers": 1}}
     for k, v in extra.items():
@@ -84,3 +85,41 @@ def utm_scene(folder: Path, rows: int = 64, cols: int = 64, n_bands: int = 3, re
     write_raster(folder / "scene.tif", spectra(cls, n_bands, seed), tr, crs)
     polygons_on_cells(cls, tr, crs, step=step, cap=cap).to_file(folder / "labels.gpkg")
     return write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", models, **extra)
+
+
+def points_scene(folder: Path, n_inside_per_class: int = 10, n_outside: dict[str, int] | None = None,
+                 extra_classes: list[dict] | None = None, models: dict | None = None, **extra) -> Path:
+    """A 64 x 64 projected scene labelled by points, many of which lie outside it.
+
+    ``n_inside_per_class`` points per class fall on pixel centres inside the raster, spread over
+    it; ``n_outside[name]`` points of that class lie east of the raster. Returns the config path.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = cols = 64
+    res = 30.0
+    cls = class_image(rows, cols)
+    tr = from_origin(500000.0, 4000000.0, res, res)
+    write_raster(folder / "scene.tif", spectra(cls), tr, "EPSG:32633")
+    by_id = {c["id"]: c["name"] for c in CLASSES}
+    from shapely.geometry import Point
+
+    pts, names = [], []
+    rng = np.random.default_rng(1)
+    for cid, name in by_id.items():
+        rr, cc = np.nonzero(cls == cid)
+        take = rng.choice(len(rr), size=n_inside_per_class, replace=False)
+        for r, c in zip(rr[take], cc[take]):
+            x, y = tr * (c + 0.5, r + 0.5)
+            pts.append(Point(x, y))
+            names.append(name)
+    for name, n in (n_outside or {}).items():
+        for i in range(n):
+            pts.append(Point(500000.0 + cols * res + 100 + 7 * i, 4000000.0 - 50 - 3 * i))
+            names.append(name)
+    gpd.GeoDataFrame({"class": names}, geometry=pts, crs="EPSG:32633").to_file(folder / "points.gpkg")
+    cfg = write_config(folder / "config.yaml", ["scene.tif"], "points.gpkg", models, **extra)
+    if extra_classes:
+        raw = yaml.safe_load(cfg.read_text())
+        raw["classes"] += extra_classes
+        cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return cfg
