@@ -70,11 +70,12 @@ def synthetic_raster(bands: int, size: int, seed: int) -> np.ndarray:
 
 
 def _build(kind: str, bands: int, classes: int, patch_size: int, channels: int, device: str, seed: int):
-    from pipeline.config import CNNConfig, ResNetConfig
+    from pipeline.models import registry
     from pipeline.models.base import ModelMeta
-    from pipeline.models.deep import CNNModel, ResNetModel, randomize_batchnorm
+    from pipeline.models.deep import randomize_batchnorm
 
-    cls, cfg = (CNNModel, CNNConfig) if kind == "cnn" else (ResNetModel, ResNetConfig)
+    spec = registry.get(kind)
+    cls, cfg = spec.model_class(), spec.config
     meta = ModelMeta(kind, [f"b{i}" for i in range(bands)], list(range(1, classes + 1)),
                      [f"c{i}" for i in range(classes)], ["#808080"] * classes, patch_size)
     model = cls(settings=cfg(channels=channels), meta=meta, seed=seed, device=device)
@@ -346,8 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--patch-size: must be a positive odd number, got {a.patch_size}", file=sys.stderr)
         return 2
     models = tuple(m.strip() for m in a.models.split(",") if m.strip())
-    if not models or any(m not in ("cnn", "resnet") for m in models):
-        print(f"--models: choose from cnn,resnet, got {a.models!r}", file=sys.stderr)
+    from pipeline.models import registry
+
+    deep = registry.deep_models()
+    if not models or any(m not in deep for m in models):
+        print(f"--models: choose from {','.join(deep)}, got {a.models!r}", file=sys.stderr)
         return 2
     if a.threads is not None:
         if a.threads < 1:

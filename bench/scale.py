@@ -187,7 +187,7 @@ def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settin
         return "io_floor"
     from pipeline.config import (CNNConfig, DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig,
                                  ResNetConfig, SVMConfig)
-    from pipeline.models import MODEL_SUFFIX, build_model
+    from pipeline.models import build_model, model_suffix
     from pipeline.models.base import TrainingData
 
     n_bands = sample["X"].shape[1]
@@ -207,7 +207,7 @@ def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settin
     if deep:
         model.progress = False
     model.fit(train)
-    return str(model.save(workdir / f"{name}-{n_bands}b{MODEL_SUFFIX[name]}"))
+    return str(model.save(workdir / f"{name}-{n_bands}b{model_suffix(name)}"))
 
 
 # -- child process: one point ------------------------------------------------------------------

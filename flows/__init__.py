@@ -1,7 +1,7 @@
-"""Prefect flows around the ``pipeline.run`` stage functions.
+"""Prefect flows around the library (``pipeline``); the library never imports this package.
 
-Importing this package does not import Prefect: ``flows.pipeline`` holds the flows
-(``landcover_pipeline`` and its sub-flows, and the ``batch_map`` flow that
-``landcover serve`` runs), ``flows.serve`` the ``serve`` subcommand. See
-``flows/README.md``.
+Importing this package does not import Prefect: ``flows.pipeline`` holds ``landcover_pipeline``
+and its sub-flows (``landcover run``), ``flows.batch`` the ``batch_map`` flow that
+``landcover serve`` runs, ``flows.serve`` the ``serve`` subcommand, ``flows.engine`` what the
+flows share. ``flows.pipeline`` and ``flows.batch`` never import each other.
 """

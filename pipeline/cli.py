@@ -9,6 +9,7 @@ code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -19,6 +20,22 @@ from pipeline.errors import InputError
 
 log = logging.getLogger("landcover")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The dispatch points to the layers above the library. ``pipeline`` never imports ``flows`` or
+# ``bench`` at module level (tests/test_layers.py checks it): the CLI names them here and
+# imports them only when a command needs them.
+# Modules with a ``register(subparsers)`` function adding their subcommands:
+SUBCOMMAND_MODULES = ("pipeline.assess", "flows.serve")
+# ``landcover bench NAME``: the benchmark's ``main(argv)``, run from the repository's bench/
+# folder (benchmarks are not installed as a package: they need the repository's data and reports).
+BENCHMARKS = {"baselines": "bench.baselines:main", "deep": "bench.deep:main", "scale": "bench.scale:main",
+              "scale_mem": "bench.scale_mem:main"}
+
+
+def flow_entry_point(target: str) -> Callable:
+    """``"package.module:function"`` of a layer above the library -> the function (imported now)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def demo_config_path() -> Path:
@@ -59,26 +76,23 @@ def _hide_input_errors(record: logging.LogRecord) -> bool:
 def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     """Validate the config, prepare the run directory and run the pipeline as a Prefect flow run
     (``flows.pipeline.landcover_pipeline``; ephemeral mode unless PREFECT_API_URL is set).
-    Without Prefect installed, runs the stages in-process. Returns the run directory."""
-    from pipeline.config import DEEP_MODELS, load_config
-    from pipeline.run import init_run_dir, run_pipeline
+    Returns the run directory."""
+    from pipeline.config import load_config
+    from pipeline.models import registry
+    from pipeline.run import init_run_dir
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if getattr(args, "strict", False):
         args.overrides = [*args.overrides, "labels.on_empty_class=error"]
     cfg, base_dir = load_config(config_path, args.overrides, models)
-    if any(m in DEEP_MODELS for m in cfg.models.enabled()):
+    if any(registry.get(m).deep for m in cfg.models.enabled()):
         from pipeline.device import select_device
 
         select_device(args.device or cfg.device)  # an unavailable --device fails now, not after preparation
     ctx = init_run_dir(cfg, base_dir, out=args.out, run_id=args.resume or args.run_id, resume=bool(args.resume),
                        device=args.device, progress=not args.no_progress)
-    try:  # imported before the run.log handler is added: Prefect's logging setup resets the root logger
-        from flows.pipeline import landcover_pipeline
-    except ImportError as e:
-        if getattr(args, "dask", None):
-            raise InputError(f"--dask needs Prefect and prefect-dask ({e})") from None
-        landcover_pipeline = None
+    # imported before the run.log handler is added: Prefect's logging setup resets the root logger
+    landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline")
     if not getattr(args, "debug", False):
         # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
         for h in logging.getLogger().handlers:
@@ -93,13 +107,10 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     logging.getLogger().addHandler(handler)
     try:
         log.info("run directory: %s", ctx.run_dir)
-        if landcover_pipeline is None:
-            run_dir = run_pipeline(ctx)
-        else:
-            run_dir = Path(landcover_pipeline(
-                config_path=str(config_path), models=models, overrides=list(args.overrides),
-                out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
-                device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
+        run_dir = Path(landcover_pipeline(
+            config_path=str(config_path), models=models, overrides=list(args.overrides),
+            out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
+            device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -165,10 +176,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import importlib
-
-    mod = importlib.import_module(f"bench.{args.which}")
-    return int(mod.main(args.rest) or 0)
+    return int(flow_entry_point(BENCHMARKS[args.which])(args.rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,18 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("bench", help="run a benchmark (writes reports/bench/*.json)")
-    p.add_argument("which", choices=["baselines", "deep", "scale", "scale_mem"])
+    p.add_argument("which", choices=sorted(BENCHMARKS))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 
-    for extra in ("pipeline.assess", "flows.serve"):
-        try:
-            mod = __import__(extra, fromlist=["register"])
-        except ImportError:
-            continue
-        register: Callable | None = getattr(mod, "register", None)
-        if register is not None:
-            register(sub)
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return ap
 
 

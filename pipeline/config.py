@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator, model_validator
 
 from pipeline.errors import InputError
 
-MODEL_NAMES = ("decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
-DEEP_MODELS = ("cnn", "resnet")
 NODATA_CLASS = 255  # value written to class maps where the input has no valid data
 MAX_NAME_LENGTH = 100  # run names and run ids become directory names: keep them well under NAME_MAX
 MIN_WINDOW_SIZE = 16  # mapping windows (pixels per side); smaller ones spend their time on overhead
@@ -218,16 +216,44 @@ class ResNetConfig(DeepConfig):
     stochastic_depth: float = Field(default=0.1, ge=0, lt=1)  # drop prob of the deepest block
 
 
-class ModelsConfig(_Strict):
-    decision_tree: DecisionTreeConfig | None = None
-    random_forest: RandomForestConfig | None = None
-    svm: SVMConfig | None = None
-    max_likelihood: MaxLikelihoodConfig | None = None
-    cnn: CNNConfig | None = None
-    resnet: ResNetConfig | None = None
+class ModelsBase(_Strict):
+    """The ``models:`` section: one optional settings field per model of the registry
+    (:mod:`pipeline.models.registry`); a model is enabled when its field is set."""
 
     def enabled(self) -> list[str]:
-        return [n for n in MODEL_NAMES if getattr(self, n) is not None]
+        return [n for n in type(self).model_fields if getattr(self, n) is not None]
+
+
+_models_classes: dict[tuple, type[ModelsBase]] = {}
+
+
+def models_config_class() -> type[ModelsBase]:
+    """The ``ModelsConfig`` class of the models registered now (built once per registry content)."""
+    from pipeline.models import registry
+
+    specs = registry.specs()
+    key = tuple((s.name, s.config) for s in specs)
+    if key not in _models_classes:
+        fields: dict[str, Any] = {s.name: (s.config | None, None) for s in specs}
+        _models_classes[key] = create_model("ModelsConfig", __base__=ModelsBase, **fields)
+    return _models_classes[key]
+
+
+def __getattr__(name: str) -> Any:
+    # Derived from the registry on access (the registry imports this module, so not at import time).
+    from pipeline.models import registry
+
+    if name == "ModelsConfig":
+        return models_config_class()
+    if name == "MODEL_NAMES":
+        return registry.model_names()
+    if name == "DEEP_MODELS":
+        return registry.deep_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _default_models() -> ModelsBase:
+    return models_config_class()(decision_tree=DecisionTreeConfig())
 
 
 class MappingConfig(_Strict):
@@ -246,8 +272,13 @@ class RunConfig(_Strict):
     patch: PatchConfig = PatchConfig()
     split: SplitConfig = SplitConfig()
     sampling: SamplingConfig = SamplingConfig()
-    models: ModelsConfig = ModelsConfig(decision_tree=DecisionTreeConfig())
+    models: SerializeAsAny[ModelsBase] = Field(default_factory=_default_models)
     mapping: MappingConfig = MappingConfig()
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, v: Any) -> Any:
+        return v if isinstance(v, ModelsBase) else models_config_class().model_validate(v)
 
     @field_validator("name")
     @classmethod
@@ -391,9 +422,12 @@ def parse_config(
                              "[, {, * or &)") from None
         _set_path(raw, key.strip(), value)
     if models is not None:
-        unknown = [m for m in models if m not in MODEL_NAMES]
+        from pipeline.models import registry
+
+        names = registry.model_names()
+        unknown = [m for m in models if m not in names]
         if unknown:
-            raise InputError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+            raise InputError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(names)}")
         current = raw.get("models") or {}
         raw["models"] = {m: (current.get(m) or {}) for m in models}
     try:

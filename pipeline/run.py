@@ -13,7 +13,6 @@ Run directory layout: see README "Run directory".
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import platform
@@ -28,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, file_sha256, write_json, write_text
-from pipeline.config import DEEP_MODELS, RunConfig, dump_config
+from pipeline.cache import cached_stage, execute_stage, run_stage, stage_key  # noqa: F401 - public here too
+from pipeline.config import RunConfig, dump_config
 from pipeline.errors import InputError
+from pipeline.models import registry
 from pipeline.sample_data import resolve
 
 log = logging.getLogger("landcover")
@@ -55,10 +56,6 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return path
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 # ----------------------------------------------------------------------------- context
@@ -108,6 +105,26 @@ class RunContext:
         stack.close()
         return RasterStack.open(self.raster_paths(), r.band_names, keep, r.nodata)
 
+    def to_ref(self) -> dict:
+        """A small picklable description (for tasks in other processes); see :meth:`from_ref`."""
+        return {"run_dir": str(Path(self.run_dir).resolve()), "base_dir": str(Path(self.base_dir).resolve()),
+                "device": self.device, "progress": self.progress, "inputs": self.hash_inputs()}
+
+    @classmethod
+    def from_ref(cls, ref: dict) -> "RunContext":
+        """Rebuild the context from the run directory's config.yaml (in any process)."""
+        import yaml
+
+        from pipeline.config import parse_config
+
+        run_dir = Path(ref["run_dir"])
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        cfg = parse_config(raw, str(run_dir / "config.yaml"))
+        ctx = cls(cfg=cfg, run_dir=run_dir, base_dir=Path(ref["base_dir"]), device=ref["device"],
+                  progress=ref["progress"])
+        ctx.inputs = dict(ref.get("inputs") or {})
+        return ctx
+
     def hash_inputs(self) -> dict[str, dict]:
         """Sizes and SHA-256 of every input file (the label file's sidecars included)."""
         if self.inputs:
@@ -128,59 +145,6 @@ class RunContext:
                 raise InputError(f"{p}: file not found")
             self.inputs[str(p)] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         return self.inputs
-
-
-def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
-    """Fingerprint of a stage's inputs: config, input files, upstream stage keys."""
-    cfg = ctx.cfg.model_dump(mode="json")
-    # Only the parts of the config a stage reads go into its key, so that e.g. adding a
-    # model does not invalidate the data preparation.
-    shared = {k: cfg[k] for k in ("seed", "rasters", "labels", "classes", "patch", "split", "sampling")}
-    if stage == "prepare":
-        return _fingerprint("prepare", shared, ctx.hash_inputs())
-    prep = stage_key(ctx, "prepare")
-    if stage == "train":
-        return _fingerprint("train", model, prep, cfg["models"][model], ctx.device if model in DEEP_MODELS else "")
-    if stage == "map":
-        return _fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"])
-    if stage in ("assess", "report"):
-        ups = [stage_key(ctx, "map", m) for m in ctx.cfg.models.enabled()]
-        # which models failed changes metrics.json although no input changed (a retried model may succeed)
-        return _fingerprint(stage, ups, failed_models(ctx))
-    raise ValueError(stage)
-
-
-def _stage_file(ctx: RunContext, stage: str, model: str | None) -> Path:
-    return ctx.path("stages", f"{stage}{'-' + model if model else ''}.json")
-
-
-def cached_stage(ctx: RunContext, stage: str, model: str | None = None) -> dict | None:
-    """The record of a finished stage whose inputs are unchanged and outputs still exist, else None."""
-    f = _stage_file(ctx, stage, model)
-    if not f.exists():
-        return None
-    rec = read_json(f)
-    if rec.get("key") != stage_key(ctx, stage, model):
-        return None
-    if not all((ctx.run_dir / p).exists() for p in rec.get("outputs", [])):
-        return None
-    return rec
-
-
-def run_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], model: str | None = None,
-              use_cache: bool = True) -> dict:
-    """Run ``fn`` unless a valid cached record exists; returns the record with ``seconds`` and ``cached``."""
-    if use_cache:
-        rec = cached_stage(ctx, stage, model)
-        if rec is not None:
-            log.info("stage %s%s: unchanged, skipped", stage, f" [{model}]" if model else "")
-            return {**rec, "cached": True, "seconds": 0.0}
-    t0 = time.perf_counter()
-    out = fn(ctx)
-    rec = {"stage": stage, "model": model, "key": stage_key(ctx, stage, model), **out,
-           "seconds": time.perf_counter() - t0, "cached": False}
-    write_json(_stage_file(ctx, stage, model), rec)
-    return rec
 
 
 # ----------------------------------------------------------------------------- failed models
@@ -361,7 +325,6 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     Writes models/<model>.<pt|pkl>, models/<model>.json, eval/<model>.parquet and, for deep
     models, curves/<model>.json and .png.
     """
-    from pipeline.models import MODEL_SUFFIX
     from pipeline.split import Fold, random_split
 
     samples, data = _training_data(ctx)
@@ -387,7 +350,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
         record["dropped_classes"] = dropped
         log.warning("%s left out class(es) it could not learn: %s", model,
                     "; ".join(f"{n} ({why})" for n, why in dropped.items()))
-    if model in DEEP_MODELS:
+    if registry.get(model).deep:
         record["epochs_run"] = final.fit_info.get("epochs_run")
         record["best_epoch"] = final.fit_info.get("best_epoch")
         from pipeline.models.deep import save_learning_curves
@@ -398,11 +361,12 @@ def stage_train(ctx: RunContext, model: str) -> dict:
         rm, _ = _fit(ctx, model, data, rfold, meta)
         rpred, _ = rm.predict_patches(data.subset(rfold.test).patches)
         record["overall_accuracy_random"] = float(np.mean(rpred == data.y[rfold.test]))
-    model_path = ctx.path("models", f"{model}{MODEL_SUFFIX[model]}")
+    suffix = registry.model_suffix(model)
+    model_path = ctx.path("models", f"{model}{suffix}")
     final.save(model_path)
     write_parquet(evald, ctx.path("eval", f"{model}.parquet"))
     write_json(ctx.path("models", f"{model}.json"), _clean_nan(record))
-    outs = [f"models/{model}{MODEL_SUFFIX[model]}", f"models/{model}.json", f"eval/{model}.parquet"]
+    outs = [f"models/{model}{suffix}", f"models/{model}.json", f"eval/{model}.parquet"]
     return {"outputs": outs, **{k: v for k, v in record.items() if k != "fit_info"}}
 
 
@@ -410,9 +374,9 @@ def stage_map(ctx: RunContext, model: str) -> dict:
     """Classify the whole raster with the saved model: maps/<model>.tif and maps/<model>_confidence.tif."""
     from pipeline.class_table import sidecar_paths
     from pipeline.mapping import classify_raster
-    from pipeline.models import MODEL_SUFFIX, load_model
+    from pipeline.models import load_model
 
-    m = load_model(ctx.run_dir / "models" / f"{model}{MODEL_SUFFIX[model]}", device=ctx.device)
+    m = load_model(ctx.run_dir / "models" / f"{model}{registry.model_suffix(model)}", device=ctx.device)
     with ctx.open_stack() as stack:
         res = classify_raster(m, stack, ctx.path("maps", f"{model}.tif"),
                               confidence_path=ctx.path("maps", f"{model}_confidence.tif"),
@@ -593,26 +557,38 @@ def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dic
     })
 
 
+# Every stage by name: (run context, model or None) -> record. The one table both runners use.
+STAGES: dict[str, Callable[[RunContext, str | None], dict]] = {
+    "prepare": lambda ctx, m: stage_prepare(ctx),
+    "train": lambda ctx, m: stage_train(ctx, m),  # type: ignore[arg-type]
+    "map": lambda ctx, m: stage_map(ctx, m),  # type: ignore[arg-type]
+    "assess": lambda ctx, m: stage_assess(ctx),
+    "report": lambda ctx, m: stage_report(ctx),
+}
+
+
+def run_one(ctx: RunContext, stage: str, model: str | None = None, logger: Any = None) -> dict:
+    """Run one stage with both cache levels of :mod:`pipeline.cache` (what every runner calls)."""
+    return execute_stage(ctx, stage, lambda c: STAGES[stage](c, model), model, logger=logger)
+
+
 def run_pipeline(ctx: RunContext) -> Path:
-    """Run every stage in order in this process (no Prefect). Returns the run directory."""
+    """Run every stage in order in this process (no Prefect). Returns the run directory.
+
+    Uses the same run-directory records and cross-run stage store as the Prefect flow.
+    """
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    stages: list[dict] = []
-
-    def go(name: str, fn: Callable[[RunContext], dict], model: str | None = None) -> None:
-        rec = run_stage(ctx, name, fn, model)
-        stages.append({"name": f"{name}:{model}" if model else name, **rec})
-
-    go("prepare", stage_prepare)  # bad data stops here (InputError), before any model
+    stages = [run_one(ctx, "prepare")]  # bad data stops here (InputError), before any model
     for m in ctx.cfg.models.enabled():
         clear_failure(ctx, m)
         stage = "train"
         try:
-            go("train", lambda c, m=m: stage_train(c, m), m)
+            stages.append(run_one(ctx, "train", m))
             stage = "map"
-            go("map", lambda c, m=m: stage_map(c, m), m)
+            stages.append(run_one(ctx, "map", m))
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             record_failure(ctx, stage, m, e)
-    go("assess", stage_assess)
-    go("report", stage_report)
+    stages.append(run_one(ctx, "assess"))
+    stages.append(run_one(ctx, "report"))
     write_manifest(ctx, started, stages)
     return ctx.run_dir

@@ -101,7 +101,7 @@ def test_changed_config_part_reruns_exactly_the_affected_stages(runs):
 
 def test_tampered_store_entry_is_refused(runs):
     out, first, _ = runs
-    from flows.pipeline import STORE_DIR
+    from pipeline.cache import STORE_DIR
 
     # change the stored training outputs behind the store's back: the entry must not be used
     entry = next((out / STORE_DIR).glob("train-decision_tree/*/files/models/decision_tree.json"))
@@ -115,7 +115,7 @@ def test_tampered_store_entry_is_refused(runs):
 def test_input_errors_are_not_retried():
     from prefect.states import Failed
 
-    from flows.pipeline import not_input_error
+    from flows.engine import not_input_error
     from pipeline.errors import InputError
 
     assert not_input_error(None, None, Failed(data=InputError("bad band"))) is False

@@ -79,7 +79,7 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
 
 
 def test_best_model_is_newest_runs_best_macro_f1(tmp_path):
-    from flows.serve import best_model
+    from pipeline.batch import best_model
 
     def run(name, finished, f1s):
         d = tmp_path / name

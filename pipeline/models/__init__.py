@@ -1,51 +1,37 @@
-"""Model registry: build a model by name, load a saved one from its file."""
+"""Models: build one by name, load a saved one from its file. The table is :mod:`pipeline.models.registry`."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
+from pipeline.models import registry
 from pipeline.models.base import Classifier, ModelMeta, TrainingData
+from pipeline.models.registry import ModelSpec, model_class, model_suffix
 
-__all__ = ["Classifier", "ModelMeta", "TrainingData", "build_model", "load_model", "model_class", "MODEL_SUFFIX"]
-
-_REGISTRY = {
-    "decision_tree": ("pipeline.models.classical", "DecisionTreeModel"),
-    "random_forest": ("pipeline.models.classical", "RandomForestModel"),
-    "svm": ("pipeline.models.classical", "SVMModel"),
-    "max_likelihood": ("pipeline.models.classical", "MaxLikelihoodModel"),
-    "cnn": ("pipeline.models.deep", "CNNModel"),
-    "resnet": ("pipeline.models.deep", "ResNetModel"),
-}
-# File suffix of each model's saved form: torch state dicts for deep models, pickles otherwise.
-MODEL_SUFFIX = {name: (".pt" if name in ("cnn", "resnet") else ".pkl") for name in _REGISTRY}
-
-
-def model_class(name: str) -> type:
-    if name not in _REGISTRY:
-        raise InputError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}")
-    module, cls = _REGISTRY[name]
-    return getattr(importlib.import_module(module), cls)
+__all__ = ["Classifier", "ModelMeta", "ModelSpec", "TrainingData", "build_model", "load_model", "model_class",
+           "model_suffix", "registry"]
 
 
 def build_model(name: str, settings: Any, meta: ModelMeta, seed: int, device: str = "cpu") -> Classifier:
-    """Instantiate an unfitted model from its validated settings (a ``config.*Config``)."""
+    """Instantiate an unfitted model from its validated settings (``registry.get(name).config``)."""
     return model_class(name)(settings=settings, meta=meta, seed=seed, device=device)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Classifier:
-    """Load a model saved by ``Classifier.save``; the suffix tells the format."""
+    """Load a model saved by ``Classifier.save``; the suffix picks the loader (see the registry)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: model file not found")
-    if path.suffix == ".pt":
-        from pipeline.models.deep import load_deep
+    loaders = registry.loaders_for_suffix(path.suffix)
+    if not loaders:
+        suffixes = sorted({s.suffix for s in registry.specs()})
+        raise InputError(f"{path}: not a saved model (expected {' or '.join(suffixes)})")
+    return registry.ModelSpec.load_with(loaders[0], path, device)
 
-        return load_deep(path, device=device)
-    if path.suffix == ".pkl":
-        from pipeline.models.classical import load_classical
 
-        return load_classical(path)
-    raise InputError(f"{path}: not a saved model (expected .pt or .pkl)")
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_SUFFIX":  # kept for callers of the old table; derived from the registry
+        return {s.name: s.suffix for s in registry.specs()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ import numpy as np
 class ModelMeta:
     """Everything needed to apply a saved model to a new raster."""
 
-    model: str  # one of config.MODEL_NAMES
+    model: str  # a name of pipeline.models.registry
     band_names: list[str]
     class_ids: list[int]
     class_names: list[str]

@@ -365,8 +365,8 @@ class SVMModel(SklearnPixelModel):
         return self.estimator.predict(self._scaled(X)).astype(np.int64)
 
 
-def load_classical(path: Path) -> SklearnPixelModel:
-    """Load a pickled baseline saved by :meth:`SklearnPixelModel.save`."""
+def load_classical(path: Path, device: str = "cpu") -> SklearnPixelModel:
+    """Load a pickled baseline saved by :meth:`SklearnPixelModel.save` (``device`` is unused: CPU models)."""
     try:
         with open(path, "rb") as f:
             model = pickle.load(f)

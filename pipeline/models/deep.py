@@ -85,9 +85,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from pipeline.config import CNNConfig, DeepConfig, ResNetConfig
+from pipeline.config import DeepConfig
 from pipeline.device import DeviceSettings, select_device
 from pipeline.errors import InputError
+from pipeline.models import registry
 from pipeline.models.base import ModelMeta, TrainingData
 
 FORMAT = "landcover-deep/1"
@@ -421,14 +422,13 @@ class DeepModel:
     """Common training, inference and persistence for the patch networks (see module docstring)."""
 
     name: ClassVar[str] = ""
-    config_class: ClassVar[type[DeepConfig]] = DeepConfig
     map_workers = 1  # torch intra-op threads already use the cores
 
     def __init__(self, settings: DeepConfig | None = None, meta: ModelMeta | None = None, seed: int = 0,
                  device: str | torch.device = "cpu"):
         if meta is None:
             raise InputError(f"{self.name}: a ModelMeta is required")
-        self.settings = settings if settings is not None else self.config_class()
+        self.settings = settings if settings is not None else registry.get(self.name).config()
         self.meta = meta
         self.seed = int(seed)
         self.k = int(meta.patch_size)
@@ -760,7 +760,6 @@ class DeepModel:
 
 class CNNModel(DeepModel):
     name = "cnn"
-    config_class = CNNConfig
 
     def build_network(self) -> nn.Module:
         s = self.settings
@@ -769,15 +768,11 @@ class CNNModel(DeepModel):
 
 class ResNetModel(DeepModel):
     name = "resnet"
-    config_class = ResNetConfig
 
     def build_network(self) -> nn.Module:
         s = self.settings
         return PatchResNet(self.n_bands, self.n_classes, self.k, channels=s.channels, dropout=s.dropout,
                            stochastic_depth=getattr(s, "stochastic_depth", 0.0))
-
-
-_KINDS: dict[str, type[DeepModel]] = {"cnn": CNNModel, "resnet": ResNetModel}
 
 
 def load_deep(path: str | Path, device: str | torch.device = "cpu") -> DeepModel:
@@ -789,11 +784,14 @@ def load_deep(path: str | Path, device: str | torch.device = "cpu") -> DeepModel
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
         raise InputError(f"{path}: not a saved deep model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("kind") not in _KINDS:
+    deep = [s for s in registry.specs() if s.deep]
+    kinds = {s.name: s for s in deep}
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("kind") not in kinds:
         raise InputError(f"{path}: not a saved deep model (format {FORMAT} expected)")
-    cls = _KINDS[blob["kind"]]
+    spec = kinds[blob["kind"]]
+    cls = spec.model_class()
     meta = ModelMeta.from_dict(blob["meta"])
-    settings = cls.config_class.model_validate(blob["settings"])
+    settings = spec.config.model_validate(blob["settings"])
     model = cls(settings=settings, meta=meta, seed=int(blob.get("seed", 0)), device=device)
     model.net.load_state_dict(blob["state_dict"])
     model.net.eval()

@@ -1,0 +1,66 @@
+"""The ``batch-map`` flow behind ``landcover serve``: one task per new scene.
+
+The cycle itself (which scenes, which model, mapping one scene, state file and cycle
+report) is library code in :mod:`pipeline.batch`; this flow only runs each scene of a
+cycle as a task (retried twice on I/O errors, never on bad input), on threads or a Dask
+cluster, and keeps going when one scene fails.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.engine import IO_RETRIES, IO_RETRY_DELAY, api_settings, make_task_runner, not_input_error
+from pipeline import batch as B
+
+
+# ----------------------------------------------------------------------------- the batch-map flow
+@task(name="map-scene", retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAY, retry_condition_fn=not_input_error,
+      cache_policy=NO_CACHE, task_run_name="map-{scene[name]}")
+def map_scene_task(scene: dict, model_path: str, outbox: str, window_size: int, workers: int) -> dict:
+    """Map one dropped-in raster with the registered model; writes the map and its report."""
+    return B.map_one_scene(scene, model_path, outbox, window_size, workers, logger=get_run_logger())
+
+
+@flow(name="batch-map")
+def batch_map(config_path: str, inbox: str | None = None, outbox: str | None = None, model: str | None = None,
+              rasters: list[str] | None = None, state_file: str | None = None, runs_dir: str | None = None,
+              settle_seconds: float = 10.0, retry_failed: bool = False, dask_address: str | None = None) -> dict:
+    """One cycle of scheduled mapping: map every new raster in the inbox (and ``rasters``)
+    with the registered model, write maps and reports to the outbox, record what was done.
+    A scene that fails is reported with its error; the others are still mapped."""
+    logger = get_run_logger()
+    plan = B.plan_cycle(config_path, inbox, outbox, model, rasters, state_file, runs_dir, settle_seconds, retry_failed)
+    logger.info("model %s; %d new scene(s) of %d seen", plan["model_path"], len(plan["todo"]), plan["seen"])
+    results: list[dict] = []
+    if plan["todo"]:
+        runner = make_task_runner(dask_address, 1)
+        with api_settings(dask_address):
+            sub = _map_batch.with_options(task_runner=runner)
+            results = sub(plan["todo"], plan["model_path"], plan["outbox"], plan["window_size"], plan["workers"])
+    summary = B.finish_cycle(plan, results)
+    for r in results:
+        if r["status"] == "failed":
+            logger.error("scene %s failed: %s", r["path"], r["error"])
+        else:
+            logger.info("scene %s mapped: %s", r["path"], r["map"])
+    return summary
+
+
+@flow(name="map-batch")
+def _map_batch(scenes: list[dict], model_path: str, outbox: str, window_size: int, workers: int) -> list[dict]:
+    futs = [map_scene_task.submit(s, model_path, outbox, window_size, workers) for s in scenes]
+    out = []
+    for s, f in zip(scenes, futs):
+        f.wait()
+        if f.state.is_completed():
+            out.append(f.result())
+        else:
+            try:
+                f.result()
+                err = str(f.state.message)
+            except Exception as e:  # noqa: BLE001 - report any failure of one scene, keep going
+                err = f"{type(e).__name__}: {e}"
+            out.append({**s, "status": "failed", "error": err})
+    return out

@@ -1,0 +1,124 @@
+"""What the Prefect flows share: task runners, retry rule, run.log in workers, API settings.
+
+:mod:`flows.pipeline` (``landcover run``) and :mod:`flows.serve` (``landcover serve``)
+both import this module and never each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.errors import InputError
+
+log = logging.getLogger(__name__)
+# The loggers whose INFO records belong in run.log (Prefect's logging setup leaves the root at WARNING).
+RUN_LOGGERS = ("landcover", "pipeline", "flows")
+
+IO_RETRIES = 2
+IO_RETRY_DELAY = 2.0
+
+
+def not_input_error(task_, task_run, state) -> bool:
+    """retry_condition_fn: retry transient failures (I/O), never bad input nor a model's own error
+    (a fit that raised will raise again: retrying would only triple its cost)."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as e:  # noqa: BLE001 - the result may itself fail to load
+        exc = e
+    return isinstance(exc, OSError) and not isinstance(exc, InputError)
+
+
+# ----------------------------------------------------------------------------- run.log
+_log_lock = threading.Lock()
+_log_users: dict[str, list] = {}  # path -> [handler, users]
+
+
+def _has_file_handler(path: str) -> bool:
+    for lg in (logging.getLogger(), logging.getLogger("landcover")):
+        for h in lg.handlers:
+            if isinstance(h, logging.FileHandler) and os.path.abspath(h.baseFilename) == path:
+                return True
+    return False
+
+
+@contextmanager
+def run_log(run_dir: str | Path):
+    """Send ``landcover`` and Prefect run logs to ``<run_dir>/run.log`` in this process.
+
+    The CLI adds the handler itself; this covers tasks on Dask workers and deployment runs.
+    """
+    path = os.path.abspath(Path(run_dir) / "run.log")
+    for name in RUN_LOGGERS:
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)  # Prefect's logging setup leaves the root logger at WARNING
+    with _log_lock:
+        entry = _log_users.get(path)
+        if entry is None and _has_file_handler(path):
+            entry = None
+            own = False
+        else:
+            own = True
+            if entry is None:
+                h = logging.FileHandler(path)
+                h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+                logging.getLogger().addHandler(h)
+                entry = _log_users[path] = [h, 0]
+            entry[1] += 1
+    try:
+        yield
+    finally:
+        if own:
+            with _log_lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    logging.getLogger().removeHandler(entry[0])
+                    entry[0].close()
+                    del _log_users[path]
+
+
+# ----------------------------------------------------------------------------- task runners
+def cpus() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def make_task_runner(dask_address: str | None, max_workers: int):
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    return ThreadPoolTaskRunner(max_workers=max(1, max_workers))
+
+
+def collect(futures: list, what: str) -> list[dict]:
+    """Wait for every future (so one failure does not orphan the others), then raise the first failure."""
+    for f in futures:
+        f.wait()
+    failed = [f for f in futures if not f.state.is_completed()]
+    if failed:
+        get_run_logger().error("%s: %d of %d tasks failed: %s", what, len(failed), len(futures),
+                               "; ".join(str(f.state.message) for f in failed))
+        failed[0].result()  # raises the task's exception
+    return [f.result() for f in futures]
+
+
+def api_settings(dask_address: str | None):
+    """Tasks on Dask workers must report to this flow's API; in ephemeral mode that is a
+    temporary server the workers do not know about, so hand its URL to their settings."""
+    if not dask_address:
+        return nullcontext()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        return nullcontext()
+    fctx = FlowRunContext.get()
+    url = str(fctx.client.api_url) if fctx and fctx.client else None
+    return temporary_settings(updates={PREFECT_API_URL: url}) if url else nullcontext()

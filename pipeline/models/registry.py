@@ -1,0 +1,148 @@
+"""The one table of models: adding a model is one class, one settings class and one entry here.
+
+Everything that needs to know which models exist reads this table: the ``models:`` section
+of the config (:class:`pipeline.config.RunConfig`; one optional field per entry, in table
+order), ``--models``, the saved file suffix, whether a stage key depends on the device,
+which loader opens a saved file, and the scikit-learn wrapper
+(:class:`pipeline.estimator.LandcoverClassifier`).
+
+A :class:`ModelSpec` names its implementation as ``"module:Class"`` and imports it on
+first use, so that reading a config never imports torch.
+
+Example (a toy model, see ``tests/test_registry.py``)::
+
+    register(ModelSpec("toy", ToyConfig, "my_package.toy:ToyModel", suffix=".pkl", kind="pixel"))
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from pipeline.config import (CNNConfig, DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, ResNetConfig,
+                             SVMConfig)
+from pipeline.errors import InputError
+
+
+def _import(target: str | Any) -> Any:
+    """``"package.module:name"`` -> the object (objects pass through)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the pipeline.
+
+    name : key in the config's ``models:`` section, in ``--models`` and in output file names.
+    config : the pydantic settings class of ``models.<name>`` (extra keys forbidden).
+    impl : the class implementing :class:`pipeline.models.base.Classifier`, or ``"module:Class"``.
+    suffix : file suffix of a saved model (``.pt`` torch state dict, ``.pkl`` classical).
+    kind : ``"pixel"`` (classifies a pixel from its own bands, perhaps with window statistics)
+        or ``"patch"`` (needs the k x k neighbourhood: a network over patches).
+    deep : trained with torch on a device; the device then enters the stage key.
+    loader : function ``(path, device) -> Classifier`` opening a saved file of this suffix, or
+        ``"module:function"``.
+    """
+
+    name: str
+    config: type[BaseModel]
+    impl: str | type
+    suffix: str = ".pkl"
+    kind: Literal["pixel", "patch"] = "pixel"
+    deep: bool = False
+    loader: str | Any = "pipeline.models.classical:load_classical"
+
+    def model_class(self) -> type:
+        return _import(self.impl)
+
+    def load(self, path: Any, device: str = "cpu") -> Any:
+        return self.load_with(self.loader, path, device)
+
+    @staticmethod
+    def load_with(loader: str | Any, path: Any, device: str = "cpu") -> Any:
+        return _import(loader)(path, device=device)
+
+
+_BUILTIN = (
+    ModelSpec("decision_tree", DecisionTreeConfig, "pipeline.models.classical:DecisionTreeModel"),
+    ModelSpec("random_forest", RandomForestConfig, "pipeline.models.classical:RandomForestModel"),
+    ModelSpec("svm", SVMConfig, "pipeline.models.classical:SVMModel"),
+    ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.classical:MaxLikelihoodModel"),
+    ModelSpec("cnn", CNNConfig, "pipeline.models.deep:CNNModel", suffix=".pt", kind="patch", deep=True,
+              loader="pipeline.models.deep:load_deep"),
+    ModelSpec("resnet", ResNetConfig, "pipeline.models.deep:ResNetModel", suffix=".pt", kind="patch", deep=True,
+              loader="pipeline.models.deep:load_deep"),
+)
+
+# The table itself. Mutated only through register()/unregister(); read through the functions below.
+_SPECS: dict[str, ModelSpec] = {s.name: s for s in _BUILTIN}
+
+
+def specs() -> list[ModelSpec]:
+    """Every registered model, in table order (the order of reports and of ``enabled()``)."""
+    return list(_SPECS.values())
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(_SPECS)
+
+
+def deep_models() -> tuple[str, ...]:
+    return tuple(s.name for s in _SPECS.values() if s.deep)
+
+
+def get(name: str) -> ModelSpec:
+    """The spec of ``name``; an unknown name is an :class:`InputError` listing the choices."""
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; choose from {', '.join(_SPECS)}") from None
+
+
+def model_suffix(name: str) -> str:
+    return get(name).suffix
+
+
+def model_class(name: str) -> type:
+    return get(name).model_class()
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the table (a name already taken is an error)."""
+    if spec.name in _SPECS:
+        raise ValueError(f"model {spec.name!r} is registered already")
+    if not spec.name.isidentifier():
+        raise ValueError(f"model name {spec.name!r} must be a Python identifier (it is a config key)")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    _SPECS.pop(name, None)
+
+
+@contextmanager
+def registered(spec: ModelSpec) -> Iterator[ModelSpec]:
+    """Register ``spec`` for the duration of a ``with`` block (tests, plug-ins tried out)."""
+    register(spec)
+    try:
+        yield spec
+    finally:
+        unregister(spec.name)
+
+
+def loaders_for_suffix(suffix: str) -> list[Any]:
+    """Distinct loaders of the models saved with ``suffix`` (in table order)."""
+    out: list[Any] = []
+    for s in _SPECS.values():
+        if s.suffix == suffix and s.loader not in out:
+            out.append(s.loader)
+    return out
