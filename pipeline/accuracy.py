@@ -154,6 +154,41 @@ def classification_metrics(
     }
 
 
+#: A confidence layer with at most this many distinct values on the test pixels cannot rank pixels.
+DEGENERATE_LEVELS = 2
+
+
+def confidence_summary(confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """Does a model's confidence say which of its test pixels are right?
+
+    Parameters
+    ----------
+    confidence : array of float, shape (n,), the model's confidence for its prediction of each test pixel.
+    correct : array of bool, shape (n,), whether that prediction equals the reference.
+
+    Returns
+    -------
+    dict
+        ``{"levels", "degenerate", "mean_correct", "mean_wrong", "auc"}``: the number of
+        distinct (finite) values, whether that is at most :data:`DEGENERATE_LEVELS` (the layer is
+        constant or two-valued and does not rank pixels), the mean confidence of right and of
+        wrong predictions, and the ROC AUC of confidence for telling right from wrong (0.5:
+        no better than chance). Undefined values are ``None``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    conf = np.asarray(confidence, dtype=np.float64).ravel()
+    ok = np.asarray(correct, dtype=bool).ravel()
+    keep = np.isfinite(conf)
+    conf, ok = conf[keep], ok[keep]
+    levels = int(len(np.unique(conf)))
+    both = ok.any() and (~ok).any()
+    return {"levels": levels, "degenerate": levels <= DEGENERATE_LEVELS,
+            "mean_correct": _num(conf[ok].mean()) if ok.any() else None,
+            "mean_wrong": _num(conf[~ok].mean()) if (~ok).any() else None,
+            "auc": _num(roc_auc_score(ok, conf)) if both else None}
+
+
 def bootstrap_ci(
     y_true: np.ndarray,
     y_pred: np.ndarray,

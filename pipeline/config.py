@@ -159,6 +159,9 @@ class FeatureConfig(_Strict):
 class DecisionTreeConfig(_Strict):
     max_depth: int | None = Field(default=None, ge=1)
     min_samples_leaf: int = Field(default=1, ge=1)
+    # confidence = class frequency in the leaf, or in its deepest ancestor with at least this many
+    # training samples (a fully grown tree's own leaves are pure: confidence 1 everywhere)
+    confidence_min_samples: int = Field(default=20, ge=1)
     features: FeatureConfig = FeatureConfig()
 
 

@@ -746,6 +746,42 @@ def section_maps(doc: _Doc, ctx: ReportContext) -> None:
         doc.images(items + [(_legend_figure(ctx.classes, ctx.figs / "legend.png"), "legend")])
 
 
+#: What each model's confidence layer holds (a model's ``fit_info["confidence"]`` overrides it).
+CONFIDENCE_KINDS = {
+    "random_forest": "share of trees voting for the class",
+    "max_likelihood": "posterior probability",
+    "svm": "share of one-vs-one contests won (not a probability)",
+    "ovo_vote_share": "share of one-vs-one contests won (not a probability)",
+    "cnn": "softmax probability",
+    "resnet": "softmax probability",
+}
+
+
+def section_confidence(doc: _Doc, ctx: ReportContext) -> None:
+    models = [m for m in ctx.order if ctx.models[m].get("confidence")]
+    if not models:
+        return
+    doc.h(2, "Confidence layers")
+    doc.p("maps/<model>_confidence.tif holds each model's confidence in its label. On the test pixels: how many "
+          "distinct values it takes, its mean where the model is right and where it is wrong, and the AUC of "
+          "confidence for telling right from wrong (0.5: no better than chance).")
+    rows, bad = [], []
+    for m in models:
+        c = ctx.models[m]["confidence"]
+        kind = (ctx.models[m].get("fit_info") or {}).get("confidence")
+        kind = CONFIDENCE_KINDS.get(kind, kind) if kind else CONFIDENCE_KINDS.get(m, "–")
+        note = "degenerate" if c.get("degenerate") else ""
+        if c.get("degenerate"):
+            bad.append(f"{m} ({fmt(c.get('levels'), 'int')} distinct values)")
+        rows.append({"model": m, "confidence is": kind, "distinct values": fmt(c.get("levels"), "int"),
+                     "mean when right": fmt(c.get("mean_correct")), "mean when wrong": fmt(c.get("mean_wrong")),
+                     "AUC right vs wrong": fmt(c.get("auc")), "note": note})
+    if bad:
+        doc.p(f"Degenerate confidence layers: {', '.join(bad)}. A constant or two-valued layer does not rank "
+              "pixels by reliability; do not use it as an uncertainty map.", strong=True)
+    doc.table(rows)
+
+
 def section_areas(doc: _Doc, ctx: ReportContext) -> None:
     area_models = [m for m in ctx.order if ctx.models[m].get("area_adjusted") or ctx.models[m].get("class_areas")]
     if not area_models:
@@ -806,6 +842,7 @@ SECTIONS: list[Callable[[_Doc, ReportContext], None]] = [
     section_confusion,
     section_learning_curves,
     section_maps,
+    section_confidence,
     section_areas,
     section_footer,
 ]

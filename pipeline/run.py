@@ -390,7 +390,8 @@ def stage_map(ctx: RunContext, model: str) -> dict:
 
 def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     """Metrics of one model from its test predictions and its map: (metrics, y_true, y_pred, train record)."""
-    from pipeline.accuracy import area_adjusted_from_labels, bootstrap_ci, class_area_table, classification_metrics
+    from pipeline.accuracy import (area_adjusted_from_labels, bootstrap_ci, class_area_table, classification_metrics,
+                                   confidence_summary)
 
     ids, names = ctx.class_ids, ctx.class_names
     ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
@@ -410,6 +411,8 @@ def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.nd
             res[k] = rec[k]
     res["fit_info"] = rec.get("fit_info", {})
     res["dropped_classes"] = rec.get("dropped_classes", {})
+    if "confidence" in ev:
+        res["confidence"] = confidence_summary(ev["confidence"].to_numpy(), y == p)
     return res, y, p, rec
 
 

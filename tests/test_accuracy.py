@@ -288,3 +288,15 @@ def test_assess_model_shape(tmp_path):
     assert {"ci95", "class_areas", "area_adjusted", "per_class"} <= set(out)
     assert out["area_adjusted"]["classes"]["c"]["mapped_area_ha"] == 0.0
     json.dumps(out, allow_nan=False)
+
+
+def test_confidence_summary_by_hand():
+    from pipeline.accuracy import confidence_summary
+
+    s = confidence_summary(np.array([0.9, 0.8, 0.6, 0.7, np.nan]), np.array([True, True, False, False, True]))
+    assert s["levels"] == 4 and not s["degenerate"]
+    assert s["mean_correct"] == pytest.approx(0.85) and s["mean_wrong"] == pytest.approx(0.65)
+    assert s["auc"] == 1.0  # every right pixel is more confident than every wrong one
+    flat = confidence_summary(np.ones(6), np.array([True, False] * 3))
+    assert flat["degenerate"] and flat["levels"] == 1 and flat["auc"] == 0.5
+    assert confidence_summary(np.ones(3), np.ones(3, bool))["auc"] is None

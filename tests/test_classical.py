@@ -149,3 +149,34 @@ def test_max_likelihood_priors(data):
         p = m.estimator.priors_
         assert (np.allclose(p, 1 / 3) if priors == "equal" else p[0] > 0.7)
         assert np.mean(m.predict_patches(test.patches)[0] == test.y) > 0.95
+
+
+def test_decision_tree_confidence_from_leaf_or_ancestor_with_enough_samples():
+    """Fully grown tree: labels are the tree's own; confidence is the class share of the deepest node on the
+    pixel's path with >= confidence_min_samples training samples (found here by walking decision_path)."""
+    rng = np.random.default_rng(1)
+
+    def overlapping(n):  # classes whose spectra overlap, so the tree's small leaves are islands
+        d = _training(rng, n)
+        noisy = d.patches + rng.normal(size=d.patches.shape).astype(np.float32) * 1500
+        return TrainingData(noisy, d.y, d.groups, d.xy, BANDS)
+
+    train, test = overlapping(150), overlapping(50)
+    m = build_model("decision_tree", _settings("decision_tree", FeatureConfig(), confidence_min_samples=15),
+                    _meta("decision_tree"), seed=0).fit(train)
+    labels, conf = m.predict_patches(test.patches)
+    X = m.features_from_patches(test.patches)
+    np.testing.assert_array_equal(labels, m.estimator.predict(X))
+    tree = m.estimator.tree_
+    path = m.estimator.decision_path(X)
+    cls = list(m.estimator.classes_)
+    for i in range(len(X)):
+        nodes = path.indices[path.indptr[i]:path.indptr[i + 1]]
+        deep = [n for n in nodes if tree.n_node_samples[n] >= 15]
+        node = max(deep, key=lambda n: list(nodes).index(n))
+        v = tree.value[node, 0]
+        assert conf[i] == pytest.approx(v[cls.index(labels[i])] / v.sum(), rel=1e-6)
+    assert len(np.unique(conf)) > 2 and conf.min() < 1  # not the constant 1 of pure leaves
+    own = build_model("decision_tree", _settings("decision_tree", FeatureConfig(), confidence_min_samples=1),
+                      _meta("decision_tree"), seed=0).fit(train)
+    assert (own.predict_patches(test.patches)[1] == 1).all()  # its own pure leaves: degenerate

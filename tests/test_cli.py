@@ -120,6 +120,16 @@ def test_demo_names_the_water_polygon_every_model_contradicts(demo_run):
     assert "| feature 23 | water |" in md and "Feature 23 (water, " in md and "report_files/suspect_spectra.png" in md
 
 
+def test_demo_decision_tree_confidence_is_not_constant(demo_run):
+    run, _ = demo_run
+    c = json.loads((run / "metrics.json").read_text())["models"]["decision_tree"]["confidence"]
+    assert not c["degenerate"] and c["levels"] > 2
+    with rasterio.open(run / "maps" / "decision_tree_confidence.tif") as src:
+        conf = src.read(1)
+    assert len(np.unique(conf[np.isfinite(conf)])) > 2
+    assert "## Confidence layers" in (run / "report.md").read_text()
+
+
 def test_map_command_applies_saved_model(demo_run, nc_scene, tmp_path):
     run, _ = demo_run
     bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]

@@ -320,3 +320,22 @@ def test_per_class_tables_fit_six_models_and_flag_classes(tmp_path):
     assert all(rows["water"][2 + k] == "–" for k in odd)
     recall = {r[0]: r for r in _md_table(md.split("### Producer's accuracy (recall)")[1], "class |")}
     assert recall["urban"][1:] == ["–"] * 6
+
+
+def test_confidence_section_flags_degenerate_layers(tmp_path):
+    run, metrics = make_run_dir(tmp_path, deep=False)
+    m = json.loads((run / "metrics.json").read_text())
+    m["models"]["svm"]["confidence"] = {"levels": 2, "degenerate": True, "mean_correct": 0.9, "mean_wrong": 0.85,
+                                        "auc": 0.52}
+    m["models"]["svm"]["fit_info"] = {"confidence": "ovo_vote_share"}
+    m["models"]["random_forest"]["confidence"] = {"levels": 140, "degenerate": False, "mean_correct": 0.8,
+                                                  "mean_wrong": 0.55, "auc": 0.81}
+    (run / "metrics.json").write_text(json.dumps(m))
+    _, md = write_report(run)
+    text = md.read_text()
+    assert "**Degenerate confidence layers: svm (2 distinct values)." in text
+    rows = {r[0]: r for r in _md_table(text, "model | confidence is |")}
+    assert set(rows) == {"svm", "random_forest"}
+    assert rows["svm"][1:] == ["share of one-vs-one contests won (not a probability)", "2", "0.900", "0.850", "0.520",
+                               "degenerate"]
+    assert rows["random_forest"][1:] == ["share of trees voting for the class", "140", "0.800", "0.550", "0.810", ""]

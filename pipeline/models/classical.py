@@ -133,7 +133,28 @@ class SklearnPixelModel:
         self.__dict__.setdefault("fit_info", {})
 
 
+def confidence_nodes(tree: Any, min_samples: int) -> np.ndarray:
+    """For every node of a fitted sklearn tree, the deepest node on its path from the root
+    (itself included) that holds at least ``min_samples`` training samples (the root if none)."""
+    left, right, n = tree.children_left, tree.children_right, tree.n_node_samples
+    out = np.zeros(tree.node_count, dtype=np.int64)
+    for i in range(tree.node_count):  # node ids are in depth-first preorder: a parent comes before its children
+        for c in (left[i], right[i]):
+            if c >= 0:
+                out[c] = c if n[c] >= min_samples else out[i]
+    return out
+
+
 class DecisionTreeModel(SklearnPixelModel):
+    """sklearn DecisionTreeClassifier. Labels are the tree's own.
+
+    Confidence = the training frequency of the predicted class in the pixel's leaf, or, when
+    the leaf holds fewer than ``settings.confidence_min_samples`` training samples, in its
+    deepest ancestor that holds that many. A fully grown tree's leaves are pure, so their
+    own frequencies would make the confidence layer 1 everywhere; the ancestors say how
+    mixed the region of feature space around a small leaf is.
+    """
+
     name = "decision_tree"
 
     def _make_estimator(self) -> DecisionTreeClassifier:
@@ -141,9 +162,27 @@ class DecisionTreeModel(SklearnPixelModel):
         return DecisionTreeClassifier(max_depth=s.max_depth, min_samples_leaf=s.min_samples_leaf,
                                       random_state=self.seed)
 
+    @property
+    def confidence_min_samples(self) -> int:
+        return int(getattr(self.settings, "confidence_min_samples", 20))
+
     def _fit_features(self, X, y, train, validation) -> None:
         super()._fit_features(X, y, train, validation)
-        self.fit_info.update(depth=int(self.estimator.get_depth()), n_leaves=int(self.estimator.get_n_leaves()))
+        self.fit_info.update(depth=int(self.estimator.get_depth()), n_leaves=int(self.estimator.get_n_leaves()),
+                             confidence=f"class frequency in leaf or ancestor with >= {self.confidence_min_samples} "
+                                        "training samples")
+
+    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tree = self.estimator.tree_
+        nodes = getattr(self, "_conf_nodes", None)
+        if nodes is None or len(nodes) != tree.node_count:  # derived, not saved: rebuilt after loading
+            nodes = self._conf_nodes = confidence_nodes(tree, self.confidence_min_samples)
+        value = tree.value[:, 0, :]
+        frac = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
+        leaf = self.estimator.apply(np.asarray(X, dtype=np.float32))
+        idx = np.argmax(value[leaf], axis=1)  # the tree's own prediction (DecisionTreeClassifier.predict)
+        conf = frac[nodes[leaf], idx].astype(np.float32)
+        return np.asarray(self.estimator.classes_)[idx].astype(np.int64), conf
 
 
 class RandomForestModel(SklearnPixelModel):
