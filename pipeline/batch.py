@@ -167,7 +167,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     meta = model.meta
     odir = Path(outbox) / scene["name"]
     map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
-    with open_for_model(path, list(meta.band_names)) as stack:
+    with open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack:
         res = classify_raster(model, stack, map_path, confidence_path=conf_path, window_size=window_size,
                               workers=workers, progress=False)
         crs = stack.grid.crs.to_string() if stack.grid.crs else None

@@ -168,7 +168,8 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device or "auto")
     names = args.band_names.split(",") if args.band_names else None
-    with open_for_model(args.raster, list(model.meta.band_names), band_names=names) as stack:
+    with open_for_model(args.raster, list(model.meta.band_names), band_names=names, nodata=args.nodata,
+                        model_nodata=getattr(model.meta, "nodata", None)) as stack:
         res = classify_raster(model, stack, args.out, confidence_path=args.confidence,
                               window_size=args.window_size, workers=args.workers, progress=not args.no_progress)
     print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s)")
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--confidence", type=Path, help="also write the confidence raster here")
     p.add_argument("--band-names", help="comma-separated band names of the raster")
+    p.add_argument("--nodata", type=float, help="nodata value of every band (default: the one the model was "
+                   "trained with, else the file's own)")
     p.add_argument("--window-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

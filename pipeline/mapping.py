@@ -49,7 +49,26 @@ def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, in
     return ClassTable.of(class_ids, [str(i) for i in class_ids], colors).colormap()
 
 
-def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None) -> RasterStack:
+def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None,
+                   nodata: float | None = None, model_nodata: list[float | None] | None = None) -> RasterStack:
+    """Open a raster for a model: bands matched as :func:`_match_bands` does, and nodata as the
+    model was trained (``model_nodata``: its per-band values, where it had one) unless ``nodata``
+    overrides every band. A band the model has no nodata for keeps the file's own."""
+    stack = _match_bands(paths, want, band_names, nodata)
+    if nodata is None and model_nodata is not None and len(model_nodata) == stack.count:
+        merged = [m if m is not None else f for m, f in zip(model_nodata, stack.nodata)]
+        differ = [n for n, m, f in zip(stack.band_names, merged, stack.nodata)
+                  if f is not None and not (m == f or (np.isnan(m) and np.isnan(f)))]
+        if differ:
+            log.warning("%s: using the nodata the model was trained with (%s) instead of the file's for band(s) %s; "
+                        "--nodata overrides", stack.paths[0], ", ".join(sorted({f"{m:g}" for m in merged if m is not None})),
+                        ", ".join(differ))
+        stack.nodata = merged
+    return stack
+
+
+def _match_bands(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None,
+                 nodata: float | None = None) -> RasterStack:
     """Open a raster so that its bands line up with a model's ``want`` band names.
 
     Bands match by name (a raster with more bands gives up the ones the model does not use);
@@ -58,13 +77,13 @@ def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[s
     explicitly. Anything else is an :class:`InputError` naming the file.
     """
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    stack = RasterStack.open(paths, band_names=band_names)
+    stack = RasterStack.open(paths, band_names=band_names, nodata=nodata)
     names = stack.band_names
     if names == want:
         return stack
     if all(w in names for w in want):
         stack.close()
-        return RasterStack.open(paths, band_names=band_names, bands=list(want))
+        return RasterStack.open(paths, band_names=band_names, bands=list(want), nodata=nodata)
     stems = {p.stem for p in paths}
     generic = band_names is None and all(n.startswith("band_") or n in stems for n in names)
     stack.close()
@@ -72,7 +91,7 @@ def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[s
         raise InputError(f"{paths[0]}: has {stack.count} bands, the model needs {len(want)} ({', '.join(want)})")
     if generic:
         log.warning("%s: bands carry no names; assuming they are %s in this order", paths[0], ", ".join(want))
-        return RasterStack.open(paths, band_names=list(want))
+        return RasterStack.open(paths, band_names=list(want), nodata=nodata)
     raise InputError(f"{paths[0]}: band names {names} do not match the model's {want}; "
                      "pass --band-names if they are the same bands")
 

@@ -263,11 +263,12 @@ def stage_prepare(ctx: RunContext) -> dict:
                         window_size=cfg.mapping.window_size, progress=ctx.progress)
         crs = stack.grid.crs
         band_names = stack.band_names
+        band_nodata = [None if v is None or not np.isfinite(v) else float(v) for v in stack.nodata]
     write_parquet(samples, ctx.path("samples.parquet"))
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
     write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": _clean_nan(sampling),
-                                         "dropped_bands": dropped_bands})
+                                         "dropped_bands": dropped_bands, "band_nodata": band_nodata})
     write_json(ctx.path("split.json"), _clean_nan(result.report))
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
@@ -292,9 +293,10 @@ def _meta(ctx: RunContext, model: str, band_names: list[str]):
     from pipeline.models.base import ModelMeta
 
     c = ctx.cfg.classes
+    nodata = read_json(ctx.run_dir / "labels.json").get("band_nodata")
     return ModelMeta(model=model, band_names=list(band_names), class_ids=[x.id for x in c],
                      class_names=[x.name for x in c], class_colors=[x.color for x in c],
-                     patch_size=ctx.cfg.patch.size)
+                     patch_size=ctx.cfg.patch.size, nodata=nodata)
 
 
 def _fit(ctx: RunContext, model: str, data, fold, meta):

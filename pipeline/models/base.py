@@ -39,6 +39,9 @@ class ModelMeta:
     class_colors: list[str]
     patch_size: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # nodata value of each band as the model was trained (config override or the files' own);
+    # None for a band without one. Mapping uses it, so a map of the training scene equals the run's.
+    nodata: list[float | None] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
