@@ -58,6 +58,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(same as --set labels.on_empty_class=error; default: leave it out with a warning)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the flow's tasks on this existing Dask cluster "
                    "(scheduler address, e.g. tcp://10.0.0.5:8786) through prefect-dask")
+    p.add_argument("--engine", choices=["prefect", "local"], default="prefect",
+                   help="prefect: a Prefect flow run (a temporary local server unless PREFECT_API_URL is set); "
+                   "local: the same stages, outputs and caching in this process, without Prefect "
+                   "(no server start-up; models run one after the other) (default: %(default)s)")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -74,12 +78,14 @@ def _hide_input_errors(record: logging.LogRecord) -> bool:
 
 
 def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
-    """Validate the config, prepare the run directory and run the pipeline as a Prefect flow run
-    (``flows.pipeline.landcover_pipeline``; ephemeral mode unless PREFECT_API_URL is set).
-    Returns the run directory."""
+    """Validate the config, check the services the run needs, prepare the run directory and run
+    the pipeline: as a Prefect flow run (``flows.pipeline.landcover_pipeline``; ephemeral mode
+    unless PREFECT_API_URL is set), or with ``--engine local`` in this process
+    (:func:`pipeline.run.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
     from pipeline.config import load_config
     from pipeline.models import registry
-    from pipeline.run import init_run_dir
+    from pipeline.preflight import check_run_services
+    from pipeline.run import init_run_dir, run_pipeline
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if getattr(args, "strict", False):
@@ -89,10 +95,12 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
         from pipeline.device import select_device
 
         select_device(args.device or cfg.device)  # an unavailable --device fails now, not after preparation
+    engine = getattr(args, "engine", "prefect")
+    check_run_services(engine, getattr(args, "dask", None))  # before the run directory exists
     ctx = init_run_dir(cfg, base_dir, out=args.out, run_id=args.resume or args.run_id, resume=bool(args.resume),
                        device=args.device, progress=not args.no_progress)
     # imported before the run.log handler is added: Prefect's logging setup resets the root logger
-    landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline")
+    landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline") if engine == "prefect" else None
     if not getattr(args, "debug", False):
         # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
         for h in logging.getLogger().handlers:
@@ -107,10 +115,13 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     logging.getLogger().addHandler(handler)
     try:
         log.info("run directory: %s", ctx.run_dir)
-        run_dir = Path(landcover_pipeline(
-            config_path=str(config_path), models=models, overrides=list(args.overrides),
-            out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
-            device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
+        if landcover_pipeline is None:
+            run_dir = run_pipeline(ctx)
+        else:
+            run_dir = Path(landcover_pipeline(
+                config_path=str(config_path), models=models, overrides=list(args.overrides),
+                out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
+                device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -126,10 +137,13 @@ def _print_summary(run_dir: Path) -> None:
     print(f"{'model':<16}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
     for name, f in (m.get("failed_models") or {}).items():
         print(f"{name:<16}failed in {f['stage']}: {f['reason']}")
+    def num(v: float | None, width: int) -> str:  # undefined metrics are null: shown as "–"
+        return f"{v:>{width}.3f}" if v is not None else f"{'–':>{width}}"
+
     for name, r in m["models"].items():
         rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
-        rnd_s = f"{rnd:>11.3f}" if rnd is not None else f"{'-':>11}"
-        print(f"{name:<16}{r['overall_accuracy']:>7.3f}{r['kappa']:>8.3f}{r['macro_f1']:>9.3f}{rnd_s}")
+        print(f"{name:<16}{num(r.get('overall_accuracy'), 7)}{num(r.get('kappa'), 8)}{num(r.get('macro_f1'), 9)}"
+              f"{num(rnd, 11)}")
     print(f"Report: {run_dir / 'report.html'}")
 
 

@@ -203,3 +203,51 @@ def test_bad_input_found_inside_the_flow_is_one_line(tmp_path, nc_scene):
     assert len(errors) == 1 and errors[0].startswith("landcover: error:") and "no field 'klass'" in errors[0]
     run_log = next((tmp_path / "r").glob("*/run.log")).read_text()
     assert "Traceback" in run_log  # the full story stays in the run's log
+
+
+_TIMING = {"fit_seconds", "predict_mpx_per_s", "fit_info"}
+
+
+def test_engine_local_gives_the_prefect_runs_metrics_and_outputs(demo_run, tmp_path):
+    run, _ = demo_run
+    out = tmp_path / "runs"
+    assert main(["demo", "--models", "decision_tree", "--engine", "local", "--out", str(out), "--run-id", "loc",
+                 "--no-progress"]) == 0
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, out / "loc"))
+    strip = lambda m: {k: v for k, v in m.items() if k not in _TIMING}  # noqa: E731
+    assert strip(a["models"]["decision_tree"]) == strip(b["models"]["decision_tree"])
+    for key in ("classes", "split", "random_split_contrast", "polygons", "failed_models"):
+        assert a.get(key) == b.get(key), key
+    files = lambda r: {p.relative_to(r).as_posix() for p in r.rglob("*") if p.is_file()}  # noqa: E731
+    assert files(run) == files(out / "loc")
+    # the same stage store: a second local run reuses every stage but the report
+    assert main(["demo", "--models", "decision_tree", "--engine", "local", "--out", str(out), "--run-id", "again",
+                 "--no-progress"]) == 0
+    stages = json.loads((out / "again" / "manifest.json").read_text())["stages"]
+    assert {s["name"] for s in stages if not s["cached"]} == {"report"}
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("where", ["PREFECT_API_URL", "--dask"])
+def test_unreachable_service_is_one_line_exit_2_before_a_run_directory(tmp_path, nc_scene, where):
+    port = _closed_port()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    args = ["demo", "--models", "decision_tree", "--out", str(tmp_path / "runs")]
+    if where == "PREFECT_API_URL":
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    else:
+        env.pop("PREFECT_API_URL", None)
+        args += ["--dask", f"tcp://127.0.0.1:{port}"]
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"landcover: error: {where}") and f"127.0.0.1:{port}" in lines[0]
+    assert not (tmp_path / "runs").exists()
