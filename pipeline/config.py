@@ -128,13 +128,34 @@ class SplitFractions(_Strict):
         return self
 
 
+class SplitFiles(_Strict):
+    """A split the user brings for multi-scene runs: scenes (names or image paths), or CSV files
+    listing image paths one per line, per split."""
+
+    train: list[str] = Field(min_length=1)
+    validation: list[str] = []
+    test: list[str] = Field(min_length=1)
+
+
 class SplitConfig(_Strict):
-    strategy: Literal["blocks", "kfold", "random"] = "blocks"
+    strategy: Literal["blocks", "kfold", "random", "predefined"] = "blocks"
     block_size: float | None = Field(default=None, gt=0)  # map units; default derived from data
     buffer: float | None = Field(default=None, ge=0)  # map units; default (k//2 + 1/2) pixels: the test patch footprint
     fractions: SplitFractions = SplitFractions()
     k: int = Field(default=5, ge=2, le=20)  # folds for strategy kfold
     random_contrast: bool = True  # also fit on a random pixel split and report the gap
+    # What stays whole on one side of the split: "auto" = polygons, except that the polygons of a
+    # class with too few of them are cut into sub-blocks (polygon x block); "polygon" never cuts;
+    # "block" cuts every polygon at block edges; "scene" keeps whole scenes apart.
+    group_by: Literal["auto", "polygon", "block", "scene"] = "auto"
+    column: str = Field(default="split", min_length=1)  # predefined: train/validation/test column of the labels
+    files: SplitFiles | None = None  # predefined: scenes (or CSV lists of images) per split
+
+    @model_validator(mode="after")
+    def _files_need_predefined(self) -> "SplitConfig":
+        if self.files is not None and self.strategy != "predefined":
+            raise ValueError("files is a user-supplied split: set split.strategy: predefined to use it")
+        return self
 
 
 class SamplingConfig(_Strict):

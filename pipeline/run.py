@@ -58,6 +58,17 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def write_geoparquet(df: pd.DataFrame, path: Path, crs: Any) -> Path:
+    """``df`` as GeoParquet: its columns plus a point ``geometry`` from ``x``/``y`` in ``crs``
+    (readable by geopandas with the CRS, and by pandas as a plain table)."""
+    import geopandas as gpd
+
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["x"], df["y"]), crs=crs)
+    with atomic_path(path) as tmp:
+        gdf.to_parquet(tmp, index=False)
+    return path
+
+
 # ----------------------------------------------------------------------------- context
 @dataclass
 class RunContext:
@@ -248,11 +259,12 @@ def stage_prepare(ctx: RunContext) -> dict:
     for w in report.warnings():
         log.warning(w)
     with ctx.open_stack(drop=list(dropped_bands)) as stack:
-        result = make_splits(samples, cfg.split, cfg.patch.size, stack.grid.res, cfg.seed, crs=stack.grid.crs)
+        samples, split_cfg = _predefined_inputs(ctx, samples)
+        result = make_splits(samples, split_cfg, cfg.patch.size, stack.grid.res, cfg.seed, crs=stack.grid.crs)
         if sampler.active:
             from pipeline.sampling import apply_sampling, console_line
 
-            samples, result, sampling = apply_sampling(samples, result, cfg.sampling, cfg.split, cfg.patch.size,
+            samples, result, sampling = apply_sampling(samples, result, cfg.sampling, split_cfg, cfg.patch.size,
                                                        stack.grid.res, cfg.seed, ctx.class_names, sampler.record)
             log.warning(console_line(sampling))
         else:
@@ -264,7 +276,7 @@ def stage_prepare(ctx: RunContext) -> dict:
         crs = stack.grid.crs
         band_names = stack.band_names
         band_nodata = [None if v is None or not np.isfinite(v) else float(v) for v in stack.nodata]
-    write_parquet(samples, ctx.path("samples.parquet"))
+    write_geoparquet(samples, ctx.path("samples.parquet"), crs)
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
     write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": _clean_nan(sampling),
@@ -275,6 +287,22 @@ def stage_prepare(ctx: RunContext) -> dict:
     return {"outputs": ["samples.parquet", "patches.npy", "patches.json", "labels.json", "split.json", "folds.json",
                         "splits.gpkg", "split_map.png"],
             "n_samples": len(samples), "band_names": band_names}
+
+
+def _predefined_inputs(ctx: RunContext, samples: pd.DataFrame):
+    """For ``split.strategy: predefined``: the label file's split column on the samples, and
+    ``split.files`` with CSV lists expanded relative to the config's folder."""
+    from pipeline.config import SplitFiles
+    from pipeline.split_predefined import attach_label_column, expand_split_files
+
+    sc = ctx.cfg.split
+    if sc.strategy != "predefined":
+        return samples, sc
+    if sc.files is not None:
+        return samples, sc.model_copy(update={"files": SplitFiles(**expand_split_files(sc.files, ctx.base_dir))})
+    if sc.column not in samples.columns:
+        samples = attach_label_column(samples, ctx.label_path(), ctx.cfg.labels, sc.column)
+    return samples, sc
 
 
 def _training_data(ctx: RunContext):

@@ -17,6 +17,8 @@ Strategies (``split.strategy``)
 ``random``
     Stratified random pixel split: the contrast that is *expected* to leak. Its
     audit is computed and reported, never enforced.
+``predefined``
+    The user's own split (see below).
 
 Rules
 -----
@@ -61,13 +63,33 @@ Stratification
 Reproducibility
     Only ``numpy.random.default_rng(seed)`` and sorted orderings are used, so the
     same samples, config and seed give the same assignment in any process.
+Sub-blocks (``split.group_by``)
+    ``auto`` (default) keeps polygons whole, except for a class whose polygons
+    fall in fewer than two blocks (so it could not be both trained and tested):
+    its polygons are cut at block edges (group = polygon x block), with a
+    warning naming the class; its test then measures generalisation to unseen
+    parts of the same polygons, separated by the buffer, which is weaker
+    evidence than unseen polygons. ``polygon`` never cuts, ``block`` cuts every
+    polygon, ``scene`` keeps whole scenes apart (no grid).
+Scenes
+    When the samples have a ``scene`` column, blocks, groups, the buffer and the
+    audit never reach across two scenes (a missing column is one scene).
+``predefined``
+    The user's split, honoured as given: a ``train``/``validation``/``test``
+    column of the label file (``split.column``) or scenes listed per split
+    (``split.files``). No buffer is applied; the audit runs and is reported but
+    never stops the run (a leaking split is reported as inflated accuracy).
+Hints
+    When a strategy cannot split the input, the error is followed by a change
+    that was tried on the same input and works (block size, ``group_by``,
+    ``k``, buffer), or by the reason why no spatial split is possible.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import geopandas as gpd
@@ -85,6 +107,7 @@ from pipeline.split_assign import (
     assign_kfold,
     assign_units,
     buffer_mask,
+    candidate_sizes,
     default_buffer,
     default_size,
     extent,
@@ -110,6 +133,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("x", "y", "row", "col", "class_id", "class_name", "group")
+MAX_HINT_TRIALS = 24  # split attempts spent looking for a change that works, on the error path only
 
 
 @dataclass
@@ -136,7 +160,7 @@ class SplitResult:
     strategy : str
         A key of :data:`STRATEGIES`.
     folds : list of Fold
-        One fold for ``blocks`` and ``random``, k folds for ``kfold``.
+        One fold for ``blocks``, ``random`` and ``predefined``, k folds for ``kfold``.
     split : ndarray of str, shape (n,)
         Per sample ``"train"``, ``"validation"``, ``"test"`` or ``"excluded"``
         (dropped by the buffer); for kfold the assignment of fold 0.
@@ -145,12 +169,13 @@ class SplitResult:
         holding a class found in one block only); 0 for other strategies.
     block : ndarray of int64, shape (n,)
         Assignment unit of each sample: the block its group belongs to
-        (``random``: the group id).
+        (``random``, ``predefined``: the group id; ``group_by: scene``: the scene).
     blocks : GeoDataFrame
         One row per block with columns ``block``, ``split`` (kfold: fold 0),
-        ``fold``, ``n_samples`` and a square ``geometry`` (``random``: the
-        square envelope of the group's pixels, split ``"mixed"`` if the group
-        is spread over several splits).
+        ``fold``, ``n_samples``, ``scene`` and a ``geometry`` covering the
+        block's samples (``random``/``predefined``: the square envelope of the
+        group's pixels, split ``"mixed"`` if the group is spread over several
+        splits).
     report : dict
         The ``"split"`` object of ``metrics.json``.
     """
@@ -179,9 +204,12 @@ class SplitInput:
     seed: int
     crs: Any
     xy: np.ndarray  # (n, 2) float64
-    groups: np.ndarray  # (n,) int64
+    groups: np.ndarray  # (n,) int64, unique across scenes
     cls: np.ndarray  # (n,) int64 index into names
     names: list[str]
+    scene: np.ndarray  # (n,) int64 index into scene_names
+    scene_names: list[str]
+    quiet: bool = False  # hint trials: no warnings
 
     @property
     def n(self) -> int:
@@ -190,17 +218,17 @@ class SplitInput:
 
 @dataclass(frozen=True)
 class Layout:
-    """Blocks of one block size: the unit of each sample and samples per unit and class."""
+    """Assignment units at one block size: the unit of each sample and samples per unit and class."""
 
-    size: float
-    block: np.ndarray  # (n,) block id of each sample's group
-    unit_ids: np.ndarray  # (U,) sorted block ids
+    size: float | None  # None: group_by scene (no grid)
+    block: np.ndarray  # (n,) unit id of each sample
+    cell: np.ndarray | None  # (n,) grid cell of each sample (drawing); None without a grid
+    grid: tuple[float, float, int] | None  # x0, y0, nx
+    unit_ids: np.ndarray  # (U,) sorted unit ids
     unit_of: np.ndarray  # (n,) index into unit_ids
     C: np.ndarray  # (U, K) samples per unit and class
-    x0: float
-    y0: float
-    nx: int
     n_groups: int
+    sub_classes: tuple[int, ...] = ()  # classes whose polygons were cut into sub-blocks
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -226,10 +254,21 @@ def _classes(samples: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
     return ids, names, inv.astype(np.int64)
 
 
+def _scenes(samples: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Scene code per sample (n,), scene names, and group ids made unique across scenes (n,)."""
+    groups = samples["group"].to_numpy().astype(np.int64)
+    if "scene" not in samples.columns:
+        return np.zeros(len(samples), dtype=np.int64), ["scene"], groups
+    names, code = np.unique(samples["scene"].astype(str).to_numpy(), return_inverse=True)
+    if names.size > 1:  # the same group id in two scenes is two groups
+        groups = pd.MultiIndex.from_arrays([code, groups]).factorize()[0].astype(np.int64)
+    return code.astype(np.int64), [str(v) for v in names], groups
+
+
 def default_block_size(
     samples: pd.DataFrame, patch_size: int, res: tuple[float, float], buffer: float, k: int = 5
 ) -> float:
-    """Default block size in map units (see the module docstring for the rule).
+    """Default block size in map units for polygons kept whole (see the module docstring).
 
     Parameters
     ----------
@@ -245,7 +284,11 @@ def default_block_size(
         Folds (only raises the wanted number of blocks to ``5 * k``).
     """
     xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
-    return default_size(xy, samples["group"].to_numpy(), patch_size, res, buffer, k)
+    groups = samples["group"].to_numpy()
+    rx, ry = pixel_size(res)
+    pix = max(rx, ry)
+    return default_size(lambda s: len(np.unique(group_blocks(groups, grid(xy, s)[0]))),
+                        patch_size * pix + buffer, pix, max(extent(xy, rx, ry)), k)
 
 
 def _counts(labels: np.ndarray, cls: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
@@ -274,32 +317,25 @@ def _fold_of(labels: np.ndarray) -> Fold:
     )
 
 
-def _apply_buffer(
-    xy: np.ndarray, labels: np.ndarray, cls: np.ndarray, names: list[str], buffer: float, where: str
-) -> tuple[np.ndarray, int]:
-    """Exclude train/validation samples near test samples; raise if a class loses all training data."""
+def _apply_buffer(inp: SplitInput, labels: np.ndarray, buffer: float, where: str) -> tuple[np.ndarray, int]:
+    """Exclude train/validation samples near test samples of the same scene; raise if a class
+    loses all training data."""
     before = labels
-    near = buffer_mask(xy, labels == "test", np.isin(labels, ["train", "validation"]), buffer)
+    near = buffer_mask(inp.xy, labels == "test", np.isin(labels, ["train", "validation"]), buffer, inp.scene)
     labels = labels.copy()
     labels[near] = EXCLUDED
     if not np.any(labels == "train"):
-        raise InputError(
-            f"{where}: split.buffer={buffer:g} removes all {int(np.sum(before == 'train'))} training samples; "
-            f"reduce split.buffer (leak-free default: (patch_size//2 + 1/2) pixels) or increase split.block_size"
-        )
-    for c, name in enumerate(names):
-        had = int(np.sum((before == "train") & (cls == c)))
-        has = int(np.sum((labels == "train") & (cls == c)))
+        raise InputError(f"{where}: split.buffer={buffer:g} removes all {int(np.sum(before == 'train'))} "
+                         f"training samples")
+    for c, name in enumerate(inp.names):
+        had = int(np.sum((before == "train") & (inp.cls == c)))
+        has = int(np.sum((labels == "train") & (inp.cls == c)))
         if has == 0 and had > 0:
-            raise InputError(
-                f"{where}: split.buffer={buffer:g} removes all {had} training samples of class {name!r}; "
-                f"increase split.block_size, reduce split.buffer, or add labels for {name!r}"
-            )
-        if has == 0 and np.any(cls == c):
-            raise InputError(
-                f"{where}: class {name!r} has no training samples (all its labels fell in test blocks); "
-                f"add labels for {name!r} elsewhere or reduce split.block_size"
-            )
+            raise InputError(f"{where}: split.buffer={buffer:g} removes all {had} training samples of "
+                             f"class {name!r}")
+        if has == 0 and np.any(inp.cls == c):
+            raise InputError(f"{where}: class {name!r} has no training samples (all its labels fell in "
+                             f"test blocks)")
     return labels, int(np.sum(near))
 
 
@@ -313,52 +349,128 @@ def _merge_audits(audits: list[dict]) -> dict:
 
 
 def _audit(inp: SplitInput, labels: np.ndarray) -> dict:
-    """The independent leakage audit of one assignment (per-sample split labels, shape (n,))."""
-    return audit_split(inp.xy, (inp.rx, inp.ry), inp.patch_size, np.flatnonzero(labels == "train"),
-                       np.flatnonzero(labels == "test"), np.flatnonzero(labels == "validation"))
+    """The independent leakage audit of one assignment (labels: shape (n,)), scene by scene."""
+    audits = []
+    for sc in range(len(inp.scene_names)):
+        m = inp.scene == sc
+        lab = np.where(m, labels, "")
+        audits.append(audit_split(inp.xy, (inp.rx, inp.ry), inp.patch_size, np.flatnonzero(lab == "train"),
+                                  np.flatnonzero(lab == "test"), np.flatnonzero(lab == "validation")))
+    return _merge_audits(audits)
 
 
 def _buffer_of(inp: SplitInput) -> float:
     return float(inp.cfg.buffer) if inp.cfg.buffer is not None else default_buffer(inp.patch_size, (inp.rx, inp.ry))
 
 
-def _block_size(inp: SplitInput, buffer: float, k: int) -> float:
+# ----------------------------------------------------------------------------- assignment units
+
+
+def _grid_cells(inp: SplitInput, size: float) -> tuple[np.ndarray, np.ndarray, tuple[float, float, int]]:
+    """Per sample the block id keyed by scene (n,), the plain grid cell (n,) and the grid (x0, y0, nx)."""
+    cell, x0, y0, nx = grid(inp.xy, size)
+    return inp.scene * (int(cell.max()) + 1) + cell, cell, (x0, y0, nx)
+
+
+def _unit_blocks(inp: SplitInput, sblock: np.ndarray, sub: tuple[int, ...]) -> np.ndarray:
+    """Block of each sample's group, where the polygons of classes ``sub`` are cut at block edges."""
+    keys = inp.groups
+    cut = np.isin(inp.cls, sub) if inp.cfg.group_by != "block" else np.ones(inp.n, dtype=bool)
+    if cut.any():  # group = polygon x block for the cut samples
+        keys = pd.MultiIndex.from_arrays([cut, inp.groups, np.where(cut, sblock, -1)]).factorize()[0]
+    return group_blocks(keys, sblock)
+
+
+def _layout(inp: SplitInput, size: float, sub: tuple[int, ...] = ()) -> Layout:
+    """Units at block size ``size``: each group (polygon, or polygon x block) goes to the block
+    holding most of its samples."""
+    sblock, cell, gridspec = _grid_cells(inp, size)
+    block = _unit_blocks(inp, sblock, sub)
+    return _units(inp, block, size, cell, gridspec, sub)
+
+
+def _units(inp: SplitInput, block: np.ndarray, size: float | None, cell: np.ndarray | None,
+           gridspec: tuple[float, float, int] | None, sub: tuple[int, ...]) -> Layout:
+    unit_ids, unit_of = np.unique(block, return_inverse=True)
+    C = np.zeros((unit_ids.size, len(inp.names)), dtype=np.int64)
+    np.add.at(C, (unit_of, inp.cls), 1)
+    return Layout(size, block, cell, gridspec, unit_ids, unit_of, C, int(np.unique(inp.groups).size), sub)
+
+
+def _scene_layout(inp: SplitInput) -> Layout:
+    """``group_by: scene``: every scene is one unit."""
+    return _units(inp, inp.scene.copy(), None, None, None, ())
+
+
+def _block_size(inp: SplitInput, buffer: float, k: int, sub: tuple[int, ...]) -> float:
     """The configured block size (checked against the labelled extent) or the default."""
     ext_x, ext_y = extent(inp.xy, inp.rx, inp.ry)
     if inp.cfg.block_size is None:
-        return default_size(inp.xy, inp.groups, inp.patch_size, (inp.rx, inp.ry), buffer, k=k)
+        pix = max(inp.rx, inp.ry)
+        return default_size(lambda s: int(np.unique(_unit_blocks(inp, _grid_cells(inp, s)[0], sub)).size),
+                            inp.patch_size * pix + buffer, pix, max(ext_x, ext_y), k)
     size = float(inp.cfg.block_size)
     if size >= max(ext_x, ext_y):
         raise InputError(
             f"split.block_size={size:g} is not smaller than the labelled extent "
-            f"({ext_x:g} x {ext_y:g} map units): every label would fall in one or very few blocks; "
-            f"set a smaller split.block_size or leave it unset for the default"
+            f"({ext_x:g} x {ext_y:g} map units): every label would fall in one or very few blocks"
         )
     return size
 
 
-def _layout(inp: SplitInput, size: float) -> Layout:
-    """Blocks of ``size``: each group goes to the block holding most of its samples."""
-    cell, x0, y0, nx = grid(inp.xy, size)
-    block = group_blocks(inp.groups, cell)
-    unit_ids, unit_of = np.unique(block, return_inverse=True)
-    C = np.zeros((unit_ids.size, len(inp.names)), dtype=np.int64)
-    np.add.at(C, (unit_of, inp.cls), 1)
-    return Layout(size, block, unit_ids, unit_of, C, x0, y0, nx, int(np.unique(inp.groups).size))
+def _too_few(inp: SplitInput, lay: Layout) -> tuple[int, ...]:
+    """Classes found in fewer than two units whose samples still span two blocks (cutting helps)."""
+    sblock = _grid_cells(inp, float(lay.size))[0]
+    out = []
+    for c in np.flatnonzero((lay.C > 0).sum(0) < 2):
+        if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2:
+            out.append(int(c))
+    return tuple(out)
+
+
+def _plan(inp: SplitInput, buffer: float, k: int) -> Layout:
+    """The assignment units for ``split.group_by`` (``auto``: cut the polygons of classes that
+    would otherwise not reach both train and test; the block size is chosen again after a cut)."""
+    gb = inp.cfg.group_by
+    if gb == "scene":
+        return _scene_layout(inp)
+    sub: tuple[int, ...] = tuple(range(len(inp.names))) if gb == "block" else ()
+    lay = _layout(inp, _block_size(inp, buffer, k, sub), sub)
+    for _ in range(3):
+        few = _too_few(inp, lay) if gb == "auto" else ()
+        if not few:
+            break
+        sub = tuple(sorted(set(sub) | set(few)))
+        lay = _layout(inp, _block_size(inp, buffer, k, sub), sub)
+    if gb == "auto" and sub and not inp.quiet:
+        names = ", ".join(repr(inp.names[c]) for c in sub)
+        log.warning(
+            "split: class(es) %s have too few polygons to appear in both train and test, so their polygons "
+            "are cut into sub-blocks of %g map units (group = polygon x block): their test measures "
+            "generalisation to unseen parts of the same polygons, separated by the buffer, which is weaker "
+            "evidence than unseen polygons. Set split.group_by: polygon | block | scene to choose otherwise",
+            names, lay.size)
+    return lay
 
 
 def _blocks_frame(inp: SplitInput, lay: Layout, unit_split: list[str], unit_fold: np.ndarray) -> gpd.GeoDataFrame:
-    return block_frame(lay.unit_ids, unit_split, unit_fold, lay.C.sum(1), lay.x0, lay.y0, lay.nx, lay.size,
-                       inp.crs)
+    first = np.unique(lay.unit_of, return_index=True)[1]  # units never span two scenes
+    scene = [inp.scene_names[int(c)] for c in inp.scene[first]]
+    return block_frame(inp.xy, lay.unit_of, lay.unit_ids, unit_split, unit_fold, scene, lay.cell, lay.grid,
+                       lay.size, (inp.rx, inp.ry), inp.crs)
 
 
-def _buffered(inp: SplitInput, unit_labels: np.ndarray, lay: Layout, buffer: float, where: str,
-              audit_where: str) -> tuple[np.ndarray, int, dict]:
+def _sub_report(inp: SplitInput, lay: Layout) -> dict:
+    return {"group_by": inp.cfg.group_by, "sub_blocked_classes": [inp.names[c] for c in lay.sub_classes]}
+
+
+def _buffered(inp: SplitInput, unit_labels: np.ndarray, lay: Layout, buffer: float, where: str) -> tuple[np.ndarray, int, dict]:
     """Per-sample labels from per-unit labels, then the buffer, then the audit (which must be 0)."""
     labels0 = unit_labels.astype(str)[lay.unit_of]
-    labels, dropped = _apply_buffer(inp.xy, labels0, inp.cls, inp.names, buffer, where)
+    labels, dropped = _apply_buffer(inp, labels0, buffer, where)
     audit = _audit(inp, labels)
-    check_no_leak(audit, audit_where)
+    size = "whole scenes" if lay.size is None else f"blocks of {lay.size:g}"
+    check_no_leak(audit, f"{where} ({size}, buffer {buffer:g})")
     return labels, dropped, audit
 
 
@@ -406,58 +518,74 @@ def random_split(samples: pd.DataFrame, fractions: SplitFractions, seed: int) ->
     return Fold(train=cat["train"], validation=cat["validation"], test=cat["test"])
 
 
+def _as_given(inp: SplitInput, strategy: str, labels: np.ndarray, extra: dict) -> SplitResult:
+    """A split that is reported but not enforced (random, predefined): audit, counts, group squares."""
+    counts = _counts(labels, inp.cls, inp.names)
+    audit = _audit(inp, labels)
+    report = {"strategy": strategy, "block_size": None, "buffer": None, "seed": int(inp.seed),
+              "counts": counts, "dropped_by_buffer": 0, "missing_classes": _missing(counts),
+              "audit": audit, "group_by": None, "sub_blocked_classes": [], **extra}
+    gdf = group_frame(inp.xy, inp.groups, labels, inp.rx, inp.ry, inp.crs)
+    return SplitResult(strategy, [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), inp.groups.copy(),
+                       gdf, report)
+
+
 def _split_random(inp: SplitInput) -> SplitResult:
     """``random``: stratified random pixel split; audited and reported, never enforced."""
     fold = random_split(inp.samples, inp.cfg.fractions, inp.seed)
     labels = np.empty(inp.n, dtype=object)
     labels[fold.train], labels[fold.validation], labels[fold.test] = "train", "validation", "test"
-    labels = labels.astype(str)
-    counts = _counts(labels, inp.cls, inp.names)
-    report = {"strategy": "random", "block_size": None, "buffer": None, "seed": int(inp.seed),
-              "counts": counts, "dropped_by_buffer": 0, "missing_classes": _missing(counts),
-              "audit": _audit(inp, labels)}
-    gdf = group_frame(inp.xy, inp.groups, labels, inp.rx, inp.ry, inp.crs)
-    return SplitResult("random", [fold], labels, np.zeros(inp.n, dtype=np.int64), inp.groups.copy(), gdf, report)
+    return _as_given(inp, "random", labels.astype(str), {})
+
+
+def _split_predefined(inp: SplitInput) -> SplitResult:
+    """``predefined``: the user's split column (or scene lists), as given; audited, never enforced."""
+    from pipeline.split_predefined import predefined_labels
+
+    labels, source = predefined_labels(inp.samples, inp.cfg)
+    res = _as_given(inp, "predefined", labels, {"source": source})
+    leaks = sum(int(v) for k, v in res.report["audit"].items() if k != "min_train_test_distance")
+    if leaks and not inp.quiet:
+        a = res.report["audit"]
+        log.warning("split (predefined, %s): the leakage audit finds %d training patches touching test pixels "
+                    "and %d test patches touching training pixels: accuracy on this split is inflated by spatial "
+                    "leakage", source, a["train_patches_touching_test_pixels"],
+                    a["test_patches_touching_train_pixels"])
+    return res
 
 
 def _split_blocks(inp: SplitInput) -> SplitResult:
-    """``blocks``: whole blocks to train/validation/test, stratified; buffer; audit must be 0."""
+    """``blocks``: whole units to train/validation/test, stratified; buffer; audit must be 0."""
     buffer = _buffer_of(inp)
-    lay = _layout(inp, _block_size(inp, buffer, 5))
+    lay = _plan(inp, buffer, 5)
     fr = inp.cfg.fractions
     need = 3 if fr.validation > 0 else 2
     U = lay.unit_ids.size
     if U < need:
-        raise InputError(
-            f"split: the labels fall in only {U} block(s) of {lay.size:g} map units ({lay.n_groups} groups); "
-            f"train/validation/test need at least {need}: reduce split.block_size, add label polygons "
-            f"in other places, or use split.strategy: random"
-        )
+        what = "scene(s)" if lay.size is None else f"block(s) of {lay.size:g} map units ({lay.n_groups} groups)"
+        raise InputError(f"split: the labels fall in only {U} {what}; train/validation/test need at least {need}")
     rng = np.random.default_rng(inp.seed)
     lab = assign_units(lay.C, np.array([fr.train, fr.validation, fr.test]), rng, (TRAIN, TEST))
     unit_split = np.array(SPLIT_NAMES, dtype=object)[lab].astype(str)
-    labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, "split",
-                                       f"split (blocks of {lay.size:g}, buffer {buffer:g})")
+    labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, "split")
     counts = _counts(labels, inp.cls, inp.names)
     report = {"strategy": "blocks", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed),
-              "counts": counts, "dropped_by_buffer": dropped, "missing_classes": _missing(counts, warn=True),
-              "audit": audit}
+              "counts": counts, "dropped_by_buffer": dropped,
+              "missing_classes": _missing(counts, warn=not inp.quiet), "audit": audit, **_sub_report(inp, lay)}
     gdf = _blocks_frame(inp, lay, list(unit_split), np.zeros(U, dtype=np.int64))
     return SplitResult("blocks", [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), lay.block, gdf,
                        report, block_size=lay.size, buffer=buffer, fold_splits=[labels])
 
 
-def _kfold_units(inp: SplitInput, lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
     """Fold per unit (U,): units holding a class found nowhere else are never test (-1)."""
     present = lay.C > 0
     never_test = present[:, present.sum(0) == 1].any(1)
     testable = np.flatnonzero(~never_test)
     if testable.size < k:
-        raise InputError(
-            f"split: the labels fall in only {testable.size} usable block(s) of {lay.size:g} map units "
-            f"({lay.n_groups} groups) but split.k={k} folds need at least {k}: reduce split.k or "
-            f"split.block_size, or add label polygons in other places"
-        )
+        what = "scene(s)" if lay.size is None else f"block(s) of {lay.size:g} map units ({lay.n_groups} groups)"
+        raise InputError(f"split: the labels fall in only {testable.size} usable {what} but split.k={k} "
+                         f"folds need at least {k}")
     ufold = np.full(lay.unit_ids.size, -1, dtype=np.int64)
     ufold[testable] = assign_kfold(lay.C[testable], k, rng)
     return ufold
@@ -470,17 +598,17 @@ def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold:
             "missing_classes": {
                 "train": sorted({c for p in per_fold for c in p["missing_classes"]["train"]}),
                 "test": [c for c in names if not any(p["counts"]["test"][c] for p in per_fold)]},
-            "audit": _merge_audits([p["audit"] for p in per_fold]), "folds": per_fold}
+            "audit": _merge_audits([p["audit"] for p in per_fold]), "folds": per_fold, **_sub_report(inp, lay)}
 
 
 def _split_kfold(inp: SplitInput) -> SplitResult:
-    """``kfold``: blocks dealt into k folds; in fold i the blocks of fold i are test, a share
+    """``kfold``: units dealt into k folds; in fold i the units of fold i are test, a share
     ``fractions.validation`` of the others validation; buffer and audit in every fold."""
     buffer = _buffer_of(inp)
     k = int(inp.cfg.k)
-    lay = _layout(inp, _block_size(inp, buffer, k))
+    lay = _plan(inp, buffer, k)
     rng = np.random.default_rng(inp.seed)
-    ufold = _kfold_units(inp, lay, k, rng)
+    ufold = _kfold_units(lay, k, rng)
     val_share = float(inp.cfg.fractions.validation)
     fold_splits: list[np.ndarray] = []
     per_fold: list[dict] = []
@@ -492,8 +620,7 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
         unit_split[rest] = np.array(["train", "validation"], dtype=object)[lab_rest]
         if f == 0:
             unit_split0 = [str(v) for v in unit_split]
-        labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, f"split (kfold, fold {f})",
-                                           f"split (kfold fold {f}, blocks of {lay.size:g}, buffer {buffer:g})")
+        labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, f"split (kfold, fold {f})")
         counts = _counts(labels, inp.cls, inp.names)
         per_fold.append({"fold": f, "counts": counts, "dropped_by_buffer": dropped,
                          "missing_classes": _missing(counts), "audit": audit})
@@ -509,7 +636,75 @@ STRATEGIES: dict[str, Callable[[SplitInput], SplitResult]] = {
     "blocks": _split_blocks,
     "kfold": _split_kfold,
     "random": _split_random,
+    "predefined": _split_predefined,
 }
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+def _candidate_changes(inp: SplitInput) -> Iterator[dict[str, Any]]:
+    """Config changes worth trying on an input that cannot be split, most faithful first."""
+    cfg = inp.cfg
+    default_buf = default_buffer(inp.patch_size, (inp.rx, inp.ry))
+    if cfg.buffer is not None and cfg.buffer < default_buf:  # a leaking buffer: the default is leak-free
+        yield {"buffer": None}
+    if cfg.group_by == "scene":
+        yield {"group_by": "auto"}
+    pix = max(inp.rx, inp.ry)
+    sizes = candidate_sizes(inp.patch_size * pix + _buffer_of(inp), pix, max(extent(inp.xy, inp.rx, inp.ry)))
+    sizes = [s for s in sizes[::-1] if s != cfg.block_size]  # largest first: the largest that works
+    for gb in dict.fromkeys([cfg.group_by if cfg.group_by != "scene" else "auto", "block"]):
+        if gb != cfg.group_by and gb != "auto":
+            yield {"group_by": gb}
+        for s in sizes:
+            yield {"group_by": gb, "block_size": s} if gb != cfg.group_by else {"block_size": s}
+    if cfg.buffer is not None and cfg.buffer > default_buf:
+        yield {"buffer": None}
+    if cfg.strategy == "kfold":
+        for k in range(cfg.k - 1, 1, -1):
+            yield {"k": k}
+
+
+def _works(inp: SplitInput, change: dict[str, Any]) -> tuple[bool, bool]:
+    """(the split succeeds, and every class is in train and test) after applying ``change``."""
+    trial = replace(inp, cfg=inp.cfg.model_copy(update=change), quiet=True)
+    try:
+        res = STRATEGIES[trial.cfg.strategy](trial)
+    except InputError:
+        return False, False
+    return True, not any(res.report["missing_classes"].values())
+
+
+def _no_split_reason(inp: SplitInput) -> str:
+    """Why no spatial split exists: the classes too compact for two blocks of the smallest size."""
+    pix = max(inp.rx, inp.ry)
+    s0 = inp.patch_size * pix + _buffer_of(inp)
+    small = [n for c, n in enumerate(inp.names) if max(extent(inp.xy[inp.cls == c], inp.rx, inp.ry)) < 2 * s0]
+    why = (f"class(es) {', '.join(map(repr, small))} cover less than two blocks of the smallest admissible "
+           f"size (patch width + buffer = {s0:g} map units), so they cannot be both trained and tested without "
+           f"a training patch seeing test pixels" if small else
+           "no block size, grouping or number of folds tried gives every class training samples")
+    return f"no spatial split is possible for this input: {why}; add labels in other places"
+
+
+def _hint(inp: SplitInput) -> str:
+    """A change tried on this very input that makes the split work, or why none can."""
+    fallback = None
+    for i, change in enumerate(_candidate_changes(inp)):
+        if i >= MAX_HINT_TRIALS:
+            break
+        ok, complete = _works(inp, change)
+        if ok and complete:
+            fallback = change
+            break
+        if ok and fallback is None:
+            fallback = change
+    if fallback is None:
+        return _no_split_reason(inp)
+    sets = " ".join(f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}"
+                    for k, v in fallback.items())
+    return f"tried on this input, this works: {sets}"
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -523,9 +718,13 @@ def _inputs(samples: pd.DataFrame, cfg: SplitConfig, patch_size: int, res: tuple
     if patch_size < 1 or patch_size % 2 == 0:
         raise InputError(f"split: patch size must be a positive odd number, got {patch_size}")
     _, names, cls = _classes(samples)
+    scene, scene_names, groups = _scenes(samples)
+    if cfg.group_by == "scene" and cfg.strategy in ("blocks", "kfold") and "scene" not in samples.columns:
+        raise InputError("split.group_by: 'scene' needs several scenes (the samples have no scene column); "
+                         "use auto, polygon or block")
     return SplitInput(samples=samples, cfg=cfg, patch_size=int(patch_size), rx=rx, ry=ry, seed=int(seed), crs=crs,
-                      xy=samples[["x", "y"]].to_numpy(dtype=np.float64),
-                      groups=samples["group"].to_numpy().astype(np.int64), cls=cls, names=names)
+                      xy=samples[["x", "y"]].to_numpy(dtype=np.float64), groups=groups, cls=cls, names=names,
+                      scene=scene, scene_names=scene_names)
 
 
 def make_splits(
@@ -542,11 +741,12 @@ def make_splits(
     ----------
     samples : DataFrame, n rows
         Columns ``x``, ``y`` (pixel-centre map coordinates), ``row``, ``col``,
-        ``class_id``, ``class_name``, ``group``. Positions (not the index) are
+        ``class_id``, ``class_name``, ``group``, optionally ``scene`` (and the
+        ``split.column`` for ``predefined``). Positions (not the index) are
         used throughout.
     cfg : SplitConfig
-        ``strategy`` (a key of :data:`STRATEGIES`), ``block_size``, ``buffer``,
-        ``fractions``, ``k``.
+        ``strategy`` (a key of :data:`STRATEGIES`), ``group_by``,
+        ``block_size``, ``buffer``, ``fractions``, ``k``, ``column``, ``files``.
     patch_size : int
         Patch width k in pixels (odd).
     res : (float, float)
@@ -563,12 +763,17 @@ def make_splits(
     Raises
     ------
     InputError
-        Too few groups/blocks for the splits, a block size larger than the
-        labelled extent, a buffer that removes all training data (or all of a
-        class), missing columns.
+        The strategy cannot split this input (the message ends with a change
+        that was tried and works, or why no spatial split is possible), or
+        missing columns.
     LeakageError
         The independent audit found a patch of one split touching a pixel of
         another (blocks and kfold only).
     """
     inp = _inputs(samples, cfg, patch_size, res, seed, crs)
-    return STRATEGIES[cfg.strategy](inp)
+    try:
+        return STRATEGIES[cfg.strategy](inp)
+    except InputError as e:
+        if cfg.strategy not in ("blocks", "kfold"):
+            raise
+        raise type(e)(f"{e}; {_hint(inp)}") from None

@@ -9,6 +9,7 @@ are described in the docstring of :mod:`pipeline.split`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -72,13 +73,14 @@ def candidate_sizes(s0: float, pix: float, ext: float) -> list[float]:
     return cands
 
 
-def default_size(xy: np.ndarray, groups: np.ndarray, patch_size: int, res: tuple[float, float],
-                 buffer: float, k: int = 5) -> float:
-    """Default block size in map units for coordinates ``xy`` (n, 2) and group keys (n,)."""
-    rx, ry = pixel_size(res)
-    pix = max(rx, ry)
-    cands = candidate_sizes(patch_size * pix + buffer, pix, max(extent(xy, rx, ry)))
-    units = [len(np.unique(group_blocks(groups, grid(xy, s)[0]))) for s in cands]
+def default_size(units_at: Callable[[float], int], s0: float, pix: float, ext: float, k: int = 5) -> float:
+    """Default block size in map units: the largest candidate size (see :func:`candidate_sizes`)
+    that still gives ``min(max(50, 5 * k), units_at(s0))`` assignment units.
+
+    ``units_at(size)`` is the number of non-empty assignment units at that block size.
+    """
+    cands = candidate_sizes(s0, pix, ext)
+    units = [units_at(s) for s in cands]
     want = min(max(TARGET_UNITS, 5 * k), units[0])
     ok = [s for s, u in zip(cands, units) if u >= want]
     return ok[-1] if ok else cands[0]
@@ -250,13 +252,20 @@ def assign_kfold(C: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return lab
 
 
-def buffer_mask(xy: np.ndarray, test_mask: np.ndarray, cand_mask: np.ndarray, buffer: float) -> np.ndarray:
-    """Candidates (shape (n,) bool) lying at Chebyshev distance <= buffer from a test sample."""
+def buffer_mask(xy: np.ndarray, test_mask: np.ndarray, cand_mask: np.ndarray, buffer: float,
+                scene: np.ndarray | None = None) -> np.ndarray:
+    """Candidates (shape (n,) bool) lying at Chebyshev distance <= buffer from a test sample
+    of the same scene (``scene``: shape (n,) scene codes; None = one scene)."""
     out = np.zeros(len(xy), dtype=bool)
     if buffer < 0 or not test_mask.any() or not cand_mask.any():
         return out
-    cand = np.flatnonzero(cand_mask)
-    tree = cKDTree(xy[test_mask])
-    n = tree.query_ball_point(xy[cand], r=buffer * (1 + 1e-9) + 1e-9, p=np.inf, return_length=True)
-    out[cand[np.asarray(n) > 0]] = True
+    scenes = [None] if scene is None else np.unique(scene)
+    for sc in scenes:
+        same = np.ones(len(xy), dtype=bool) if sc is None else scene == sc
+        if not (test_mask & same).any():
+            continue
+        cand = np.flatnonzero(cand_mask & same)
+        tree = cKDTree(xy[test_mask & same])
+        n = tree.query_ball_point(xy[cand], r=buffer * (1 + 1e-9) + 1e-9, p=np.inf, return_length=True)
+        out[cand[np.asarray(n) > 0]] = True
     return out

@@ -21,22 +21,77 @@ from pipeline.split_assign import EXCLUDED
 if TYPE_CHECKING:
     from pipeline.split import SplitResult
 
-__all__ = ["block_frame", "group_frame", "write_splits_gpkg", "plot_split_map", "SPLIT_COLORS"]
+__all__ = ["block_frame", "group_frame", "samples_frame", "write_splits_gpkg", "plot_split_map", "SPLIT_COLORS"]
 
 SPLIT_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#d62728", EXCLUDED: "#7f7f7f",
                 "mixed": "#9467bd", "never-test": "#2ca02c"}
 
 
-def block_frame(unit_ids: np.ndarray, unit_split: list[str], unit_fold: np.ndarray, unit_n: np.ndarray,
-                x0: float, y0: float, nx: int, size: float, crs: Any) -> gpd.GeoDataFrame:
-    """One square per block: columns ``block``, ``split``, ``fold``, ``n_samples``, ``geometry``."""
-    bx = unit_ids % nx
-    by = unit_ids // nx
-    geom = shapely.box(x0 + bx * size, y0 + by * size, x0 + (bx + 1) * size, y0 + (by + 1) * size)
+def _cells_polygons(unit_of: np.ndarray, cell: np.ndarray, gridspec: tuple[float, float, int],
+                    size: float, n_units: int) -> list[Any]:
+    """Per unit, the union of the grid cells its samples fall in (so every sample lies inside)."""
+    x0, y0, nx = gridspec
+    pairs = np.unique(np.stack([unit_of, cell], axis=1), axis=0)
+    bx, by = pairs[:, 1] % nx, pairs[:, 1] // nx
+    boxes = shapely.box(x0 + bx * size, y0 + by * size, x0 + (bx + 1) * size, y0 + (by + 1) * size)
+    starts = np.searchsorted(pairs[:, 0], np.arange(n_units + 1))
+    return [shapely.union_all(boxes[starts[u]:starts[u + 1]]) for u in range(n_units)]
+
+
+def _envelopes(xy: np.ndarray, unit_of: np.ndarray, n_units: int, res: tuple[float, float]) -> list[Any]:
+    """Per unit, the rectangle around the pixel footprints of its samples."""
+    df = pd.DataFrame({"u": unit_of, "x": xy[:, 0], "y": xy[:, 1]}).groupby("u").agg(["min", "max"])
+    df = df.reindex(range(n_units))
+    hx, hy = abs(res[0]) / 2, abs(res[1]) / 2
+    return list(shapely.box(df["x"]["min"] - hx, df["y"]["min"] - hy, df["x"]["max"] + hx, df["y"]["max"] + hy))
+
+
+def block_frame(xy: np.ndarray, unit_of: np.ndarray, unit_ids: np.ndarray, unit_split: list[str],
+                unit_fold: np.ndarray, unit_scene: list[str], cell: np.ndarray | None,
+                gridspec: tuple[float, float, int] | None, size: float | None, res: tuple[float, float],
+                crs: Any) -> gpd.GeoDataFrame:
+    """One row per assignment unit: ``block``, ``split``, ``fold``, ``n_samples``, ``scene`` and a
+    geometry drawn where the unit's samples are: the union of the grid cells they fall in (a polygon
+    spilling over a block edge takes the neighbouring cell along), or, without a grid (whole scenes),
+    the rectangle around them.
+
+    Parameters
+    ----------
+    xy : ndarray, shape (n, 2)
+    unit_of : ndarray of int, shape (n,)
+        Index into ``unit_ids`` per sample.
+    unit_ids : ndarray, shape (U,)
+    unit_split, unit_fold, unit_scene : length U
+    cell : ndarray of int, shape (n,), or None
+        Grid cell per sample (``by * nx + bx``).
+    gridspec : (x0, y0, nx) or None
+    size : float or None
+        Block size in map units.
+    res : (float, float)
+    crs
+    """
+    U = len(unit_ids)
+    if cell is not None and gridspec is not None and size is not None:
+        geom = _cells_polygons(unit_of, cell, gridspec, size, U)
+    else:
+        geom = _envelopes(xy, unit_of, U, res)
     return gpd.GeoDataFrame(
-        {"block": unit_ids.astype(np.int64), "split": list(unit_split), "fold": unit_fold.astype(np.int64),
-         "n_samples": unit_n.astype(np.int64)},
-        geometry=geom, crs=crs,
+        {"block": np.asarray(unit_ids).astype(np.int64), "split": list(unit_split),
+         "fold": np.asarray(unit_fold).astype(np.int64),
+         "n_samples": np.bincount(unit_of, minlength=U).astype(np.int64), "scene": list(unit_scene)},
+        geometry=gpd.GeoSeries(geom), crs=crs,
+    )
+
+
+def samples_frame(samples: pd.DataFrame, result: SplitResult, crs: Any) -> gpd.GeoDataFrame:
+    """One point per sample: ``split`` (kfold: fold 0), ``block``, ``fold``, ``class``, ``scene``."""
+    xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
+    scene = samples["scene"].astype(str).to_numpy() if "scene" in samples.columns else np.full(len(samples), "scene")
+    return gpd.GeoDataFrame(
+        {"split": np.asarray(result.split).astype(str), "block": np.asarray(result.block).astype(np.int64),
+         "fold": np.asarray(result.fold).astype(np.int64), "class": samples["class_name"].astype(str).to_numpy(),
+         "class_id": samples["class_id"].to_numpy().astype(np.int64), "scene": scene},
+        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=crs,
     )
 
 
@@ -72,9 +127,10 @@ def buffer_zones(result: SplitResult, xy: np.ndarray) -> list[tuple[int, Any]]:
 
 
 def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, crs: Any) -> Path:
-    """Write ``splits.gpkg`` with layers ``blocks`` and ``buffer``.
+    """Write ``splits.gpkg`` with layers ``blocks``, ``buffer`` and ``samples``.
 
-    ``blocks`` is :attr:`SplitResult.blocks`; ``buffer`` holds one (multi)polygon
+    ``blocks`` is :attr:`SplitResult.blocks` (drawn where their samples are);
+    ``samples`` is one point per sample (see :func:`samples_frame`); ``buffer`` holds one (multi)polygon
     per fold: the union of the squares of half-side ``buffer`` around the test
     samples, i.e. the zone where training/validation samples were excluded
     (empty for the random strategy). The file is written under a temporary
@@ -107,6 +163,7 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
     with atomic_path(path) as tmp:
         blocks.to_file(tmp, layer="blocks", driver="GPKG")
         buf.to_file(tmp, layer="buffer", driver="GPKG", geometry_type="MultiPolygon" if not zones else None)
+        samples_frame(samples, result, crs).to_file(tmp, layer="samples", driver="GPKG")
     return path
 
 
@@ -120,7 +177,7 @@ def _legend_handles(result: SplitResult, has_zones: bool) -> list:
         handles.append(Line2D([], [], color=SPLIT_COLORS[s], marker="o" if s != EXCLUDED else "x",
                               linestyle="", label=f"{s} ({n})"))
     handles.append(Patch(facecolor="#dddddd", edgecolor="#444444",
-                         label="block of each polygon (tinted by split;\na polygon's pixels may spill over)"))
+                         label="blocks: the cells holding\ntheir samples, tinted by split"))
     if has_zones:
         handles.append(Line2D([], [], color=SPLIT_COLORS["test"], linestyle="--",
                               label="buffer around test pixels"))
@@ -134,6 +191,38 @@ def _title(result: SplitResult) -> str:
     fold = " (fold 0)" if result.strategy == "kfold" else ""
     return (f"split: {result.strategy}{fold}{extra}\ntrain {n['train']} / validation {n['validation']} / "
             f"test {n['test']} / excluded {n[EXCLUDED]}")
+
+
+def _nice_length(span: float) -> float:
+    """A round length (1, 2 or 5 times a power of ten) near a fifth of ``span``."""
+    raw = max(span / 5.0, 1e-12)
+    p = 10.0 ** np.floor(np.log10(raw))
+    return float(max(m * p for m in (1, 2, 5) if m * p <= raw) if raw >= p else p)
+
+
+def _crs_text(crs: Any) -> tuple[str, str]:
+    """(CRS name with its EPSG code if any, unit name of the first axis) for the axis labels."""
+    if crs is None:
+        return "CRS unknown", "map units"
+    epsg = crs.to_epsg()
+    name = f"{crs.name} (EPSG:{epsg})" if epsg else crs.name
+    unit = crs.axis_info[0].unit_name if crs.axis_info else "map units"
+    return name, {"metre": "m"}.get(unit, unit)
+
+
+def _georeference(ax: Any, crs: Any) -> None:
+    """Axis labels with the CRS and its units, and a scale bar."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    name, unit = _crs_text(crs)
+    ax.set_xlabel(f"easting ({unit}) - {name}", fontsize=8)
+    ax.set_ylabel(f"northing ({unit})", fontsize=8)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    x0, x1 = ax.get_xlim()
+    length = _nice_length(x1 - x0)
+    label = f"{length / 1000:g} km" if unit == "m" and length >= 1000 else f"{length:g} {unit}"
+    ax.add_artist(AnchoredSizeBar(ax.transData, length, label, "lower left", pad=0.4, sep=3, frameon=True,
+                                  size_vertical=(ax.get_ylim()[1] - ax.get_ylim()[0]) / 150, fontproperties={"size": 8}))
 
 
 def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Path:
@@ -175,9 +264,7 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
               fontsize=8, framealpha=0.85)
     ax.set_title(_title(result), fontsize=9)
     ax.set_aspect("equal")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.ticklabel_format(useOffset=False, style="plain")
+    _georeference(ax, result.blocks.crs)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

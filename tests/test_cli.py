@@ -81,7 +81,7 @@ def test_demo_metrics_agree_with_confusion_matrix(demo_run):
     import geopandas as gpd
     import pyogrio
 
-    assert {name for name, _ in pyogrio.list_layers(run / "splits.gpkg")} == {"blocks", "buffer"}
+    assert {name for name, _ in pyogrio.list_layers(run / "splits.gpkg")} == {"blocks", "buffer", "samples"}
     blocks = gpd.read_file(run / "splits.gpkg", layer="blocks")
     assert set(blocks["split"]) <= {"train", "validation", "test"} and blocks.crs == samples_crs(run)
 

@@ -218,7 +218,8 @@ def test_stratification_and_fractions():
     assert r.report["dropped_by_buffer"] == int((r.split == "excluded").sum())
     rep = r.report
     assert set(rep) == {"strategy", "block_size", "buffer", "seed", "counts", "dropped_by_buffer",
-                        "missing_classes", "audit"}
+                        "missing_classes", "audit", "group_by", "sub_blocked_classes"}
+    assert rep["group_by"] == "auto" and rep["sub_blocked_classes"] == []
     json.dumps(rep)  # serialisable as is
     assert rep["block_size"] >= 5 * 30 + rep["buffer"]
 
@@ -276,12 +277,17 @@ def test_class_in_single_group_is_trained_and_reported():
     s = make_layout(9, n_groups=40, n_classes=3)
     lone = int(s.group.max())
     s.loc[s.group == lone, ["class_id", "class_name"]] = [9, "lonely"]
-    r = make_splits(s, SplitConfig(), 5, (30, 30), seed=0)
+    r = make_splits(s, SplitConfig(group_by="polygon"), 5, (30, 30), seed=0)
     assert r.report["missing_classes"]["test"] == ["lonely"]
     assert r.report["counts"]["train"]["lonely"] > 0
-    rk = make_splits(s, SplitConfig(strategy="kfold", k=3), 5, (30, 30), seed=0)
+    rk = make_splits(s, SplitConfig(strategy="kfold", k=3, group_by="polygon"), 5, (30, 30), seed=0)
     assert "lonely" in rk.report["missing_classes"]["test"]
     assert np.all(rk.fold[(s.group == lone).to_numpy()] == -1)
+    # by default its polygon is cut into sub-blocks: trained and tested, without leakage
+    ra = make_splits(s, SplitConfig(), 5, (30, 30), seed=0)
+    assert ra.report["sub_blocked_classes"] == ["lonely"]
+    assert ra.report["counts"]["train"]["lonely"] > 0 and ra.report["counts"]["test"]["lonely"] > 0
+    assert ra.report["audit"]["train_patches_touching_test_pixels"] == 0
 
 
 def test_class_without_training_data_raises():
@@ -318,7 +324,7 @@ def test_outputs_gpkg_and_map(tmp_path, strategy):
     assert len(r.split) == len(r.fold) == len(r.block) == len(s)
     p = write_splits_gpkg(r, s, tmp_path / "splits.gpkg", "EPSG:32119")
     layers = dict(pyogrio.list_layers(p))
-    assert set(layers) == {"blocks", "buffer"}
+    assert set(layers) == {"blocks", "buffer", "samples"}
     import geopandas as gpd
 
     blocks = gpd.read_file(p, layer="blocks")
