@@ -515,6 +515,27 @@ def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
               + "; ".join(f"{b} ({w})" for b, w in dropped_bands.items()) + ".")
 
 
+def _split_evidence(split: dict) -> str:
+    """What the test of this split measures, in one sentence or two."""
+    strategy, group_by = split.get("strategy"), split.get("group_by")
+    sub = split.get("sub_blocked_classes") or []
+    if strategy == "random":
+        return ("Random pixel split: test pixels sit next to training pixels of the same polygons, so the "
+                "accuracy measures recall of known places, not generalisation (see the leakage audit).")
+    if strategy == "predefined":
+        return (f"User-supplied split ({split.get('source', 'as given')}), honoured as given with no buffer; "
+                "the leakage audit below says whether training patches see test pixels.")
+    if group_by == "scene":
+        return "Whole scenes are held out: the test measures generalisation to unseen scenes."
+    if sub:
+        who = "all classes" if group_by == "block" else "the classes " + ", ".join(map(str, sub))
+        rest = "" if group_by == "block" else " The other classes are tested on unseen polygons."
+        return (f"For {who}, polygons were cut into sub-blocks (group = polygon x block): their test measures "
+                "generalisation to unseen parts of the same polygons, spatially separated by the buffer, which "
+                f"is weaker evidence than unseen polygons.{rest}")
+    return "Every polygon lies whole on one side: the test measures generalisation to unseen polygons."
+
+
 def section_split(doc: _Doc, ctx: ReportContext) -> None:
     split = ctx.split
     if not split:
@@ -525,6 +546,7 @@ def section_split(doc: _Doc, ctx: ReportContext) -> None:
           f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
     if split.get("k"):
         doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")
+    doc.p(_split_evidence(split))
     missing = {k: v for k, v in (split.get("missing_classes") or {}).items() if v}
     for part, names in missing.items():
         doc.p(f"Classes with no {part} samples: {', '.join(map(str, names))}.")
