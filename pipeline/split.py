@@ -418,39 +418,39 @@ def _block_size(inp: SplitInput, buffer: float, k: int, sub: tuple[int, ...]) ->
     return size
 
 
-def _too_few(inp: SplitInput, lay: Layout) -> tuple[int, ...]:
-    """Classes found in fewer than two units whose samples still span two blocks (cutting helps)."""
+def _cuttable(inp: SplitInput, lay: Layout, classes: Any) -> tuple[int, ...]:
+    """Of ``classes``, those not cut yet whose samples span two blocks of ``lay`` (cutting helps)."""
     sblock = _grid_cells(inp, float(lay.size))[0]
-    out = []
-    for c in np.flatnonzero((lay.C > 0).sum(0) < 2):
-        if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2:
-            out.append(int(c))
-    return tuple(out)
+    return tuple(int(c) for c in classes
+                 if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2)
 
 
-def _plan(inp: SplitInput, buffer: float, k: int) -> Layout:
-    """The assignment units for ``split.group_by`` (``auto``: cut the polygons of classes that
-    would otherwise not reach both train and test; the block size is chosen again after a cut)."""
+def _plan(inp: SplitInput, buffer: float, k: int, force: tuple[int, ...] = ()) -> Layout:
+    """The assignment units for ``split.group_by`` (``auto``: cut the polygons of classes found in
+    fewer than two units, and of ``force``; the block size is chosen again after a cut)."""
     gb = inp.cfg.group_by
     if gb == "scene":
         return _scene_layout(inp)
-    sub: tuple[int, ...] = tuple(range(len(inp.names))) if gb == "block" else ()
+    sub: tuple[int, ...] = tuple(range(len(inp.names))) if gb == "block" else tuple(force)
     lay = _layout(inp, _block_size(inp, buffer, k, sub), sub)
     for _ in range(3):
-        few = _too_few(inp, lay) if gb == "auto" else ()
+        few = _cuttable(inp, lay, np.flatnonzero((lay.C > 0).sum(0) < 2)) if gb == "auto" else ()
         if not few:
             break
         sub = tuple(sorted(set(sub) | set(few)))
         lay = _layout(inp, _block_size(inp, buffer, k, sub), sub)
-    if gb == "auto" and sub and not inp.quiet:
-        names = ", ".join(repr(inp.names[c]) for c in sub)
-        log.warning(
-            "split: class(es) %s have too few polygons to appear in both train and test, so their polygons "
-            "are cut into sub-blocks of %g map units (group = polygon x block): their test measures "
-            "generalisation to unseen parts of the same polygons, separated by the buffer, which is weaker "
-            "evidence than unseen polygons. Set split.group_by: polygon | block | scene to choose otherwise",
-            names, lay.size)
     return lay
+
+
+def _warn_sub(inp: SplitInput, lay: Layout) -> None:
+    if inp.cfg.group_by != "auto" or not lay.sub_classes or inp.quiet:
+        return
+    log.warning(
+        "split: class(es) %s have too few polygons (or blocks) to reach both train and test, so their polygons "
+        "are cut into sub-blocks of %g map units (group = polygon x block): their test measures "
+        "generalisation to unseen parts of the same polygons, separated by the buffer, which is weaker "
+        "evidence than unseen polygons. Set split.group_by: polygon | block | scene to choose otherwise",
+        ", ".join(repr(inp.names[c]) for c in lay.sub_classes), lay.size)
 
 
 def _blocks_frame(inp: SplitInput, lay: Layout, unit_split: list[str], unit_fold: np.ndarray) -> gpd.GeoDataFrame:
@@ -554,18 +554,33 @@ def _split_predefined(inp: SplitInput) -> SplitResult:
     return res
 
 
+def _assign_blocks(inp: SplitInput, buffer: float) -> tuple[Layout, np.ndarray]:
+    """Units and their split (U,); ``auto`` cuts, and assigns again, classes left without a test unit."""
+    fr = inp.cfg.fractions
+    fractions = np.array([fr.train, fr.validation, fr.test])
+    need = 3 if fr.validation > 0 else 2
+    force: tuple[int, ...] = ()
+    for _ in range(2):
+        lay = _plan(inp, buffer, 5, force)
+        U = lay.unit_ids.size
+        if U < need:
+            what = "scene(s)" if lay.size is None else f"block(s) of {lay.size:g} map units ({lay.n_groups} groups)"
+            raise InputError(f"split: the labels fall in only {U} {what}; train/validation/test need at least {need}")
+        lab = assign_units(lay.C, fractions, np.random.default_rng(inp.seed), (TRAIN, TEST))
+        untested = np.flatnonzero(lay.C[lab == TEST].sum(0) == 0)
+        force = _cuttable(inp, lay, untested) if inp.cfg.group_by == "auto" and lay.size else ()
+        if not force:
+            break
+        force = tuple(sorted(set(force) | set(lay.sub_classes)))
+    _warn_sub(inp, lay)
+    return lay, lab
+
+
 def _split_blocks(inp: SplitInput) -> SplitResult:
     """``blocks``: whole units to train/validation/test, stratified; buffer; audit must be 0."""
     buffer = _buffer_of(inp)
-    lay = _plan(inp, buffer, 5)
-    fr = inp.cfg.fractions
-    need = 3 if fr.validation > 0 else 2
+    lay, lab = _assign_blocks(inp, buffer)
     U = lay.unit_ids.size
-    if U < need:
-        what = "scene(s)" if lay.size is None else f"block(s) of {lay.size:g} map units ({lay.n_groups} groups)"
-        raise InputError(f"split: the labels fall in only {U} {what}; train/validation/test need at least {need}")
-    rng = np.random.default_rng(inp.seed)
-    lab = assign_units(lay.C, np.array([fr.train, fr.validation, fr.test]), rng, (TRAIN, TEST))
     unit_split = np.array(SPLIT_NAMES, dtype=object)[lab].astype(str)
     labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, "split")
     counts = _counts(labels, inp.cls, inp.names)
@@ -607,6 +622,7 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
     buffer = _buffer_of(inp)
     k = int(inp.cfg.k)
     lay = _plan(inp, buffer, k)
+    _warn_sub(inp, lay)
     rng = np.random.default_rng(inp.seed)
     ufold = _kfold_units(lay, k, rng)
     val_share = float(inp.cfg.fractions.validation)
