@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.audit import audit_split, check_no_leak
+from pipeline.audit import check_no_leak
 from pipeline.config import SamplingConfig, SplitConfig
+from pipeline.split import audit_scenes
 
 log = logging.getLogger("landcover")
 
@@ -166,8 +167,9 @@ def apply_sampling(samples: pd.DataFrame, result: Any, cfg: SamplingConfig, spli
 
     folds = [type(f)(remap(f.train), remap(f.validation), remap(f.test)) for f in result.folds]
     xy = samples[["x", "y"]].to_numpy(np.float64)[keep]
-    audits = [audit_split(xy, res, patch_size, f.train, f.test, f.validation) for f in folds]
-    if result.strategy != "random":
+    scene = samples["scene"].to_numpy()[keep] if "scene" in samples.columns else None
+    audits = [audit_scenes(xy, res, patch_size, f, scene) for f in folds]  # never across two scenes
+    if result.strategy in ("blocks", "kfold"):  # random and predefined splits are reported, not enforced
         for i, a in enumerate(audits):
             check_no_leak(a, f"split after sampling{f' (fold {i})' if len(audits) > 1 else ''}")
     audit = audits[0] if len(audits) == 1 else {

@@ -122,6 +122,7 @@ __all__ = [
     "SplitResult",
     "STRATEGIES",
     "make_splits",
+    "audit_scenes",
     "random_split",
     "default_buffer",
     "default_block_size",
@@ -348,15 +349,33 @@ def _merge_audits(audits: list[dict]) -> dict:
     return out
 
 
-def _audit(inp: SplitInput, labels: np.ndarray) -> dict:
-    """The independent leakage audit of one assignment (labels: shape (n,)), scene by scene."""
+def audit_scenes(xy: np.ndarray, res: tuple[float, float], patch_size: int, fold: Fold,
+                 scene: Any = None) -> dict:
+    """The independent leakage audit (:func:`pipeline.audit.audit_split`) of ``fold``, scene by
+    scene: pixels of two scenes (two dates of one place) are never compared.
+
+    Parameters
+    ----------
+    xy : ndarray, shape (n, 2)
+    res : (float, float)
+    patch_size : int
+    fold : Fold
+        Positions into ``xy``.
+    scene : array_like, shape (n,), optional
+        Scene of each sample; None: one scene.
+    """
+    codes = np.zeros(len(xy), dtype=np.int64) if scene is None else pd.factorize(np.asarray(scene))[0]
     audits = []
-    for sc in range(len(inp.scene_names)):
-        m = inp.scene == sc
-        lab = np.where(m, labels, "")
-        audits.append(audit_split(inp.xy, (inp.rx, inp.ry), inp.patch_size, np.flatnonzero(lab == "train"),
-                                  np.flatnonzero(lab == "test"), np.flatnonzero(lab == "validation")))
+    for sc in np.unique(codes) if len(codes) else [0]:
+        keep = {k: np.asarray(getattr(fold, k))[codes[np.asarray(getattr(fold, k), dtype=np.int64)] == sc]
+                for k in ("train", "validation", "test")}
+        audits.append(audit_split(xy, res, patch_size, keep["train"], keep["test"], keep["validation"]))
     return _merge_audits(audits)
+
+
+def _audit(inp: SplitInput, labels: np.ndarray) -> dict:
+    """The leakage audit of one assignment (labels: shape (n,)), scene by scene."""
+    return audit_scenes(inp.xy, (inp.rx, inp.ry), inp.patch_size, _fold_of(labels), inp.scene)
 
 
 def _buffer_of(inp: SplitInput) -> float:
