@@ -27,6 +27,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg, _ = load_config(args.config)  # validate now: a bad config fails before Prefect starts
     if not args.once and not args.cron:
         raise InputError("serve: give --cron \"MIN HOUR DOM MON DOW\" (or --once for one cycle)")
+    if args.once and args.cron:
+        raise InputError("serve: --once runs one cycle now and --cron serves a schedule; give one of them")
     if args.model is not None and not args.model.exists():
         raise InputError(f"{args.model}: model file not found")
     params = {"config_path": str(args.config.resolve()),
@@ -36,9 +38,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "rasters": [str(Path(r).resolve()) for r in args.raster] or None,
               "state_file": str(args.state.resolve()) if args.state else None,
               "runs_dir": str((args.runs or Path(cfg.output_dir)).resolve()),
-              "settle_seconds": args.settle, "retry_failed": args.retry_failed, "dask_address": args.dask}
+              "settle_seconds": args.settle, "retry_failed": args.retry_failed, "dask_address": args.dask,
+              "progress": bool(args.once and not args.no_progress)}
     from flows.batch import batch_map  # imports Prefect
 
+    from pipeline.cli import quiet_console
+
+    quiet_console(hide_input_errors=False)  # no "Finished in state Completed()" line per scene
     log.setLevel(logging.INFO)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -65,8 +71,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="scheduled batch mapping of new rasters in an inbox folder",
                        description="Serve a Prefect deployment that maps every new raster in an inbox with the "
                                    "registered best model on a cron schedule; --once runs one cycle and exits.")
-    p.add_argument("config", type=Path)
-    p.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *"')
+    p.add_argument("config", type=Path, metavar="CONFIG", help="run configuration (output_dir, mapping settings)")
+    p.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (not with --once)')
     p.add_argument("--once", action="store_true", help="run one cycle in this process and exit "
                    "(exit code 1 when a scene failed)")
     p.add_argument("--inbox", type=Path, help="folder watched for new *.tif/*.tiff rasters")
@@ -76,8 +82,9 @@ def register(sub: Any) -> None:
     p.add_argument("--runs", type=Path, help="runs directory to take the best model from (default: the config's output_dir)")
     p.add_argument("--state", type=Path, help="state file of processed inputs (default: OUTBOX/.serve-state.json)")
     p.add_argument("--settle", type=float, default=10.0, metavar="SECONDS",
-                   help="leave files modified less than this long ago for the next cycle (default 10)")
+                   help="leave files modified less than this long ago for the next cycle")
     p.add_argument("--retry-failed", action="store_true", help="retry scenes that failed in an earlier cycle")
     p.add_argument("--name", default="landcover-batch-map", help="deployment name")
     p.add_argument("--dask", metavar="ADDRESS", help="map scenes on this Dask cluster")
+    p.add_argument("--no-progress", action="store_true", help="hide the mapping progress bars (--once)")
     p.set_defaults(func=cmd_serve)

@@ -489,14 +489,15 @@ def register(subparsers: Any) -> None:
         "points per class, the rest proportional to area; Olofsson et al. 2014). No class gets more "
         "points than it has pixels; every class needs at least 2.",
     )
-    d.add_argument("map", type=Path, metavar="MAP.tif")
+    d.add_argument("map", type=Path, metavar="MAP.tif", help="class map (its class names are read from it)")
     d.add_argument("--n", type=int, required=True, help="total number of points")
-    d.add_argument("--out", type=Path, required=True, metavar="SAMPLE.gpkg")
-    d.add_argument("--allocation", choices=ALLOCATIONS, default="olofsson")
-    d.add_argument("--min-per-class", type=int, default=50, help="floor per class for olofsson (default 50)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--class-names", default=None, metavar="ID=NAME,...", help="names of the map's class ids")
-    d.add_argument("--nodata", type=int, default=255)
+    d.add_argument("--out", type=Path, required=True, metavar="SAMPLE.gpkg", help="sample points to write")
+    d.add_argument("--allocation", choices=ALLOCATIONS, default="olofsson", help="points per class")
+    d.add_argument("--min-per-class", type=int, default=50, help="floor per class for olofsson")
+    d.add_argument("--seed", type=int, default=0, help="random seed (same seed, same sample)")
+    d.add_argument("--class-names", default=None, metavar="ID=NAME,...",
+                   help="names of the map's class ids (default: read from the map)")
+    d.add_argument("--nodata", type=int, default=255, help="map value that is no class")
     d.set_defaults(func=_cmd_design)
 
     a = subparsers.add_parser(
@@ -506,15 +507,16 @@ def register(subparsers: Any) -> None:
         "95% confidence intervals, from a labelled sample and its map, or from an error matrix of sample "
         "counts and the mapped areas.",
     )
-    a.add_argument("map", type=Path, nargs="?", metavar="MAP.tif")
-    a.add_argument("sample", type=Path, nargs="?", metavar="SAMPLE.gpkg")
+    a.add_argument("map", type=Path, nargs="?", metavar="MAP.tif", help="class map (its class names are read from it)")
+    a.add_argument("sample", type=Path, nargs="?", metavar="SAMPLE.gpkg", help="labelled sample points")
     a.add_argument("--field", help="column of SAMPLE with the reference class (name or id)")
     a.add_argument("--layer", default=None, help="layer of SAMPLE")
     a.add_argument("--error-matrix", type=Path, metavar="COUNTS.csv",
                    help="sample counts: first column map class names, header reference class names")
     a.add_argument("--areas", type=Path, metavar="AREAS.csv", help="columns class,area_ha")
-    a.add_argument("--json", type=Path, required=True, metavar="OUT.json")
-    a.add_argument("--class-names", default=None, metavar="ID=NAME,...")
-    a.add_argument("--nodata", type=int, default=255)
+    a.add_argument("--json", type=Path, required=True, metavar="OUT.json", help="estimates to write")
+    a.add_argument("--class-names", default=None, metavar="ID=NAME,...",
+                   help="names of the map's class ids (default: read from the map)")
+    a.add_argument("--nodata", type=int, default=255, help="map value that is no class")
     a.set_defaults(func=_cmd_assess)
 

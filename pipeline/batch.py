@@ -152,10 +152,23 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def _area_lines(areas: dict) -> list[str]:
+    """Markdown table of a scene's class areas, rounded as the run report rounds them."""
+    from pipeline.report import fmt
+
+    lines = ["| class | pixels | area (ha) | share |", "|---|---:|---:|---:|"]
+    for name, a in areas.items():
+        if isinstance(a, dict):
+            lines.append(f"| {name} | {fmt(a.get('pixels'), 'int')} | {fmt(a.get('area_ha'), 'ha')} | "
+                         f"{fmt(a.get('fraction', a.get('share')), 'pct')} |")
+    return lines
+
+
 # ----------------------------------------------------------------------------- one scene
 def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, workers: int,
-                  logger: Any = None) -> dict:
-    """Map one raster; writes the class map, confidence, and a JSON + Markdown report."""
+                  logger: Any = None, progress: bool = False) -> dict:
+    """Map one raster; writes the class map (with its class-table sidecars), confidence, and a
+    JSON + Markdown report. ``progress`` shows a mapping progress bar."""
     from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
 
@@ -169,7 +182,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
     with open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack:
         res = classify_raster(model, stack, map_path, confidence_path=conf_path, window_size=window_size,
-                              workers=workers, progress=False)
+                              workers=workers, progress=progress)
         crs = stack.grid.crs.to_string() if stack.grid.crs else None
         size = [stack.grid.width, stack.grid.height]
     areas: dict = {}
@@ -188,13 +201,9 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     write_text(odir / f"{scene['name']}.json", json.dumps(report, indent=2, default=str))
     lines = [f"# {scene['name']}", "", f"- input: `{path}`", f"- model: `{model_path}` ({meta.model})",
              f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
-             f"- mapped in {res['seconds']:.2f} s", ""]
+             f"- mapped in {res['seconds']:.2f} s ({res['mpx_per_s']:.3g} Mpx/s)", ""]
     if areas:
-        lines += ["| class | pixels | share |", "|---|---:|---:|"]
-        for name, a in areas.items():
-            if isinstance(a, dict):
-                share = a.get("fraction", a.get("share"))
-                lines.append(f"| {name} | {a.get('pixels', '')} | {share if share is not None else ''} |")
+        lines += _area_lines(areas)
     write_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")
     (odir / f"{scene['name']}.failed.json").unlink(missing_ok=True)
     logger.info("mapped %s -> %s", path, map_path)

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import InputError
 
@@ -50,7 +51,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="comma-separated models to run, e.g. decision_tree,cnn")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value (YAML syntax), repeatable")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="device for deep models")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                   help="device for deep models (default: the config's device, auto)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
     p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -69,6 +71,22 @@ def _setup_logging(debug: bool) -> None:
                         stream=sys.stderr)
     for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _hide_routine_states(record: logging.LogRecord) -> bool:
+    """Console filter: drop Prefect's "Finished in state Completed()" of every task and sub-flow
+    (run.log keeps them; failures and other states still show)."""
+    return not (record.name.startswith(("prefect.task_runs", "prefect.flow_runs"))
+                and record.getMessage().startswith("Finished in state Completed"))
+
+
+def quiet_console(hide_input_errors: bool = True) -> None:
+    """Filter the console handlers of the root logger (Prefect's included) for a command-line run."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            h.addFilter(_hide_routine_states)
+            if hide_input_errors:
+                h.addFilter(_hide_input_errors)
 
 
 def _hide_input_errors(record: logging.LogRecord) -> bool:
@@ -101,11 +119,8 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
                        device=args.device, progress=not args.no_progress)
     # imported before the run.log handler is added: Prefect's logging setup resets the root logger
     landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline") if engine == "prefect" else None
-    if not getattr(args, "debug", False):
-        # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
-        for h in logging.getLogger().handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                h.addFilter(_hide_input_errors)
+    # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
+    quiet_console(hide_input_errors=not getattr(args, "debug", False))
     for noisy in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log.setLevel(logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False)
@@ -194,13 +209,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(flow_entry_point(BENCHMARKS[args.which])(args.rest) or 0)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, when it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or action.option_strings == [] or default in (None, False, [], argparse.SUPPRESS)
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *a: Any, **k: Any) -> None:
+        k.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*a, **k)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="landcover", description="Land-cover maps with spatially honest accuracy.")
+    from pipeline import __version__
+
+    ap = _Parser(prog="landcover", description="Land-cover maps with spatially honest accuracy.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("run", help="run the pipeline on a config")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, metavar="CONFIG", help="run configuration (YAML; see configs/)")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -209,22 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("map", help="classify a raster with a saved model")
-    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--model", required=True, type=Path, help="saved model (models/<model>.pkl or .pt of a run)")
     p.add_argument("--raster", required=True, type=Path, nargs="+", help="one multi-band file or single-band files")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="class map to write (COG, with .aux.xml/.qml/.clr "
+                   "sidecars naming the classes)")
     p.add_argument("--confidence", type=Path, help="also write the confidence raster here")
     p.add_argument("--band-names", help="comma-separated band names of the raster")
     p.add_argument("--nodata", type=float, help="nodata value of every band (default: the one the model was "
                    "trained with, else the file's own)")
-    p.add_argument("--window-size", type=int, default=512)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--window-size", type=int, default=512, help="pixels per side of the windows read and "
+                   "classified at a time (memory grows with its square)")
+    p.add_argument("--workers", type=int, default=2, help="windows classified in parallel")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="device for deep models")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("bench", help="run a benchmark (writes reports/bench/*.json)")
-    p.add_argument("which", choices=sorted(BENCHMARKS))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark (see landcover bench WHICH -h)")
     p.set_defaults(func=cmd_bench)
 
     for module in SUBCOMMAND_MODULES:

@@ -327,13 +327,15 @@ def _meta(ctx: RunContext, model: str, band_names: list[str]):
                      patch_size=ctx.cfg.patch.size, nodata=nodata)
 
 
-def _fit(ctx: RunContext, model: str, data, fold, meta):
+def _fit(ctx: RunContext, model: str, data, fold, meta, what: str = ""):
+    """Fit one model on one fold; ``what`` names the fit on its progress bar (e.g. "random-split fit")."""
     from pipeline.models import build_model
 
     settings = getattr(ctx.cfg.models, model)
     m = build_model(model, settings, meta, seed=ctx.cfg.seed, device=ctx.device)
     if hasattr(m, "progress"):
         m.progress = ctx.progress  # per-epoch bars of the deep models follow --no-progress
+        m.progress_desc = f"train {model}" + (f" ({what})" if what else "")
     val = data.subset(fold.validation) if len(fold.validation) else None
     t0 = time.perf_counter()
     m.fit(data.subset(fold.train), val)
@@ -365,7 +367,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     fit_seconds = 0.0
     final = None
     for i, fold in enumerate(folds):
-        m, secs = _fit(ctx, model, data, fold, meta)
+        m, secs = _fit(ctx, model, data, fold, meta, f"spatial fold {i + 1}/{len(folds)}" if len(folds) > 1 else "")
         fit_seconds += secs
         pred, conf = m.predict_patches(data.subset(fold.test).patches)
         rows.append(pd.DataFrame({"sample": fold.test, "fold": i, "block": samples["block"].to_numpy()[fold.test],
@@ -388,7 +390,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
         save_learning_curves(final.history, ctx.path("curves", f"{model}.json"), ctx.path("curves", f"{model}.png"))
     if ctx.cfg.split.random_contrast and ctx.cfg.split.strategy != "random":
         rfold = random_split(samples, ctx.cfg.split.fractions, ctx.cfg.seed)
-        rm, _ = _fit(ctx, model, data, rfold, meta)
+        rm, _ = _fit(ctx, model, data, rfold, meta, "random-split fit, for the contrast")
         rpred, _ = rm.predict_patches(data.subset(rfold.test).patches)
         record["overall_accuracy_random"] = float(np.mean(rpred == data.y[rfold.test]))
     suffix = registry.model_suffix(model)

@@ -492,3 +492,11 @@ def test_concurrent_fits_in_threads_are_reproducible():
     for t in threads:
         t.join()
     assert all(torch.equal(ref[k], o[k]) for o in out for k in ref)
+
+
+def test_progress_bar_names_the_fit(capsys):
+    """The bar of a deep model's second fit says what it is (set by the run's training stage)."""
+    m = make_model("cnn", 5, epochs=1)
+    m.progress, m.progress_desc = True, "train cnn (random-split fit, for the contrast)"
+    m.fit(separable(60, 5, 0), None)
+    assert "train cnn (random-split fit, for the contrast)" in capsys.readouterr().err

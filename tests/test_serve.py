@@ -60,6 +60,16 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
     assert (cls[:5, :5] == 255).all()  # nodata corner
     rep = json.loads((outbox / "good_scene" / "good_scene.json").read_text())
     assert rep["model_name"] == "decision_tree" and (outbox / "good_scene" / "good_scene.md").exists()
+    # the per-scene Markdown rounds as the run report does; the map carries its class table
+    md_rows = [ln for ln in (outbox / "good_scene" / "good_scene.md").read_text().splitlines()
+               if ln.startswith("| left") or ln.startswith("| right")]
+    assert len(md_rows) == 2
+    for ln, name in zip(md_rows, ("left", "right")):
+        _, cls, px, ha, share, _ = ln.split("|")
+        a = rep["class_areas"][name]
+        assert (cls.strip(), px.strip(), ha.strip(), share.strip()) == (
+            name, f"{a['pixels']:,d}", f"{a['area_ha']:,.1f}", f"{100 * a['fraction']:.1f}%")
+    assert (outbox / "good_scene" / "good_scene.qml").exists() and (outbox / "good_scene" / "good_scene.tif.aux.xml").exists()
     failed = json.loads((outbox / "corrupt" / "corrupt.failed.json").read_text())
     assert "corrupt.tif" in failed["error"]
     state = json.loads((outbox / ".serve-state.json").read_text())["processed"]

@@ -351,7 +351,8 @@ def train_network(model: DeepModel, train: TrainingData, y_idx: np.ndarray, vali
     stopper = EarlyStopping(s.patience, validation is not None)
     res = TrainingResult()
     train_time, seen = 0.0, 0
-    bar = tqdm(range(1, s.epochs + 1), desc=f"train {model.name}", unit="epoch", disable=not model.progress,
+    bar = tqdm(range(1, s.epochs + 1), desc=getattr(model, "progress_desc", None) or f"train {model.name}",
+               unit="epoch", disable=not model.progress,
                leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
