@@ -159,6 +159,11 @@ def _print_summary(run_dir: Path) -> None:
         rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
         print(f"{name:<16}{num(r.get('overall_accuracy'), 7)}{num(r.get('kappa'), 8)}{num(r.get('macro_f1'), 9)}"
               f"{num(rnd, 11)}")
+    ev = m.get("evidence") or {}
+    if ev.get("leakage"):
+        print("Accuracy inflated by spatial leakage: " + "; ".join(ev.get("leakage_reasons") or []))
+    if ev.get("conclusive") is False:
+        print("Evaluation inconclusive (no best model): " + "; ".join(ev.get("reasons") or []))
     print(f"Report: {run_dir / 'report.html'}")
 
 

@@ -415,8 +415,21 @@ class ReportContext:
         return (self.models[model].get("per_class") or {}).get(cls_name) or {}
 
 
+def headline_text(metrics: dict) -> str:
+    """The report's headline: leakage warning, then the inconclusive verdict or the best model
+    (:func:`pipeline.evidence.headline` over ``metrics.json["evidence"]``)."""
+    from pipeline.evidence import headline
+
+    text = headline(metrics.get("evidence"), significance_sentence(metrics.get("models") or {},
+                                                                     metrics.get("pairwise") or []))
+    failed = metrics.get("failed_models") or {}
+    if failed:
+        text += f" {len(failed)} model(s) failed: {', '.join(failed)} (see Failed models)."
+    return text
+
+
 def section_headline(doc: _Doc, ctx: ReportContext) -> None:
-    doc.p(significance_sentence(ctx.models, ctx.pairwise), strong=True)
+    doc.p(headline_text(ctx.metrics), strong=True)
 
 
 def section_failed_models(doc: _Doc, ctx: ReportContext) -> None:
@@ -586,10 +599,23 @@ COMPARISON_HEADERS = {
 
 def section_comparison(doc: _Doc, ctx: ReportContext) -> None:
     doc.h(2, "Model comparison")
-    doc.p("Test split; 95% confidence intervals from a bootstrap over spatial blocks. Ranked by overall accuracy; "
-          "the best model is highlighted.")
+    ev = ctx.metrics.get("evidence") or {}
+    weak = ev.get("conclusive") is False
     rows = [{COMPARISON_HEADERS.get(k, k): v for k, v in r.items()} for r in comparison_rows(ctx.metrics)]
-    doc.table(rows, highlight={0} if rows else set(), headers=list(COMPARISON_HEADERS.values()))
+    if weak:
+        ts = ev.get("test_set") or {}
+        doc.p(f"Test split of only {fmt(ts.get('pixels'), 'int')} pixels from {fmt(ts.get('blocks'), 'int')} "
+              f"block(s) and {fmt(ts.get('polygons'), 'int')} polygon(s): the evaluation is inconclusive "
+              f"({'; '.join(ev.get('reasons') or [])}). Intervals marked † come from a handful of pixels and are "
+              "not reliable ranges; the order of the rows is not a ranking.", strong=True)
+        for r in rows:
+            for k in r:
+                if "CI" in k and r[k] not in ("–", ""):
+                    r[k] = f"{r[k]} †"
+    else:
+        doc.p("Test split; 95% confidence intervals from a bootstrap over spatial blocks. Ranked by overall "
+              "accuracy; the best model is highlighted.")
+    doc.table(rows, highlight={0} if rows and not weak else set(), headers=list(COMPARISON_HEADERS.values()))
 
 
 def section_pairwise(doc: _Doc, ctx: ReportContext) -> None:
@@ -934,7 +960,7 @@ def publish_artifacts(run_dir: Path) -> None:
     create_table_artifact(
         table=comparison_rows(metrics),
         key="model-comparison",
-        description=significance_sentence(metrics.get("models") or {}, metrics.get("pairwise") or []),
+        description=headline_text(metrics),
     )
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     create_markdown_artifact(

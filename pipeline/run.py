@@ -459,6 +459,25 @@ def _reference_check(ctx: RunContext, models: list[str]) -> dict:
                            open_patches(ctx.run_dir / "patches.npy"), read_json(ctx.run_dir / "labels.json")["band_names"])
 
 
+def _evidence(ctx: RunContext) -> dict:
+    """metrics.json "evidence": can the (pooled) test set support a ranking? (pipeline.evidence)"""
+    from pipeline.evidence import assess_evidence, summarise_test_set
+
+    samples = pd.read_parquet(ctx.run_dir / "samples.parquet", columns=["class_id", "block", "group"])
+    test = np.unique(np.concatenate([np.asarray(f["test"], dtype=np.int64)
+                                     for f in read_json(ctx.run_dir / "folds.json")] or [np.empty(0, np.int64)]))
+    t = samples.iloc[test]
+    summary = summarise_test_set(t["class_id"].to_numpy(), t["block"].to_numpy(), t["group"].to_numpy(),
+                               ctx.class_ids, ctx.class_names)
+    empty = list((read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {}))
+    ev = assess_evidence(summary, read_json(ctx.run_dir / "split.json"), skip_classes=empty)
+    if not ev["conclusive"]:
+        log.warning("evaluation inconclusive: %s", "; ".join(ev["reasons"]))
+    if ev["leakage"]:
+        log.warning("accuracy inflated by spatial leakage: %s", "; ".join(ev["leakage_reasons"]))
+    return ev
+
+
 def stage_assess(ctx: RunContext) -> dict:
     """Combine every model's test predictions into metrics.json."""
     from pipeline.accuracy import pairwise_mcnemar
@@ -496,6 +515,7 @@ def stage_assess(ctx: RunContext) -> dict:
         "labels": read_json(ctx.run_dir / "labels.json"),
         "failed_models": failed,
         "polygons": _reference_check(ctx, list(models)),
+        "evidence": _evidence(ctx),
     }
     write_json(ctx.path("metrics.json"), _clean_nan(metrics))
     return {"outputs": ["metrics.json"]}

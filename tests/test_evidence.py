@@ -1,0 +1,101 @@
+"""The honest headline (issue #11 item 7): inconclusive evaluations and leaky splits are said so."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prefect_fixtures import prefect_api  # noqa: E402,F401
+from unseen_scenes import points_scene, utm_scene  # noqa: E402
+
+from pipeline.evidence import assess_evidence, headline, summarise_test_set  # noqa: E402
+
+NAMES = ["water", "forest"]
+
+
+def _summary(per_class_px, per_class_units):
+    y, blocks, groups = [], [], []
+    unit = 0
+    for cid, (n, u) in enumerate(zip(per_class_px, per_class_units), 1):
+        y += [cid] * n
+        ids = [unit + (i % u) for i in range(n)] if u else []
+        blocks += ids
+        groups += ids
+        unit += max(u, 1)
+    return summarise_test_set(np.array(y), np.array(blocks), np.array(groups), [1, 2], NAMES)
+
+
+BLOCKS = {"strategy": "blocks", "audit": {"train_patches_touching_test_pixels": 0}}
+
+
+def test_thresholds():
+    ok = assess_evidence(_summary([20, 10], [2, 3]), BLOCKS)
+    assert ok["conclusive"] and not ok["reasons"] and not ok["leakage"]
+    assert ok["test_set"]["per_class"]["water"] == {"pixels": 20, "blocks": 2, "polygons": 2}
+    few = assess_evidence(_summary([26, 3], [3, 2]), BLOCKS)  # 29 pixels, a class of 3
+    assert not few["conclusive"]
+    assert few["reasons"] == ["only 29 test pixels (at least 30 are needed)",
+                              "fewer than 5 test pixels for class(es) forest 3"]
+    one = assess_evidence(_summary([20, 15], [1, 4]), BLOCKS)
+    assert one["reasons"] == ["test pixels from fewer than 2 blocks or polygons for class(es) water (1 block): "
+                              "no independent replicate"]
+    # a class without any usable label is reported elsewhere, not here
+    assert assess_evidence(_summary([40, 0], [4, 0]), BLOCKS, skip_classes=["forest"])["conclusive"]
+
+
+@pytest.mark.parametrize("split,why", [
+    ({"strategy": "random", "audit": {}}, "a random pixel split (split.strategy: random)"),
+    ({"strategy": "predefined", "audit": {}}, "a user-supplied split"),
+    ({"strategy": "blocks", "audit": {"test_patches_touching_train_pixels": 476}},
+     "the leakage audit counts 476 test patches touching train pixels"),
+])
+def test_leakage(split, why):
+    ev = assess_evidence(_summary([20, 20], [3, 3]), split)
+    assert ev["leakage"] and ev["conclusive"] and why in ev["leakage_reasons"][0]
+    text = headline(ev, "Best model: svm (overall accuracy 1.000).")
+    assert text.startswith("Accuracy inflated by spatial leakage: ") and text.endswith("Best model: svm (overall accuracy 1.000).")
+
+
+def test_inconclusive_headline_names_no_model():
+    ev = assess_evidence(_summary([2, 1], [1, 1]), BLOCKS)
+    text = headline(ev, "Best model: svm (overall accuracy 1.000).")
+    assert text.startswith("Evaluation inconclusive: only 3 test pixels") and "Best model" not in text
+
+
+@pytest.mark.prefect
+def test_cli_three_test_pixels_gives_an_inconclusive_report(prefect_api, tmp_path, capsys):
+    from pipeline.cli import main
+
+    cfg = points_scene(tmp_path / "scene", n_inside_per_class=7, models={"decision_tree": {}, "max_likelihood": {}},
+                       split={"random_contrast": False, "fractions": {"train": 0.8, "validation": 0.05, "test": 0.15}})
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "few", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "few"
+    m = json.loads((run / "metrics.json").read_text())
+    ev = m["evidence"]
+    n_test = ev["test_set"]["pixels"]
+    assert n_test == len(json.loads((run / "folds.json").read_text())[0]["test"]) == 3
+    assert ev["conclusive"] is False and ev["reasons"][0] == f"only {n_test} test pixels (at least 30 are needed)"
+    md = (run / "report.md").read_text()
+    first = next(ln for ln in md.splitlines() if ln.startswith("**"))
+    assert first.startswith("**Evaluation inconclusive: only") and "Best model" not in md
+    assert "†" in md and "not reliable ranges" in md
+    assert "Evaluation inconclusive (no best model): only" in out
+
+
+@pytest.mark.prefect
+def test_cli_random_split_headline_says_leakage(prefect_api, tmp_path, capsys):
+    from pipeline.cli import main
+
+    cfg = utm_scene(tmp_path / "scene", split={"strategy": "random", "random_contrast": False})
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "rnd", "--no-progress"]) == 0
+    m = json.loads((tmp_path / "runs" / "rnd" / "metrics.json").read_text())
+    assert m["evidence"]["leakage"] is True
+    md = (tmp_path / "runs" / "rnd" / "report.md").read_text()
+    assert md.split("\n\n")[1].startswith("**Accuracy inflated by spatial leakage: a random pixel split")
+    assert "Accuracy inflated by spatial leakage" in capsys.readouterr().out
