@@ -1,7 +1,21 @@
 """landcover-pipeline: land-cover maps from multispectral rasters with spatially honest accuracy."""
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["LandcoverClassifier", "SpatialBlockSplit", "__version__"]
 
-from pipeline.splitter import SpatialBlockSplit  # noqa: E402  (scikit-learn compatible spatial CV splitter)
+# The scikit-learn interfaces, imported on first use: ``import pipeline`` (every CLI start)
+# must not import scikit-learn, pydantic or geopandas.
+_LAZY = {
+    "LandcoverClassifier": "pipeline.estimator",  # classifier over any registered model
+    "SpatialBlockSplit": "pipeline.splitter",  # spatial cross-validation splitter
+}
 
-__all__ = ["SpatialBlockSplit", "__version__"]
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -113,6 +113,20 @@ class SklearnPixelModel:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         return self._predict_features(self.features_from_patches(patches))
 
+    def _estimator_input(self, X: np.ndarray) -> np.ndarray:
+        """Features as the fitted estimator takes them (models that standardise override this)."""
+        return X
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        """(n, bands, k, k) -> (n, len(meta.class_ids)) class probabilities, columns in the order of
+        ``meta.class_ids`` (0 for a class the model left out). The labels of :meth:`predict_patches`
+        are the argmax of these rows."""
+        proba = self.estimator.predict_proba(self._estimator_input(self.features_from_patches(patches)))
+        out = np.zeros((len(proba), len(self.meta.class_ids)), np.float64)
+        pos = {int(c): i for i, c in enumerate(self.meta.class_ids)}
+        out[:, [pos[int(c)] for c in self.estimator.classes_]] = proba
+        return out
+
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = block.shape[1] - 2 * self.halo, block.shape[2] - 2 * self.halo
         labels, conf = self._predict_features(self.features_from_block(block))
@@ -256,8 +270,11 @@ class MaxLikelihoodModel(SklearnPixelModel):
                                              for c, n in zip(classes, counts) if n < 2},
                              n_train_used=int(len(y)))
 
+    def _estimator_input(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) / self.scale_
+
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        proba = self.estimator.predict_proba((X - self.mean_) / self.scale_)
+        proba = self.estimator.predict_proba(self._estimator_input(X))
         return proba_to_labels(proba, self.estimator.classes_)
 
 
@@ -308,6 +325,7 @@ class SVMModel(SklearnPixelModel):
     """
 
     name = "svm"
+    predict_proba_patches = None  # one-vs-one votes, not probabilities (as SVC(probability=False))
 
     def __init__(self, *a: Any, **k: Any):
         super().__init__(*a, **k)

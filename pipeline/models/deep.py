@@ -238,6 +238,10 @@ class DeepModel:
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._decide(self.block_logits(block), axis=0)
 
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        """(n, bands, k, k) -> (n, classes) softmax probabilities, columns in the order of ``meta.class_ids``."""
+        return torch.softmax(torch.from_numpy(self.patch_logits(patches)).double(), dim=1).numpy()
+
     # -- training -----------------------------------------------------------------------------------
     def _to_index(self, y: np.ndarray, what: str) -> np.ndarray:
         lookup = {int(c): i for i, c in enumerate(self.class_ids)}
