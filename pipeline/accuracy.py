@@ -445,6 +445,7 @@ def area_adjusted_from_labels(
     pixel_area_ha: float,
     class_ids: list[int],
     class_names: list[str],
+    map_area_ha: Mapping[int, float] | None = None,
 ) -> dict:
     """:func:`area_adjusted` from labelled points, stratified by the map.
 
@@ -461,8 +462,11 @@ def area_adjusted_from_labels(
     map_pixel_counts : mapping class id -> int
         Pixels of each class in the whole map (missing ids count 0).
     pixel_area_ha : float
-        Area of one pixel in hectares.
+        Area of one pixel in hectares (the mean pixel area when ``map_area_ha`` is given).
     class_ids, class_names : lists of length q
+    map_area_ha : mapping class id -> hectares, optional
+        Mapped area of each class measured on the ground (e.g. per-row pixel areas of a
+        geographic grid); replaces ``map_pixel_counts * pixel_area_ha`` as the strata sizes.
 
     Returns
     -------
@@ -483,7 +487,10 @@ def area_adjusted_from_labels(
         if y_ref.size
         else np.zeros((len(labels), len(labels)), dtype=int)
     )  # rows = map, columns = reference
-    areas = np.array([float(map_pixel_counts.get(c, 0)) * pixel_area_ha for c in labels])
+    if map_area_ha is not None:
+        areas = np.array([float(map_area_ha.get(c, 0.0)) for c in labels])
+    else:
+        areas = np.array([float(map_pixel_counts.get(c, 0)) * pixel_area_ha for c in labels])
     out = area_adjusted(counts, areas, list(class_names))
     out["pixel_area_ha"] = float(pixel_area_ha)
     return out
@@ -557,7 +564,8 @@ def class_area_table(
     Parameters
     ----------
     map_path : path
-        Class map (projected CRS in metres), read window by window.
+        Class map (projected CRS, or geographic: pixel areas per row on the ellipsoid),
+        read window by window.
     class_ids, class_names : lists of length q
     nodata : int
 
@@ -567,12 +575,15 @@ def class_area_table(
         ``{name: {"pixels": int, "area_ha": float, "fraction": float}}``; the
         fraction is of all classified (non-nodata) pixels whose value is a class.
     """
-    counts, pix_ha = map_pixel_counts(map_path, nodata)
+    from pipeline.areas import class_pixels_and_areas
+
+    # true ground areas: per-row pixel areas on the ellipsoid in a geographic CRS
+    counts, area_ha = class_pixels_and_areas(map_path, nodata)
     total = sum(counts.get(c, 0) for c in class_ids)
     return {
         name: {
             "pixels": int(counts.get(c, 0)),
-            "area_ha": float(counts.get(c, 0) * pix_ha),
+            "area_ha": float(area_ha.get(c, 0.0)),
             "fraction": float(counts.get(c, 0) / total) if total else 0.0,
         }
         for c, name in zip(class_ids, class_names)
@@ -610,7 +621,12 @@ def assess_model(
     out = classification_metrics(y_true, y_pred, class_ids, class_names)
     out["ci95"] = bootstrap_ci(y_true, y_pred, blocks, class_ids, n_boot=n_boot, seed=seed)
     if map_path is not None:
-        counts, pix_ha = map_pixel_counts(map_path, nodata)
+        from pipeline.areas import class_pixels_and_areas
+
+        counts, area_ha = class_pixels_and_areas(map_path, nodata)
         out["class_areas"] = class_area_table(map_path, class_ids, class_names, nodata)
-        out["area_adjusted"] = area_adjusted_from_labels(y_true, y_pred, counts, pix_ha, class_ids, class_names)
+        n_px = sum(counts.values())
+        out["area_adjusted"] = area_adjusted_from_labels(y_true, y_pred, counts,
+                                                         sum(area_ha.values()) / n_px if n_px else 0.0,
+                                                         class_ids, class_names, map_area_ha=area_ha)
     return out

@@ -245,8 +245,11 @@ def stage_prepare(ctx: RunContext) -> dict:
                                         thin=sampler.thin, on_empty_class=cfg.labels.on_empty_class)
         return sampler, samples, report
 
+    from pipeline.areas import check_area_crs
+
     try:
         with ctx.open_stack(drop=[]) as stack:
+            check_area_crs(stack.grid.crs, stack.paths[0])  # class areas must be computable: say so now
             sampler, samples, report = ingest(stack)
     except EmptyBandsError as e:
         if not cfg.rasters.drop_empty_bands:
@@ -435,7 +438,10 @@ def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.nd
     areas = class_area_table(ctx.run_dir / "maps" / f"{m}.tif", ids, names)
     res["class_areas"] = areas
     pix = {cid: areas[n]["pixels"] for cid, n in zip(ids, names)}
-    res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, pixel_ha, ids, names)
+    ha = {cid: areas[n]["area_ha"] for cid, n in zip(ids, names)}
+    n_px = sum(pix.values())
+    mean_ha = sum(ha.values()) / n_px if n_px else pixel_ha  # per-row areas differ in a geographic CRS
+    res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, mean_ha, ids, names, map_area_ha=ha)
     res["fit_seconds"] = rec["fit_seconds"]
     res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
     for k in ("epochs_run", "best_epoch"):
@@ -487,9 +493,10 @@ def stage_assess(ctx: RunContext) -> dict:
     contrast: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
     y_ref = None
+    from pipeline.areas import row_areas_m2
+
     with ctx.open_stack() as st:
-        rx, ry = st.grid.res
-    pixel_ha = rx * ry / 1e4
+        pixel_ha = float(np.mean(row_areas_m2(st.grid.crs, st.grid.transform, st.grid.height))) / 1e4
     failed = failed_models(ctx)
     for m in cfg.models.enabled():
         if m in failed:

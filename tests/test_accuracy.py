@@ -260,6 +260,19 @@ def _write_map(path, data, crs="EPSG:32633", res=10.0, nodata=255):
         dst.write(data, 1)
 
 
+def _band_area_m2(lat0: float, lat1: float, dlon_deg: float) -> float:
+    """Area of the band lat0..lat1 over dlon_deg of longitude on the WGS84 ellipsoid (closed form)."""
+    a, f = 6378137.0, 1 / 298.257223563
+    e = np.sqrt(f * (2 - f))
+    b2 = (a * (1 - f)) ** 2
+
+    def q(lat):
+        s = np.sin(np.radians(lat))
+        return s / (1 - e * e * s * s) + np.log((1 + e * s) / (1 - e * s)) / (2 * e)
+
+    return np.pi * b2 * (q(lat1) - q(lat0)) * dlon_deg / 360.0
+
+
 def test_class_area_table(tmp_path):
     data = np.full((40, 48), 1, np.uint8)
     data[:10] = 2
@@ -270,10 +283,22 @@ def test_class_area_table(tmp_path):
     assert t["b"] == {"pixels": 480, "area_ha": pytest.approx(4.8), "fraction": pytest.approx(480 / 1872)}
     assert t["a"]["pixels"] == 40 * 48 - 480 - 48
     assert t["c"]["pixels"] == 0
+    # a geographic map: true ground areas (rows of 0.01 degree at 45-45.1 N), checked against the
+    # closed-form area of a latitude band on the WGS84 ellipsoid
     geo = tmp_path / "g.tif"
-    _write_map(geo, data, crs="EPSG:4326", res=0.001)
-    with pytest.raises(InputError, match="projected"):
-        class_area_table(geo, [1, 2], ["a", "b"])
+    with rasterio.open(geo, "w", driver="GTiff", width=48, height=40, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(10.0, 45.4, 0.01, 0.01), nodata=255) as dst:
+        dst.write(data, 1)
+    g = class_area_table(geo, [1, 2], ["a", "b"])
+    want_b = _band_area_m2(45.3, 45.4, 48 * 0.01) / 1e4
+    assert g["b"]["pixels"] == 480 and g["b"]["area_ha"] == pytest.approx(want_b, rel=1e-6)
+    assert g["a"]["area_ha"] == pytest.approx(_band_area_m2(45.01, 45.3, 48 * 0.01) / 1e4, rel=1e-6)
+    eng = tmp_path / "e.tif"
+    with rasterio.open(eng, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
+                       crs='LOCAL_CS["arbitrary",UNIT["metre",1]]', transform=from_origin(100, 100, 1, 1)) as dst:
+        dst.write(np.ones((4, 4), np.uint8), 1)
+    with pytest.raises(InputError, match="neither projected nor geographic"):
+        class_area_table(eng, [1], ["a"])
     with pytest.raises(InputError, match="not found"):
         class_area_table(tmp_path / "missing.tif", [1], ["a"])
 

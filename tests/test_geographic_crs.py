@@ -1,0 +1,99 @@
+"""A raster in degrees (EPSG:4326) runs end to end with true class areas (issue #11 item 1)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+sys.path.insert(0, str(Path(__file__).parent))
+from unseen_scenes import class_image, polygons_on_cells, spectra, write_config, write_raster  # noqa: E402
+
+UTM = "EPSG:32633"
+ORIGIN = (500000.0, 4000000.0)  # about 36.1 N, 15 E
+RES = 30.0
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def geo_run(tmp_path_factory):
+    """A UTM scene reprojected to EPSG:4326 (labels stay in UTM), run with the CLI."""
+    from pipeline.cli import main
+
+    folder = tmp_path_factory.mktemp("geo")
+    cls = class_image(SIZE, SIZE, cell=16)
+    tr = from_origin(*ORIGIN, RES, RES)
+    data = spectra(cls)
+    dst_tr, w, h = calculate_default_transform(UTM, "EPSG:4326", SIZE, SIZE,
+                                               *rasterio.transform.array_bounds(SIZE, SIZE, tr))
+    geo = np.full((3, h, w), -9999.0, np.float32)
+    for b in range(3):
+        reproject(data[b], geo[b], src_transform=tr, src_crs=UTM, dst_transform=dst_tr, dst_crs="EPSG:4326",
+                  resampling=Resampling.nearest, dst_nodata=-9999.0)
+    write_raster(folder / "scene_4326.tif", geo, dst_tr, "EPSG:4326", nodata=-9999.0)
+    polygons_on_cells(cls, tr, UTM, cell=16, inset=4).to_file(folder / "labels_utm.gpkg")
+    cfg = write_config(folder / "config.yaml", ["scene_4326.tif"], "labels_utm.gpkg",
+                       models={"decision_tree": {}}, split={"random_contrast": False})
+    rc = main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "geo", "--no-progress",
+               "--engine", "local"])
+    return folder, folder / "runs" / "geo", rc
+
+
+def _utm_areas_ha(map_4326: Path, res: float = 5.0) -> dict[int, float]:
+    """Class areas of a 4326 class map measured independently: warped to UTM at ``res`` metres."""
+    with rasterio.open(map_4326) as src:
+        dst_tr, w, h = calculate_default_transform(src.crs, UTM, src.width, src.height, *src.bounds, resolution=res)
+        out = np.full((h, w), 255, np.uint8)
+        reproject(src.read(1), out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst_tr,
+                  dst_crs=UTM, resampling=Resampling.nearest, src_nodata=255, dst_nodata=255)
+    vals, counts = np.unique(out[out != 255], return_counts=True)
+    return {int(v): float(n) * res * res / 1e4 for v, n in zip(vals, counts)}
+
+
+def test_geographic_scene_runs_end_to_end(geo_run):
+    _, run, rc = geo_run
+    assert rc == 0
+    m = json.loads((run / "metrics.json").read_text())
+    dt = m["models"]["decision_tree"]
+    assert dt["overall_accuracy"] > 0.9
+    # split defaults in pixels, converted to degrees: blocks and buffer are fractions of a degree
+    assert 0 < m["split"]["buffer"] < 0.01 and 0 < m["split"]["block_size"] < 1
+    assert m["split"]["audit"]["train_patches_touching_test_pixels"] == 0
+
+
+def test_class_areas_match_the_scene_in_utm(geo_run):
+    _, run, _ = geo_run
+    m = json.loads((run / "metrics.json").read_text())
+    areas = m["models"]["decision_tree"]["class_areas"]
+    utm = _utm_areas_ha(run / "maps" / "decision_tree.tif")
+    names = {c["id"]: c["name"] for c in m["classes"]}
+    for cid, want in utm.items():
+        got = areas[names[cid]]["area_ha"]
+        assert abs(got - want) / want < 0.005, (names[cid], got, want)
+    # a naive degrees-squared reading would be off by orders of magnitude; pixel count x the
+    # mean pixel area would be close but not exact: the per-row areas are what is used
+    adj = m["models"]["decision_tree"]["area_adjusted"]
+    assert adj["pixel_area_ha"] == pytest.approx(sum(a["area_ha"] for a in areas.values())
+                                                  / sum(a["pixels"] for a in areas.values()))
+    total = sum(utm.values())
+    assert sum(a["area_ha"] for a in areas.values()) == pytest.approx(total, rel=0.005)
+
+
+def test_crs_without_measurable_areas_stops_in_prepare(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cls = class_image(32, 32)
+    write_raster(tmp_path / "local.tif", spectra(cls), from_origin(100, 100, 1, 1),
+                 'LOCAL_CS["arbitrary",UNIT["metre",1]]')
+    polygons_on_cells(cls, from_origin(100, 100, 1, 1), UTM).to_file(tmp_path / "l.gpkg")
+    cfg = write_config(tmp_path / "c.yaml", ["local.tif"], "l.gpkg")
+    rc = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "x", "--no-progress", "--engine", "local"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "local.tif" in err and "neither projected nor geographic" in err
+    assert not (tmp_path / "runs" / "x" / "models").exists()  # stopped before any training
