@@ -47,7 +47,7 @@ def _scene(tmp_path: Path, split_column: bool) -> Path:
 
 
 def _run(cfg: Path, out: Path, *sets: str) -> Path:
-    args = ["run", str(cfg), "--out", str(out), "--run-id", "r", "--no-progress"]
+    args = ["run", str(cfg), "--out", str(out), "--run-id", "r", "--no-progress", "--engine", "local"]
     for s in sets:
         args += ["--set", s]
     assert main(args) == 0

@@ -222,3 +222,30 @@ def test_hint_says_when_no_spatial_split_is_possible():
     s = pixels_table([(0, 0, 3, 3, 0), (40, 40, 3, 3, 1), (80, 0, 3, 3, 2)])  # three tiny polygons
     with pytest.raises(InputError, match="no spatial split is possible.*'water'"):
         make_splits(s, SplitConfig(), 9, RES, seed=0)
+
+
+# ----------------------------------------------------------------------------- shared real scenes
+
+
+@pytest.mark.parametrize("config", ["landsat5_rstoolbox.yaml", "landsat7_ceholden.yaml", "sentinel2_eolearn.yaml"])
+def test_shared_scenes_get_a_leak_free_spatial_test(config, shared_data):
+    """The configs' labels and rasters (paths re-rooted on ../shared/data), split by blocks and
+    kfold: audit counts 0 and every class in train and test."""
+    from pathlib import Path
+
+    from pipeline.config import parse_config
+    from pipeline.labels import ingest_labels
+    from pipeline.raster import RasterStack
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "configs" / config).read_text().replace("../../shared/data", str(shared_data))
+    cfg = parse_config(yaml.safe_load(text), config)
+    r = cfg.rasters
+    with RasterStack.open([Path(p) for p in r.paths], r.band_names, r.bands, r.nodata) as stack:
+        s, _ = ingest_labels(cfg.labels, Path(cfg.labels.path), cfg.classes, stack, progress=False,
+                             on_unknown=cfg.labels.on_unknown)
+        res, crs = stack.grid.res, stack.grid.crs
+    for strategy in ("blocks", "kfold"):
+        sp = make_splits(s, cfg.split.model_copy(update={"strategy": strategy}), cfg.patch.size, res, cfg.seed, crs)
+        assert_leak_free(s, sp, cfg.patch.size, res)
+        assert sp.report["missing_classes"] == {"train": [], "test": []}, (strategy, sp.report["missing_classes"])
