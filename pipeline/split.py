@@ -300,14 +300,8 @@ def _counts(labels: np.ndarray, cls: np.ndarray, names: list[str]) -> dict[str, 
     return out
 
 
-def _missing(counts: dict[str, dict[str, int]], warn: bool = False) -> dict[str, list[str]]:
-    out = {s: [c for c, n in counts[s].items() if n == 0] for s in ("train", "test")}
-    if warn:
-        for c in out["test"]:
-            log.warning("split: class %r has no test samples (its labels lie in a single block or group, or all "
-                        "of its blocks went to training); its accuracy cannot be measured - add labels for %r "
-                        "in other places or reduce split.block_size", c, c)
-    return out
+def _missing(counts: dict[str, dict[str, int]]) -> dict[str, list[str]]:
+    return {s: [c for c, n in counts[s].items() if n == 0] for s in ("train", "test")}
 
 
 def _fold_of(labels: np.ndarray) -> Fold:
@@ -605,7 +599,9 @@ def _split_blocks(inp: SplitInput) -> SplitResult:
     counts = _counts(labels, inp.cls, inp.names)
     report = {"strategy": "blocks", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed),
               "counts": counts, "dropped_by_buffer": dropped,
-              "missing_classes": _missing(counts, warn=not inp.quiet), "audit": audit, **_sub_report(inp, lay)}
+              "missing_classes": _missing(counts), "audit": audit, **_sub_report(inp, lay)}
+    if report["missing_classes"]["test"] and not inp.quiet:
+        _warn_untested(inp, report["missing_classes"]["test"])
     gdf = _blocks_frame(inp, lay, list(unit_split), np.zeros(U, dtype=np.int64))
     return SplitResult("blocks", [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), lay.block, gdf,
                        report, block_size=lay.size, buffer=buffer, fold_splits=[labels])
@@ -661,6 +657,8 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
                          "missing_classes": _missing(counts), "audit": audit})
         fold_splits.append(labels)
     report = _kfold_report(inp, lay, buffer, k, per_fold)
+    if report["missing_classes"]["test"] and not inp.quiet:
+        _warn_untested(inp, report["missing_classes"]["test"])
     gdf = _blocks_frame(inp, lay, unit_split0, ufold)
     return SplitResult("kfold", [_fold_of(lab) for lab in fold_splits], fold_splits[0], ufold[lay.unit_of],
                        lay.block, gdf, report, block_size=lay.size, buffer=buffer, fold_splits=fold_splits)
@@ -711,35 +709,61 @@ def _works(inp: SplitInput, change: dict[str, Any]) -> tuple[bool, bool]:
     return True, not any(res.report["missing_classes"].values())
 
 
-def _no_split_reason(inp: SplitInput) -> str:
-    """Why no spatial split exists: the classes too compact for two blocks of the smallest size."""
+def _too_compact(inp: SplitInput, classes: list[int] | None = None) -> tuple[list[str], float]:
+    """Classes whose labels span less than two blocks of the smallest admissible size, and that size."""
     pix = max(inp.rx, inp.ry)
     s0 = inp.patch_size * pix + _buffer_of(inp)
-    small = [n for c, n in enumerate(inp.names) if max(extent(inp.xy[inp.cls == c], inp.rx, inp.ry)) < 2 * s0]
-    why = (f"class(es) {', '.join(map(repr, small))} cover less than two blocks of the smallest admissible "
-           f"size (patch width + buffer = {s0:g} map units), so they cannot be both trained and tested without "
-           f"a training patch seeing test pixels" if small else
-           "no block size, grouping or number of folds tried gives every class training samples")
-    return f"no spatial split is possible for this input: {why}; add labels in other places"
+    cands = range(len(inp.names)) if classes is None else classes
+    return [inp.names[c] for c in cands if max(extent(inp.xy[inp.cls == c], inp.rx, inp.ry)) < 2 * s0], s0
+
+
+def _no_split_reason(inp: SplitInput, classes: list[int] | None = None) -> str:
+    """Why no change tried helps: the classes too compact for two blocks of the smallest size."""
+    small, s0 = _too_compact(inp, classes)
+    if small:
+        return (f"no spatial split is possible for class(es) {', '.join(map(repr, small))}: their labels span "
+                f"less than two blocks of the smallest admissible size (patch width + buffer = {s0:g} map "
+                f"units), so they cannot be trained and tested without a training patch seeing test pixels; "
+                f"add labels for them in other places")
+    return ("none of the block sizes, groupings, fold numbers or buffers tried works for this input; "
+            "add labels in other places")
+
+
+def _find_change(inp: SplitInput, complete_only: bool, budget: int = MAX_HINT_TRIALS) -> dict[str, Any] | None:
+    """The first candidate change (at most ``budget`` tried) after which the split works and every
+    class is in train and test; failing that (unless ``complete_only``), the first that works."""
+    fallback = None
+    for i, change in enumerate(_candidate_changes(inp)):
+        if i >= budget:
+            break
+        ok, complete = _works(inp, change)
+        if ok and complete:
+            return change
+        if ok and fallback is None and not complete_only:
+            fallback = change
+    return fallback
+
+
+def _sets(change: dict[str, Any]) -> str:
+    return " ".join(f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}"
+                    for k, v in change.items())
 
 
 def _hint(inp: SplitInput) -> str:
     """A change tried on this very input that makes the split work, or why none can."""
-    fallback = None
-    for i, change in enumerate(_candidate_changes(inp)):
-        if i >= MAX_HINT_TRIALS:
-            break
-        ok, complete = _works(inp, change)
-        if ok and complete:
-            fallback = change
-            break
-        if ok and fallback is None:
-            fallback = change
-    if fallback is None:
-        return _no_split_reason(inp)
-    sets = " ".join(f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}"
-                    for k, v in fallback.items())
-    return f"tried on this input, this works: {sets}"
+    change = _find_change(inp, complete_only=False)
+    return f"tried on this input, this works: {_sets(change)}" if change else _no_split_reason(inp)
+
+
+def _warn_untested(inp: SplitInput, names: list[str]) -> None:
+    """Classes without test samples: one warning with a change that gives every class a test, if any."""
+    ids = [inp.names.index(n) for n in names]
+    hopeless = len(_too_compact(inp, ids)[0]) == len(ids)  # no block size can help: spare the trials
+    change = None if hopeless else _find_change(inp, complete_only=True, budget=MAX_HINT_TRIALS // 2)
+    fix = (f"tried on this input, this gives every class a test: {_sets(change)}" if change else
+           _no_split_reason(inp, ids))
+    log.warning("split: class(es) %s have no test samples, so their accuracy cannot be measured; %s",
+                ", ".join(map(repr, names)), fix)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -249,3 +249,17 @@ def test_shared_scenes_get_a_leak_free_spatial_test(config, shared_data):
         sp = make_splits(s, cfg.split.model_copy(update={"strategy": strategy}), cfg.patch.size, res, cfg.seed, crs)
         assert_leak_free(s, sp, cfg.patch.size, res)
         assert sp.report["missing_classes"] == {"train": [], "test": []}, (strategy, sp.report["missing_classes"])
+
+
+def test_class_without_test_gets_a_warning_with_a_fix_that_works(caplog):
+    grid = [(r, c, 6, 6, (r // 20 + c // 20) % 3) for r in range(0, 120, 20) for c in range(0, 120, 20)]
+    s = pixels_table(grid + [(2, 121, 5, 5, 3), (2, 128, 5, 5, 3)])  # "crop": two polygons in one block
+    cfg = SplitConfig(group_by="polygon", block_size=1500.0)
+    with caplog.at_level(logging.WARNING, logger="pipeline.split"):
+        r = make_splits(s, cfg, 3, RES, seed=0)
+    assert r.report["missing_classes"]["test"] == ["crop"]
+    msg = " ".join(m.getMessage() for m in caplog.records if "no test samples" in m.getMessage())
+    assert "'crop'" in msg and "this gives every class a test" in msg, msg
+    fixed = make_splits(s, apply_hint(cfg, msg), 3, RES, seed=0)
+    assert fixed.report["missing_classes"] == {"train": [], "test": []}
+    assert_leak_free(s, fixed, 3)
