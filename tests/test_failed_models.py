@@ -40,18 +40,24 @@ def _check_outputs(run: Path, failed: str, stage: str, reason: str, ok: str) -> 
     assert failed in md and reason.split(":")[0] in md
 
 
-def test_local_runner_goes_on_after_a_failed_fit(tmp_path, monkeypatch):
-    from pipeline.config import load_config
+def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
     from pipeline.models.classical import MaxLikelihoodModel
-    from pipeline.run import init_run_dir, run_pipeline
 
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS)
-    cfg, base = load_config(cfg_path)
-    ctx = init_run_dir(cfg, base, out=tmp_path / "runs", run_id="local", progress=False)
-    run = run_pipeline(ctx)
+    rc = main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "local", "--no-progress",
+               "--engine", "local"])
+    captured = capsys.readouterr()
+    assert rc == 3
+    line = [ln for ln in captured.err.splitlines() if ln.startswith("landcover:")]
+    assert line == ["landcover: 1 model(s) failed, the others were reported: max_likelihood "
+                    "(train: RuntimeError: covariance exploded on purpose)"]
+    assert "max_likelihood  failed in train" in captured.out
+    run = tmp_path / "runs" / "local"
     _check_outputs(run, "max_likelihood", "train", "RuntimeError: covariance exploded on purpose", "decision_tree")
     assert not (run / "models" / "max_likelihood.pkl").exists()
+    assert "1 model(s) failed: max_likelihood" in (run / "report.md").read_text()
 
 
 @pytest.mark.prefect

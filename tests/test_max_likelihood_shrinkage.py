@@ -96,3 +96,15 @@ def test_cli_hyperspectral_scene_with_a_rare_class(prefect_api, tmp_path):
     few = ml["fit_info"]["classes_with_fewer_samples_than_features"]
     assert "3" in few and few["3"] < 60  # urban (id 3) had fewer training pixels than bands
     assert ml["overall_accuracy"] > 0.9 and ml["per_class"]["urban"]["recall"] > 0.5
+
+
+def test_report_shows_classes_a_model_left_out(tmp_path):
+    from test_report import make_run_dir
+
+    from pipeline.report import write_report
+
+    run, metrics = make_run_dir(tmp_path, deep=False)
+    metrics["models"]["svm"]["dropped_classes"] = {"urban": "1 training sample (a covariance needs 2)"}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    _, md = write_report(run)
+    assert "svm left out class(es) urban (1 training sample (a covariance needs 2))" in md.read_text()
