@@ -3,13 +3,15 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["LandcoverClassifier", "SpatialBlockSplit", "__version__"]
+__all__ = ["LandcoverClassifier", "SpatialBlockSplit", "__version__", "read_metrics", "run_config"]
 
 # The scikit-learn interfaces, imported on first use: ``import pipeline`` (every CLI start)
 # must not import scikit-learn, pydantic or geopandas.
 _LAZY = {
     "LandcoverClassifier": "pipeline.estimator",  # classifier over any registered model
     "SpatialBlockSplit": "pipeline.splitter",  # spatial cross-validation splitter
+    "run_config": "pipeline.api",  # run a config in process (= landcover run --engine local)
+    "read_metrics": "pipeline.api",  # metrics.json of a run directory
 }
 
 

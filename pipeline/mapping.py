@@ -299,15 +299,22 @@ def gdal_cache(nbytes: int) -> Iterator[None]:
             set_gdal_config("GDAL_CACHEMAX", before)
 
 
-def classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
+def classify_raster(model: Classifier, stack: RasterStack | str | Path | list[str | Path], out_path: str | Path,
                     confidence_path: str | Path | None = None,
                     window_size: int = 512, workers: int = 2, progress: bool = True) -> dict:
     """Classify every pixel of ``stack`` with ``model`` and write a COG class map.
 
+    ``stack`` is an open :class:`RasterStack`, or the path(s) of the raster (one
+    multi-band file or one file per band, ``str`` or ``Path``), opened here with the
+    model's bands matched by name (:func:`open_for_model`) and the model's nodata.
     The class map is finished by :func:`write_class_map` (class names and colours in
     the file and its sidecars). Returns ``{"path", "confidence_path", "seconds",
     "mpx_per_s", "pixels"}``.
     """
+    if not isinstance(stack, RasterStack):
+        with open_for_model(stack, list(model.meta.band_names),
+                            model_nodata=getattr(model.meta, "nodata", None)) as opened:
+            return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress)
     with gdal_cache(gdal_cache_bytes(stack, window_size, int(model.halo))):
         return _classify_raster(model, stack, out_path, confidence_path, window_size, workers, progress)
 

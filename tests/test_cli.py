@@ -220,11 +220,28 @@ def test_engine_local_gives_the_prefect_runs_metrics_and_outputs(demo_run, tmp_p
         assert a.get(key) == b.get(key), key
     files = lambda r: {p.relative_to(r).as_posix() for p in r.rglob("*") if p.is_file()}  # noqa: E731
     assert files(run) == files(out / "loc")
-    # the same stage store: a second local run reuses every stage but the report
-    assert main(["demo", "--models", "decision_tree", "--engine", "local", "--out", str(out), "--run-id", "again",
-                 "--no-progress"]) == 0
-    stages = json.loads((out / "again" / "manifest.json").read_text())["stages"]
+    # the same stage store: a second local run, from Python this time, reuses every stage but the report
+    from pipeline import read_metrics, run_config
+
+    again = run_config(REPO / "configs" / "demo.yaml", models=["decision_tree"], out=str(out), run_id="again")
+    assert again == out / "again"
+    stages = json.loads((again / "manifest.json").read_text())["stages"]
     assert {s["name"] for s in stages if not s["cached"]} == {"report"}
+    assert read_metrics(again)["models"] == b["models"]
+
+
+def test_library_maps_from_str_paths(demo_run, nc_scene, tmp_path):
+    """classify_raster takes the raster as str paths (bands matched by name) and str outputs."""
+    from pipeline.mapping import classify_raster
+    from pipeline.models import load_model
+
+    run, _ = demo_run
+    model = load_model(str(run / "models" / "decision_tree.pkl"))
+    bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]
+    res = classify_raster(model, bands, str(tmp_path / "m.tif"), str(tmp_path / "c.tif"), progress=False)
+    with rasterio.open(res["path"]) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert (tmp_path / "m.qml").exists() and (tmp_path / "c.tif").exists()
 
 
 def _closed_port() -> int:
