@@ -404,3 +404,14 @@ def test_random_split_is_stratified_seeded_and_complete():
         n = int(np.sum(cid == k))
         assert abs(int(np.sum(cid[a.test] == k)) - 0.15 * n) <= 1
         assert abs(int(np.sum(cid[a.validation] == k)) - 0.15 * n) <= 1
+
+
+def test_split_map_axes_name_the_crs_and_units():
+    from pyproj import CRS
+
+    from pipeline.split_output import _crs_text, _nice_length
+
+    assert _crs_text(CRS.from_epsg(32119)) == ("NAD83 / North Carolina (EPSG:32119)", "m")
+    assert _crs_text(CRS.from_epsg(4326))[1] == "degree"
+    assert _crs_text(None) == ("CRS unknown", "map units")
+    assert [_nice_length(s) for s in (12_000.0, 0.9, 4800.0)] == [2000.0, 0.1, 500.0]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from shapely.geometry import box
+from shapely.geometry import Point, box
 
 from pipeline.cli import main
 from tests.conftest import write_raster
@@ -54,14 +54,18 @@ def _run(cfg: Path, out: Path, *sets: str) -> Path:
     return out / "r"
 
 
-def test_four_polygon_scene_end_to_end(tmp_path):
-    run = _run(_scene(tmp_path, split_column=False), tmp_path / "runs")
+@pytest.mark.parametrize("strategy", ["blocks", "kfold"])
+def test_four_polygon_scene_end_to_end(tmp_path, strategy):
+    run = _run(_scene(tmp_path, split_column=False), tmp_path / "runs", f"split.strategy={strategy}", "split.k=3")
     m = json.loads((run / "metrics.json").read_text())
     sp = m["split"]
-    assert sp["strategy"] == "blocks" and sp["group_by"] == "auto"
+    assert sp["strategy"] == strategy and sp["group_by"] == "auto"
     assert sp["sub_blocked_classes"] == CLASSES
     assert all(v == 0 for k, v in sp["audit"].items() if k != "min_train_test_distance")
-    assert all(sp["counts"]["test"][c] > 0 and sp["counts"]["train"][c] > 0 for c in CLASSES)
+    for part in sp.get("folds", [sp]):
+        assert all(part["counts"]["train"][c] > 0 for c in CLASSES)
+    assert all(sum(p["counts"]["test"][c] for p in sp.get("folds", [sp])) > 0 for c in CLASSES)
+    assert set(m["models"]["decision_tree"]["per_class"]) == set(CLASSES)
     # samples.parquet is GeoParquet with the CRS, and still a plain table for pandas
     g = gpd.read_parquet(run / "samples.parquet")
     assert g.crs.to_epsg() == 32632 and np.allclose(g.geometry.x, g["x"])
@@ -76,6 +80,26 @@ def test_four_polygon_scene_end_to_end(tmp_path):
     assert inside.mean() == 1.0
     report = (run / "report.md").read_text() if (run / "report.md").exists() else (run / "report.html").read_text()
     assert "unseen parts of the same polygons" in report
+    # the random contrast is a random pixel split of the same samples, sub-blocks or not
+    c = m["random_split_contrast"]["decision_tree"]
+    assert c["overall_accuracy_random"] is not None and c["overall_accuracy_spatial"] is not None
+
+
+def test_point_labels_with_a_split_column(tmp_path):
+    cfg = _scene(tmp_path, split_column=True)
+    polys = gpd.read_file(tmp_path / "labels.gpkg")
+    rng = np.random.default_rng(3)
+    pts = []
+    for _, row in polys.iterrows():  # 12 points per polygon, each keeps its polygon's class and split
+        x0, y0, x1, y1 = row.geometry.bounds
+        for x, y in zip(rng.uniform(x0 + 5, x1 - 5, 12), rng.uniform(y0 + 5, y1 - 5, 12)):
+            pts.append({"class": row["class"], "split": row["split"].upper(), "geometry": Point(x, y)})
+    gpd.GeoDataFrame(pts, crs=polys.crs).to_file(tmp_path / "points.gpkg")
+    run = _run(cfg, tmp_path / "runs", "split.strategy=predefined", "labels.path=points.gpkg")
+    s = pd.read_parquet(run / "samples.parquet")
+    lab = gpd.read_file(tmp_path / "points.gpkg")
+    np.testing.assert_array_equal(s["split"].to_numpy(), lab["split"].str.lower().to_numpy()[s["group"].to_numpy()])
+    assert set(s["split"]) == {"train", "test"}
 
 
 def test_label_file_split_column_is_honoured(tmp_path):
