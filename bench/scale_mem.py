@@ -145,6 +145,8 @@ def job_run(config: str, out: str, run_id: str) -> dict[str, Any]:
         rec["stages"] = {s["name"]: s["seconds"] for s in man.get("stages", [])}
     import shutil
 
+    if (run / "metrics.json").exists():
+        rec["failed_models"] = json.loads((run / "metrics.json").read_text()).get("failed_models") or {}
     shutil.rmtree(run, ignore_errors=True)  # the next point needs the disk, not this run
     return rec
 

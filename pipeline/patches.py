@@ -37,8 +37,11 @@ from pipeline.raster import RasterStack
 
 log = logging.getLogger("landcover")
 
-#: Bytes of float32 patches cut from a window at once (and of a window read for many bands).
-CHUNK_BYTES = 32 * 2 ** 20
+#: Bytes of float32 patches cut from a window, decoded or fed to a model at once. Small on
+#: purpose: transient copies of this size are what the C allocator keeps after they are freed.
+CHUNK_BYTES = 8 * 2 ** 20
+#: Bytes of one float32 window (all bands) read for patch extraction or mapping.
+WINDOW_BYTES = 32 * 2 ** 20
 #: Integer dtypes that float32 holds exactly, i.e. that a store can keep without changing a value.
 EXACT_INT_DTYPES = ("uint8", "int8", "uint16", "int16")
 
@@ -69,6 +72,18 @@ def storage_dtype(dtypes: list[str], nodata: list[float | None]) -> tuple[np.dty
         ok = nd is not None and np.isfinite(nd) and float(nd).is_integer() and info.min <= nd <= info.max
         fills.append(float(nd) if ok else float(extreme))
     return dt, fills
+
+
+def window_for_bands(window_size: int, bands: int, halo: int = 0, budget: int | None = None) -> int:
+    """``window_size``, shrunk (to a multiple of 16, at least 32) so that one float32 window of
+    ``bands`` bands plus its halo stays within ``budget`` bytes (default :data:`WINDOW_BYTES`).
+
+    A window of many bands is large on its own: 218 bands x 512^2 x 4 B = 230 MB, and a model's
+    features or activations for it as much again. Few bands keep ``window_size`` unchanged.
+    """
+    budget = WINDOW_BYTES if budget is None else budget
+    fit = int(np.sqrt(budget / (4.0 * max(bands, 1)))) - 2 * halo
+    return int(min(window_size, max(32, fit // 16 * 16)))
 
 
 def _row_chunks(n: int, row_bytes: int, budget: int | None = None) -> Iterator[tuple[int, int]]:
@@ -121,10 +136,7 @@ def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_pat
     h = patch_size // 2
     n = len(samples)
     bands = stack.count
-    # A window of many bands is large on its own (218 bands x 512^2 x 4 B = 230 MB): shrink it so
-    # that one window read stays near the chunk budget.
-    fit = int(np.sqrt(max(chunk_bytes, 1) / (4.0 * bands))) - 2 * h
-    window_size = max(16, min(window_size, fit))
+    window_size = window_for_bands(window_size, bands, halo=h)
     rows = samples["row"].to_numpy()
     cols = samples["col"].to_numpy()
     wr, wc = rows // window_size, cols // window_size

@@ -410,12 +410,14 @@ def stage_map(ctx: RunContext, model: str) -> dict:
     from pipeline.class_table import sidecar_paths
     from pipeline.mapping import classify_raster
     from pipeline.models import load_model
+    from pipeline.patches import window_for_bands
 
     m = load_model(ctx.run_dir / "models" / f"{model}{registry.model_suffix(model)}", device=ctx.device)
-    with ctx.open_stack() as stack:
+    with ctx.open_stack() as stack:  # many bands: smaller windows (same map, bounded memory)
         res = classify_raster(m, stack, ctx.path("maps", f"{model}.tif"),
                               confidence_path=ctx.path("maps", f"{model}_confidence.tif"),
-                              window_size=ctx.cfg.mapping.window_size, workers=ctx.cfg.mapping.workers,
+                              window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
+                              workers=ctx.cfg.mapping.workers,
                               progress=ctx.progress)
     rec = {"predict_mpx_per_s": res["mpx_per_s"], "map_seconds": res["seconds"]}
     write_json(ctx.path("maps", f"{model}.json"), rec)

@@ -116,3 +116,12 @@ def test_store_subsets_are_index_lists_and_chunks_are_bounded(tmp_path):
     again = pickle.loads(pickle.dumps(sub))  # loader workers reopen the file
     assert len(pickle.dumps(sub)) < ref[idx].nbytes / 10
     np.testing.assert_array_equal(again[:], ref[idx])
+
+
+def test_window_for_bands_bounds_one_window():
+    from pipeline.patches import WINDOW_BYTES, window_for_bands
+
+    assert window_for_bands(512, 6) == 512  # few bands: unchanged
+    w = window_for_bands(512, 218, halo=4)
+    assert 32 <= w < 512 and w % 16 == 0 and 218 * (w + 8) ** 2 * 4 <= WINDOW_BYTES
+    assert window_for_bands(512, 100000) == 32  # never below 32

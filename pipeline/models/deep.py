@@ -197,8 +197,9 @@ class DeepModel:
         net, cl = self._inference_net()
         norm = self._norm_tensors()
         with torch.inference_mode():
-            # Bounded in bytes too: a batch of 2048 patches of 218 bands would be 145 MB.
-            step = max(64, min(self.patch_batch, (32 * 2 ** 20) // (4 * int(np.prod(patches.shape[1:])))))
+            # Bounded in bytes too: a batch of 2048 patches of 218 bands would be 145 MB (and its
+            # standardised copies as much again).
+            step = max(32, min(self.patch_batch, (8 * 2 ** 20) // (4 * int(np.prod(patches.shape[1:])))))
             for s in range(0, patches.shape[0], step):
                 x = np.ascontiguousarray(patches[s:s + step, :, c:c + self.k, c:c + self.k], dtype=np.float32)
                 xt = self._standardise(self.device_settings.to_device(torch.from_numpy(x)), norm, cl)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pipeline.models.deep import DeepModel
 
 
-def band_stats(patches: np.ndarray, chunk_bytes: int = 32 * 2 ** 20) -> tuple[np.ndarray, np.ndarray]:
+def band_stats(patches: np.ndarray, chunk_bytes: int = 8 * 2 ** 20) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std over the finite pixels of ``patches`` (n, bands, k, k), streamed.
 
     Rows are read in chunks of at most ``chunk_bytes`` of float64 (so 218 bands cost what 6 do).
