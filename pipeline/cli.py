@@ -174,11 +174,13 @@ def _exit_code(run_dir: Path) -> int:
     """0, or 3 with one line on stderr naming every model that failed, its stage and why."""
     import json
 
-    failed = json.loads((run_dir / "metrics.json").read_text()).get("failed_models") or {}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    failed = metrics.get("failed_models") or {}
     if not failed:
         return 0
     what = "; ".join(f"{m} ({f['stage']}: {f['reason']})" for m, f in failed.items())
-    print(f"landcover: {len(failed)} model(s) failed, the others were reported: {what}", file=sys.stderr)
+    rest = "the others were reported" if metrics.get("models") else "no model was evaluated"
+    print(f"landcover: {len(failed)} model(s) failed, {rest}: {what}", file=sys.stderr)
     return EXIT_MODEL_FAILED
 
 

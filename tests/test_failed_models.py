@@ -88,3 +88,19 @@ def test_bad_data_still_stops_at_prepare_with_exit_2(tmp_path, capsys):
     assert rc == 2
     assert "no_such_column" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "bad" / "metrics.json").exists()
+
+
+def test_every_model_failing_still_ends_with_a_report_and_exit_3(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+    from pipeline.models.classical import DecisionTreeModel, MaxLikelihoodModel
+
+    monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
+    monkeypatch.setattr(DecisionTreeModel, "_fit_features", _boom_fit)
+    cfg_path = utm_scene(tmp_path / "scene", models=MODELS, split={"random_contrast": False})
+    rc = main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "all", "--no-progress",
+               "--engine", "local"])
+    assert rc == 3
+    assert "2 model(s) failed, no model was evaluated" in capsys.readouterr().err
+    m = json.loads((tmp_path / "runs" / "all" / "metrics.json").read_text())
+    assert m["models"] == {} and set(m["failed_models"]) == set(MODELS)
+    assert "## Failed models" in (tmp_path / "runs" / "all" / "report.md").read_text()
