@@ -23,22 +23,25 @@ SIZE = 96
 
 @pytest.fixture(scope="module")
 def geo_run(tmp_path_factory):
-    """A UTM scene reprojected to EPSG:4326 (labels stay in UTM), run with the CLI."""
+    """A UTM scene reprojected to EPSG:4326 as single-band 8-bit files (labels stay in UTM), run
+    with the CLI, as the Sentinel-2 delivery of the issue."""
     from pipeline.cli import main
 
     folder = tmp_path_factory.mktemp("geo")
     cls = class_image(SIZE, SIZE, cell=16)
     tr = from_origin(*ORIGIN, RES, RES)
-    data = spectra(cls)
+    data = np.clip(spectra(cls) / 8, 1, 255).astype(np.uint8)  # 0 stays free for nodata
     dst_tr, w, h = calculate_default_transform(UTM, "EPSG:4326", SIZE, SIZE,
                                                *rasterio.transform.array_bounds(SIZE, SIZE, tr))
-    geo = np.full((3, h, w), -9999.0, np.float32)
+    names = []
     for b in range(3):
-        reproject(data[b], geo[b], src_transform=tr, src_crs=UTM, dst_transform=dst_tr, dst_crs="EPSG:4326",
-                  resampling=Resampling.nearest, dst_nodata=-9999.0)
-    write_raster(folder / "scene_4326.tif", geo, dst_tr, "EPSG:4326", nodata=-9999.0)
+        geo = np.zeros((1, h, w), np.uint8)
+        reproject(data[b], geo[0], src_transform=tr, src_crs=UTM, dst_transform=dst_tr, dst_crs="EPSG:4326",
+                  resampling=Resampling.nearest, dst_nodata=0)
+        write_raster(folder / f"B{b + 2}.tif", geo, dst_tr, "EPSG:4326", nodata=0)
+        names.append(f"B{b + 2}.tif")
     polygons_on_cells(cls, tr, UTM, cell=16, inset=4).to_file(folder / "labels_utm.gpkg")
-    cfg = write_config(folder / "config.yaml", ["scene_4326.tif"], "labels_utm.gpkg",
+    cfg = write_config(folder / "config.yaml", names, "labels_utm.gpkg",
                        models={"decision_tree": {}}, split={"random_contrast": False})
     rc = main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "geo", "--no-progress",
                "--engine", "local"])
