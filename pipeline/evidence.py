@@ -89,5 +89,6 @@ def headline(evidence: dict | None, best_sentence: str) -> str:
         parts.append(best_sentence)
     else:
         parts.append("Evaluation inconclusive: " + "; ".join(evidence.get("reasons") or []) + ". No best model is "
-                     "named; the accuracies and intervals below rest on too few test pixels to rank the models.")
+                     "named; the accuracies and intervals below rest on too little independent test data to rank "
+                     "the models.")
     return " ".join(parts)

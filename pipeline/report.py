@@ -604,10 +604,10 @@ def section_comparison(doc: _Doc, ctx: ReportContext) -> None:
     rows = [{COMPARISON_HEADERS.get(k, k): v for k, v in r.items()} for r in comparison_rows(ctx.metrics)]
     if weak:
         ts = ev.get("test_set") or {}
-        doc.p(f"Test split of only {fmt(ts.get('pixels'), 'int')} pixels from {fmt(ts.get('blocks'), 'int')} "
+        doc.p(f"Test split of {fmt(ts.get('pixels'), 'int')} pixels from {fmt(ts.get('blocks'), 'int')} "
               f"block(s) and {fmt(ts.get('polygons'), 'int')} polygon(s): the evaluation is inconclusive "
-              f"({'; '.join(ev.get('reasons') or [])}). Intervals marked † come from a handful of pixels and are "
-              "not reliable ranges; the order of the rows is not a ranking.", strong=True)
+              f"({'; '.join(ev.get('reasons') or [])}). Intervals marked † come from a handful of pixels or "
+              "places and are not reliable ranges; the order of the rows is not a ranking.", strong=True)
         for r in rows:
             for k in r:
                 if "CI" in k and r[k] not in ("–", ""):
