@@ -90,7 +90,7 @@ def make_polys(seed: int, n: int, big: bool, size: int = 160) -> pd.DataFrame:
     return pixels_table(polys)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), big=st.booleans(), n_few=st.integers(4, 8), n_many=st.integers(40, 90),
        patch=st.sampled_from([1, 3, 5]), strategy=st.sampled_from(["blocks", "kfold"]))
 def test_property_random_layouts(seed, big, n_few, n_many, patch, strategy):
@@ -104,6 +104,30 @@ def test_property_random_layouts(seed, big, n_few, n_many, patch, strategy):
 
 
 # ----------------------------------------------------------------------------- scenes
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n_scenes=st.integers(2, 3), overlap=st.booleans(),
+       strategy=st.sampled_from(["blocks", "kfold"]), group_by=st.sampled_from(["auto", "block"]))
+def test_property_scenes_never_mix(seed, n_scenes, overlap, strategy, group_by):
+    """Scenes that overlap (dates of one place) or not (tiles): every unit lies in one scene and
+    the audit, scene by scene, finds nothing."""
+    parts = []
+    for i in range(n_scenes):
+        p = make_polys(seed + i, n=4, big=True, size=100)
+        if not overlap:
+            p = p.assign(x=p.x + i * 6000.0)
+        parts.append(p.assign(scene=f"s{i}"))
+    s = pd.concat(parts, ignore_index=True)
+    r = make_splits(s, SplitConfig(strategy=strategy, k=3, group_by=group_by), 3, RES, seed=seed)
+    assert (pd.DataFrame({"b": r.block, "sc": s.scene}).groupby("b").sc.nunique() == 1).all()
+    xy = s[["x", "y"]].to_numpy()
+    for sc in s.scene.unique():
+        m = np.flatnonzero((s.scene == sc).to_numpy())
+        for fold in r.folds:
+            a = audit_split(xy, RES, 3, np.intersect1d(fold.train, m), np.intersect1d(fold.test, m),
+                            np.intersect1d(fold.validation, m))
+            assert all(a[k] == 0 for k in COUNT_KEYS), (sc, a)
 
 
 def two_dates() -> pd.DataFrame:
