@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.atomic import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "reports" / "bench" / "baselines.json"
 MODELS = ("decision_tree", "random_forest", "svm", "max_likelihood")
@@ -286,10 +288,7 @@ def run_bench(out_json: Path = DEFAULT_OUT, size: int = 4096, models: tuple[str,
         "io_floor_mpx_per_s": io["mpx_per_s"], "io_floor_peak_rss_mb": io["peak_rss_mb"],
         "models": results,
     }
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json = out_json.with_name(out_json.name + ".tmp")
-    tmp_json.write_text(json.dumps(report, indent=2, default=float))
-    os.replace(tmp_json, out_json)
+    write_json(out_json, report)  # atomic; NaN -> null
     return report
 
 

@@ -30,7 +30,6 @@ Usage: ``python -m bench.deep [--size 1024] [--patch-size 13] [--out reports/ben
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -40,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from pipeline.atomic import write_json
 
 DEFAULT_OUT = Path("reports/bench/deep.json")
 
@@ -317,10 +318,7 @@ def run_bench(out_json: str | Path = DEFAULT_OUT, size: int = 1024, patch_size: 
                     f"{row['dense_time_share']:>17.1%} {row['patch_time_share']:>10.1%}")
     report["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    write_json(out, report)  # atomic; NaN -> null
     if log:
         log(f"wrote {out}")
     return report

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.atomic import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "reports" / "bench" / "scale.json"
 S2_TILE = 10980  # pixels on a side of one Sentinel-2 tile at 10 m
@@ -429,10 +431,7 @@ def run_bench(out_json: Path = DEFAULT_OUT, settings: Settings | None = None, wo
         "seconds_total": time.perf_counter() - t_start,
         "axes": axes_out,
     }
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json = out_json.with_name(out_json.name + ".tmp")
-    tmp_json.write_text(json.dumps(report, indent=2, default=float))
-    os.replace(tmp_json, out_json)
+    write_json(out_json, report)  # atomic; NaN -> null
     return report
 
 

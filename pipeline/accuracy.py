@@ -579,6 +579,12 @@ def class_area_table(
 
     # true ground areas: per-row pixel areas on the ellipsoid in a geographic CRS
     counts, area_ha = class_pixels_and_areas(map_path, nodata)
+    return area_table_from_counts(counts, area_ha, class_ids, class_names)
+
+
+def area_table_from_counts(counts: Mapping[int, int], area_ha: Mapping[int, float], class_ids: list[int],
+                           class_names: list[str]) -> dict[str, dict]:
+    """:func:`class_area_table` from the pixel counts and areas already made (``areas.class_pixels_and_areas``)."""
     total = sum(counts.get(c, 0) for c in class_ids)
     return {
         name: {
@@ -623,8 +629,8 @@ def assess_model(
     if map_path is not None:
         from pipeline.areas import class_pixels_and_areas
 
-        counts, area_ha = class_pixels_and_areas(map_path, nodata)
-        out["class_areas"] = class_area_table(map_path, class_ids, class_names, nodata)
+        counts, area_ha = class_pixels_and_areas(map_path, nodata)  # the map is read once
+        out["class_areas"] = area_table_from_counts(counts, area_ha, class_ids, class_names)
         n_px = sum(counts.values())
         out["area_adjusted"] = area_adjusted_from_labels(y_true, y_pred, counts,
                                                          sum(area_ha.values()) / n_px if n_px else 0.0,

@@ -265,19 +265,13 @@ def _read_sample(sample_path: Path, layer: str | None):
 
 
 def _to_class_id(value: Any, by_name: Mapping[str, int], ids: set[int], where: str) -> int:
-    s = str(value).strip()
-    if s in by_name:
-        return by_name[s]
-    low = {k.lower(): v for k, v in by_name.items()}
-    if s.lower() in low:
-        return low[s.lower()]
-    try:
-        f = float(s)
-    except ValueError:
-        f = None
-    if f is not None and f.is_integer() and int(f) in ids:
-        return int(f)
-    raise InputError(f"{where}: unknown class {s!r}; known classes: {', '.join(sorted(by_name))}")
+    """:func:`pipeline.labels.to_class_id` (the same case rule as training labels), or an InputError."""
+    from pipeline.labels import to_class_id
+
+    cid = to_class_id(value, {k.lower(): v for k, v in by_name.items()}, ids)
+    if cid is None:
+        raise InputError(f"{where}: unknown class {str(value).strip()!r}; known classes: {', '.join(sorted(by_name))}")
+    return cid
 
 
 def assess_sample(

@@ -46,21 +46,32 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o) if np.isfinite(o) else None
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def json_safe(obj: Any) -> Any:
+    """``obj`` as strict JSON values: non-finite floats -> None (undefined is null, never NaN),
+    numpy scalars and arrays -> Python numbers and lists, tuples -> lists, paths -> str, keys -> str.
+
+    The one place this is done: :func:`write_json` applies it to everything it writes.
+    """
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Strict JSON (NaN refused; numpy scalars and arrays converted), written atomically."""
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
+    """Strict JSON (NaN and infinities become null; numpy values converted), written atomically."""
+    return write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def file_sha256(path: str | Path) -> str:

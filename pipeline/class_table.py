@@ -22,17 +22,25 @@ is the one function that writes class maps and calls :func:`write_sidecars`.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.colors import to_rgb
-
 from pipeline.atomic import write_text
 
 NAMES_TAG = "class_names"
+_HEX = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+
+
+def parse_color(color: str) -> tuple[int, int, int]:
+    """``"#rrggbb"`` -> (r, g, b) in 0..255: the one colour parser (config, maps, report)."""
+    m = _HEX.fullmatch(str(color))
+    if m is None:
+        raise ValueError(f"colour must look like #rrggbb, got {color!r}")
+    return int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
 #: Sidecar kind -> suffix appended to (aux) or replacing (qml, clr) the map's file name.
 SIDECARS = ("aux", "qml", "clr")
 
@@ -65,7 +73,7 @@ class ClassTable:
         return cls.of(meta.class_ids, meta.class_names, meta.class_colors)
 
     def rgb(self) -> dict[int, tuple[int, int, int]]:
-        return {i: tuple(round(255 * v) for v in to_rgb(c)) for i, c in zip(self.ids, self.colors)}  # type: ignore[misc]
+        return {i: parse_color(c) for i, c in zip(self.ids, self.colors)}
 
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
         """256 RGBA entries: the class colours opaque, every other value (nodata too) transparent."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator, model_validator
 
+from pipeline.class_table import parse_color
 from pipeline.errors import InputError
 
 NODATA_CLASS = 255  # value written to class maps where the input has no valid data
@@ -95,13 +95,12 @@ class ClassSpec(_Strict):
     @field_validator("color")
     @classmethod
     def _hex(cls, v: str) -> str:
-        if not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
-            raise ValueError(f"colour must look like #rrggbb, got {v!r}")
+        parse_color(v)
         return v.lower()
 
     @property
     def rgb(self) -> tuple[int, int, int]:
-        return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        return parse_color(self.color)
 
 
 class PatchConfig(_Strict):

@@ -16,7 +16,7 @@ are counted in the :class:`LabelReport` with examples.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -109,18 +109,25 @@ def _class_lookup(classes: list[ClassSpec]) -> tuple[dict[str, int], dict[int, s
     return by_name, by_id
 
 
-def _to_class_id(value: object, by_name: dict[str, int], by_id: dict[int, str]) -> int | None:
-    """Map a label cell (a class name, or a class id) to a class id, or None if unknown."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def to_class_id(value: object, by_name: Mapping[str, int], ids: Collection[int]) -> int | None:
+    """A label cell -> its class id, or None when empty or unknown. The one rule for every label reader.
+
+    ``by_name`` maps *lower-cased* class names to ids: names match whatever their case (class
+    names that differ only by case are rejected by the config). A number, or a string of one
+    (``"3"``, ``"3.0"``), is a class id when it is one of ``ids``.
+    """
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
         return None
-    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and float(value).is_integer()):
-        return int(value) if int(value) in by_id else None
+    if isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool):
+        return int(value) if float(value).is_integer() and int(value) in ids else None
     s = str(value).strip()
     if s.lower() in by_name:
         return by_name[s.lower()]
-    if s.lstrip("-").isdigit() and int(s) in by_id:
-        return int(s)
-    return None
+    try:
+        f = float(s)
+    except ValueError:
+        return None
+    return int(f) if f.is_integer() and int(f) in ids else None
 
 
 def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], crs,
@@ -149,7 +156,7 @@ def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], c
     by_name, by_id = _class_lookup(classes)
     gdf = gdf.reset_index(drop=True)
     gdf["group"] = np.arange(len(gdf), dtype=np.int64)
-    ids = [_to_class_id(v, by_name, by_id) for v in gdf[cfg.field]]
+    ids = [to_class_id(v, by_name, by_id) for v in gdf[cfg.field]]
     unknown_mask = np.array([i is None for i in ids])
     if unknown_mask.any():
         counts = gdf.loc[unknown_mask, cfg.field].astype(str).value_counts()
@@ -161,7 +168,7 @@ def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], c
     gdf["class_id"] = [(-1 if i is None else i) for i in ids]
     keep = ~unknown_mask
     if cfg.id_field:
-        other = np.array([_to_class_id(v, by_name, by_id) for v in gdf[cfg.id_field]], dtype=object)
+        other = np.array([to_class_id(v, by_name, by_id) for v in gdf[cfg.id_field]], dtype=object)
         mismatch = keep & np.array([o != i for o, i in zip(other, gdf["class_id"])])
         report.id_name_mismatches = int(mismatch.sum())
         report.mismatch_examples = [

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -375,7 +375,7 @@ def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window],
     try:
         with _writing(raw_conf or raw_map, needed, "the confidence raster"):
             cdst = (rasterio.open(raw_conf, "w", count=1, dtype="float32", nodata=float("nan"), predictor=3,
-                                  **profile) if raw_conf else _Null())
+                                  **profile) if raw_conf else nullcontext())
         with dst, cdst, ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(total=g.width * g.height / 1e6, desc=f"map {model.meta.model}", unit="Mpx",
                      disable=not progress, leave=False,
@@ -407,21 +407,9 @@ def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window],
                 raise
             with _gdal_stderr_to_log():  # closing flushes GDAL's cache: the last writes happen here
                 dst.close()
-                cdst.close()
+                if raw_conf:
+                    cdst.close()
     finally:
         if not dst.closed:
             with _gdal_stderr_to_log():
                 dst.close()
-
-
-class _Null:
-    closed = True
-
-    def close(self) -> None:
-        return None
-
-    def __enter__(self) -> "_Null":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None

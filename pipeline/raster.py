@@ -268,11 +268,3 @@ class RasterStack:
 
     def windows(self, size: int) -> Iterator[Window]:
         return iter_windows(self.grid.width, self.grid.height, size)
-
-
-def open_stack(cfg_rasters, base_dir: Path | None = None) -> RasterStack:
-    """Open the rasters named by a :class:`~pipeline.config.RasterConfig`."""
-    from pipeline.sample_data import resolve
-
-    paths = [resolve(p, base_dir) for p in cfg_rasters.paths]
-    return RasterStack.open(paths, cfg_rasters.band_names, cfg_rasters.bands, cfg_rasters.nodata)

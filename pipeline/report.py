@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.atomic import atomic_path, write_text
+from pipeline.class_table import parse_color
 
 FIG_DIR = "report_files"
 SIGNIFICANCE = 0.05
@@ -197,8 +198,8 @@ def _save_fig(fig: Any, path: Path) -> Path:
 
 
 def _hex_rgb(color: str) -> tuple[float, float, float]:
-    c = color.lstrip("#")
-    return tuple(int(c[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    r, g, b = parse_color(color)
+    return r / 255, g / 255, b / 255
 
 
 def _confusion_figure(model: str, cm: dict, out: Path) -> Path | None:

@@ -37,17 +37,6 @@ log = logging.getLogger("landcover")
 
 
 # ----------------------------------------------------------------------------- helpers
-def _clean_nan(obj: Any) -> Any:
-    """Replace non-finite floats by None so that the JSON is strict."""
-    if isinstance(obj, dict):
-        return {k: _clean_nan(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_nan(v) for v in obj]
-    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -282,9 +271,9 @@ def stage_prepare(ctx: RunContext) -> dict:
     write_geoparquet(samples, ctx.path("samples.parquet"), crs)
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
-    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": _clean_nan(sampling),
+    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": sampling,
                                          "dropped_bands": dropped_bands, "band_nodata": band_nodata})
-    write_json(ctx.path("split.json"), _clean_nan(result.report))
+    write_json(ctx.path("split.json"), result.report)
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
     return {"outputs": ["samples.parquet", "patches.npy", "patches.json", "labels.json", "split.json", "folds.json",
@@ -400,7 +389,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     model_path = ctx.path("models", f"{model}{suffix}")
     final.save(model_path)
     write_parquet(evald, ctx.path("eval", f"{model}.parquet"))
-    write_json(ctx.path("models", f"{model}.json"), _clean_nan(record))
+    write_json(ctx.path("models", f"{model}.json"), record)
     outs = [f"models/{model}{suffix}", f"models/{model}.json", f"eval/{model}.parquet"]
     return {"outputs": outs, **{k: v for k, v in record.items() if k != "fit_info"}}
 
@@ -425,25 +414,17 @@ def stage_map(ctx: RunContext, model: str) -> dict:
     return {"outputs": [f"maps/{model}.tif", *sidecars, f"maps/{model}_confidence.tif", f"maps/{model}.json"], **rec}
 
 
-def _assess_model(ctx: RunContext, m: str, pixel_ha: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     """Metrics of one model from its test predictions and its map: (metrics, y_true, y_pred, train record)."""
-    from pipeline.accuracy import (area_adjusted_from_labels, bootstrap_ci, class_area_table, classification_metrics,
-                                   confidence_summary)
+    from pipeline.accuracy import assess_model, confidence_summary
 
     ids, names = ctx.class_ids, ctx.class_names
     ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
     rec = read_json(ctx.run_dir / "models" / f"{m}.json")
     maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
     y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
-    res = classification_metrics(y, p, ids, names)
-    res["ci95"] = bootstrap_ci(y, p, ev["block"].to_numpy(), ids, seed=ctx.cfg.seed)
-    areas = class_area_table(ctx.run_dir / "maps" / f"{m}.tif", ids, names)
-    res["class_areas"] = areas
-    pix = {cid: areas[n]["pixels"] for cid, n in zip(ids, names)}
-    ha = {cid: areas[n]["area_ha"] for cid, n in zip(ids, names)}
-    n_px = sum(pix.values())
-    mean_ha = sum(ha.values()) / n_px if n_px else pixel_ha  # per-row areas differ in a geographic CRS
-    res["area_adjusted"] = area_adjusted_from_labels(y, p, pix, mean_ha, ids, names, map_area_ha=ha)
+    res = assess_model(y, p, ev["block"].to_numpy(), ids, names, map_path=ctx.run_dir / "maps" / f"{m}.tif",
+                       seed=ctx.cfg.seed)
     res["fit_seconds"] = rec["fit_seconds"]
     res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
     for k in ("epochs_run", "best_epoch"):
@@ -495,16 +476,12 @@ def stage_assess(ctx: RunContext) -> dict:
     contrast: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
     y_ref = None
-    from pipeline.areas import row_areas_m2
-
-    with ctx.open_stack() as st:
-        pixel_ha = float(np.mean(row_areas_m2(st.grid.crs, st.grid.transform, st.grid.height))) / 1e4
     failed = failed_models(ctx)
     for m in cfg.models.enabled():
         if m in failed:
             continue
         try:
-            res, y, p, rec = _assess_model(ctx, m, pixel_ha)
+            res, y, p, rec = _assess_model(ctx, m)
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             failed[m] = record_failure(ctx, "assess", m, e)
             continue
@@ -526,7 +503,7 @@ def stage_assess(ctx: RunContext) -> dict:
         "polygons": _reference_check(ctx, list(models)),
         "evidence": _evidence(ctx),
     }
-    write_json(ctx.path("metrics.json"), _clean_nan(metrics))
+    write_json(ctx.path("metrics.json"), metrics)
     return {"outputs": ["metrics.json"]}
 
 

@@ -14,7 +14,6 @@ hyper-parameters, caps) for the run to copy into ``metrics.json``.
 
 from __future__ import annotations
 
-import os
 import pickle
 import time
 from pathlib import Path
@@ -23,21 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
+from pipeline.atomic import atomic_path, json_safe
 from pipeline.errors import InputError
 from pipeline.features import FeatureSpec
 from pipeline.models.base import ModelMeta, TrainingData, proba_to_labels
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
 
 
 class SklearnPixelModel:
@@ -97,7 +85,7 @@ class SklearnPixelModel:
                          "halo": int(self.halo)}
         self._fit_features(X, y, train, validation)
         self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 3)
-        self.fit_info = _jsonable(self.fit_info)
+        self.fit_info = json_safe(self.fit_info)
         return self
 
     def _fit_features(self, X: np.ndarray, y: np.ndarray, train: TrainingData, validation: TrainingData | None) -> None:
@@ -134,10 +122,8 @@ class SklearnPixelModel:
 
     def save(self, path: Path) -> Path:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
         return path
 
     def __setstate__(self, state: dict) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import math
 import os
 import threading
 import time
@@ -27,7 +25,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, json_safe, write_json
 from pipeline.models.base import TrainingData
 
 if TYPE_CHECKING:
@@ -184,9 +182,8 @@ def save_learning_curves(history: list[dict], json_path: str | Path, png_path: s
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()} for h in history]
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(rows, indent=2))
+    rows = json_safe(history)
+    write_json(json_path, rows)
     if png_path is None:
         return
     ep = [h["epoch"] for h in rows]
