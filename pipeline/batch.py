@@ -169,7 +169,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
                   logger: Any = None, progress: bool = False) -> dict:
     """Map one raster; writes the class map (with its class-table sidecars), confidence, and a
     JSON + Markdown report. ``progress`` shows a mapping progress bar."""
-    from pipeline.mapping import classify_raster, open_for_model
+    from pipeline.mapping import classify_raster, dask_client_here, open_for_model
     from pipeline.models import load_model
 
     logger = logger or log
@@ -180,9 +180,11 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     meta = model.meta
     odir = Path(outbox) / scene["name"]
     map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
-    with open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack:
+    # On a Dask worker (serve --dask) the scene's windows become tasks across the cluster too.
+    with open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack, \
+            dask_client_here() as client:
         res = classify_raster(model, stack, map_path, confidence_path=conf_path, window_size=window_size,
-                              workers=workers, progress=progress)
+                              workers=workers, progress=progress, client=client)
         crs = stack.grid.crs.to_string() if stack.grid.crs else None
         size = [stack.grid.width, stack.grid.height]
     areas: dict = {}

@@ -192,6 +192,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _exit_code(execute_run(demo_config_path(), args))
 
 
+def _dask_client(address: str | None):
+    """A ``distributed.Client`` connected to ``address`` (a context manager), or a null context."""
+    from contextlib import nullcontext
+
+    if not address:
+        return nullcontext(None)
+    try:
+        from distributed import Client
+    except ImportError as e:
+        raise InputError(f"--dask needs the distributed package ({e})") from None
+    try:
+        return Client(address, timeout="20s")
+    except (OSError, TimeoutError) as e:
+        raise InputError(f"--dask {address}: cannot reach the Dask scheduler ({e})") from None
+
+
 def cmd_map(args: argparse.Namespace) -> int:
     from pipeline.config import MIN_WINDOW_SIZE
     from pipeline.mapping import classify_raster, open_for_model
@@ -206,9 +222,12 @@ def cmd_map(args: argparse.Namespace) -> int:
     names = args.band_names.split(",") if args.band_names else None
     with open_for_model(args.raster, list(model.meta.band_names), band_names=names, nodata=args.nodata,
                         model_nodata=getattr(model.meta, "nodata", None)) as stack:
-        res = classify_raster(model, stack, args.out, confidence_path=args.confidence,
-                              window_size=args.window_size, workers=args.workers, progress=not args.no_progress)
-    print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s)")
+        with _dask_client(args.dask) as client:
+            res = classify_raster(model, stack, args.out, confidence_path=args.confidence,
+                                  window_size=args.window_size, workers=args.workers,
+                                  progress=not args.no_progress, client=client)
+    where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
+    print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s{where})")
     return 0
 
 
@@ -264,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "classified at a time (memory grows with its square)")
     p.add_argument("--workers", type=int, default=2, help="windows classified in parallel")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="device for deep models")
+    p.add_argument("--dask", metavar="ADDRESS", help="classify the windows as tasks on this Dask cluster "
+                   "(scheduler address, e.g. tcp://10.0.0.5:8786); the workers must see the raster's path")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_map)
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -301,12 +302,18 @@ def gdal_cache(nbytes: int) -> Iterator[None]:
 
 def classify_raster(model: Classifier, stack: RasterStack | str | Path | list[str | Path], out_path: str | Path,
                     confidence_path: str | Path | None = None,
-                    window_size: int = 512, workers: int = 2, progress: bool = True) -> dict:
+                    window_size: int = 512, workers: int = 2, progress: bool = True, client: Any = None) -> dict:
     """Classify every pixel of ``stack`` with ``model`` and write a COG class map.
 
     ``stack`` is an open :class:`RasterStack`, or the path(s) of the raster (one
     multi-band file or one file per band, ``str`` or ``Path``), opened here with the
     model's bands matched by name (:func:`open_for_model`) and the model's nodata.
+
+    With a Dask ``client`` (``distributed.Client``), every window is one task on the
+    cluster: the worker opens the raster itself, reads the window with its halo and
+    classifies it; this process writes the results (``workers`` in the result counts the
+    windows each worker classified). The output is the same as a local run.
+
     The class map is finished by :func:`write_class_map` (class names and colours in
     the file and its sidecars). Returns ``{"path", "confidence_path", "seconds",
     "mpx_per_s", "pixels"}``.
@@ -314,13 +321,14 @@ def classify_raster(model: Classifier, stack: RasterStack | str | Path | list[st
     if not isinstance(stack, RasterStack):
         with open_for_model(stack, list(model.meta.band_names),
                             model_nodata=getattr(model.meta, "nodata", None)) as opened:
-            return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress)
+            return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress, client)
     with gdal_cache(gdal_cache_bytes(stack, window_size, int(model.halo))):
-        return _classify_raster(model, stack, out_path, confidence_path, window_size, workers, progress)
+        return _classify_raster(model, stack, out_path, confidence_path, window_size, workers, progress, client)
 
 
 def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
-                     confidence_path: str | Path | None, window_size: int, workers: int, progress: bool) -> dict:
+                     confidence_path: str | Path | None, window_size: int, workers: int, progress: bool,
+                     client: Any = None) -> dict:
     confidence_path = Path(confidence_path) if confidence_path is not None else None
     if stack.band_names != model.meta.band_names:
         raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")
@@ -338,12 +346,15 @@ def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path
     need_map = int(npx * 1 * (1 + 4 / 3))
     need_conf = int(npx * 4 * (1 + 4 / 3)) if raw_conf else 0
     workers = max(1, int(getattr(model, "map_workers", workers)))
+    if client is not None:  # windows in flight: enough to keep every thread of the cluster busy
+        workers = max(1, sum(client.nthreads().values()))
     t0 = time.perf_counter()
     windows = list(stack.windows(window_size))
     temporaries = [p for p in (raw_map, raw_conf) if p is not None]
+    where: dict[str, int] = {}
     try:
         _write_windows(model, stack, windows, halo, profile, raw_map, raw_conf, workers, progress,
-                       need_map + need_conf)
+                       need_map + need_conf, _window_source(model, stack, halo, client, where))
         seconds = time.perf_counter() - t0
         with _writing(raw_map, need_map + need_conf, "the class map"):
             verify_raster(raw_map)
@@ -363,12 +374,76 @@ def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path
         raise
     return {"path": str(out_path), "confidence_path": str(confidence_path) if confidence_path else None,
             "seconds": seconds, "pixels": g.width * g.height,
-            "mpx_per_s": g.width * g.height / 1e6 / max(seconds, 1e-9)}
+            "mpx_per_s": g.width * g.height / 1e6 / max(seconds, 1e-9), "workers": where}
+
+
+def classify_window(model: Classifier, open_args: dict, nodata: list, window: tuple[int, int, int, int],
+                    halo: int, window_size: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """One window on a Dask worker: open the stack from its ``open_args`` with the per-band
+    ``nodata`` of the caller's stack, read ``window`` (col_off, row_off, width, height) with
+    ``halo`` and classify it. Returns (class ids uint8, confidence float32, the worker's address)."""
+    from distributed import get_worker
+
+    with RasterStack.open(**open_args) as stack, gdal_cache(gdal_cache_bytes(stack, window_size, halo)):
+        stack.nodata = list(nodata)  # as the caller has it (open_for_model may merge the model's)
+        block = stack.read(Window(*window), halo=halo)
+    labels, conf = _classify(model, block, halo)
+    return labels, conf, get_worker().address
+
+
+def _window_source(model: Classifier, stack: RasterStack, halo: int, client: Any, where: dict[str, int]):
+    """``submit(pool, window) -> future of (labels, confidence)``: a local window is read here and
+    classified in the thread pool; with a Dask client, it is read and classified by a cluster task."""
+    if client is None:
+        return lambda pool, win: pool.submit(_classify, model, stack.read(win, halo=halo), halo)
+    if stack.open_args is None:
+        raise ValueError("a stack mapped on Dask must come from RasterStack.open")
+    remote = client.scatter(model, broadcast=True)  # sent once per worker, not once per window
+
+    def submit(pool: Any, win: Window) -> Any:
+        fut = client.submit(classify_window, remote, stack.open_args, list(stack.nodata),
+                            (int(win.col_off), int(win.row_off), int(win.width), int(win.height)), halo,
+                            max(int(win.width), int(win.height)), pure=False)
+        return _Tagged(fut, where)
+
+    return submit
+
+
+class _Tagged:
+    """A Dask future whose result drops the worker address into ``where`` (windows per worker)."""
+
+    def __init__(self, fut: Any, where: dict[str, int]):
+        self.fut, self.where = fut, where
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        labels, conf, addr = self.fut.result()
+        self.where[addr] = self.where.get(addr, 0) + 1
+        return labels, conf
+
+    def cancel(self) -> None:
+        self.fut.cancel()
+
+
+def dask_client_here() -> Any:
+    """A context manager giving a Dask client when this code runs as a task on a Dask worker
+    (so that a map stage sent to the cluster fans its windows out over it), else None.
+    The worker's thread leaves its pool while it waits (``worker_client``), so a worker with
+    one thread still runs window tasks."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        return nullcontext(None)
+    return worker_client()
 
 
 def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window], halo: int, profile: dict,
-                   raw_map: Path, raw_conf: Path | None, workers: int, progress: bool, needed: int) -> None:
-    """Classify ``windows`` in a thread pool and write them (in order of completion) to the raw files."""
+                   raw_map: Path, raw_conf: Path | None, workers: int, progress: bool, needed: int,
+                   submit: Any = None) -> None:
+    """Classify ``windows`` (``submit(pool, window)`` returns a future of (labels, confidence))
+    and write them in order to the raw files."""
+    submit = submit or _window_source(model, stack, halo, None, {})
     g = stack.grid
     with _writing(raw_map, needed, "the class map"):
         dst = rasterio.open(raw_map, "w", count=1, dtype="uint8", nodata=NODATA_CLASS, **profile)
@@ -397,8 +472,7 @@ def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window],
 
             try:
                 for win in windows:
-                    block = stack.read(win, halo=halo)
-                    pending.append((win, pool.submit(_classify, model, block, halo)))
+                    pending.append((win, submit(pool, win)))
                     drain(2 * workers)
                 drain(0)
             except BaseException:

@@ -117,6 +117,7 @@ class RasterStack:
                  nodata: list[float | None], grid: Grid, paths: list[Path], stack: ExitStack):
         self._datasets = datasets
         self._band_index = band_index  # (dataset idx, 1-based band) per output band
+        self.open_args: dict | None = None  # set by open(): RasterStack.open(**open_args) reopens it
         self.band_names = band_names
         self.nodata = nodata
         self.grid = grid
@@ -182,7 +183,11 @@ class RasterStack:
             if len(set(names)) != len(names):
                 raise InputError(f"rasters.band_names: band names must be unique, got {names}")
             grid = Grid(first.crs, first.transform, first.width, first.height)
-            return cls(datasets, index, names, nod, grid, paths, stack)
+            out = cls(datasets, index, names, nod, grid, paths, stack)
+            # How to open the same stack elsewhere (a Dask worker reads its own windows).
+            out.open_args = {"paths": [str(p) for p in paths], "band_names": band_names,
+                             "bands": list(bands) if bands is not None else None, "nodata": nodata}
+            return out
         except BaseException:
             stack.close()
             raise

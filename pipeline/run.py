@@ -397,17 +397,18 @@ def stage_train(ctx: RunContext, model: str) -> dict:
 def stage_map(ctx: RunContext, model: str) -> dict:
     """Classify the whole raster with the saved model: maps/<model>.tif and maps/<model>_confidence.tif."""
     from pipeline.class_table import sidecar_paths
-    from pipeline.mapping import classify_raster
+    from pipeline.mapping import classify_raster, dask_client_here
     from pipeline.models import load_model
     from pipeline.patches import window_for_bands
 
     m = load_model(ctx.run_dir / "models" / f"{model}{registry.model_suffix(model)}", device=ctx.device)
-    with ctx.open_stack() as stack:  # many bands: smaller windows (same map, bounded memory)
+    # Many bands: smaller windows (same map, bounded memory). On a Dask worker (landcover run
+    # --dask) the windows become tasks across the cluster.
+    with ctx.open_stack() as stack, dask_client_here() as client:
         res = classify_raster(m, stack, ctx.path("maps", f"{model}.tif"),
                               confidence_path=ctx.path("maps", f"{model}_confidence.tif"),
                               window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
-                              workers=ctx.cfg.mapping.workers,
-                              progress=ctx.progress)
+                              workers=ctx.cfg.mapping.workers, progress=ctx.progress, client=client)
     rec = {"predict_mpx_per_s": res["mpx_per_s"], "map_seconds": res["seconds"]}
     write_json(ctx.path("maps", f"{model}.json"), rec)
     sidecars = [p.relative_to(ctx.run_dir).as_posix() for p in sidecar_paths(ctx.path("maps", f"{model}.tif")).values()]

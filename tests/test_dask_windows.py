@@ -1,0 +1,83 @@
+"""Windows of one raster as tasks on a real local Dask cluster (two worker processes, one
+thread each): every window is classified on some worker, both workers take part, and the
+map is identical to a local run (library call and ``landcover map --dask``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from pipeline.config import DecisionTreeConfig
+from pipeline.mapping import classify_raster, open_for_model
+from pipeline.models.base import ModelMeta, TrainingData
+from pipeline.models.classical import DecisionTreeModel
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  memory_limit="1GiB") as c, distributed.Client(c) as client:
+        yield c, client
+
+
+def _scene(tmp_path):
+    rng = np.random.default_rng(5)
+    rows, cols = 160, 200
+    data = np.empty((3, rows, cols), np.uint16)
+    left = np.arange(cols)[None, :] < cols // 2 + rng.integers(-20, 20, size=(rows, 1))
+    for b in range(3):
+        data[b] = np.where(left, 1000 + 300 * b, 2000 - 200 * b) + rng.integers(0, 400, size=(rows, cols))
+    data[:, :7, :9] = 0  # nodata corner
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=3, dtype="uint16", nodata=0,
+                       crs="EPSG:32633", transform=from_origin(500000, 4000000, 10, 10)) as dst:
+        dst.write(data)
+        dst.descriptions = ("b1", "b2", "b3")
+    X = data.reshape(3, -1).T.astype(np.float32)[::37]
+    y = np.where(left.ravel()[::37], 1, 2)
+    meta = ModelMeta("decision_tree", ["b1", "b2", "b3"], [1, 2], ["west", "east"], ["#ff0000", "#0000ff"], 1)
+    td = TrainingData(X[:, :, None, None], y, np.arange(len(y)), np.zeros((len(y), 2)), meta.band_names)
+    model = DecisionTreeModel(DecisionTreeConfig(), meta, seed=0).fit(td)
+    model_path = model.save(tmp_path / "tree.pkl")
+    return path, model, model_path
+
+
+def _read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.profile
+
+
+def test_windows_fan_out_over_both_workers_with_identical_output(tmp_path, cluster):
+    _, client = cluster
+    path, model, _ = _scene(tmp_path)
+    with open_for_model(path, model.meta.band_names) as stack:
+        local = classify_raster(model, stack, tmp_path / "local.tif", tmp_path / "local_conf.tif", window_size=32,
+                                progress=False)
+        remote = classify_raster(model, stack, tmp_path / "dask.tif", tmp_path / "dask_conf.tif", window_size=32,
+                                 progress=False, client=client)
+    assert local["workers"] == {}
+    n_windows = -(-160 // 32) * -(-200 // 32)
+    assert sum(remote["workers"].values()) == n_windows
+    assert set(remote["workers"]) == set(client.nthreads())  # both workers classified windows
+    (a, pa), (b, pb) = _read(tmp_path / "local.tif"), _read(tmp_path / "dask.tif")
+    np.testing.assert_array_equal(a, b)
+    assert (a == 255).sum() == 7 * 9 and set(np.unique(a)) == {1, 2, 255}
+    np.testing.assert_array_equal(_read(tmp_path / "local_conf.tif")[0], _read(tmp_path / "dask_conf.tif")[0])
+    assert pa["transform"] == pb["transform"] and pa["crs"] == pb["crs"]
+
+
+def test_cli_map_dask(tmp_path, cluster, capsys):
+    from pipeline.cli import main
+
+    c, _ = cluster
+    path, _, model_path = _scene(tmp_path)
+    assert main(["map", "--model", str(model_path), "--raster", str(path), "--out", str(tmp_path / "l.tif"),
+                 "--window-size", "32", "--no-progress"]) == 0
+    assert main(["map", "--model", str(model_path), "--raster", str(path), "--out", str(tmp_path / "d.tif"),
+                 "--window-size", "32", "--no-progress", "--dask", c.scheduler_address]) == 0
+    assert "windows on 2 Dask worker(s)" in capsys.readouterr().out
+    np.testing.assert_array_equal(_read(tmp_path / "l.tif")[0], _read(tmp_path / "d.tif")[0])
