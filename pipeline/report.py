@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import html
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,15 @@ from pipeline.atomic import atomic_path, write_text
 from pipeline.class_table import parse_color
 
 FIG_DIR = "report_files"
+#: Layout rule of the HTML report: the page is at most ``PAGE_WIDTH_PX`` wide, table cells do not
+#: wrap, and every table built by the report (six models included) fits that width at 1400-px
+#: browser width; tests/test_report.py checks it in headless Chromium. A table that would not fit
+#: scrolls inside its own box instead of overflowing the page.
+PAGE_WIDTH_PX = 1200
+#: Text cells longer than this (characters) may wrap.
+LONG_CELL = 40
+#: Cells shown right-aligned: numbers (with separators, signs, ``±`` half-widths, ``%``), intervals, "–".
+NUMERIC_CELL = re.compile(r"(–|[<>]?\s*[-+]?[\d,.]+(%|x)?(\s*±\s*[\d,.]+)?|\[[-\d,. ]+\])")
 SIGNIFICANCE = 0.05
 
 
@@ -144,6 +154,17 @@ class _Doc:
         return html.escape(str(c))
 
     @staticmethod
+    def _numeric(c: Any) -> bool:
+        """Numbers, intervals, percentages, "–" and empty cells: right-aligned columns."""
+        return not isinstance(c, dict) and (str(c).strip() == "" or bool(NUMERIC_CELL.fullmatch(str(c).strip())))
+
+    @staticmethod
+    def _text_class(c: Any) -> str:
+        """Cells of a text column are left-aligned ("t"); long texts (paths, lists) may wrap ("w").
+        No other cell wraps (see PAGE_WIDTH_PX)."""
+        return ' class="w"' if not isinstance(c, dict) and len(str(c)) > LONG_CELL else ' class="t"'
+
+    @staticmethod
     def _data_uri(path: Path) -> str:
         mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
         return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
@@ -158,11 +179,17 @@ class _Doc:
                 body.append(f'<p class="key">{t}</p>' if b[2] else f"<p>{t}</p>")
             elif b[0] == "table":
                 _, headers, rows, hi = b
-                t = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-                     + "</tr></thead><tbody>"]
+                numeric = [all(self._numeric(r[j]) for r in rows) for j in range(len(headers))]
+                th_cls = ["" if n else ' class="t"' for n in numeric]
+                t = ['<div class="scroll"><table><thead><tr>' + "".join(
+                    # headers may break after "_" (model names), so a table of six models stays narrow
+                    f"<th{th_cls[j]}>{html.escape(h).replace('_', '_<wbr>')}</th>" for j, h in enumerate(headers))
+                    + "</tr></thead><tbody>"]
                 for i, r in enumerate(rows):
                     cls = ' class="best"' if i in hi else ""
-                    t.append(f"<tr{cls}>" + "".join(f"<td>{self._html_cell(c)}</td>" for c in r) + "</tr>")
+                    t.append(f"<tr{cls}>" + "".join(
+                        f"<td{'' if numeric[j] else self._text_class(c)}>{self._html_cell(c)}</td>"
+                        for j, c in enumerate(r)) + "</tr>")
                 t.append("</tbody></table></div>")
                 body.append("".join(t))
             elif b[0] == "images":
@@ -173,9 +200,10 @@ class _Doc:
                 )
                 body.append(f'<div class="row">{figs}</div>')
         css = (
-            "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;"
+            f"body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:{PAGE_WIDTH_PX}px;margin:2em auto;"
             "padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}"
             "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}"
+            "td{white-space:nowrap}.t{text-align:left}td.w{text-align:left;white-space:normal;min-width:20em}"
             "td:first-child,th:first-child{text-align:left}tr.best td{background:#e6f4e6;font-weight:600}"
             ".sw{display:inline-block;width:1em;height:1em;border:1px solid #555;margin-right:.4em;"
             "vertical-align:middle}.row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}"

@@ -42,7 +42,7 @@ def _png(path, seed=0):
     fig.savefig(path)
 
 
-def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True):
+def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True, six: bool = False):
     run = tmp_path / "run-1"
     for sub in ("maps", "curves", "eval"):
         (run / sub).mkdir(parents=True)
@@ -53,6 +53,8 @@ def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True):
     accs = {"decision_tree": 0.70, "random_forest": 0.86, "svm": 0.85}
     if deep:
         accs["cnn"] = 0.80
+    if six:
+        accs.update(max_likelihood=0.78, resnet=0.82)
     models, preds = {}, {}
     base = rng.random(n)
     for i, (m, acc) in enumerate(accs.items()):
@@ -339,3 +341,57 @@ def test_confidence_section_flags_degenerate_layers(tmp_path):
     assert rows["svm"][1:] == ["share of one-vs-one contests won (not a probability)", "2", "0.900", "0.850", "0.520",
                                "degenerate"]
     assert rows["random_forest"][1:] == ["share of trees voting for the class", "140", "0.800", "0.550", "0.810", ""]
+
+
+def _layout_in_chromium(html_path, tmp_path, width=1400):
+    """Load the report in headless Chromium at ``width`` px and return what overflows: tables wider
+    than the page, boxes that scroll sideways, and the page's own horizontal overflow."""
+    import shutil
+    import subprocess
+
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if exe is None:
+        pytest.skip("no headless Chromium on this machine")
+    probe = (
+        "<script>window.addEventListener('load',()=>{const out={tables:[],scroll:[],page:0};"
+        "const body=document.body.getBoundingClientRect();"
+        "document.querySelectorAll('table').forEach((t,i)=>{const r=t.getBoundingClientRect();"
+        "if(r.right>body.right+1)out.tables.push([i,t.rows[0].innerText.slice(0,60),Math.round(r.width)]);});"
+        "document.querySelectorAll('.scroll').forEach((d,i)=>{if(d.scrollWidth>d.clientWidth+1)"
+        "out.scroll.push([i,d.innerText.slice(0,60),d.scrollWidth,d.clientWidth]);});"
+        "out.page=document.documentElement.scrollWidth-window.innerWidth;"
+        "const pre=document.createElement('pre');pre.id='layout';pre.textContent=JSON.stringify(out);"
+        "document.body.appendChild(pre);});</script>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(html_path.read_text().replace("</body>", probe + "</body>"))
+    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--no-first-run", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'chrome-profile'}", f"--window-size={width},1000",
+                           "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="layout">(.*?)</pre>', proc.stdout, re.S)
+    assert m, proc.stderr[-2000:]
+    import html as _html
+
+    return json.loads(_html.unescape(m.group(1)))
+
+
+def test_no_table_is_clipped_at_1400_px_with_six_models(tmp_path):
+    """Layout rule (report.PAGE_WIDTH_PX): at 1400 px every table of a six-model report fits the page."""
+    from pipeline.report import PAGE_WIDTH_PX
+
+    run, metrics = make_run_dir(tmp_path, six=True)
+    m = json.loads((run / "metrics.json").read_text())
+    models = list(m["models"])
+    assert len(models) == 6
+    m["polygons"] = {"models": models, "contradicted_below": 0.5, "suspects": [], "polygons": [
+        {"group": g, "class_name": "forest", "pixels": 1234, "x": 1.0, "y": 2.0, "accuracy": {k: 0.123 for k in models},
+         "mean_accuracy": 0.123, "predicted_as": "herbaceous", "contradicted": True} for g in range(3)]}
+    for k in models:
+        m["models"][k]["confidence"] = {"levels": 12, "degenerate": False, "mean_correct": 0.9, "mean_wrong": 0.6,
+                                        "auc": 0.7}
+    (run / "metrics.json").write_text(json.dumps(m))
+    html_path, _ = write_report(run)
+    assert f"max-width:{PAGE_WIDTH_PX}px" in html_path.read_text()
+    layout = _layout_in_chromium(html_path, tmp_path)
+    assert layout["tables"] == [] and layout["scroll"] == [] and layout["page"] <= 0, layout
