@@ -125,6 +125,9 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
         ("1", "left", "#ff0000"), ("2", "right", "#0000ff")]
     assert (tmp_path / "m.clr").read_text().splitlines() == ["1 255 0 0", "2 0 0 255"]
     assert read_pam_names(out) == map_class_names(out) == {1: "left", 2: "right"}
+    from pipeline.assess import design_sample  # assess-design names the strata from the map itself
+
+    assert set(design_sample(out, 20, "equal", seed=0)["map_class_name"]) == {"left", "right"}
     assert not (tmp_path / "m_conf.qml").exists()  # the confidence raster is not a class map
 
 
