@@ -84,6 +84,9 @@ class Settings:
     n_train_deep: int = 4000  # the deep models train one epoch on this many patches
     labelled: tuple[int, ...] = (10_000, 100_000, 1_000_000, 4_000_000)  # labelled-pixels axis: whole runs
     labelled_models: tuple[str, ...] = ("decision_tree", "cnn")
+    dask_workers: tuple[int, ...] = (1, 2)  # workers axis: one raster's windows on a local Dask cluster
+    workers_size: int = 1024
+    workers_model: str = "random_forest"  # fitted with n_jobs=1: the cluster is the only parallelism
     argv: tuple[str, ...] = ()  # the command line, recorded in the report
 
 
@@ -182,7 +185,8 @@ def _meta(name: str, n_bands: int, patch: int):
                      class_names=list(CLASSES), class_colors=list(COLORS), patch_size=patch)
 
 
-def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settings) -> str:
+def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settings, n_jobs: int = 2,
+              tag: str = "") -> str:
     """Fit ``name`` on the sample and save it under ``workdir``; returns the path
     (``"io_floor"`` for the mapping with no model)."""
     if name == "io_floor":
@@ -196,7 +200,7 @@ def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settin
     deep = name in ("cnn", "resnet")
     settings = {
         "decision_tree": lambda: DecisionTreeConfig(),
-        "random_forest": lambda: RandomForestConfig(n_estimators=s.rf_trees, n_jobs=2),
+        "random_forest": lambda: RandomForestConfig(n_estimators=s.rf_trees, n_jobs=n_jobs),
         "svm": lambda: SVMConfig(C=[10.0], gamma=["scale"], max_train_samples=max(10, s.svm_train)),
         "max_likelihood": lambda: MaxLikelihoodConfig(),
         "cnn": lambda: CNNConfig(epochs=s.deep_epochs, channels=s.deep_channels),
@@ -240,6 +244,31 @@ def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, An
     return {"seconds": seconds, "map_seconds": res["seconds"], "pixels": res["pixels"], "rss_before_mb": rss0}
 
 
+def job_map_dask(model: str, raster: str, out: str, window_size: int, n_workers: int) -> dict[str, Any]:
+    """Map ``raster`` with its windows as tasks on a local Dask cluster of ``n_workers`` worker
+    processes (one thread each), started before the clock (their memory is not in this
+    process's peak RSS)."""
+    import distributed
+
+    from bench.procstat import rss_mb
+    from pipeline.mapping import classify_raster, open_for_model
+    from pipeline.models import load_model
+
+    with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", memory_limit="4GiB") as cluster, \
+            distributed.Client(cluster) as client:
+        client.wait_for_workers(n_workers)
+        m = load_model(model)
+        rss0 = rss_mb()
+        t0 = time.perf_counter()
+        with open_for_model(Path(raster), list(m.meta.band_names)) as stack:
+            res = classify_raster(m, stack, Path(out), window_size=window_size, progress=False, client=client)
+        seconds = time.perf_counter() - t0
+    Path(out).unlink(missing_ok=True)
+    return {"seconds": seconds, "map_seconds": res["seconds"], "pixels": res["pixels"], "rss_before_mb": rss0,
+            "windows_per_worker": sorted(res["workers"].values())}
+
+
 def job_run(**kw: Any) -> dict[str, Any]:
     """A whole ``landcover run`` (see :func:`bench.scale_mem.job_run`)."""
     from bench.scale_mem import job_run as run
@@ -247,7 +276,7 @@ def job_run(**kw: Any) -> dict[str, Any]:
     return run(**kw)
 
 
-JOBS: dict[str, Callable[..., dict[str, Any]]] = {"map": job_map, "run": job_run}
+JOBS: dict[str, Callable[..., dict[str, Any]]] = {"map": job_map, "map_dask": job_map_dask, "run": job_run}
 
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
@@ -328,8 +357,18 @@ def _setup_labelled(axis: Axis, s: Settings, workdir: Path, log: Callable) -> di
     return setup_labelled(axis, s, workdir, log)
 
 
+def _setup_workers(axis: Axis, s: Settings, workdir: Path, log: Callable) -> dict[tuple[int, str], dict]:
+    path = workdir / f"workers{s.workers_size}.tif"
+    smp = write_raster(path, s.workers_size, 6, seed=s.seed, n_sample=int(1.3 * s.n_train), patch=s.patch_size)
+    log(f"raster {s.workers_size} x {s.workers_size} x 6 written (workers axis)")
+    model = fit_model(s.workers_model, smp, workdir, s, n_jobs=1, tag="-1job")
+    return {(n, s.workers_model): {"kind": "map_dask", "args": {
+        "model": model, "raster": str(path), "out": str(workdir / f"out-workers{n}.tif"),
+        "window_size": s.window_size, "n_workers": n}} for n in sorted(s.dask_workers)}
+
+
 def _axis_values(name: str, s: Settings) -> tuple[int, ...]:
-    return {"size": s.sizes, "bands": s.bands, "labelled": s.labelled}[name]
+    return {"size": s.sizes, "bands": s.bands, "labelled": s.labelled, "workers": s.dask_workers}[name]
 
 
 AXES: dict[str, Axis] = {
@@ -338,6 +377,9 @@ AXES: dict[str, Axis] = {
     # Whole runs (prepare, train, map, assess, report) on fully labelled scenes, sampling at its
     # defaults; slow (minutes per point above 1M), so not in the default axes.
     "labelled": Axis("labelled", "labelled pixels", float, _setup_labelled),
+    # One raster's windows as tasks on a local Dask cluster of 1, 2, ... worker processes;
+    # seconds_ratio (first over last) is the speed-up of the most workers over one.
+    "workers": Axis("workers", "Dask workers", float, _setup_workers),
 }
 
 
@@ -367,6 +409,8 @@ def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str
                          "seconds_per_x": sec / axis.x(v),
                          "rss_before_mb": float(np.median([r.get("rss_before_mb", np.nan) for r in reps])),
                          "seconds_all": [r["seconds"] for r in reps],
+                         **({"windows_per_worker": reps[-1]["windows_per_worker"]}
+                            if "windows_per_worker" in reps[-1] else {}),
                          "peak_rss_mb_all": [r["peak_rss_mb"] for r in reps]})
         xs = [r["x"] for r in rows]
         res: dict[str, Any] = {"points": rows,
@@ -375,6 +419,7 @@ def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str
         if len(rows) >= 2:
             res["seconds_per_x_ratio"] = rows[-1]["seconds_per_x"] / rows[0]["seconds_per_x"]
             res["peak_rss_ratio"] = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+            res["seconds_ratio"] = rows[0]["seconds"] / rows[-1]["seconds"]  # first over last: a speed-up
             res["ratio_between"] = [rows[0]["value"], rows[-1]["value"]]
         if axis.project_to is not None and res["time_fit"] and res["rss_fit"]:
             lx = np.log(axis.x(axis.project_to))
@@ -430,9 +475,30 @@ def run_bench(out_json: Path = DEFAULT_OUT, settings: Settings | None = None, wo
                     "load_average_after": list(os.getloadavg())},
         "seconds_total": time.perf_counter() - t_start,
         "axes": axes_out,
+        "checks": checks(axes_out),
     }
     write_json(out_json, report)  # atomic; NaN -> null
     return report
+
+
+def checks(axes: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, measured in this run (``None`` where the axis or model was not run):
+    peak RSS of the largest over the smallest raster (<= 1.2), time per band of the most over the
+    fewest bands (<= 3), the decision tree's time over the I/O floor's at the largest common
+    size (<= 1.5), and the speed-up of the most Dask workers over one."""
+    out: dict[str, Any] = {}
+    size = axes.get("size", {}).get("models", {})
+    out["size_peak_rss_ratio"] = {m: r.get("peak_rss_ratio") for m, r in size.items()}
+    bands = axes.get("bands", {}).get("models", {})
+    out["bands_seconds_per_band_ratio"] = {m: r.get("seconds_per_x_ratio") for m, r in bands.items()}
+    if "io_floor" in size and "decision_tree" in size:
+        io = {p["value"]: p["seconds"] for p in size["io_floor"]["points"]}
+        dt = {p["value"]: p["seconds"] for p in size["decision_tree"]["points"]}
+        common = sorted(set(io) & set(dt))
+        out["decision_tree_over_io_floor"] = {str(v): dt[v] / io[v] for v in common}
+    workers = axes.get("workers", {}).get("models", {})
+    out["dask_speedup"] = {m: r.get("seconds_ratio") for m, r in workers.items()}
+    return out
 
 
 def _fmt_s(sec: float) -> str:
@@ -461,6 +527,9 @@ def table(report: dict[str, Any]) -> str:
                 row += (f" {_fmt_s(p['seconds'])}, {p['peak_rss_mb']:.0f} MB |" if p else " - |")
             lines.append(row)
         lines.append("")
+    for k, v in report.get("checks", {}).items():
+        if v:
+            lines.append(f"- {k}: " + ", ".join(f"{m} {x:.2f}" for m, x in v.items() if x is not None))
     return "\n".join(lines)
 
 
@@ -489,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labelled", default=",".join(map(str, d.labelled)),
                    help="labelled pixels of the labelled axis (whole runs on dense label rasters)")
     p.add_argument("--labelled-models", default=",".join(d.labelled_models), help="models of the labelled axis")
+    p.add_argument("--dask-workers", default=",".join(map(str, d.dask_workers)),
+                   help="worker counts of the workers axis (a local Dask cluster per point)")
+    p.add_argument("--workers-size", type=int, default=d.workers_size, help="raster side of the workers axis")
+    p.add_argument("--workers-model", default=d.workers_model, help="model of the workers axis")
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--window-size", type=int, default=d.window_size)
     p.add_argument("--n-train", type=int, default=d.n_train)
@@ -502,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(x.strip() for x in a.models.split(",") if x.strip())
     bmodels = tuple(x.strip() for x in a.bands_models.split(",") if x.strip())
     bad = [x for x in axes if x not in AXES] + [x for x in models + bmodels if x not in MODELS]
+    bad += [a.workers_model] if a.workers_model not in MODELS or a.workers_model == "io_floor" else []
     if bad:
         p.error(f"unknown axis or model {bad[0]!r}")
     max_size = dict(MAX_SIZE)
@@ -516,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings(sizes=sizes, bands=bands, bands_size=a.bands_size, size_models=models, bands_models=bmodels,
                  max_size=max_size, axes=axes, repeats=a.repeats, window_size=a.window_size, seed=a.seed,
                  n_train=a.n_train, rf_trees=a.rf_trees, svm_train=a.svm_train, deep_channels=a.deep_channels,
-                 labelled=_ints(a.labelled),
+                 labelled=_ints(a.labelled), dask_workers=_ints(a.dask_workers), workers_size=a.workers_size,
+                 workers_model=a.workers_model,
                  labelled_models=tuple(x.strip() for x in a.labelled_models.split(",") if x.strip()),
                  argv=tuple(argv))
     report = run_bench(a.out, s, workdir=a.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))

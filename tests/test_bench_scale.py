@@ -69,3 +69,19 @@ def test_bench_scale_tiny(tmp_path, capsys):
     proj = io["projection"]
     assert proj["value"] == 10980 and proj["seconds"] > 0 and proj["peak_rss_mb"] > 0
     assert "| io_floor |" in capsys.readouterr().out
+
+
+def test_bench_scale_dask_workers_axis(tmp_path):
+    """The workers axis maps one raster's windows on local Dask clusters of 1 and 2 workers."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "scale.json"
+    rc = main(["--axes", "workers", "--dask-workers", "1,2", "--workers-size", "64", "--workers-model",
+               "decision_tree", "--repeats", "1", "--window-size", "32", "--n-train", "300", "--out", str(out),
+               "--workdir", str(tmp_path)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    pts = rep["axes"]["workers"]["models"]["decision_tree"]["points"]
+    assert [p["value"] for p in pts] == [1, 2]
+    # 64 x 64 px in 32-px windows: 4 windows, all mapped, over 1 and then 2 workers
+    assert pts[0]["windows_per_worker"] == [4] and sum(pts[1]["windows_per_worker"]) == 4
+    assert rep["checks"]["dask_speedup"]["decision_tree"] == pytest.approx(pts[0]["seconds"] / pts[1]["seconds"])
