@@ -38,7 +38,7 @@ def summarise_test_set(y: np.ndarray, blocks: np.ndarray, groups: np.ndarray, cl
         m = y == cid
         per[name] = {"pixels": int(m.sum()), "blocks": int(np.unique(blocks[m]).size),
                      "polygons": int(np.unique(groups[m]).size)}
-    return {"pixels": int(len(y)), "blocks": int(np.unique(blocks).size), "polygons": int(np.unique(groups).size),
+    return {"pixels": len(y), "blocks": int(np.unique(blocks).size), "polygons": int(np.unique(groups).size),
             "per_class": per}
 
 

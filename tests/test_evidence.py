@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: E402,F401
-from unseen_scenes import points_scene, utm_scene  # noqa: E402
+from prefect_fixtures import prefect_api  # noqa: F401
+from unseen_scenes import points_scene, utm_scene
 
-from pipeline.evidence import assess_evidence, headline, summarise_test_set  # noqa: E402
+from pipeline.evidence import assess_evidence, headline, summarise_test_set
 
 NAMES = ["water", "forest"]
 
@@ -42,8 +42,8 @@ def test_thresholds():
     assert few["reasons"] == ["only 29 test pixels (at least 30 are needed)",
                               "fewer than 5 test pixels for class(es) forest 3"]
     one = assess_evidence(_summary([20, 15], [1, 4]), BLOCKS)
-    assert one["reasons"] == ["test pixels from fewer than 2 blocks or polygons for class(es) water (1 block): "
-                              "no independent replicate"]
+    assert one["reasons"] == [("test pixels from fewer than 2 blocks or polygons for class(es) water (1 block): "
+                              "no independent replicate")]
     # a class without any usable label is reported elsewhere, not here
     assert assess_evidence(_summary([40, 0], [4, 0]), BLOCKS, skip_classes=["forest"])["conclusive"]
 

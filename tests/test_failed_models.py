@@ -11,8 +11,8 @@ import pytest
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: E402,F401
-from unseen_scenes import utm_scene  # noqa: E402
+from prefect_fixtures import prefect_api  # noqa: F401
+from unseen_scenes import utm_scene
 
 MODELS = {"decision_tree": {}, "max_likelihood": {}}
 
@@ -51,8 +51,8 @@ def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert rc == 3
     line = [ln for ln in captured.err.splitlines() if ln.startswith("landcover:")]
-    assert line == ["landcover: 1 model(s) failed, the others were reported: max_likelihood "
-                    "(train: RuntimeError: covariance exploded on purpose)"]
+    assert line == [("landcover: 1 model(s) failed, the others were reported: max_likelihood "
+                    "(train: RuntimeError: covariance exploded on purpose)")]
     assert "max_likelihood  failed in train" in captured.out
     run = tmp_path / "runs" / "local"
     _check_outputs(run, "max_likelihood", "train", "RuntimeError: covariance exploded on purpose", "decision_tree")

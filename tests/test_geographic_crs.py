@@ -13,7 +13,13 @@ from rasterio.transform import from_origin
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 sys.path.insert(0, str(Path(__file__).parent))
-from unseen_scenes import class_image, polygons_on_cells, spectra, write_config, write_raster  # noqa: E402
+from unseen_scenes import (
+    class_image,
+    polygons_on_cells,
+    spectra,
+    write_config,
+    write_raster,
+)
 
 UTM = "EPSG:32633"
 ORIGIN = (500000.0, 4000000.0)  # about 36.1 N, 15 E

@@ -12,8 +12,14 @@ import rasterio
 from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: E402,F401
-from unseen_scenes import class_image, polygons_on_cells, spectra, write_config, write_raster  # noqa: E402
+from prefect_fixtures import prefect_api  # noqa: F401
+from unseen_scenes import (
+    class_image,
+    polygons_on_cells,
+    spectra,
+    write_config,
+    write_raster,
+)
 
 
 @pytest.mark.prefect

@@ -12,12 +12,12 @@ import pytest
 from sklearn.covariance import OAS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: E402,F401
-from unseen_scenes import utm_scene  # noqa: E402
+from prefect_fixtures import prefect_api  # noqa: F401
+from unseen_scenes import utm_scene
 
-from pipeline.config import MaxLikelihoodConfig  # noqa: E402
-from pipeline.models import ModelMeta, TrainingData, build_model  # noqa: E402
-from pipeline.models.gaussian import ShrunkGaussianClassifier  # noqa: E402
+from pipeline.config import MaxLikelihoodConfig
+from pipeline.models import ModelMeta, TrainingData, build_model
+from pipeline.models.gaussian import ShrunkGaussianClassifier
 
 
 def _data(n_per_class=(8, 200, 200), d=30, seed=0):

@@ -7,14 +7,19 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: E402,F401
-from unseen_scenes import class_image, points_scene, polygons_on_cells, spectra, write_config, write_raster  # noqa: E402
+from prefect_fixtures import prefect_api  # noqa: F401
+from unseen_scenes import (
+    class_image,
+    points_scene,
+    polygons_on_cells,
+    spectra,
+    write_config,
+    write_raster,
+)
 
 pytestmark = pytest.mark.prefect
 SNOW = {"id": 4, "name": "snow", "color": "#ffffff"}
@@ -82,7 +87,7 @@ def test_points_outside_the_raster_are_counted_per_class(points_run):
 
 
 def test_class_without_usable_labels_is_left_out_with_the_reason(points_run):
-    base, _, rc, logs = points_run
+    base, _, _rc, logs = points_run
     run = base / "runs" / "pts"
     lab = json.loads((run / "labels.json").read_text())
     assert lab["classes_without_labels"] == {"snow": "20 feature(s): 20 outside the raster"}
@@ -98,6 +103,17 @@ def test_strict_keeps_the_stop(points_run, capsys):
     assert rc == 2
     assert "class 'snow' has no labelled pixels on valid data" in err and "20 outside the raster" in err
     assert not (base / "runs" / "strict" / "metrics.json").exists()
+
+
+def _subprocess_run(cfg: Path, out: Path) -> tuple[int, str]:
+    """``landcover run`` in its own process (clean console streams), local engine: bad input stops in prepare."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--run-id", "x",
+                           "--no-progress", "--engine", "local"], capture_output=True, text=True, env=env, timeout=300)
+    return proc.returncode, proc.stderr
 
 
 def _nodata_band_scene(folder: Path, bad: str = "all", **extra) -> Path:
@@ -130,9 +146,9 @@ def _nodata_band_scene(folder: Path, bad: str = "all", **extra) -> Path:
 
 @pytest.mark.parametrize("bad,why", [("all", "swir: nodata or NaN everywhere"),
                                      ("constant", "swir: constant (500) everywhere")])
-def test_empty_band_is_named_with_the_fix(prefect_api, tmp_path, capsys, bad, why):
+def test_empty_band_is_named_with_the_fix(tmp_path, bad, why):
     cfg = _nodata_band_scene(tmp_path / "scene", bad)
-    rc, err = _run(cfg, tmp_path / "runs", "x", capsys=capsys)
+    rc, err = _subprocess_run(cfg, tmp_path / "runs")
     assert rc == 2
     lines = [ln for ln in err.splitlines() if ln.startswith("landcover: error")]
     assert len(lines) == 1 and why in lines[0]
@@ -157,9 +173,9 @@ def test_empty_band_dropped_on_request(prefect_api, tmp_path, capsys):
     assert "swir (nodata or NaN everywhere)" in (run / "report.md").read_text()
 
 
-def test_no_valid_labelled_pixel_names_the_band(prefect_api, tmp_path, capsys):
+def test_no_valid_labelled_pixel_names_the_band(tmp_path):
     cfg = _nodata_band_scene(tmp_path / "scene", "labels")
-    rc, err = _run(cfg, tmp_path / "runs", "x", capsys=capsys)
+    rc, err = _subprocess_run(cfg, tmp_path / "runs")
     assert rc == 2
-    line = [ln for ln in err.splitlines() if ln.startswith("landcover: error")][0]
+    line = next(ln for ln in err.splitlines() if ln.startswith("landcover: error"))
     assert "no labelled pixels fall on valid data" in line and "band(s) swir (100% of them)" in line

@@ -52,7 +52,7 @@ class ShrunkGaussianClassifier(ClassifierMixin, BaseEstimator):
         self.shrinkage = shrinkage
         self.priors = priors
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "ShrunkGaussianClassifier":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ShrunkGaussianClassifier:
         X, y = validate_data(self, X, y, dtype=np.float64)
         self.classes_, counts = np.unique(y, return_counts=True)
         if len(self.classes_) < 2:
