@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: F401
 from unseen_scenes import points_scene, utm_scene
 
 from pipeline.evidence import assess_evidence, headline, summarise_test_set
@@ -67,13 +66,13 @@ def test_inconclusive_headline_names_no_model():
     assert text.startswith("Evaluation inconclusive: only 3 test pixels") and "Best model" not in text
 
 
-@pytest.mark.prefect
-def test_cli_three_test_pixels_gives_an_inconclusive_report(prefect_api, tmp_path, capsys):
+def test_cli_three_test_pixels_gives_an_inconclusive_report(tmp_path, capsys):
     from pipeline.cli import main
 
     cfg = points_scene(tmp_path / "scene", n_inside_per_class=7, models={"decision_tree": {}, "max_likelihood": {}},
                        split={"random_contrast": False, "fractions": {"train": 0.8, "validation": 0.05, "test": 0.15}})
-    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "few", "--no-progress"]) == 0
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "few", "--no-progress",
+                 "--engine", "local"]) == 0
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "few"
     m = json.loads((run / "metrics.json").read_text())
@@ -88,12 +87,12 @@ def test_cli_three_test_pixels_gives_an_inconclusive_report(prefect_api, tmp_pat
     assert "Evaluation inconclusive (no best model): only" in out
 
 
-@pytest.mark.prefect
-def test_cli_random_split_headline_says_leakage(prefect_api, tmp_path, capsys):
+def test_cli_random_split_headline_says_leakage(tmp_path, capsys):
     from pipeline.cli import main
 
     cfg = utm_scene(tmp_path / "scene", split={"strategy": "random", "random_contrast": False})
-    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "rnd", "--no-progress"]) == 0
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "rnd", "--no-progress",
+                 "--engine", "local"]) == 0
     m = json.loads((tmp_path / "runs" / "rnd" / "metrics.json").read_text())
     assert m["evidence"]["leakage"] is True
     md = (tmp_path / "runs" / "rnd" / "report.md").read_text()

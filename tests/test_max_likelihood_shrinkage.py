@@ -12,7 +12,6 @@ import pytest
 from sklearn.covariance import OAS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: F401
 from unseen_scenes import utm_scene
 
 from pipeline.config import MaxLikelihoodConfig
@@ -81,14 +80,14 @@ def test_class_with_one_sample_is_dropped_and_reported():
     assert dropped_classes(m, m.meta) == {"a": "1 training sample (a covariance needs 2)"}
 
 
-@pytest.mark.prefect
-def test_cli_hyperspectral_scene_with_a_rare_class(prefect_api, tmp_path):
+def test_cli_hyperspectral_scene_with_a_rare_class(tmp_path):
     """60 bands, a class of 4 small polygons: fewer training pixels than bands, default settings."""
     from pipeline.cli import main
 
     cfg_path = utm_scene(tmp_path / "scene", n_bands=60, cap={"urban": 4}, models={"max_likelihood": {}},
                          split={"random_contrast": False})
-    assert main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "hyper", "--no-progress"]) == 0
+    assert main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "hyper", "--no-progress",
+                 "--engine", "local"]) == 0
     run = tmp_path / "runs" / "hyper"
     m = json.loads((run / "metrics.json").read_text())
     assert not m["failed_models"]

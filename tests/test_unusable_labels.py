@@ -1,5 +1,6 @@
 """Labels that cannot be used are counted and shown; empty or constant bands are named or
-dropped (issue #11 items 4 and 5). Each case runs the CLI end to end on a tiny synthetic scene."""
+dropped (issue #11 items 4 and 5). Each case runs the CLI end to end on a tiny synthetic scene
+(``--engine local``: the same stage functions as the Prefect flow, without its start-up cost)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: F401
 from unseen_scenes import (
     class_image,
     points_scene,
@@ -21,7 +21,6 @@ from unseen_scenes import (
     write_raster,
 )
 
-pytestmark = pytest.mark.prefect
 SNOW = {"id": 4, "name": "snow", "color": "#ffffff"}
 OUTSIDE = {"water": 100, "forest": 90, "urban": 99, "snow": 0}
 
@@ -29,13 +28,13 @@ OUTSIDE = {"water": 100, "forest": 90, "urban": 99, "snow": 0}
 def _run(cfg: Path, out: Path, run_id: str, *extra: str, capsys=None) -> tuple[int, str]:
     from pipeline.cli import main
 
-    rc = main(["run", str(cfg), "--out", str(out), "--run-id", run_id, "--no-progress", *extra])
+    rc = main(["run", str(cfg), "--out", str(out), "--run-id", run_id, "--no-progress", "--engine", "local", *extra])
     err = capsys.readouterr().err if capsys else ""
     return rc, err
 
 
 @pytest.fixture(scope="module")
-def points_run(prefect_api, tmp_path_factory):
+def points_run(tmp_path_factory):
     """319 points, 289 outside the raster; class 'snow' has 8 points, all outside."""
     import logging
 
@@ -156,7 +155,7 @@ def test_empty_band_is_named_with_the_fix(tmp_path, bad, why):
     assert "Traceback" not in err
 
 
-def test_empty_band_dropped_on_request(prefect_api, tmp_path, capsys):
+def test_empty_band_dropped_on_request(tmp_path, capsys):
     cfg = _nodata_band_scene(tmp_path / "scene", "all", rasters={"drop_empty_bands": True},
                              split={"random_contrast": False})
     rc, err = _run(cfg, tmp_path / "runs", "drop", capsys=capsys)
