@@ -41,7 +41,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.accuracy import area_adjusted, area_adjusted_from_labels, map_pixel_counts
+from pipeline.accuracy import area_adjusted, area_adjusted_from_labels
+from pipeline.areas import class_pixels_and_areas
 from pipeline.atomic import atomic_path, write_json
 from pipeline.errors import InputError
 
@@ -203,7 +204,7 @@ def design_sample(
     import rasterio
     from rasterio.transform import xy
 
-    counts, _ = map_pixel_counts(map_path, nodata)
+    counts, _ = class_pixels_and_areas(map_path, nodata)  # any CRS whose pixel areas can be measured
     alloc = allocate(counts, n, allocation, min_per_class)
     names = map_class_names(map_path, class_names)
     rng = np.random.default_rng(seed)
@@ -309,7 +310,8 @@ def assess_sample(
     import rasterio
 
     map_path, sample_path = Path(map_path), Path(sample_path)
-    counts, pix_ha = map_pixel_counts(map_path, nodata)  # checks the map first
+    counts, area_ha = class_pixels_and_areas(map_path, nodata)  # checks the map first; true areas in degrees too
+    pix_ha = sum(area_ha.values()) / max(sum(counts.values()), 1)
     gdf = _read_sample(sample_path, layer)
     if field not in gdf.columns:
         fields = [c for c in gdf.columns if c != "geometry"]
@@ -352,7 +354,8 @@ def assess_sample(
         raise InputError(f"{sample_path}: no point falls on a classified pixel of {map_path}")
     class_ids = sorted(set(counts) | set(y_ref[valid].tolist()))
     result = area_adjusted_from_labels(
-        y_ref[valid], y_map[valid], counts, pix_ha, class_ids, [names.get(k, str(k)) for k in class_ids]
+        y_ref[valid], y_map[valid], counts, pix_ha, class_ids, [names.get(k, str(k)) for k in class_ids],
+        map_area_ha=area_ha,
     )
     result["notes"] = notes + result["notes"]
     result.update(map=str(map_path), sample=str(sample_path), field=field, n_points_used=int(valid.sum()))

@@ -106,3 +106,27 @@ def test_crs_without_measurable_areas_stops_in_prepare(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "local.tif" in err and "neither projected nor geographic" in err
     assert not (tmp_path / "runs" / "x" / "models").exists()  # stopped before any training
+
+
+def test_assess_commands_on_a_geographic_map(geo_run, tmp_path):
+    """``landcover assess-design`` and ``assess`` on the 4326 map: strata sizes are true areas."""
+    import geopandas as gpd
+
+    from pipeline.cli import main
+
+    _, run, _ = geo_run
+    map_path = run / "maps" / "decision_tree.tif"
+    sample = tmp_path / "sample.gpkg"
+    assert main(["assess-design", str(map_path), "--n", "60", "--min-per-class", "10", "--out", str(sample)]) == 0
+    s = gpd.read_file(sample)
+    s["reference"] = s["map_class_name"]  # a perfect reference: estimates equal the mapped areas
+    s.to_file(sample)
+    out = tmp_path / "acc.json"
+    assert main(["assess", str(map_path), str(sample), "--field", "reference", "--json", str(out)]) == 0
+    acc = json.loads(out.read_text())
+    areas = json.loads((run / "metrics.json").read_text())["models"]["decision_tree"]["class_areas"]
+    est = acc.get("area_adjusted", acc)
+    for name, a in areas.items():
+        if a["pixels"]:
+            assert est["classes"][name]["mapped_area_ha"] == pytest.approx(a["area_ha"], rel=1e-6)
+            assert est["classes"][name]["area_ha"] == pytest.approx(a["area_ha"], rel=1e-6)
