@@ -621,6 +621,25 @@ def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
     return ufold
 
 
+def _assign_folds(inp: SplitInput, buffer: float, k: int) -> tuple[Layout, np.ndarray, np.random.Generator]:
+    """Units, their fold (U,) and the generator to continue with; ``auto`` cuts, and deals again,
+    classes whose units all fell in one fold (that fold would have no training data for them)."""
+    force: tuple[int, ...] = ()
+    for _ in range(2):
+        lay = _plan(inp, buffer, k, force)
+        rng = np.random.default_rng(inp.seed)
+        ufold = _kfold_units(lay, k, rng)
+        present = lay.C > 0
+        one_fold = [c for c in range(present.shape[1])
+                    if np.unique(ufold[present[:, c]]).size == 1 and ufold[present[:, c]][0] >= 0]
+        force = _cuttable(inp, lay, one_fold) if inp.cfg.group_by == "auto" and lay.size else ()
+        if not force:
+            break
+        force = tuple(sorted(set(force) | set(lay.sub_classes)))
+    _warn_sub(inp, lay)
+    return lay, ufold, rng
+
+
 def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold: list[dict]) -> dict:
     names = inp.names
     return {"strategy": "kfold", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed), "k": k,
@@ -636,10 +655,7 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
     ``fractions.validation`` of the others validation; buffer and audit in every fold."""
     buffer = _buffer_of(inp)
     k = int(inp.cfg.k)
-    lay = _plan(inp, buffer, k)
-    _warn_sub(inp, lay)
-    rng = np.random.default_rng(inp.seed)
-    ufold = _kfold_units(lay, k, rng)
+    lay, ufold, rng = _assign_folds(inp, buffer, k)
     val_share = float(inp.cfg.fractions.validation)
     fold_splits: list[np.ndarray] = []
     per_fold: list[dict] = []

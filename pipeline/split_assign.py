@@ -156,7 +156,9 @@ def _seed_required(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.
 def _fill_empty_splits(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray,
                        fractions: np.ndarray, required: tuple[int, ...]) -> None:
     """Every split with a positive target gets at least one unit if that is possible: move the unit
-    whose move loses the fewest classes from a required split, then deviates least from the targets."""
+    whose move loses the fewest classes from a required split, then deviates least from the targets.
+    A split that is not required (validation) stays empty rather than take the last unit of a class
+    in a required split."""
     U = C.shape[0]
     class_tot = C.sum(0).astype(np.float64)
     present = C > 0
@@ -178,7 +180,8 @@ def _fill_empty_splits(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets:
             key = (breaks, cost, u)
             if best_key is None or key < best_key:
                 best_u, best_key = u, key
-        if best_u >= 0:
+        if best_u >= 0 and best_key is not None and (s in required or best_key[0] == 0):
+            # a split that is not required (validation) never takes a class's last train/test unit
             cur[lab[best_u]] -= C[best_u]
             lab[best_u] = s
             cur[s] += C[best_u]

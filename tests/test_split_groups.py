@@ -287,3 +287,12 @@ def test_class_without_test_gets_a_warning_with_a_fix_that_works(caplog):
     fixed = make_splits(s, apply_hint(cfg, msg), 3, RES, seed=0)
     assert fixed.report["missing_classes"] == {"train": [], "test": []}
     assert_leak_free(s, fixed, 3)
+
+
+@pytest.mark.parametrize("seed", [39, 54, 59])
+def test_validation_never_takes_the_last_training_block_of_a_class(seed):
+    # layouts where a class's only training block in some fold used to become that fold's validation
+    s = make_polys(seed, 4 + seed % 5, big=True)
+    r = make_splits(s, SplitConfig(strategy="kfold", k=3), [1, 3, 5][seed % 3], RES, seed=seed)
+    for f in r.report["folds"]:
+        assert all(n > 0 for n in f["counts"]["train"].values()), f["counts"]["train"]
