@@ -115,20 +115,25 @@ from pipeline.split_assign import (
     group_blocks,
     pixel_size,
 )
-from pipeline.split_output import block_frame, group_frame, plot_split_map, write_splits_gpkg
+from pipeline.split_output import (
+    block_frame,
+    group_frame,
+    plot_split_map,
+    write_splits_gpkg,
+)
 
 __all__ = [
+    "SPLIT_NAMES",
+    "STRATEGIES",
     "Fold",
     "SplitResult",
-    "STRATEGIES",
-    "make_splits",
     "audit_scenes",
-    "random_split",
-    "default_buffer",
     "default_block_size",
-    "write_splits_gpkg",
+    "default_buffer",
+    "make_splits",
     "plot_split_map",
-    "SPLIT_NAMES",
+    "random_split",
+    "write_splits_gpkg",
 ]
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pipeline.split_assign import EXCLUDED
 if TYPE_CHECKING:
     from pipeline.split import SplitResult
 
-__all__ = ["block_frame", "group_frame", "samples_frame", "write_splits_gpkg", "plot_split_map", "SPLIT_COLORS"]
+__all__ = ["SPLIT_COLORS", "block_frame", "group_frame", "plot_split_map", "samples_frame", "write_splits_gpkg"]
 
 SPLIT_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#d62728", EXCLUDED: "#7f7f7f",
                 "mixed": "#9467bd", "never-test": "#2ca02c"}

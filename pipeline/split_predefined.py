@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.config import LabelConfig, SplitConfig, SplitFiles
 from pipeline.errors import InputError
 
-__all__ = ["predefined_labels", "attach_label_column", "expand_split_files", "SPLIT_ALIASES"]
+__all__ = ["SPLIT_ALIASES", "attach_label_column", "expand_split_files", "predefined_labels"]
 
 #: accepted spellings of each split (compared after strip + lower case)
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",

@@ -202,8 +202,8 @@ def test_predefined_files_name_scenes_or_csv_lists(tmp_path):
     s = pd.concat([make_polys(i, n=12, big=False).assign(scene=f"T{i}_B") for i in range(3)], ignore_index=True)
     (tmp_path / "test.csv").write_text("/data/T2_B.tif\n")
     cfg = SplitConfig(strategy="predefined", files={"train": ["T0_B", "/data/T1_B.tif"], "test": ["test.csv"]})
-    from pipeline.split_predefined import expand_split_files
     from pipeline.config import SplitFiles
+    from pipeline.split_predefined import expand_split_files
 
     cfg = cfg.model_copy(update={"files": SplitFiles(**expand_split_files(cfg.files, tmp_path))})
     r = make_splits(s, cfg, 3, RES, seed=0)
