@@ -179,6 +179,24 @@ def test_group_by_scene_keeps_whole_scenes_apart():
         make_splits(make_polys(1, n=12, big=False), SplitConfig(group_by="scene"), 3, RES, seed=0)
 
 
+def test_scene_and_predefined_splits_write_true_layers(tmp_path):
+    import geopandas as gpd
+
+    from pipeline.split import plot_split_map, write_splits_gpkg
+
+    s = pd.concat([make_polys(i, n=12, big=False).assign(scene=f"tile{i}") for i in range(4)], ignore_index=True)
+    s["split"] = np.where(s.scene == "tile3", "test", "train")
+    for cfg in (SplitConfig(group_by="scene"), SplitConfig(strategy="predefined")):
+        r = make_splits(s, cfg, 3, RES, seed=0, crs="EPSG:32633")
+        p = write_splits_gpkg(r, s, tmp_path / f"{cfg.strategy}.gpkg", "EPSG:32633")
+        pts = gpd.read_file(p, layer="samples")
+        blocks = gpd.read_file(p, layer="blocks").set_index("block")
+        assert (pts["scene"].to_numpy() == s["scene"].to_numpy()).all()
+        inside = blocks.geometry.loc[pts["block"]].reset_index(drop=True).covers(pts.geometry)
+        assert inside.all()
+        assert plot_split_map(s, r, tmp_path / f"{cfg.strategy}.png").stat().st_size > 0
+
+
 # ----------------------------------------------------------------------------- predefined
 
 
@@ -230,6 +248,7 @@ def apply_hint(cfg: SplitConfig, message: str) -> SplitConfig:
     SplitConfig(block_size=2400.0),  # blocks as large as the labelled extent
     SplitConfig(strategy="kfold", k=20, block_size=900.0),
     SplitConfig(buffer=15.0),  # a buffer below the patch footprint: the audit finds a leak
+    SplitConfig(buffer=2000.0, block_size=900.0),  # a buffer that removes all training data
 ])
 def test_hints_work_when_applied(cfg):
     s = four_polygons()
