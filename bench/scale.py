@@ -424,10 +424,17 @@ def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str
         if axis.project_to is not None and res["time_fit"] and res["rss_fit"]:
             lx = np.log(axis.x(axis.project_to))
             res["projection"] = {
-                "value": axis.project_to,
+                "value": axis.project_to, "method": "fit",
                 "seconds": float(np.exp(res["time_fit"]["log_intercept"] + res["time_fit"]["exponent"] * lx)),
                 "peak_rss_mb": float(np.exp(res["rss_fit"]["log_intercept"] + res["rss_fit"]["exponent"] * lx)),
                 # Plain per-pixel extrapolation from the largest point, for comparison with the fit.
+                "seconds_linear_from_largest": rows[-1]["seconds_per_x"] * axis.x(axis.project_to)}
+        elif axis.project_to is not None and rows:
+            # One size only (a slow model): time linear in x, memory as measured; said so in "method".
+            res["projection"] = {
+                "value": axis.project_to, "method": "linear from one point, memory as measured",
+                "seconds": rows[-1]["seconds_per_x"] * axis.x(axis.project_to),
+                "peak_rss_mb": rows[-1]["peak_rss_mb"],
                 "seconds_linear_from_largest": rows[-1]["seconds_per_x"] * axis.x(axis.project_to)}
         out[m] = res
     return out
@@ -524,7 +531,8 @@ def table(report: dict[str, Any]) -> str:
             row = f"| {m} | " + " | ".join(cells) + f" | {te} | {re_} |"
             if name == "size":
                 p = r.get("projection")
-                row += (f" {_fmt_s(p['seconds'])}, {p['peak_rss_mb']:.0f} MB |" if p else " - |")
+                mark = "" if not p or p["method"] == "fit" else " (linear)"
+                row += (f" {_fmt_s(p['seconds'])}, {p['peak_rss_mb']:.0f} MB{mark} |" if p else " - |")
             lines.append(row)
         lines.append("")
     for k, v in report.get("checks", {}).items():

@@ -56,6 +56,7 @@ def test_bench_scale_tiny(tmp_path, capsys):
     # --max-size keeps the decision tree at 48 px: one point, no fit
     dt = size["models"]["decision_tree"]
     assert [p["value"] for p in dt["points"]] == [48] and dt["time_fit"] is None
+    assert dt["projection"]["method"].startswith("linear")  # one point: linear, and said so
     io = size["models"]["io_floor"]
     assert [p["value"] for p in io["points"]] == [48, 96]
     for model in (io, bands["models"]["io_floor"]):
