@@ -395,6 +395,9 @@ def loglog_fit(x: list[float], y: list[float]) -> dict[str, float] | None:
     return {"exponent": float(slope), "log_intercept": float(icpt)}
 
 
+RUN_FACTS = ("returncode", "labelled_pixels", "sampling", "patch_store_mb", "failed_models", "stages")
+
+
 def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str, Any]:
     """Per model: the medians of every point, the fitted exponents, ratios and projections."""
     out: dict[str, Any] = {}
@@ -411,7 +414,9 @@ def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str
                          "seconds_all": [r["seconds"] for r in reps],
                          **({"windows_per_worker": reps[-1]["windows_per_worker"]}
                             if "windows_per_worker" in reps[-1] else {}),
-                         "peak_rss_mb_all": [r["peak_rss_mb"] for r in reps]})
+                         "peak_rss_mb_all": [r["peak_rss_mb"] for r in reps],
+                         # whole-run jobs (labelled axis): what the run kept and whether it succeeded
+                         **{k: reps[-1][k] for k in RUN_FACTS if k in reps[-1]}})
         xs = [r["x"] for r in rows]
         res: dict[str, Any] = {"points": rows,
                                "time_fit": loglog_fit(xs, [r["seconds"] for r in rows]),

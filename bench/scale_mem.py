@@ -46,14 +46,14 @@ def _profile(width: int, height: int, count: int, dtype: str, nodata: Any) -> di
 def dense_scene(folder: Path, side: int, bands: int = 6, seed: int = 0) -> tuple[Path, Path]:
     """A ``side x side x bands`` uint16 image and a label raster labelling every pixel (5 classes).
 
-    Classes fill 128-pixel cells with ragged edges (so a split has many blocks of each class);
+    Classes fill cells (128 pixels; smaller in small scenes) with ragged edges (so a split has many blocks of each class);
     each class has its own mean spectrum plus noise. Written in strips: memory stays small.
     """
     import rasterio
     from rasterio.windows import Window
 
     rng = np.random.default_rng(seed)
-    cell = 128
+    cell = min(128, max(8, side // 12))  # small scenes still hold every class in several places
     n_cells = side // cell + 2
     cell_cls = rng.integers(1, 6, size=(n_cells, n_cells)).astype(np.uint8)
     means = rng.uniform(800, 3000, size=(6, bands))
@@ -117,21 +117,26 @@ def write_config(folder: Path, name: str, img: Path, lab: Path, models: tuple[st
     return path
 
 
-def job_run(config: str, out: str, run_id: str) -> dict[str, Any]:
+def job_run(config: str, out: str, run_id: str, engine: str | None = None) -> dict[str, Any]:
     """Child side (see :func:`bench.scale.run_child`): ``landcover run`` in this process, timed.
 
     The peak RSS the parent records is this process's ``VmHWM``: ingestion, split, patch store,
-    training, mapping, assessment and report of the whole run. Prefect's ephemeral API server
-    is a process of its own (about 230 MB) and is not included.
+    training, mapping, assessment and report of the whole run. With the default engine, Prefect's
+    ephemeral API server is a process of its own (about 230 MB) and is not included;
+    ``engine="local"`` runs the same stages in this process without Prefect.
     """
     from pipeline.cli import main as cli_main
 
     from bench.procstat import rss_mb
 
+    import pipeline.run  # noqa: F401  untimed: the imports of a run (torch, scikit-learn, Prefect come later)
+
+    rss0 = rss_mb()
     t0 = time.perf_counter()
-    code = cli_main(["run", config, "--out", out, "--run-id", run_id, "--no-progress"])
-    rec: dict[str, Any] = {"seconds": time.perf_counter() - t0, "returncode": code, "rss_before_mb": rss_mb(),
-                           "command": f"landcover run {config} --out {out} --run-id {run_id} --no-progress"}
+    args = ["run", config, "--out", out, "--run-id", run_id, "--no-progress"] + (["--engine", engine] if engine else [])
+    code = cli_main(args)
+    rec: dict[str, Any] = {"seconds": time.perf_counter() - t0, "returncode": code, "rss_before_mb": rss0,
+                           "command": "landcover " + " ".join(args), "engine": engine or "prefect"}
     run = Path(out) / run_id
     if (run / "labels.json").exists():
         labels = json.loads((run / "labels.json").read_text())
@@ -162,8 +167,9 @@ def setup_labelled(axis: Any, s: Any, workdir: Path, log: Any) -> dict[tuple[int
         img, lab = dense_scene(workdir, side, seed=s.seed)
         cfg = write_config(workdir, f"labelled{n}", img, lab, models, epochs=2)
         log(f"dense scene {side} x {side} ({side * side:,} labelled pixels) written in {time.perf_counter() - t0:.1f} s")
+        # In process (--engine local): the data path without the Prefect server's start-up and load.
         jobs[(n, "+".join(models))] = {"kind": "run", "args": {"config": str(cfg), "out": str(workdir),
-                                                               "run_id": f"labelled{n}"}}
+                                                               "run_id": f"labelled{n}", "engine": "local"}}
     return jobs
 
 
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="hyper218,dense16m", help="hyper218, dense16m")
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "scale_mem.json"))
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--no-random-contrast", action="store_true",
+                    help="split.random_contrast: false (halves training time; memory is that of one fit)")
     args = ap.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     out_path = Path(args.out)
@@ -191,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                 extra = {"raster_mb": round(img.stat().st_size / 2 ** 20, 1), "side": 4096, "bands": 6}
             else:
                 ap.error(f"unknown case {case!r}")
-            cfg = write_config(tmp, case, img, lab, ALL_MODELS)
+            split = {"split": {"random_contrast": False}} if args.no_random_contrast else None
+            cfg = write_config(tmp, case, img, lab, ALL_MODELS, extra=split)
             rec = run_child({"kind": "run", "args": {"config": str(cfg), "out": str(tmp), "run_id": case}})
-            rec.update(models=list(ALL_MODELS), deep_epochs=2, **extra)
+            rec.update(models=list(ALL_MODELS), deep_epochs=2, random_contrast=not args.no_random_contrast, **extra)
             print(f"{case}: {rec['seconds']:.1f} s, peak {rec['peak_rss_mb']:.0f} MB, "
                   f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}", flush=True)
             report[case] = rec

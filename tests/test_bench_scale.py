@@ -86,3 +86,16 @@ def test_bench_scale_dask_workers_axis(tmp_path):
     # 64 x 64 px in 32-px windows: 4 windows, all mapped, over 1 and then 2 workers
     assert pts[0]["windows_per_worker"] == [4] and sum(pts[1]["windows_per_worker"]) == 4
     assert rep["checks"]["dask_speedup"]["decision_tree"] == pytest.approx(pts[0]["seconds"] / pts[1]["seconds"])
+
+
+def test_labelled_axis_runs_whole_pipelines(tmp_path):
+    """The labelled-pixels axis: one whole run per point in its own process, with its sampling facts."""
+    out = tmp_path / "scale.json"
+    rc = main(["--axes", "labelled", "--labelled", "900", "--labelled-models", "decision_tree", "--repeats", "1",
+               "--out", str(out), "--workdir", str(tmp_path)])
+    assert rc == 0
+    ax = json.loads(out.read_text())["axes"]["labelled"]
+    (p,) = ax["models"]["decision_tree"]["points"]
+    assert p["value"] == 900 and p["returncode"] == 0 and p["labelled_pixels"] == 900
+    assert p["sampling"]["active"] is False and p["patch_store_mb"] > 0
+    assert p["peak_rss_mb"] >= p["rss_before_mb"] > 0 and p["seconds"] > 0
