@@ -165,6 +165,18 @@ class _Doc:
         return ' class="w"' if not isinstance(c, dict) and len(str(c)) > LONG_CELL else ' class="t"'
 
     @staticmethod
+    def _figure_class(path: Path) -> str:
+        """Wide figures (e.g. two-panel learning curves) get twice the width of a thumbnail."""
+        import struct
+
+        with open(path, "rb") as f:
+            head = f.read(24)
+        if head[:8] != b"\x89PNG\r\n\x1a\n":  # the size of a PNG is in its header (IHDR)
+            return ""
+        w, h = struct.unpack(">II", head[16:24])
+        return ' class="wide"' if w > 1.6 * h else ""
+
+    @staticmethod
     def _data_uri(path: Path) -> str:
         mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
         return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
@@ -194,8 +206,8 @@ class _Doc:
                 body.append("".join(t))
             elif b[0] == "images":
                 figs = "".join(
-                    f'<figure><img alt="{html.escape(c)}" src="{self._data_uri(p)}"><figcaption>{html.escape(c)}'
-                    "</figcaption></figure>"
+                    f'<figure{self._figure_class(p)}><img alt="{html.escape(c)}" src="{self._data_uri(p)}">'
+                    f"<figcaption>{html.escape(c)}</figcaption></figure>"
                     for p, c in b[1]
                 )
                 body.append(f'<div class="row">{figs}</div>')
@@ -208,6 +220,7 @@ class _Doc:
             ".sw{display:inline-block;width:1em;height:1em;border:1px solid #555;margin-right:.4em;"
             "vertical-align:middle}.row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}"
             "figure img{max-width:380px;height:auto;border:1px solid #ddd}figcaption{font-size:.9em;color:#555}"
+            "figure.wide img{max-width:580px}"
             ".row figure:only-child img{max-width:100%}.scroll{overflow-x:auto}"
             "p.key{font-size:1.1em;background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}"
             "code{font-size:.85em;color:#666}"
@@ -849,7 +862,7 @@ def section_confidence(doc: _Doc, ctx: ReportContext) -> None:
         kind = CONFIDENCE_KINDS.get(kind, kind) if kind else CONFIDENCE_KINDS.get(m, "–")
         note = "degenerate" if c.get("degenerate") else ""
         if c.get("degenerate"):
-            bad.append(f"{m} ({fmt(c.get('levels'), 'int')} distinct values)")
+            bad.append(f"{m} ({fmt(c.get('levels'), 'int')} distinct value{'' if c.get('levels') == 1 else 's'})")
         rows.append({"model": m, "confidence is": kind, "distinct values": fmt(c.get("levels"), "int"),
                      "mean when right": fmt(c.get("mean_correct")), "mean when wrong": fmt(c.get("mean_wrong")),
                      "AUC right vs wrong": fmt(c.get("auc")), "note": note})
