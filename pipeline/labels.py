@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from pipeline.config import ClassSpec, LabelConfig
 from pipeline.errors import InputError
-from pipeline.raster import RasterStack, open_georeferenced
+from pipeline.raster import RasterStack, iter_windows, open_georeferenced
 
 SAMPLE_COLUMNS = ["x", "y", "row", "col", "class_id", "class_name", "group"]
 
@@ -59,6 +59,8 @@ class LabelReport:
     features_per_class: dict[str, dict[str, int]] = field(default_factory=dict)
     # classes of the table with no usable labels -> why (left out of training, or the run stops)
     classes_without_labels: dict[str, str] = field(default_factory=dict)
+    # label raster, per class: its labelled pixels (on its own grid) outside the image
+    label_pixels_outside_raster: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +92,10 @@ class LabelReport:
                     parts.append(f"{n} {UNUSABLE_REASONS[k]} ({per})")
             out.append(f"{self.source}: {sum(bad.values())} of {self.features_read} features cannot be used: "
                        + "; ".join(parts))
+        if self.label_pixels_outside_raster:
+            per = ", ".join(f"{c} {n}" for c, n in self.label_pixels_outside_raster.items())
+            out.append(f"{self.source}: {sum(self.label_pixels_outside_raster.values())} labelled pixels lie outside "
+                       f"the image ({per})")
         if self.pixels_under_nodata:
             per = ", ".join(f"{c} {n}" for c, n in self.pixels_under_nodata_per_class.items() if n)
             out.append(f"{self.source}: dropped {self.pixels_under_nodata} labelled pixels where the image has no data"
@@ -270,6 +276,31 @@ def _label_raster_windows(path: Path, stack: RasterStack, window_size: int):
                 yield win, vals
 
 
+def _label_pixels_outside(path: Path, stack: RasterStack, by_id: dict[int, str], window_size: int) -> dict[str, int]:
+    """Per class: labelled pixels of a label raster (on its own grid) whose centre lies outside the image."""
+    from rasterio.warp import transform_geom
+
+    g = stack.grid
+    out: dict[str, int] = {}
+    with open_georeferenced(path, "label raster") as src:
+        # the image footprint in the label raster's CRS, densified so that a curved edge stays close
+        foot = transform_geom(g.crs, src.crs, box(*g.bounds).segmentize(max(g.bounds[2] - g.bounds[0],
+                                                                            g.bounds[3] - g.bounds[1]) / 64))
+        for win in iter_windows(src.width, src.height, window_size):
+            a = src.read(1, window=win, masked=True)
+            inside = features.geometry_mask([foot], out_shape=a.shape, transform=window_transform(win, src.transform),
+                                            invert=True)
+            vals = np.ma.getdata(a)
+            outside = ~np.ma.getmaskarray(a) & ~inside
+            if src.dtypes[0].startswith("float"):
+                outside &= np.isfinite(vals)
+            for v, n in zip(*np.unique(vals[outside], return_counts=True)):
+                name = by_id.get(int(v)) if float(v).is_integer() else None
+                if name is not None:
+                    out[name] = out.get(name, 0) + int(n)
+    return out
+
+
 RASTER_GROUP_CELL = 32  # pixels; see _raster_groups
 
 
@@ -386,6 +417,7 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
                       cls[keep].astype(np.int32), grp[keep].astype(np.int64)))
     if is_raster:
         report.unknown_labels = unknown
+        report.label_pixels_outside_raster = _label_pixels_outside(label_path, stack, by_id, window_size)
         if unknown and on_unknown == "error":
             ex = ", ".join(list(unknown)[:5])
             raise InputError(f"{label_path}: label raster has values not in the class table: {ex}; "
@@ -458,4 +490,8 @@ def _why_no_labels(report: LabelReport, name: str) -> str:
         parts = [f"{row[k]} {UNUSABLE_REASONS[k]}" for k in UNUSABLE_REASONS if row.get(k)]
         return f"{row['read']} feature(s): " + ", ".join(parts)
     nod = report.pixels_under_nodata_per_class.get(name, 0)
-    return f"{nod} labelled pixels, all where the image has no data" if nod else "no labelled pixel in the raster"
+    out = report.label_pixels_outside_raster.get(name, 0)
+    if nod or out:
+        return ", ".join(t for t in (f"{out} labelled pixels outside the image" if out else "",
+                                     f"{nod} labelled pixels where the image has no data" if nod else "") if t)
+    return "no labelled pixel in the raster"

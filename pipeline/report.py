@@ -544,7 +544,8 @@ def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
     unknown = lab.get("unknown_labels") or {}
     dropped_bands = lab.get("dropped_bands") or {}
     by_model = {m: r.get("dropped_classes") for m, r in ctx.models.items() if r.get("dropped_classes")}
-    if not (bad or empty or unknown or dropped_bands or by_model):
+    outside_px = lab.get("label_pixels_outside_raster") or {}
+    if not (bad or empty or unknown or dropped_bands or by_model or outside_px):
         return
     doc.h(3, "Labels and bands that could not be used")
     if per and bad:
@@ -556,6 +557,9 @@ def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
                     "labelled pixels on nodata": fmt(nod_px.get(c, 0), "int")} for c, r in per.items()])
     elif any(nod_px.values()):
         doc.table([{"class": c, "labelled pixels on nodata": fmt(n, "int")} for c, n in nod_px.items()])
+    if outside_px:
+        doc.p("Labelled pixels of the label raster outside the image (on the label raster's grid): "
+              + ", ".join(f"{c} {fmt(n, 'int')}" for c, n in outside_px.items()) + ".")
     if unknown:
         doc.p("Labels not in the class table (dropped): "
               + ", ".join(f"{k} ({fmt(v, 'int')})" for k, v in unknown.items()) + ".")

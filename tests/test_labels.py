@@ -115,6 +115,17 @@ def test_label_raster_on_other_grid(tmp_path, synthetic_scene):
     cells = s.assign(cell=(s.row // 32) * 100 + s.col // 32)
     assert cells.groupby("group").cell.nunique().max() == 1
     assert s.group.nunique() == 3
+    assert rep.label_pixels_outside_raster == {}
+    # a label raster larger than the image: its labelled pixels beyond the image are counted per class
+    big = np.zeros((40, 60), dtype=np.uint8)
+    big[:30, :40] = lab
+    big[33:36, 45:50] = 2  # 15 forest pixels south-east of the image
+    big[2:4, 50:52] = 1  # 4 water pixels east of it
+    lpb = write_raster(tmp_path / "big.tif", big, res=20.0, nodata=0)
+    with RasterStack.open(path) as stack:
+        _, rep = ingest_labels(LabelConfig(path=str(lpb)), lpb, CLASSES[:2], stack, progress=False)
+    assert rep.label_pixels_outside_raster == {"water": 4, "forest": 15}
+    assert any("19 labelled pixels lie outside the image (water 4, forest 15)" in w for w in rep.warnings())
     lab[0, 39] = 9
     lp2 = write_raster(tmp_path / "lab2.tif", lab, res=20.0, nodata=0)
     with RasterStack.open(path) as stack, pytest.raises(InputError, match="values not in the class table: 9"):
