@@ -20,7 +20,7 @@ import datetime as dt
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -775,6 +775,16 @@ def _suspect_sentence(d: dict, row: dict) -> str:
                 "obviously mislabelled.")
 
 
+def _band_ticks(bands: Sequence[str], max_ticks: int = 10) -> tuple[list[int], list[str]]:
+    """Positions and names of at most ``max_ticks`` evenly spaced band ticks (first band included).
+
+    A 60-band raster gets every sixth name, so the axis of a spectrum plot stays legible.
+    """
+    step = max(1, -(-len(bands) // max_ticks))
+    pos = list(range(0, len(bands), step))
+    return pos, [str(bands[i]) for i in pos]
+
+
 def _spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> Path | None:
     from matplotlib.figure import Figure
 
@@ -796,7 +806,10 @@ def _spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> 
             ax.fill_between(x, arr(t["p10"]), arr(t["p90"]), color=col, alpha=0.25, lw=0)
             ax.plot(x, arr(t["mean"]), style, color=col, label=f"{label} training ({t['pixels']} px)")
         ax.plot(x, arr(d["polygon"]["mean"]), "o-", color="black", label=f"{_polygon_name(d)} ({d['pixels']} px)")
-        ax.set_xticks(x, d["bands"], fontsize=8)
+        ticks, names = _band_ticks(d["bands"])
+        # Rotated when there are several: band names side by side overlap into a black bar otherwise.
+        ax.set_xticks(ticks, names, fontsize=8, rotation=45 if len(ticks) > 5 else 0,
+                      ha="right" if len(ticks) > 5 else "center")
         ax.set_ylabel("band value (raster units)", fontsize=8)
         ax.set_title(f"{_polygon_name(d)}: labelled {d['class_name']}", fontsize=9)
         ax.legend(fontsize=7)

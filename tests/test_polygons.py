@@ -58,3 +58,33 @@ def test_reference_check_compares_suspect_spectra_with_training():
     assert s["class_training"]["mean"] == [11.0, 22.0] and s["class_training"]["pixels"] == 2
     assert s["predicted_training"]["mean"] == [60.0, 60.0]
     assert s["ratio"] == pytest.approx([40 / 11, 80 / 22])
+
+
+def test_spectra_figure_of_a_60_band_suspect_keeps_band_ticks_legible(tmp_path, monkeypatch):
+    # A 60-band suspect once got 60 overlapping tick labels (an unreadable bar under the plot).
+    from matplotlib.figure import Figure
+
+    import pipeline.report as report
+
+    bands = [f"band_{i + 1}" for i in range(60)]
+    pos, names = report._band_ticks(bands)
+    assert len(pos) <= 10 and pos[0] == 0 and names == [bands[i] for i in pos]
+    assert all(b - a == pos[1] - pos[0] for a, b in zip(pos, pos[1:]))  # evenly spaced
+    assert report._band_ticks(bands[:4]) == ([0, 1, 2, 3], bands[:4])  # few bands: all named
+
+    ev = _evals()
+    ev["b"].loc[2, "y_pred"] = 2
+    rng = np.random.default_rng(1)
+    patches = rng.random((10, 60, 3, 3)).astype(np.float32) * 100
+    out = reference_check(_samples(), ev, NAMES, patches, bands)
+    seen = {}
+    save = report._save_fig
+
+    def keep(fig: Figure, path):
+        seen["labels"] = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        return save(fig, path)
+
+    monkeypatch.setattr(report, "_save_fig", keep)
+    png = report._spectra_figure(out["suspects"], {"water": "#2166ac", "forest": "#1b7837"}, tmp_path / "s.png")
+    assert png is not None and png.is_file() and png.stat().st_size > 0
+    assert seen["labels"] == names
