@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.engine import IO_RETRIES, IO_RETRY_DELAY, api_settings, make_task_runner, not_input_error
+from flows.engine import IO_RETRIES, IO_RETRY_DELAY, api_settings, make_task_runner, not_input_error, wait_for
 from pipeline import batch as B
 
 
@@ -58,7 +58,7 @@ def _map_batch(scenes: list[dict], model_path: str, outbox: str, window_size: in
     futs = [map_scene_task.submit(s, model_path, outbox, window_size, workers, progress) for s in scenes]
     out = []
     for s, f in zip(scenes, futs):
-        f.wait()
+        wait_for(f)
         if f.state.is_completed():
             out.append(f.result())
         else:

@@ -16,6 +16,7 @@ from prefect import get_run_logger
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipeline.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
 from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,23 @@ def make_task_runner(dask_address: str | None, max_workers: int):
     return ThreadPoolTaskRunner(max_workers=max(1, max_workers))
 
 
+def wait_for(future) -> None:
+    """Wait for a task. Ctrl-C or SIGTERM reach this (main) thread while the tasks run in worker
+    threads: ask them to stop at their next batch or window, then leave. Prefect's own SIGTERM
+    handler raises its TerminationSignal here, hence BaseException."""
+    try:
+        future.wait()
+    except BaseException as e:
+        request_cancel(getattr(e, "signum", None) or getattr(e, "signal", None) or 2)
+        raise
+    if cancel_requested():  # the task stopped because of a stop request: stop the flow too
+        raise Interrupted(cancel_signal())
+
+
 def collect(futures: list, what: str) -> list[dict]:
     """Wait for every future (so one failure does not orphan the others), then raise the first failure."""
     for f in futures:
-        f.wait()
+        wait_for(f)
     failed = [f for f in futures if not f.state.is_completed()]
     if failed:
         get_run_logger().error("%s: %d of %d tasks failed: %s", what, len(failed), len(futures),

@@ -29,9 +29,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from flows.engine import (IO_RETRIES, IO_RETRY_DELAY, api_settings, collect, cpus, make_task_runner,
-                          not_input_error, run_log)
+                          not_input_error, run_log, wait_for)
 from pipeline import run as R
 from pipeline.config import load_config
+from pipeline.errors import OutOfSpaceError
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,15 @@ def _collect_models(ref: dict, futures: list, models: list[str], stage: str) -> 
     ctx = None
     out = []
     for f, m in zip(futures, models):
-        f.wait()
+        wait_for(f)
         if f.state.is_completed():
             out.append(f.result())
             continue
+        exc = _task_exception(f)
+        if isinstance(exc, OutOfSpaceError):
+            raise exc  # a full disk is not one model's failure: every later write would fail too
         ctx = ctx or R.RunContext.from_ref(ref)
-        R.record_failure(ctx, stage, m, _task_exception(f))
+        R.record_failure(ctx, stage, m, exc)
     return out
 
 

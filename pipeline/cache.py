@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.cancel import check_cancelled
 from pipeline.atomic import write_json
 from pipeline.models import registry
 
@@ -110,6 +111,7 @@ def run_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], mod
             log.info("stage %s: unchanged, skipped", stage_name(stage, model))
             return {**rec, "cached": True, "seconds": 0.0}
     record_path(ctx, stage, model).unlink(missing_ok=True)  # a failed rerun must not leave the old record
+    check_cancelled()  # Ctrl-C / SIGTERM: start no new stage
     t0 = time.perf_counter()
     out = fn(ctx)
     rec = {"stage": stage, "model": model, "key": stage_key(ctx, stage, model), **out,

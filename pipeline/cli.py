@@ -90,9 +90,16 @@ def quiet_console(hide_input_errors: bool = True) -> None:
 
 
 def _hide_input_errors(record: logging.LogRecord) -> bool:
-    """Console filter: drop engine records about an InputError (run.log keeps them in full)."""
+    """Console filter: drop engine records about an InputError, and Prefect's crash reports
+    after a Ctrl-C or SIGTERM (run.log keeps them in full)."""
+    from pipeline.cancel import cancel_requested
+
     exc = record.exc_info[1] if record.exc_info else None
-    return not (isinstance(exc, InputError) or "InputError" in record.getMessage())
+    if isinstance(exc, InputError) or "InputError" in record.getMessage():
+        return False
+    if cancel_requested() and record.levelno >= logging.WARNING:
+        return False  # the stop is reported once, by main(); the engine's view of it goes to run.log
+    return True
 
 
 def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
@@ -133,10 +140,22 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
         if landcover_pipeline is None:
             run_dir = run_pipeline(ctx)
         else:
+            from flows.ephemeral import start_tied_server
+
+            start_tied_server()  # Prefect's temporary server, unable to outlive this process
             run_dir = Path(landcover_pipeline(
                 config_path=str(config_path), models=models, overrides=list(args.overrides),
                 out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
                 device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
+    except BaseException as e:
+        # Ctrl-C, SIGTERM (Prefect's own SIGTERM handler raises its TerminationSignal during a flow)
+        from pipeline.cancel import Interrupted, cancel_signal
+
+        if isinstance(e, KeyboardInterrupt) or type(e).__name__ == "TerminationSignal":
+            signum = getattr(e, "signum", None) or getattr(e, "signal", None) or cancel_signal()
+            log.info("interrupted by %s; finished stages are kept", signal_name(signum))
+            raise Interrupted(signum, run_id=ctx.run_dir.name) from None
+        raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -318,7 +337,15 @@ def _describe_os_error(e: OSError) -> str:
     return f"{e.filename}: {what}" if e.filename else what
 
 
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import cancel
+
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     # Prefect runs offline by default: no telemetry from a command-line tool unless asked for,
@@ -327,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     _setup_logging(debug)
+    cancel.reset()
+    restore_signals = cancel.install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
@@ -343,10 +372,38 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"landcover: error: {_one_line(_describe_os_error(e))}", file=sys.stderr)
         return code
-    except KeyboardInterrupt:
-        print("landcover: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # Ctrl-C or SIGTERM: one line, the shell's exit code (130 / 143), finished stages kept.
+        signum = getattr(e, "signum", None) or cancel.cancel_signal()
+        run_id = getattr(e, "run_id", None)
+        print(f"landcover: interrupted; resume with --resume {run_id}" if run_id else "landcover: interrupted",
+              file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        restore_signals()
+
+
+def _exit(code: int) -> None:
+    """Exit the process. After an interrupt, run the exit hooks (log flush, stopping Prefect's
+    server) and leave without the interpreter's teardown of torch, GDAL and Prefect's threads,
+    which can take longer than the user is willing to wait for a stop they asked for."""
+    if code in (130, 143):
+        import atexit
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Flush log handlers while Prefect's server still runs: its API log handler would
+        # otherwise wait 5 s at the very end for a server that is gone.
+        logging.shutdown()
+        atexit._run_exitfuncs()
+        os._exit(code)
+    sys.exit(code)
+
+
+def console_main() -> None:
+    """The ``landcover`` console script."""
+    _exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

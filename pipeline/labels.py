@@ -33,6 +33,7 @@ from scipy import ndimage
 from shapely.geometry import box
 from tqdm import tqdm
 
+from pipeline.cancel import check_cancelled
 from pipeline.config import ClassSpec, LabelConfig
 from pipeline.errors import InputError
 from pipeline.raster import RasterStack, iter_windows, open_georeferenced
@@ -383,6 +384,7 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
         windows = ((w, None) for w in stack.windows(window_size))
     n_win = -(-g.width // window_size) * -(-g.height // window_size)
     for win, lab in tqdm(windows, total=n_win, desc="labels", unit="win", disable=not progress, leave=False):
+        check_cancelled()
         block = stack.read(win)
         valid = np.all(np.isfinite(block), axis=0)
         if is_raster:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 import logging
 
+from pipeline.cancel import check_cancelled
 from pipeline.atomic import free_bytes, is_out_of_space, out_of_space
 from pipeline.class_table import NAMES_TAG, ClassTable, write_sidecars
 from pipeline.config import NODATA_CLASS
@@ -472,6 +473,7 @@ def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window],
 
             try:
                 for win in windows:
+                    check_cancelled()
                     pending.append((win, submit(pool, win)))
                     drain(2 * workers)
                 drain(0)

@@ -33,6 +33,7 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path, reserve_space
+from pipeline.cancel import check_cancelled
 from pipeline.raster import RasterStack
 
 log = logging.getLogger("landcover")
@@ -154,6 +155,7 @@ def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_pat
         store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, bands, patch_size, patch_size))
         reserve_space(tmp, store.offset + store.nbytes, out_path)  # a full disk: one clear error, not SIGBUS
         for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress, leave=False):
+            check_cancelled()
             idx = order[s:e]
             r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size
             win = Window(c0, r0, min(window_size, stack.grid.width - c0), min(window_size, stack.grid.height - r0))

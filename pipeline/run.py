@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline.atomic import atomic_path, file_sha256, write_json, write_text
 from pipeline.cache import cached_stage, execute_stage, run_stage, stage_key  # noqa: F401 - public here too
 from pipeline.config import RunConfig, dump_config
-from pipeline.errors import InputError
+from pipeline.errors import InputError, OutOfSpaceError
 from pipeline.models import registry
 from pipeline.sample_data import resolve
 
@@ -628,6 +628,8 @@ def run_pipeline(ctx: RunContext) -> Path:
             stages.append(run_one(ctx, "train", m))
             stage = "map"
             stages.append(run_one(ctx, "map", m))
+        except OutOfSpaceError:
+            raise  # a full disk is not one model's failure: every later write would fail too
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             record_failure(ctx, stage, m, e)
     stages.append(run_one(ctx, "assess"))

@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
 from pipeline.atomic import atomic_path, json_safe
+from pipeline.cancel import check_cancelled
 from pipeline.errors import InputError
 from pipeline.features import FeatureSpec
 from pipeline.models.base import ModelMeta, TrainingData, proba_to_labels
@@ -365,6 +366,7 @@ class SVMModel(SklearnPixelModel):
                 method = "validation"
                 Xv = (self.features_from_patches(validation.patches) - self.mean_) / self.scale_
                 for C, g in grid:
+                    check_cancelled()  # a grid of SVC fits can take minutes: stop between candidates
                     svc = self._svc(C, g).fit(Xc, yc)
                     scores.append({"C": C, "gamma": g, "macro_f1": self._score(svc, Xv, validation.y)})
             else:
@@ -377,6 +379,7 @@ class SVMModel(SklearnPixelModel):
                     method = "stratified_kfold_3"
                     splits = list(StratifiedKFold(n_splits=3, shuffle=True, random_state=self.seed).split(Xc, yc))
                 for C, g in grid:
+                    check_cancelled()  # a grid of SVC fits can take minutes: stop between candidates
                     fold = []
                     for tr, te in splits:
                         if len(np.unique(yc[tr])) < 2:

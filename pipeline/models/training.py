@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path, json_safe, write_json
+from pipeline.cancel import check_cancelled
 from pipeline.models.base import TrainingData
 
 if TYPE_CHECKING:
@@ -292,6 +293,7 @@ def train_epoch(model: DeepModel, loader: Any, opt: torch.optim.Optimizer, sched
     model.net.train()
     tot_loss, tot_n = 0.0, 0
     for xb, yb in loader:
+        check_cancelled()  # Ctrl-C / SIGTERM reach the main thread only; training may run in another
         xb = ds.to_device(xb)
         yb = ds.to_device(yb)
         x = model._augment(xb, gen, norm)
