@@ -49,6 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.once:
+        from flows.ephemeral import start_tied_server
+
+        start_tied_server()  # without PREFECT_API_URL: a temporary server that cannot outlive this process
         summary = batch_map(**params)
         for m in summary["mapped"]:
             print(f"mapped {m['input']} -> {m['map']}")

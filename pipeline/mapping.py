@@ -15,6 +15,7 @@ overviews) and renamed at the end.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -113,20 +114,29 @@ _WRITE_ERRORS = (OSError, RasterioError, _CPLE)
 @contextmanager
 def _writing(path: Path, needed: int | None, what: str) -> Iterator[None]:
     """Turn a failed raster write into one clear error: out of space (naming the space
-    needed) or a write error naming the file. Wraps only writes and read-backs of what was
-    written, so that a bad *input* keeps its own error."""
+    needed) or a write error naming the file (its final name, not the temporary one). Wraps
+    only writes and read-backs of what was written, so that a bad *input* keeps its own
+    error; what libtiff prints on the side goes to the log (:func:`_gdal_stderr_to_log`)."""
+    shown = _final_name(Path(path))
     try:
-        yield
+        with _gdal_stderr_to_log():
+            yield
     except OutputWriteError as e:
         if _disk_full(path, needed):
-            raise out_of_space(path, needed, what) from e
+            raise out_of_space(shown, needed, what) from e
         raise
     except InputError:
         raise
     except _WRITE_ERRORS as e:
         if is_out_of_space(e) or _disk_full(path, needed):
-            raise out_of_space(path, needed, what) from e
-        raise OutputWriteError(f"{path}: writing {what} failed ({' '.join(str(e).split()) or type(e).__name__})") from e
+            raise out_of_space(shown, needed, what) from e
+        raise OutputWriteError(f"{shown}: writing {what} failed ({' '.join(str(e).split()) or type(e).__name__})") from e
+
+
+def _final_name(path: Path) -> Path:
+    """The output a temporary file of :func:`_tmp` stands for (``.m.raw.tif`` -> ``m.tif``)."""
+    m = re.fullmatch(r"\.(.+)\.(?:raw|cog)(\.[^.]+)", path.name)
+    return path.with_name(m[1] + m[2]) if m else path
 
 
 # fd 2 is one per process: threads that close rasters at the same time share one capture.
@@ -481,10 +491,11 @@ def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window],
                 for _, fut in pending:  # do not classify windows nobody will write
                     fut.cancel()
                 raise
-            with _gdal_stderr_to_log():  # closing flushes GDAL's cache: the last writes happen here
-                dst.close()
-                if raw_conf:
-                    cdst.close()
+            finally:
+                with _gdal_stderr_to_log():  # closing flushes GDAL's cache: the last writes happen here
+                    dst.close()
+                    if raw_conf:
+                        cdst.close()
     finally:
         if not dst.closed:
             with _gdal_stderr_to_log():

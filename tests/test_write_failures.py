@@ -185,16 +185,14 @@ class _FailAfter:
 
 @pytest.mark.parametrize("failure", ["raises_mid_file", "truncated_on_close"])
 def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_path, monkeypatch, failure):
-    from flows.pipeline import execute_stage, make_ref
     from pipeline.config import load_config
-    from pipeline.run import init_run_dir
+    from pipeline.run import init_run_dir, run_one
 
     cfg, base = load_config(make_project(tmp_path / "p"))
     out = tmp_path / "runs"
     ctx = init_run_dir(cfg, base, out=out, run_id="r1", progress=False)
-    ref = make_ref(ctx)
-    execute_stage(ref, "prepare")
-    execute_stage(ref, "train", "decision_tree")
+    run_one(ctx, "prepare")
+    run_one(ctx, "train", "decision_tree")
 
     if failure == "raises_mid_file":
         real_open, counter = rasterio.open, [0]
@@ -218,7 +216,7 @@ def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_
         expected = (OutputWriteError, rasterio.errors.RasterioIOError)
 
     with pytest.raises(expected):
-        execute_stage(ref, "map", "decision_tree")
+        run_one(ctx, "map", "decision_tree")
     run = ctx.run_dir
     assert not (run / "maps" / "decision_tree.tif").exists()
     assert not (run / "stages" / "map-decision_tree.json").exists()
@@ -226,7 +224,7 @@ def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_
     assert not list((out / ".stage-cache").glob("map-*/*/record.json"))
 
     monkeypatch.undo()
-    rec = execute_stage(ref, "map", "decision_tree")
+    rec = run_one(ctx, "map", "decision_tree")
     assert rec["cached"] is False and rec["source"] is None  # computed, not restored
     with rasterio.open(run / "maps" / "decision_tree.tif") as m:
         labels = m.read(1)
@@ -234,8 +232,7 @@ def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_
     mapping.verify_raster(run / "maps" / "decision_tree.tif")
     # and a new run directory restores the good map from the store
     ctx2 = init_run_dir(cfg, base, out=out, run_id=f"r2-{uuid.uuid4().hex[:6]}", progress=False)
-    ref2 = make_ref(ctx2)
     for stage, model in (("prepare", None), ("train", "decision_tree"), ("map", "decision_tree")):
-        assert execute_stage(ref2, stage, model)["source"] == "store"
+        assert run_one(ctx2, stage, model)["source"] == "store"
     with rasterio.open(ctx2.run_dir / "maps" / "decision_tree.tif") as m2:
         np.testing.assert_array_equal(m2.read(1), labels)
