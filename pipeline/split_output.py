@@ -210,17 +210,43 @@ def _crs_text(crs: Any) -> tuple[str, str]:
     return name, {"metre": "m"}.get(unit, unit)
 
 
+def _metres_per_degree_of_longitude(crs: Any, lat: float) -> float:
+    """Length in metres of one degree of longitude at latitude ``lat`` on the CRS's ellipsoid."""
+    geod = crs.get_geod()
+    if geod is None:  # no ellipsoid known: the WGS 84 one is within 0.5% of any Earth ellipsoid
+        from pyproj import Geod
+
+        geod = Geod(ellps="WGS84")
+    lat = float(np.clip(lat, -89.9, 89.9))
+    return float(geod.inv(0.0, lat, 1.0, lat)[2])
+
+
 def _georeference(ax: Any, crs: Any) -> None:
-    """Axis labels with the CRS and its units, and a scale bar."""
+    """Axis labels with the CRS and its units, and a scale bar.
+
+    A geographic CRS gets longitude/latitude axes drawn at their true ratio at the map's mean
+    latitude and a scale bar in metres along that parallel: a bar of "0.01 degree" says nothing
+    about distance, and equal axes stretch the map east-west by 1/cos(latitude).
+    """
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     name, unit = _crs_text(crs)
-    ax.set_xlabel(f"easting ({unit}) - {name}", fontsize=8)
-    ax.set_ylabel(f"northing ({unit})", fontsize=8)
+    geographic = bool(crs is not None and getattr(crs, "is_geographic", False))
+    xname, yname = ("longitude", "latitude") if geographic else ("easting", "northing")
+    ax.set_xlabel(f"{xname} ({unit}) - {name}", fontsize=8)
+    ax.set_ylabel(f"{yname} ({unit})", fontsize=8)
     ax.ticklabel_format(useOffset=False, style="plain")
     x0, x1 = ax.get_xlim()
-    length = _nice_length(x1 - x0)
-    label = f"{length / 1000:g} km" if unit == "m" and length >= 1000 else f"{length:g} {unit}"
+    if geographic:
+        lat = float(np.mean(ax.get_ylim()))
+        per_degree = _metres_per_degree_of_longitude(crs, lat)
+        ax.set_aspect(1.0 / max(np.cos(np.radians(np.clip(lat, -89.9, 89.9))), 1e-3))
+        metres = _nice_length((x1 - x0) * per_degree)
+        length = metres / per_degree
+        label = f"{metres / 1000:g} km" if metres >= 1000 else f"{metres:g} m"
+    else:
+        length = _nice_length(x1 - x0)
+        label = f"{length / 1000:g} km" if unit == "m" and length >= 1000 else f"{length:g} {unit}"
     ax.add_artist(AnchoredSizeBar(ax.transData, length, label, "lower left", pad=0.4, sep=3, frameon=True,
                                   size_vertical=(ax.get_ylim()[1] - ax.get_ylim()[0]) / 150, fontproperties={"size": 8}))
 

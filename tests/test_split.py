@@ -414,3 +414,34 @@ def test_split_map_axes_name_the_crs_and_units():
     assert _crs_text(CRS.from_epsg(4326))[1] == "degree"
     assert _crs_text(None) == ("CRS unknown", "map units")
     assert [_nice_length(s) for s in (12_000.0, 0.9, 4800.0)] == [2000.0, 0.1, 500.0]
+
+
+def test_split_map_of_a_geographic_crs_has_lon_lat_true_aspect_and_a_metric_scale_bar():
+    # EPSG:4326 maps once had "easting (degree)", equal axes (east-west stretched by 1/cos(lat))
+    # and a scale bar of "0.01 degree".
+    from matplotlib.figure import Figure
+    from pyproj import CRS
+
+    from pipeline.split_output import _georeference
+
+    ax = Figure().add_subplot()
+    ax.set_xlim(10.0, 10.072)
+    ax.set_ylim(49.928, 50.0)
+    _georeference(ax, CRS.from_epsg(4326))
+    assert ax.get_xlabel().startswith("longitude (degree)") and ax.get_ylabel() == "latitude (degree)"
+    lat = np.radians(49.964)
+    assert ax.get_aspect() == pytest.approx(1 / np.cos(lat), rel=1e-6)
+    # one degree of longitude on the WGS 84 ellipsoid: pi a cos(lat) / (180 sqrt(1 - e2 sin^2 lat))
+    a, e2 = 6378137.0, 0.00669437999014
+    per_degree = np.pi * a * np.cos(lat) / (180 * np.sqrt(1 - e2 * np.sin(lat) ** 2))
+    (bar,) = [a for a in ax.artists if hasattr(a, "txt_label")]
+    label = bar.txt_label.get_children()[0].get_text()
+    assert label == "1 km"  # a fifth of the 5.2 km width, rounded down to 1/2/5 x 10^k
+    width = bar.size_bar.get_children()[0].get_width()
+    assert width == pytest.approx(1000 / per_degree, rel=1e-4)
+
+    ax = Figure().add_subplot()  # projected CRSs keep their own unit
+    ax.set_xlim(500000, 502400)
+    ax.set_ylim(5497600, 5500000)
+    _georeference(ax, CRS.from_epsg(32633))
+    assert ax.get_xlabel().startswith("easting (m)") and ax.get_ylabel() == "northing (m)"
