@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="hyper218,dense16m", help="hyper218, dense16m")
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "scale_mem.json"))
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--engine", choices=["prefect", "local"], default=None,
+                    help="landcover run --engine (default: the CLI's, Prefect)")
     ap.add_argument("--no-random-contrast", action="store_true",
                     help="split.random_contrast: false (halves training time; memory is that of one fit)")
     args = ap.parse_args(argv)
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(f"unknown case {case!r}")
             split = {"split": {"random_contrast": False}} if args.no_random_contrast else None
             cfg = write_config(tmp, case, img, lab, ALL_MODELS, extra=split)
-            rec = run_child({"kind": "run", "args": {"config": str(cfg), "out": str(tmp), "run_id": case}})
+            rec = run_child({"kind": "run", "args": {"config": str(cfg), "out": str(tmp), "run_id": case,
+                                                     "engine": args.engine}})
             rec.update(models=list(ALL_MODELS), deep_epochs=2, random_contrast=not args.no_random_contrast, **extra)
             print(f"{case}: {rec['seconds']:.1f} s, peak {rec['peak_rss_mb']:.0f} MB, "
                   f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}", flush=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,25 +153,47 @@ def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_pat
     row_bytes = bands * patch_size * patch_size * 4
     side = sidecar_path(out_path)
     with atomic_path(out_path) as tmp, atomic_path(side) as tmp_side:
+        # The header and the file's size come from numpy; the rows are written with pwritev, not
+        # through the map: written pages of a map stay in the process's resident memory.
         store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, bands, patch_size, patch_size))
-        reserve_space(tmp, store.offset + store.nbytes, out_path)  # a full disk: one clear error, not SIGBUS
-        for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress, leave=False):
-            check_cancelled()
-            idx = order[s:e]
-            r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size
-            win = Window(c0, r0, min(window_size, stack.grid.width - c0), min(window_size, stack.grid.height - r0))
-            block = stack.read(win, halo=h)  # (bands, H + 2h, W + 2h) float32
-            view = sliding_window_view(block, (patch_size, patch_size), axis=(1, 2))  # (bands, H, W, k, k)
-            for a, b in _row_chunks(len(idx), row_bytes, chunk_bytes):
-                sub = np.sort(idx[a:b])  # ascending rows: sequential writes to the memmap
-                cut = np.moveaxis(view[:, rows[sub] - r0, cols[sub] - c0], 0, 1)
-                store[sub] = _encode(cut, dtype, fill, strict)
-            del view, block
-        store.flush()
+        offset, total = int(store.offset), int(store.offset + store.nbytes)
         del store
+        reserve_space(tmp, total, out_path)  # a full disk: one clear error, not SIGBUS
+        stored_row = dtype.itemsize * bands * patch_size * patch_size
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress,
+                             leave=False):
+                check_cancelled()
+                idx = order[s:e]
+                r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size
+                win = Window(c0, r0, min(window_size, stack.grid.width - c0),
+                             min(window_size, stack.grid.height - r0))
+                block = stack.read(win, halo=h)  # (bands, H + 2h, W + 2h) float32
+                view = sliding_window_view(block, (patch_size, patch_size), axis=(1, 2))  # (bands, H, W, k, k)
+                for a, b in _row_chunks(len(idx), row_bytes, chunk_bytes):
+                    sub = np.sort(idx[a:b])  # ascending rows: runs of consecutive rows are one write
+                    cut = np.moveaxis(view[:, rows[sub] - r0, cols[sub] - c0], 0, 1)
+                    _write_rows(fd, offset, stored_row, sub, np.ascontiguousarray(_encode(cut, dtype, fill, strict)))
+                del view, block
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         Path(tmp_side).write_text(json.dumps({"dtype": dtype.name, "fill": fills, "shape": [n, bands, patch_size,
                                                                                               patch_size]}))
     return out_path
+
+
+def _write_rows(fd: int, offset: int, row_bytes: int, rows: np.ndarray, data: np.ndarray) -> None:
+    """Write ``data[i]`` to row ``rows[i]`` (ascending) of the store open as ``fd``."""
+    buf = memoryview(data.reshape(-1).view(np.uint8))
+    starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])
+    ends = np.r_[starts[1:], len(rows)]
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        part = buf[a * row_bytes:b * row_bytes]
+        done = 0
+        while done < len(part):  # pwritev may write less than asked
+            done += os.pwritev(fd, [part[done:]], offset + int(rows[a]) * row_bytes + done)
 
 
 class PatchStore:
@@ -242,15 +265,46 @@ class PatchStore:
             x[raw == self.fill.astype(raw.dtype)[None, :, None, None]] = np.nan
         return x
 
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Stored rows ``rows`` (ascending) as a new array.
+
+        A store on disk is read with ``preadv`` into a fresh buffer rather than through the
+        memory map: pages touched through a map count in the process's resident memory until
+        it ends (the whole store, once an epoch has visited every row), pages read stay in the
+        OS page cache, which the kernel reclaims as it needs.
+        """
+        raw = self.raw
+        if self.path is None or not isinstance(raw, np.memmap) or not hasattr(os, "preadv"):
+            return np.asarray(raw[rows])
+        out = np.empty((len(rows), *raw.shape[1:]), raw.dtype)
+        if len(rows) == 0:
+            return out
+        row_bytes = out.itemsize * int(np.prod(raw.shape[1:]))
+        starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])  # runs of consecutive rows: one read each
+        ends = np.r_[starts[1:], len(rows)]
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                want = (b - a) * row_bytes
+                got = os.preadv(fd, [view[a * row_bytes:b * row_bytes]], int(raw.offset) + int(rows[a]) * row_bytes)
+                if got != want:
+                    raise OSError(f"{self.path}: short read ({got} of {want} bytes); the patch store is truncated")
+        finally:
+            os.close(fd)
+        return out
+
     def _read(self, rows: np.ndarray | slice) -> np.ndarray:
         if isinstance(rows, slice):
-            return self.decode(np.asarray(self.raw[rows]))
+            rows = np.arange(self.raw.shape[0], dtype=np.int64)[rows]
         if rows.ndim == 0:
-            return self.decode(np.asarray(self.raw[rows[None]]))[0]
-        # Read in ascending file order (memmap locality), return in the order asked for.
+            return self._read(rows[None])[0]
+        # Read in ascending file order, return in the order asked for.
         srt = np.argsort(rows, kind="stable")
+        if np.all(srt[1:] > srt[:-1]):  # already ascending (slices, sorted batches): no reordering copy
+            return self.decode(self._gather(rows))
         out = np.empty((len(rows), *self.raw.shape[1:]), np.float32)
-        out[srt] = self.decode(np.asarray(self.raw[rows[srt]]))
+        out[srt] = self.decode(self._gather(rows[srt]))
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
