@@ -7,13 +7,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast lint install bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,lint]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,7 +22,17 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/landcover demo
 
 test: $(VENV)/.installed
-	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider
+	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider --durations=15
+
+# Unit tests only: no end-to-end run, no Prefect engine, no multi-second property search
+# (the `e2e` and `heavy` markers, set in tests/conftest.py).
+test-fast: $(VENV)/.installed
+	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider -m "not e2e and not heavy" --durations=5
+
+# ruff (lint) and mypy (types) on the package; `pip install -e ".[lint]"` provides both.
+lint: $(VENV)/.installed
+	$(PY) -m ruff check pipeline flows bench tests
+	$(PY) -m mypy
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/landcover bench baselines

@@ -21,7 +21,7 @@ from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
 # The loggers whose INFO records belong in run.log (Prefect's logging setup leaves the root at WARNING).
-RUN_LOGGERS = ("landcover", "pipeline", "flows")
+RUN_LOGGERS = ("pipeline", "flows")
 
 IO_RETRIES = 2
 IO_RETRY_DELAY = 2.0
@@ -43,11 +43,8 @@ _log_users: dict[str, list] = {}  # path -> [handler, users]
 
 
 def _has_file_handler(path: str) -> bool:
-    for lg in (logging.getLogger(), logging.getLogger("landcover")):
-        for h in lg.handlers:
-            if isinstance(h, logging.FileHandler) and os.path.abspath(h.baseFilename) == path:
-                return True
-    return False
+    return any(isinstance(h, logging.FileHandler) and os.path.abspath(h.baseFilename) == path
+               for h in logging.getLogger().handlers)
 
 
 @contextmanager

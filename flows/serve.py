@@ -45,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.cli import quiet_console
 
     quiet_console(hide_input_errors=False)  # no "Finished in state Completed()" line per scene
-    log.setLevel(logging.INFO)
+    for name in ("pipeline", "flows"):
+        logging.getLogger(name).setLevel(logging.INFO)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.once:

@@ -128,7 +128,8 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
                         if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
     cands += [Path(r) for r in rasters or []]
     now = time.time()
-    todo, seen, settling, taken = [], 0, 0, set()
+    todo: list[dict[str, Any]] = []
+    seen, settling, taken = 0, 0, set[str]()
     for p in cands:
         p = p.resolve()
         try:

@@ -96,7 +96,7 @@ class ClassTable:
         for v in range(max(self.ids, default=-1) + 1):  # GDAL category names are indexed by pixel value
             ET.SubElement(cats, "Category").text = by_id.get(v, "")
         ct = ET.SubElement(band, "ColorTable")
-        for v, (r, g, b, a) in sorted(self.colormap().items()):
+        for _v, (r, g, b, a) in sorted(self.colormap().items()):
             ET.SubElement(ct, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
         rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
         fields = [("Value", _GFT_INTEGER, _GFU_MINMAX), ("Class", _GFT_STRING, _GFU_NAME),
@@ -123,7 +123,7 @@ class ClassTable:
                             nodataColor="")
         ET.SubElement(ren, "rasterTransparency")
         pal = ET.SubElement(ren, "colorPalette")
-        for i, n, c in sorted(zip(self.ids, self.names, self.colors)):
+        for i, n, _c in sorted(zip(self.ids, self.names, self.colors)):
             r, g, b = self.rgb()[i]
             ET.SubElement(pal, "paletteEntry", value=str(i), color=f"#{r:02x}{g:02x}{b:02x}", alpha="255", label=n)
         ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")

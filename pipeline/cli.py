@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -19,7 +20,10 @@ from typing import Any
 
 from pipeline.errors import InputError
 
-log = logging.getLogger("landcover")
+# Logger naming rule: every module logs to ``logging.getLogger(__name__)``; the CLI sets the
+# level of the packages' parent loggers (Prefect's logging setup leaves the root at WARNING).
+log = logging.getLogger(__name__)
+APP_LOGGERS = ("pipeline", "flows")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The dispatch points to the layers above the library. ``pipeline`` never imports ``flows`` or
@@ -34,8 +38,17 @@ BENCHMARKS = {"baselines": "bench.baselines:main", "deep": "bench.deep:main", "s
 
 
 def flow_entry_point(target: str) -> Callable:
-    """``"package.module:function"`` of a layer above the library -> the function (imported now)."""
+    """``"package.module:function"`` of a layer above the library -> the function (imported now).
+
+    ``bench`` is not an installed package: its modules are imported from the repository
+    checkout this package runs from (an editable install or ``PYTHONPATH``).
+    """
     module, _, name = target.partition(":")
+    if module.split(".")[0] == "bench" and importlib.util.find_spec("bench") is None:
+        if not (REPO_ROOT / "bench").is_dir():
+            raise InputError(f"landcover bench: the benchmarks live in the repository's bench/ folder, "
+                             f"not found next to {Path(__file__).parent}; run from a checkout (pip install -e .)")
+        sys.path.insert(0, str(REPO_ROOT))
     return getattr(importlib.import_module(module), name)
 
 
@@ -130,8 +143,9 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     quiet_console(hide_input_errors=not getattr(args, "debug", False))
     for noisy in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    log.setLevel(logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False)
-                 else logging.INFO)
+    level = logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False) else logging.INFO
+    for name in APP_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     handler = logging.FileHandler(ctx.run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -276,7 +276,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _default_models() -> ModelsBase:
-    return models_config_class()(decision_tree=DecisionTreeConfig())
+    return models_config_class()(decision_tree=DecisionTreeConfig())  # type: ignore[call-arg]  # fields from the registry
 
 
 class MappingConfig(_Strict):

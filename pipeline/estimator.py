@@ -153,4 +153,4 @@ class LandcoverClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, n_classes) class probabilities, columns in the order of ``classes_``."""
         patches = self._centred(X)
-        return np.asarray(self.model_.predict_proba_patches(patches), dtype=np.float64)
+        return np.asarray(self.model_.predict_proba_patches(patches), dtype=np.float64)  # type: ignore[attr-defined]

@@ -98,7 +98,7 @@ class FeatureSpec:
         for ix in self.indices:
             if ix not in INDEX_BANDS:
                 raise InputError(f"features.indices: unknown index {ix!r}; choose from {', '.join(INDEX_BANDS)}")
-        self.index_bands  # resolve now so that a missing band fails at construction
+        _ = self.index_bands  # resolve now so that a missing band fails at construction
 
     @classmethod
     def from_config(cls, cfg: Any, band_names: Sequence[str], patch_size: int) -> "FeatureSpec":

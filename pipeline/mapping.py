@@ -44,7 +44,7 @@ from pipeline.errors import InputError, OutputWriteError
 from pipeline.models.base import Classifier
 from pipeline.raster import RasterStack
 
-log = logging.getLogger("landcover")
+log = logging.getLogger(__name__)
 
 
 def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, int, int, int]]:
@@ -206,7 +206,7 @@ def verify_raster(path: Path) -> None:
             factors = src.overviews(b)
             for ovr in [None, *range(len(factors))]:
                 f = 1 if ovr is None else factors[ovr]
-                tiles_x, tiles_y = -(-(-(-src.width // f)) // bx), -(-(-(-src.height // f)) // by)
+                tiles_x, tiles_y = -(-(-(-src.width // f)) // bx), -(-(-(-src.height // f)) // by)  # noqa: B002 - ceil divisions
                 end = 0
                 for ty in range(tiles_y):
                     for tx in range(tiles_x):

@@ -37,7 +37,7 @@ from pipeline.atomic import atomic_path, reserve_space
 from pipeline.cancel import check_cancelled
 from pipeline.raster import RasterStack
 
-log = logging.getLogger("landcover")
+log = logging.getLogger(__name__)
 
 #: Bytes of float32 patches cut from a window, decoded or fed to a model at once. Small on
 #: purpose: transient copies of this size are what the C allocator keeps after they are freed.

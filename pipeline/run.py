@@ -33,7 +33,7 @@ from pipeline.errors import InputError, OutOfSpaceError
 from pipeline.models import registry
 from pipeline.sample_data import resolve
 
-log = logging.getLogger("landcover")
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -459,7 +459,7 @@ def _evidence(ctx: RunContext) -> dict:
     t = samples.iloc[test]
     summary = summarise_test_set(t["class_id"].to_numpy(), t["block"].to_numpy(), t["group"].to_numpy(),
                                ctx.class_ids, ctx.class_names)
-    empty = list((read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {}))
+    empty = list(read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {})
     ev = assess_evidence(summary, read_json(ctx.run_dir / "split.json"), skip_classes=empty)
     if not ev["conclusive"]:
         log.warning("evaluation inconclusive: %s", "; ".join(ev["reasons"]))

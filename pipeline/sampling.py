@@ -38,7 +38,7 @@ from pipeline.audit import check_no_leak
 from pipeline.config import SamplingConfig, SplitConfig
 from pipeline.split import audit_scenes
 
-log = logging.getLogger("landcover")
+log = logging.getLogger(__name__)
 
 #: Per-class pixels the split engine receives at most (as a multiple of the cap), before the cap.
 PRESPLIT_FACTOR = 10

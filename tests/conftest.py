@@ -86,3 +86,30 @@ def pytest_unconfigure(config):
     import logging
 
     logging.raiseExceptions = False
+
+
+# ----------------------------------------------------------------------------- test-fast
+# `make test-fast` runs `-m "not e2e"`. A test is end to end when it runs the pipeline or a CLI
+# command on data, needs a Prefect engine or the real scenes: these rules mark it so that no
+# test file has to remember to. A module that runs whole pipelines in most tests is listed here.
+E2E_FIXTURES = {"prefect_api", "nc_scene", "shared_data", "demo_run", "runs"}
+E2E_MARKERS = {"prefect", "slow"}
+E2E_MODULES = {
+    "test_cli", "test_cli_errors", "test_cli_polish", "test_cache", "test_registry", "test_failed_models",
+    "test_evidence", "test_geographic_crs", "test_map_nodata", "test_bench_baselines", "test_bench_deep",
+    "test_bench_scale", "test_split_cli", "test_write_failures", "test_unusable_labels", "test_layers",
+}
+
+
+# Unit tests that take several seconds each (property searches, subprocesses, loader workers).
+HEAVY_NAMES = ("test_property_", "_in_two_processes", "loader_workers")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(h in item.name for h in HEAVY_NAMES):
+            item.add_marker(pytest.mark.heavy)
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if (E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or module in E2E_MODULES
+                or any(item.get_closest_marker(m) for m in E2E_MARKERS)):
+            item.add_marker(pytest.mark.e2e)

@@ -11,13 +11,12 @@ import rasterio
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from rasterio.transform import from_origin
-from rasterio.windows import Window
 
 from pipeline.config import CNNConfig, ResNetConfig
 from pipeline.errors import InputError
 from pipeline.models import build_model, load_model, model_class
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.deep import (CNNModel, PatchResNet, ResNetModel, _shift_table, band_stats, load_deep,
+from pipeline.models.deep import (PatchResNet, _shift_table, band_stats, load_deep,
                                   randomize_batchnorm, save_learning_curves, trunk_layers)
 
 CLASS_IDS = [2, 5, 9]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -72,8 +71,10 @@ def test_first_run_is_a_flow_run(runs):
 
 
 def test_rerun_in_new_directory_reuses_every_computed_stage(runs):
+    from pipeline.cache import file_digest
+
     out, first, second = runs
-    st1, st2 = _stages(first), _stages(second)
+    st2 = _stages(second)
     m2 = json.loads((second / "manifest.json").read_text())
     assert m2["prefect_flow_run_id"] != json.loads((first / "manifest.json").read_text())["prefect_flow_run_id"]
     for name in ("prepare", "train:decision_tree", "map:decision_tree", "assess"):
@@ -84,11 +85,8 @@ def test_rerun_in_new_directory_reuses_every_computed_stage(runs):
     assert "second" in (second / "report.md").read_text()
     # the outputs are really there (hard links into the store), with the same content
     assert (second / "maps" / "decision_tree.tif").read_bytes() == (first / "maps" / "decision_tree.tif").read_bytes()
-    assert os.stat(second / "patches.npy").st_nlink >= 2 or (second / "patches.npy").exists()
+    assert file_digest(second / "patches.npy") == file_digest(first / "patches.npy")
     assert json.loads((second / "metrics.json").read_text()) == json.loads((first / "metrics.json").read_text())
-    cached_time = sum(s["seconds"] for n, s in st2.items() if n != "report")
-    first_time = sum(s["seconds"] for n, s in st1.items() if n != "report")
-    assert cached_time < first_time  # recorded in manifest.json; the flags above are the real check
 
 
 def test_changed_config_part_reruns_exactly_the_affected_stages(runs):

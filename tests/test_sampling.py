@@ -92,12 +92,12 @@ def runs(dense_scene, tmp_path_factory):
             lines.append(record.getMessage())
 
     h = Grab(level=logging.WARNING)
-    logging.getLogger("landcover").addHandler(h)
+    logging.getLogger("pipeline").addHandler(h)
     try:
         cfg = _config(folder, mode="auto", max_per_class=400, auto_above_pixels=5000)  # no class above 10 x 400
         assert main(["run", str(cfg), "--out", str(out), "--run-id", "s", "--no-progress"]) == 0
     finally:
-        logging.getLogger("landcover").removeHandler(h)
+        logging.getLogger("pipeline").removeHandler(h)
     return out / "off", out / "s", lines
 
 

@@ -41,11 +41,11 @@ def points_run(tmp_path_factory):
     cfg = points_scene(base / "scene", n_inside_per_class=10, n_outside={**OUTSIDE, "snow": 20},
                        extra_classes=[SNOW], split={"random_contrast": False})
     handler = _Capture()
-    logging.getLogger("landcover").addHandler(handler)
+    logging.getLogger("pipeline").addHandler(handler)
     try:
         rc, _ = _run(cfg, base / "runs", "pts")
     finally:
-        logging.getLogger("landcover").removeHandler(handler)
+        logging.getLogger("pipeline").removeHandler(handler)
     return base, cfg, rc, "\n".join(handler.lines)
 
 

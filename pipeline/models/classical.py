@@ -312,7 +312,7 @@ class SVMModel(SklearnPixelModel):
     """
 
     name = "svm"
-    predict_proba_patches = None  # one-vs-one votes, not probabilities (as SVC(probability=False))
+    predict_proba_patches = None  # type: ignore[assignment]  # one-vs-one votes, not probabilities (as SVC(probability=False))
 
     def __init__(self, *a: Any, **k: Any):
         super().__init__(*a, **k)

@@ -101,7 +101,7 @@ class DeepModel:
                  device: str | torch.device = "cpu"):
         if meta is None:
             raise InputError(f"{self.name}: a ModelMeta is required")
-        self.settings = settings if settings is not None else registry.get(self.name).config()
+        self.settings: DeepConfig = settings if settings is not None else registry.get(self.name).config()  # type: ignore[assignment]
         self.meta = meta
         self.seed = int(seed)
         self.k = int(meta.patch_size)

@@ -119,7 +119,7 @@ class _BatchSource(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict:
         p = self.patches
-        state = {"y_idx": self.y_idx, "patches": p, "mm": None}
+        state: dict[str, Any] = {"y_idx": self.y_idx, "patches": p, "mm": None}
         if isinstance(p, np.memmap) and p.filename and p.flags.c_contiguous:
             # Only a memmap that spans its file to the end is the whole array (a slice keeps the
             # parent's offset); anything else is sent as data.
