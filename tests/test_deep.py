@@ -16,7 +16,7 @@ from pipeline.config import CNNConfig, ResNetConfig
 from pipeline.errors import InputError
 from pipeline.models import build_model, load_model, model_class
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.deep import (PatchResNet, _shift_table, band_stats, load_deep,
+from pipeline.models.deep import (PatchResNet, shift_table, band_stats, load_deep,
                                   randomize_batchnorm, save_learning_curves, trunk_layers)
 
 CLASS_IDS = [2, 5, 9]
@@ -345,7 +345,7 @@ def test_shift_table_same_group_and_class_within_radius():
     xy = np.array([[5, 5], [15, 5], [25, 5], [15, 15], [45, 5]], float)  # 10 m pixels
     groups = np.array([1, 1, 1, 2, 1])
     y = np.array([0, 0, 1, 0, 0])
-    indptr, nb = _shift_table(xy, groups, y, shift=1, pixel_size=None)
+    indptr, nb = shift_table(xy, groups, y, shift=1, pixel_size=None)
     rows = [sorted(nb[indptr[i]:indptr[i + 1]].tolist()) for i in range(5)]
     assert rows == [[0, 1], [0, 1], [2], [3], [4]]
 

@@ -79,8 +79,8 @@ from pipeline.models import registry
 from pipeline.models.base import ModelMeta, TrainingData
 from pipeline.models.nets import (CompactCNN, PatchResNet, ResidualBlock, fold_batchnorm,  # noqa: F401 - re-exported
                                   randomize_batchnorm, trunk_layers)
-from pipeline.models.training import (EpochSampler, _deterministic, _macro_f1, _seeded,  # noqa: F401 - re-exported
-                                      _shift_table, band_stats, class_weights, save_learning_curves, train_network)
+from pipeline.models.training import (EpochSampler, deterministic, macro_f1, seeded,  # noqa: F401 - re-exported
+                                      shift_table, band_stats, class_weights, save_learning_curves, train_network)
 
 FORMAT = "landcover-deep/1"
 
@@ -127,7 +127,7 @@ class DeepModel:
         self.fold_batchnorm = True  # inference copy with BN folded into the convolutions
         self._infer_cache: tuple | None = None
         self.patch_batch = 2048  # patches per forward pass in predict_patches
-        with _seeded(self.seed, self.device):
+        with seeded(self.seed, self.device):
             self.net = self.device_settings.prepare_model(self.build_network())
         self.net.eval()
 
@@ -284,14 +284,14 @@ class DeepModel:
     def _evaluate(self, data: TrainingData, y_idx: np.ndarray) -> tuple[float, float]:
         logits = self.patch_logits(data.patches)
         loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_idx)))
-        return loss, _macro_f1(y_idx, logits.argmax(axis=1))
+        return loss, macro_f1(y_idx, logits.argmax(axis=1))
 
     def _sampler(self, train: TrainingData, y_idx: np.ndarray, inv: np.ndarray) -> EpochSampler:
         s = self.settings
         shift_tab = None
         if s.shift > 0:
             px = self.meta.extra.get("pixel_size") if isinstance(self.meta.extra, dict) else None
-            shift_tab = _shift_table(np.asarray(train.xy, np.float64), np.asarray(train.groups), y_idx, s.shift,
+            shift_tab = shift_table(np.asarray(train.xy, np.float64), np.asarray(train.groups), y_idx, s.shift,
                                      float(px) if px else None)
         sample_p = inv[y_idx] / inv[y_idx].sum() if s.class_balance == "sampler" else None
         return EpochSampler(len(y_idx), min(s.batch_size, len(y_idx)), sample_p, shift_tab)
@@ -319,7 +319,7 @@ class DeepModel:
         inv = class_weights(y_idx, self.n_classes)
         loss_w = torch.as_tensor(inv, dtype=torch.float32, device=self.device) if s.class_balance == "loss" else None
         sampler = self._sampler(train, y_idx, inv)
-        with _seeded(self.seed, self.device), _deterministic():
+        with seeded(self.seed, self.device), deterministic():
             self.net = ds.prepare_model(self.build_network())
             res = train_network(self, train, y_idx, validation, val_idx, sampler, loss_w)
         self.net.eval()

@@ -58,14 +58,14 @@ def band_stats(patches: np.ndarray, chunk_bytes: int = 8 * 2 ** 20) -> tuple[np.
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
     return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
 @contextlib.contextmanager
-def _deterministic():
+def deterministic():
     """Deterministic algorithms for the duration of a fit, without the NaN-filling of every new
     tensor that comes with them by default (a pure cost here: nothing reads uninitialised memory)."""
     import torch.utils.deterministic as tud
@@ -86,7 +86,7 @@ _TORCH_RNG_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
+def seeded(seed: int, device: torch.device):
     """Run the block with torch's global RNG seeded, restoring it afterwards.
 
     Dropout and stochastic depth draw from torch's process-wide generator, so two fits in
@@ -150,7 +150,7 @@ class _EpochBatches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
-def _shift_table(xy: np.ndarray, groups: np.ndarray, y: np.ndarray, shift: int,
+def shift_table(xy: np.ndarray, groups: np.ndarray, y: np.ndarray, shift: int,
                  pixel_size: float | None) -> tuple[np.ndarray, np.ndarray]:
     """CSR (indptr, indices): for each sample, the samples of the same group and class within
     ``shift`` pixels (Chebyshev distance), itself included."""
