@@ -40,7 +40,7 @@ def check_dir_name(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} {value!r} contains {', '.join(repr(c) for c in bad)}; "
                          "it must be a single folder name (no path separators or control characters)")
     if value.startswith(".") or value != value.strip():
-        raise ValueError(f"{what} {value!r} must not start with '.' or with or end with spaces")
+        raise ValueError(f"{what} {value!r} must not start with '.' nor start or end with spaces")
     return value
 
 
@@ -398,17 +398,23 @@ def _problem(err: dict, loc: str) -> str:
     return f"{loc}: {err['msg'].removeprefix('Value error, ')}"
 
 
-def _format_validation_error(err: ValidationError, source: str, raw: Any = None) -> str:
+def _format_validation_error(err: ValidationError, source: str, raw: Any = None,
+                             overrides: list[str] | None = None) -> str:
     """Every problem of a config in one line, each with its key path.
 
     Alternatives of one union that all failed (``gamma`` must be a number or 'scale') are one
-    problem: their messages are joined with "or".
+    problem: their messages are joined with "or". A problem that a ``--set`` override brought in
+    names it: the key is not in the file, and the user would look for it there.
     """
+    set_by = {item.partition("=")[0].strip(): item for item in overrides or []}
     problems: dict[str, list[str]] = {}
     for e in err.errors():
         path = _input_path(raw, tuple(e["loc"])) if raw is not None else tuple(e["loc"])
         loc = ".".join(str(p) for p in path) or "(top level)"
         msg = _problem(e, loc)
+        item = next((v for k, v in set_by.items() if loc == k or loc.startswith(k + ".")), None)
+        if item is not None:
+            msg += f" (from --set {item})"
         if loc in problems:
             if e["type"] not in ("extra_forbidden", "missing"):
                 extra = e["msg"].removeprefix("Value error, ")
@@ -456,7 +462,7 @@ def parse_config(
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise InputError(_format_validation_error(err, source, raw)) from None
+        raise InputError(_format_validation_error(err, source, raw, overrides)) from None
 
 
 def load_config(

@@ -59,6 +59,12 @@ CASES = [
     ("resume_traversal", lambda c, t: ["run", str(c), "--resume", "../../x"], "--resume"),
     ("name_traversal", lambda c, t: ["run", str(_edit(c, name="../../escaped"))], "name"),
     ("name_absolute", lambda c, t: ["run", str(_edit(c, name=str(t / "abs")))], "name"),
+    ("name_dotdot", lambda c, t: ["run", str(_edit(c, name=".."))],
+     "name: run name '..' must not start with '.' nor start or end with spaces"),
+    # a --set typo is not in the file: the line says where it came from
+    ("set_unknown_key", lambda c, t: ["run", str(c), "--set", "split.blok_size=3"],
+     "unknown key 'split.blok_size' (from --set split.blok_size=3)"),
+    ("set_even_patch", lambda c, t: ["run", str(c), "--set", "patch.size=4"], "got 4 (from --set patch.size=4)"),
     ("name_too_long", lambda c, t: ["run", str(_edit(c, name="n" * 101))], "101 characters"),
     ("map_window_size_0", lambda c, t: ["map", "--model", str(t / "m.skops"), "--raster", str(t / "p" / "scene.tif"),
                                         "--out", str(t / "m.tif"), "--window-size", "0"], "--window-size 0"),
