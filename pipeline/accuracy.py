@@ -602,7 +602,7 @@ def assess_model(
     blocks: np.ndarray,
     class_ids: list[int],
     class_names: list[str],
-    map_path: str | Path | None = None,
+    map_path: str | Path | list[str | Path] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     nodata: int = 255,
@@ -614,8 +614,8 @@ def assess_model(
     y_true, y_pred, blocks : array-like, shape (n,)
         Columns of ``eval/<model>.parquet``.
     class_ids, class_names : lists of length q
-    map_path : path, optional
-        The model's class map; when given, adds ``"class_areas"`` (pixel
+    map_path : path or list of paths, optional
+        The model's class map (or the maps of all scenes, pooled); when given, adds ``"class_areas"`` (pixel
         counting) and ``"area_adjusted"`` (test split stratified by the map).
 
     Returns
@@ -629,7 +629,14 @@ def assess_model(
     if map_path is not None:
         from pipeline.areas import class_pixels_and_areas
 
-        counts, area_ha = class_pixels_and_areas(map_path, nodata)  # the map is read once
+        counts, area_ha = {}, {}
+        # Several maps (the scenes of a run) pool their pixels: one map area, one stratification.
+        for path in map_path if isinstance(map_path, (list, tuple)) else [map_path]:
+            c, a = class_pixels_and_areas(path, nodata)  # each map is read once
+            for k, v in c.items():
+                counts[k] = counts.get(k, 0) + v
+            for k, v in a.items():
+                area_ha[k] = area_ha.get(k, 0.0) + v
         out["class_areas"] = area_table_from_counts(counts, area_ha, class_ids, class_names)
         n_px = sum(counts.values())
         out["area_adjusted"] = area_adjusted_from_labels(y_true, y_pred, counts,

@@ -66,6 +66,7 @@ def audit_split(
     train_idx: Any,
     test_idx: Any,
     validation_idx: Any = None,
+    zones: Any = None,
 ) -> dict[str, Any]:
     """Count patch-footprint contacts between the splits of a sample set.
 
@@ -81,6 +82,10 @@ def audit_split(
         Integer positions into ``xy`` (a boolean mask of shape (n,) also works).
     validation_idx : array_like of int, shape (n_val,), optional
         Validation positions; when omitted the validation counts are 0.
+    zones : array_like, shape (n,), optional
+        A label per sample (e.g. the CRS of its scene): samples in different zones are never
+        compared, because their coordinates are not comparable. Counts are summed over zones
+        and the minimum distance is taken over zones.
 
     Returns
     -------
@@ -95,6 +100,17 @@ def audit_split(
         validation and test. All counts are ``int``.
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if zones is not None:
+        zones = np.asarray(zones)
+        tr, te, va = _as_index(train_idx), _as_index(test_idx), _as_index(validation_idx)
+        parts = []
+        for z in np.unique(zones):
+            inz = zones == z
+            parts.append(audit_split(xy, res, patch_size, tr[inz[tr]], te[inz[te]], va[inz[va]]))
+        dists = [p["min_train_test_distance"] for p in parts if p["min_train_test_distance"] is not None]
+        out: dict[str, Any] = {"min_train_test_distance": min(dists) if dists else None}
+        out.update({k: sum(int(p[k]) for p in parts) for k in _COUNT_KEYS})
+        return out
     rx, ry = abs(float(res[0])), abs(float(res[1]))
     if rx <= 0 or ry <= 0:
         raise ValueError(f"pixel size must be non-zero, got {res}")

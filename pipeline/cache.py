@@ -59,7 +59,7 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
     cfg = ctx.cfg.model_dump(mode="json")
     # Only the parts of the config a stage reads go into its key, so that e.g. adding a
     # model does not invalidate the data preparation.
-    shared = {k: cfg[k] for k in ("seed", "rasters", "labels", "classes", "patch", "split", "sampling")}
+    shared = {k: cfg[k] for k in ("seed", "rasters", "labels", "scenes", "classes", "patch", "split", "sampling")}
     if stage == "prepare":
         return fingerprint("prepare", shared, ctx.hash_inputs())
     prep = stage_key(ctx, "prepare")

@@ -34,7 +34,7 @@ SUBCOMMAND_MODULES = ("pipeline.assess", "flows.serve")
 # ``landcover bench NAME``: the benchmark's ``main(argv)``, run from the repository's bench/
 # folder (benchmarks are not installed as a package: they need the repository's data and reports).
 BENCHMARKS = {"baselines": "bench.baselines:main", "deep": "bench.deep:main", "scale": "bench.scale:main",
-              "scale_mem": "bench.scale_mem:main"}
+              "scale_mem": "bench.scale_mem:main", "scenes": "bench.scenes:main"}
 
 
 def flow_entry_point(target: str) -> Callable:
@@ -241,6 +241,47 @@ def _dask_client(address: str | None):
         raise InputError(f"--dask {address}: cannot reach the Dask scheduler ({e})") from None
 
 
+def expand_rasters(items: list[Path]) -> list[Path]:
+    """``--raster`` arguments with glob patterns (``tiles/*.tif``) expanded in sorted order."""
+    import glob
+
+    out: list[Path] = []
+    for it in items:
+        if glob.has_magic(str(it)):
+            hits = sorted(Path(p) for p in glob.glob(str(it)) if Path(p).is_file())
+            if not hits:
+                raise InputError(f"--raster {it}: no file matches")
+            out += hits
+        else:
+            out.append(Path(it))
+    return out
+
+
+def map_inputs(paths: list[Path], n_model_bands: int, dates: list[str] | None) -> list[list[Path]]:
+    """Group ``--raster`` files into the images to map: one stack, or one map per file.
+
+    The files form one image when ``--dates`` is given, or when they are single-band files,
+    as many as the model has bands (bands of one scene, as in a config's ``rasters.paths``);
+    otherwise every file (a multi-band raster, a VRT) is its own scene with its own map.
+    """
+    import rasterio
+
+    if dates is not None or len(paths) == 1:
+        return [paths]
+    counts = []
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: raster file not found")
+        try:
+            with rasterio.open(p) as ds:
+                counts.append(ds.count)
+        except rasterio.errors.RasterioIOError as e:
+            raise InputError(f"{p}: not a readable raster ({str(e).splitlines()[0]})") from None
+    if all(c == 1 for c in counts) and len(paths) == n_model_bands > 1:
+        return [paths]
+    return [[p] for p in paths]
+
+
 def cmd_map(args: argparse.Namespace) -> int:
     from pipeline.config import MIN_WINDOW_SIZE
     from pipeline.mapping import classify_raster, open_for_model
@@ -253,14 +294,30 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device or "auto")
     names = args.band_names.split(",") if args.band_names else None
-    with open_for_model(args.raster, list(model.meta.band_names), band_names=names, nodata=args.nodata,
-                        model_nodata=getattr(model.meta, "nodata", None)) as stack:
-        with _dask_client(args.dask) as client:
-            res = classify_raster(model, stack, args.out, confidence_path=args.confidence,
-                                  window_size=args.window_size, workers=args.workers,
-                                  progress=not args.no_progress, client=client)
-    where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
-    print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s{where})")
+    dates = [d.strip() for d in args.dates.split(",")] if args.dates else None
+    want = list(model.meta.band_names)
+    groups = map_inputs(expand_rasters(args.raster), len(want), dates)
+    out = Path(args.out)
+    if len(groups) > 1 or out.is_dir():
+        # One map per input, named after it, in the folder --out (and --confidence).
+        stems = [g[0].stem for g in groups]
+        dup = sorted({s for s in stems if stems.count(s) > 1})
+        if dup:
+            raise InputError(f"--raster: several inputs are named {dup[0]!r}; their maps would overwrite each other")
+        if out.suffix.lower() in (".tif", ".tiff") and not out.is_dir():
+            raise InputError(f"--out {out}: {len(groups)} rasters give {len(groups)} maps; name a folder")
+        targets = [(g, out / f"{g[0].stem}.tif",
+                    Path(args.confidence) / f"{g[0].stem}_confidence.tif" if args.confidence else None) for g in groups]
+    else:
+        targets = [(groups[0], out, args.confidence)]
+    with _dask_client(args.dask) as client:
+        for paths, target, conf in targets:  # one input after the other: memory follows one window set
+            with open_for_model(paths, want, band_names=names, nodata=args.nodata,
+                                model_nodata=getattr(model.meta, "nodata", None), dates=dates) as stack:
+                res = classify_raster(model, stack, target, confidence_path=conf, window_size=args.window_size,
+                                      workers=args.workers, progress=not args.no_progress, client=client)
+            where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
+            print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s{where})")
     return 0
 
 
@@ -303,12 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("map", help="classify a raster with a saved model")
+    p = sub.add_parser("map", help="classify rasters with a saved model (one map per input)")
     p.add_argument("--model", required=True, type=Path, help="saved model (models/<model>.pkl or .pt of a run)")
-    p.add_argument("--raster", required=True, type=Path, nargs="+", help="one multi-band file or single-band files")
-    p.add_argument("--out", required=True, type=Path, help="class map to write (COG, with .aux.xml/.qml/.clr "
-                   "sidecars naming the classes)")
-    p.add_argument("--confidence", type=Path, help="also write the confidence raster here")
+    p.add_argument("--raster", required=True, type=Path, nargs="+",
+                   help="rasters to map (multi-band files, VRTs or glob patterns such as 'tiles/*.tif': one map "
+                        "each), or the single-band files of one image, or with --dates one file per date")
+    p.add_argument("--out", required=True, type=Path,
+                   help="the map (one input), or a folder for one <input stem>.tif per input (COGs, with "
+                        ".aux.xml/.qml/.clr sidecars naming the classes)")
+    p.add_argument("--confidence", type=Path, help="also write the confidence raster here (a folder for several inputs)")
+    p.add_argument("--dates", help="comma-separated dates: the rasters are one multi-band file per date of one "
+                                   "scene, stacked as in training (rasters.dates)")
     p.add_argument("--band-names", help="comma-separated band names of the raster")
     p.add_argument("--nodata", type=float, help="nodata value of every band (default: the one the model was "
                    "trained with, else the file's own)")

@@ -7,13 +7,15 @@ message names the key path (``models.cnn.epochs``) and the file.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializeAsAny, Tag, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from pipeline.class_table import parse_color
 from pipeline.errors import InputError
@@ -49,24 +51,44 @@ class _Strict(BaseModel):
 
 
 class RasterConfig(_Strict):
-    """The image: one multi-band file, or single-band files stacked in order."""
+    """The image: one multi-band file, single-band files stacked in order, or (with ``dates``)
+    one multi-band file per date of the same place, stacked date after date.
 
-    paths: list[str] = Field(min_length=1)
-    band_names: list[str] | None = None
-    bands: list[int | str] | None = None  # selection: 1-based indices or band names
+    With ``scenes``, the top-level ``rasters`` holds only settings every scene shares
+    (``band_names``, ``bands``, ``nodata``, ...) and each scene names its own ``paths``.
+    """
+
+    paths: list[str] | None = Field(default=None, min_length=1)
+    band_names: list[str] | None = None  # with dates: the names of one file's bands
+    bands: list[int | str] | None = None  # selection: 1-based indices or band names (with dates: of each file)
     nodata: float | None = None  # overrides the files' own nodata value
     drop_empty_bands: bool = False  # bands with no data (or one constant value) everywhere: drop with a warning
+    dates: list[str] | None = None  # one label per path (e.g. 2019-06-01); band names become "<date>:<band>"
+    align_to: str | None = None  # a raster whose grid every file is warped onto (default: the first file's)
 
     @field_validator("paths", mode="before")
     @classmethod
     def _one_path(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _dates_match_paths(self) -> "RasterConfig":
+        if self.dates is not None:
+            if self.paths is not None and len(self.dates) != len(self.paths):
+                raise ValueError(f"dates: {len(self.dates)} dates given for {len(self.paths)} paths; give one date per file")
+            dup = sorted({d for d in self.dates if self.dates.count(d) > 1})
+            if dup:
+                raise ValueError(f"dates: date {dup[0]!r} appears twice")
+            bad = [d for d in self.dates if not d or ":" in d]
+            if bad:
+                raise ValueError(f"dates: {bad[0]!r} is not a usable date label (non-empty, no ':')")
+        return self
+
 
 class LabelConfig(_Strict):
     """Training labels: a vector file with a class field, or a label raster of class ids."""
 
-    path: str
+    path: str | None = None  # required, except at the top level of a config with `scenes`
     field: str | None = None  # class name (or id) column of a vector file
     id_field: str | None = None  # optional column of class ids cross-checked against `field`
     layer: str | None = None  # layer of a multi-layer vector file
@@ -77,7 +99,52 @@ class LabelConfig(_Strict):
 
     @property
     def is_raster(self) -> bool:
-        return Path(self.path.split(":")[-1]).suffix.lower() in {".tif", ".tiff", ".gtif", ".vrt", ".img"}
+        return Path((self.path or "").split(":")[-1]).suffix.lower() in {".tif", ".tiff", ".gtif", ".vrt", ".img"}
+
+
+SCENE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"  # a file-name-safe word: scenes name map folders
+
+
+class SceneConfig(_Strict):
+    """One scene (a tile, a date, a place): its rasters and, optionally, its labels.
+
+    A scene without labels is mapped but gives no training or test samples. Every scene
+    shares the run's band layout and class table.
+    """
+
+    name: str
+    rasters: RasterConfig
+    labels: LabelConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _file_safe(cls, v: str) -> str:
+        if not re.fullmatch(SCENE_NAME, v):
+            raise ValueError(f"scene name {v!r} must be letters, digits, '_', '-' or '.' (it names a map folder)")
+        return v
+
+    @model_validator(mode="after")
+    def _paths_given(self) -> "SceneConfig":
+        if self.rasters.paths is None:
+            raise ValueError(f"scene {self.name!r}: rasters.paths is required")
+        if self.labels is not None and self.labels.path is None:
+            raise ValueError(f"scene {self.name!r}: labels.path is required (or leave labels out)")
+        return self
+
+
+_SCENE_LIST, _SCENE_GLOB = "<scene list>", "<scene glob>"  # union tags, left out of error locations
+
+
+class SceneGlobConfig(_Strict):
+    """Scenes from a file pattern: one raster per scene, the scene named after the file's stem.
+
+    ``labels`` is a path template where ``{name}`` stands for the scene name; scenes whose
+    label file does not exist are mapped only. Shared settings come from the top-level
+    ``rasters`` and ``labels``.
+    """
+
+    rasters: str = Field(min_length=1)  # e.g. images/*.tif (relative to the config file)
+    labels: str | None = None  # e.g. labels/{name}.tif
 
 
 class ClassSpec(_Strict):
@@ -289,8 +356,11 @@ class RunConfig(_Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     output_dir: str = "reports/runs"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    rasters: RasterConfig
-    labels: LabelConfig
+    rasters: RasterConfig | None = None
+    labels: LabelConfig | None = None
+    # several scenes instead of rasters.paths/labels.path: a list, or a glob form
+    scenes: Annotated[Annotated[list[SceneConfig], Tag(_SCENE_LIST)] | Annotated[SceneGlobConfig, Tag(_SCENE_GLOB)],
+                      Discriminator(lambda v: _SCENE_LIST if isinstance(v, list) else _SCENE_GLOB)] | None = None
     classes: list[ClassSpec] = Field(min_length=2)
     patch: PatchConfig = PatchConfig()
     split: SplitConfig = SplitConfig()
@@ -307,6 +377,57 @@ class RunConfig(_Strict):
     @classmethod
     def _dir_name(cls, v: str) -> str:
         return check_dir_name(v, "run name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenes_inherit(cls, raw: Any) -> Any:
+        """Each listed scene inherits the top-level ``rasters``/``labels`` settings it does not set
+        (a scene's own keys win), so that the resolved config spells every scene out in full."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("scenes"), list):
+            return raw
+        rd, ld = raw.get("rasters") or {}, raw.get("labels") or {}
+        if not isinstance(rd, dict) or not isinstance(ld, dict):
+            return raw
+        scenes = []
+        for s in raw["scenes"]:
+            if isinstance(s, dict):
+                s = dict(s)
+                r = s.get("rasters")
+                r = {"paths": r} if isinstance(r, (str, list)) else r
+                if isinstance(r, dict):
+                    s["rasters"] = {**{k: v for k, v in rd.items() if k != "paths"}, **r}
+                lab = s.get("labels")
+                lab = {"path": lab} if isinstance(lab, str) else lab
+                if isinstance(lab, dict):
+                    s["labels"] = {**{k: v for k, v in ld.items() if k != "path"}, **lab}
+            scenes.append(s)
+        return {**raw, "scenes": scenes}
+
+    @model_validator(mode="after")
+    def _rasters_or_scenes(self) -> "RunConfig":
+        if self.scenes is None:
+            for key, sub in (("rasters", "paths"), ("labels", "path")):
+                section = getattr(self, key)
+                if section is None:
+                    raise ValueError(f"missing required key '{key}' (or list several scenes under 'scenes')")
+                if getattr(section, sub) is None:
+                    raise ValueError(f"missing required key '{key}.{sub}'")
+            return self
+        for key, sub in (("rasters", "paths"), ("labels", "path")):
+            section = getattr(self, key)
+            if section is not None and getattr(section, sub) is not None:
+                raise ValueError(f"{key}.{sub}: with 'scenes', give each scene's {key} under scenes "
+                                 f"(the top-level '{key}' holds only settings every scene shares)")
+        if isinstance(self.scenes, list):
+            if not self.scenes:
+                raise ValueError("scenes: the list is empty")
+            names = [s.name for s in self.scenes]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"scenes: duplicate scene name {dup[0]!r}")
+            if all(s.labels is None for s in self.scenes):
+                raise ValueError("scenes: no scene has labels; at least one scene needs training labels")
+        return self
 
     @model_validator(mode="after")
     def _classes_unique(self) -> "RunConfig":
@@ -369,6 +490,12 @@ def _set_path(raw: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _iso_date(v: Any) -> str:
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    raise TypeError(f"{type(v).__name__} is not a config value")
+
+
 def _input_path(raw: Any, loc: tuple) -> tuple:
     """The part of a pydantic error location that addresses the user's input.
 
@@ -378,6 +505,8 @@ def _input_path(raw: Any, loc: tuple) -> tuple:
     out: list = []
     node = raw
     for part in loc:
+        if part in (_SCENE_LIST, _SCENE_GLOB):  # the tags of the two forms of `scenes`
+            continue
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
@@ -395,6 +524,8 @@ def _problem(err: dict, loc: str) -> str:
         return f"unknown key '{loc}'"
     if err["type"] == "missing":
         return f"missing required key '{loc}'"
+    if loc == "(top level)":  # a whole-config rule: its message names the keys itself
+        return err["msg"].removeprefix("Value error, ")
     return f"{loc}: {err['msg'].removeprefix('Value error, ')}"
 
 
@@ -408,7 +539,15 @@ def _format_validation_error(err: ValidationError, source: str, raw: Any = None,
     """
     set_by = {item.partition("=")[0].strip(): item for item in overrides or []}
     problems: dict[str, list[str]] = {}
+    # rasters/labels are required unless the config lists scenes: a rule of the whole config,
+    # reported here like any missing key so that it is listed with the other problems.
+    seeded = [k for k in ("rasters", "labels") if isinstance(raw, dict) and "scenes" not in raw and k not in raw]
+    for k in seeded:
+        problems[k] = [f"missing required key '{k}'"]
     for e in err.errors():
+        if not e["loc"] and any(e["msg"].removeprefix("Value error, ").startswith(f"missing required key '{k}'")
+                                for k in seeded):
+            continue
         path = _input_path(raw, tuple(e["loc"])) if raw is not None else tuple(e["loc"])
         loc = ".".join(str(p) for p in path) or "(top level)"
         msg = _problem(e, loc)
@@ -439,7 +578,12 @@ def parse_config(
     ``overrides`` are ``key.path=value`` strings whose value is parsed as YAML;
     ``models`` keeps only those models (enabling any with default settings).
     """
-    raw = json.loads(json.dumps(raw))  # deep copy, and rejects non-JSON YAML oddities early
+    # Deep copy, and rejects non-JSON YAML oddities early; YAML dates (rasters.dates: [2019-06-01])
+    # stay the ISO strings the user wrote.
+    try:
+        raw = json.loads(json.dumps(raw, default=_iso_date))
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{source}: {e}") from None
     for item in overrides or []:
         if "=" not in item:
             raise InputError(f"--set {item!r}: expected key.path=value")

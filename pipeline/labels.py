@@ -339,8 +339,13 @@ Thinner = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
 def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], stack: RasterStack,
                   window_size: int = 1024, on_unknown: str = "error", progress: bool = True,
-                  thin: Thinner | None = None, on_empty_class: str = "drop") -> tuple[pd.DataFrame, LabelReport]:
+                  thin: Thinner | None = None, on_empty_class: str = "drop", require_every_class: bool = True,
+                  allow_empty: bool = False) -> tuple[pd.DataFrame, LabelReport]:
     """Labelled pixels on the image grid.
+
+    ``require_every_class`` (an error when a class has no pixel) and ``allow_empty`` (an empty
+    table instead of an error when nothing is labelled) let a multi-scene run check these
+    over all its scenes instead of each one.
 
     Returns a DataFrame with columns ``x, y, row, col, class_id, class_name, group`` (one row
     per labelled pixel with valid image data, in row-major order) and a :class:`LabelReport`
@@ -428,13 +433,15 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
         raise _empty_bands_error(check, stack.paths)
     if not is_raster:
         _feature_accounting(report, gdf, px_any, px_valid, g.bounds, by_id, classes)
-    if not parts:
+    if not parts and not allow_empty:
         n_lab = report.pixels_under_nodata
         why = ", ".join(f"{n} ({100 * k / n_lab:.0f}% of them)" for n, k in zip(check.names, check.labelled_nodata)
                         if k and n_lab)
         raise InputError(f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}"
                          + (f"; {n_lab} labelled pixels lack data in band(s) {why}: check rasters.nodata, or leave "
                             "those bands out with rasters.bands" if why else ""))
+    if not parts:  # allow_empty: no labelled pixel in this image
+        parts = [tuple(np.zeros(0, dtype=np.int64) for _ in range(4))]
     rows, cols, cids, grps = (np.concatenate([p[i] for p in parts]) for i in range(4))
     del parts
     ids_sorted = np.array(sorted(by_id), dtype=np.int64)
@@ -455,15 +462,16 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
     samples["class_name"] = pd.Categorical.from_codes(np.searchsorted(ids_sorted, cids),
                                                       [by_id[int(i)] for i in ids_sorted]).astype(str)
     samples = samples[SAMPLE_COLUMNS]
-    for name in (n for n, v in report.pixels_per_class.items() if v == 0):
-        report.classes_without_labels[name] = _why_no_labels(report, name)
-    empty = list(report.classes_without_labels)
-    if empty and on_empty_class == "error":
-        raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
-                         f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'")
-    if len(classes) - len(empty) < 2:
-        raise InputError(f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
-                         + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items()))
+    if require_every_class:  # a multi-scene run checks the classes over all its scenes
+        for name in (n for n, v in report.pixels_per_class.items() if v == 0):
+            report.classes_without_labels[name] = _why_no_labels(report, name)
+        empty = list(report.classes_without_labels)
+        if empty and on_empty_class == "error":
+            raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
+                             f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'")
+        if len(classes) - len(empty) < 2:
+            raise InputError(f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
+                             + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items()))
     return samples, report
 
 

@@ -53,11 +53,12 @@ def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, in
 
 
 def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None,
-                   nodata: float | None = None, model_nodata: list[float | None] | None = None) -> RasterStack:
+                   nodata: float | None = None, model_nodata: list[float | None] | None = None,
+                   dates: list[str] | None = None) -> RasterStack:
     """Open a raster for a model: bands matched as :func:`_match_bands` does, and nodata as the
     model was trained (``model_nodata``: its per-band values, where it had one) unless ``nodata``
     overrides every band. A band the model has no nodata for keeps the file's own."""
-    stack = _match_bands(paths, want, band_names, nodata)
+    stack = _match_bands(paths, want, band_names, nodata, dates)
     if nodata is None and model_nodata is not None and len(model_nodata) == stack.count:
         merged = [m if m is not None else f for m, f in zip(model_nodata, stack.nodata)]
         differ = [n for n, m, f in zip(stack.band_names, merged, stack.nodata)
@@ -71,8 +72,11 @@ def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[s
 
 
 def _match_bands(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None,
-                 nodata: float | None = None) -> RasterStack:
+                 nodata: float | None = None, dates: list[str] | None = None) -> RasterStack:
     """Open a raster so that its bands line up with a model's ``want`` band names.
+
+    With ``dates`` the files are one multi-band file per date (see :class:`RasterStack`),
+    whose ``<date>:<band>`` names must give the model's bands.
 
     Bands match by name (a raster with more bands gives up the ones the model does not use);
     a raster whose bands carry no names of their own (``band_N`` or file stems) is taken in
@@ -80,6 +84,8 @@ def _match_bands(paths: list[Path] | Path, want: list[str], band_names: list[str
     explicitly. Anything else is an :class:`InputError` naming the file.
     """
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if dates is not None:
+        return _open_dates_for_model(paths, want, band_names, dates, nodata)
     stack = RasterStack.open(paths, band_names=band_names, nodata=nodata)
     names = stack.band_names
     if names == want:
@@ -97,6 +103,22 @@ def _match_bands(paths: list[Path] | Path, want: list[str], band_names: list[str
         return RasterStack.open(paths, band_names=list(want), nodata=nodata)
     raise InputError(f"{paths[0]}: band names {names} do not match the model's {want}; "
                      "pass --band-names if they are the same bands")
+
+
+def _open_dates_for_model(paths: list[Path], want: list[str], band_names: list[str] | None,
+                          dates: list[str], nodata: float | None = None) -> RasterStack:
+    per_file = list(dict.fromkeys(w.split(":", 1)[-1] for w in want))  # a date's bands, in the model's order
+    stack = RasterStack.open(paths, band_names=band_names, nodata=nodata, dates=dates)
+    names = stack.band_names
+    if names != want and all(f"{d}:{b}" in names for d in dates for b in per_file):
+        stack.close()
+        stack = RasterStack.open(paths, band_names=band_names, nodata=nodata, bands=per_file, dates=dates)
+        names = stack.band_names
+    if names != want:
+        stack.close()
+        raise InputError(f"{paths[0]}: bands {names} (with dates {', '.join(dates)}) do not give the model's "
+                         f"{want}; check --dates and --band-names")
+    return stack
 
 
 def _tmp(path: Path, tag: str) -> Path:

@@ -363,3 +363,37 @@ def open_patches(path: Path) -> PatchStore:
         if np.dtype(meta["dtype"]) != raw.dtype:
             raise ValueError(f"{path}: dtype {raw.dtype} differs from its sidecar {side} ({meta['dtype']})")
     return PatchStore(raw, fill, None, path)
+
+
+def concat_patch_stores(parts: list[Path], out_path: Path, chunk_bytes: int | None = None) -> Path:
+    """Concatenate patch stores (same band count and patch size) along the sample axis into
+    ``out_path``, in chunks of bounded size, so memory follows the chunk, not the stores.
+
+    Stores of one dtype and fill values are copied as stored; otherwise (e.g. scenes of
+    different dtypes or nodata) the result is float32 with NaN, decoded chunk by chunk.
+    """
+    stores = [open_patches(p) for p in parts]
+    shape0 = stores[0].shape[1:]
+    for p, st in zip(parts, stores):
+        if st.shape[1:] != shape0:
+            raise ValueError(f"{p}: patch store of shape {st.shape} does not match {parts[0]} ({stores[0].shape})")
+    same = all(st.raw.dtype == stores[0].raw.dtype and
+               (st.fill is None) == (stores[0].fill is None) and
+               (st.fill is None or np.array_equal(st.fill, stores[0].fill)) for st in stores)
+    dtype = stores[0].raw.dtype if same else np.dtype(np.float32)
+    fills = (None if stores[0].fill is None else stores[0].fill.tolist()) if same else None
+    n = sum(len(st) for st in stores)
+    out_path = Path(out_path)
+    side = sidecar_path(out_path)
+    with atomic_path(out_path) as tmp, atomic_path(side) as tmp_side:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *shape0))
+        at = 0
+        for st in stores:
+            for a, b in st.row_chunks(budget=chunk_bytes):
+                out[at + a:at + b] = st.raw[a:b] if same else st[a:b]
+            at += len(st)
+        out.flush()
+        del out
+        Path(tmp_side).write_text(json.dumps({"dtype": dtype.name, "fill": fills, "shape": [n, *shape0]}))
+    del stores
+    return out_path

@@ -28,7 +28,8 @@ CONTRADICTED_BELOW = 0.5
 
 def _keys(samples: pd.DataFrame) -> list[str]:
     # A group is only unique within its scene (several scenes per run, see the shared contract).
-    return ["scene", "group"] if "scene" in samples.columns else ["group"]
+    # A single-scene run has one scene name for every row: polygons are then named by group alone.
+    return ["scene", "group"] if "scene" in samples.columns and samples["scene"].nunique() > 1 else ["group"]
 
 
 def polygon_accuracy(samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame],

@@ -19,10 +19,16 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from pipeline.errors import InputError
+
+
+class RasterAlignmentWarning(UserWarning):
+    """A file of a stack was warped onto another grid (values resampled on the fly)."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +120,11 @@ class RasterStack:
     """
 
     def __init__(self, datasets: list, band_index: list[tuple[int, int]], band_names: list[str],
-                 nodata: list[float | None], grid: Grid, paths: list[Path], stack: ExitStack):
+                 nodata: list[float | None], grid: Grid, paths: list[Path], stack: ExitStack,
+                 alpha: dict[int, int] | None = None):
         self._datasets = datasets
         self._band_index = band_index  # (dataset idx, 1-based band) per output band
+        self._alpha = alpha or {}  # dataset idx -> band of its coverage mask (datasets warped onto the grid)
         self.open_args: dict | None = None  # set by open(): RasterStack.open(**open_args) reopens it
         self.band_names = band_names
         self.nodata = nodata
@@ -135,8 +143,20 @@ class RasterStack:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def open(cls, paths: list[str | Path] | str | Path, band_names: list[str] | None = None,
-             bands: list[int | str] | None = None, nodata: float | None = None) -> "RasterStack":
+             bands: list[int | str] | None = None, nodata: float | None = None,
+             dates: list[str] | None = None, align_to: str | Path | None = None) -> "RasterStack":
+        """Open the files as one image (see the class docstring).
+
+        ``dates`` (one label per file) stacks multi-band files of one place date after date:
+        ``band_names`` and ``bands`` then describe one file, and the stack's band names are
+        ``"<date>:<band>"``. Files on another grid than the first file's (or than ``align_to``'s,
+        a raster path) are warped onto it window by window (nearest neighbour), with a warning;
+        without ``dates`` or ``align_to`` a differing grid is an error, as bands of one image
+        are expected to share their grid.
+        """
         paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        if dates is not None and len(dates) != len(paths):
+            raise InputError(f"rasters.dates: {len(dates)} dates given for {len(paths)} files")
         stack = ExitStack()
         try:
             datasets = []
@@ -144,28 +164,59 @@ class RasterStack:
                 if not p.exists():
                     raise InputError(f"{p}: raster file not found")
                 datasets.append(stack.enter_context(open_georeferenced(p)))
-            first = datasets[0]
             for p, ds in zip(paths, datasets):
                 if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
                     raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
-            if len(datasets) > 1:
-                for p, ds in zip(paths[1:], datasets[1:]):
+            if align_to is not None:
+                ap = Path(align_to)
+                if not ap.exists():
+                    raise InputError(f"rasters.align_to: {ap}: raster file not found")
+                with open_georeferenced(ap) as ref:
+                    grid = Grid(ref.crs, ref.transform, ref.width, ref.height)
+                ref_name = str(ap)
+            else:
+                first = datasets[0]
+                grid = Grid(first.crs, first.transform, first.width, first.height)
+                ref_name = str(paths[0])
+            align = dates is not None or align_to is not None
+            if dates is None and len(datasets) > 1:
+                for p, ds in zip(paths, datasets):
                     if ds.count != 1:
-                        raise InputError(f"{p}: has {ds.count} bands; a list of rasters must be single-band files")
-                    if ds.crs != first.crs:
-                        raise InputError(f"{p}: CRS {ds.crs.to_string()} differs from {paths[0]} ({first.crs.to_string()})")
-                    if (ds.width, ds.height) != (first.width, first.height) or not ds.transform.almost_equals(first.transform):
-                        raise InputError(f"{p}: grid (size or transform) differs from {paths[0]}; resample the bands onto one grid")
-                if first.count != 1:
-                    raise InputError(f"{paths[0]}: has {first.count} bands; a list of rasters must be single-band files")
-            index = [(d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count + 1)]
-            names = cls._default_names(paths, datasets)
+                        raise InputError(f"{p}: has {ds.count} bands; a list of rasters must be single-band files "
+                                         "(or, for one multi-band file per date, give rasters.dates)")
+            if dates is not None:
+                for p, ds in zip(paths[1:], datasets[1:]):
+                    if ds.count != datasets[0].count:
+                        raise InputError(f"{p}: has {ds.count} bands, {paths[0]} has {datasets[0].count}; "
+                                         "every date must have the same bands")
+            alpha: dict[int, int] = {}
+            for d, (p, ds) in enumerate(zip(paths, datasets)):
+                if ds.crs == grid.crs and (ds.width, ds.height) == (grid.width, grid.height) \
+                        and ds.transform.almost_equals(grid.transform):
+                    continue
+                if not align:
+                    what = "CRS" if ds.crs != grid.crs else "grid (size or transform)"
+                    raise InputError(f"{p}: {what} differs from {ref_name}; resample the bands onto one grid "
+                                     "(or set rasters.align_to to warp them on the fly)")
+                warnings.warn(f"{p}: not on the grid of {ref_name}; warping it onto that grid "
+                              f"({grid.crs.to_string()}, {grid.res[0]:g} x {grid.res[1]:g}, {grid.width} x {grid.height} px, "
+                              "nearest neighbour) window by window", RasterAlignmentWarning, stacklevel=2)
+                vrt = stack.enter_context(WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                                    height=grid.height, resampling=Resampling.nearest, add_alpha=True))
+                datasets[d] = vrt
+                alpha[d] = vrt.count  # GDAL puts the alpha (coverage) band last
+            if dates is None:
+                index = [(d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count - (1 if d in alpha else 0) + 1)]
+                names = cls._default_names(paths, datasets)[:len(index)]  # a warped file's alpha band has no name
+                what = ", ".join(map(str, paths))
+            else:
+                index = [(0, b) for b in range(1, datasets[0].count - (1 if 0 in alpha else 0) + 1)]
+                names = cls._default_names(paths[:1], datasets[:1])[:len(index)]
+                what = f"each file ({paths[0]}, ...)"
             if band_names is not None:
                 if len(band_names) != len(index):
-                    raise InputError(
-                        f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {', '.join(map(str, paths))}")
+                    raise InputError(f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {what}")
                 names = list(band_names)
-            nod = [nodata if nodata is not None else datasets[d].nodatavals[b - 1] for d, b in index]
             if bands is not None:
                 sel = []
                 for b in bands:
@@ -179,14 +230,21 @@ class RasterStack:
                         sel.append(names.index(b))
                 index = [index[i] for i in sel]
                 names = [names[i] for i in sel]
-                nod = [nod[i] for i in sel]
+            if dates is not None:  # the same bands of every date, date after date
+                index = [(d, b) for d in range(len(datasets)) for _, b in index]
+                names = [f"{date}:{n}" for date in dates for n in names]
+            # A warped file keeps its source's nodata value (nearest neighbour copies values unchanged).
+            src_nodata = [ds.nodatavals if d not in alpha else ds.src_dataset.nodatavals
+                          for d, ds in enumerate(datasets)]
+            nod = [nodata if nodata is not None else src_nodata[d][b - 1] for d, b in index]
             if len(set(names)) != len(names):
                 raise InputError(f"rasters.band_names: band names must be unique, got {names}")
-            grid = Grid(first.crs, first.transform, first.width, first.height)
-            out = cls(datasets, index, names, nod, grid, paths, stack)
+            out = cls(datasets, index, names, nod, grid, paths, stack, alpha)
             # How to open the same stack elsewhere (a Dask worker reads its own windows).
             out.open_args = {"paths": [str(p) for p in paths], "band_names": band_names,
-                             "bands": list(bands) if bands is not None else None, "nodata": nodata}
+                             "bands": list(bands) if bands is not None else None, "nodata": nodata,
+                             "dates": list(dates) if dates is not None else None,
+                             "align_to": str(align_to) if align_to is not None else None}
             return out
         except BaseException:
             stack.close()
@@ -210,6 +268,17 @@ class RasterStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def without(self, names: list[str]) -> "RasterStack":
+        """This image without the bands ``names`` (a new stack over the same open files; this one
+        hands them over and must not be used afterwards)."""
+        keep = [i for i, n in enumerate(self.band_names) if n not in set(names)]
+        new = RasterStack(self._datasets, [self._band_index[i] for i in keep], [self.band_names[i] for i in keep],
+                          [self.nodata[i] for i in keep], self.grid, self.paths, self._stack, self._alpha)
+        if self.open_args is not None and not self.open_args.get("dates"):
+            new.open_args = {**self.open_args, "bands": list(new.band_names)}
+        self._stack = ExitStack()
+        return new
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -241,12 +310,16 @@ class RasterStack:
             # pixel in the same compressed tile, and band-by-band reads decode each tile once
             # per band (quadratic in the band count for hyperspectral files).
             raw = self._datasets[d].read(indexes, window=inner)
+            # A warped file has no data where it does not cover the grid (its alpha band is 0).
+            uncovered = self._datasets[d].read(self._alpha[d], window=inner) == 0 if d in self._alpha else None
             for j, i in enumerate(positions):
                 vals = raw[j].astype(np.float32, copy=False)
                 bad = ~np.isfinite(vals)
                 nd = self.nodata[i]
                 if nd is not None and not np.isnan(nd):
                     bad |= _equals_nodata(raw[j], nd)
+                if uncovered is not None:
+                    bad |= uncovered
                 out[i, rows, cols] = vals
                 out[i, rows, cols][bad] = np.nan
         return out

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -69,6 +70,24 @@ class RunContext:
     device: str = "auto"
     progress: bool = True
     inputs: dict[str, dict] = field(default_factory=dict)  # path -> {"bytes", "sha256"}
+    _scenes: list | None = field(default=None, repr=False)
+
+    def scenes(self) -> list:
+        """The run's scenes (:class:`pipeline.scenes.Scene`), resolved once."""
+        if self._scenes is None:
+            from pipeline.scenes import resolve_scenes
+
+            self._scenes = resolve_scenes(self.cfg, self.base_dir)
+        return self._scenes
+
+    @property
+    def multi_scene(self) -> bool:
+        """More than one scene: maps go to maps/<scene>/<model>.tif instead of maps/<model>.tif."""
+        return len(self.scenes()) > 1
+
+    def map_path(self, model: str, scene: str, suffix: str = ".tif") -> str:
+        """Run-relative path of a scene's map (``suffix`` e.g. ``_confidence.tif``)."""
+        return f"maps/{scene}/{model}{suffix}" if self.multi_scene else f"maps/{model}{suffix}"
 
     @property
     def class_ids(self) -> list[int]:
@@ -79,31 +98,29 @@ class RunContext:
         return [c.name for c in self.cfg.classes]
 
     def raster_paths(self) -> list[Path]:
-        return [resolve(p, self.base_dir) for p in self.cfg.rasters.paths]
+        """The first scene's raster files (the only scene of a single-scene run)."""
+        return list(self.scenes()[0].raster_paths)
 
     def label_path(self) -> Path:
-        return resolve(self.cfg.labels.path, self.base_dir)
+        """The first labelled scene's label file."""
+        return next(s.label_path for s in self.scenes() if s.has_labels)
 
     def path(self, *parts: str) -> Path:
         p = self.run_dir.joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def open_stack(self, drop: list[str] | None = None):
-        """The image as the run uses it: the config's band selection, less the bands that
-        ``prepare`` dropped as empty (``rasters.drop_empty_bands``; listed in labels.json)."""
-        from pipeline.raster import RasterStack
+    def open_stack(self, scene=None, drop: list[str] | None = None):
+        """A scene's image (default: the first scene) as the run uses it: the config's band
+        selection, less the bands that ``prepare`` dropped as empty (``rasters.drop_empty_bands``;
+        listed in labels.json)."""
+        from pipeline.scenes import open_scene
 
-        r = self.cfg.rasters
         if drop is None:
             lab = self.run_dir / "labels.json"
-            drop = (read_json(lab).get("dropped_bands") or {}) if lab.exists() else []
-        stack = RasterStack.open(self.raster_paths(), r.band_names, r.bands, r.nodata)
-        if not drop:
-            return stack
-        keep = [n for n in stack.band_names if n not in drop]
-        stack.close()
-        return RasterStack.open(self.raster_paths(), r.band_names, keep, r.nodata)
+            drop = list(read_json(lab).get("dropped_bands") or {}) if lab.exists() else []
+        stack = open_scene(scene if scene is not None else self.scenes()[0])
+        return stack.without(drop) if drop else stack
 
     def to_ref(self) -> dict:
         """A small picklable description (for tasks in other processes); see :meth:`from_ref`."""
@@ -126,20 +143,17 @@ class RunContext:
         return ctx
 
     def hash_inputs(self) -> dict[str, dict]:
-        """Sizes and SHA-256 of every input file (the label file's sidecars included)."""
+        """Sizes and SHA-256 of every input file of every scene (label files' sidecars included)."""
         if self.inputs:
             return self.inputs
-        paths = list(self.raster_paths())
-        for p in paths:
-            if not p.exists():
-                raise InputError(f"{p}: raster file not found")
-        lp = self.label_path()
-        if not lp.exists():
-            raise InputError(f"{lp}: label file not found")
-        paths.append(lp)
-        if lp.suffix.lower() == ".shp":
-            paths += sorted(p for p in lp.parent.glob(lp.stem + ".*") if p != lp and p.suffix.lower() in
-                            {".dbf", ".shx", ".prj", ".cpg"})
+        paths: list[Path] = []
+        for sc in self.scenes():
+            for p in sc.raster_paths:
+                if not p.exists():
+                    raise InputError(f"{p}: raster file not found (scene {sc.name!r})")
+            if sc.label_path is not None and not sc.label_path.exists():
+                raise InputError(f"{sc.label_path}: label file not found (scene {sc.name!r})")
+            paths += [p for p in sc.input_files() if p not in paths]
         for p in paths:
             if not p.exists():
                 raise InputError(f"{p}: file not found")
@@ -216,69 +230,243 @@ class _Sampler:
         return keep
 
 
+def _add_counts(acc: dict, d: dict) -> dict:
+    """``acc`` plus the numbers of ``d``, key by key, nested dicts included (lists are joined)."""
+    for k, v in d.items():
+        if isinstance(v, bool):
+            acc.setdefault(k, v)
+        elif isinstance(v, (int, float)):
+            acc[k] = acc.get(k, 0) + v
+        elif isinstance(v, dict):
+            acc[k] = _add_counts(acc.get(k) if isinstance(acc.get(k), dict) else {}, v)
+        elif isinstance(v, list):
+            acc.setdefault(k, []).extend(v)
+    return acc
+
+
+def _pool_label_reports(reports: dict[str, Any]) -> dict:
+    """labels.json of a multi-scene run: the reports' counts summed, plus each scene's own report."""
+    dicts = {name: r.to_dict() for name, r in reports.items()}
+    pooled: dict[str, Any] = {}
+    for d in dicts.values():
+        _add_counts(pooled, {k: v for k, v in d.items() if k not in ("source", "kind")})
+    kinds = sorted({d.get("kind") for d in dicts.values()})
+    return {"source": f"{len(dicts)} scenes", "kind": "+".join(map(str, kinds)), **pooled, "scenes": dicts}
+
+
+def _merge_sampling(records: list[dict]) -> dict:
+    """One sampling record for several scenes: labelled pixels summed, the largest lattice stride."""
+    active = [r for r in records if r.get("active")]
+    out = dict(active[0] if active else records[0])
+    out["active"] = bool(active)
+    per_class: dict[str, int] = {}
+    strides: dict[str, int] = {}
+    for r in records:
+        for k, v in (r.get("labelled_per_class") or {}).items():
+            per_class[k] = per_class.get(k, 0) + int(v)
+        for k, v in (r.get("thinning_stride") or {}).items():
+            strides[k] = max(strides.get(k, 1), int(v))
+    out["labelled_per_class"] = per_class
+    if strides:
+        out["thinning_stride"] = strides
+    out.pop("thinned_per_class", None)
+    return out
+
+
+def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict, Any, dict]:
+    """Labelled pixels of every scene, scene after scene: the samples table (with ``scene``),
+    the labels.json record, the first scene's grid and the sampling record (dense labels are
+    thinned scene by scene as they are read). A group (polygon) id is the feature's row in its
+    scene's label file: (scene, group) identifies a polygon."""
+    from pipeline.areas import check_area_crs
+    from pipeline.labels import ingest_labels
+    from pipeline.scenes import check_scenes
+
+    cfg = ctx.cfg
+    scenes = ctx.scenes()
+    multi = len(scenes) > 1
+    infos = check_scenes(scenes) if multi else None
+    parts: list[pd.DataFrame] = []
+    reports: dict[str, Any] = {}
+    grid = band_names = None
+    sampling: list[dict] = []
+    for sc in scenes:
+        if not sc.has_labels:
+            log.info("scene %s: no labels; mapped only", sc.name)
+            continue
+        with ctx.open_stack(sc, drop=drop) as stack:
+            check_area_crs(stack.grid.crs, stack.paths[0])  # class areas must be computable: say so now
+            if grid is None:
+                grid, band_names = stack.grid, stack.band_names
+                band_nodata = [None if v is None or not np.isfinite(v) else float(v) for v in stack.nodata]
+            sampler = _Sampler(cfg, stack)
+            part, report = ingest_labels(sc.labels, sc.label_path, cfg.classes, stack,
+                                         window_size=max(cfg.mapping.window_size, 1024),
+                                         on_unknown=sc.labels.on_unknown, progress=ctx.progress,
+                                         thin=sampler.thin, on_empty_class=sc.labels.on_empty_class,
+                                         require_every_class=not multi, allow_empty=multi)
+            sampling.append(sampler.record)
+        for w in report.warnings():
+            log.warning("%s%s", f"scene {sc.name}: " if multi else "", w)
+        if multi and part.empty:
+            log.warning("scene %s: no labelled pixel on valid data of %s", sc.name, sc.raster_paths[0])
+        parts.append(part.assign(scene=sc.name))
+        reports[sc.name] = report
+    samples = pd.concat(parts, ignore_index=True)
+    if samples.empty:
+        raise InputError("scenes: no labelled pixel falls on valid data in any scene")
+    if not multi:
+        labels_rec = next(iter(reports.values())).to_dict()
+    else:
+        present = set(samples["class_name"])
+        missing = [c.name for c in cfg.classes if c.name not in present]
+        strict = any(sc.labels.on_empty_class == "error" for sc in scenes if sc.has_labels)
+        if missing and (strict or len(cfg.classes) - len(missing) < 2):
+            raise InputError(f"classes: class {missing[0]!r} has no labelled pixels on valid data in any scene; "
+                             "add labels for it or remove it from 'classes'")
+        labels_rec = _pool_label_reports(reports)
+        labels_rec["classes_without_labels"] = {n: "no labelled pixel on valid data in any scene" for n in missing}
+        for n in missing:
+            log.warning("class %s has no labelled pixel on valid data in any scene; it is left out", n)
+        labels_rec["scene_grids"] = {n: {"crs": i["grid"].crs.to_string(), "width": i["grid"].width,
+                                         "height": i["grid"].height, "res": list(i["grid"].res)}
+                                     for n, i in infos.items()}
+    samples["scene"] = samples["scene"].astype(str)
+    return samples, {**labels_rec, "band_names": band_names, "band_nodata": band_nodata}, grid, _merge_sampling(sampling)
+
+
 def stage_prepare(ctx: RunContext) -> dict:
     """Ingest labels, tile patches, build the spatial split. Writes samples.parquet, patches.npy,
-    labels.json, split.json, splits.gpkg and split_map.png."""
-    from pipeline.labels import EmptyBandsError, ingest_labels
-    from pipeline.patches import extract_patches
+    labels.json, split.json, splits.gpkg and split_map.png.
+
+    Scenes are read one after the other, window by window: memory follows the window size
+    and the number of samples. Patches are cut from their own scene only (the rows of the
+    patch store follow the samples table, which is ordered scene by scene).
+    """
+    from pipeline.labels import EmptyBandsError
+    from pipeline.patches import concat_patch_stores, extract_patches
     from pipeline.split import make_splits, plot_split_map, write_splits_gpkg
 
     cfg = ctx.cfg
     dropped_bands: dict[str, str] = {}
+    while True:  # a band without data in some scene is dropped from every scene (one band layout)
+        try:
+            samples, labels_rec, grid, sampling = _ingest_scenes(ctx, list(dropped_bands))
+            break
+        except EmptyBandsError as e:
+            new = {b: w for b, w in e.why.items() if b not in dropped_bands}
+            if not any(sc.rasters.drop_empty_bands for sc in ctx.scenes()) or not new:
+                raise
+            dropped_bands.update(new)
+            log.warning("dropped %d band(s) without data (rasters.drop_empty_bands): %s", len(new),
+                        "; ".join(f"{b}: {w}" for b, w in new.items()))
+    scenes = [s for s in ctx.scenes() if s.has_labels]
+    crss = set(labels_rec.get("scene_grids", {}).get(s.name, {}).get("crs") for s in scenes) - {None}
+    crs = grid.crs if len(crss) <= 1 else None  # scenes in several CRSs: no single CRS for splits.gpkg
+    samples, split_cfg = _predefined_inputs(ctx, samples)
+    result = make_splits(_split_view(samples, split_cfg, labels_rec), split_cfg, cfg.patch.size, grid.res, cfg.seed,
+                         crs=crs)
+    if sampling["active"]:
+        from pipeline.sampling import apply_sampling, console_line
 
-    def ingest(stack):
-        sampler = _Sampler(cfg, stack)
-        samples, report = ingest_labels(cfg.labels, ctx.label_path(), cfg.classes, stack,
-                                        window_size=max(cfg.mapping.window_size, 1024),
-                                        on_unknown=cfg.labels.on_unknown, progress=ctx.progress,
-                                        thin=sampler.thin, on_empty_class=cfg.labels.on_empty_class)
-        return sampler, samples, report
-
-    from pipeline.areas import check_area_crs
-
-    try:
-        with ctx.open_stack(drop=[]) as stack:
-            check_area_crs(stack.grid.crs, stack.paths[0])  # class areas must be computable: say so now
-            sampler, samples, report = ingest(stack)
-    except EmptyBandsError as e:
-        if not cfg.rasters.drop_empty_bands:
-            raise
-        dropped_bands = e.why
-        log.warning("dropped %d band(s) without data (rasters.drop_empty_bands): %s", len(dropped_bands),
-                    "; ".join(f"{b}: {w}" for b, w in dropped_bands.items()))
-        with ctx.open_stack(drop=list(dropped_bands)) as stack:
-            sampler, samples, report = ingest(stack)
-    for w in report.warnings():
-        log.warning(w)
-    with ctx.open_stack(drop=list(dropped_bands)) as stack:
-        samples, split_cfg = _predefined_inputs(ctx, samples)
-        result = make_splits(samples, split_cfg, cfg.patch.size, stack.grid.res, cfg.seed, crs=stack.grid.crs)
-        if sampler.active:
-            from pipeline.sampling import apply_sampling, console_line
-
-            samples, result, sampling = apply_sampling(samples, result, cfg.sampling, split_cfg, cfg.patch.size,
-                                                       stack.grid.res, cfg.seed, ctx.class_names, sampler.record)
-            log.warning(console_line(sampling))
-        else:
-            sampling = sampler.record
-        samples = samples.assign(split=result.split, block=result.block.astype(np.int64),
-                                 fold=result.fold.astype(np.int64))
-        extract_patches(stack, samples, cfg.patch.size, ctx.path("patches.npy"),
-                        window_size=cfg.mapping.window_size, progress=ctx.progress)
-        crs = stack.grid.crs
-        band_names = stack.band_names
-        band_nodata = [None if v is None or not np.isfinite(v) else float(v) for v in stack.nodata]
+        samples, result, sampling = apply_sampling(samples, result, cfg.sampling, split_cfg, cfg.patch.size,
+                                                   grid.res, cfg.seed, ctx.class_names, sampling)
+        log.warning(console_line(sampling))
+    samples = samples.assign(split=result.split, block=result.block.astype(np.int64),
+                             fold=result.fold.astype(np.int64))
+    drop = list(dropped_bands)
+    if len(scenes) == 1:
+        with ctx.open_stack(scenes[0], drop=drop) as stack:
+            extract_patches(stack, samples, cfg.patch.size, ctx.path("patches.npy"),
+                            window_size=cfg.mapping.window_size, progress=ctx.progress)
+    else:
+        parts = []
+        by_scene = samples.groupby("scene", sort=False).indices
+        for i, sc in enumerate(scenes):
+            idx = by_scene.get(sc.name)
+            if idx is None:
+                continue
+            if not np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+                raise RuntimeError("samples must be ordered scene by scene")  # _ingest_scenes guarantees it
+            part = ctx.path("patches.parts", f"{i:05d}.npy")
+            with ctx.open_stack(sc, drop=drop) as stack:
+                extract_patches(stack, samples.iloc[idx], cfg.patch.size, part,
+                                window_size=cfg.mapping.window_size, progress=ctx.progress)
+            parts.append(part)
+        concat_patch_stores(parts, ctx.path("patches.npy"))
+        shutil.rmtree(ctx.run_dir / "patches.parts", ignore_errors=True)
+    split_rec = dict(result.report)
+    if len(scenes) > 1:
+        split_rec["scenes"] = _scene_split_counts(samples, cfg.split.strategy)
+        split_rec["audit_across_scenes"] = _audit_across_scenes(ctx, samples, result, labels_rec)
+    band_names = labels_rec["band_names"]
     write_geoparquet(samples, ctx.path("samples.parquet"), crs)
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
-    write_json(ctx.path("labels.json"), {**report.to_dict(), "band_names": band_names, "sampling": sampling,
-                                         "dropped_bands": dropped_bands, "band_nodata": band_nodata})
-    write_json(ctx.path("split.json"), result.report)
+    write_json(ctx.path("labels.json"), {**labels_rec, "sampling": sampling, "dropped_bands": dropped_bands})
+    write_json(ctx.path("split.json"), split_rec)
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
     return {"outputs": ["samples.parquet", "patches.npy", "patches.json", "labels.json", "split.json", "folds.json",
                         "splits.gpkg", "split_map.png"],
             "n_samples": len(samples), "band_names": band_names}
+
+
+def _split_view(samples: pd.DataFrame, split_cfg: Any, labels_rec: dict) -> pd.DataFrame:
+    """The samples as the spatial split sees them.
+
+    Blocks, groups and the buffer never reach across two scenes (the split keys them by the
+    ``scene`` column). Scenes in one CRS, though, share one map: adjacent tiles touch, and
+    dates of one place overlap pixel for pixel, so keying blocks by scene would put the same
+    ground in training (one date) and test (another), which the cross-scene audit rightly
+    refuses. So for ``blocks``/``kfold`` (unless ``group_by: scene``) the split sees one
+    "scene" per CRS, with polygon ids made unique across the scenes. Scenes in different CRSs
+    stay apart; ``predefined``, ``random`` and ``group_by: scene`` see the real scenes."""
+    grids = labels_rec.get("scene_grids") or {}
+    if len(grids) < 2 or split_cfg.strategy not in ("blocks", "kfold") or getattr(split_cfg, "group_by", "") == "scene":
+        return samples
+    zone = samples["scene"].map({n: f"crs {g['crs']}" for n, g in grids.items()}).astype(str)
+    group = samples.groupby(["scene", "group"], sort=False).ngroup().to_numpy(np.int64)
+    return samples.assign(scene=zone, group=group)
+
+
+def _scene_split_counts(samples: pd.DataFrame, strategy: str) -> dict[str, dict[str, int]]:
+    """Samples per split in each scene (fold 0's assignment for kfold)."""
+    tab = samples.groupby(["scene", "split"], sort=False).size()
+    out: dict[str, dict[str, int]] = {}
+    for (scene, split), n in tab.items():
+        out.setdefault(str(scene), {})[str(split)] = int(n)
+    return out
+
+
+def _audit_across_scenes(ctx: RunContext, samples: pd.DataFrame, result, labels_rec: dict) -> dict:
+    """The leakage audit over all scenes at once: samples of scenes in one CRS are compared with
+    each other (overlapping scenes, e.g. dates of one place, can leak), scenes in different CRSs
+    never (their coordinates are not comparable). Enforced like the split's own audit."""
+    from pipeline.audit import audit_split, check_no_leak
+
+    grids = labels_rec.get("scene_grids", {})
+    zone_of = {n: g["crs"] for n, g in grids.items()}
+    zones = samples["scene"].map(zone_of).fillna("").to_numpy()
+    xy = samples[["x", "y"]].to_numpy(np.float64)
+    res = tuple(next(iter(grids.values()))["res"])
+    audits = []
+    for i, f in enumerate(result.folds):
+        a = audit_split(xy, res, ctx.cfg.patch.size, f.train, f.test, f.validation, zones=zones)
+        audits.append(a)
+        if ctx.cfg.split.strategy in ("blocks", "kfold"):
+            check_no_leak(a, f"split {ctx.cfg.split.strategy}{f' fold {i}' if len(result.folds) > 1 else ''} "
+                             "(across scenes)")
+    out = dict(audits[0])
+    for a in audits[1:]:
+        for k, v in a.items():
+            if k == "min_train_test_distance":
+                vals = [x for x in (out[k], v) if x is not None]
+                out[k] = min(vals) if vals else None
+            else:
+                out[k] = int(out[k]) + int(v)
+    out["crs_zones"] = len(set(zone_of.values()))
+    return out
 
 
 def _predefined_inputs(ctx: RunContext, samples: pd.DataFrame):
@@ -293,7 +481,12 @@ def _predefined_inputs(ctx: RunContext, samples: pd.DataFrame):
     if sc.files is not None:
         return samples, sc.model_copy(update={"files": SplitFiles(**expand_split_files(sc.files, ctx.base_dir))})
     if sc.column not in samples.columns:
-        samples = attach_label_column(samples, ctx.label_path(), ctx.cfg.labels, sc.column)
+        parts = []
+        for scene in ctx.scenes():  # each scene's pixels take the column of that scene's label file
+            sub = samples[samples["scene"] == scene.name]
+            if len(sub):
+                parts.append(attach_label_column(sub, scene.label_path, scene.labels, sc.column))
+        samples = pd.concat(parts).loc[samples.index] if parts else samples
     return samples, sc
 
 
@@ -303,8 +496,12 @@ def _training_data(ctx: RunContext):
 
     samples = pd.read_parquet(ctx.run_dir / "samples.parquet")
     labels = read_json(ctx.run_dir / "labels.json")
+    # Group ids repeat across scenes (each is a row of its scene's label file): models get one id per polygon.
+    multi = "scene" in samples and samples["scene"].nunique() > 1
+    groups = (samples.groupby(["scene", "group"], sort=False).ngroup().to_numpy(np.int64) if multi
+              else samples["group"].to_numpy(np.int64))
     data = TrainingData(open_patches(ctx.run_dir / "patches.npy"), samples["class_id"].to_numpy(np.int64),
-                        samples["group"].to_numpy(np.int64), samples[["x", "y"]].to_numpy(np.float64),
+                        groups, samples[["x", "y"]].to_numpy(np.float64),
                         labels["band_names"])
     return samples, data
 
@@ -395,28 +592,42 @@ def stage_train(ctx: RunContext, model: str) -> dict:
 
 
 def stage_map(ctx: RunContext, model: str) -> dict:
-    """Classify the whole raster with the saved model: maps/<model>.tif and maps/<model>_confidence.tif."""
+    """Classify every scene with the saved model, one scene after the other: maps/<model>.tif and
+    maps/<model>_confidence.tif for a single scene, maps/<scene>/<model>[_confidence].tif for several."""
     from pipeline.class_table import sidecar_paths
     from pipeline.mapping import classify_raster, dask_client_here
     from pipeline.models import load_model
     from pipeline.patches import window_for_bands
 
     m = load_model(ctx.run_dir / "models" / f"{model}{registry.model_suffix(model)}", device=ctx.device)
+    outputs: list[str] = []
+    per_scene: dict[str, dict] = {}
+    pixels = seconds = 0.0
     # Many bands: smaller windows (same map, bounded memory). On a Dask worker (landcover run
     # --dask) the windows become tasks across the cluster.
-    with ctx.open_stack() as stack, dask_client_here() as client:
-        res = classify_raster(m, stack, ctx.path("maps", f"{model}.tif"),
-                              confidence_path=ctx.path("maps", f"{model}_confidence.tif"),
-                              window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
-                              workers=ctx.cfg.mapping.workers, progress=ctx.progress, client=client)
-    rec = {"predict_mpx_per_s": res["mpx_per_s"], "map_seconds": res["seconds"]}
+    with dask_client_here() as client:
+        for sc in ctx.scenes():
+            out, conf = ctx.map_path(model, sc.name), ctx.map_path(model, sc.name, "_confidence.tif")
+            with ctx.open_stack(sc) as stack:
+                res = classify_raster(m, stack, ctx.path(out), confidence_path=ctx.path(conf),
+                                      window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
+                                      workers=ctx.cfg.mapping.workers, progress=ctx.progress, client=client)
+            per_scene[sc.name] = {"map": out, "confidence": conf, "seconds": res["seconds"],
+                                  "predict_mpx_per_s": res["mpx_per_s"]}
+            pixels += res["pixels"]
+            seconds += res["seconds"]
+            sidecars = [p.relative_to(ctx.run_dir).as_posix() for p in sidecar_paths(ctx.path(out)).values()]
+            outputs += [out, *sidecars, conf]
+    rec = {"predict_mpx_per_s": pixels / 1e6 / max(seconds, 1e-9), "map_seconds": seconds}
+    if ctx.multi_scene:
+        rec["scenes"] = per_scene
     write_json(ctx.path("maps", f"{model}.json"), rec)
-    sidecars = [p.relative_to(ctx.run_dir).as_posix() for p in sidecar_paths(ctx.path("maps", f"{model}.tif")).values()]
-    return {"outputs": [f"maps/{model}.tif", *sidecars, f"maps/{model}_confidence.tif", f"maps/{model}.json"], **rec}
+    return {"outputs": [*outputs, f"maps/{model}.json"], **rec}
 
 
-def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray, dict]:
-    """Metrics of one model from its test predictions and its map: (metrics, y_true, y_pred, train record)."""
+def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray, dict, pd.DataFrame]:
+    """Metrics of one model from its test predictions and its maps (pooled over scenes):
+    (metrics, y_true, y_pred, train record, test predictions)."""
     from pipeline.accuracy import assess_model, confidence_summary
 
     ids, names = ctx.class_ids, ctx.class_names
@@ -424,7 +635,7 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
     rec = read_json(ctx.run_dir / "models" / f"{m}.json")
     maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
     y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
-    res = assess_model(y, p, ev["block"].to_numpy(), ids, names, map_path=ctx.run_dir / "maps" / f"{m}.tif",
+    res = assess_model(y, p, ev["block"].to_numpy(), ids, names, map_path=[ctx.run_dir / ctx.map_path(m, sc.name) for sc in ctx.scenes()],
                        seed=ctx.cfg.seed)
     res["fit_seconds"] = rec["fit_seconds"]
     res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
@@ -435,7 +646,33 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
     res["dropped_classes"] = rec.get("dropped_classes", {})
     if "confidence" in ev:
         res["confidence"] = confidence_summary(ev["confidence"].to_numpy(), y == p)
-    return res, y, p, rec
+    return res, y, p, rec, ev
+
+
+def _scene_metrics(ctx: RunContext, evals: dict[str, pd.DataFrame], samples: pd.DataFrame) -> dict:
+    """metrics.json["scenes"]: per scene, its sample counts per split, each model's accuracy on
+    its test samples (``None`` where a scene has no test sample) and the paths of its maps."""
+    from pipeline.accuracy import classification_metrics
+
+    ids, names = ctx.class_ids, ctx.class_names
+    scene_of = samples["scene"].to_numpy()
+    out: dict[str, Any] = {}
+    for sc in ctx.scenes():
+        ss = samples[samples["scene"] == sc.name]
+        entry: dict[str, Any] = {"labelled": sc.has_labels, "samples": int(len(ss)),
+                                 "split_counts": {str(k): int(v) for k, v in ss["split"].value_counts().items()},
+                                 "models": {}, "maps": {}}
+        for m, ev in evals.items():
+            sel = ev[scene_of[ev["sample"].to_numpy()] == sc.name]
+            if len(sel):
+                r = classification_metrics(sel["y_true"].to_numpy(), sel["y_pred"].to_numpy(), ids, names)
+                entry["models"][m] = {"overall_accuracy": r["overall_accuracy"], "kappa": r["kappa"],
+                                      "macro_f1": r["macro_f1"], "test_samples": int(len(sel))}
+            else:
+                entry["models"][m] = {"overall_accuracy": None, "kappa": None, "macro_f1": None, "test_samples": 0}
+            entry["maps"][m] = ctx.map_path(m, sc.name)
+        out[sc.name] = entry
+    return out
 
 
 def _reference_check(ctx: RunContext, models: list[str]) -> dict:
@@ -478,11 +715,12 @@ def stage_assess(ctx: RunContext) -> dict:
     preds: dict[str, np.ndarray] = {}
     y_ref = None
     failed = failed_models(ctx)
+    evals: dict[str, pd.DataFrame] = {}
     for m in cfg.models.enabled():
         if m in failed:
             continue
         try:
-            res, y, p, rec = _assess_model(ctx, m)
+            res, y, p, rec, evals[m] = _assess_model(ctx, m)
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             failed[m] = record_failure(ctx, "assess", m, e)
             continue
@@ -502,6 +740,8 @@ def stage_assess(ctx: RunContext) -> dict:
         "labels": read_json(ctx.run_dir / "labels.json"),
         "failed_models": failed,
         "polygons": _reference_check(ctx, list(models)),
+        **({"scenes": _scene_metrics(ctx, evals, pd.read_parquet(ctx.run_dir / "samples.parquet"))}
+           if ctx.multi_scene else {}),
         "evidence": _evidence(ctx),
     }
     write_json(ctx.path("metrics.json"), metrics)
