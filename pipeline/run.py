@@ -32,7 +32,6 @@ from pipeline.cache import cached_stage, execute_stage, run_stage, stage_key  # 
 from pipeline.config import RunConfig, dump_config
 from pipeline.errors import InputError, OutOfSpaceError
 from pipeline.models import registry
-from pipeline.sample_data import resolve
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pipeline.errors import InputError
 from pipeline.raster import Grid, RasterAlignmentWarning, RasterStack
 from pipeline.sample_data import resolve
 
-__all__ = ["Scene", "resolve_scenes", "open_scene", "check_scenes", "scene_name_for_run"]
+__all__ = ["Scene", "check_scenes", "open_scene", "resolve_scenes", "scene_name_for_run"]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,13 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
+from conftest import write_raster
 
 from bench.scenes import CLASSES, make_tiles, tile_classes, tiles_config
 from pipeline.config import load_config, parse_config
 from pipeline.errors import InputError
 from pipeline.raster import RasterAlignmentWarning, RasterStack
 from pipeline.scenes import check_scenes, resolve_scenes
-from conftest import write_raster
 
 BASE = {"classes": CLASSES}
 
