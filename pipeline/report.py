@@ -54,6 +54,8 @@ def fmt(v: Any, kind: str = "acc") -> str:
         return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
     if kind == "speed":
         return f"{v:.3g}"
+    if kind == "len":  # block sizes, buffers: degrees need significant digits, not 2 decimals (0.0033 -> "0.00")
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
     if kind == "ha":
         return f"{v:,.1f}"
     if kind == "int":
@@ -595,13 +597,27 @@ def _split_evidence(split: dict) -> str:
     return "Every polygon lies whole on one side: the test measures generalisation to unseen polygons."
 
 
+def _split_unit(run_dir: Path) -> str:
+    """Unit of block size and buffer: that of the split layers' CRS ("m", "degree"), else "map units"."""
+    try:
+        import pyogrio
+        from pyproj import CRS
+
+        crs = pyogrio.read_info(run_dir / "splits.gpkg", layer="blocks").get("crs")
+        unit = CRS.from_user_input(crs).axis_info[0].unit_name if crs else ""
+    except Exception:  # an older run or no split layers: the generic word is still true
+        return "map units"
+    return {"metre": "m", "": "map units"}.get(unit, unit)
+
+
 def section_split(doc: _Doc, ctx: ReportContext) -> None:
     split = ctx.split
     if not split:
         return
     doc.h(3, "Split")
-    doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'sec')} map units; "
-          f"buffer: {fmt(split.get('buffer'), 'sec')} map units; seed: {split.get('seed', '–')}; "
+    unit = _split_unit(ctx.run_dir)
+    doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'len')} {unit}; "
+          f"buffer: {fmt(split.get('buffer'), 'len')} {unit}; seed: {split.get('seed', '–')}; "
           f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
     if split.get("k"):
         doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")

@@ -130,3 +130,13 @@ def test_assess_commands_on_a_geographic_map(geo_run, tmp_path):
         if a["pixels"]:
             assert est["classes"][name]["mapped_area_ha"] == pytest.approx(a["area_ha"], rel=1e-6)
             assert est["classes"][name]["area_ha"] == pytest.approx(a["area_ha"], rel=1e-6)
+
+
+def test_report_gives_block_size_and_buffer_in_degrees(geo_run):
+    # The report once said "block size: 0.00 map units; buffer: 0.00 map units" for a degree CRS.
+    _, run, _ = geo_run
+    m = json.loads((run / "metrics.json").read_text())
+    line = next(t for t in (run / "report.md").read_text().splitlines() if t.startswith("Strategy:"))
+    assert f"block size: {m['split']['block_size']:.4g} degree;" in line, line
+    assert f"buffer: {m['split']['buffer']:.4g} degree;" in line, line
+    assert "0.00 " not in line
