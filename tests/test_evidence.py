@@ -49,7 +49,8 @@ def test_thresholds():
 
 @pytest.mark.parametrize("split,why", [
     ({"strategy": "random", "audit": {}}, "a random pixel split (split.strategy: random)"),
-    ({"strategy": "predefined", "audit": {}}, "a user-supplied split"),
+    # audited and reported, but never buffered: the reason must not claim that nothing was checked
+    ({"strategy": "predefined", "audit": {}}, "a user-supplied split with no buffer enforced (split.strategy: predefined)"),
     ({"strategy": "blocks", "audit": {"test_patches_touching_train_pixels": 476}},
      "the leakage audit counts 476 test patches touching train pixels"),
 ])
