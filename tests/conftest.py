@@ -101,13 +101,15 @@ E2E_MODULES = {
 }
 
 
-# Unit tests that take several seconds each (property searches, subprocesses, loader workers).
+# Unit tests that take several seconds each (property searches, subprocesses, loader workers,
+# local Dask clusters).
 HEAVY_NAMES = ("test_property_", "_in_two_processes", "loader_workers")
+HEAVY_MODULES = {"test_dask_windows"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(h in item.name for h in HEAVY_NAMES):
+        if any(h in item.name for h in HEAVY_NAMES) or (item.module and item.module.__name__ in HEAVY_MODULES):
             item.add_marker(pytest.mark.heavy)
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if (E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or module in E2E_MODULES
