@@ -171,7 +171,8 @@ def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], c
         if on_unknown == "error":
             ex = ", ".join(f"{k!r}" for k in list(report.unknown_labels)[:5])
             raise InputError(f"{path}: field {cfg.field!r} has labels not in the class table: {ex} "
-                             f"({int(unknown_mask.sum())} rows); add them to 'classes' or fix the file")
+                             f"({int(unknown_mask.sum())} rows); add them to 'classes', fix the file, or set "
+                             "labels.on_unknown: drop to leave those features out")
     gdf["class_id"] = [(-1 if i is None else i) for i in ids]
     keep = ~unknown_mask
     if cfg.id_field:
@@ -428,7 +429,8 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
         if unknown and on_unknown == "error":
             ex = ", ".join(list(unknown)[:5])
             raise InputError(f"{label_path}: label raster has values not in the class table: {ex}; "
-                             "add them to 'classes', or set the raster's nodata value for unlabelled pixels")
+                             "add them to 'classes', set the raster's nodata value for unlabelled pixels, or set "
+                             "labels.on_unknown: drop to leave those pixels out")
     if check.empty():
         raise _empty_bands_error(check, stack.paths)
     if not is_raster:

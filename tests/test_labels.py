@@ -75,7 +75,9 @@ def test_unknown_labels_error_or_drop(tmp_path, synthetic_scene):
     lp = _polys(tmp_path / "labels.gpkg")
     two = CLASSES[:2]
     with RasterStack.open(path) as stack:
-        with pytest.raises(InputError, match=r"labels.gpkg: field 'cls' has labels not in the class table: 'urban'"):
+        # the line names the config key that lets the run go on (the drop below shows that it works)
+        with pytest.raises(InputError, match=r"labels.gpkg: field 'cls' has labels not in the class table: 'urban' "
+                                             r"\(1 rows\); .*set labels.on_unknown: drop"):
             ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, two, stack, progress=False)
         s, rep = ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, two, stack, on_unknown="drop",
                                progress=False)
@@ -128,8 +130,12 @@ def test_label_raster_on_other_grid(tmp_path, synthetic_scene):
     assert any("19 labelled pixels lie outside the image (water 4, forest 15)" in w for w in rep.warnings())
     lab[0, 39] = 9
     lp2 = write_raster(tmp_path / "lab2.tif", lab, res=20.0, nodata=0)
-    with RasterStack.open(path) as stack, pytest.raises(InputError, match="values not in the class table: 9"):
+    with RasterStack.open(path) as stack, pytest.raises(InputError,
+                                                        match="values not in the class table: 9;.*labels.on_unknown: drop"):
         ingest_labels(LabelConfig(path=str(lp2)), lp2, CLASSES[:2], stack, progress=False)
+    with RasterStack.open(path) as stack:
+        s2, rep2 = ingest_labels(LabelConfig(path=str(lp2)), lp2, CLASSES[:2], stack, on_unknown="drop", progress=False)
+    assert rep2.unknown_labels and set(s2.class_name) == {"water", "forest"}
     # A label raster with a CRS but no geotransform cannot be placed on the image grid.
     from rasterio.errors import NotGeoreferencedWarning
 
