@@ -717,7 +717,11 @@ def section_scenes(doc: _Doc, ctx: ReportContext) -> None:
             items.append((_quicklook(tif, ctx.classes, ctx.figs / f"map_{name}_{best}.png"), f"{name} ({best})"))
     if items:
         more = len(scenes) - MAX_SCENE_QUICKLOOKS
-        doc.p(f"Maps of the best model ({best}) per scene" +
+        # An inconclusive evaluation names no best model (headline): neither may this caption.
+        conclusive = (ctx.metrics.get("evidence") or {}).get("conclusive", True)
+        who = (f"the best model ({best})" if conclusive else
+               f"{best} (first in the table; the evaluation is inconclusive, so this is not a ranking)")
+        doc.p(f"Maps of {who} per scene" +
               (f"; {more} more scenes are in maps/<scene>/." if more > 0 else "."))
         doc.images(items + [(_legend_figure(ctx.classes, ctx.figs / "legend.png"), "legend")])
 

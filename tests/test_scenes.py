@@ -347,3 +347,23 @@ def test_audit_never_compares_samples_of_different_zones():
     assert same["train_patches_touching_test_pixels"] == 1 and same["min_train_test_distance"] == 0
     apart = audit_split(xy, (10, 10), 3, [0], [1, 2], zones=np.array(["utm32", "utm33", "utm32"]))
     assert apart["train_patches_touching_test_pixels"] == 0 and apart["min_train_test_distance"] == 100
+
+
+def test_scene_maps_caption_names_no_best_model_when_inconclusive(nine_tiles, tmp_path):
+    # The headline of an inconclusive run names no best model; the Scenes caption once still did.
+    import shutil
+
+    from pipeline.report import write_report
+
+    _, _, run = nine_tiles
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    m = json.loads((copy / "metrics.json").read_text())
+    for conclusive in (True, False):
+        m["evidence"] = {**(m.get("evidence") or {}), "conclusive": conclusive,
+                         "reasons": [] if conclusive else ["only 3 test pixels (at least 30 are needed)"]}
+        (copy / "metrics.json").write_text(json.dumps(m))
+        write_report(copy)
+        section = (copy / "report.md").read_text().split("## Scenes", 1)[1].split("\n## ", 1)[0]
+        assert ("Maps of the best model (" in section) is conclusive, section
+        assert ("the evaluation is inconclusive, so this is not a ranking" in section) is not conclusive
