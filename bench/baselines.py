@@ -161,7 +161,7 @@ class ZeroModel:
 
 def fit_models(sample: dict[str, np.ndarray], models: tuple[str, ...], workdir: Path, seed: int = 0,
                svm_train: int = 10000, rf_trees: int = 100, n_train: int = 20000) -> dict[str, dict]:
-    """Fit each baseline on the pixel sample and pickle it into ``workdir``."""
+    """Fit each baseline on the pixel sample and save it (skops) into ``workdir``."""
     from pipeline.config import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
     from pipeline.models import build_model
     from pipeline.models.base import TrainingData
@@ -182,7 +182,7 @@ def fit_models(sample: dict[str, np.ndarray], models: tuple[str, ...], workdir: 
         t0 = time.perf_counter()
         model.fit(train)
         fit_s = time.perf_counter() - t0
-        path = model.save(workdir / f"{name}.pkl")
+        path = model.save(workdir / f"{name}.skops")
         out[name] = {"path": str(path), "fit_seconds": round(fit_s, 2), "fit_info": model.fit_info}
     return out
 

@@ -31,6 +31,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError("serve: --once runs one cycle now and --cron serves a schedule; give one of them")
     if args.model is not None and not args.model.exists():
         raise InputError(f"{args.model}: model file not found")
+    if args.model is not None:
+        from pipeline.batch import model_in_runs
+
+        model_in_runs(args.model, args.runs or Path(cfg.output_dir))
     params = {"config_path": str(args.config.resolve()),
               "inbox": str(args.inbox.resolve()) if args.inbox else None,
               "outbox": str(args.outbox.resolve()) if args.outbox else str(Path(cfg.output_dir, "outbox").resolve()),

@@ -22,11 +22,13 @@ One cycle is :func:`plan_cycle` (what to map), :func:`map_one_scene` per scene, 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import re
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,20 @@ def newest_run(runs_dir: Path) -> Path | None:
         if best is None or cand[:2] > best[:2]:
             best = cand
     return best[2] if best else None
+
+
+def model_in_runs(model: str | Path, runs_dir: str | Path) -> Path:
+    """``model`` resolved, if it lies inside ``runs_dir``; else a one-line InputError.
+
+    ``serve`` loads models only from its runs directory: whoever can write there decides
+    what is mapped, so that is the one folder to protect (symbolic links are resolved
+    first, so a link to a file elsewhere is refused too).
+    """
+    m, r = Path(model).resolve(), Path(runs_dir).resolve()
+    if not m.is_relative_to(r):
+        raise InputError(f"{model}: serve loads models only from its runs directory {r}; "
+                         "put the run there or pass --runs")
+    return m
 
 
 def best_model(runs_dir: Path) -> Path:
@@ -93,13 +109,19 @@ def read_state(path: Path) -> dict:
     return state
 
 
-def _safe_name(stem: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "scene"
-    name, i = base, 2
-    while name in taken:
-        name, i = f"{base}-{i}", i + 1
-    taken.add(name)
-    return name
+def scene_name(path: Path, key: str) -> str:
+    """The outbox folder (and file stem) of one input: a readable part of its name plus a
+    hash of its state key (resolved path, size, modification time).
+
+    Different inputs never share a folder, in one cycle or across cycles: ``a b.tif`` and
+    ``a?b.tif`` read the same once their odd characters are replaced, and names in other
+    scripts keep their letters (Unicode word characters) but could still collide, so the
+    hash decides. A new version of a file (same path, new size or time) gets a new folder
+    instead of overwriting the maps of the old one.
+    """
+    stem = unicodedata.normalize("NFC", path.stem)
+    slug = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:60] or "scene"
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: str | None,
@@ -115,7 +137,8 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
     out.mkdir(parents=True, exist_ok=True)
     state_path = Path(state_file).resolve() if state_file else out / ".serve-state.json"
     state = read_state(state_path)
-    model_path = Path(model).resolve() if model else best_model(Path(runs_dir or cfg.output_dir).resolve())
+    runs = Path(runs_dir or cfg.output_dir).resolve()
+    model_path = model_in_runs(model, runs) if model else best_model(runs)
     if not model_path.exists():
         raise InputError(f"{model_path}: model file not found")
 
@@ -129,13 +152,13 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
     cands += [Path(r) for r in rasters or []]
     now = time.time()
     todo: list[dict[str, Any]] = []
-    seen, settling, taken = 0, 0, set[str]()
+    seen, settling = 0, 0
     for p in cands:
         p = p.resolve()
         try:
             st = p.stat()
         except OSError:
-            todo.append({"path": str(p), "key": f"{p}|missing", "name": _safe_name(p.stem, taken)})
+            todo.append({"path": str(p), "key": f"{p}|missing", "name": scene_name(p, f"{p}|missing")})
             continue
         seen += 1
         if now - st.st_mtime < settle_seconds:
@@ -146,7 +169,7 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
         if prev is not None and (prev.get("status") == "mapped" or not retry_failed):
             continue
         todo.append({"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                     "name": _safe_name(p.stem, taken)})
+                     "name": scene_name(p, key)})
     return {"config": str(config_path), "outbox": str(out), "state_file": str(state_path),
             "model_path": str(model_path), "todo": todo, "seen": seen, "settling": settling,
             "window_size": cfg.mapping.window_size, "workers": cfg.mapping.workers,

@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("map", help="classify rasters with a saved model (one map per input)")
-    p.add_argument("--model", required=True, type=Path, help="saved model (models/<model>.pkl or .pt of a run)")
+    p.add_argument("--model", required=True, type=Path, help="saved model (models/<model>.skops or .pt of a run)")
     p.add_argument("--raster", required=True, type=Path, nargs="+",
                    help="rasters to map (multi-band files, VRTs or glob patterns such as 'tiles/*.tif': one map "
                         "each), or the single-band files of one image, or with --dates one file per date")

@@ -46,9 +46,9 @@ def test_second_run_restores_every_stored_stage(scene, tmp_path):
     assert [n for n, s in second.items() if s["cached"]] == ["prepare", "train:decision_tree",
                                                              "map:decision_tree", "assess"]
     meta = json.loads((_entry(ctx, "train", "decision_tree") / "record.json").read_text())
-    f = meta["files"]["models/decision_tree.pkl"]
-    assert f["bytes"] == (ctx.run_dir / "models" / "decision_tree.pkl").stat().st_size
-    assert f["blake2b"] == cache.file_digest(ctx.run_dir / "models" / "decision_tree.pkl")
+    f = meta["files"]["models/decision_tree.skops"]
+    assert f["bytes"] == (ctx.run_dir / "models" / "decision_tree.skops").stat().st_size
+    assert f["blake2b"] == cache.file_digest(ctx.run_dir / "models" / "decision_tree.skops")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])

@@ -71,7 +71,7 @@ def test_fit_predict_save_load_block(name, feat, data, tmp_path):
     assert info["n_train"] == len(train) and info["n_features"] == (4 if feat == "plain" else 14)
 
     # save / load round trip
-    path = model.save(tmp_path / f"{name}.pkl")
+    path = model.save(tmp_path / f"{name}.skops")
     loaded = load_model(path)
     l2, c2 = loaded.predict_patches(test.patches)
     np.testing.assert_array_equal(l2, labels)

@@ -88,7 +88,7 @@ def test_demo_metrics_agree_with_confusion_matrix(demo_run):
 
 def test_demo_run_directory_contract(demo_run):
     run, proc = demo_run
-    for name in ("config.yaml", "manifest.json", "samples.parquet", "metrics.json", "models/decision_tree.pkl",
+    for name in ("config.yaml", "manifest.json", "samples.parquet", "metrics.json", "models/decision_tree.skops",
                  "maps/decision_tree_confidence.tif", "report.html", "report.md", "splits.gpkg"):
         assert (run / name).exists(), name
     man = json.loads((run / "manifest.json").read_text())
@@ -134,12 +134,12 @@ def test_map_command_applies_saved_model(demo_run, nc_scene, tmp_path):
     run, _ = demo_run
     bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]
     out = tmp_path / "again.tif"
-    assert main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster", *bands,
+    assert main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster", *bands,
                  "--out", str(out), "--no-progress"]) == 0
     with rasterio.open(out) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
     # Wrong band count: a clear error, exit code 2.
-    assert main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster", *bands[:3],
+    assert main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster", *bands[:3],
                  "--out", str(tmp_path / "x.tif")]) == 2
     assert not (tmp_path / "x.tif").exists()
 
@@ -236,7 +236,7 @@ def test_library_maps_from_str_paths(demo_run, nc_scene, tmp_path):
     from pipeline.models import load_model
 
     run, _ = demo_run
-    model = load_model(str(run / "models" / "decision_tree.pkl"))
+    model = load_model(str(run / "models" / "decision_tree.skops"))
     bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]
     res = classify_raster(model, bands, str(tmp_path / "m.tif"), str(tmp_path / "c.tif"), progress=False)
     with rasterio.open(res["path"]) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:

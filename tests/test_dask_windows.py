@@ -42,7 +42,7 @@ def _scene(tmp_path):
     meta = ModelMeta("decision_tree", ["b1", "b2", "b3"], [1, 2], ["west", "east"], ["#ff0000", "#0000ff"], 1)
     td = TrainingData(X[:, :, None, None], y, np.arange(len(y)), np.zeros((len(y), 2)), meta.band_names)
     model = DecisionTreeModel(DecisionTreeConfig(), meta, seed=0).fit(td)
-    model_path = model.save(tmp_path / "tree.pkl")
+    model_path = model.save(tmp_path / "tree.skops")
     return path, model, model_path
 
 

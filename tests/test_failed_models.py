@@ -56,7 +56,7 @@ def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
     assert "max_likelihood  failed in train" in captured.out
     run = tmp_path / "runs" / "local"
     _check_outputs(run, "max_likelihood", "train", "RuntimeError: covariance exploded on purpose", "decision_tree")
-    assert not (run / "models" / "max_likelihood.pkl").exists()
+    assert not (run / "models" / "max_likelihood.skops").exists()
     assert "1 model(s) failed: max_likelihood" in (run / "report.md").read_text()
 
 

@@ -49,7 +49,7 @@ def test_first_run_is_a_flow_run(runs):
     assert all(s["seconds"] > 0 for s in m["stages"])
     metrics = json.loads((first / "metrics.json").read_text())
     assert 0.3 < metrics["models"]["decision_tree"]["overall_accuracy"] <= 1.0
-    for f in ("report.html", "maps/decision_tree.tif", "models/decision_tree.pkl", "stages/prepare.json"):
+    for f in ("report.html", "maps/decision_tree.tif", "models/decision_tree.skops", "stages/prepare.json"):
         assert (first / f).exists(), f
     log = (first / "run.log").read_text()
     assert "stage train:decision_tree: running" in log and "Beginning flow run" in log  # landcover + Prefect logs

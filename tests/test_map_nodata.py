@@ -39,7 +39,7 @@ def test_map_command_reproduces_the_run_map_with_config_nodata(prefect_api, tmp_
                        split={"random_contrast": False})
     assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress"]) == 0
     run = tmp_path / "runs" / "r"
-    model = run / "models" / "decision_tree.pkl"
+    model = run / "models" / "decision_tree.skops"
     from pipeline.models import load_model
 
     assert load_model(model).meta.nodata == [0.0, 0.0, 0.0]

@@ -56,7 +56,7 @@ def test_saved_model_round_trip(tmp_path, synthetic_scene):
     path, data = synthetic_scene
     with RasterStack.open(path) as stack:
         model = _fit_tree(stack, tmp_path)
-        saved = model.save(tmp_path / "m.pkl")
+        saved = model.save(tmp_path / "m.skops")
         again = load_model(saved)
         blk = stack.read(stack.windows(80).__next__())
     a = model.predict_block(blk)[0]

@@ -35,7 +35,7 @@ class ToyModel(SklearnPixelModel):
         return GaussianNB(var_smoothing=self.settings.smoothing)
 
 
-TOY = registry.ModelSpec("toy", ToyConfig, ToyModel, suffix=".pkl", kind="pixel")
+TOY = registry.ModelSpec("toy", ToyConfig, ToyModel, suffix=".skops", kind="pixel")
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_builtin_table_drives_every_list():
 
     assert tuple(config.models_config_class().model_fields) == names
     assert config.MODEL_NAMES == names and config.DEEP_MODELS == ("cnn", "resnet")
-    assert MODEL_SUFFIX == {n: (".pt" if n in ("cnn", "resnet") else ".pkl") for n in names}
+    assert MODEL_SUFFIX == {n: (".pt" if n in ("cnn", "resnet") else ".skops") for n in names}
     with pytest.raises(InputError, match="unknown model 'toy'"):
         registry.get("toy")
     with pytest.raises(ValueError, match="registered already"):
@@ -100,7 +100,7 @@ def test_toy_model_trains_maps_and_reloads_through_the_pipeline(tmp_path, toy):
     cfg = RunConfig.model_validate(_raw(img, labels, {"toy": {}}))
     ctx = init_run_dir(cfg, tmp_path, out=tmp_path / "runs", run_id="r", progress=False)
     run = run_pipeline(ctx)
-    model_file = run / "models" / "toy.pkl"
+    model_file = run / "models" / "toy.skops"
     assert model_file.exists() and (run / "maps" / "toy.tif").exists()
     m = load_model(model_file)
     assert isinstance(m, ToyModel) and m.meta.model == "toy"

@@ -47,21 +47,22 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
     (inbox / "corrupt.tif").write_bytes(b"II*\x00" + b"\x00garbage" * 200)
     (inbox / ".partial.tif").write_bytes(b"still copying")  # hidden: ignored
     (inbox / "notes.txt").write_text("not a raster")
-    model = _model(tmp_path / "dt.pkl", ["b1", "b2", "b3"])
+    model = _model(tmp_path / "runs" / "dt.skops", ["b1", "b2", "b3"])
     args = ["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox), "--outbox", str(outbox),
-            "--model", str(model), "--settle", "0"]
+            "--model", str(model), "--runs", str(tmp_path / "runs"), "--settle", "0"]
 
     assert main(args) == 1  # one scene failed: reported, and the cycle still mapped the other
-    good = outbox / "good_scene" / "good_scene.tif"
+    (gdir,) = outbox.glob("good_scene-*")  # a readable name plus a hash of the input: never shared
+    good = gdir / f"{gdir.name}.tif"
     with rasterio.open(good) as src:
         cls = src.read(1)
     assert cls.shape == data.shape[1:]
     assert (cls[10:, 5:35] == 1).mean() > 0.95 and (cls[10:, 45:] == 2).mean() > 0.95
     assert (cls[:5, :5] == 255).all()  # nodata corner
-    rep = json.loads((outbox / "good_scene" / "good_scene.json").read_text())
-    assert rep["model_name"] == "decision_tree" and (outbox / "good_scene" / "good_scene.md").exists()
+    rep = json.loads((gdir / f"{gdir.name}.json").read_text())
+    assert rep["model_name"] == "decision_tree" and (gdir / f"{gdir.name}.md").exists()
     # the per-scene Markdown rounds as the run report does; the map carries its class table
-    md_rows = [ln for ln in (outbox / "good_scene" / "good_scene.md").read_text().splitlines()
+    md_rows = [ln for ln in (gdir / f"{gdir.name}.md").read_text().splitlines()
                if ln.startswith("| left") or ln.startswith("| right")]
     assert len(md_rows) == 2
     for ln, name in zip(md_rows, ("left", "right")):
@@ -69,8 +70,9 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
         a = rep["class_areas"][name]
         assert (cls.strip(), px.strip(), ha.strip(), share.strip()) == (
             name, f"{a['pixels']:,d}", f"{a['area_ha']:,.1f}", f"{100 * a['fraction']:.1f}%")
-    assert (outbox / "good_scene" / "good_scene.qml").exists() and (outbox / "good_scene" / "good_scene.tif.aux.xml").exists()
-    failed = json.loads((outbox / "corrupt" / "corrupt.failed.json").read_text())
+    assert (gdir / f"{gdir.name}.qml").exists() and (gdir / f"{gdir.name}.tif.aux.xml").exists()
+    (cdir,) = outbox.glob("corrupt-*")
+    failed = json.loads((cdir / f"{cdir.name}.failed.json").read_text())
     assert "corrupt.tif" in failed["error"]
     state = json.loads((outbox / ".serve-state.json").read_text())["processed"]
     assert sorted(v["status"] for v in state.values()) == ["failed", "mapped"]
@@ -97,9 +99,9 @@ def test_best_model_is_newest_runs_best_macro_f1(tmp_path):
         (d / "metrics.json").write_text(json.dumps({"models": {m: {"macro_f1": f} for m, f in f1s.items()}}))
         (d / "manifest.json").write_text(json.dumps({"finished": finished}))
         for m in f1s:
-            (d / "models" / f"{m}.pkl").write_bytes(b"x")
+            (d / "models" / f"{m}.skops").write_bytes(b"x")
 
     run("old", "2026-01-01T00:00:00+00:00", {"svm": 0.99})
     run("new", "2026-02-01T00:00:00+00:00", {"decision_tree": 0.5, "random_forest": 0.7})
     (tmp_path / ".stage-cache").mkdir()
-    assert best_model(tmp_path) == tmp_path / "new" / "models" / "random_forest.pkl"
+    assert best_model(tmp_path) == tmp_path / "new" / "models" / "random_forest.skops"

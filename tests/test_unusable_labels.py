@@ -159,7 +159,7 @@ def test_empty_band_dropped_on_request(tmp_path, capsys):
     assert lab["band_names"] == ["blue", "green", "nir"]
     from pipeline.models import load_model
 
-    assert load_model(run / "models" / "decision_tree.pkl").meta.band_names == ["blue", "green", "nir"]
+    assert load_model(run / "models" / "decision_tree.skops").meta.band_names == ["blue", "green", "nir"]
     m = json.loads((run / "metrics.json").read_text())
     assert m["models"]["decision_tree"]["overall_accuracy"] > 0.8
     assert "swir (nodata or NaN everywhere)" in (run / "report.md").read_text()

@@ -24,6 +24,10 @@ def load_model(path: str | Path, device: str = "cpu") -> Classifier:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: model file not found")
+    if path.suffix.lower() in (".pkl", ".pickle", ".joblib"):
+        # Unpickling runs whatever code the file names; a model file must never be code.
+        raise InputError(f"{path}: pickle files are not loaded (loading one can run arbitrary code); "
+                         "retrain to get a .skops model file")
     loaders = registry.loaders_for_suffix(path.suffix)
     if not loaders:
         suffixes = sorted({s.suffix for s in registry.specs()})

@@ -14,7 +14,7 @@ hyper-parameters, caps) for the run to copy into ``metrics.json``.
 
 from __future__ import annotations
 
-import pickle
+import json
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -122,16 +122,8 @@ class SklearnPixelModel:
         return labels.reshape(h, w), conf.reshape(h, w)
 
     def save(self, path: Path) -> Path:
-        path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
-        return path
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if "spec" not in state:  # pickles from before features existed: centre bands only
-            self.spec = FeatureSpec(tuple(self.meta.band_names), (), False, int(self.meta.patch_size))
-        self.__dict__.setdefault("fit_info", {})
+        """Write the model to ``path`` atomically with skops (see :func:`save_classical`)."""
+        return save_classical(self, Path(path))
 
 
 def confidence_nodes(tree: Any, min_samples: int) -> np.ndarray:
@@ -411,13 +403,78 @@ class SVMModel(SklearnPixelModel):
         return self.estimator.predict(self._scaled(X)).astype(np.int64)
 
 
-def load_classical(path: Path, device: str = "cpu") -> SklearnPixelModel:
-    """Load a pickled baseline saved by :meth:`SklearnPixelModel.save` (``device`` is unused: CPU models)."""
+# ----------------------------------------------------------------------------- saved form
+# A classical model is saved with skops (a zip of JSON and arrays that loads without running
+# code): the fitted estimator and arrays, plus the settings, metadata and fit report as JSON.
+# Loading refuses any type outside skops' defaults and this list, so a tampered or foreign
+# file is one clear error instead of code run on load. Pickles are never loaded.
+SAVE_FORMAT = "landcover-classical/1"
+TRUSTED_TYPES = [
+    "sklearn.tree._tree.Tree",  # the fitted tree of DecisionTreeClassifier and of each forest tree
+    "pipeline.models.gaussian.ShrunkGaussianClassifier",  # our estimator: arrays and floats only
+]
+# Attributes rebuilt from settings and metadata (or caches), not stored.
+_REBUILT = ("settings", "meta", "spec", "device", "fast", "_conf_nodes", "fit_info")
+
+
+def _state(model: "SklearnPixelModel") -> dict[str, Any]:
+    return {k: v for k, v in model.__dict__.items() if k not in _REBUILT}
+
+
+def save_classical(model: "SklearnPixelModel", path: Path) -> Path:
+    import skops.io as sio
+
+    blob = {"format": SAVE_FORMAT, "kind": model.name, "meta": model.meta.to_json(),
+            "settings": model.settings.model_dump_json(), "fit_info": json.dumps(json_safe(model.fit_info)),
+            "state": _state(model)}
+    with atomic_path(path) as tmp:
+        sio.dump(blob, tmp)
+    return Path(path)
+
+
+def load_classical(path: Path, device: str = "cpu") -> "SklearnPixelModel":
+    """Load a baseline saved by :meth:`SklearnPixelModel.save` (``device`` is unused: CPU models).
+
+    Only types that skops trusts by default or that are listed in :data:`TRUSTED_TYPES` are
+    loaded; anything else is refused before any object is built.
+    """
+    import skops.io as sio
+
+    from pipeline.models import registry
+    from pipeline.models.base import ModelMeta
+
+    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            model = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError) as e:
-        raise InputError(f"{path}: not a saved landcover model ({e})") from None
-    if not isinstance(model, SklearnPixelModel):
-        raise InputError(f"{path}: not a saved landcover model")
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as e:  # noqa: BLE001 - a damaged zip, a pickle, any other file: not ours
+        raise InputError(f"{path}: not a saved landcover model ({_first_line(e)})") from None
+    refused = [t for t in untrusted if t not in TRUSTED_TYPES]
+    if refused:
+        raise InputError(f"{path}: refused to load: the file holds types that are not trusted "
+                         f"({', '.join(refused[:3])}{', ...' if len(refused) > 3 else ''})")
+    try:
+        blob = sio.load(path, trusted=[t for t in untrusted])
+        if not isinstance(blob, dict) or blob.get("format") != SAVE_FORMAT:
+            raise ValueError(f"format {SAVE_FORMAT} expected")
+        spec = registry.get(str(blob["kind"]))
+        meta = ModelMeta.from_dict(json.loads(blob["meta"]))
+        settings = spec.config.model_validate_json(blob["settings"])
+        model = spec.model_class()(settings=settings, meta=meta, seed=int(blob["state"].get("seed", 0)),
+                                   device=device)
+        if not isinstance(model, SklearnPixelModel):
+            raise ValueError(f"{spec.name} is not a classical model")
+        for k, v in dict(blob["state"]).items():
+            if not (isinstance(k, str) and k.isidentifier() and not k.startswith("__")) or k in _REBUILT:
+                raise ValueError(f"unexpected attribute {k!r}")
+            setattr(model, k, v)
+        model.fit_info = json.loads(blob["fit_info"])
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever is wrong inside, the file is not a model we saved
+        raise InputError(f"{path}: not a saved landcover model ({_first_line(e)})") from None
     return model
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

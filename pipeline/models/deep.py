@@ -378,7 +378,12 @@ def load_deep(path: str | Path, device: str | torch.device = "cpu") -> DeepModel
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise InputError(f"{path}: not a saved deep model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        # torch's own message goes on to suggest weights_only=False, i.e. running the file's
+        # code: never pass that on. Say what the file is not, and what was refused.
+        unsafe = "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower()
+        why = ("it holds objects other than tensors and plain values; refused, as loading them could run code"
+               if unsafe else f"{type(e).__name__}")
+        raise InputError(f"{path}: not a saved deep model ({why})") from None
     deep = [s for s in registry.specs() if s.deep]
     kinds = {s.name: s for s in deep}
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("kind") not in kinds:

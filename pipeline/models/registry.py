@@ -11,7 +11,7 @@ first use, so that reading a config never imports torch.
 
 Example (a toy model, see ``tests/test_registry.py``)::
 
-    register(ModelSpec("toy", ToyConfig, "my_package.toy:ToyModel", suffix=".pkl", kind="pixel"))
+    register(ModelSpec("toy", ToyConfig, "my_package.toy:ToyModel", suffix=".skops", kind="pixel"))
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class ModelSpec:
     name : key in the config's ``models:`` section, in ``--models`` and in output file names.
     config : the pydantic settings class of ``models.<name>`` (extra keys forbidden).
     impl : the class implementing :class:`pipeline.models.base.Classifier`, or ``"module:Class"``.
-    suffix : file suffix of a saved model (``.pt`` torch state dict, ``.pkl`` classical).
+    suffix : file suffix of a saved model (``.pt`` torch state dict loaded with ``weights_only``,
+        ``.skops`` classical: skops, which loads without running code; never pickle).
     kind : ``"pixel"`` (classifies a pixel from its own bands, perhaps with window statistics)
         or ``"patch"`` (needs the k x k neighbourhood: a network over patches).
     deep : trained with torch on a device; the device then enters the stage key.
@@ -55,7 +56,7 @@ class ModelSpec:
     name: str
     config: type[BaseModel]
     impl: str | type
-    suffix: str = ".pkl"
+    suffix: str = ".skops"
     kind: Literal["pixel", "patch"] = "pixel"
     deep: bool = False
     loader: str | Any = "pipeline.models.classical:load_classical"
