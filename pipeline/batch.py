@@ -178,12 +178,12 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
 
 def _area_lines(areas: dict) -> list[str]:
     """Markdown table of a scene's class areas, rounded as the run report rounds them."""
-    from pipeline.report import fmt
+    from pipeline.report import fmt, md_text
 
     lines = ["| class | pixels | area (ha) | share |", "|---|---:|---:|---:|"]
     for name, a in areas.items():
         if isinstance(a, dict):
-            lines.append(f"| {name} | {fmt(a.get('pixels'), 'int')} | {fmt(a.get('area_ha'), 'ha')} | "
+            lines.append(f"| {md_text(name)} | {fmt(a.get('pixels'), 'int')} | {fmt(a.get('area_ha'), 'ha')} | "
                          f"{fmt(a.get('fraction', a.get('share')), 'pct')} |")
     return lines
 

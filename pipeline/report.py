@@ -20,6 +20,7 @@ import datetime as dt
 import html
 import json
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,29 @@ def fmt_pm(v: Any, half: Any, kind: str = "acc") -> str:
     return fmt(v, kind) if half is None else f"{fmt(v, kind)} ± {fmt(half, kind)}"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~])")
+
+
+def md_text(text: Any, line_start: bool = False) -> str:
+    """``text`` as literal Markdown: names from the data (classes, bands, runs, files) cannot
+    open a link, image, code span, emphasis, table cell or raw HTML, nor break the line.
+
+    The counterpart of ``html.escape`` for report.html: characters that open Markdown syntax
+    are backslash-escaped, ``<``, ``>`` and ``&`` become HTML entities (Markdown passes raw
+    HTML through), an underscore that could open emphasis is escaped, and line breaks and
+    other control characters become spaces. ``line_start``: the text begins a line (a
+    paragraph), so a leading ``#``, ``-``, ``+``, ``=`` or ``1.`` must not make a heading or list.
+    """
+    s = "".join(" " if (ord(ch) < 32 or ord(ch) == 127) else ch for ch in str(text))
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = re.sub(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])", r"\\_", s)  # intraword underscores are no emphasis
+    if line_start:
+        s = re.sub(r"^(\s*)([#+=-])", r"\1\\\2", s)
+        s = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", s)
+    return s
+
+
 # ---------------------------------------------------------------------------- document model
 class _Doc:
     """A tiny document: headings, paragraphs, tables and image rows, rendered to MD and HTML."""
@@ -119,19 +143,19 @@ class _Doc:
     @staticmethod
     def _md_cell(c: Any) -> str:
         if isinstance(c, dict):  # colour swatch
-            return f"{c['text']} ({c['color']})"
-        return str(c).replace("|", "\\|")
+            return f"{md_text(c['text'])} ({md_text(c['color'])})"
+        return md_text(c)
 
     def markdown(self) -> str:
         out: list[str] = []
         for b in self.blocks:
             if b[0] == "h":
-                out.append("#" * b[1] + " " + b[2])
+                out.append("#" * b[1] + " " + md_text(b[2]))
             elif b[0] == "p":
-                out.append(f"**{b[1]}**" if b[2] else b[1])
+                out.append(f"**{md_text(b[1])}**" if b[2] else md_text(b[1], line_start=True))
             elif b[0] == "table":
                 _, headers, rows, hi = b
-                out.append("| " + " | ".join(headers) + " |")
+                out.append("| " + " | ".join(md_text(h) for h in headers) + " |")
                 out.append("|" + "|".join(["---"] * len(headers)) + "|")
                 for i, r in enumerate(rows):
                     cells = [self._md_cell(c) for c in r]
@@ -140,10 +164,10 @@ class _Doc:
                     out.append("| " + " | ".join(cells) + " |")
             elif b[0] == "images":
                 items = b[1]
-                rel = [p.relative_to(self.run_dir).as_posix() for p, _ in items]
-                out.append("| " + " | ".join(c for _, c in items) + " |")
+                rel = [urllib.parse.quote(p.relative_to(self.run_dir).as_posix()) for p, _ in items]
+                out.append("| " + " | ".join(md_text(c) for _, c in items) + " |")
                 out.append("|" + "|".join(["---"] * len(items)) + "|")
-                out.append("| " + " | ".join(f"![{c}]({r})" for (_, c), r in zip(items, rel)) + " |")
+                out.append("| " + " | ".join(f"![{md_text(c)}]({r})" for (_, c), r in zip(items, rel)) + " |")
             out.append("")
         return "\n".join(out)
 

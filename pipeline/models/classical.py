@@ -125,6 +125,9 @@ class SklearnPixelModel:
         """Write the model to ``path`` atomically with skops (see :func:`save_classical`)."""
         return save_classical(self, Path(path))
 
+    def _after_load(self) -> None:
+        """Rebuild what is derived from the fitted state and not saved (nothing by default)."""
+
 
 def confidence_nodes(tree: Any, min_samples: int) -> np.ndarray:
     """For every node of a fitted sklearn tree, the deepest node on its path from the root
@@ -389,6 +392,9 @@ class SVMModel(SklearnPixelModel):
                              selection_scores=scores, n_support_vectors=int(len(self.estimator.support_vectors_)),
                              confidence="ovo_vote_share")
 
+    def _after_load(self) -> None:
+        self.fast = self._fast(self.estimator)
+
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.mean_) / self.scale_).astype(np.float32, copy=False)
 
@@ -468,6 +474,7 @@ def load_classical(path: Path, device: str = "cpu") -> "SklearnPixelModel":
                 raise ValueError(f"unexpected attribute {k!r}")
             setattr(model, k, v)
         model.fit_info = json.loads(blob["fit_info"])
+        model._after_load()
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - whatever is wrong inside, the file is not a model we saved
