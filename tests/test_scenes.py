@@ -210,7 +210,7 @@ def test_map_command_writes_one_map_per_input_from_a_glob(nine_tiles, tmp_path):
 
     data, tiles, run = nine_tiles
     out = tmp_path / "maps"
-    rc = main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster",
+    rc = main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster",
                str(data / "data" / "images" / "tile_0[0-4].tif"), str(data / "data" / "images" / "tile_08.tif"),
                "--out", str(out), "--confidence", str(out), "--no-progress"])
     assert rc == 0
@@ -227,12 +227,12 @@ def test_map_command_several_inputs_need_a_folder(nine_tiles, tmp_path, capsys):
     from pipeline.cli import main
 
     data, tiles, run = nine_tiles
-    rc = main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster",
+    rc = main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster",
                str(data / "data" / "images" / "tile_0*.tif"), "--out", str(tmp_path / "one.tif"), "--no-progress"])
     assert rc == 2
     assert "9 rasters give 9 maps; name a folder" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.tif"))
-    rc = main(["map", "--model", str(run / "models" / "decision_tree.pkl"), "--raster",
+    rc = main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster",
                str(tmp_path / "nothing*.tif"), "--out", str(tmp_path), "--no-progress"])
     assert rc == 2 and "no file matches" in capsys.readouterr().err
 
