@@ -2,10 +2,12 @@
 
 ``landcover bench scenes`` (or ``python -m bench.scenes``):
 
-1. writes ``n`` synthetic tiles (``size x size``, 4 uint16 bands, DEFLATE, 256 px blocks)
-   with a label raster each (:func:`make_tiles`), labelled sparsely (every ``label_step``-th
-   pixel of each row and column), so the sample count grows with the tiles but stays small
-   next to the pixels;
+1. writes one synthetic tile and, apart, ``n`` tiles (``size x size``, 4 uint16 bands,
+   DEFLATE, 256 px blocks) with a label raster each (:func:`make_tiles`). The single tile is
+   labelled on every ``label_step``-th pixel of each row and column, the ``n`` tiles on every
+   ``label_step * sqrt(n)``-th, so both runs have the same number of labelled pixels and
+   differ only in scenes and pixels (``n`` times as many). With ``--same-density`` the
+   ``n`` tiles are labelled as densely as the one, i.e. ``n`` times the samples too;
 2. runs the pipeline (decision tree, ``split.strategy: random``, ``--engine``-free: the
    stage functions in-process through :func:`pipeline.run.run_pipeline`) on 1 tile and on
    all ``n`` tiles, each run in its own fresh subprocess, interleaved over ``repeats``;
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label-step", type=int, default=16, help="label every n-th pixel of each row and column")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--window-size", type=int, default=256)
+    ap.add_argument("--same-density", action="store_true",
+                    help="label the n tiles as densely as the one tile (n times the samples)")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "bench" / "scenes.json")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -138,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {"one": [], "many": []}
     with tempfile.TemporaryDirectory(prefix="bench-scenes-") as tmp:
         tmp = Path(tmp)
-        tiles = make_tiles(tmp / "data", args.tiles, size=args.size, label_step=args.label_step)
+        one = make_tiles(tmp / "one", 1, size=args.size, label_step=args.label_step)
+        many_step = args.label_step if args.same_density else int(round(args.label_step * np.sqrt(args.tiles)))
+        tiles = make_tiles(tmp / "many", args.tiles, size=args.size, label_step=many_step)
         extra = {"split": {"strategy": "random", "random_contrast": False},
                  "mapping": {"window_size": args.window_size, "workers": 1}}
-        configs = {"one": tiles_config(tiles[:1], **extra), "many": tiles_config(tiles, **extra)}
+        configs = {"one": tiles_config(one, **extra), "many": tiles_config(tiles, **extra)}
         for key, cfg in configs.items():
             (tmp / f"{key}.yaml").write_text(yaml.safe_dump(cfg))
         for rep in range(args.repeats):
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: float(np.median([r["peak_rss_mb"] for r in v])) for k, v in runs.items()}
     report = {"benchmark": "scenes", "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
               "tiles": args.tiles, "tile_size": args.size, "bands": 4, "label_step": args.label_step,
+              "label_step_many": many_step, "same_density": bool(args.same_density),
               "window_size": args.window_size, "repeats": args.repeats, "runs": runs,
               "median_peak_rss_mb": med, "ratio": med["many"] / med["one"],
               "pixels_ratio": float(args.tiles),
@@ -163,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"peak RSS: 1 tile {med['one']:.0f} MB, {args.tiles} tiles {med['many']:.0f} MB, "
-          f"ratio {report['ratio']:.2f} (pixels x{args.tiles}); wrote {args.out}")
+          f"ratio {report['ratio']:.2f} (pixels x{args.tiles}, samples {report['samples']['one']:,} and "
+          f"{report['samples']['many']:,}); wrote {args.out}")
     return 0
 
 
