@@ -223,6 +223,8 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
               "map": str(map_path), "confidence": str(conf_path), "crs": crs, "size": size,
               "seconds": round(res["seconds"], 3), "mpx_per_s": round(res["mpx_per_s"], 3),
               "class_areas": areas,
+              # where the work ran: this process, and the Dask workers that classified windows
+              "mapped_by": {"pid": os.getpid(), "window_workers": res.get("workers", {})},
               "mapped_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     write_text(odir / f"{scene['name']}.json", json.dumps(report, indent=2, default=str))
     lines = [f"# {scene['name']}", "", f"- input: `{path}`", f"- model: `{model_path}` ({meta.model})",

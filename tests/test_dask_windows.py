@@ -4,6 +4,9 @@ map is identical to a local run (library call and ``landcover map --dask``)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -13,6 +16,9 @@ from pipeline.config import DecisionTreeConfig
 from pipeline.mapping import classify_raster, open_for_model
 from pipeline.models.base import ModelMeta, TrainingData
 from pipeline.models.classical import DecisionTreeModel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prefect_fixtures import REPO, prefect_api  # noqa: E402,F401
 
 distributed = pytest.importorskip("distributed")
 
@@ -81,3 +87,33 @@ def test_cli_map_dask(tmp_path, cluster, capsys):
                  "--window-size", "32", "--no-progress", "--dask", c.scheduler_address]) == 0
     assert "windows on 2 Dask worker(s)" in capsys.readouterr().out
     np.testing.assert_array_equal(_read(tmp_path / "l.tif")[0], _read(tmp_path / "d.tif")[0])
+
+
+@pytest.mark.prefect
+def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api):
+    """``landcover serve --once --dask``: the scenes of one batch are tasks on both workers, and
+    their maps equal a local mapping of the same rasters."""
+    import json
+    import shutil
+
+    from pipeline.cli import main
+
+    path, model, model_path = _scene(tmp_path)
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    names = [f"tile{i}" for i in range(4)]
+    for n in names:
+        shutil.copy(path, inbox / f"{n}.tif")
+    with open_for_model(path, model.meta.band_names) as stack:
+        classify_raster(model, stack, tmp_path / "local.tif", window_size=512, progress=False)
+    # a cluster of its own, started after the Prefect test server so that its workers report to it
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  memory_limit="1GiB") as c:
+        rc = main(["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox), "--outbox",
+                   str(outbox), "--model", str(model_path), "--settle", "0", "--dask", c.scheduler_address])
+    assert rc == 0
+    reports = [json.loads((outbox / n / f"{n}.json").read_text()) for n in names]
+    assert len({r["mapped_by"]["pid"] for r in reports}) == 2  # scenes ran on both worker processes
+    local = _read(tmp_path / "local.tif")[0]
+    for n in names:
+        np.testing.assert_array_equal(_read(outbox / n / f"{n}.tif")[0], local)
