@@ -305,7 +305,11 @@ def cmd_map(args: argparse.Namespace) -> int:
         if dup:
             raise InputError(f"--raster: several inputs are named {dup[0]!r}; their maps would overwrite each other")
         if out.suffix.lower() in (".tif", ".tiff") and not out.is_dir():
-            raise InputError(f"--out {out}: {len(groups)} rasters give {len(groups)} maps; name a folder")
+            hint = ""
+            if dates is None and any(":" in b for b in want):  # <date>:<band> names: a model of a date stack
+                hint = (f"; or, if they are the dates of one image (the model's bands are {want[0]}, ...), "
+                        "stack them with --dates D1,D2,...")
+            raise InputError(f"--out {out}: {len(groups)} rasters give {len(groups)} maps; name a folder{hint}")
         targets = [(g, out / f"{g[0].stem}.tif",
                     Path(args.confidence) / f"{g[0].stem}_confidence.tif" if args.confidence else None) for g in groups]
     else:

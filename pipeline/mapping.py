@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,7 +43,7 @@ from pipeline.class_table import NAMES_TAG, ClassTable, write_sidecars
 from pipeline.config import NODATA_CLASS
 from pipeline.errors import InputError, OutputWriteError
 from pipeline.models.base import Classifier
-from pipeline.raster import RasterStack
+from pipeline.raster import RasterAlignmentWarning, RasterStack
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,16 @@ def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[s
     """Open a raster for a model: bands matched as :func:`_match_bands` does, and nodata as the
     model was trained (``model_nodata``: its per-band values, where it had one) unless ``nodata``
     overrides every band. A band the model has no nodata for keeps the file's own."""
-    stack = _match_bands(paths, want, band_names, nodata, dates)
+    # A date warped onto the first one's grid is news for the console, as in a run: one log line,
+    # not a Python warning with this file's path and source line.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RasterAlignmentWarning)
+        stack = _match_bands(paths, want, band_names, nodata, dates)
+    for w in caught:
+        if issubclass(w.category, RasterAlignmentWarning):
+            log.warning("%s", w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if nodata is None and model_nodata is not None and len(model_nodata) == stack.count:
         merged = [m if m is not None else f for m, f in zip(model_nodata, stack.nodata)]
         differ = [n for n, m, f in zip(stack.band_names, merged, stack.nodata)

@@ -367,3 +367,43 @@ def test_scene_maps_caption_names_no_best_model_when_inconclusive(nine_tiles, tm
         section = (copy / "report.md").read_text().split("## Scenes", 1)[1].split("\n## ", 1)[0]
         assert ("Maps of the best model (" in section) is conclusive, section
         assert ("the evaluation is inconclusive, so this is not a ranking" in section) is not conclusive
+
+
+def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capfd, caplog):
+    # `landcover map` on a date-stack model: the warp of a date on another grid was a raw Python
+    # warning (file path, source line); three dates without --dates gave only "name a folder".
+    from pipeline.cli import main
+    from pipeline.models import load_model
+
+    pa, pb, a, b = _two_dates(tmp_path, shift_cols=5)
+    lab = np.zeros((20, 30), np.uint8)
+    lab[2:8, 2:8], lab[12:18, 2:8], lab[2:8, 12:18], lab[12:18, 12:18] = 1, 2, 1, 2
+    write_raster(tmp_path / "lab.tif", lab[None], nodata=0)
+    cfg = {"name": "d", "seed": 0, "rasters": {"paths": [str(pa), str(pb)], "dates": ["t0", "t1"]},
+           "labels": {"path": str(tmp_path / "lab.tif")},
+           "classes": [{"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"}],
+           "patch": {"size": 3}, "split": {"strategy": "random", "random_contrast": False},
+           "models": {"decision_tree": {}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress",
+                 "--engine", "local"]) == 0
+    model = tmp_path / "runs" / "r" / "models" / "decision_tree.pkl"
+    assert list(load_model(model).meta.band_names)[:1] == ["t0:B02"]
+    import warnings
+
+    capfd.readouterr()
+    caplog.clear()
+    out = tmp_path / "m.tif"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["map", "--model", str(model), "--raster", str(pa), str(pb), "--dates", "t0,t1", "--out", str(out),
+                     "--no-progress"]) == 0
+    assert not [w for w in caught if issubclass(w.category, RasterAlignmentWarning)]
+    assert [r for r in caplog.records if r.levelname == "WARNING" and "not on the grid of" in r.getMessage()]
+    assert out.is_file()
+    with rasterio.open(out) as m, rasterio.open(tmp_path / "runs" / "r" / "maps" / "decision_tree.tif") as ref:
+        assert (m.read(1) == ref.read(1)).all()  # the same stack as in the run
+    assert main(["map", "--model", str(model), "--raster", str(pa), str(pb), "--out", str(tmp_path / "x.tif"),
+                 "--no-progress"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stack them with --dates" in err[0], err
