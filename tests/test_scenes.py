@@ -387,7 +387,7 @@ def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capf
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress",
                  "--engine", "local"]) == 0
-    model = tmp_path / "runs" / "r" / "models" / "decision_tree.pkl"
+    model = tmp_path / "runs" / "r" / "models" / "decision_tree.skops"
     assert list(load_model(model).meta.band_names)[:1] == ["t0:B02"]
     import warnings
 
