@@ -542,7 +542,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     """Fit ``model`` on every fold of the spatial split, predict each fold's test samples, and
     (unless disabled) refit on a random pixel split for the inflation contrast.
 
-    Writes models/<model>.<pt|pkl>, models/<model>.json, eval/<model>.parquet and, for deep
+    Writes models/<model>.<pt|skops>, models/<model>.json, eval/<model>.parquet and, for deep
     models, curves/<model>.json and .png.
     """
     from pipeline.split import Fold, random_split
