@@ -195,6 +195,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     JSON + Markdown report. ``progress`` shows a mapping progress bar."""
     from pipeline.mapping import classify_raster, dask_client_here, open_for_model
     from pipeline.models import load_model
+    from pipeline.value_range import check_stack
 
     logger = logger or log
     path = Path(scene["path"])
@@ -207,6 +208,9 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     # On a Dask worker (serve --dask) the scene's windows become tasks across the cluster too.
     with open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack, \
             dask_client_here() as client:
+        problem = check_stack(stack, getattr(meta, "value_range", None))
+        if problem:
+            logger.warning("%s", problem)
         res = classify_raster(model, stack, map_path, confidence_path=conf_path, window_size=window_size,
                               workers=workers, progress=progress, client=client)
         crs = stack.grid.crs.to_string() if stack.grid.crs else None
@@ -222,7 +226,7 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
               "model": str(model_path), "model_name": meta.model, "bands": list(meta.band_names),
               "map": str(map_path), "confidence": str(conf_path), "crs": crs, "size": size,
               "seconds": round(res["seconds"], 3), "mpx_per_s": round(res["mpx_per_s"], 3),
-              "class_areas": areas,
+              "class_areas": areas, "value_range_warning": problem,
               # where the work ran: this process, and the Dask workers that classified windows
               "mapped_by": {"pid": os.getpid(), "window_workers": res.get("workers", {})},
               "mapped_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -286,6 +286,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     from pipeline.config import MIN_WINDOW_SIZE
     from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
+    from pipeline.value_range import check_stack
 
     if args.window_size < MIN_WINDOW_SIZE:
         raise InputError(f"--window-size {args.window_size}: must be at least {MIN_WINDOW_SIZE} pixels")
@@ -318,6 +319,11 @@ def cmd_map(args: argparse.Namespace) -> int:
         for paths, target, conf in targets:  # one input after the other: memory follows one window set
             with open_for_model(paths, want, band_names=names, nodata=args.nodata,
                                 model_nodata=getattr(model.meta, "nodata", None), dates=dates) as stack:
+                problem = check_stack(stack, getattr(model.meta, "value_range", None))
+                if problem and args.strict:
+                    raise InputError(problem)
+                if problem:
+                    log.warning("%s", problem)
                 res = classify_raster(model, stack, target, confidence_path=conf, window_size=args.window_size,
                                       workers=args.workers, progress=not args.no_progress, client=client)
             where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
@@ -384,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="device for deep models")
     p.add_argument("--dask", metavar="ADDRESS", help="classify the windows as tasks on this Dask cluster "
                    "(scheduler address, e.g. tcp://10.0.0.5:8786); the workers must see the raster's path")
+    p.add_argument("--strict", action="store_true", help="stop (exit 2) instead of warning when the input's "
+                   "values or data type clearly differ from the model's training pixels")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_map)
 

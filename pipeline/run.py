@@ -505,14 +505,28 @@ def _training_data(ctx: RunContext):
     return samples, data
 
 
-def _meta(ctx: RunContext, model: str, band_names: list[str]):
+def _meta(ctx: RunContext, model: str, band_names: list[str], data=None):
     from pipeline.models.base import ModelMeta
 
     c = ctx.cfg.classes
     nodata = read_json(ctx.run_dir / "labels.json").get("band_nodata")
     return ModelMeta(model=model, band_names=list(band_names), class_ids=[x.id for x in c],
                      class_names=[x.name for x in c], class_colors=[x.color for x in c],
-                     patch_size=ctx.cfg.patch.size, nodata=nodata)
+                     patch_size=ctx.cfg.patch.size, nodata=nodata,
+                     value_range=_value_range(ctx, data) if data is not None else None)
+
+
+def _value_range(ctx: RunContext, data) -> dict:
+    """Percentiles of (a sample of) the training pixels and the bands' data types, so that
+    ``landcover map`` can tell an input in other units (pipeline.value_range)."""
+    from pipeline.value_range import MAX_SAMPLE, training_value_range
+
+    n = len(data)
+    idx = np.arange(n) if n <= MAX_SAMPLE else np.sort(
+        np.random.default_rng(ctx.cfg.seed).choice(n, MAX_SAMPLE, replace=False))
+    with ctx.open_stack() as stack:
+        dtypes = list(stack.dtypes)
+    return training_value_range(data.subset(idx).centre(), dtypes)
 
 
 def _fit(ctx: RunContext, model: str, data, fold, meta, what: str = ""):
@@ -548,7 +562,7 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     from pipeline.split import Fold, random_split
 
     samples, data = _training_data(ctx)
-    meta = _meta(ctx, model, data.band_names)
+    meta = _meta(ctx, model, data.band_names, data)
     folds = [Fold(*(np.asarray(f[k], dtype=np.int64) for k in ("train", "validation", "test")))
              for f in read_json(ctx.run_dir / "folds.json")]
     rows = []

@@ -42,6 +42,10 @@ class ModelMeta:
     # nodata value of each band as the model was trained (config override or the files' own);
     # None for a band without one. Mapping uses it, so a map of the training scene equals the run's.
     nodata: list[float | None] | None = None
+    # Per-band p1/p50/p99 of the training pixels and the bands' raster data types
+    # (pipeline.value_range.training_value_range); mapping warns when an input is clearly off.
+    # None in models saved before it: no check.
+    value_range: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

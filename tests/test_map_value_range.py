@@ -1,0 +1,125 @@
+"""``landcover map`` checks the input's values against the model's training pixels (issue #16 item 6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+sys.path.insert(0, str(Path(__file__).parent))
+from unseen_scenes import class_image, polygons_on_cells, spectra, write_config, write_raster
+
+TR = from_origin(500000.0, 4000000.0, 30.0, 30.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from pipeline.cli import main
+
+    folder = tmp_path_factory.mktemp("vr")
+    cls = class_image(48, 48)
+    data = np.clip(spectra(cls), 1, None).astype(np.float32)
+    write_raster(folder / "scene.tif", data, TR, "EPSG:32633")
+    polygons_on_cells(cls, TR, "EPSG:32633").to_file(folder / "labels.gpkg")
+    cfg = write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", split={"random_contrast": False})
+    assert main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "r", "--no-progress",
+                 "--engine", "local"]) == 0
+    return folder, data, folder / "runs" / "r"
+
+
+def _map(model, raster, out, *extra):
+    from pipeline.cli import main
+
+    return main(["map", "--model", str(model), "--raster", str(raster), "--out", str(out), "--no-progress", *extra])
+
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "train" in r.getMessage()]
+
+
+def test_the_model_records_the_training_percentiles(trained):
+    from pipeline.models import load_model
+
+    _, data, run = trained
+    vr = load_model(run / "models" / "decision_tree.skops").meta.value_range
+    assert vr["dtypes"] == ["float32"] * 3
+    # training pixels are labelled pixels of the scene: their medians lie within the scene's own range
+    for b in range(3):
+        lo, hi = np.percentile(data[b], [0, 100])
+        assert lo <= vr["p1"][b] < vr["p50"][b] < vr["p99"][b] <= hi
+
+
+def test_the_training_raster_maps_without_warning(trained, tmp_path, caplog):
+    folder, _, run = trained
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "same.tif"
+    assert _map(run / "models" / "decision_tree.skops", folder / "scene.tif", out) == 0
+    assert _warnings(caplog) == []
+    with rasterio.open(out) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_a_raster_scaled_by_100_warns_and_strict_stops(trained, tmp_path, caplog, capsys):
+    folder, data, run = trained
+    scaled = write_raster(tmp_path / "scaled.tif", data * 100, TR, "EPSG:32633")
+    caplog.set_level(logging.INFO)
+    assert _map(run / "models" / "decision_tree.skops", scaled, tmp_path / "a.tif") == 0
+    (line,) = _warnings(caplog)
+    assert line.startswith(str(scaled)) and "100x larger" in line
+    from pipeline.models import load_model
+
+    bands = load_model(run / "models" / "decision_tree.skops").meta.band_names
+    assert f"band(s) {', '.join(bands)} outside" in line  # names the bands
+    assert "data type" not in line  # same dtype: only the range is off
+    capsys.readouterr()
+    out = tmp_path / "strict.tif"
+    assert _map(run / "models" / "decision_tree.skops", scaled, out, "--strict") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "100x larger" in err[0] and str(scaled) in err[0]
+    assert not out.exists() and not list(tmp_path.glob("strict*"))
+
+
+def test_a_different_dtype_warns(trained, tmp_path, caplog):
+    folder, data, run = trained
+    as_int = write_raster(tmp_path / "int.tif", np.round(data).astype(np.uint16), TR, "EPSG:32633")
+    caplog.set_level(logging.INFO)
+    assert _map(run / "models" / "decision_tree.skops", as_int, tmp_path / "b.tif") == 0
+    (line,) = _warnings(caplog)
+    assert "data type uint16, the model was trained on float32" in line and "larger" not in line
+
+
+def test_reflectance_0_1_against_a_model_of_0_10000(tmp_path):
+    """The check itself on float reflectance against a uint16 0-10000 reference: range and dtype."""
+    from pipeline.value_range import training_value_range, value_range_problem
+
+    rng = np.random.default_rng(0)
+    dn = rng.uniform(200, 6000, (5000, 4))
+    ref = training_value_range(dn, ["uint16"] * 4)
+    np.testing.assert_allclose(ref["p50"], np.percentile(dn, 50, axis=0))
+    assert value_range_problem(dn, ["uint16"] * 4, list("abcd"), ref) is None
+    msg = value_range_problem(dn / 10000, ["float32"] * 4, list("abcd"), ref)
+    assert "10000x smaller" in msg and "a, b, c, d" in msg and "data type float32" in msg
+    # one band of four off is no majority, and nothing else differs
+    one = dn.copy()
+    one[:, 0] *= 100
+    assert value_range_problem(one, ["uint16"] * 4, list("abcd"), ref) is None
+
+
+def test_an_old_model_without_the_field_still_maps(trained, tmp_path, caplog):
+    from pipeline.models import load_model
+
+    folder, data, run = trained
+    model = load_model(run / "models" / "decision_tree.skops")
+    model.meta = dataclasses.replace(model.meta, value_range=None)
+    old = model.save(tmp_path / "old.skops")
+    assert load_model(old).meta.value_range is None
+    scaled = write_raster(tmp_path / "scaled.tif", data * 100, TR, "EPSG:32633")
+    caplog.set_level(logging.INFO)
+    assert _map(old, scaled, tmp_path / "c.tif", "--strict") == 0
+    assert _warnings(caplog) == []
