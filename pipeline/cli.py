@@ -315,13 +315,19 @@ def cmd_map(args: argparse.Namespace) -> int:
                     Path(args.confidence) / f"{g[0].stem}_confidence.tif" if args.confidence else None) for g in groups]
     else:
         targets = [(groups[0], out, args.confidence)]
+    value_range = getattr(model.meta, "value_range", None)
+    if args.strict and value_range:  # every input checked before any map is written: a stop leaves none behind
+        for paths, _, _ in targets:
+            with open_for_model(paths, want, band_names=names, nodata=args.nodata,
+                                model_nodata=getattr(model.meta, "nodata", None), dates=dates) as stack:
+                problem = check_stack(stack, value_range)
+            if problem:
+                raise InputError(problem)
     with _dask_client(args.dask) as client:
         for paths, target, conf in targets:  # one input after the other: memory follows one window set
             with open_for_model(paths, want, band_names=names, nodata=args.nodata,
                                 model_nodata=getattr(model.meta, "nodata", None), dates=dates) as stack:
-                problem = check_stack(stack, getattr(model.meta, "value_range", None))
-                if problem and args.strict:
-                    raise InputError(problem)
+                problem = None if args.strict else check_stack(stack, value_range)
                 if problem:
                     log.warning("%s", problem)
                 res = classify_raster(model, stack, target, confidence_path=conf, window_size=args.window_size,

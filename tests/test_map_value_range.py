@@ -83,6 +83,14 @@ def test_a_raster_scaled_by_100_warns_and_strict_stops(trained, tmp_path, caplog
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "100x larger" in err[0] and str(scaled) in err[0]
     assert not out.exists() and not list(tmp_path.glob("strict*"))
+    # several inputs: the scaled one stops the command before the good one is mapped
+    folder_out = tmp_path / "maps"
+    folder_out.mkdir()
+    from pipeline.cli import main
+
+    assert main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster", str(folder / "scene.tif"),
+                 str(scaled), "--out", str(folder_out), "--strict", "--no-progress"]) == 2
+    assert list(folder_out.iterdir()) == []
 
 
 def test_a_different_dtype_warns(trained, tmp_path, caplog):
@@ -123,3 +131,40 @@ def test_an_old_model_without_the_field_still_maps(trained, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     assert _map(old, scaled, tmp_path / "c.tif", "--strict") == 0
     assert _warnings(caplog) == []
+
+
+def test_a_deep_model_file_keeps_the_value_range(tmp_path):
+    """``.pt`` files are loaded with ``weights_only``: the value range must be plain types (None included)."""
+    import torch
+
+    from test_deep import make_model, separable
+
+    from pipeline.models import load_model
+    from pipeline.value_range import training_value_range
+
+    m = make_model("cnn", 5, epochs=1)
+    data = separable(60, 5, 0)
+    vals = data.centre().astype(np.float64)
+    vals[:, 1] = np.nan  # a band without a valid training value keeps None percentiles
+    m.meta = dataclasses.replace(m.meta, value_range=training_value_range(vals, ["uint16"] * vals.shape[1]))
+    m.fit(data)
+    path = m.save(tmp_path / "cnn.pt")
+    assert torch.load(path, weights_only=True)["meta"]["value_range"]["p50"][1] is None
+    assert load_model(path).meta.value_range == m.meta.value_range
+
+
+def test_serve_records_the_warning_in_the_scene_report(trained, tmp_path, caplog):
+    import json
+
+    from pipeline.batch import map_one_scene
+
+    folder, data, run = trained
+    caplog.set_level(logging.INFO)
+    model = str(run / "models" / "decision_tree.skops")
+    map_one_scene({"path": str(folder / "scene.tif"), "name": "same"}, model, str(tmp_path), 64, 1)
+    scaled = write_raster(tmp_path / "scaled.tif", data * 100, TR, "EPSG:32633")
+    map_one_scene({"path": str(scaled), "name": "scaled"}, model, str(tmp_path), 64, 1)
+    assert json.loads((tmp_path / "same" / "same.json").read_text())["value_range_warning"] is None
+    line = json.loads((tmp_path / "scaled" / "scaled.json").read_text())["value_range_warning"]
+    assert line.startswith(str(scaled)) and "100x larger" in line
+    assert _warnings(caplog) == [line]
