@@ -34,6 +34,8 @@ from pipeline.errors import InputError
 
 Z95 = 1.96  # normal quantile used for every 95% half-width (as in Olofsson et al. 2014)
 EXACT_MCNEMAR_BELOW = 25  # discordant pairs below which McNemar uses the exact binomial test
+#: Cells of one chunk of the (resamples x blocks) bootstrap weights (2**21: ~16 MB in float64).
+BOOT_CHUNK_CELLS = 1 << 21
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -196,6 +198,7 @@ def bootstrap_ci(
     class_ids: list[int],
     n_boot: int = 1000,
     seed: int = 0,
+    chunk_cells: int = BOOT_CHUNK_CELLS,
 ) -> dict:
     """95% percentile intervals of OA, kappa and macro-F1 by resampling spatial blocks.
 
@@ -213,6 +216,10 @@ def bootstrap_ci(
     n_boot : int
         Number of resamples.
     seed : int
+    chunk_cells : int
+        Resamples are drawn in chunks of about this many (resample, block) cells, which
+        bounds the memory (a few times 8 bytes per cell) whatever the number of blocks;
+        the result does not depend on it.
 
     Returns
     -------
@@ -237,10 +244,20 @@ def bootstrap_ci(
     flat = (b_idx * q + t) * q + p
     per_block = np.bincount(flat, minlength=n_blocks * q * q).reshape(n_blocks, q * q).astype(np.float64)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_blocks, size=(n_boot, n_blocks))
-    weights = np.zeros((n_boot, n_blocks))
-    np.add.at(weights, (np.repeat(np.arange(n_boot), n_blocks), draws.ravel()), 1.0)
-    cms = (weights @ per_block).reshape(n_boot, q, q)
+    # Resamples go in chunks of rows so the (resamples x blocks) draws and weights stay near
+    # chunk_cells cells: with one block per test pixel (a random split) a single 1000-row matrix
+    # grew by ~24 KB per test pixel. The generator yields the same stream whether its draws are
+    # asked for at once or row chunk by row chunk, and the weights are integer counts (exact in
+    # float64), so the intervals are identical to the unchunked computation for the same seed.
+    rows = max(1, min(n_boot, chunk_cells // n_blocks))
+    cms = np.empty((n_boot, q * q))
+    for start in range(0, n_boot, rows):
+        k = min(rows, n_boot - start)
+        draws = rng.integers(0, n_blocks, size=(k, n_blocks))
+        draws += (np.arange(k) * n_blocks)[:, None]  # row r's draws -> cells r * n_blocks + block
+        weights = np.bincount(draws.ravel(), minlength=k * n_blocks).reshape(k, n_blocks).astype(np.float64)
+        cms[start:start + k] = weights @ per_block
+    cms = cms.reshape(n_boot, q, q)
     oa, kappa, macro = _scores_from_cm(cms)
     for key, vals in (("overall_accuracy", oa), ("kappa", kappa), ("macro_f1", macro)):
         vals = vals[np.isfinite(vals)]

@@ -111,6 +111,26 @@ def test_bootstrap_is_reproducible():
     assert a != bootstrap_ci(y, p, b, [0, 1, 2, 3], n_boot=1000, seed=8)  # the seed is what fixes it
 
 
+def test_bootstrap_chunks_match_a_pixel_loop_on_the_same_draws():
+    # One block per pixel (what a random split gives) is the case that used to hold a
+    # (resamples x blocks) matrix at once; the result must not depend on the chunking and must
+    # equal resampling the pixels of the drawn blocks one resample at a time, same seed.
+    y, p, b = _blocky(60, 1, seed=5)
+    y2, p2, b2 = _blocky(12, 7, seed=6)
+    for yy, pp, bb in ((y, p, b), (y2, p2, b2)):
+        ids = np.unique(bb)
+        draws = np.random.default_rng(11).integers(0, ids.size, size=(50, ids.size))
+        oa = []
+        for row in draws:
+            take = np.concatenate([np.flatnonzero(bb == ids[k]) for k in row])
+            oa.append(np.mean(yy[take] == pp[take]))
+        want = [float(np.percentile(oa, 2.5)), float(np.percentile(oa, 97.5))]
+        runs = [bootstrap_ci(yy, pp, bb, [0, 1, 2, 3], n_boot=50, seed=11, chunk_cells=c)
+                for c in (1, 3 * ids.size + 1, 10**9)]
+        assert runs[0] == runs[1] == runs[2]
+        assert runs[0]["overall_accuracy"] == pytest.approx(want, abs=1e-12)
+
+
 # ----------------------------------------------------------------------------- McNemar
 def test_mcnemar_exact_small():
     y = np.zeros(30, int)
