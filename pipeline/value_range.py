@@ -16,8 +16,9 @@ import numpy as np
 from rasterio.windows import Window
 
 MAX_SAMPLE = 100_000  # pixels: percentiles are stable well below this, and memory stays small
-# A band is off when its median leaves the training [p1, p99] range widened by this fraction of
-# the range on each side, or (for positive values) differs from the training median by FACTOR x.
+# A band is off when its median differs FACTOR-fold from the training median and leaves the
+# training [p1/2, 2*p99] (positive values), or leaves [p1, p99] widened by MARGIN of the range on
+# each side (values that reach 0 or below, e.g. dB or indices).
 MARGIN = 0.5
 FACTOR = 10.0
 
@@ -87,12 +88,16 @@ def value_range_problem(values: np.ndarray, dtypes: list[str], band_names: list[
         if not len(v) or p50 is None:
             continue
         med = float(np.median(v))
-        if p50 > 0 and med > 0:
+        if p50 != 0 and med / p50 > 0:  # same sign: the factor of magnitudes
             ratios.append(med / p50)
-        span = p99 - p1
-        outside = med < p1 - MARGIN * span or med > p99 + MARGIN * span
-        scaled = p50 > 0 and med > 0 and not (1 / FACTOR < med / p50 < FACTOR)
-        if outside or scaled or (p50 > 0 and med <= 0 < p1):
+        if p1 > 0 and med > 0:
+            # Positive values (reflectance, DN, radiance) are compared in ratios: units differ by
+            # factors, and a clear scene against a hazy training one is 3x darker, not other units.
+            off_band = not (1 / FACTOR < med / p50 < FACTOR) and not (p1 / 2 <= med <= 2 * p99)
+        else:
+            span = p99 - p1
+            off_band = med < p1 - MARGIN * span or med > p99 + MARGIN * span
+        if off_band:
             off.append(name)
     compared = sum(1 for b in range(values.shape[1]) if reference["p50"][b] is not None)
     bad_range = compared > 0 and len(off) > compared / 2

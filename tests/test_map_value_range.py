@@ -117,6 +117,16 @@ def test_reflectance_0_1_against_a_model_of_0_10000(tmp_path):
     one = dn.copy()
     one[:, 0] *= 100
     assert value_range_problem(one, ["uint16"] * 4, list("abcd"), ref) is None
+    # a clear date against a hazy training date (narrow range, 3x darker) is not other units
+    hazy = training_value_range(rng.normal(0.3, 0.02, (5000, 4)), ["float32"] * 4)
+    assert value_range_problem(rng.normal(0.1, 0.03, (5000, 4)), ["float32"] * 4, list("abcd"), hazy) is None
+    assert "100x smaller" in value_range_problem(rng.normal(0.003, 0.0003, (5000, 4)), ["float32"] * 4,
+                                                 list("abcd"), hazy)
+    # values at or below 0 (SAR backscatter in dB) are compared on the widened range: x100 is off
+    db = rng.uniform(-25, -5, (5000, 2))
+    ref_db = training_value_range(db, ["float32"] * 2)
+    assert value_range_problem(db + 3, ["float32"] * 2, ["vv", "vh"], ref_db) is None
+    assert "100x larger" in value_range_problem(db * 100, ["float32"] * 2, ["vv", "vh"], ref_db)
 
 
 def test_an_old_model_without_the_field_still_maps(trained, tmp_path, caplog):
