@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SPLIT_COLORS", "block_frame", "group_frame", "plot_split_map", "samples_frame", "write_splits_gpkg"]
 
+#: Beyond this many blocks the split map shows only the points (see :func:`plot_split_map`).
+MAX_DRAWN_BLOCKS = 20_000
 SPLIT_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#d62728", EXCLUDED: "#7f7f7f",
                 "mixed": "#9467bd", "never-test": "#2ca02c"}
 
@@ -251,8 +253,13 @@ def _georeference(ax: Any, crs: Any) -> None:
                                   size_vertical=(ax.get_ylim()[1] - ax.get_ylim()[0]) / 150, fontproperties={"size": 8}))
 
 
-def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Path:
+def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path,
+                   max_blocks: int = MAX_DRAWN_BLOCKS) -> Path:
     """Draw the split as a PNG: blocks coloured by split, samples as points.
+
+    Past ``max_blocks`` blocks (a random split has one per sample) the blocks are not drawn
+    (the title says so): one matplotlib patch per block cost ~3 KB each, hundreds of MB for a
+    150,000-sample run, and blocks that small are invisible at this size anyway.
 
     Parameters
     ----------
@@ -260,6 +267,7 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
         The table that was split (needs ``x``, ``y``).
     result : SplitResult
     path : Path
+    max_blocks : int
 
     Returns
     -------
@@ -274,7 +282,8 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
     fig = Figure(figsize=(10, 7), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    if len(result.blocks):
+    draw_blocks = 0 < len(result.blocks) <= max_blocks
+    if draw_blocks:
         colors = [SPLIT_COLORS.get(str(s), "#cccccc") for s in result.blocks["split"]]
         result.blocks.plot(ax=ax, color=colors, alpha=0.25, edgecolor="#444444", linewidth=0.4)
     zones = buffer_zones(result, xy)[:1]  # fold 0, as the points
@@ -288,7 +297,10 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path) -> Pa
                        marker="." if s != EXCLUDED else "x", linewidths=0.5, rasterized=True)
     ax.legend(handles=_legend_handles(result, bool(zones)), loc="upper left", bbox_to_anchor=(1.01, 1.0),
               fontsize=8, framealpha=0.85)
-    ax.set_title(_title(result), fontsize=9)
+    title = _title(result)
+    if len(result.blocks) > max_blocks:
+        title += f"\n{len(result.blocks):,} blocks not drawn (more than {max_blocks:,}); the points show the split"
+    ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
     _georeference(ax, result.blocks.crs)
     fig.tight_layout()

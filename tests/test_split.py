@@ -341,6 +341,9 @@ def test_outputs_gpkg_and_map(tmp_path, strategy):
         assert contains_xy(buf.geometry.iloc[0], te[:, 0], te[:, 1]).all()
     png = plot_split_map(s, r, tmp_path / "split_map.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # past max_blocks the block patches are left out (memory of a one-block-per-sample split)
+    bare = plot_split_map(s, r, tmp_path / "bare.png", max_blocks=len(r.blocks) - 1)
+    assert len(r.blocks) and bare.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and bare.read_bytes() != png.read_bytes()
     assert not list(tmp_path.glob(".*tmp*"))
 
 
