@@ -21,7 +21,8 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/landcover demo
 
-test: $(VENV)/.installed
+# CI runs this: lint first (ruff, mypy), then the whole suite.
+test: $(VENV)/.installed lint
 	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # Unit tests only: no end-to-end run, no Prefect engine, no multi-second property search
@@ -32,6 +33,7 @@ test-fast: $(VENV)/.installed
 # ruff (lint) and mypy (types) on the package; `pip install -e ".[lint]"` provides both.
 lint: $(VENV)/.installed
 	$(PY) -m ruff check pipeline flows bench tests
+	$(PY) -m ruff format --check pipeline flows bench tests
 	$(PY) -m mypy
 
 bench: $(VENV)/.installed

@@ -46,14 +46,17 @@ CLASSES = ["water", "forest", "crop", "grass", "urban", "bare"]
 CLASS_IDS = [1, 2, 3, 4, 5, 6]
 COLORS = ["#1f78b4", "#33a02c", "#b2df8a", "#ffff99", "#e31a1c", "#b15928"]
 # Mean reflectance (x 10000) per class and band.
-SPECTRA = np.array([
-    [600, 700, 500, 300, 150, 100],
-    [300, 500, 300, 3000, 1500, 700],
-    [450, 750, 550, 3600, 2100, 1100],
-    [500, 800, 700, 2900, 2300, 1400],
-    [1000, 1100, 1200, 1900, 2200, 2000],
-    [1100, 1300, 1500, 2200, 2700, 2400],
-], dtype=np.float64)
+SPECTRA = np.array(
+    [
+        [600, 700, 500, 300, 150, 100],
+        [300, 500, 300, 3000, 1500, 700],
+        [450, 750, 550, 3600, 2100, 1100],
+        [500, 800, 700, 2900, 2300, 1400],
+        [1000, 1100, 1200, 1900, 2200, 2000],
+        [1100, 1300, 1500, 2200, 2700, 2400],
+    ],
+    dtype=np.float64,
+)
 NODATA = 0
 TEXTURE = 0.15  # relative amplitude of the within-class texture
 NOISE = 0.22  # relative per-pixel noise (classes overlap: the SVM keeps thousands of support vectors)
@@ -111,9 +114,21 @@ def make_scene(path: Path, size: int, seed: int = 0, n_sample: int = 26000) -> d
     rng = np.random.default_rng(seed + 1)
     tile = min(TILE, max(16, size))
     tile = tile - tile % 16 or 16
-    profile = dict(driver="GTiff", width=size, height=size, count=len(BANDS), dtype="uint16",
-                   crs="EPSG:32633", transform=from_origin(500000.0, 4000000.0, 10.0, 10.0), nodata=NODATA,
-                   tiled=True, blockxsize=tile, blockysize=tile, compress="deflate", predictor=2)
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=len(BANDS),
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=from_origin(500000.0, 4000000.0, 10.0, 10.0),
+        nodata=NODATA,
+        tiled=True,
+        blockxsize=tile,
+        blockysize=tile,
+        compress="deflate",
+        predictor=2,
+    )
     n_windows = (-(-size // tile)) ** 2
     sample_per_window = -(-n_sample // n_windows)
     Xs, ys, gs, xys = [], [], [], []
@@ -134,16 +149,26 @@ def make_scene(path: Path, size: int, seed: int = 0, n_sample: int = 26000) -> d
                 gs.append(np.full(len(flat), g))
                 xys.append(np.stack([c0 + flat % w, r0 + flat // w], axis=1).astype(np.float64))
                 g += 1
-    return {"X": np.concatenate(Xs), "y": np.concatenate(ys).astype(np.int64),
-            "groups": np.concatenate(gs).astype(np.int64), "xy": np.concatenate(xys)}
+    return {
+        "X": np.concatenate(Xs),
+        "y": np.concatenate(ys).astype(np.int64),
+        "groups": np.concatenate(gs).astype(np.int64),
+        "xy": np.concatenate(xys),
+    }
 
 
 # -- models ------------------------------------------------------------------------------------
 def _meta(name: str):
     from pipeline.models.base import ModelMeta
 
-    return ModelMeta(model=name, band_names=list(BANDS), class_ids=list(CLASS_IDS), class_names=list(CLASSES),
-                     class_colors=list(COLORS), patch_size=1)
+    return ModelMeta(
+        model=name,
+        band_names=list(BANDS),
+        class_ids=list(CLASS_IDS),
+        class_names=list(CLASSES),
+        class_colors=list(COLORS),
+        patch_size=1,
+    )
 
 
 class ZeroModel:
@@ -159,8 +184,15 @@ class ZeroModel:
         return np.zeros(block.shape[1:], np.int64), np.ones(block.shape[1:], np.float32)
 
 
-def fit_models(sample: dict[str, np.ndarray], models: tuple[str, ...], workdir: Path, seed: int = 0,
-               svm_train: int = 10000, rf_trees: int = 100, n_train: int = 20000) -> dict[str, dict]:
+def fit_models(
+    sample: dict[str, np.ndarray],
+    models: tuple[str, ...],
+    workdir: Path,
+    seed: int = 0,
+    svm_train: int = 10000,
+    rf_trees: int = 100,
+    n_train: int = 20000,
+) -> dict[str, dict]:
     """Fit each baseline on the pixel sample and save it (skops) into ``workdir``."""
     from pipeline.config import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
     from pipeline.models import build_model
@@ -168,8 +200,9 @@ def fit_models(sample: dict[str, np.ndarray], models: tuple[str, ...], workdir: 
 
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(sample["y"]))[:n_train]
-    train = TrainingData(sample["X"][idx][:, :, None, None], sample["y"][idx], sample["groups"][idx],
-                         sample["xy"][idx], list(BANDS))
+    train = TrainingData(
+        sample["X"][idx][:, :, None, None], sample["y"][idx], sample["groups"][idx], sample["xy"][idx], list(BANDS)
+    )
     settings = {
         "decision_tree": DecisionTreeConfig(),
         "random_forest": RandomForestConfig(n_estimators=rf_trees, n_jobs=2),
@@ -202,15 +235,18 @@ def _child(model_path: str, raster: str, out_tif: str, window_size: int) -> dict
         res = classify_raster(model, stack, Path(out_tif), window_size=window_size, progress=False)
     from bench.procstat import peak_rss_mb
 
-    return {"mpx_per_s": res["mpx_per_s"], "seconds": res["seconds"], "pixels": res["pixels"],
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "mpx_per_s": res["mpx_per_s"],
+        "seconds": res["seconds"],
+        "pixels": res["pixels"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def _run_child(model_path: str, raster: Path, out_tif: Path, window_size: int) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "bench.baselines", "--child", model_path, str(raster), str(out_tif),
-           str(window_size)]
+    cmd = [sys.executable, "-m", "bench.baselines", "--child", model_path, str(raster), str(out_tif), str(window_size)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child for {model_path} failed:\n{proc.stderr[-3000:]}")
@@ -222,9 +258,10 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
     """``SVC.predict`` against the fast path on the same pixels, ``repeats`` times interleaved
     (the order alternates), so that load from other processes hits both alike; rates and the
     speed-up are medians, the speed-up of each repeat from its own pair of timings."""
+    from rasterio.windows import Window
+
     from pipeline.models import load_model
     from pipeline.raster import RasterStack
-    from rasterio.windows import Window
 
     model = load_model(model_path)
     with RasterStack.open(raster) as stack:
@@ -239,7 +276,7 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
     t_sk, t_fast = [], []
     ref = fast = None
     for r in range(max(1, repeats)):
-        for which in (("sk", "fast") if r % 2 == 0 else ("fast", "sk")):
+        for which in ("sk", "fast") if r % 2 == 0 else ("fast", "sk"):
             t0 = time.perf_counter()
             if which == "sk":
                 ref = model.estimator.predict(Xs)
@@ -249,19 +286,37 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
                 t_fast.append(time.perf_counter() - t0)
     n = len(X)
     ratios = [a / b for a, b in zip(t_sk, t_fast)]
-    return {"n_pixels_compared": int(n), "repeats": len(t_sk),
-            "sklearn_mpx_per_s": n / 1e6 / float(np.median(t_sk)), "fast_mpx_per_s": n / 1e6 / float(np.median(t_fast)),
-            "speedup_vs_sklearn": float(np.median(ratios)), "speedup_per_repeat": ratios,
-            "sklearn_seconds_all": t_sk, "fast_seconds_all": t_fast,
-            "label_agreement": float(np.mean(fast == ref)), "n_label_differences": int(np.sum(fast != ref)),
-            "n_support_vectors": int(len(model.estimator.support_vectors_))}
+    return {
+        "n_pixels_compared": int(n),
+        "repeats": len(t_sk),
+        "sklearn_mpx_per_s": n / 1e6 / float(np.median(t_sk)),
+        "fast_mpx_per_s": n / 1e6 / float(np.median(t_fast)),
+        "speedup_vs_sklearn": float(np.median(ratios)),
+        "speedup_per_repeat": ratios,
+        "sklearn_seconds_all": t_sk,
+        "fast_seconds_all": t_fast,
+        "label_agreement": float(np.mean(fast == ref)),
+        "n_label_differences": int(np.sum(fast != ref)),
+        "n_support_vectors": int(len(model.estimator.support_vectors_)),
+    }
 
 
 # -- driver ------------------------------------------------------------------------------------
-def run_bench(out_json: Path = DEFAULT_OUT, size: int = 4096, models: tuple[str, ...] = MODELS, seed: int = 0,
-              svm_train: int = 10000, rf_trees: int = 100, n_train: int = 20000, sk_pixels: int = 200_000,
-              window_size: int = 512, workdir: Path | None = None, log=print, repeats: int = 3,
-              map_repeats: int = 1) -> dict:
+def run_bench(
+    out_json: Path = DEFAULT_OUT,
+    size: int = 4096,
+    models: tuple[str, ...] = MODELS,
+    seed: int = 0,
+    svm_train: int = 10000,
+    rf_trees: int = 100,
+    n_train: int = 20000,
+    sk_pixels: int = 200_000,
+    window_size: int = 512,
+    workdir: Path | None = None,
+    log=print,
+    repeats: int = 3,
+    map_repeats: int = 1,
+) -> dict:
     """Run the benchmark and write ``out_json``; returns the report.
 
     The mappings (I/O floor and every model) run ``map_repeats`` times interleaved (all of
@@ -274,8 +329,10 @@ def run_bench(out_json: Path = DEFAULT_OUT, size: int = 4096, models: tuple[str,
         raster = tmp / "scene.tif"
         t0 = time.perf_counter()
         sample = make_scene(raster, size, seed=seed, n_sample=int(1.3 * max(n_train, svm_train)))
-        log(f"scene {size} x {size} x {len(BANDS)} written in {time.perf_counter() - t0:.1f} s "
-            f"({len(sample['y'])} labelled pixels sampled)")
+        log(
+            f"scene {size} x {size} x {len(BANDS)} written in {time.perf_counter() - t0:.1f} s "
+            f"({len(sample['y'])} labelled pixels sampled)"
+        )
         fitted = fit_models(sample, models, tmp, seed=seed, svm_train=svm_train, rf_trees=rf_trees, n_train=n_train)
         for name, f in fitted.items():
             log(f"fit {name}: {f['fit_seconds']} s")
@@ -285,34 +342,54 @@ def run_bench(out_json: Path = DEFAULT_OUT, size: int = 4096, models: tuple[str,
                 path = "io_floor" if name == "io_floor" else fitted[name]["path"]
                 r = _run_child(path, raster, tmp / f"{name}.tif", window_size)
                 runs[name].append(r)
-                log(f"[{rep + 1}/{map_repeats}] map {name}: {r['mpx_per_s']:.3f} Mpx/s, "
-                    f"peak {r['peak_rss_mb']:.0f} MB, {r['seconds']:.1f} s")
+                log(
+                    f"[{rep + 1}/{map_repeats}] map {name}: {r['mpx_per_s']:.3f} Mpx/s, "
+                    f"peak {r['peak_rss_mb']:.0f} MB, {r['seconds']:.1f} s"
+                )
 
         def median_run(rs: list[dict]) -> dict:
             secs = float(np.median([r["seconds"] for r in rs]))
-            return {"mpx_per_s": rs[0]["pixels"] / 1e6 / secs, "seconds": secs, "pixels": rs[0]["pixels"],
-                    "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
-                    "seconds_all": [r["seconds"] for r in rs]}
+            return {
+                "mpx_per_s": rs[0]["pixels"] / 1e6 / secs,
+                "seconds": secs,
+                "pixels": rs[0]["pixels"],
+                "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
+                "seconds_all": [r["seconds"] for r in rs],
+            }
 
         io = median_run(runs["io_floor"])
         results: dict[str, dict] = {}
         for name in models:
-            results[name] = {**median_run(runs[name]), "fit_seconds": fitted[name]["fit_seconds"],
-                             "fit_info": fitted[name]["fit_info"]}
+            results[name] = {
+                **median_run(runs[name]),
+                "fit_seconds": fitted[name]["fit_seconds"],
+                "fit_info": fitted[name]["fit_info"],
+            }
         if "svm" in models:
             cmp_ = svm_vs_sklearn(Path(fitted["svm"]["path"]), raster, sk_pixels, repeats=repeats)
             cmp_["map_speedup_vs_sklearn"] = results["svm"]["mpx_per_s"] / cmp_["sklearn_mpx_per_s"]
             results["svm"].update(cmp_)
-            log(f"svm vs SVC.predict on {cmp_['n_pixels_compared']} px: {cmp_['speedup_vs_sklearn']:.1f}x, "
-                f"agreement {cmp_['label_agreement']:.6f}")
+            log(
+                f"svm vs SVC.predict on {cmp_['n_pixels_compared']} px: {cmp_['speedup_vs_sklearn']:.1f}x, "
+                f"agreement {cmp_['label_agreement']:.6f}"
+            )
     report = {
         "benchmark": "baselines",
-        "size": size, "bands": len(BANDS), "pixels": size * size, "window_size": window_size,
+        "size": size,
+        "bands": len(BANDS),
+        "pixels": size * size,
+        "window_size": window_size,
         "raster": {"dtype": "uint16", "tile": TILE, "compress": "deflate", "predictor": 2},
-        "repeats": repeats, "map_repeats": map_repeats,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "sklearn": sklearn.__version__,
-                    "numpy": np.__version__},
-        "io_floor_mpx_per_s": io["mpx_per_s"], "io_floor_peak_rss_mb": io["peak_rss_mb"],
+        "repeats": repeats,
+        "map_repeats": map_repeats,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
+        "io_floor_mpx_per_s": io["mpx_per_s"],
+        "io_floor_peak_rss_mb": io["peak_rss_mb"],
         "models": results,
     }
     write_json(out_json, report)  # atomic; NaN -> null
@@ -322,13 +399,17 @@ def run_bench(out_json: Path = DEFAULT_OUT, size: int = 4096, models: tuple[str,
 def table(report: dict) -> str:
     """Markdown table of a report (the README's performance section)."""
     lines = ["| model | Mpx/s | peak RSS (MB) | notes |", "| --- | ---: | ---: | --- |"]
-    lines.append(f"| I/O floor (read + write) | {report['io_floor_mpx_per_s']:.2f} | {report['io_floor_peak_rss_mb']:.0f} | |")
+    lines.append(
+        f"| I/O floor (read + write) | {report['io_floor_mpx_per_s']:.2f} | {report['io_floor_peak_rss_mb']:.0f} | |"
+    )
     for name, r in report["models"].items():
         note = ""
         if "speedup_vs_sklearn" in r:
-            note = (f"{r['n_support_vectors']} SVs; {r['speedup_vs_sklearn']:.1f}x `SVC.predict` "
-                    f"({r['fast_mpx_per_s']:.3f} vs {r['sklearn_mpx_per_s']:.4f} Mpx/s on {r['n_pixels_compared']} px), "
-                    f"label agreement {100 * r['label_agreement']:.4f}%")
+            note = (
+                f"{r['n_support_vectors']} SVs; {r['speedup_vs_sklearn']:.1f}x `SVC.predict` "
+                f"({r['fast_mpx_per_s']:.3f} vs {r['sklearn_mpx_per_s']:.4f} Mpx/s on {r['n_pixels_compared']} px), "
+                f"label agreement {100 * r['label_agreement']:.4f}%"
+            )
         lines.append(f"| {name} | {r['mpx_per_s']:.3f} | {r['peak_rss_mb']:.0f} | {note} |")
     return "\n".join(lines)
 
@@ -340,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(prog="landcover bench baselines", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=4096, help="raster side in pixels (default 4096)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(REPO)})")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(REPO)})"
+    )
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated baselines to run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--svm-train", type=int, default=10000, help="SVM training pixels (sets its support vectors)")
@@ -356,10 +439,21 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in models if m not in MODELS]
     if bad or a.size < 16:
         p.error(f"unknown model {bad[0]!r}" if bad else "--size must be at least 16")
-    report = run_bench(a.out, size=a.size, models=models, seed=a.seed, svm_train=a.svm_train, rf_trees=a.rf_trees,
-                       n_train=a.n_train, sk_pixels=a.sk_pixels, window_size=a.window_size, workdir=a.workdir,
-                       repeats=a.repeats, map_repeats=a.map_repeats,
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run_bench(
+        a.out,
+        size=a.size,
+        models=models,
+        seed=a.seed,
+        svm_train=a.svm_train,
+        rf_trees=a.rf_trees,
+        n_train=a.n_train,
+        sk_pixels=a.sk_pixels,
+        window_size=a.window_size,
+        workdir=a.workdir,
+        repeats=a.repeats,
+        map_repeats=a.map_repeats,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     print(table(report))
     print(f"wrote {a.out}")
     return 0

@@ -54,9 +54,16 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available()}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
 
 
 def synthetic_raster(bands: int, size: int, seed: int) -> np.ndarray:
@@ -77,8 +84,14 @@ def _build(kind: str, bands: int, classes: int, patch_size: int, channels: int, 
 
     spec = registry.get(kind)
     cls, cfg = spec.model_class(), spec.config
-    meta = ModelMeta(kind, [f"b{i}" for i in range(bands)], list(range(1, classes + 1)),
-                     [f"c{i}" for i in range(classes)], ["#808080"] * classes, patch_size)
+    meta = ModelMeta(
+        kind,
+        [f"b{i}" for i in range(bands)],
+        list(range(1, classes + 1)),
+        [f"c{i}" for i in range(classes)],
+        ["#808080"] * classes,
+        patch_size,
+    )
     model = cls(settings=cfg(channels=channels), meta=meta, seed=seed, device=device)
     randomize_batchnorm(model.net, seed)
     model.progress = False
@@ -128,9 +141,11 @@ class _ConvTimer:
         self._t0: dict[str, float] = {}
         self._hooks: list = []
 
-    def __enter__(self) -> "_ConvTimer":
+    def __enter__(self) -> _ConvTimer:
         for name, m in self.convs:
-            self._hooks.append(m.register_forward_pre_hook(lambda _m, _i, n=name: self._t0.__setitem__(n, time.perf_counter())))
+            self._hooks.append(
+                m.register_forward_pre_hook(lambda _m, _i, n=name: self._t0.__setitem__(n, time.perf_counter()))
+            )
             self._hooks.append(m.register_forward_hook(lambda mod, _i, out, n=name: self._stop(n, mod, out)))
         return self
 
@@ -155,8 +170,12 @@ def layer_rates(model, run_dense, run_patch) -> tuple[list[dict[str, Any]], dict
         timers[mode] = t
     rows = []
     for name, m in timers["dense"].convs:
-        row: dict[str, Any] = {"layer": name, "in_channels": m.in_channels, "out_channels": m.out_channels,
-                               "kernel": m.kernel_size[0]}
+        row: dict[str, Any] = {
+            "layer": name,
+            "in_channels": m.in_channels,
+            "out_channels": m.out_channels,
+            "kernel": m.kernel_size[0],
+        }
         for mode, t in timers.items():
             sec = t.seconds[name]
             row[f"{mode}_macs"] = t.macs[name]
@@ -178,15 +197,28 @@ def naive_patch_rate(model, padded: np.ndarray, rows: np.ndarray, cols: np.ndarr
     t0 = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, len(rows), batch):
-            cut = np.stack([padded[:, r:r + k, c:c + k] for r, c in zip(rows[s:s + batch], cols[s:s + batch])])
+            cut = np.stack([padded[:, r : r + k, c : c + k] for r, c in zip(rows[s : s + batch], cols[s : s + batch])])
             x = model._standardise(model.device_settings.to_device(torch.from_numpy(cut)), norm, False)
             net(x).cpu()
     return len(rows) / 1e6 / (time.perf_counter() - t0)
 
 
-def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, classes: int, window_size: int,
-                 patch_pixels: int, patch_batch: int, train_samples: int, train_batch: int, device: str,
-                 seed: int, repeats: int = 1, naive_pixels: int = 2048) -> dict[str, Any]:
+def _bench_model(
+    kind: str,
+    img: np.ndarray,
+    patch_size: int,
+    channels: int,
+    classes: int,
+    window_size: int,
+    patch_pixels: int,
+    patch_batch: int,
+    train_samples: int,
+    train_batch: int,
+    device: str,
+    seed: int,
+    repeats: int = 1,
+    naive_pixels: int = 2048,
+) -> dict[str, Any]:
     from pipeline.models.base import TrainingData
     from pipeline.models.deep import band_stats
 
@@ -215,16 +247,16 @@ def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, cla
         for r in range(0, size, window_size):
             for c in range(0, size, window_size):
                 hh, ww = min(window_size, size - r), min(window_size, size - c)
-                block = padded[:, r:r + hh + 2 * h, c:c + ww + 2 * h]
-                dense[:, r:r + hh, c:c + ww] = model.block_logits(block)
+                block = padded[:, r : r + hh + 2 * h, c : c + ww + 2 * h]
+                dense[:, r : r + hh, c : c + ww] = model.block_logits(block)
         return time.perf_counter() - t0
 
     def run_patch() -> float:
         t0 = time.perf_counter()
         for s in range(0, n, patch_batch):
-            rr, cc = rows[s:s + patch_batch], cols[s:s + patch_batch]
-            cut = np.stack([padded[:, r:r + patch_size, c:c + patch_size] for r, c in zip(rr, cc)])
-            patch[s:s + len(rr)] = model.patch_logits(cut)
+            rr, cc = rows[s : s + patch_batch], cols[s : s + patch_batch]
+            cut = np.stack([padded[:, r : r + patch_size, c : c + patch_size] for r, c in zip(rr, cc)])
+            patch[s : s + len(rr)] = model.patch_logits(cut)
         return time.perf_counter() - t0
 
     # Interleaved (dense, patch, naive, dense, ...) so that load from other processes on a
@@ -248,7 +280,7 @@ def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, cla
     tr_n = max(train_batch * 2, train_samples)
     tr_rows = rng.integers(0, size, tr_n)
     tr_cols = rng.integers(0, size, tr_n)
-    tr_patches = np.stack([padded[:, r:r + patch_size, c:c + patch_size] for r, c in zip(tr_rows, tr_cols)])
+    tr_patches = np.stack([padded[:, r : r + patch_size, c : c + patch_size] for r, c in zip(tr_rows, tr_cols)])
     y = rng.integers(1, classes + 1, tr_n).astype(np.int64)
     train = TrainingData(tr_patches, y, np.arange(tr_n), np.zeros((tr_n, 2)), model.meta.band_names)
     model.settings = model.settings.model_copy(update={"epochs": 1, "batch_size": train_batch})
@@ -258,31 +290,57 @@ def _bench_model(kind: str, img: np.ndarray, patch_size: int, channels: int, cla
         model.fit(train, None)
         rates.append(float(model.fit_info["train_samples_per_s"]))
     return {
-        "dense_mpx_per_s": dense_rate, "patch_mpx_per_s": patch_rate, "dense_speedup": dense_rate / patch_rate,
+        "dense_mpx_per_s": dense_rate,
+        "patch_mpx_per_s": patch_rate,
+        "dense_speedup": dense_rate / patch_rate,
         "max_logit_diff": float(np.abs(ref - patch).max()),
         "label_agreement": float(np.mean(ref.argmax(1) == patch.argmax(1))),
         # Each repetition's own ratio (its dense and per-patch timings ran back to back): the
         # median is steadier than best-over-best when the machine's load changes mid-run.
-        "dense_speedup_per_repeat": per_repeat, "dense_speedup_median": float(np.median(per_repeat)),
-        "naive_patch_mpx_per_s": max(naive_rates), "dense_speedup_vs_naive_patch": dense_rate / max(naive_rates),
+        "dense_speedup_per_repeat": per_repeat,
+        "dense_speedup_median": float(np.median(per_repeat)),
+        "naive_patch_mpx_per_s": max(naive_rates),
+        "dense_speedup_vs_naive_patch": dense_rate / max(naive_rates),
         "layers": layers,
         # All convolutions together; speed-up ~ mac_ratio * dense_conv_gflops / patch_conv_gflops.
-        "dense_conv_gflops": conv_gflops["dense"], "patch_conv_gflops": conv_gflops["patch"],
-        "dense_seconds": t_dense, "dense_pixels": size * size, "patch_seconds": t_patch, "patch_pixels": n,
-        "train_samples_per_s": max(rates), "train_samples": tr_n,
-        "dense_seconds_all": dense_times, "patch_seconds_all": patch_times, "train_samples_per_s_all": rates,
-        "train_batch": train_batch, "parameters": int(sum(p.numel() for p in model.net.parameters())),
+        "dense_conv_gflops": conv_gflops["dense"],
+        "patch_conv_gflops": conv_gflops["patch"],
+        "dense_seconds": t_dense,
+        "dense_pixels": size * size,
+        "patch_seconds": t_patch,
+        "patch_pixels": n,
+        "train_samples_per_s": max(rates),
+        "train_samples": tr_n,
+        "dense_seconds_all": dense_times,
+        "patch_seconds_all": patch_times,
+        "train_samples_per_s_all": rates,
+        "train_batch": train_batch,
+        "parameters": int(sum(p.numel() for p in model.net.parameters())),
         "conv_layers": (patch_size - 1) // 2,
-        "macs_per_pixel_dense": macs_dense, "macs_per_pixel_patch": macs_patch,
+        "macs_per_pixel_dense": macs_dense,
+        "macs_per_pixel_patch": macs_patch,
         "mac_ratio": macs_patch / macs_dense,
     }
 
 
-def run_bench(out_json: str | Path = DEFAULT_OUT, size: int = 1024, patch_size: int = 13, bands: int = 6,
-              channels: int = 64, classes: int = 8, window_size: int = 512, patch_pixels: int = 8192,
-              patch_batch: int = 1024, train_samples: int = 2048, train_batch: int = 256, device: str = "cpu",
-              seed: int = 0, models: tuple[str, ...] = ("cnn", "resnet"), repeats: int = 5,
-              log=print) -> dict[str, Any]:
+def run_bench(
+    out_json: str | Path = DEFAULT_OUT,
+    size: int = 1024,
+    patch_size: int = 13,
+    bands: int = 6,
+    channels: int = 64,
+    classes: int = 8,
+    window_size: int = 512,
+    patch_pixels: int = 8192,
+    patch_batch: int = 1024,
+    train_samples: int = 2048,
+    train_batch: int = 256,
+    device: str = "cpu",
+    seed: int = 0,
+    models: tuple[str, ...] = ("cnn", "resnet"),
+    repeats: int = 5,
+    log=print,
+) -> dict[str, Any]:
     """Run the benchmark and write ``out_json``; returns the report.
 
     Each timing is repeated ``repeats`` times after a warm-up and the best is reported
@@ -294,28 +352,62 @@ def run_bench(out_json: str | Path = DEFAULT_OUT, size: int = 1024, patch_size: 
     dev = str(select_device(device))
     img = synthetic_raster(bands, size, seed)
     report: dict[str, Any] = {
-        "benchmark": "deep", "machine": machine_info(), "device": dev,
-        "params": {"size": size, "patch_size": patch_size, "bands": bands, "channels": channels, "classes": classes,
-                   "window_size": window_size, "patch_pixels": patch_pixels, "patch_batch": patch_batch,
-                   "train_samples": train_samples, "train_batch": train_batch, "seed": seed, "repeats": repeats},
+        "benchmark": "deep",
+        "machine": machine_info(),
+        "device": dev,
+        "params": {
+            "size": size,
+            "patch_size": patch_size,
+            "bands": bands,
+            "channels": channels,
+            "classes": classes,
+            "window_size": window_size,
+            "patch_pixels": patch_pixels,
+            "patch_batch": patch_batch,
+            "train_samples": train_samples,
+            "train_batch": train_batch,
+            "seed": seed,
+            "repeats": repeats,
+        },
         "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "models": {},
     }
     for kind in models:
-        res = _bench_model(kind, img, patch_size, channels, classes, window_size, patch_pixels, patch_batch,
-                           train_samples, train_batch, dev, seed, repeats)
+        res = _bench_model(
+            kind,
+            img,
+            patch_size,
+            channels,
+            classes,
+            window_size,
+            patch_pixels,
+            patch_batch,
+            train_samples,
+            train_batch,
+            dev,
+            seed,
+            repeats,
+        )
         report["models"][kind] = res
         if log:
-            log(f"{kind}: dense {res['dense_mpx_per_s']:.4f} Mpx/s, per-patch {res['patch_mpx_per_s']:.5f} Mpx/s, "
+            log(
+                f"{kind}: dense {res['dense_mpx_per_s']:.4f} Mpx/s, per-patch {res['patch_mpx_per_s']:.5f} Mpx/s, "
                 f"speed-up {res['dense_speedup']:.1f}x (median of repeats {res['dense_speedup_median']:.1f}x; MAC ratio {res['mac_ratio']:.1f}x), max logit diff {res['max_logit_diff']:.2e}, "
-                f"train {res['train_samples_per_s']:.0f} samples/s")
-            log(f"  plain per-patch loop (batch 64, NCHW, BN not folded): {res['naive_patch_mpx_per_s']:.5f} Mpx/s, "
-                f"dense is {res['dense_speedup_vs_naive_patch']:.0f}x that")
-            log(f"  all convolutions: {res['dense_conv_gflops']:.0f} GFLOP/s dense, {res['patch_conv_gflops']:.0f} per-patch")
+                f"train {res['train_samples_per_s']:.0f} samples/s"
+            )
+            log(
+                f"  plain per-patch loop (batch 64, NCHW, BN not folded): {res['naive_patch_mpx_per_s']:.5f} Mpx/s, "
+                f"dense is {res['dense_speedup_vs_naive_patch']:.0f}x that"
+            )
+            log(
+                f"  all convolutions: {res['dense_conv_gflops']:.0f} GFLOP/s dense, {res['patch_conv_gflops']:.0f} per-patch"
+            )
             log("  conv layer            GFLOP/s dense  per-patch   time share dense  per-patch")
             for row in res["layers"]:
-                log(f"  {row['layer']:<20s} {row['dense_gflops'] or 0:>13.0f} {row['patch_gflops'] or 0:>10.0f} "
-                    f"{row['dense_time_share']:>17.1%} {row['patch_time_share']:>10.1%}")
+                log(
+                    f"  {row['layer']:<20s} {row['dense_gflops'] or 0:>13.0f} {row['patch_gflops'] or 0:>10.0f} "
+                    f"{row['dense_time_share']:>17.1%} {row['patch_time_share']:>10.1%}"
+                )
     report["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     out = Path(out_json)
     write_json(out, report)  # atomic; NaN -> null
@@ -335,9 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch-pixels", type=int, default=8192, help="pixels classified per-patch (a random subset)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default cpu)")
     p.add_argument("--models", default="cnn,resnet")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions, dense and per-patch interleaved; the best of each is reported (default 5)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads for this run (default: torch's own choice)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed repetitions, dense and per-patch interleaved; the best of each is reported (default 5)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads for this run (default: torch's own choice)"
+    )
     a = p.parse_args(argv)
     from pipeline.errors import InputError
 
@@ -357,9 +455,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         torch.set_num_threads(a.threads)
     try:
-        run_bench(a.out, size=a.size, patch_size=a.patch_size, bands=a.bands, channels=a.channels,
-                  window_size=a.window_size, patch_pixels=a.patch_pixels, device=a.device, models=models,
-                  repeats=max(1, a.repeats))
+        run_bench(
+            a.out,
+            size=a.size,
+            patch_size=a.patch_size,
+            bands=a.bands,
+            channels=a.channels,
+            window_size=a.window_size,
+            patch_pixels=a.patch_pixels,
+            device=a.device,
+            models=models,
+            repeats=max(1, a.repeats),
+        )
     except InputError as e:
         print(str(e), file=sys.stderr)
         return 2

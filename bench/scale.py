@@ -53,8 +53,15 @@ S2_TILE = 10980  # pixels on a side of one Sentinel-2 tile at 10 m
 MODELS = ("io_floor", "decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
 # Largest raster side each model is mapped at (the slow ones would take minutes per repeat at
 # 8192^2; their growth exponent comes from the smaller sizes).
-MAX_SIZE = {"io_floor": 8192, "decision_tree": 8192, "max_likelihood": 4096, "random_forest": 2048,
-            "svm": 2048, "cnn": 2048, "resnet": 2048}
+MAX_SIZE = {
+    "io_floor": 8192,
+    "decision_tree": 8192,
+    "max_likelihood": 4096,
+    "random_forest": 2048,
+    "svm": 2048,
+    "cnn": 2048,
+    "resnet": 2048,
+}
 TILE = 512
 NODATA = 0
 PATCH = 9  # patch size of the deep models (the config default)
@@ -104,8 +111,9 @@ def _spectra(n_bands: int) -> np.ndarray:
     return np.stack([np.interp(pos, np.arange(SPECTRA.shape[1]), s) for s in SPECTRA])
 
 
-def write_raster(path: Path, size: int, n_bands: int, seed: int = 0, n_sample: int = 0,
-                 patch: int = 1) -> dict[str, np.ndarray]:
+def write_raster(
+    path: Path, size: int, n_bands: int, seed: int = 0, n_sample: int = 0, patch: int = 1
+) -> dict[str, np.ndarray]:
     """Write a ``size x size x n_bands`` uint16 GeoTIFF (tiled 512, DEFLATE, pixel-interleaved)
     window by window, with the classes of :class:`bench.baselines._Scene` (evaluated on a grid
     8x coarser, which keeps their 150-900 px structure and makes an 8192^2 raster cheap).
@@ -123,10 +131,23 @@ def write_raster(path: Path, size: int, n_bands: int, seed: int = 0, n_sample: i
     spectra = _spectra(n_bands).astype(np.float32)
     rng = np.random.default_rng([seed, size, n_bands])
     tile = min(TILE, max(16, size - size % 16))
-    profile = dict(driver="GTiff", width=size, height=size, count=n_bands, dtype="uint16", crs="EPSG:32633",
-                   transform=from_origin(500000.0, 4000000.0, 10.0, 10.0), nodata=NODATA, tiled=True,
-                   blockxsize=tile, blockysize=tile, compress="deflate", predictor=2, interleave="pixel",
-                   BIGTIFF="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=n_bands,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=from_origin(500000.0, 4000000.0, 10.0, 10.0),
+        nodata=NODATA,
+        tiled=True,
+        blockxsize=tile,
+        blockysize=tile,
+        compress="deflate",
+        predictor=2,
+        interleave="pixel",
+        BIGTIFF="IF_SAFER",
+    )
     n_windows = (-(-size // tile)) ** 2
     per_window = -(-n_sample // n_windows) if n_sample else 0
     h_p = patch // 2
@@ -140,8 +161,9 @@ def write_raster(path: Path, size: int, n_bands: int, seed: int = 0, n_sample: i
                 h, w = min(tile, size - r0), min(tile, size - c0)
                 r = np.arange(r0, r0 + h, step, dtype=np.float32)[:, None]
                 c = np.arange(c0, c0 + w, step, dtype=np.float32)[None, :]
-                fields = np.stack([scene._waves(r, c, scene.kc[i], scene.ang[i], scene.ph[i])
-                                   for i in range(len(scene.kc))])
+                fields = np.stack(
+                    [scene._waves(r, c, scene.kc[i], scene.ang[i], scene.ph[i]) for i in range(len(scene.kc))]
+                )
                 cls = np.repeat(np.repeat(np.argmax(fields, axis=0), step, 0), step, 1)[:h, :w]
                 vals = np.empty((n_bands, h, w), np.uint16)
                 for b in range(n_bands):
@@ -149,7 +171,7 @@ def write_raster(path: Path, size: int, n_bands: int, seed: int = 0, n_sample: i
                     v = spectra[cls, b] * (1.0 + NOISE * noise)
                     np.clip(v, 1, 65535, out=v)
                     vals[b] = v
-                rr, cc = np.mgrid[r0:r0 + h, c0:c0 + w]
+                rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
                 vals[:, (rr + cc) < size * 0.03] = NODATA  # a nodata corner
                 dst.write(vals, window=Window(c0, r0, w, h))
                 if per_window and h > patch and w > patch:
@@ -160,8 +182,11 @@ def write_raster(path: Path, size: int, n_bands: int, seed: int = 0, n_sample: i
                     pr, pc = pr[ok], pc[ok]
                     X.append(vals[:, pr, pc].T.astype(np.float32))
                     if patch > 1:
-                        cut = np.stack([vals[:, a - h_p:a + h_p + 1, b - h_p:b + h_p + 1] for a, b in zip(pr, pc)]) \
-                            if len(pr) else np.empty((0, n_bands, patch, patch), np.uint16)
+                        cut = (
+                            np.stack([vals[:, a - h_p : a + h_p + 1, b - h_p : b + h_p + 1] for a, b in zip(pr, pc)])
+                            if len(pr)
+                            else np.empty((0, n_bands, patch, patch), np.uint16)
+                        )
                         P.append(cut.astype(np.float32))
                     ys.append(np.asarray(CLASS_IDS)[cls[pr, pc]])
                     gs.append(np.full(len(pr), g))
@@ -169,8 +194,12 @@ def write_raster(path: Path, size: int, n_bands: int, seed: int = 0, n_sample: i
                 g += 1
     if not X:
         return {}
-    out = {"X": np.concatenate(X), "y": np.concatenate(ys).astype(np.int64),
-           "groups": np.concatenate(gs).astype(np.int64), "xy": np.concatenate(xy)}
+    out = {
+        "X": np.concatenate(X),
+        "y": np.concatenate(ys).astype(np.int64),
+        "groups": np.concatenate(gs).astype(np.int64),
+        "xy": np.concatenate(xy),
+    }
     if P:
         out["patches"] = np.concatenate(P)
     return out
@@ -181,18 +210,31 @@ def _meta(name: str, n_bands: int, patch: int):
     from bench.baselines import CLASS_IDS, CLASSES, COLORS
     from pipeline.models.base import ModelMeta
 
-    return ModelMeta(model=name, band_names=band_names(n_bands), class_ids=list(CLASS_IDS),
-                     class_names=list(CLASSES), class_colors=list(COLORS), patch_size=patch)
+    return ModelMeta(
+        model=name,
+        band_names=band_names(n_bands),
+        class_ids=list(CLASS_IDS),
+        class_names=list(CLASSES),
+        class_colors=list(COLORS),
+        patch_size=patch,
+    )
 
 
-def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settings, n_jobs: int = 2,
-              tag: str = "") -> str:
+def fit_model(
+    name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settings, n_jobs: int = 2, tag: str = ""
+) -> str:
     """Fit ``name`` on the sample and save it under ``workdir``; returns the path
     (``"io_floor"`` for the mapping with no model)."""
     if name == "io_floor":
         return "io_floor"
-    from pipeline.config import (CNNConfig, DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig,
-                                 ResNetConfig, SVMConfig)
+    from pipeline.config import (
+        CNNConfig,
+        DecisionTreeConfig,
+        MaxLikelihoodConfig,
+        RandomForestConfig,
+        ResNetConfig,
+        SVMConfig,
+    )
     from pipeline.models import build_model, model_suffix
     from pipeline.models.base import TrainingData
 
@@ -206,7 +248,7 @@ def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settin
         "cnn": lambda: CNNConfig(epochs=s.deep_epochs, channels=s.deep_channels),
         "resnet": lambda: ResNetConfig(epochs=s.deep_epochs, channels=s.deep_channels),
     }[name]()
-    idx = np.random.default_rng(s.seed).permutation(len(sample["y"]))[:s.n_train_deep if deep else s.n_train]
+    idx = np.random.default_rng(s.seed).permutation(len(sample["y"]))[: s.n_train_deep if deep else s.n_train]
     patches = sample["patches"][idx] if deep else sample["X"][idx][:, :, None, None]
     train = TrainingData(patches, sample["y"][idx], sample["groups"][idx], sample["xy"][idx], band_names(n_bands))
     model = build_model(name, settings, _meta(name, n_bands, s.patch_size if deep else 1), seed=s.seed)
@@ -220,10 +262,9 @@ def fit_model(name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settin
 def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, Any]:
     """Map ``raster`` as ``landcover map`` does (load, classify, COG) and time it."""
     from bench.baselines import ZeroModel
+    from bench.procstat import rss_mb
     from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
-
-    from bench.procstat import rss_mb
 
     if model == "io_floor":
         import rasterio
@@ -254,9 +295,12 @@ def job_map_dask(model: str, raster: str, out: str, window_size: int, n_workers:
     from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
 
-    with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", memory_limit="4GiB") as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GiB"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         client.wait_for_workers(n_workers)
         m = load_model(model)
         rss0 = rss_mb()
@@ -265,8 +309,13 @@ def job_map_dask(model: str, raster: str, out: str, window_size: int, n_workers:
             res = classify_raster(m, stack, Path(out), window_size=window_size, progress=False, client=client)
         seconds = time.perf_counter() - t0
     Path(out).unlink(missing_ok=True)
-    return {"seconds": seconds, "map_seconds": res["seconds"], "pixels": res["pixels"], "rss_before_mb": rss0,
-            "windows_per_worker": sorted(res["workers"].values())}
+    return {
+        "seconds": seconds,
+        "map_seconds": res["seconds"],
+        "pixels": res["pixels"],
+        "rss_before_mb": rss0,
+        "windows_per_worker": sorted(res["workers"].values()),
+    }
 
 
 def job_run(**kw: Any) -> dict[str, Any]:
@@ -290,8 +339,13 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
 def run_child(job: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "bench.scale", "--child", json.dumps(job)], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--child", json.dumps(job)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {job} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -307,7 +361,7 @@ class Axis:
     name: str
     x_label: str
     x: Callable[[int], float]
-    setup: Callable[["Axis", Settings, Path, Callable], dict[tuple[int, str], dict]]
+    setup: Callable[[Axis, Settings, Path, Callable], dict[tuple[int, str], dict]]
     project_to: int | None = None  # a value to project time and memory to (from the fit)
 
 
@@ -318,15 +372,22 @@ def _setup_size(axis: Axis, s: Settings, workdir: Path, log: Callable) -> dict[t
     for size in sorted(s.sizes):
         path = workdir / f"size{size}.tif"
         t0 = time.perf_counter()
-        smp = write_raster(path, size, 6, seed=s.seed, n_sample=0 if sample else int(1.3 * s.n_train),
-                           patch=s.patch_size)
+        smp = write_raster(
+            path, size, 6, seed=s.seed, n_sample=0 if sample else int(1.3 * s.n_train), patch=s.patch_size
+        )
         log(f"raster {size} x {size} x 6 written in {time.perf_counter() - t0:.1f} s")
         sample = sample or smp
         for m in models:
             if size <= s.max_size.get(m, max(s.sizes)):
-                jobs[(size, m)] = {"kind": "map", "args": {"model": m, "raster": str(path),
-                                                           "out": str(workdir / f"out-size{size}-{m}.tif"),
-                                                           "window_size": s.window_size}}
+                jobs[(size, m)] = {
+                    "kind": "map",
+                    "args": {
+                        "model": m,
+                        "raster": str(path),
+                        "out": str(workdir / f"out-size{size}-{m}.tif"),
+                        "window_size": s.window_size,
+                    },
+                }
     fitted = {}
     for m in models:
         t0 = time.perf_counter()
@@ -345,9 +406,15 @@ def _setup_bands(axis: Axis, s: Settings, workdir: Path, log: Callable) -> dict[
         smp = write_raster(path, s.bands_size, nb, seed=s.seed, n_sample=int(1.3 * s.n_train))
         log(f"raster {s.bands_size} x {s.bands_size} x {nb} written in {time.perf_counter() - t0:.1f} s")
         for m in s.bands_models:
-            jobs[(nb, m)] = {"kind": "map", "args": {"model": fit_model(m, smp, workdir, s), "raster": str(path),
-                                                     "out": str(workdir / f"out-bands{nb}-{m}.tif"),
-                                                     "window_size": s.window_size}}
+            jobs[(nb, m)] = {
+                "kind": "map",
+                "args": {
+                    "model": fit_model(m, smp, workdir, s),
+                    "raster": str(path),
+                    "out": str(workdir / f"out-bands{nb}-{m}.tif"),
+                    "window_size": s.window_size,
+                },
+            }
     return jobs
 
 
@@ -362,9 +429,19 @@ def _setup_workers(axis: Axis, s: Settings, workdir: Path, log: Callable) -> dic
     smp = write_raster(path, s.workers_size, 6, seed=s.seed, n_sample=int(1.3 * s.n_train), patch=s.patch_size)
     log(f"raster {s.workers_size} x {s.workers_size} x 6 written (workers axis)")
     model = fit_model(s.workers_model, smp, workdir, s, n_jobs=1, tag="-1job")
-    return {(n, s.workers_model): {"kind": "map_dask", "args": {
-        "model": model, "raster": str(path), "out": str(workdir / f"out-workers{n}.tif"),
-        "window_size": s.window_size, "n_workers": n}} for n in sorted(s.dask_workers)}
+    return {
+        (n, s.workers_model): {
+            "kind": "map_dask",
+            "args": {
+                "model": model,
+                "raster": str(path),
+                "out": str(workdir / f"out-workers{n}.tif"),
+                "window_size": s.window_size,
+                "n_workers": n,
+            },
+        }
+        for n in sorted(s.dask_workers)
+    }
 
 
 def _axis_values(name: str, s: Settings) -> tuple[int, ...]:
@@ -408,19 +485,31 @@ def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str
             reps = points[(v, m)]
             sec = float(np.median([r["seconds"] for r in reps]))
             rss = float(np.median([r["peak_rss_mb"] for r in reps]))
-            rows.append({"value": v, "x": axis.x(v), "seconds": sec, "peak_rss_mb": rss,
-                         "seconds_per_x": sec / axis.x(v),
-                         "rss_before_mb": float(np.median([r.get("rss_before_mb", np.nan) for r in reps])),
-                         "seconds_all": [r["seconds"] for r in reps],
-                         **({"windows_per_worker": reps[-1]["windows_per_worker"]}
-                            if "windows_per_worker" in reps[-1] else {}),
-                         "peak_rss_mb_all": [r["peak_rss_mb"] for r in reps],
-                         # whole-run jobs (labelled axis): what the run kept and whether it succeeded
-                         **{k: reps[-1][k] for k in RUN_FACTS if k in reps[-1]}})
+            rows.append(
+                {
+                    "value": v,
+                    "x": axis.x(v),
+                    "seconds": sec,
+                    "peak_rss_mb": rss,
+                    "seconds_per_x": sec / axis.x(v),
+                    "rss_before_mb": float(np.median([r.get("rss_before_mb", np.nan) for r in reps])),
+                    "seconds_all": [r["seconds"] for r in reps],
+                    **(
+                        {"windows_per_worker": reps[-1]["windows_per_worker"]}
+                        if "windows_per_worker" in reps[-1]
+                        else {}
+                    ),
+                    "peak_rss_mb_all": [r["peak_rss_mb"] for r in reps],
+                    # whole-run jobs (labelled axis): what the run kept and whether it succeeded
+                    **{k: reps[-1][k] for k in RUN_FACTS if k in reps[-1]},
+                }
+            )
         xs = [r["x"] for r in rows]
-        res: dict[str, Any] = {"points": rows,
-                               "time_fit": loglog_fit(xs, [r["seconds"] for r in rows]),
-                               "rss_fit": loglog_fit(xs, [r["peak_rss_mb"] for r in rows])}
+        res: dict[str, Any] = {
+            "points": rows,
+            "time_fit": loglog_fit(xs, [r["seconds"] for r in rows]),
+            "rss_fit": loglog_fit(xs, [r["peak_rss_mb"] for r in rows]),
+        }
         if len(rows) >= 2:
             res["seconds_per_x_ratio"] = rows[-1]["seconds_per_x"] / rows[0]["seconds_per_x"]
             res["peak_rss_ratio"] = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
@@ -429,25 +518,33 @@ def summarise(axis: Axis, points: dict[tuple[int, str], list[dict]]) -> dict[str
         if axis.project_to is not None and res["time_fit"] and res["rss_fit"]:
             lx = np.log(axis.x(axis.project_to))
             res["projection"] = {
-                "value": axis.project_to, "method": "fit",
+                "value": axis.project_to,
+                "method": "fit",
                 "seconds": float(np.exp(res["time_fit"]["log_intercept"] + res["time_fit"]["exponent"] * lx)),
                 "peak_rss_mb": float(np.exp(res["rss_fit"]["log_intercept"] + res["rss_fit"]["exponent"] * lx)),
                 # Plain per-pixel extrapolation from the largest point, for comparison with the fit.
-                "seconds_linear_from_largest": rows[-1]["seconds_per_x"] * axis.x(axis.project_to)}
+                "seconds_linear_from_largest": rows[-1]["seconds_per_x"] * axis.x(axis.project_to),
+            }
         elif axis.project_to is not None and rows:
             # One size only (a slow model): time linear in x, memory as measured; said so in "method".
             res["projection"] = {
-                "value": axis.project_to, "method": "linear from one point, memory as measured",
+                "value": axis.project_to,
+                "method": "linear from one point, memory as measured",
                 "seconds": rows[-1]["seconds_per_x"] * axis.x(axis.project_to),
                 "peak_rss_mb": rows[-1]["peak_rss_mb"],
-                "seconds_linear_from_largest": rows[-1]["seconds_per_x"] * axis.x(axis.project_to)}
+                "seconds_linear_from_largest": rows[-1]["seconds_per_x"] * axis.x(axis.project_to),
+            }
         out[m] = res
     return out
 
 
 # -- driver ------------------------------------------------------------------------------------
-def run_bench(out_json: Path = DEFAULT_OUT, settings: Settings | None = None, workdir: Path | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_bench(
+    out_json: Path = DEFAULT_OUT,
+    settings: Settings | None = None,
+    workdir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Prepare every axis, run every point ``repeats`` times interleaved, write ``out_json``."""
     s = settings or Settings()
     out_json = Path(out_json)
@@ -468,13 +565,18 @@ def run_bench(out_json: Path = DEFAULT_OUT, settings: Settings | None = None, wo
                 r = run_child(jobs[k])
                 r["repeat"] = rep
                 results[k].append(r)
-                log(f"[{rep + 1}/{s.repeats}] {k[0]}={k[1]} {k[2]}: {r['seconds']:.2f} s, "
-                    f"peak {r['peak_rss_mb']:.0f} MB")
+                log(
+                    f"[{rep + 1}/{s.repeats}] {k[0]}={k[1]} {k[2]}: {r['seconds']:.2f} s, "
+                    f"peak {r['peak_rss_mb']:.0f} MB"
+                )
     axes_out = {}
     for name in s.axes:
         pts = {(v, m): results[(a, v, m)] for (a, v, m) in keys if a == name}
-        axes_out[name] = {"x": AXES[name].x_label, "values": list(_axis_values(name, s)),
-                          "models": summarise(AXES[name], pts)}
+        axes_out[name] = {
+            "x": AXES[name].x_label,
+            "values": list(_axis_values(name, s)),
+            "models": summarise(AXES[name], pts),
+        }
     import sklearn
 
     report = {
@@ -482,9 +584,14 @@ def run_bench(out_json: Path = DEFAULT_OUT, settings: Settings | None = None, wo
         "command": " ".join(["landcover bench scale", *s.argv]),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.__dict__.items() if k != "argv"},
         "raster": {"dtype": "uint16", "tile": TILE, "compress": "deflate", "predictor": 2, "interleave": "pixel"},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                    "sklearn": sklearn.__version__, "load_average_before": load_before,
-                    "load_average_after": list(os.getloadavg())},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "load_average_before": load_before,
+            "load_average_after": list(os.getloadavg()),
+        },
         "seconds_total": time.perf_counter() - t_start,
         "axes": axes_out,
         "checks": checks(axes_out),
@@ -537,7 +644,7 @@ def table(report: dict[str, Any]) -> str:
             if name == "size":
                 p = r.get("projection")
                 mark = "" if not p or p["method"] == "fit" else " (linear)"
-                row += (f" {_fmt_s(p['seconds'])}, {p['peak_rss_mb']:.0f} MB{mark} |" if p else " - |")
+                row += f" {_fmt_s(p['seconds'])}, {p['peak_rss_mb']:.0f} MB{mark} |" if p else " - |"
             lines.append(row)
         lines.append("")
     for k, v in report.get("checks", {}).items():
@@ -557,22 +664,35 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     d = Settings()
     p = argparse.ArgumentParser(prog="landcover bench scale", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help=f"JSON report (default {DEFAULT_OUT.relative_to(REPO)})")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(REPO)})"
+    )
     p.add_argument("--axes", default=",".join(d.axes), help=f"axes to measure ({', '.join(AXES)})")
     p.add_argument("--sizes", default=",".join(map(str, d.sizes)), help="raster sides of the size axis")
     p.add_argument("--bands", default=",".join(map(str, d.bands)), help="band counts of the bands axis")
     p.add_argument("--bands-size", type=int, default=d.bands_size, help="raster side of the bands axis")
     p.add_argument("--models", default=",".join(d.size_models), help="models of the size axis")
     p.add_argument("--bands-models", default=",".join(d.bands_models), help="models of the bands axis")
-    p.add_argument("--max-size", action="append", default=[], metavar="MODEL=SIZE",
-                   help="largest raster side a model is mapped at (repeatable; defaults: "
-                        + ", ".join(f"{k}={v}" for k, v in MAX_SIZE.items()) + ")")
-    p.add_argument("--labelled", default=",".join(map(str, d.labelled)),
-                   help="labelled pixels of the labelled axis (whole runs on dense label rasters)")
+    p.add_argument(
+        "--max-size",
+        action="append",
+        default=[],
+        metavar="MODEL=SIZE",
+        help="largest raster side a model is mapped at (repeatable; defaults: "
+        + ", ".join(f"{k}={v}" for k, v in MAX_SIZE.items())
+        + ")",
+    )
+    p.add_argument(
+        "--labelled",
+        default=",".join(map(str, d.labelled)),
+        help="labelled pixels of the labelled axis (whole runs on dense label rasters)",
+    )
     p.add_argument("--labelled-models", default=",".join(d.labelled_models), help="models of the labelled axis")
-    p.add_argument("--dask-workers", default=",".join(map(str, d.dask_workers)),
-                   help="worker counts of the workers axis (a local Dask cluster per point)")
+    p.add_argument(
+        "--dask-workers",
+        default=",".join(map(str, d.dask_workers)),
+        help="worker counts of the workers axis (a local Dask cluster per point)",
+    )
     p.add_argument("--workers-size", type=int, default=d.workers_size, help="raster side of the workers axis")
     p.add_argument("--workers-model", default=d.workers_model, help="model of the workers axis")
     p.add_argument("--repeats", type=int, default=d.repeats)
@@ -600,13 +720,28 @@ def main(argv: list[str] | None = None) -> int:
     sizes, bands = _ints(a.sizes), _ints(a.bands)
     if min(sizes, default=0) < 16 or min(bands, default=0) < 1 or a.repeats < 1:
         p.error("sizes must be at least 16, bands at least 1, repeats at least 1")
-    s = Settings(sizes=sizes, bands=bands, bands_size=a.bands_size, size_models=models, bands_models=bmodels,
-                 max_size=max_size, axes=axes, repeats=a.repeats, window_size=a.window_size, seed=a.seed,
-                 n_train=a.n_train, rf_trees=a.rf_trees, svm_train=a.svm_train, deep_channels=a.deep_channels,
-                 labelled=_ints(a.labelled), dask_workers=_ints(a.dask_workers), workers_size=a.workers_size,
-                 workers_model=a.workers_model,
-                 labelled_models=tuple(x.strip() for x in a.labelled_models.split(",") if x.strip()),
-                 argv=tuple(argv))
+    s = Settings(
+        sizes=sizes,
+        bands=bands,
+        bands_size=a.bands_size,
+        size_models=models,
+        bands_models=bmodels,
+        max_size=max_size,
+        axes=axes,
+        repeats=a.repeats,
+        window_size=a.window_size,
+        seed=a.seed,
+        n_train=a.n_train,
+        rf_trees=a.rf_trees,
+        svm_train=a.svm_train,
+        deep_channels=a.deep_channels,
+        labelled=_ints(a.labelled),
+        dask_workers=_ints(a.dask_workers),
+        workers_size=a.workers_size,
+        workers_model=a.workers_model,
+        labelled_models=tuple(x.strip() for x in a.labelled_models.split(",") if x.strip()),
+        argv=tuple(argv),
+    )
     report = run_bench(a.out, s, workdir=a.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(table(report))
     print(f"wrote {a.out}")

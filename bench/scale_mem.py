@@ -38,9 +38,21 @@ CLASSES = [{"id": i, "name": n} for i, n in enumerate(["water", "forest", "crop"
 def _profile(width: int, height: int, count: int, dtype: str, nodata: Any) -> dict:
     from rasterio.transform import from_origin
 
-    return dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs="EPSG:32633",
-                transform=from_origin(500000.0, 4500000.0, 10.0, 10.0), nodata=nodata, tiled=True,
-                blockxsize=256, blockysize=256, compress="deflate", interleave="pixel")
+    return dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=from_origin(500000.0, 4500000.0, 10.0, 10.0),
+        nodata=nodata,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        interleave="pixel",
+    )
 
 
 def dense_scene(folder: Path, side: int, bands: int = 6, seed: int = 0) -> tuple[Path, Path]:
@@ -58,11 +70,13 @@ def dense_scene(folder: Path, side: int, bands: int = 6, seed: int = 0) -> tuple
     cell_cls = rng.integers(1, 6, size=(n_cells, n_cells)).astype(np.uint8)
     means = rng.uniform(800, 3000, size=(6, bands))
     img_p, lab_p = folder / f"dense{side}_img.tif", folder / f"dense{side}_lab.tif"
-    with rasterio.open(img_p, "w", **_profile(side, side, bands, "uint16", 0)) as img, \
-            rasterio.open(lab_p, "w", **_profile(side, side, 1, "uint8", 0)) as lab:
+    with (
+        rasterio.open(img_p, "w", **_profile(side, side, bands, "uint16", 0)) as img,
+        rasterio.open(lab_p, "w", **_profile(side, side, 1, "uint8", 0)) as lab,
+    ):
         for r0 in range(0, side, 256):
             h = min(256, side - r0)
-            rr, cc = np.mgrid[r0:r0 + h, 0:side]
+            rr, cc = np.mgrid[r0 : r0 + h, 0:side]
             jr = (rr + rng.integers(-6, 7, size=rr.shape)) // cell + 1
             jc = (cc + rng.integers(-6, 7, size=cc.shape)) // cell + 1
             cls = cell_cls[np.clip(jr, 0, n_cells - 1), np.clip(jc, 0, n_cells - 1)]
@@ -72,21 +86,22 @@ def dense_scene(folder: Path, side: int, bands: int = 6, seed: int = 0) -> tuple
     return img_p, lab_p
 
 
-def hyperspectral_scene(folder: Path, bands: int = 218, side: int = 250, labelled: int = 5700,
-                        seed: int = 0) -> tuple[Path, Path]:
+def hyperspectral_scene(
+    folder: Path, bands: int = 218, side: int = 250, labelled: int = 5700, seed: int = 0
+) -> tuple[Path, Path]:
     """A ``side x side x bands`` int16 raster (27 MB for the defaults) and a sparse label raster
     with ``labelled`` pixels in 5 classes (rectangular fields; 0 = unlabelled)."""
     import rasterio
 
     rng = np.random.default_rng(seed)
     cls_map = np.zeros((side, side), np.uint8)
-    truth = (rng.integers(1, 6, size=(side // 25 + 1, side // 25 + 1)))
+    truth = rng.integers(1, 6, size=(side // 25 + 1, side // 25 + 1))
     rr, cc = np.mgrid[0:side, 0:side]
     full = truth[rr // 25, cc // 25].astype(np.uint8)
     # label fields: 5x5-pixel squares placed at random until ``labelled`` pixels are reached
     while (cls_map > 0).sum() < labelled:
         r, c = rng.integers(0, side - 5, 2)
-        cls_map[r:r + 5, c:c + 5] = full[r:r + 5, c:c + 5]
+        cls_map[r : r + 5, c : c + 5] = full[r : r + 5, c : c + 5]
     extra = int((cls_map > 0).sum() - labelled)
     if extra > 0:
         on = np.flatnonzero(cls_map.ravel() > 0)
@@ -103,15 +118,23 @@ def hyperspectral_scene(folder: Path, bands: int = 218, side: int = 250, labelle
     return img_p, lab_p
 
 
-def write_config(folder: Path, name: str, img: Path, lab: Path, models: tuple[str, ...], epochs: int = 2,
-                 extra: dict | None = None) -> Path:
+def write_config(
+    folder: Path, name: str, img: Path, lab: Path, models: tuple[str, ...], epochs: int = 2, extra: dict | None = None
+) -> Path:
     import yaml
 
     mcfg: dict[str, Any] = {}
     for m in models:
         mcfg[m] = {"epochs": epochs} if m in ("cnn", "resnet") else {}
-    cfg = {"name": name, "seed": 0, "rasters": {"paths": [str(img)]}, "labels": {"path": str(lab)},
-           "classes": CLASSES, "models": mcfg, **(extra or {})}
+    cfg = {
+        "name": name,
+        "seed": 0,
+        "rasters": {"paths": [str(img)]},
+        "labels": {"path": str(lab)},
+        "classes": CLASSES,
+        "models": mcfg,
+        **(extra or {}),
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -125,18 +148,21 @@ def job_run(config: str, out: str, run_id: str, engine: str | None = None) -> di
     ephemeral API server is a process of its own (about 230 MB) and is not included;
     ``engine="local"`` runs the same stages in this process without Prefect.
     """
-    from pipeline.cli import main as cli_main
-
-    from bench.procstat import rss_mb
-
     import pipeline.run  # noqa: F401  untimed: the imports of a run (torch, scikit-learn, Prefect come later)
+    from bench.procstat import rss_mb
+    from pipeline.cli import main as cli_main
 
     rss0 = rss_mb()
     t0 = time.perf_counter()
     args = ["run", config, "--out", out, "--run-id", run_id, "--no-progress"] + (["--engine", engine] if engine else [])
     code = cli_main(args)
-    rec: dict[str, Any] = {"seconds": time.perf_counter() - t0, "returncode": code, "rss_before_mb": rss0,
-                           "command": "landcover " + " ".join(args), "engine": engine or "prefect"}
+    rec: dict[str, Any] = {
+        "seconds": time.perf_counter() - t0,
+        "returncode": code,
+        "rss_before_mb": rss0,
+        "command": "landcover " + " ".join(args),
+        "engine": engine or "prefect",
+    }
     run = Path(out) / run_id
     if (run / "labels.json").exists():
         labels = json.loads((run / "labels.json").read_text())
@@ -144,7 +170,7 @@ def job_run(config: str, out: str, run_id: str, engine: str | None = None) -> di
         smp = labels.get("sampling") or {}
         rec["sampling"] = {k: smp.get(k) for k in ("active", "reason", "samples_after", "thinning_stride", "caps")}
     if (run / "patches.npy").exists():
-        rec["patch_store_mb"] = round((run / "patches.npy").stat().st_size / 2 ** 20, 2)
+        rec["patch_store_mb"] = round((run / "patches.npy").stat().st_size / 2**20, 2)
     if (run / "manifest.json").exists():
         man = json.loads((run / "manifest.json").read_text())
         rec["stages"] = {s["name"]: s["seconds"] for s in man.get("stages", [])}
@@ -166,10 +192,14 @@ def setup_labelled(axis: Any, s: Any, workdir: Path, log: Any) -> dict[tuple[int
         t0 = time.perf_counter()
         img, lab = dense_scene(workdir, side, seed=s.seed)
         cfg = write_config(workdir, f"labelled{n}", img, lab, models, epochs=2)
-        log(f"dense scene {side} x {side} ({side * side:,} labelled pixels) written in {time.perf_counter() - t0:.1f} s")
+        log(
+            f"dense scene {side} x {side} ({side * side:,} labelled pixels) written in {time.perf_counter() - t0:.1f} s"
+        )
         # In process (--engine local): the data path without the Prefect server's start-up and load.
-        jobs[(n, "+".join(models))] = {"kind": "run", "args": {"config": str(cfg), "out": str(workdir),
-                                                               "run_id": f"labelled{n}", "engine": "local"}}
+        jobs[(n, "+".join(models))] = {
+            "kind": "run",
+            "args": {"config": str(cfg), "out": str(workdir), "run_id": f"labelled{n}", "engine": "local"},
+        }
     return jobs
 
 
@@ -180,34 +210,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="hyper218,dense16m", help="hyper218, dense16m")
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "scale_mem.json"))
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--engine", choices=["prefect", "local"], default=None,
-                    help="landcover run --engine (default: the CLI's, Prefect)")
-    ap.add_argument("--no-random-contrast", action="store_true",
-                    help="split.random_contrast: false (halves training time; memory is that of one fit)")
+    ap.add_argument(
+        "--engine",
+        choices=["prefect", "local"],
+        default=None,
+        help="landcover run --engine (default: the CLI's, Prefect)",
+    )
+    ap.add_argument(
+        "--no-random-contrast",
+        action="store_true",
+        help="split.random_contrast: false (halves training time; memory is that of one fit)",
+    )
     args = ap.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     out_path = Path(args.out)
     report: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() else {}
-    report.update(benchmark="scale_mem", machine={"cpus": os.cpu_count(), "python": platform.python_version()},
-                  date=time.strftime("%Y-%m-%d"), command=" ".join(["python -m bench.scale_mem", *(argv or [])]))
+    report.update(
+        benchmark="scale_mem",
+        machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+        date=time.strftime("%Y-%m-%d"),
+        command=" ".join(["python -m bench.scale_mem", *(argv or [])]),
+    )
     with tempfile.TemporaryDirectory(prefix="bench-scale-mem-", dir=args.workdir) as tmp:
         tmp = Path(tmp)
         for case in cases:
             if case == "hyper218":
                 img, lab = hyperspectral_scene(tmp)
-                extra = {"raster_mb": round(img.stat().st_size / 2 ** 20, 1), "side": 250, "bands": 218}
+                extra = {"raster_mb": round(img.stat().st_size / 2**20, 1), "side": 250, "bands": 218}
             elif case == "dense16m":
                 img, lab = dense_scene(tmp, 4096)
-                extra = {"raster_mb": round(img.stat().st_size / 2 ** 20, 1), "side": 4096, "bands": 6}
+                extra = {"raster_mb": round(img.stat().st_size / 2**20, 1), "side": 4096, "bands": 6}
             else:
                 ap.error(f"unknown case {case!r}")
             split = {"split": {"random_contrast": False}} if args.no_random_contrast else None
             cfg = write_config(tmp, case, img, lab, ALL_MODELS, extra=split)
-            rec = run_child({"kind": "run", "args": {"config": str(cfg), "out": str(tmp), "run_id": case,
-                                                     "engine": args.engine}})
+            rec = run_child(
+                {"kind": "run", "args": {"config": str(cfg), "out": str(tmp), "run_id": case, "engine": args.engine}}
+            )
             rec.update(models=list(ALL_MODELS), deep_epochs=2, random_contrast=not args.no_random_contrast, **extra)
-            print(f"{case}: {rec['seconds']:.1f} s, peak {rec['peak_rss_mb']:.0f} MB, "
-                  f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}", flush=True)
+            print(
+                f"{case}: {rec['seconds']:.1f} s, peak {rec['peak_rss_mb']:.0f} MB, "
+                f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}",
+                flush=True,
+            )
             report[case] = rec
             img.unlink(missing_ok=True)
             out_path.parent.mkdir(parents=True, exist_ok=True)

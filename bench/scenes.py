@@ -34,8 +34,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = [{"id": 1, "name": "water", "color": "#2166ac"}, {"id": 2, "name": "forest", "color": "#1b7837"},
-           {"id": 3, "name": "urban", "color": "#e31a1c"}]
+CLASSES = [
+    {"id": 1, "name": "water", "color": "#2166ac"},
+    {"id": 2, "name": "forest", "color": "#1b7837"},
+    {"id": 3, "name": "urban", "color": "#e31a1c"},
+]
 MEANS = np.array([[400, 300, 200, 100], [500, 700, 400, 2500], [1500, 1400, 1600, 1800]], dtype=np.float64)
 
 
@@ -45,9 +48,17 @@ def tile_classes(xs: np.ndarray, ys: np.ndarray, cell: float = 200.0) -> np.ndar
     return (1 + (np.floor(xs / cell) + 2 * np.floor(ys / cell)) % 3).astype(np.uint8)
 
 
-def make_tiles(folder: Path, n: int, size: int = 64, res: float = 10.0, crs: str = "EPSG:32633",
-               label_step: int = 1, seed: int = 0, other_crs: dict[int, str] | None = None,
-               per_row: int | None = None) -> list[dict[str, Any]]:
+def make_tiles(
+    folder: Path,
+    n: int,
+    size: int = 64,
+    res: float = 10.0,
+    crs: str = "EPSG:32633",
+    label_step: int = 1,
+    seed: int = 0,
+    other_crs: dict[int, str] | None = None,
+    per_row: int | None = None,
+) -> list[dict[str, Any]]:
     """Write ``n`` adjacent tiles ``images/tile_<i>.tif`` (4 bands uint16, nodata 0) and their label
     rasters ``labels/tile_<i>.tif`` (uint8, nodata 0, every ``label_step``-th pixel labelled).
 
@@ -72,12 +83,22 @@ def make_tiles(folder: Path, n: int, size: int = 64, res: float = 10.0, crs: str
         tile_crs = (other_crs or {}).get(i, crs)
         name = f"tile_{i:02d}"
         img, lab = folder / "images" / f"{name}.tif", folder / "labels" / f"{name}.tif"
-        common = dict(driver="GTiff", width=size, height=size, crs=tile_crs, transform=from_origin(x0, y0, res, res),
-                      tiled=size >= 256, compress="deflate", nodata=0)
+        common = dict(
+            driver="GTiff",
+            width=size,
+            height=size,
+            crs=tile_crs,
+            transform=from_origin(x0, y0, res, res),
+            tiled=size >= 256,
+            compress="deflate",
+            nodata=0,
+        )
         if size >= 256:
             common.update(blockxsize=256, blockysize=256)
-        with rasterio.open(img, "w", count=4, dtype="uint16", **common) as di, \
-                rasterio.open(lab, "w", count=1, dtype="uint8", **common) as dl:
+        with (
+            rasterio.open(img, "w", count=4, dtype="uint16", **common) as di,
+            rasterio.open(lab, "w", count=1, dtype="uint8", **common) as dl,
+        ):
             for b, name_ in enumerate(("blue", "green", "red", "nir"), 1):
                 di.set_band_description(b, name_)
             step = 256
@@ -98,10 +119,16 @@ def make_tiles(folder: Path, n: int, size: int = 64, res: float = 10.0, crs: str
 
 def tiles_config(tiles: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """A run config (as a dict) with one scene per tile."""
-    cfg = {"name": "tiles", "seed": 0,
-           "scenes": [{"name": t["name"], "rasters": {"paths": [t["image"]]}, "labels": {"path": t["labels"]}}
-                      for t in tiles],
-           "classes": CLASSES, "patch": {"size": 3}, "models": {"decision_tree": {}}}
+    cfg = {
+        "name": "tiles",
+        "seed": 0,
+        "scenes": [
+            {"name": t["name"], "rasters": {"paths": [t["image"]]}, "labels": {"path": t["labels"]}} for t in tiles
+        ],
+        "classes": CLASSES,
+        "patch": {"size": 3},
+        "models": {"decision_tree": {}},
+    }
     cfg.update(extra)
     return cfg
 
@@ -118,8 +145,7 @@ def _child(config: str, out: str) -> None:
     samples = int(json.loads((ctx.run_dir / "stages" / "prepare.json").read_text())["n_samples"])
     from bench.procstat import peak_rss_mb
 
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(),
-                      "seconds": time.perf_counter() - t0, "samples": samples}))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0, "samples": samples}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label-step", type=int, default=16, help="label every n-th pixel of each row and column")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--window-size", type=int, default=256)
-    ap.add_argument("--same-density", action="store_true",
-                    help="label the n tiles as densely as the one tile (n times the samples)")
+    ap.add_argument(
+        "--same-density", action="store_true", help="label the n tiles as densely as the one tile (n times the samples)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "bench" / "scenes.json")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -145,33 +172,59 @@ def main(argv: list[str] | None = None) -> int:
         one = make_tiles(tmp / "one", 1, size=args.size, label_step=args.label_step)
         many_step = args.label_step if args.same_density else int(round(args.label_step * np.sqrt(args.tiles)))
         tiles = make_tiles(tmp / "many", args.tiles, size=args.size, label_step=many_step)
-        extra = {"split": {"strategy": "random", "random_contrast": False},
-                 "mapping": {"window_size": args.window_size, "workers": 1}}
+        extra = {
+            "split": {"strategy": "random", "random_contrast": False},
+            "mapping": {"window_size": args.window_size, "workers": 1},
+        }
         configs = {"one": tiles_config(one, **extra), "many": tiles_config(tiles, **extra)}
         for key, cfg in configs.items():
             (tmp / f"{key}.yaml").write_text(yaml.safe_dump(cfg))
         for rep in range(args.repeats):
             for key in ("one", "many"):  # interleaved: load from other processes hits both alike
-                out = subprocess.run([sys.executable, "-m", "bench.scenes", "--child", str(tmp / f"{key}.yaml"),
-                                      str(tmp / "runs" / f"{key}-{rep}")], cwd=REPO, capture_output=True, text=True)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.scenes",
+                        "--child",
+                        str(tmp / f"{key}.yaml"),
+                        str(tmp / "runs" / f"{key}-{rep}"),
+                    ],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                )
                 if out.returncode != 0:
                     print(out.stderr, file=sys.stderr)
                     return 1
                 runs[key].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"repeat {rep} {key:>4}: {runs[key][-1]}", flush=True)
     med = {k: float(np.median([r["peak_rss_mb"] for r in v])) for k, v in runs.items()}
-    report = {"benchmark": "scenes", "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-              "tiles": args.tiles, "tile_size": args.size, "bands": 4, "label_step": args.label_step,
-              "label_step_many": many_step, "same_density": bool(args.same_density),
-              "window_size": args.window_size, "repeats": args.repeats, "runs": runs,
-              "median_peak_rss_mb": med, "ratio": med["many"] / med["one"],
-              "pixels_ratio": float(args.tiles),
-              "samples": {k: v[0]["samples"] for k, v in runs.items()}}
+    report = {
+        "benchmark": "scenes",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.platform(),
+        "tiles": args.tiles,
+        "tile_size": args.size,
+        "bands": 4,
+        "label_step": args.label_step,
+        "label_step_many": many_step,
+        "same_density": bool(args.same_density),
+        "window_size": args.window_size,
+        "repeats": args.repeats,
+        "runs": runs,
+        "median_peak_rss_mb": med,
+        "ratio": med["many"] / med["one"],
+        "pixels_ratio": float(args.tiles),
+        "samples": {k: v[0]["samples"] for k, v in runs.items()},
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"peak RSS: 1 tile {med['one']:.0f} MB, {args.tiles} tiles {med['many']:.0f} MB, "
-          f"ratio {report['ratio']:.2f} (pixels x{args.tiles}, samples {report['samples']['one']:,} and "
-          f"{report['samples']['many']:,}); wrote {args.out}")
+    print(
+        f"peak RSS: 1 tile {med['one']:.0f} MB, {args.tiles} tiles {med['many']:.0f} MB, "
+        f"ratio {report['ratio']:.2f} (pixels x{args.tiles}, samples {report['samples']['one']:,} and "
+        f"{report['samples']['many']:,}); wrote {args.out}"
+    )
     return 0
 
 

@@ -16,20 +16,35 @@ from pipeline import batch as B
 
 
 # ----------------------------------------------------------------------------- the batch-map flow
-@task(name="map-scene", retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAY, retry_condition_fn=not_input_error,
-      cache_policy=NO_CACHE, task_run_name="map-{scene[name]}")
-def map_scene_task(scene: dict, model_path: str, outbox: str, window_size: int, workers: int,
-                   progress: bool = False) -> dict:
+@task(
+    name="map-scene",
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAY,
+    retry_condition_fn=not_input_error,
+    cache_policy=NO_CACHE,
+    task_run_name="map-{scene[name]}",
+)
+def map_scene_task(
+    scene: dict, model_path: str, outbox: str, window_size: int, workers: int, progress: bool = False
+) -> dict:
     """Map one dropped-in raster with the registered model; writes the map and its report."""
-    return B.map_one_scene(scene, model_path, outbox, window_size, workers, logger=get_run_logger(),
-                           progress=progress)
+    return B.map_one_scene(scene, model_path, outbox, window_size, workers, logger=get_run_logger(), progress=progress)
 
 
 @flow(name="batch-map")
-def batch_map(config_path: str, inbox: str | None = None, outbox: str | None = None, model: str | None = None,
-              rasters: list[str] | None = None, state_file: str | None = None, runs_dir: str | None = None,
-              settle_seconds: float = 10.0, retry_failed: bool = False, dask_address: str | None = None,
-              progress: bool = False) -> dict:
+def batch_map(
+    config_path: str,
+    inbox: str | None = None,
+    outbox: str | None = None,
+    model: str | None = None,
+    rasters: list[str] | None = None,
+    state_file: str | None = None,
+    runs_dir: str | None = None,
+    settle_seconds: float = 10.0,
+    retry_failed: bool = False,
+    dask_address: str | None = None,
+    progress: bool = False,
+) -> dict:
     """One cycle of scheduled mapping: map every new raster in the inbox (and ``rasters``)
     with the registered model, write maps and reports to the outbox, record what was done.
     A scene that fails is reported with its error; the others are still mapped."""
@@ -41,8 +56,9 @@ def batch_map(config_path: str, inbox: str | None = None, outbox: str | None = N
         runner = make_task_runner(dask_address, 1)
         with api_settings(dask_address):
             sub = _map_batch.with_options(task_runner=runner)
-            results = sub(plan["todo"], plan["model_path"], plan["outbox"], plan["window_size"], plan["workers"],
-                          progress)
+            results = sub(
+                plan["todo"], plan["model_path"], plan["outbox"], plan["window_size"], plan["workers"], progress
+            )
     summary = B.finish_cycle(plan, results)
     for r in results:
         if r["status"] == "failed":
@@ -53,8 +69,9 @@ def batch_map(config_path: str, inbox: str | None = None, outbox: str | None = N
 
 
 @flow(name="map-batch")
-def _map_batch(scenes: list[dict], model_path: str, outbox: str, window_size: int, workers: int,
-               progress: bool = False) -> list[dict]:
+def _map_batch(
+    scenes: list[dict], model_path: str, outbox: str, window_size: int, workers: int, progress: bool = False
+) -> list[dict]:
     futs = [map_scene_task.submit(s, model_path, outbox, window_size, workers, progress) for s in scenes]
     out = []
     for s, f in zip(scenes, futs):

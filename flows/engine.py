@@ -43,8 +43,10 @@ _log_users: dict[str, list] = {}  # path -> [handler, users]
 
 
 def _has_file_handler(path: str) -> bool:
-    return any(isinstance(h, logging.FileHandler) and os.path.abspath(h.baseFilename) == path
-               for h in logging.getLogger().handlers)
+    return any(
+        isinstance(h, logging.FileHandler) and os.path.abspath(h.baseFilename) == path
+        for h in logging.getLogger().handlers
+    )
 
 
 @contextmanager
@@ -115,8 +117,13 @@ def collect(futures: list, what: str) -> list[dict]:
         wait_for(f)
     failed = [f for f in futures if not f.state.is_completed()]
     if failed:
-        get_run_logger().error("%s: %d of %d tasks failed: %s", what, len(failed), len(futures),
-                               "; ".join(str(f.state.message) for f in failed))
+        get_run_logger().error(
+            "%s: %d of %d tasks failed: %s",
+            what,
+            len(failed),
+            len(futures),
+            "; ".join(str(f.state.message) for f in failed),
+        )
         failed[0].result()  # raises the task's exception
     return [f.result() for f in futures]
 

@@ -28,8 +28,17 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from flows.engine import (IO_RETRIES, IO_RETRY_DELAY, api_settings, collect, cpus, make_task_runner,
-                          not_input_error, run_log, wait_for)
+from flows.engine import (
+    IO_RETRIES,
+    IO_RETRY_DELAY,
+    api_settings,
+    collect,
+    cpus,
+    make_task_runner,
+    not_input_error,
+    run_log,
+    wait_for,
+)
 from pipeline import run as R
 from pipeline.config import load_config
 from pipeline.errors import OutOfSpaceError
@@ -49,8 +58,14 @@ def execute_stage(ref: dict, stage: str, model: str | None = None, logger=None) 
     return {"name": rec["name"], **{k: rec.get(k) for k in keep}, "source": rec["source"], "pid": os.getpid()}
 
 
-@task(name="stage", retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAY, retry_condition_fn=not_input_error,
-      cache_policy=NO_CACHE, task_run_name="{stage}-{model}")
+@task(
+    name="stage",
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAY,
+    retry_condition_fn=not_input_error,
+    cache_policy=NO_CACHE,
+    task_run_name="{stage}-{model}",
+)
 def stage_task(ref: dict, stage: str, model: str | None = None) -> dict:
     """One pipeline stage (for one model). Retries I/O failures twice; bad input fails at once."""
     with run_log(ref["run_dir"]):
@@ -119,19 +134,27 @@ def assess_and_report(ref: dict, started: str, done: list[dict], extra: dict) ->
 
 
 @flow(name="landcover-pipeline")
-def landcover_pipeline(config_path: str, models: list[str] | None = None, overrides: list[str] | None = None,
-                       out: str | None = None, run_id: str | None = None, resume: bool = False,
-                       device: str | None = None, progress: bool = False,
-                       dask_address: str | None = None) -> str:
+def landcover_pipeline(
+    config_path: str,
+    models: list[str] | None = None,
+    overrides: list[str] | None = None,
+    out: str | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = False,
+    dask_address: str | None = None,
+) -> str:
     """End to end: prepare, train and compare, map, assess and report. Returns the run directory.
 
     Parameters mirror ``landcover run`` (``resume=True`` with ``run_id`` continues that run).
     """
     t_flow = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     cfg, base_dir = load_config(config_path, overrides or [], models)
-    ctx = R.init_run_dir(cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume,
-                         device=device, progress=progress)
+    ctx = R.init_run_dir(
+        cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
+    )
     with run_log(ctx.run_dir):
         logger = get_run_logger()
         fctx = FlowRunContext.get()
@@ -150,7 +173,8 @@ def landcover_pipeline(config_path: str, models: list[str] | None = None, overri
             ok = [m for m in enabled if any(s["model"] == m for s in trained)]
             stages += map_scenes.with_options(task_runner=make_task_runner(dask_address, n_map))(ref, ok)
             stages += assess_and_report.with_options(task_runner=make_task_runner(dask_address, 1))(
-                ref, started, stages, extra)
+                ref, started, stages, extra
+            )
         extra["stage_sources"] = {s["name"]: s["source"] for s in stages}
         extra["stage_workers"] = {s["name"]: s["pid"] for s in stages}  # process ids: where each stage ran
         extra["flow_seconds"] = round(time.perf_counter() - t_flow, 3)

@@ -26,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg, _ = load_config(args.config)  # validate now: a bad config fails before Prefect starts
     if not args.once and not args.cron:
-        raise InputError("serve: give --cron \"MIN HOUR DOM MON DOW\" (or --once for one cycle)")
+        raise InputError('serve: give --cron "MIN HOUR DOM MON DOW" (or --once for one cycle)')
     if args.once and args.cron:
         raise InputError("serve: --once runs one cycle now and --cron serves a schedule; give one of them")
     if args.model is not None and not args.model.exists():
@@ -35,17 +35,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from pipeline.batch import model_in_runs
 
         model_in_runs(args.model, args.runs or Path(cfg.output_dir))
-    params = {"config_path": str(args.config.resolve()),
-              "inbox": str(args.inbox.resolve()) if args.inbox else None,
-              "outbox": str(args.outbox.resolve()) if args.outbox else str(Path(cfg.output_dir, "outbox").resolve()),
-              "model": str(args.model.resolve()) if args.model else None,
-              "rasters": [str(Path(r).resolve()) for r in args.raster] or None,
-              "state_file": str(args.state.resolve()) if args.state else None,
-              "runs_dir": str((args.runs or Path(cfg.output_dir)).resolve()),
-              "settle_seconds": args.settle, "retry_failed": args.retry_failed, "dask_address": args.dask,
-              "progress": bool(args.once and not args.no_progress)}
+    params = {
+        "config_path": str(args.config.resolve()),
+        "inbox": str(args.inbox.resolve()) if args.inbox else None,
+        "outbox": str(args.outbox.resolve()) if args.outbox else str(Path(cfg.output_dir, "outbox").resolve()),
+        "model": str(args.model.resolve()) if args.model else None,
+        "rasters": [str(Path(r).resolve()) for r in args.raster] or None,
+        "state_file": str(args.state.resolve()) if args.state else None,
+        "runs_dir": str((args.runs or Path(cfg.output_dir)).resolve()),
+        "settle_seconds": args.settle,
+        "retry_failed": args.retry_failed,
+        "dask_address": args.dask,
+        "progress": bool(args.once and not args.no_progress),
+    }
     from flows.batch import batch_map  # imports Prefect
-
     from pipeline.cli import quiet_console
 
     quiet_console(hide_input_errors=False)  # no "Finished in state Completed()" line per scene
@@ -67,30 +70,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        log.warning("no PREFECT_API_URL: an ephemeral server has no scheduler, so the cron schedule will not "
-                    "create runs. Start `prefect server start --host 127.0.0.1` and export "
-                    "PREFECT_API_URL=http://127.0.0.1:4200/api, or put `landcover serve CONFIG --once ...` in a crontab")
+        log.warning(
+            "no PREFECT_API_URL: an ephemeral server has no scheduler, so the cron schedule will not "
+            "create runs. Start `prefect server start --host 127.0.0.1` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api, or put `landcover serve CONFIG --once ...` in a crontab"
+        )
     print(f"serving deployment {args.name!r} of flow 'batch-map' on cron {args.cron!r} (Ctrl-C stops it)")
     batch_map.serve(name=args.name, cron=args.cron, parameters=params, limit=1)
     return 0
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("serve", help="scheduled batch mapping of new rasters in an inbox folder",
-                       description="Serve a Prefect deployment that maps every new raster in an inbox with the "
-                                   "registered best model on a cron schedule; --once runs one cycle and exits.")
+    p = sub.add_parser(
+        "serve",
+        help="scheduled batch mapping of new rasters in an inbox folder",
+        description="Serve a Prefect deployment that maps every new raster in an inbox with the "
+        "registered best model on a cron schedule; --once runs one cycle and exits.",
+    )
     p.add_argument("config", type=Path, metavar="CONFIG", help="run configuration (output_dir, mapping settings)")
     p.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (not with --once)')
-    p.add_argument("--once", action="store_true", help="run one cycle in this process and exit "
-                   "(exit code 1 when a scene failed)")
+    p.add_argument(
+        "--once", action="store_true", help="run one cycle in this process and exit (exit code 1 when a scene failed)"
+    )
     p.add_argument("--inbox", type=Path, help="folder watched for new *.tif/*.tiff rasters")
     p.add_argument("--raster", action="append", default=[], metavar="PATH", help="also map this raster (repeatable)")
     p.add_argument("--outbox", type=Path, help="where maps and reports go (default: OUTPUT_DIR/outbox)")
     p.add_argument("--model", type=Path, help="saved model to map with (default: best macro-F1 of the newest run)")
-    p.add_argument("--runs", type=Path, help="runs directory to take the best model from (default: the config's output_dir)")
+    p.add_argument(
+        "--runs", type=Path, help="runs directory to take the best model from (default: the config's output_dir)"
+    )
     p.add_argument("--state", type=Path, help="state file of processed inputs (default: OUTBOX/.serve-state.json)")
-    p.add_argument("--settle", type=float, default=10.0, metavar="SECONDS",
-                   help="leave files modified less than this long ago for the next cycle")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="leave files modified less than this long ago for the next cycle",
+    )
     p.add_argument("--retry-failed", action="store_true", help="retry scenes that failed in an earlier cycle")
     p.add_argument("--name", default="landcover-batch-map", help="deployment name")
     p.add_argument("--dask", metavar="ADDRESS", help="map scenes on this Dask cluster")

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 # scipy.stats and sklearn.metrics are imported inside the functions that use them: they cost
 # seconds at import and the CLI imports this module to register its subcommands.
-
 from pipeline.errors import InputError
 
 Z95 = 1.96  # normal quantile used for every 95% half-width (as in Olofsson et al. 2014)

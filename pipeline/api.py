@@ -17,9 +17,17 @@ from pathlib import Path
 from typing import Any
 
 
-def run_config(config: str | Path, *, models: Sequence[str] | None = None, overrides: Sequence[str] = (),
-               out: str | Path | None = None, run_id: str | None = None, resume: bool = False,
-               device: str | None = None, progress: bool = False) -> Path:
+def run_config(
+    config: str | Path,
+    *,
+    models: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = False,
+) -> Path:
     """Run the whole pipeline on a YAML config in this process; returns the run directory.
 
     Parameters
@@ -37,8 +45,9 @@ def run_config(config: str | Path, *, models: Sequence[str] | None = None, overr
     from pipeline.run import init_run_dir, run_pipeline
 
     cfg, base_dir = load_config(config, list(overrides), list(models) if models else None)
-    ctx = init_run_dir(cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume,
-                       device=device, progress=progress)
+    ctx = init_run_dir(
+        cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
+    )
     return Path(run_pipeline(ctx))
 
 

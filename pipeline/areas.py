@@ -35,8 +35,10 @@ def check_area_crs(crs: CRS | None, where: str | Path) -> str:
     pc = _pyproj(crs)
     if pc.is_geographic:
         if pc.get_geod() is None:
-            raise InputError(f"{where}: geographic CRS {crs.to_string()} has no ellipsoid; pixel areas cannot be "
-                             "measured (reproject the raster)")
+            raise InputError(
+                f"{where}: geographic CRS {crs.to_string()} has no ellipsoid; pixel areas cannot be "
+                "measured (reproject the raster)"
+            )
         unit = pc.axis_info[0].unit_name.lower() if pc.axis_info else "degree"
         if "degree" not in unit:
             raise InputError(f"{where}: geographic CRS in {unit!r}; pixel areas need degrees (reproject the raster)")
@@ -46,8 +48,10 @@ def check_area_crs(crs: CRS | None, where: str | Path) -> str:
         if not factor:
             raise InputError(f"{where}: CRS {crs.to_string()} has no linear unit; reproject to a CRS in metres")
         return "projected"
-    raise InputError(f"{where}: CRS {crs.to_string()} is neither projected nor geographic; pixel areas cannot be "
-                     "measured (reproject the raster)")
+    raise InputError(
+        f"{where}: CRS {crs.to_string()} is neither projected nor geographic; pixel areas cannot be "
+        "measured (reproject the raster)"
+    )
 
 
 def row_areas_m2(crs: CRS, transform: Affine, height: int, row_off: int = 0) -> np.ndarray:
@@ -67,8 +71,12 @@ def row_areas_m2(crs: CRS, transform: Affine, height: int, row_off: int = 0) -> 
     bottom = top + transform.e
     out = np.empty(height)
     for i, (a, b) in enumerate(zip(top, bottom)):
-        lats = [float(np.clip(a, -90, 90)), float(np.clip(a, -90, 90)), float(np.clip(b, -90, 90)),
-                float(np.clip(b, -90, 90))]
+        lats = [
+            float(np.clip(a, -90, 90)),
+            float(np.clip(a, -90, 90)),
+            float(np.clip(b, -90, 90)),
+            float(np.clip(b, -90, 90)),
+        ]
         area, _ = geod.polygon_area_perimeter([lon0, lon0 + dlon, lon0 + dlon, lon0], lats)
         out[i] = abs(area)
     return out
@@ -110,6 +118,6 @@ def class_pixels_and_areas(map_path: str | Path, nodata: int = 255) -> tuple[dic
             idx = (np.arange(h)[:, None] * kk + data)[ok]
             per_row = np.bincount(idx, minlength=h * kk).reshape(h, kk)
             counts[:kk] += per_row.sum(axis=0)
-            area[:kk] += rows_m2[w.row_off:w.row_off + h] @ per_row
+            area[:kk] += rows_m2[w.row_off : w.row_off + h] @ per_row
     ids = [v for v in range(counts.size) if counts[v] > 0 and v not in skip]
     return {v: int(counts[v]) for v in ids}, {v: float(area[v] / 1e4) for v in ids}

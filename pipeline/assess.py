@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -354,7 +355,12 @@ def assess_sample(
         raise InputError(f"{sample_path}: no point falls on a classified pixel of {map_path}")
     class_ids = sorted(set(counts) | set(y_ref[valid].tolist()))
     result = area_adjusted_from_labels(
-        y_ref[valid], y_map[valid], counts, pix_ha, class_ids, [names.get(k, str(k)) for k in class_ids],
+        y_ref[valid],
+        y_map[valid],
+        counts,
+        pix_ha,
+        class_ids,
+        [names.get(k, str(k)) for k in class_ids],
         map_area_ha=area_ha,
     )
     result["notes"] = notes + result["notes"]
@@ -443,8 +449,13 @@ def assess_error_matrix(counts_csv: str | Path, areas_csv: str | Path) -> dict:
 # ---------------------------------------------------------------------------- CLI
 def _cmd_design(args: argparse.Namespace) -> int:
     gdf = design_sample(
-        args.map, args.n, args.allocation, args.min_per_class, args.seed,
-        parse_class_names(args.class_names), args.nodata,
+        args.map,
+        args.n,
+        args.allocation,
+        args.min_per_class,
+        args.seed,
+        parse_class_names(args.class_names),
+        args.nodata,
     )
     out = write_sample(gdf, args.out)
     per = gdf.groupby("map_class_name").size().to_dict()
@@ -492,8 +503,12 @@ def register(subparsers: Any) -> None:
     d.add_argument("--allocation", choices=ALLOCATIONS, default="olofsson", help="points per class")
     d.add_argument("--min-per-class", type=int, default=50, help="floor per class for olofsson")
     d.add_argument("--seed", type=int, default=0, help="random seed (same seed, same sample)")
-    d.add_argument("--class-names", default=None, metavar="ID=NAME,...",
-                   help="names of the map's class ids (default: read from the map)")
+    d.add_argument(
+        "--class-names",
+        default=None,
+        metavar="ID=NAME,...",
+        help="names of the map's class ids (default: read from the map)",
+    )
     d.add_argument("--nodata", type=int, default=255, help="map value that is no class")
     d.set_defaults(func=_cmd_design)
 
@@ -508,12 +523,19 @@ def register(subparsers: Any) -> None:
     a.add_argument("sample", type=Path, nargs="?", metavar="SAMPLE.gpkg", help="labelled sample points")
     a.add_argument("--field", help="column of SAMPLE with the reference class (name or id)")
     a.add_argument("--layer", default=None, help="layer of SAMPLE")
-    a.add_argument("--error-matrix", type=Path, metavar="COUNTS.csv",
-                   help="sample counts: first column map class names, header reference class names")
+    a.add_argument(
+        "--error-matrix",
+        type=Path,
+        metavar="COUNTS.csv",
+        help="sample counts: first column map class names, header reference class names",
+    )
     a.add_argument("--areas", type=Path, metavar="AREAS.csv", help="columns class,area_ha")
     a.add_argument("--json", type=Path, required=True, metavar="OUT.json", help="estimates to write")
-    a.add_argument("--class-names", default=None, metavar="ID=NAME,...",
-                   help="names of the map's class ids (default: read from the map)")
+    a.add_argument(
+        "--class-names",
+        default=None,
+        metavar="ID=NAME,...",
+        help="names of the map's class ids (default: read from the map)",
+    )
     a.add_argument("--nodata", type=int, default=255, help="map value that is no class")
     a.set_defaults(func=_cmd_assess)
-

@@ -68,8 +68,9 @@ def model_in_runs(model: str | Path, runs_dir: str | Path) -> Path:
     """
     m, r = Path(model).resolve(), Path(runs_dir).resolve()
     if not m.is_relative_to(r):
-        raise InputError(f"{model}: serve loads models only from its runs directory {r}; "
-                         "put the run there or pass --runs")
+        raise InputError(
+            f"{model}: serve loads models only from its runs directory {r}; put the run there or pass --runs"
+        )
     return m
 
 
@@ -79,11 +80,15 @@ def best_model(runs_dir: Path) -> Path:
 
     run = newest_run(runs_dir)
     if run is None:
-        raise InputError(f"{runs_dir}: no finished run (with metrics.json) to take the best model from; "
-                         "run `landcover run CONFIG` first or pass --model PATH")
+        raise InputError(
+            f"{runs_dir}: no finished run (with metrics.json) to take the best model from; "
+            "run `landcover run CONFIG` first or pass --model PATH"
+        )
     metrics = json.loads((run / "metrics.json").read_text()).get("models") or {}
-    ranked = sorted(((r.get("macro_f1") if r.get("macro_f1") is not None else -1.0, name)
-                     for name, r in metrics.items()), reverse=True)
+    ranked = sorted(
+        ((r.get("macro_f1") if r.get("macro_f1") is not None else -1.0, name) for name, r in metrics.items()),
+        reverse=True,
+    )
     for _, name in ranked:
         if name not in registry.model_names():
             continue
@@ -124,9 +129,17 @@ def scene_name(path: Path, key: str) -> str:
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: str | None,
-               rasters: list[str] | None, state_file: str | None, runs_dir: str | None,
-               settle_seconds: float, retry_failed: bool) -> dict:
+def plan_cycle(
+    config_path: str,
+    inbox: str | None,
+    outbox: str | None,
+    model: str | None,
+    rasters: list[str] | None,
+    state_file: str | None,
+    runs_dir: str | None,
+    settle_seconds: float,
+    retry_failed: bool,
+) -> dict:
     """Decide what this cycle maps (no side effects beyond creating the outbox)."""
     from pipeline.config import load_config
 
@@ -147,8 +160,11 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
         ib = Path(inbox)
         if not ib.is_dir():
             raise InputError(f"{ib}: inbox folder not found")
-        cands += sorted(p for p in ib.iterdir()
-                        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
+        cands += sorted(
+            p
+            for p in ib.iterdir()
+            if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+        )
     cands += [Path(r) for r in rasters or []]
     now = time.time()
     todo: list[dict[str, Any]] = []
@@ -168,12 +184,21 @@ def plan_cycle(config_path: str, inbox: str | None, outbox: str | None, model: s
         prev = state["processed"].get(key)
         if prev is not None and (prev.get("status") == "mapped" or not retry_failed):
             continue
-        todo.append({"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                     "name": scene_name(p, key)})
-    return {"config": str(config_path), "outbox": str(out), "state_file": str(state_path),
-            "model_path": str(model_path), "todo": todo, "seen": seen, "settling": settling,
-            "window_size": cfg.mapping.window_size, "workers": cfg.mapping.workers,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        todo.append(
+            {"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "name": scene_name(p, key)}
+        )
+    return {
+        "config": str(config_path),
+        "outbox": str(out),
+        "state_file": str(state_path),
+        "model_path": str(model_path),
+        "todo": todo,
+        "seen": seen,
+        "settling": settling,
+        "window_size": cfg.mapping.window_size,
+        "workers": cfg.mapping.workers,
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _area_lines(areas: dict) -> list[str]:
@@ -183,14 +208,23 @@ def _area_lines(areas: dict) -> list[str]:
     lines = ["| class | pixels | area (ha) | share |", "|---|---:|---:|---:|"]
     for name, a in areas.items():
         if isinstance(a, dict):
-            lines.append(f"| {md_text(name)} | {fmt(a.get('pixels'), 'int')} | {fmt(a.get('area_ha'), 'ha')} | "
-                         f"{fmt(a.get('fraction', a.get('share')), 'pct')} |")
+            lines.append(
+                f"| {md_text(name)} | {fmt(a.get('pixels'), 'int')} | {fmt(a.get('area_ha'), 'ha')} | "
+                f"{fmt(a.get('fraction', a.get('share')), 'pct')} |"
+            )
     return lines
 
 
 # ----------------------------------------------------------------------------- one scene
-def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, workers: int,
-                  logger: Any = None, progress: bool = False) -> dict:
+def map_one_scene(
+    scene: dict,
+    model_path: str,
+    outbox: str,
+    window_size: int,
+    workers: int,
+    logger: Any = None,
+    progress: bool = False,
+) -> dict:
     """Map one raster; writes the class map (with its class-table sidecars), confidence, and a
     JSON + Markdown report. ``progress`` shows a mapping progress bar."""
     from pipeline.mapping import classify_raster, dask_client_here, open_for_model
@@ -206,13 +240,23 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
     odir = Path(outbox) / scene["name"]
     map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
     # On a Dask worker (serve --dask) the scene's windows become tasks across the cluster too.
-    with open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack, \
-            dask_client_here() as client:
+    with (
+        open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack,
+        dask_client_here() as client,
+    ):
         problem = check_stack(stack, getattr(meta, "value_range", None))
         if problem:
             logger.warning("%s", problem)
-        res = classify_raster(model, stack, map_path, confidence_path=conf_path, window_size=window_size,
-                              workers=workers, progress=progress, client=client)
+        res = classify_raster(
+            model,
+            stack,
+            map_path,
+            confidence_path=conf_path,
+            window_size=window_size,
+            workers=workers,
+            progress=progress,
+            client=client,
+        )
         crs = stack.grid.crs.to_string() if stack.grid.crs else None
         size = [stack.grid.width, stack.grid.height]
     areas: dict = {}
@@ -222,53 +266,92 @@ def map_one_scene(scene: dict, model_path: str, outbox: str, window_size: int, w
         areas = class_area_table(map_path, list(meta.class_ids), list(meta.class_names))
     except Exception as e:  # noqa: BLE001 - the area table is a nicety; the map is what matters
         logger.warning("%s: no class area table (%s)", path, e)
-    report = {"scene": scene["name"], "input": str(path), "input_bytes": scene.get("bytes"),
-              "model": str(model_path), "model_name": meta.model, "bands": list(meta.band_names),
-              "map": str(map_path), "confidence": str(conf_path), "crs": crs, "size": size,
-              "seconds": round(res["seconds"], 3), "mpx_per_s": round(res["mpx_per_s"], 3),
-              "class_areas": areas, "value_range_warning": problem,
-              # where the work ran: this process, and the Dask workers that classified windows
-              "mapped_by": {"pid": os.getpid(), "window_workers": res.get("workers", {})},
-              "mapped_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    report = {
+        "scene": scene["name"],
+        "input": str(path),
+        "input_bytes": scene.get("bytes"),
+        "model": str(model_path),
+        "model_name": meta.model,
+        "bands": list(meta.band_names),
+        "map": str(map_path),
+        "confidence": str(conf_path),
+        "crs": crs,
+        "size": size,
+        "seconds": round(res["seconds"], 3),
+        "mpx_per_s": round(res["mpx_per_s"], 3),
+        "class_areas": areas,
+        "value_range_warning": problem,
+        # where the work ran: this process, and the Dask workers that classified windows
+        "mapped_by": {"pid": os.getpid(), "window_workers": res.get("workers", {})},
+        "mapped_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     write_text(odir / f"{scene['name']}.json", json.dumps(report, indent=2, default=str))
-    lines = [f"# {scene['name']}", "", f"- input: `{path}`", f"- model: `{model_path}` ({meta.model})",
-             f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
-             f"- mapped in {res['seconds']:.2f} s ({res['mpx_per_s']:.3g} Mpx/s)", ""]
+    lines = [
+        f"# {scene['name']}",
+        "",
+        f"- input: `{path}`",
+        f"- model: `{model_path}` ({meta.model})",
+        f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
+        f"- mapped in {res['seconds']:.2f} s ({res['mpx_per_s']:.3g} Mpx/s)",
+        "",
+    ]
     if areas:
         lines += _area_lines(areas)
     write_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")
     (odir / f"{scene['name']}.failed.json").unlink(missing_ok=True)
     logger.info("mapped %s -> %s", path, map_path)
-    return {**scene, "status": "mapped", "map": str(map_path), "report": str(odir / f"{scene['name']}.json"),
-            "seconds": report["seconds"]}
+    return {
+        **scene,
+        "status": "mapped",
+        "map": str(map_path),
+        "report": str(odir / f"{scene['name']}.json"),
+        "seconds": report["seconds"],
+    }
 
 
 # ----------------------------------------------------------------------------- cycle end
 def finish_cycle(plan: dict, results: list[dict]) -> dict:
     """Record every scene in the state file, write failure files and the cycle report."""
     out = Path(plan["outbox"])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for r in results:
         if r["status"] == "failed":
-            write_json(out / r["name"] / f"{r['name']}.failed.json",
-                       {"input": r["path"], "error": r.get("error"), "at": now.isoformat(timespec="seconds")})
+            write_json(
+                out / r["name"] / f"{r['name']}.failed.json",
+                {"input": r["path"], "error": r.get("error"), "at": now.isoformat(timespec="seconds")},
+            )
     state_path = Path(plan["state_file"])
     state = read_state(state_path)  # re-read: keep what another cycle may have added
     for r in results:
-        state["processed"][r["key"]] = {"path": r["path"], "status": r["status"], "at": now.isoformat(timespec="seconds"),
-                                        **({"map": r["map"]} if r.get("map") else {}),
-                                        **({"error": r["error"]} if r.get("error") else {})}
+        state["processed"][r["key"]] = {
+            "path": r["path"],
+            "status": r["status"],
+            "at": now.isoformat(timespec="seconds"),
+            **({"map": r["map"]} if r.get("map") else {}),
+            **({"error": r["error"]} if r.get("error") else {}),
+        }
     write_json(state_path, state)
     mapped = [r for r in results if r["status"] == "mapped"]
     failed = [r for r in results if r["status"] == "failed"]
-    summary = {"started": plan["started"], "finished": now.isoformat(timespec="seconds"), "model": plan["model_path"],
-               "seen": plan["seen"], "settling": plan["settling"],
-               "mapped": [{"input": r["path"], "map": r["map"], "report": r["report"]} for r in mapped],
-               "failed": [{"input": r["path"], "error": r.get("error")} for r in failed]}
+    summary = {
+        "started": plan["started"],
+        "finished": now.isoformat(timespec="seconds"),
+        "model": plan["model_path"],
+        "seen": plan["seen"],
+        "settling": plan["settling"],
+        "mapped": [{"input": r["path"], "map": r["map"], "report": r["report"]} for r in mapped],
+        "failed": [{"input": r["path"], "error": r.get("error")} for r in failed],
+    }
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     write_json(out / "cycles" / f"{stamp}.json", summary)
-    md = [f"# Batch mapping cycle {stamp}", "", f"Model: `{plan['model_path']}`", "",
-          f"{len(mapped)} mapped, {len(failed)} failed, {plan['seen']} seen, {plan['settling']} still settling.", ""]
+    md = [
+        f"# Batch mapping cycle {stamp}",
+        "",
+        f"Model: `{plan['model_path']}`",
+        "",
+        f"{len(mapped)} mapped, {len(failed)} failed, {plan['seen']} seen, {plan['settling']} still settling.",
+        "",
+    ]
     md += [f"- mapped `{r['path']}` -> `{r['map']}`" for r in mapped]
     md += [f"- FAILED `{r['path']}`: {r.get('error')}" for r in failed]
     write_text(out / "cycles" / f"{stamp}.md", "\n".join(md) + "\n")

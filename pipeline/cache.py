@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.cancel import check_cancelled
 from pipeline.atomic import write_json
+from pipeline.cancel import check_cancelled
 from pipeline.models import registry
 
 if TYPE_CHECKING:
@@ -101,8 +101,9 @@ def cached_stage(ctx: RunContext, stage: str, model: str | None = None) -> dict 
     return rec
 
 
-def run_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], model: str | None = None,
-              use_cache: bool = True) -> dict:
+def run_stage(
+    ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], model: str | None = None, use_cache: bool = True
+) -> dict:
     """Run ``fn`` unless a valid record exists in the run directory; returns the record with
     ``seconds`` and ``cached``. The record is written only after ``fn`` succeeds."""
     if use_cache:
@@ -114,8 +115,14 @@ def run_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], mod
     check_cancelled()  # Ctrl-C / SIGTERM: start no new stage
     t0 = time.perf_counter()
     out = fn(ctx)
-    rec = {"stage": stage, "model": model, "key": stage_key(ctx, stage, model), **out,
-           "seconds": time.perf_counter() - t0, "cached": False}
+    rec = {
+        "stage": stage,
+        "model": model,
+        "key": stage_key(ctx, stage, model),
+        **out,
+        "seconds": time.perf_counter() - t0,
+        "cached": False,
+    }
     write_json(record_path(ctx, stage, model), rec)
     return rec
 
@@ -194,8 +201,10 @@ def publish(ctx: RunContext, stage: str, model: str | None, rec: dict) -> Path |
             _link_or_copy(ctx.run_dir / rel, dst)
             files[rel] = {"bytes": dst.stat().st_size, "blake2b": file_digest(dst)}
         clean = {k: v for k, v in rec.items() if k not in ("cached", "source", "name")}
-        write_json(tmp / "record.json", {"record": clean, "files": files, "from_run": ctx.run_dir.name,
-                                         "code": code_fingerprint()})
+        write_json(
+            tmp / "record.json",
+            {"record": clean, "files": files, "from_run": ctx.run_dir.name, "code": code_fingerprint()},
+        )
         os.rename(tmp, entry)
     except OSError as e:  # another process published the same key first, or the disk is full
         if not (entry / "record.json").exists():
@@ -253,8 +262,14 @@ def restore(ctx: RunContext, stage: str, model: str | None) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- one stage, both levels
-def execute_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], model: str | None = None,
-                  logger: Any = None, use_store: bool = True) -> dict:
+def execute_stage(
+    ctx: RunContext,
+    stage: str,
+    fn: Callable[[RunContext], dict],
+    model: str | None = None,
+    logger: Any = None,
+    use_store: bool = True,
+) -> dict:
     """Run one stage unless the run directory or the stage store already has it.
 
     Returns the stage record plus ``name``, ``cached``, ``seconds`` and ``source``
@@ -277,7 +292,10 @@ def execute_stage(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict],
         logger.info("stage %s: done in %.2f s", name, rec["seconds"])
     else:
         rec = {**rec, "cached": True, "seconds": time.perf_counter() - t0}
-        logger.info("stage %s: unchanged, reused from %s (%.2f s)", name,
-                    "this run directory" if source == "run" else f"the stage store (run {rec.get('from_run')})",
-                    rec["seconds"])
+        logger.info(
+            "stage %s: unchanged, reused from %s (%.2f s)",
+            name,
+            "this run directory" if source == "run" else f"the stage store (run {rec.get('from_run')})",
+            rec["seconds"],
+        )
     return {**rec, "name": name, "source": source}

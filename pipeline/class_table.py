@@ -41,6 +41,8 @@ def parse_color(color: str) -> tuple[int, int, int]:
     if m is None:
         raise ValueError(f"colour must look like #rrggbb, got {color!r}")
     return int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
+
+
 #: Sidecar kind -> suffix appended to (aux) or replacing (qml, clr) the map's file name.
 SIDECARS = ("aux", "qml", "clr")
 
@@ -64,11 +66,11 @@ class ClassTable:
             raise ValueError(f"class ids must be 0..255 for a uint8 map, got {list(self.ids)}")
 
     @classmethod
-    def of(cls, ids: Sequence[int], names: Sequence[str], colors: Sequence[str]) -> "ClassTable":
+    def of(cls, ids: Sequence[int], names: Sequence[str], colors: Sequence[str]) -> ClassTable:
         return cls(tuple(int(i) for i in ids), tuple(str(n) for n in names), tuple(str(c) for c in colors))
 
     @classmethod
-    def from_meta(cls, meta: Any) -> "ClassTable":
+    def from_meta(cls, meta: Any) -> ClassTable:
         """From a :class:`~pipeline.models.base.ModelMeta` (or anything with the three lists)."""
         return cls.of(meta.class_ids, meta.class_names, meta.class_colors)
 
@@ -99,9 +101,14 @@ class ClassTable:
         for _v, (r, g, b, a) in sorted(self.colormap().items()):
             ET.SubElement(ct, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
         rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
-        fields = [("Value", _GFT_INTEGER, _GFU_MINMAX), ("Class", _GFT_STRING, _GFU_NAME),
-                  ("Red", _GFT_INTEGER, _GFU_RED), ("Green", _GFT_INTEGER, _GFU_GREEN),
-                  ("Blue", _GFT_INTEGER, _GFU_BLUE), ("Alpha", _GFT_INTEGER, _GFU_ALPHA)]
+        fields = [
+            ("Value", _GFT_INTEGER, _GFU_MINMAX),
+            ("Class", _GFT_STRING, _GFU_NAME),
+            ("Red", _GFT_INTEGER, _GFU_RED),
+            ("Green", _GFT_INTEGER, _GFU_GREEN),
+            ("Blue", _GFT_INTEGER, _GFU_BLUE),
+            ("Alpha", _GFT_INTEGER, _GFU_ALPHA),
+        ]
         for k, (name, typ, usage) in enumerate(fields):
             fd = ET.SubElement(rat, "FieldDefn", index=str(k))
             ET.SubElement(fd, "Name").text = name
@@ -119,8 +126,9 @@ class ClassTable:
         """QGIS layer style: a paletted renderer with one named entry per class, nodata transparent."""
         root = ET.Element("qgis", version="3.28.0", styleCategories="Symbology")
         pipe = ET.SubElement(root, "pipe")
-        ren = ET.SubElement(pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1",
-                            nodataColor="")
+        ren = ET.SubElement(
+            pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1", nodataColor=""
+        )
         ET.SubElement(ren, "rasterTransparency")
         pal = ET.SubElement(ren, "colorPalette")
         for i, n, _c in sorted(zip(self.ids, self.names, self.colors)):
@@ -131,7 +139,11 @@ class ClassTable:
         ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
         ET.SubElement(root, "blendMode").text = "0"
         ET.indent(root)
-        return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode") + "\n"
+        return (
+            "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+            + ET.tostring(root, encoding="unicode")
+            + "\n"
+        )
 
     def clr(self) -> str:
         """ArcGIS colour map: one ``value red green blue`` line per class."""

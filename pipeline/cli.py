@@ -33,8 +33,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMAND_MODULES = ("pipeline.assess", "flows.serve")
 # ``landcover bench NAME``: the benchmark's ``main(argv)``, run from the repository's bench/
 # folder (benchmarks are not installed as a package: they need the repository's data and reports).
-BENCHMARKS = {"baselines": "bench.baselines:main", "deep": "bench.deep:main", "scale": "bench.scale:main",
-              "scale_mem": "bench.scale_mem:main", "scenes": "bench.scenes:main"}
+BENCHMARKS = {
+    "baselines": "bench.baselines:main",
+    "deep": "bench.deep:main",
+    "scale": "bench.scale:main",
+    "scale_mem": "bench.scale_mem:main",
+    "scenes": "bench.scenes:main",
+}
 
 
 def flow_entry_point(target: str) -> Callable:
@@ -46,8 +51,10 @@ def flow_entry_point(target: str) -> Callable:
     module, _, name = target.partition(":")
     if module.split(".")[0] == "bench" and importlib.util.find_spec("bench") is None:
         if not (REPO_ROOT / "bench").is_dir():
-            raise InputError(f"landcover bench: the benchmarks live in the repository's bench/ folder, "
-                             f"not found next to {Path(__file__).parent}; run from a checkout (pip install -e .)")
+            raise InputError(
+                f"landcover bench: the benchmarks live in the repository's bench/ folder, "
+                f"not found next to {Path(__file__).parent}; run from a checkout (pip install -e .)"
+            )
         sys.path.insert(0, str(REPO_ROOT))
     return getattr(importlib.import_module(module), name)
 
@@ -62,26 +69,48 @@ def demo_config_path() -> Path:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="output directory (default: the config's output_dir)")
     p.add_argument("--models", help="comma-separated models to run, e.g. decision_tree,cnn")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a config value (YAML syntax), repeatable")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
-                   help="device for deep models (default: the config's device, auto)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value (YAML syntax), repeatable",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="device for deep models (default: the config's device, auto)",
+    )
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
     p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--strict", action="store_true", help="stop when a class has no usable labels "
-                   "(same as --set labels.on_empty_class=error; default: leave it out with a warning)")
-    p.add_argument("--dask", metavar="ADDRESS", help="run the flow's tasks on this existing Dask cluster "
-                   "(scheduler address, e.g. tcp://10.0.0.5:8786) through prefect-dask")
-    p.add_argument("--engine", choices=["prefect", "local"], default="prefect",
-                   help="prefect: a Prefect flow run (a temporary local server unless PREFECT_API_URL is set); "
-                   "local: the same stages, outputs and caching in this process, without Prefect "
-                   "(no server start-up; models run one after the other) (default: %(default)s)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop when a class has no usable labels "
+        "(same as --set labels.on_empty_class=error; default: leave it out with a warning)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the flow's tasks on this existing Dask cluster "
+        "(scheduler address, e.g. tcp://10.0.0.5:8786) through prefect-dask",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["prefect", "local"],
+        default="prefect",
+        help="prefect: a Prefect flow run (a temporary local server unless PREFECT_API_URL is set); "
+        "local: the same stages, outputs and caching in this process, without Prefect "
+        "(no server start-up; models run one after the other) (default: %(default)s)",
+    )
 
 
 def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
+    )
     for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -89,8 +118,10 @@ def _setup_logging(debug: bool) -> None:
 def _hide_routine_states(record: logging.LogRecord) -> bool:
     """Console filter: drop Prefect's "Finished in state Completed()" of every task and sub-flow
     (run.log keeps them; failures and other states still show)."""
-    return not (record.name.startswith(("prefect.task_runs", "prefect.flow_runs"))
-                and record.getMessage().startswith("Finished in state Completed"))
+    return not (
+        record.name.startswith(("prefect.task_runs", "prefect.flow_runs"))
+        and record.getMessage().startswith("Finished in state Completed")
+    )
 
 
 def quiet_console(hide_input_errors: bool = True) -> None:
@@ -135,15 +166,24 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
         select_device(args.device or cfg.device)  # an unavailable --device fails now, not after preparation
     engine = getattr(args, "engine", "prefect")
     check_run_services(engine, getattr(args, "dask", None))  # before the run directory exists
-    ctx = init_run_dir(cfg, base_dir, out=args.out, run_id=args.resume or args.run_id, resume=bool(args.resume),
-                       device=args.device, progress=not args.no_progress)
+    ctx = init_run_dir(
+        cfg,
+        base_dir,
+        out=args.out,
+        run_id=args.resume or args.run_id,
+        resume=bool(args.resume),
+        device=args.device,
+        progress=not args.no_progress,
+    )
     # imported before the run.log handler is added: Prefect's logging setup resets the root logger
     landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline") if engine == "prefect" else None
     # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
     quiet_console(hide_input_errors=not getattr(args, "debug", False))
     for noisy in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    level = logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False) else logging.INFO
+    level = (
+        logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False) else logging.INFO
+    )
     for name in APP_LOGGERS:
         logging.getLogger(name).setLevel(level)
     handler = logging.FileHandler(ctx.run_dir / "run.log")
@@ -157,10 +197,19 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
             from flows.ephemeral import start_tied_server
 
             start_tied_server()  # Prefect's temporary server, unable to outlive this process
-            run_dir = Path(landcover_pipeline(
-                config_path=str(config_path), models=models, overrides=list(args.overrides),
-                out=str(args.out) if args.out else None, run_id=ctx.run_dir.name, resume=True,
-                device=args.device, progress=not args.no_progress, dask_address=getattr(args, "dask", None)))
+            run_dir = Path(
+                landcover_pipeline(
+                    config_path=str(config_path),
+                    models=models,
+                    overrides=list(args.overrides),
+                    out=str(args.out) if args.out else None,
+                    run_id=ctx.run_dir.name,
+                    resume=True,
+                    device=args.device,
+                    progress=not args.no_progress,
+                    dask_address=getattr(args, "dask", None),
+                )
+            )
     except BaseException as e:
         # Ctrl-C, SIGTERM (Prefect's own SIGTERM handler raises its TerminationSignal during a flow)
         from pipeline.cancel import Interrupted, cancel_signal
@@ -185,13 +234,16 @@ def _print_summary(run_dir: Path) -> None:
     print(f"{'model':<16}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
     for name, f in (m.get("failed_models") or {}).items():
         print(f"{name:<16}failed in {f['stage']}: {f['reason']}")
+
     def num(v: float | None, width: int) -> str:  # undefined metrics are null: shown as "–"
         return f"{v:>{width}.3f}" if v is not None else f"{'–':>{width}}"
 
     for name, r in m["models"].items():
         rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
-        print(f"{name:<16}{num(r.get('overall_accuracy'), 7)}{num(r.get('kappa'), 8)}{num(r.get('macro_f1'), 9)}"
-              f"{num(rnd, 11)}")
+        print(
+            f"{name:<16}{num(r.get('overall_accuracy'), 7)}{num(r.get('kappa'), 8)}{num(r.get('macro_f1'), 9)}"
+            f"{num(rnd, 11)}"
+        )
     ev = m.get("evidence") or {}
     if ev.get("leakage"):
         print("Accuracy inflated by spatial leakage: " + "; ".join(ev.get("leakage_reasons") or []))
@@ -308,30 +360,58 @@ def cmd_map(args: argparse.Namespace) -> int:
         if out.suffix.lower() in (".tif", ".tiff") and not out.is_dir():
             hint = ""
             if dates is None and any(":" in b for b in want):  # <date>:<band> names: a model of a date stack
-                hint = (f"; or, if they are the dates of one image (the model's bands are {want[0]}, ...), "
-                        "stack them with --dates D1,D2,...")
+                hint = (
+                    f"; or, if they are the dates of one image (the model's bands are {want[0]}, ...), "
+                    "stack them with --dates D1,D2,..."
+                )
             raise InputError(f"--out {out}: {len(groups)} rasters give {len(groups)} maps; name a folder{hint}")
-        targets = [(g, out / f"{g[0].stem}.tif",
-                    Path(args.confidence) / f"{g[0].stem}_confidence.tif" if args.confidence else None) for g in groups]
+        targets = [
+            (
+                g,
+                out / f"{g[0].stem}.tif",
+                Path(args.confidence) / f"{g[0].stem}_confidence.tif" if args.confidence else None,
+            )
+            for g in groups
+        ]
     else:
         targets = [(groups[0], out, args.confidence)]
     value_range = getattr(model.meta, "value_range", None)
     if args.strict and value_range:  # every input checked before any map is written: a stop leaves none behind
         for paths, _, _ in targets:
-            with open_for_model(paths, want, band_names=names, nodata=args.nodata,
-                                model_nodata=getattr(model.meta, "nodata", None), dates=dates) as stack:
+            with open_for_model(
+                paths,
+                want,
+                band_names=names,
+                nodata=args.nodata,
+                model_nodata=getattr(model.meta, "nodata", None),
+                dates=dates,
+            ) as stack:
                 problem = check_stack(stack, value_range)
             if problem:
                 raise InputError(problem)
     with _dask_client(args.dask) as client:
         for paths, target, conf in targets:  # one input after the other: memory follows one window set
-            with open_for_model(paths, want, band_names=names, nodata=args.nodata,
-                                model_nodata=getattr(model.meta, "nodata", None), dates=dates) as stack:
+            with open_for_model(
+                paths,
+                want,
+                band_names=names,
+                nodata=args.nodata,
+                model_nodata=getattr(model.meta, "nodata", None),
+                dates=dates,
+            ) as stack:
                 problem = None if args.strict else check_stack(stack, value_range)
                 if problem:
                     log.warning("%s", problem)
-                res = classify_raster(model, stack, target, confidence_path=conf, window_size=args.window_size,
-                                      workers=args.workers, progress=not args.no_progress, client=client)
+                res = classify_raster(
+                    model,
+                    stack,
+                    target,
+                    confidence_path=conf,
+                    window_size=args.window_size,
+                    workers=args.workers,
+                    progress=not args.no_progress,
+                    client=client,
+                )
             where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
             print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s{where})")
     return 0
@@ -347,8 +427,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("%(default)" in text or action.option_strings == [] or default in (None, False, [], argparse.SUPPRESS)
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+        if (
+            "%(default)" in text
+            or action.option_strings == []
+            or default in (None, False, [], argparse.SUPPRESS)
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -378,26 +462,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("map", help="classify rasters with a saved model (one map per input)")
     p.add_argument("--model", required=True, type=Path, help="saved model (models/<model>.skops or .pt of a run)")
-    p.add_argument("--raster", required=True, type=Path, nargs="+",
-                   help="rasters to map (multi-band files, VRTs or glob patterns such as 'tiles/*.tif': one map "
-                        "each), or the single-band files of one image, or with --dates one file per date")
-    p.add_argument("--out", required=True, type=Path,
-                   help="the map (one input), or a folder for one <input stem>.tif per input (COGs, with "
-                        ".aux.xml/.qml/.clr sidecars naming the classes)")
-    p.add_argument("--confidence", type=Path, help="also write the confidence raster here (a folder for several inputs)")
-    p.add_argument("--dates", help="comma-separated dates: the rasters are one multi-band file per date of one "
-                                   "scene, stacked as in training (rasters.dates)")
+    p.add_argument(
+        "--raster",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="rasters to map (multi-band files, VRTs or glob patterns such as 'tiles/*.tif': one map "
+        "each), or the single-band files of one image, or with --dates one file per date",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the map (one input), or a folder for one <input stem>.tif per input (COGs, with "
+        ".aux.xml/.qml/.clr sidecars naming the classes)",
+    )
+    p.add_argument(
+        "--confidence", type=Path, help="also write the confidence raster here (a folder for several inputs)"
+    )
+    p.add_argument(
+        "--dates",
+        help="comma-separated dates: the rasters are one multi-band file per date of one "
+        "scene, stacked as in training (rasters.dates)",
+    )
     p.add_argument("--band-names", help="comma-separated band names of the raster")
-    p.add_argument("--nodata", type=float, help="nodata value of every band (default: the one the model was "
-                   "trained with, else the file's own)")
-    p.add_argument("--window-size", type=int, default=512, help="pixels per side of the windows read and "
-                   "classified at a time (memory grows with its square)")
+    p.add_argument(
+        "--nodata",
+        type=float,
+        help="nodata value of every band (default: the one the model was trained with, else the file's own)",
+    )
+    p.add_argument(
+        "--window-size",
+        type=int,
+        default=512,
+        help="pixels per side of the windows read and classified at a time (memory grows with its square)",
+    )
     p.add_argument("--workers", type=int, default=2, help="windows classified in parallel")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="device for deep models")
-    p.add_argument("--dask", metavar="ADDRESS", help="classify the windows as tasks on this Dask cluster "
-                   "(scheduler address, e.g. tcp://10.0.0.5:8786); the workers must see the raster's path")
-    p.add_argument("--strict", action="store_true", help="stop (exit 2) instead of warning when the input's "
-                   "values or data type clearly differ from the model's training pixels")
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="classify the windows as tasks on this Dask cluster "
+        "(scheduler address, e.g. tcp://10.0.0.5:8786); the workers must see the raster's path",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop (exit 2) instead of warning when the input's "
+        "values or data type clearly differ from the model's training pixels",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_map)
 
@@ -420,8 +533,16 @@ def _os_error_exit_code(e: OSError) -> int | None:
 
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return 4
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR,
-                   errno.ENOENT, errno.EEXIST):
+    if e.errno in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOENT,
+        errno.EEXIST,
+    ):
         return 2
     return None
 
@@ -470,8 +591,10 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C or SIGTERM: one line, the shell's exit code (130 / 143), finished stages kept.
         signum = getattr(e, "signum", None) or cancel.cancel_signal()
         run_id = getattr(e, "run_id", None)
-        print(f"landcover: interrupted; resume with --resume {run_id}" if run_id else "landcover: interrupted",
-              file=sys.stderr)
+        print(
+            f"landcover: interrupted; resume with --resume {run_id}" if run_id else "landcover: interrupted",
+            file=sys.stderr,
+        )
         return 128 + int(signum)
     finally:
         restore_signals()

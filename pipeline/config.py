@@ -15,8 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializeAsAny, Tag, ValidationError, create_model,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializeAsAny,
+    Tag,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.class_table import parse_color
 from pipeline.errors import InputError
@@ -40,8 +50,10 @@ def check_dir_name(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed")
     bad = sorted({c for c in value if c in "/\\" or ord(c) < 32 or ord(c) == 127})
     if bad:
-        raise ValueError(f"{what} {value!r} contains {', '.join(repr(c) for c in bad)}; "
-                         "it must be a single folder name (no path separators or control characters)")
+        raise ValueError(
+            f"{what} {value!r} contains {', '.join(repr(c) for c in bad)}; "
+            "it must be a single folder name (no path separators or control characters)"
+        )
     if value.startswith(".") or value != value.strip():
         raise ValueError(f"{what} {value!r} must not start with '.' nor start or end with spaces")
     return value
@@ -73,10 +85,12 @@ class RasterConfig(_Strict):
         return [v] if isinstance(v, str) else v
 
     @model_validator(mode="after")
-    def _dates_match_paths(self) -> "RasterConfig":
+    def _dates_match_paths(self) -> RasterConfig:
         if self.dates is not None:
             if self.paths is not None and len(self.dates) != len(self.paths):
-                raise ValueError(f"dates: {len(self.dates)} dates given for {len(self.paths)} paths; give one date per file")
+                raise ValueError(
+                    f"dates: {len(self.dates)} dates given for {len(self.paths)} paths; give one date per file"
+                )
             dup = sorted({d for d in self.dates if self.dates.count(d) > 1})
             if dup:
                 raise ValueError(f"dates: date {dup[0]!r} appears twice")
@@ -125,7 +139,7 @@ class SceneConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _paths_given(self) -> "SceneConfig":
+    def _paths_given(self) -> SceneConfig:
         if self.rasters.paths is None:
             raise ValueError(f"scene {self.name!r}: rasters.paths is required")
         if self.labels is not None and self.labels.path is None:
@@ -188,7 +202,7 @@ class SplitFractions(_Strict):
     test: float = Field(default=0.15, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _sum(self) -> "SplitFractions":
+    def _sum(self) -> SplitFractions:
         total = self.train + self.validation + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"fractions must add up to 1, they add up to {total:g}")
@@ -219,7 +233,7 @@ class SplitConfig(_Strict):
     files: SplitFiles | None = None  # predefined: scenes (or CSV lists of images) per split
 
     @model_validator(mode="after")
-    def _files_need_predefined(self) -> "SplitConfig":
+    def _files_need_predefined(self) -> SplitConfig:
         if self.files is not None and self.strategy != "predefined":
             raise ValueError("files is a user-supplied split: set split.strategy: predefined to use it")
         return self
@@ -280,6 +294,7 @@ class MaxLikelihoodConfig(_Strict):
         if v != "auto" and not 0.0 <= float(v) <= 1.0:
             raise ValueError(f"must be 'auto' or a number from 0 to 1, got {v!r}")
         return v
+
     features: FeatureConfig = FeatureConfig()
 
 
@@ -360,8 +375,13 @@ class RunConfig(_Strict):
     rasters: RasterConfig | None = None
     labels: LabelConfig | None = None
     # several scenes instead of rasters.paths/labels.path: a list, or a glob form
-    scenes: Annotated[Annotated[list[SceneConfig], Tag(_SCENE_LIST)] | Annotated[SceneGlobConfig, Tag(_SCENE_GLOB)],
-                      Discriminator(lambda v: _SCENE_LIST if isinstance(v, list) else _SCENE_GLOB)] | None = None
+    scenes: (
+        Annotated[
+            Annotated[list[SceneConfig], Tag(_SCENE_LIST)] | Annotated[SceneGlobConfig, Tag(_SCENE_GLOB)],
+            Discriminator(lambda v: _SCENE_LIST if isinstance(v, list) else _SCENE_GLOB),
+        ]
+        | None
+    ) = None
     classes: list[ClassSpec] = Field(min_length=2)
     patch: PatchConfig = PatchConfig()
     split: SplitConfig = SplitConfig()
@@ -405,7 +425,7 @@ class RunConfig(_Strict):
         return {**raw, "scenes": scenes}
 
     @model_validator(mode="after")
-    def _rasters_or_scenes(self) -> "RunConfig":
+    def _rasters_or_scenes(self) -> RunConfig:
         if self.scenes is None:
             for key, sub in (("rasters", "paths"), ("labels", "path")):
                 section = getattr(self, key)
@@ -417,8 +437,10 @@ class RunConfig(_Strict):
         for key, sub in (("rasters", "paths"), ("labels", "path")):
             section = getattr(self, key)
             if section is not None and getattr(section, sub) is not None:
-                raise ValueError(f"{key}.{sub}: with 'scenes', give each scene's {key} under scenes "
-                                 f"(the top-level '{key}' holds only settings every scene shares)")
+                raise ValueError(
+                    f"{key}.{sub}: with 'scenes', give each scene's {key} under scenes "
+                    f"(the top-level '{key}' holds only settings every scene shares)"
+                )
         if isinstance(self.scenes, list):
             if not self.scenes:
                 raise ValueError("scenes: the list is empty")
@@ -431,7 +453,7 @@ class RunConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _classes_unique(self) -> "RunConfig":
+    def _classes_unique(self) -> RunConfig:
         ids = [c.id for c in self.classes]
         names = [c.name for c in self.classes]
         for what, vals in (("id", ids), ("name", names)):
@@ -530,8 +552,9 @@ def _problem(err: dict, loc: str) -> str:
     return f"{loc}: {err['msg'].removeprefix('Value error, ')}"
 
 
-def _format_validation_error(err: ValidationError, source: str, raw: Any = None,
-                             overrides: list[str] | None = None) -> str:
+def _format_validation_error(
+    err: ValidationError, source: str, raw: Any = None, overrides: list[str] | None = None
+) -> str:
     """Every problem of a config in one line, each with its key path.
 
     Alternatives of one union that all failed (``gamma`` must be a number or 'scale') are one
@@ -546,8 +569,9 @@ def _format_validation_error(err: ValidationError, source: str, raw: Any = None,
     for k in seeded:
         problems[k] = [f"missing required key '{k}'"]
     for e in err.errors():
-        if not e["loc"] and any(e["msg"].removeprefix("Value error, ").startswith(f"missing required key '{k}'")
-                                for k in seeded):
+        if not e["loc"] and any(
+            e["msg"].removeprefix("Value error, ").startswith(f"missing required key '{k}'") for k in seeded
+        ):
             continue
         path = _input_path(raw, tuple(e["loc"])) if raw is not None else tuple(e["loc"])
         loc = ".".join(str(p) for p in path) or "(top level)"
@@ -592,8 +616,9 @@ def parse_config(
         try:
             value = yaml.load(val, Loader=_UniqueKeyLoader)
         except yaml.YAMLError:
-            raise InputError(f"--set {item!r}: the value is not valid YAML (quote a text value that starts with "
-                             "[, {, * or &)") from None
+            raise InputError(
+                f"--set {item!r}: the value is not valid YAML (quote a text value that starts with [, {{, * or &)"
+            ) from None
         _set_path(raw, key.strip(), value)
     if models is not None:
         from pipeline.models import registry
@@ -622,8 +647,9 @@ def load_config(
         raise InputError(f"{path}: config file not found") from None
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise InputError(f"{path}: line {line}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); "
-                         "save the config as UTF-8") from None
+        raise InputError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); save the config as UTF-8"
+        ) from None
     except OSError as e:
         raise InputError(f"{path}: cannot read config file ({e.strerror})") from None
     try:

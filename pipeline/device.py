@@ -32,8 +32,9 @@ def mps_is_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def select_device(requested: str | torch.device = "auto", *, cuda_available: bool | None = None,
-                  mps_available: bool | None = None) -> torch.device:
+def select_device(
+    requested: str | torch.device = "auto", *, cuda_available: bool | None = None, mps_available: bool | None = None
+) -> torch.device:
     """Resolve ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` to a :class:`torch.device`.
 
     ``auto``: CUDA if available, else MPS if available, else the CPU. Asking for an
@@ -56,13 +57,15 @@ def select_device(requested: str | torch.device = "auto", *, cuda_available: boo
         if req != "cuda" and not req[5:].isdigit():
             raise InputError(f"device: {requested!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
         if not cuda_ok:
-            raise InputError(f"device: {requested!r} requested but CUDA is not available on this machine; "
-                             "use --device auto or cpu")
+            raise InputError(
+                f"device: {requested!r} requested but CUDA is not available on this machine; use --device auto or cpu"
+            )
         return torch.device(req)
     if req == "mps":
         if not mps_ok:
-            raise InputError("device: 'mps' requested but Apple MPS is not available on this machine; "
-                             "use --device auto or cpu")
+            raise InputError(
+                "device: 'mps' requested but Apple MPS is not available on this machine; use --device auto or cpu"
+            )
         return torch.device("mps")
     raise InputError(f"device: {requested!r} is not a device; use {', '.join(DEVICE_CHOICES)} or cuda:N")
 
@@ -85,11 +88,12 @@ class DeviceSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_device(cls, device: torch.device | str) -> "DeviceSettings":
+    def for_device(cls, device: torch.device | str) -> DeviceSettings:
         dev = torch.device(device)
         cuda = dev.type == "cuda"
-        return cls(device=dev, amp=cuda, amp_dtype=torch.float16, pin_memory=cuda, non_blocking=cuda,
-                   channels_last=cuda)
+        return cls(
+            device=dev, amp=cuda, amp_dtype=torch.float16, pin_memory=cuda, non_blocking=cuda, channels_last=cuda
+        )
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -114,13 +118,18 @@ class DeviceSettings:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def grad_scaler(self) -> "torch.amp.GradScaler | None":
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
         """A gradient scaler when autocasting to float16 (bfloat16 needs none), else None."""
         if self.amp and self.amp_dtype == torch.float16:
             return torch.amp.GradScaler(self.device.type)
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"device": str(self.device), "amp": self.amp, "amp_dtype": str(self.amp_dtype).removeprefix("torch."),
-                "pin_memory": self.pin_memory, "non_blocking": self.non_blocking,
-                "channels_last": self.channels_last}
+        return {
+            "device": str(self.device),
+            "amp": self.amp,
+            "amp_dtype": str(self.amp_dtype).removeprefix("torch."),
+            "pin_memory": self.pin_memory,
+            "non_blocking": self.non_blocking,
+            "channels_last": self.channels_last,
+        }

@@ -67,8 +67,14 @@ class LandcoverClassifier(ClassifierMixin, BaseEstimator):
     model_ : the fitted pipeline model (``Classifier`` protocol)
     """
 
-    def __init__(self, model: str = "decision_tree", settings: dict | None = None,
-                 band_names: list[str] | None = None, random_state: Any = 0, device: str = "cpu"):
+    def __init__(
+        self,
+        model: str = "decision_tree",
+        settings: dict | None = None,
+        band_names: list[str] | None = None,
+        random_state: Any = 0,
+        device: str = "cpu",
+    ):
         self.model = model
         self.settings = settings
         self.band_names = band_names
@@ -80,23 +86,28 @@ class LandcoverClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True  # NaN is nodata, which every model handles
         # A network trained for a few epochs on scikit-learn's tiny check data need not reach its
         # accuracy bar (0.83 on a 3-class toy set); scikit-learn's own MLP is tagged the same way.
-        tags.classifier_tags.poor_score = registry.get(self.model).deep if self.model in registry.model_names() \
-            else False
+        tags.classifier_tags.poor_score = (
+            registry.get(self.model).deep if self.model in registry.model_names() else False
+        )
         return tags
 
     # -- input --------------------------------------------------------------------------------------
     def _patches(self, X: Any, reset: bool) -> np.ndarray:
         """Validated float32 (n, bands, k, k) from pixels (n, bands) or patches (n, bands, k, k)."""
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32, ensure_all_finite="allow-nan",
-                          ensure_min_features=1)
+        X = validate_data(
+            self, X, reset=reset, allow_nd=True, dtype=np.float32, ensure_all_finite="allow-nan", ensure_min_features=1
+        )
         if X.ndim == 2:
             X = X[:, :, None, None]
         elif X.ndim != 4 or X.shape[2] != X.shape[3] or X.shape[2] % 2 == 0:
-            raise ValueError(f"X must be pixels (n, bands) or square patches (n, bands, k, k) with odd k; "
-                             f"got shape {X.shape}")
+            raise ValueError(
+                f"X must be pixels (n, bands) or square patches (n, bands, k, k) with odd k; got shape {X.shape}"
+            )
         if not reset and X.shape[2] < self.patch_size_:
-            raise ValueError(f"X has patches of {X.shape[2]}x{X.shape[2]} pixels, the model was fitted on "
-                             f"{self.patch_size_}x{self.patch_size_}")
+            raise ValueError(
+                f"X has patches of {X.shape[2]}x{X.shape[2]} pixels, the model was fitted on "
+                f"{self.patch_size_}x{self.patch_size_}"
+            )
         return X
 
     def _bands(self, n: int) -> list[str]:
@@ -120,14 +131,20 @@ class LandcoverClassifier(ClassifierMixin, BaseEstimator):
         settings = spec.config.model_validate(self.settings or {})
         self.patch_size_ = int(patches.shape[2])
         n_classes = len(self.classes_)
-        meta = ModelMeta(model=self.model, band_names=self._bands(patches.shape[1]), class_ids=list(range(n_classes)),
-                         class_names=[str(c) for c in self.classes_], class_colors=["#808080"] * n_classes,
-                         patch_size=self.patch_size_)
+        meta = ModelMeta(
+            model=self.model,
+            band_names=self._bands(patches.shape[1]),
+            class_ids=list(range(n_classes)),
+            class_names=[str(c) for c in self.classes_],
+            class_colors=["#808080"] * n_classes,
+            patch_size=self.patch_size_,
+        )
         rs = self.random_state
         seed = int(rs) if isinstance(rs, (int, np.integer)) else int(check_random_state(rs).randint(2**31 - 1))
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        data = TrainingData(patches, y_idx.astype(np.int64), groups.astype(np.int64), np.zeros((len(y), 2)),
-                            meta.band_names)
+        data = TrainingData(
+            patches, y_idx.astype(np.int64), groups.astype(np.int64), np.zeros((len(y), 2)), meta.band_names
+        )
         try:
             m = build_model(self.model, settings, meta, seed=seed, device=self.device)
             if hasattr(m, "progress"):
@@ -141,7 +158,7 @@ class LandcoverClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         p = self._patches(X, reset=False)
         c = (p.shape[2] - self.patch_size_) // 2  # larger patches are centre-cropped
-        return p[:, :, c:c + self.patch_size_, c:c + self.patch_size_] if c else p
+        return p[:, :, c : c + self.patch_size_, c : c + self.patch_size_] if c else p
 
     def predict(self, X: Any) -> np.ndarray:
         """(n,) labels of the pixels (or patch centres) of ``X``."""

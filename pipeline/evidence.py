@@ -28,8 +28,9 @@ MIN_CLASS_TEST_UNITS = 2  # distinct blocks and polygons (points) per class in t
 LEAKY_STRATEGIES = {"random": "a random pixel split", "predefined": "a user-supplied split with no buffer enforced"}
 
 
-def summarise_test_set(y: np.ndarray, blocks: np.ndarray, groups: np.ndarray, class_ids: list[int],
-                     class_names: list[str]) -> dict[str, Any]:
+def summarise_test_set(
+    y: np.ndarray, blocks: np.ndarray, groups: np.ndarray, class_ids: list[int], class_names: list[str]
+) -> dict[str, Any]:
     """Pixels, blocks and polygons of the test set, overall and per class.
 
     y, blocks, groups : (n,) class id, spatial block and source polygon/point of each test pixel.
@@ -38,10 +39,17 @@ def summarise_test_set(y: np.ndarray, blocks: np.ndarray, groups: np.ndarray, cl
     per = {}
     for cid, name in zip(class_ids, class_names):
         m = y == cid
-        per[name] = {"pixels": int(m.sum()), "blocks": int(np.unique(blocks[m]).size),
-                     "polygons": int(np.unique(groups[m]).size)}
-    return {"pixels": len(y), "blocks": int(np.unique(blocks).size), "polygons": int(np.unique(groups).size),
-            "per_class": per}
+        per[name] = {
+            "pixels": int(m.sum()),
+            "blocks": int(np.unique(blocks[m]).size),
+            "polygons": int(np.unique(groups[m]).size),
+        }
+    return {
+        "pixels": len(y),
+        "blocks": int(np.unique(blocks).size),
+        "polygons": int(np.unique(groups).size),
+        "per_class": per,
+    }
 
 
 def assess_evidence(test_set: dict[str, Any], split: dict[str, Any], skip_classes: list[str] | None = None) -> dict:
@@ -66,8 +74,11 @@ def assess_evidence(test_set: dict[str, Any], split: dict[str, Any], skip_classe
     if few_px:
         reasons.append(f"fewer than {MIN_CLASS_TEST_PIXELS} test pixels for class(es) " + ", ".join(few_px))
     if few_units:
-        reasons.append(f"test pixels from fewer than {MIN_CLASS_TEST_UNITS} blocks or polygons for class(es) "
-                       + ", ".join(few_units) + ": no independent replicate")
+        reasons.append(
+            f"test pixels from fewer than {MIN_CLASS_TEST_UNITS} blocks or polygons for class(es) "
+            + ", ".join(few_units)
+            + ": no independent replicate"
+        )
     leak: list[str] = []
     strategy = split.get("strategy")
     if strategy in LEAKY_STRATEGIES:
@@ -75,9 +86,16 @@ def assess_evidence(test_set: dict[str, Any], split: dict[str, Any], skip_classe
     audit = split.get("audit") or {}
     touching = {k: int(audit.get(k) or 0) for k in AUDIT_KEYS[1:]}
     if any(touching.values()):
-        leak.append("the leakage audit counts " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in touching.items() if v))
-    return {"conclusive": not reasons, "reasons": reasons, "leakage": bool(leak), "leakage_reasons": leak,
-            "test_set": test_set}
+        leak.append(
+            "the leakage audit counts " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in touching.items() if v)
+        )
+    return {
+        "conclusive": not reasons,
+        "reasons": reasons,
+        "leakage": bool(leak),
+        "leakage_reasons": leak,
+        "test_set": test_set,
+    }
 
 
 def headline(evidence: dict | None, best_sentence: str) -> str:
@@ -90,7 +108,9 @@ def headline(evidence: dict | None, best_sentence: str) -> str:
     if evidence.get("conclusive", True):
         parts.append(best_sentence)
     else:
-        parts.append("Evaluation inconclusive: " + "; ".join(evidence.get("reasons") or []) + ". No best model is "
-                     "named; the accuracies and intervals below rest on too little independent test data to rank "
-                     "the models.")
+        parts.append(
+            "Evaluation inconclusive: " + "; ".join(evidence.get("reasons") or []) + ". No best model is "
+            "named; the accuracies and intervals below rest on too little independent test data to rank "
+            "the models."
+        )
     return " ".join(parts)

@@ -31,8 +31,9 @@ Both are rounded to float32 at the end and agree to ~1e-6 relative.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
@@ -76,10 +77,13 @@ def resolve_band(role: str, band_names: Sequence[str], index: str = "") -> int:
     if not hits:
         raise InputError(
             f"features.indices: {what} a {role!r} band, but the bands are {list(band_names)}; "
-            f"name one of them {'/'.join(aliases)} (rasters.band_names) or drop {index or role!r}")
+            f"name one of them {'/'.join(aliases)} (rasters.band_names) or drop {index or role!r}"
+        )
     if len(hits) > 1:
-        raise InputError(f"features.indices: several bands could be {role!r}: {[band_names[i] for i in hits]}; "
-                         "rename them in rasters.band_names")
+        raise InputError(
+            f"features.indices: several bands could be {role!r}: {[band_names[i] for i in hits]}; "
+            "rename them in rasters.band_names"
+        )
     return hits[0]
 
 
@@ -101,12 +105,16 @@ class FeatureSpec:
         _ = self.index_bands  # resolve now so that a missing band fails at construction
 
     @classmethod
-    def from_config(cls, cfg: Any, band_names: Sequence[str], patch_size: int) -> "FeatureSpec":
+    def from_config(cls, cfg: Any, band_names: Sequence[str], patch_size: int) -> FeatureSpec:
         """From a ``FeatureConfig`` (or None for centre bands only)."""
         if cfg is None:
             return cls(tuple(band_names), (), False, int(patch_size))
-        return cls(tuple(band_names), tuple(getattr(cfg, "indices", ()) or ()),
-                   bool(getattr(cfg, "patch_stats", False)), int(patch_size))
+        return cls(
+            tuple(band_names),
+            tuple(getattr(cfg, "indices", ()) or ()),
+            bool(getattr(cfg, "patch_stats", False)),
+            int(patch_size),
+        )
 
     @property
     def index_bands(self) -> list[tuple[int, int]]:
@@ -164,10 +172,12 @@ class FeatureSpec:
             k, r = self.patch_size, self.patch_size // 2
             if kk < k:
                 raise ValueError(f"patch_stats needs patches of at least {k} x {k}, got {kk} x {kk}")
-            win = np.asarray(p[:, :, c - r:c + r + 1, c - r:c + r + 1], dtype=np.float64).reshape(n, self.n_bands, -1)
+            win = np.asarray(p[:, :, c - r : c + r + 1, c - r : c + r + 1], dtype=np.float64).reshape(
+                n, self.n_bands, -1
+            )
             with np.errstate(invalid="ignore", divide="ignore"), _quiet():
-                out[:, col:col + self.n_bands] = np.nanmean(win, axis=2)
-                out[:, col + self.n_bands:col + 2 * self.n_bands] = np.nanstd(win, axis=2)
+                out[:, col : col + self.n_bands] = np.nanmean(win, axis=2)
+                out[:, col + self.n_bands : col + 2 * self.n_bands] = np.nanstd(win, axis=2)
         np.nan_to_num(out, copy=False, nan=NAN_FILL, posinf=NAN_FILL, neginf=NAN_FILL)
         return out
 
@@ -182,7 +192,7 @@ class FeatureSpec:
         if H <= 0 or W <= 0:
             raise ValueError(f"block {blk.shape} is smaller than its halo {h}")
         out = np.empty((H, W, self.n_features), dtype=np.float32)
-        centre = blk[:, h:h + H, h:h + W].astype(np.float32, copy=False)
+        centre = blk[:, h : h + H, h : h + W].astype(np.float32, copy=False)
         out[:, :, : self.n_bands] = np.moveaxis(centre, 0, -1)
         col = self.n_bands
         for v in self._indices(centre):
@@ -190,8 +200,8 @@ class FeatureSpec:
             col += 1
         if self.patch_stats:
             mean, std = window_mean_std(blk, self.patch_size)
-            out[:, :, col:col + self.n_bands] = np.moveaxis(mean, 0, -1)
-            out[:, :, col + self.n_bands:col + 2 * self.n_bands] = np.moveaxis(std, 0, -1)
+            out[:, :, col : col + self.n_bands] = np.moveaxis(mean, 0, -1)
+            out[:, :, col + self.n_bands : col + 2 * self.n_bands] = np.moveaxis(std, 0, -1)
         out = out.reshape(H * W, self.n_features)
         np.nan_to_num(out, copy=False, nan=NAN_FILL, posinf=NAN_FILL, neginf=NAN_FILL)
         return out
@@ -218,8 +228,8 @@ def _window_sum(a: np.ndarray, k: int) -> np.ndarray:
     rounding error is that of adding one line, never the whole block.
     """
     r = k // 2
-    rows = uniform_filter1d(a, k, axis=-2, mode="constant")[..., r:a.shape[-2] - r, :]
-    return uniform_filter1d(rows, k, axis=-1, mode="constant")[..., r:a.shape[-1] - r] * float(k * k)
+    rows = uniform_filter1d(a, k, axis=-2, mode="constant")[..., r : a.shape[-2] - r, :]
+    return uniform_filter1d(rows, k, axis=-1, mode="constant")[..., r : a.shape[-1] - r] * float(k * k)
 
 
 def window_mean_std(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

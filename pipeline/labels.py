@@ -78,12 +78,18 @@ class LabelReport:
         out = []
         if self.unknown_labels:
             ex = ", ".join(f"{k!r} ({v})" for k, v in list(self.unknown_labels.items())[:5])
-            out.append(f"{self.source}: dropped {sum(self.unknown_labels.values())} rows with labels not in the class table: {ex}")
+            out.append(
+                f"{self.source}: dropped {sum(self.unknown_labels.values())} rows with labels not in the class table: {ex}"
+            )
         if self.id_name_mismatches:
             ex = "; ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in self.mismatch_examples[:3])
-            out.append(f"{self.source}: dropped {self.id_name_mismatches} rows whose class id and name disagree (e.g. {ex})")
+            out.append(
+                f"{self.source}: dropped {self.id_name_mismatches} rows whose class id and name disagree (e.g. {ex})"
+            )
         if self.pixels_overlapping_geometries:
-            out.append(f"{self.source}: dropped {self.pixels_overlapping_geometries} pixels claimed by more than one geometry")
+            out.append(
+                f"{self.source}: dropped {self.pixels_overlapping_geometries} pixels claimed by more than one geometry"
+            )
         bad = self.unusable_features()
         if any(bad.values()):
             parts = []
@@ -91,23 +97,32 @@ class LabelReport:
                 if n:
                     per = ", ".join(f"{c} {row[k]}" for c, row in self.features_per_class.items() if row.get(k))
                     parts.append(f"{n} {UNUSABLE_REASONS[k]} ({per})")
-            out.append(f"{self.source}: {sum(bad.values())} of {self.features_read} features cannot be used: "
-                       + "; ".join(parts))
+            out.append(
+                f"{self.source}: {sum(bad.values())} of {self.features_read} features cannot be used: "
+                + "; ".join(parts)
+            )
         if self.label_pixels_outside_raster:
             per = ", ".join(f"{c} {n}" for c, n in self.label_pixels_outside_raster.items())
-            out.append(f"{self.source}: {sum(self.label_pixels_outside_raster.values())} labelled pixels lie outside "
-                       f"the image ({per})")
+            out.append(
+                f"{self.source}: {sum(self.label_pixels_outside_raster.values())} labelled pixels lie outside "
+                f"the image ({per})"
+            )
         if self.pixels_under_nodata:
             per = ", ".join(f"{c} {n}" for c, n in self.pixels_under_nodata_per_class.items() if n)
-            out.append(f"{self.source}: dropped {self.pixels_under_nodata} labelled pixels where the image has no data"
-                       + (f" ({per})" if per else ""))
+            out.append(
+                f"{self.source}: dropped {self.pixels_under_nodata} labelled pixels where the image has no data"
+                + (f" ({per})" if per else "")
+            )
         for c, why in self.classes_without_labels.items():
             out.append(f"class {c!r} has no usable labels ({why}); it is left out of training and cannot be mapped")
         return out
 
 
-UNUSABLE_REASONS = {"outside_raster": "outside the raster", "no_pixel": "covering no pixel centre",
-                    "on_nodata": "only on pixels without data"}
+UNUSABLE_REASONS = {
+    "outside_raster": "outside the raster",
+    "no_pixel": "covering no pixel centre",
+    "on_nodata": "only on pixels without data",
+}
 
 
 def _class_lookup(classes: list[ClassSpec]) -> tuple[dict[str, int], dict[int, str]]:
@@ -137,8 +152,9 @@ def to_class_id(value: object, by_name: Mapping[str, int], ids: Collection[int])
     return int(f) if f.is_integer() and int(f) in ids else None
 
 
-def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], crs,
-                       on_unknown: str = "error") -> tuple[gpd.GeoDataFrame, LabelReport]:
+def read_vector_labels(
+    cfg: LabelConfig, path: Path, classes: list[ClassSpec], crs, on_unknown: str = "error"
+) -> tuple[gpd.GeoDataFrame, LabelReport]:
     """Read a vector label file into a GeoDataFrame in ``crs`` with columns ``class_id``, ``group``.
 
     ``group`` is the 0-based row number of the feature in the file, stable across runs.
@@ -156,10 +172,14 @@ def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], c
     if gdf.crs is None:
         raise InputError(f"{path}: label file has no CRS; define one (e.g. a .prj file)")
     if cfg.field is None:
-        raise InputError(f"labels.field: name the class field of {path} (fields: {', '.join(c for c in gdf.columns if c != 'geometry')})")
+        raise InputError(
+            f"labels.field: name the class field of {path} (fields: {', '.join(c for c in gdf.columns if c != 'geometry')})"
+        )
     for fname in filter(None, (cfg.field, cfg.id_field)):
         if fname not in gdf.columns:
-            raise InputError(f"{path}: no field {fname!r} (fields: {', '.join(c for c in gdf.columns if c != 'geometry')})")
+            raise InputError(
+                f"{path}: no field {fname!r} (fields: {', '.join(c for c in gdf.columns if c != 'geometry')})"
+            )
     by_name, by_id = _class_lookup(classes)
     gdf = gdf.reset_index(drop=True)
     gdf["group"] = np.arange(len(gdf), dtype=np.int64)
@@ -170,9 +190,11 @@ def read_vector_labels(cfg: LabelConfig, path: Path, classes: list[ClassSpec], c
         report.unknown_labels = {str(k): int(v) for k, v in counts.items()}
         if on_unknown == "error":
             ex = ", ".join(f"{k!r}" for k in list(report.unknown_labels)[:5])
-            raise InputError(f"{path}: field {cfg.field!r} has labels not in the class table: {ex} "
-                             f"({int(unknown_mask.sum())} rows); add them to 'classes', fix the file, or set "
-                             "labels.on_unknown: drop to leave those features out")
+            raise InputError(
+                f"{path}: field {cfg.field!r} has labels not in the class table: {ex} "
+                f"({int(unknown_mask.sum())} rows); add them to 'classes', fix the file, or set "
+                "labels.on_unknown: drop to leave those features out"
+            )
     gdf["class_id"] = [(-1 if i is None else i) for i in ids]
     keep = ~unknown_mask
     if cfg.id_field:
@@ -240,10 +262,14 @@ def _empty_bands_error(check: BandCheck, paths: list[Path]) -> EmptyBandsError:
     bad = check.empty()
     keep = [n for n in check.names if n not in bad]
     what = "; ".join(f"{n}: {why}" for n, why in bad.items())
-    fix = (f"select the others with rasters.bands: [{', '.join(keep)}]" if keep else "check the nodata value "
-           "(rasters.nodata) and the files")
-    return EmptyBandsError(f"{paths[0]}: {len(bad)} band(s) carry no data: {what}; {fix}, "
-                           "or set rasters.drop_empty_bands: true", bad)
+    fix = (
+        f"select the others with rasters.bands: [{', '.join(keep)}]"
+        if keep
+        else "check the nodata value (rasters.nodata) and the files"
+    )
+    return EmptyBandsError(
+        f"{paths[0]}: {len(bad)} band(s) carry no data: {what}; {fix}, or set rasters.drop_empty_bands: true", bad
+    )
 
 
 def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np.ndarray, np.ndarray]:
@@ -260,8 +286,14 @@ def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np
     shapes = list(zip(sub.geometry.values, sub["group"].to_numpy()))
     # int32 is GDAL's widest signed integer burn type; groups are row numbers, far below 2^31.
     groups = features.rasterize(shapes, out_shape=(h, w), transform=wt, fill=-1, dtype="int32").astype(np.int64)
-    count = features.rasterize(((g, 1) for g in sub.geometry.values), out_shape=(h, w), transform=wt,
-                               fill=0, dtype="int32", merge_alg=MergeAlg.add)
+    count = features.rasterize(
+        ((g, 1) for g in sub.geometry.values),
+        out_shape=(h, w),
+        transform=wt,
+        fill=0,
+        dtype="int32",
+        merge_alg=MergeAlg.add,
+    )
     return groups, count
 
 
@@ -270,8 +302,15 @@ def _label_raster_windows(path: Path, stack: RasterStack, window_size: int):
     with open_georeferenced(path, "label raster") as src:
         g = stack.grid
         nd = src.nodata
-        with WarpedVRT(src, crs=g.crs, transform=g.transform, width=g.width, height=g.height,
-                       resampling=Resampling.nearest, nodata=nd if nd is not None else None) as vrt:
+        with WarpedVRT(
+            src,
+            crs=g.crs,
+            transform=g.transform,
+            width=g.width,
+            height=g.height,
+            resampling=Resampling.nearest,
+            nodata=nd if nd is not None else None,
+        ) as vrt:
             for win in stack.windows(window_size):
                 a = vrt.read(1, window=win, masked=True)
                 vals = np.where(np.ma.getmaskarray(a), np.nan, np.ma.getdata(a).astype(np.float64))
@@ -286,12 +325,14 @@ def _label_pixels_outside(path: Path, stack: RasterStack, by_id: dict[int, str],
     out: dict[str, int] = {}
     with open_georeferenced(path, "label raster") as src:
         # the image footprint in the label raster's CRS, densified so that a curved edge stays close
-        foot = transform_geom(g.crs, src.crs, box(*g.bounds).segmentize(max(g.bounds[2] - g.bounds[0],
-                                                                            g.bounds[3] - g.bounds[1]) / 64))
+        foot = transform_geom(
+            g.crs, src.crs, box(*g.bounds).segmentize(max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) / 64)
+        )
         for win in iter_windows(src.width, src.height, window_size):
             a = src.read(1, window=win, masked=True)
-            inside = features.geometry_mask([foot], out_shape=a.shape, transform=window_transform(win, src.transform),
-                                            invert=True)
+            inside = features.geometry_mask(
+                [foot], out_shape=a.shape, transform=window_transform(win, src.transform), invert=True
+            )
             vals = np.ma.getdata(a)
             outside = ~np.ma.getmaskarray(a) & ~inside
             if src.dtypes[0].startswith("float"):
@@ -333,15 +374,24 @@ def _raster_groups(vals: np.ndarray, mask: np.ndarray, win: Window, first: int) 
 
 
 #: Bytes of float32 image data read at once to find valid pixels (many bands: smaller windows).
-VALID_READ_BYTES = 64 * 2 ** 20
+VALID_READ_BYTES = 64 * 2**20
 
 Thinner = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
-def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], stack: RasterStack,
-                  window_size: int = 1024, on_unknown: str = "error", progress: bool = True,
-                  thin: Thinner | None = None, on_empty_class: str = "drop", require_every_class: bool = True,
-                  allow_empty: bool = False) -> tuple[pd.DataFrame, LabelReport]:
+def ingest_labels(
+    cfg: LabelConfig,
+    label_path: Path,
+    classes: list[ClassSpec],
+    stack: RasterStack,
+    window_size: int = 1024,
+    on_unknown: str = "error",
+    progress: bool = True,
+    thin: Thinner | None = None,
+    on_empty_class: str = "drop",
+    require_every_class: bool = True,
+    allow_empty: bool = False,
+) -> tuple[pd.DataFrame, LabelReport]:
     """Labelled pixels on the image grid.
 
     ``require_every_class`` (an error when a class has no pixel) and ``allow_empty`` (an empty
@@ -381,8 +431,10 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
         lb = gdf.total_bounds
         gb = g.bounds
         if lb[0] >= gb[2] or lb[2] <= gb[0] or lb[1] >= gb[3] or lb[3] <= gb[1]:
-            raise InputError(f"{label_path}: labels do not overlap the raster {stack.paths[0]} "
-                             f"(after reprojection to {g.crs.to_string()})")
+            raise InputError(
+                f"{label_path}: labels do not overlap the raster {stack.paths[0]} "
+                f"(after reprojection to {g.crs.to_string()})"
+            )
         group_class = dict(zip(gdf["group"].to_numpy(), gdf["class_id"].to_numpy()))
         n_groups = int(gdf["group"].max()) + 1
         px_any = np.zeros(n_groups, np.int64)  # pixels a feature claims (alone) on the grid
@@ -421,29 +473,45 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
         if not keep.any():
             continue
         rr, cc = np.nonzero(keep)
-        parts.append(((rr + int(win.row_off)).astype(np.int32), (cc + int(win.col_off)).astype(np.int32),
-                      cls[keep].astype(np.int32), grp[keep].astype(np.int64)))
+        parts.append(
+            (
+                (rr + int(win.row_off)).astype(np.int32),
+                (cc + int(win.col_off)).astype(np.int32),
+                cls[keep].astype(np.int32),
+                grp[keep].astype(np.int64),
+            )
+        )
     if is_raster:
         report.unknown_labels = unknown
         report.label_pixels_outside_raster = _label_pixels_outside(label_path, stack, by_id, window_size)
         if unknown and on_unknown == "error":
             ex = ", ".join(list(unknown)[:5])
-            raise InputError(f"{label_path}: label raster has values not in the class table: {ex}; "
-                             "add them to 'classes', set the raster's nodata value for unlabelled pixels, or set "
-                             "labels.on_unknown: drop to leave those pixels out")
+            raise InputError(
+                f"{label_path}: label raster has values not in the class table: {ex}; "
+                "add them to 'classes', set the raster's nodata value for unlabelled pixels, or set "
+                "labels.on_unknown: drop to leave those pixels out"
+            )
     if check.empty():
         raise _empty_bands_error(check, stack.paths)
     if not is_raster:
         _feature_accounting(report, gdf, px_any, px_valid, g.bounds, by_id, classes)
     if not parts and not allow_empty:
         n_lab = report.pixels_under_nodata
-        why = ", ".join(f"{n} ({100 * k / n_lab:.0f}% of them)" for n, k in zip(check.names, check.labelled_nodata)
-                        if k and n_lab)
-        raise InputError(f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}"
-                         + (f"; {n_lab} labelled pixels lack data in band(s) {why}: check rasters.nodata, or leave "
-                            "those bands out with rasters.bands" if why else ""))
+        why = ", ".join(
+            f"{n} ({100 * k / n_lab:.0f}% of them)" for n, k in zip(check.names, check.labelled_nodata) if k and n_lab
+        )
+        raise InputError(
+            f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}"
+            + (
+                f"; {n_lab} labelled pixels lack data in band(s) {why}: check rasters.nodata, or leave "
+                "those bands out with rasters.bands"
+                if why
+                else ""
+            )
+        )
     if not parts:  # allow_empty: no labelled pixel in this image
-        parts = [tuple(np.zeros(0, dtype=np.int64) for _ in range(4))]
+        no_rows = np.zeros(0, dtype=np.int64)
+        parts = [(no_rows, no_rows, no_rows, no_rows)]
     rows, cols, cids, grps = (np.concatenate([p[i] for p in parts]) for i in range(4))
     del parts
     ids_sorted = np.array(sorted(by_id), dtype=np.int64)
@@ -458,33 +526,54 @@ def ingest_labels(cfg: LabelConfig, label_path: Path, classes: list[ClassSpec], 
     order = np.lexsort((cols, rows))
     rows, cols, cids, grps = rows[order], cols[order], cids[order], grps[order]
     xs, ys = g.xy(rows, cols)
-    samples = pd.DataFrame({"x": xs, "y": ys, "row": rows.astype(np.int64), "col": cols.astype(np.int64),
-                            "class_id": cids.astype(np.int64), "group": grps})
+    samples = pd.DataFrame(
+        {
+            "x": xs,
+            "y": ys,
+            "row": rows.astype(np.int64),
+            "col": cols.astype(np.int64),
+            "class_id": cids.astype(np.int64),
+            "group": grps,
+        }
+    )
     # One category per class, not one string object per pixel.
-    samples["class_name"] = pd.Categorical.from_codes(np.searchsorted(ids_sorted, cids),
-                                                      [by_id[int(i)] for i in ids_sorted]).astype(str)
+    samples["class_name"] = pd.Categorical.from_codes(
+        np.searchsorted(ids_sorted, cids), [by_id[int(i)] for i in ids_sorted]
+    ).astype(str)
     samples = samples[SAMPLE_COLUMNS]
     if require_every_class:  # a multi-scene run checks the classes over all its scenes
         for name in (n for n, v in report.pixels_per_class.items() if v == 0):
             report.classes_without_labels[name] = _why_no_labels(report, name)
         empty = list(report.classes_without_labels)
         if empty and on_empty_class == "error":
-            raise InputError(f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
-                             f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'")
+            raise InputError(
+                f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
+                f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'"
+            )
         if len(classes) - len(empty) < 2:
-            raise InputError(f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
-                             + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items()))
+            raise InputError(
+                f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
+                + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items())
+            )
     return samples, report
 
 
-def _feature_accounting(report: LabelReport, gdf: gpd.GeoDataFrame, px_any: np.ndarray, px_valid: np.ndarray,
-                        bounds: tuple, by_id: dict[int, str], classes: list[ClassSpec]) -> None:
+def _feature_accounting(
+    report: LabelReport,
+    gdf: gpd.GeoDataFrame,
+    px_any: np.ndarray,
+    px_valid: np.ndarray,
+    bounds: tuple,
+    by_id: dict[int, str],
+    classes: list[ClassSpec],
+) -> None:
     """Per class: features read, used, and why the others could not be used."""
     inside = gdf.geometry.intersects(box(*bounds)).to_numpy()
     grp = gdf["group"].to_numpy()
     any_px, ok_px = px_any[grp], px_valid[grp]
-    reason = np.where(ok_px > 0, "used", np.where(~inside, "outside_raster",
-                                                   np.where(any_px == 0, "no_pixel", "on_nodata")))
+    reason = np.where(
+        ok_px > 0, "used", np.where(~inside, "outside_raster", np.where(any_px == 0, "no_pixel", "on_nodata"))
+    )
     table = {c.name: {"read": 0, "used": 0, **{k: 0 for k in UNUSABLE_REASONS}} for c in classes}
     for cid, r in zip(gdf["class_id"].to_numpy(), reason):
         row = table[by_id[int(cid)]]
@@ -504,6 +593,12 @@ def _why_no_labels(report: LabelReport, name: str) -> str:
     nod = report.pixels_under_nodata_per_class.get(name, 0)
     out = report.label_pixels_outside_raster.get(name, 0)
     if nod or out:
-        return ", ".join(t for t in (f"{out} labelled pixels outside the image" if out else "",
-                                     f"{nod} labelled pixels where the image has no data" if nod else "") if t)
+        return ", ".join(
+            t
+            for t in (
+                f"{out} labelled pixels outside the image" if out else "",
+                f"{nod} labelled pixels where the image has no data" if nod else "",
+            )
+            if t
+        )
     return "no labelled pixel in the raster"

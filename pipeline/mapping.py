@@ -14,6 +14,7 @@ overviews) and renamed at the end.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -35,10 +36,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
-import logging
-
-from pipeline.cancel import check_cancelled
 from pipeline.atomic import free_bytes, is_out_of_space, out_of_space
+from pipeline.cancel import check_cancelled
 from pipeline.class_table import NAMES_TAG, ClassTable, write_sidecars
 from pipeline.config import NODATA_CLASS
 from pipeline.errors import InputError, OutputWriteError
@@ -53,9 +52,14 @@ def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, in
     return ClassTable.of(class_ids, [str(i) for i in class_ids], colors).colormap()
 
 
-def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None,
-                   nodata: float | None = None, model_nodata: list[float | None] | None = None,
-                   dates: list[str] | None = None) -> RasterStack:
+def open_for_model(
+    paths: list[Path] | Path,
+    want: list[str],
+    band_names: list[str] | None = None,
+    nodata: float | None = None,
+    model_nodata: list[float | None] | None = None,
+    dates: list[str] | None = None,
+) -> RasterStack:
     """Open a raster for a model: bands matched as :func:`_match_bands` does, and nodata as the
     model was trained (``model_nodata``: its per-band values, where it had one) unless ``nodata``
     overrides every band. A band the model has no nodata for keeps the file's own."""
@@ -71,18 +75,30 @@ def open_for_model(paths: list[Path] | Path, want: list[str], band_names: list[s
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if nodata is None and model_nodata is not None and len(model_nodata) == stack.count:
         merged = [m if m is not None else f for m, f in zip(model_nodata, stack.nodata)]
-        differ = [n for n, m, f in zip(stack.band_names, merged, stack.nodata)
-                  if f is not None and not (m == f or (np.isnan(m) and np.isnan(f)))]
+        differ = [
+            n
+            for n, m, f in zip(stack.band_names, merged, stack.nodata)
+            if f is not None and not (m == f or (np.isnan(m) and np.isnan(f)))
+        ]
         if differ:
-            log.warning("%s: using the nodata the model was trained with (%s) instead of the file's for band(s) %s; "
-                        "--nodata overrides", stack.paths[0], ", ".join(sorted({f"{m:g}" for m in merged if m is not None})),
-                        ", ".join(differ))
+            log.warning(
+                "%s: using the nodata the model was trained with (%s) instead of the file's for band(s) %s; "
+                "--nodata overrides",
+                stack.paths[0],
+                ", ".join(sorted({f"{m:g}" for m in merged if m is not None})),
+                ", ".join(differ),
+            )
         stack.nodata = merged
     return stack
 
 
-def _match_bands(paths: list[Path] | Path, want: list[str], band_names: list[str] | None = None,
-                 nodata: float | None = None, dates: list[str] | None = None) -> RasterStack:
+def _match_bands(
+    paths: list[Path] | Path,
+    want: list[str],
+    band_names: list[str] | None = None,
+    nodata: float | None = None,
+    dates: list[str] | None = None,
+) -> RasterStack:
     """Open a raster so that its bands line up with a model's ``want`` band names.
 
     With ``dates`` the files are one multi-band file per date (see :class:`RasterStack`),
@@ -111,12 +127,14 @@ def _match_bands(paths: list[Path] | Path, want: list[str], band_names: list[str
     if generic:
         log.warning("%s: bands carry no names; assuming they are %s in this order", paths[0], ", ".join(want))
         return RasterStack.open(paths, band_names=list(want), nodata=nodata)
-    raise InputError(f"{paths[0]}: band names {names} do not match the model's {want}; "
-                     "pass --band-names if they are the same bands")
+    raise InputError(
+        f"{paths[0]}: band names {names} do not match the model's {want}; pass --band-names if they are the same bands"
+    )
 
 
-def _open_dates_for_model(paths: list[Path], want: list[str], band_names: list[str] | None,
-                          dates: list[str], nodata: float | None = None) -> RasterStack:
+def _open_dates_for_model(
+    paths: list[Path], want: list[str], band_names: list[str] | None, dates: list[str], nodata: float | None = None
+) -> RasterStack:
     per_file = list(dict.fromkeys(w.split(":", 1)[-1] for w in want))  # a date's bands, in the model's order
     stack = RasterStack.open(paths, band_names=band_names, nodata=nodata, dates=dates)
     names = stack.band_names
@@ -126,8 +144,10 @@ def _open_dates_for_model(paths: list[Path], want: list[str], band_names: list[s
         names = stack.band_names
     if names != want:
         stack.close()
-        raise InputError(f"{paths[0]}: bands {names} (with dates {', '.join(dates)}) do not give the model's "
-                         f"{want}; check --dates and --band-names")
+        raise InputError(
+            f"{paths[0]}: bands {names} (with dates {', '.join(dates)}) do not give the model's "
+            f"{want}; check --dates and --band-names"
+        )
     return stack
 
 
@@ -162,7 +182,9 @@ def _writing(path: Path, needed: int | None, what: str) -> Iterator[None]:
     except _WRITE_ERRORS as e:
         if is_out_of_space(e) or _disk_full(path, needed):
             raise out_of_space(shown, needed, what) from e
-        raise OutputWriteError(f"{shown}: writing {what} failed ({' '.join(str(e).split()) or type(e).__name__})") from e
+        raise OutputWriteError(
+            f"{shown}: writing {what} failed ({' '.join(str(e).split()) or type(e).__name__})"
+        ) from e
 
 
 def _final_name(path: Path) -> Path:
@@ -256,8 +278,15 @@ def _to_cog(src: Path, dst: Path, resampling: str, needed: int | None, what: str
     tmp = _tmp(dst, "cog")
     try:
         with _writing(dst, needed, what), _gdal_stderr_to_log():
-            rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
-                                 BLOCKSIZE=256, NUM_THREADS="ALL_CPUS")
+            rasterio.shutil.copy(
+                src,
+                tmp,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                OVERVIEW_RESAMPLING=resampling,
+                BLOCKSIZE=256,
+                NUM_THREADS="ALL_CPUS",
+            )
             verify_raster(tmp)
         os.replace(tmp, dst)
     finally:
@@ -305,7 +334,7 @@ def _remove_class_map(path: Path) -> None:
 
 
 def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarray, np.ndarray]:
-    core = block[:, halo:block.shape[1] - halo, halo:block.shape[2] - halo] if halo else block
+    core = block[:, halo : block.shape[1] - halo, halo : block.shape[2] - halo] if halo else block
     valid = np.all(np.isfinite(core), axis=0)
     out = np.full(valid.shape, NODATA_CLASS, dtype=np.uint8)
     conf = np.full(valid.shape, np.nan, dtype=np.float32)
@@ -344,9 +373,16 @@ def gdal_cache(nbytes: int) -> Iterator[None]:
             set_gdal_config("GDAL_CACHEMAX", before)
 
 
-def classify_raster(model: Classifier, stack: RasterStack | str | Path | list[str | Path], out_path: str | Path,
-                    confidence_path: str | Path | None = None,
-                    window_size: int = 512, workers: int = 2, progress: bool = True, client: Any = None) -> dict:
+def classify_raster(
+    model: Classifier,
+    stack: RasterStack | str | Path | list[str | Path],
+    out_path: str | Path,
+    confidence_path: str | Path | None = None,
+    window_size: int = 512,
+    workers: int = 2,
+    progress: bool = True,
+    client: Any = None,
+) -> dict:
     """Classify every pixel of ``stack`` with ``model`` and write a COG class map.
 
     ``stack`` is an open :class:`RasterStack`, or the path(s) of the raster (one
@@ -363,16 +399,24 @@ def classify_raster(model: Classifier, stack: RasterStack | str | Path | list[st
     "mpx_per_s", "pixels"}``.
     """
     if not isinstance(stack, RasterStack):
-        with open_for_model(stack, list(model.meta.band_names),
-                            model_nodata=getattr(model.meta, "nodata", None)) as opened:
+        with open_for_model(
+            stack, list(model.meta.band_names), model_nodata=getattr(model.meta, "nodata", None)
+        ) as opened:
             return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress, client)
     with gdal_cache(gdal_cache_bytes(stack, window_size, int(model.halo))):
         return _classify_raster(model, stack, out_path, confidence_path, window_size, workers, progress, client)
 
 
-def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path,
-                     confidence_path: str | Path | None, window_size: int, workers: int, progress: bool,
-                     client: Any = None) -> dict:
+def _classify_raster(
+    model: Classifier,
+    stack: RasterStack,
+    out_path: str | Path,
+    confidence_path: str | Path | None,
+    window_size: int,
+    workers: int,
+    progress: bool,
+    client: Any = None,
+) -> dict:
     confidence_path = Path(confidence_path) if confidence_path is not None else None
     if stack.band_names != model.meta.band_names:
         raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")
@@ -380,8 +424,17 @@ def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path
     out_path.parent.mkdir(parents=True, exist_ok=True)
     g = stack.grid
     halo = int(model.halo)
-    profile = dict(driver="GTiff", width=g.width, height=g.height, crs=g.crs, transform=g.transform,
-                   tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        width=g.width,
+        height=g.height,
+        crs=g.crs,
+        transform=g.transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     raw_map = _tmp(out_path, "raw")
     raw_conf = _tmp(confidence_path, "raw") if confidence_path else None
     # Uncompressed size of what is written (raw map and confidence, then COGs with overviews):
@@ -397,8 +450,19 @@ def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path
     temporaries = [p for p in (raw_map, raw_conf) if p is not None]
     where: dict[str, int] = {}
     try:
-        _write_windows(model, stack, windows, halo, profile, raw_map, raw_conf, workers, progress,
-                       need_map + need_conf, _window_source(model, stack, halo, client, where))
+        _write_windows(
+            model,
+            stack,
+            windows,
+            halo,
+            profile,
+            raw_map,
+            raw_conf,
+            workers,
+            progress,
+            need_map + need_conf,
+            _window_source(model, stack, halo, client, where),
+        )
         seconds = time.perf_counter() - t0
         with _writing(raw_map, need_map + need_conf, "the class map"):
             verify_raster(raw_map)
@@ -416,13 +480,19 @@ def _classify_raster(model: Classifier, stack: RasterStack, out_path: str | Path
         if raw_conf and confidence_path:
             _remove_class_map(out_path)
         raise
-    return {"path": str(out_path), "confidence_path": str(confidence_path) if confidence_path else None,
-            "seconds": seconds, "pixels": g.width * g.height,
-            "mpx_per_s": g.width * g.height / 1e6 / max(seconds, 1e-9), "workers": where}
+    return {
+        "path": str(out_path),
+        "confidence_path": str(confidence_path) if confidence_path else None,
+        "seconds": seconds,
+        "pixels": g.width * g.height,
+        "mpx_per_s": g.width * g.height / 1e6 / max(seconds, 1e-9),
+        "workers": where,
+    }
 
 
-def classify_window(model: Classifier, open_args: dict, nodata: list, window: tuple[int, int, int, int],
-                    halo: int, window_size: int) -> tuple[np.ndarray, np.ndarray, str]:
+def classify_window(
+    model: Classifier, open_args: dict, nodata: list, window: tuple[int, int, int, int], halo: int, window_size: int
+) -> tuple[np.ndarray, np.ndarray, str]:
     """One window on a Dask worker: open the stack from its ``open_args`` with the per-band
     ``nodata`` of the caller's stack, read ``window`` (col_off, row_off, width, height) with
     ``halo`` and classify it. Returns (class ids uint8, confidence float32, the worker's address)."""
@@ -445,9 +515,16 @@ def _window_source(model: Classifier, stack: RasterStack, halo: int, client: Any
     remote = client.scatter(model, broadcast=True)  # sent once per worker, not once per window
 
     def submit(pool: Any, win: Window) -> Any:
-        fut = client.submit(classify_window, remote, stack.open_args, list(stack.nodata),
-                            (int(win.col_off), int(win.row_off), int(win.width), int(win.height)), halo,
-                            max(int(win.width), int(win.height)), pure=False)
+        fut = client.submit(
+            classify_window,
+            remote,
+            stack.open_args,
+            list(stack.nodata),
+            (int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
+            halo,
+            max(int(win.width), int(win.height)),
+            pure=False,
+        )
         return _Tagged(fut, where)
 
     return submit
@@ -482,9 +559,19 @@ def dask_client_here() -> Any:
     return worker_client()
 
 
-def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window], halo: int, profile: dict,
-                   raw_map: Path, raw_conf: Path | None, workers: int, progress: bool, needed: int,
-                   submit: Any = None) -> None:
+def _write_windows(
+    model: Classifier,
+    stack: RasterStack,
+    windows: list[Window],
+    halo: int,
+    profile: dict,
+    raw_map: Path,
+    raw_conf: Path | None,
+    workers: int,
+    progress: bool,
+    needed: int,
+    submit: Any = None,
+) -> None:
     """Classify ``windows`` (``submit(pool, window)`` returns a future of (labels, confidence))
     and write them in order to the raw files."""
     submit = submit or _window_source(model, stack, halo, None, {})
@@ -493,12 +580,24 @@ def _write_windows(model: Classifier, stack: RasterStack, windows: list[Window],
         dst = rasterio.open(raw_map, "w", count=1, dtype="uint8", nodata=NODATA_CLASS, **profile)
     try:
         with _writing(raw_conf or raw_map, needed, "the confidence raster"):
-            cdst = (rasterio.open(raw_conf, "w", count=1, dtype="float32", nodata=float("nan"), predictor=3,
-                                  **profile) if raw_conf else nullcontext())
-        with dst, cdst, ThreadPoolExecutor(max_workers=workers) as pool, \
-                tqdm(total=g.width * g.height / 1e6, desc=f"map {model.meta.model}", unit="Mpx",
-                     disable=not progress, leave=False,
-                     bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} Mpx [{elapsed}<{remaining}]") as bar:
+            cdst = (
+                rasterio.open(raw_conf, "w", count=1, dtype="float32", nodata=float("nan"), predictor=3, **profile)
+                if raw_conf
+                else nullcontext()
+            )
+        with (
+            dst,
+            cdst,
+            ThreadPoolExecutor(max_workers=workers) as pool,
+            tqdm(
+                total=g.width * g.height / 1e6,
+                desc=f"map {model.meta.model}",
+                unit="Mpx",
+                disable=not progress,
+                leave=False,
+                bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} Mpx [{elapsed}<{remaining}]",
+            ) as bar,
+        ):
             with _writing(raw_map, needed, "the class map"):
                 dst.write_colormap(1, colormap(model.meta.class_ids, model.meta.class_colors))
             pending: deque[tuple[Window, Future]] = deque()

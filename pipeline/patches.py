@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Bytes of float32 patches cut from a window, decoded or fed to a model at once. Small on
 #: purpose: transient copies of this size are what the C allocator keeps after they are freed.
-CHUNK_BYTES = 8 * 2 ** 20
+CHUNK_BYTES = 8 * 2**20
 #: Bytes of one float32 window (all bands) read for patch extraction or mapping.
-WINDOW_BYTES = 32 * 2 ** 20
+WINDOW_BYTES = 32 * 2**20
 #: Integer dtypes that float32 holds exactly, i.e. that a store can keep without changing a value.
 EXACT_INT_DTYPES = ("uint8", "int8", "uint16", "int16")
 
@@ -110,9 +110,16 @@ def _encode(x: np.ndarray, dtype: np.dtype, fill: np.ndarray | None, strict: np.
     return np.where(gap, fb, x).astype(dtype)
 
 
-def extract_patches(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_path: Path,
-                    window_size: int = 512, progress: bool = True, keep_dtype: bool = True,
-                    chunk_bytes: int | None = None) -> Path:
+def extract_patches(
+    stack: RasterStack,
+    samples: pd.DataFrame,
+    patch_size: int,
+    out_path: Path,
+    window_size: int = 512,
+    progress: bool = True,
+    keep_dtype: bool = True,
+    chunk_bytes: int | None = None,
+) -> Path:
     """Write the patch store for ``samples`` (columns ``row``, ``col``) to ``out_path``.
 
     ``keep_dtype=False`` forces a float32 store (the reference the dtype-preserving
@@ -123,18 +130,31 @@ def extract_patches(stack: RasterStack, samples: pd.DataFrame, patch_size: int, 
     if patch_size % 2 == 0:
         raise ValueError("patch_size must be odd")
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    dtype, fills = storage_dtype([str(d) for d in stack.dtypes], list(stack.nodata)) if keep_dtype else (
-        np.dtype(np.float32), None)
+    dtype, fills = (
+        storage_dtype([str(d) for d in stack.dtypes], list(stack.nodata))
+        if keep_dtype
+        else (np.dtype(np.float32), None)
+    )
     try:
         return _extract(stack, samples, patch_size, Path(out_path), window_size, progress, dtype, fills, chunk_bytes)
     except _FillCollision:
         log.info("patches: a band without nodata uses its dtype's extreme value as data; storing float32")
-        return _extract(stack, samples, patch_size, Path(out_path), window_size, progress,
-                        np.dtype(np.float32), None, chunk_bytes)
+        return _extract(
+            stack, samples, patch_size, Path(out_path), window_size, progress, np.dtype(np.float32), None, chunk_bytes
+        )
 
 
-def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_path: Path, window_size: int,
-             progress: bool, dtype: np.dtype, fills: list[float] | None, chunk_bytes: int) -> Path:
+def _extract(
+    stack: RasterStack,
+    samples: pd.DataFrame,
+    patch_size: int,
+    out_path: Path,
+    window_size: int,
+    progress: bool,
+    dtype: np.dtype,
+    fills: list[float] | None,
+    chunk_bytes: int,
+) -> Path:
     h = patch_size // 2
     n = len(samples)
     bands = stack.count
@@ -162,13 +182,11 @@ def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_pat
         stored_row = dtype.itemsize * bands * patch_size * patch_size
         fd = os.open(tmp, os.O_WRONLY)
         try:
-            for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress,
-                             leave=False):
+            for s, e in tqdm(list(zip(starts, ends)), desc="patches", unit="win", disable=not progress, leave=False):
                 check_cancelled()
                 idx = order[s:e]
                 r0, c0 = int(wr[idx[0]]) * window_size, int(wc[idx[0]]) * window_size
-                win = Window(c0, r0, min(window_size, stack.grid.width - c0),
-                             min(window_size, stack.grid.height - r0))
+                win = Window(c0, r0, min(window_size, stack.grid.width - c0), min(window_size, stack.grid.height - r0))
                 block = stack.read(win, halo=h)  # (bands, H + 2h, W + 2h) float32
                 view = sliding_window_view(block, (patch_size, patch_size), axis=(1, 2))  # (bands, H, W, k, k)
                 for a, b in _row_chunks(len(idx), row_bytes, chunk_bytes):
@@ -179,8 +197,9 @@ def _extract(stack: RasterStack, samples: pd.DataFrame, patch_size: int, out_pat
             os.fsync(fd)
         finally:
             os.close(fd)
-        Path(tmp_side).write_text(json.dumps({"dtype": dtype.name, "fill": fills, "shape": [n, bands, patch_size,
-                                                                                              patch_size]}))
+        Path(tmp_side).write_text(
+            json.dumps({"dtype": dtype.name, "fill": fills, "shape": [n, bands, patch_size, patch_size]})
+        )
     return out_path
 
 
@@ -190,7 +209,7 @@ def _write_rows(fd: int, offset: int, row_bytes: int, rows: np.ndarray, data: np
     starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])
     ends = np.r_[starts[1:], len(rows)]
     for a, b in zip(starts.tolist(), ends.tolist()):
-        part = buf[a * row_bytes:b * row_bytes]
+        part = buf[a * row_bytes : b * row_bytes]
         done = 0
         while done < len(part):  # pwritev may write less than asked
             done += os.pwritev(fd, [part[done:]], offset + int(rows[a]) * row_bytes + done)
@@ -207,8 +226,13 @@ class PatchStore:
     :meth:`take` composes index lists.
     """
 
-    def __init__(self, raw: np.ndarray, fill: list[float] | None = None, index: np.ndarray | None = None,
-                 path: Path | None = None):
+    def __init__(
+        self,
+        raw: np.ndarray,
+        fill: list[float] | None = None,
+        index: np.ndarray | None = None,
+        path: Path | None = None,
+    ):
         self.raw = raw
         self.fill = None if fill is None else np.asarray(fill, dtype=np.float32)
         self.index = None if index is None else np.asarray(index, dtype=np.int64)
@@ -240,7 +264,7 @@ class PatchStore:
         """Bytes of the decoded float32 rows (what ``numpy.asarray`` would allocate)."""
         return int(np.prod(self.shape)) * 4
 
-    def take(self, idx: np.ndarray) -> "PatchStore":
+    def take(self, idx: np.ndarray) -> PatchStore:
         """The rows ``idx`` (positions in this store) as a new store over the same file."""
         idx = np.asarray(idx)
         if idx.dtype == bool:
@@ -287,7 +311,7 @@ class PatchStore:
         try:
             for a, b in zip(starts.tolist(), ends.tolist()):
                 want = (b - a) * row_bytes
-                got = os.preadv(fd, [view[a * row_bytes:b * row_bytes]], int(raw.offset) + int(rows[a]) * row_bytes)
+                got = os.preadv(fd, [view[a * row_bytes : b * row_bytes]], int(raw.offset) + int(rows[a]) * row_bytes)
                 if got != want:
                     raise OSError(f"{self.path}: short read ({got} of {want} bytes); the patch store is truncated")
         finally:
@@ -377,9 +401,12 @@ def concat_patch_stores(parts: list[Path], out_path: Path, chunk_bytes: int | No
     for p, st in zip(parts, stores):
         if st.shape[1:] != shape0:
             raise ValueError(f"{p}: patch store of shape {st.shape} does not match {parts[0]} ({stores[0].shape})")
-    same = all(st.raw.dtype == stores[0].raw.dtype and
-               (st.fill is None) == (stores[0].fill is None) and
-               (st.fill is None or np.array_equal(st.fill, stores[0].fill)) for st in stores)
+    same = all(
+        st.raw.dtype == stores[0].raw.dtype
+        and (st.fill is None) == (stores[0].fill is None)
+        and (st.fill is None or np.array_equal(st.fill, stores[0].fill))
+        for st in stores
+    )
     dtype = stores[0].raw.dtype if same else np.dtype(np.float32)
     fills = (None if stores[0].fill is None else stores[0].fill.tolist()) if same else None
     n = sum(len(st) for st in stores)
@@ -390,7 +417,7 @@ def concat_patch_stores(parts: list[Path], out_path: Path, chunk_bytes: int | No
         at = 0
         for st in stores:
             for a, b in st.row_chunks(budget=chunk_bytes):
-                out[at + a:at + b] = st.raw[a:b] if same else st[a:b]
+                out[at + a : at + b] = st.raw[a:b] if same else st[a:b]
             at += len(st)
         out.flush()
         del out

@@ -61,10 +61,14 @@ def check_run_services(engine: str, dask_address: str | None) -> None:
             raise InputError("--dask: runs on a Dask cluster through Prefect; use it with --engine prefect")
         return
     if dask_address:
-        check_reachable(dask_address, f"--dask {dask_address}",
-                        "; start the scheduler (dask scheduler) or check the address")
+        check_reachable(
+            dask_address, f"--dask {dask_address}", "; start the scheduler (dask scheduler) or check the address"
+        )
     url = prefect_api_url()
     if url:
-        check_reachable(url, f"PREFECT_API_URL={url}",
-                        "; start the server (prefect server start), unset PREFECT_API_URL for a temporary "
-                        "local server, or use --engine local")
+        check_reachable(
+            url,
+            f"PREFECT_API_URL={url}",
+            "; start the server (prefect server start), unset PREFECT_API_URL for a temporary "
+            "local server, or use --engine local",
+        )

@@ -98,8 +98,10 @@ def open_georeferenced(path: Path, what: str = "raster") -> rasterio.io.DatasetR
         ds.close()
         if ds.crs is None:
             raise InputError(f"{path}: {what} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
-        raise InputError(f"{path}: {what} has no geotransform (its pixels are not placed on the map); "
-                         "georeference it first (e.g. gdal_edit.py -a_ullr)")
+        raise InputError(
+            f"{path}: {what} has no geotransform (its pixels are not placed on the map); "
+            "georeference it first (e.g. gdal_edit.py -a_ullr)"
+        )
     return ds
 
 
@@ -119,9 +121,17 @@ class RasterStack:
     nodata : optional override of every band's nodata value.
     """
 
-    def __init__(self, datasets: list, band_index: list[tuple[int, int]], band_names: list[str],
-                 nodata: list[float | None], grid: Grid, paths: list[Path], stack: ExitStack,
-                 alpha: dict[int, int] | None = None):
+    def __init__(
+        self,
+        datasets: list,
+        band_index: list[tuple[int, int]],
+        band_names: list[str],
+        nodata: list[float | None],
+        grid: Grid,
+        paths: list[Path],
+        stack: ExitStack,
+        alpha: dict[int, int] | None = None,
+    ):
         self._datasets = datasets
         self._band_index = band_index  # (dataset idx, 1-based band) per output band
         self._alpha = alpha or {}  # dataset idx -> band of its coverage mask (datasets warped onto the grid)
@@ -142,9 +152,15 @@ class RasterStack:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def open(cls, paths: list[str | Path] | str | Path, band_names: list[str] | None = None,
-             bands: list[int | str] | None = None, nodata: float | None = None,
-             dates: list[str] | None = None, align_to: str | Path | None = None) -> "RasterStack":
+    def open(
+        cls,
+        paths: list[str | Path] | str | Path,
+        band_names: list[str] | None = None,
+        bands: list[int | str] | None = None,
+        nodata: float | None = None,
+        dates: list[str] | None = None,
+        align_to: str | Path | None = None,
+    ) -> RasterStack:
         """Open the files as one image (see the class docstring).
 
         ``dates`` (one label per file) stacks multi-band files of one place date after date:
@@ -182,40 +198,66 @@ class RasterStack:
             if dates is None and len(datasets) > 1:
                 for p, ds in zip(paths, datasets):
                     if ds.count != 1:
-                        raise InputError(f"{p}: has {ds.count} bands; a list of rasters must be single-band files "
-                                         "(or, for one multi-band file per date, give rasters.dates)")
+                        raise InputError(
+                            f"{p}: has {ds.count} bands; a list of rasters must be single-band files "
+                            "(or, for one multi-band file per date, give rasters.dates)"
+                        )
             if dates is not None:
                 for p, ds in zip(paths[1:], datasets[1:]):
                     if ds.count != datasets[0].count:
-                        raise InputError(f"{p}: has {ds.count} bands, {paths[0]} has {datasets[0].count}; "
-                                         "every date must have the same bands")
+                        raise InputError(
+                            f"{p}: has {ds.count} bands, {paths[0]} has {datasets[0].count}; "
+                            "every date must have the same bands"
+                        )
             alpha: dict[int, int] = {}
             for d, (p, ds) in enumerate(zip(paths, datasets)):
-                if ds.crs == grid.crs and (ds.width, ds.height) == (grid.width, grid.height) \
-                        and ds.transform.almost_equals(grid.transform):
+                if (
+                    ds.crs == grid.crs
+                    and (ds.width, ds.height) == (grid.width, grid.height)
+                    and ds.transform.almost_equals(grid.transform)
+                ):
                     continue
                 if not align:
                     what = "CRS" if ds.crs != grid.crs else "grid (size or transform)"
-                    raise InputError(f"{p}: {what} differs from {ref_name}; resample the bands onto one grid "
-                                     "(or set rasters.align_to to warp them on the fly)")
-                warnings.warn(f"{p}: not on the grid of {ref_name}; warping it onto that grid "
-                              f"({grid.crs.to_string()}, {grid.res[0]:g} x {grid.res[1]:g}, {grid.width} x {grid.height} px, "
-                              "nearest neighbour) window by window", RasterAlignmentWarning, stacklevel=2)
-                vrt = stack.enter_context(WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=grid.width,
-                                                    height=grid.height, resampling=Resampling.nearest, add_alpha=True))
+                    raise InputError(
+                        f"{p}: {what} differs from {ref_name}; resample the bands onto one grid "
+                        "(or set rasters.align_to to warp them on the fly)"
+                    )
+                warnings.warn(
+                    f"{p}: not on the grid of {ref_name}; warping it onto that grid "
+                    f"({grid.crs.to_string()}, {grid.res[0]:g} x {grid.res[1]:g}, {grid.width} x {grid.height} px, "
+                    "nearest neighbour) window by window",
+                    RasterAlignmentWarning,
+                    stacklevel=2,
+                )
+                vrt = stack.enter_context(
+                    WarpedVRT(
+                        ds,
+                        crs=grid.crs,
+                        transform=grid.transform,
+                        width=grid.width,
+                        height=grid.height,
+                        resampling=Resampling.nearest,
+                        add_alpha=True,
+                    )
+                )
                 datasets[d] = vrt
                 alpha[d] = vrt.count  # GDAL puts the alpha (coverage) band last
             if dates is None:
-                index = [(d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count - (1 if d in alpha else 0) + 1)]
-                names = cls._default_names(paths, datasets)[:len(index)]  # a warped file's alpha band has no name
+                index = [
+                    (d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count - (1 if d in alpha else 0) + 1)
+                ]
+                names = cls._default_names(paths, datasets)[: len(index)]  # a warped file's alpha band has no name
                 what = ", ".join(map(str, paths))
             else:
                 index = [(0, b) for b in range(1, datasets[0].count - (1 if 0 in alpha else 0) + 1)]
-                names = cls._default_names(paths[:1], datasets[:1])[:len(index)]
+                names = cls._default_names(paths[:1], datasets[:1])[: len(index)]
                 what = f"each file ({paths[0]}, ...)"
             if band_names is not None:
                 if len(band_names) != len(index):
-                    raise InputError(f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {what}")
+                    raise InputError(
+                        f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {what}"
+                    )
                 names = list(band_names)
             if bands is not None:
                 sel = []
@@ -234,17 +276,22 @@ class RasterStack:
                 index = [(d, b) for d in range(len(datasets)) for _, b in index]
                 names = [f"{date}:{n}" for date in dates for n in names]
             # A warped file keeps its source's nodata value (nearest neighbour copies values unchanged).
-            src_nodata = [ds.nodatavals if d not in alpha else ds.src_dataset.nodatavals
-                          for d, ds in enumerate(datasets)]
+            src_nodata = [
+                ds.nodatavals if d not in alpha else ds.src_dataset.nodatavals for d, ds in enumerate(datasets)
+            ]
             nod = [nodata if nodata is not None else src_nodata[d][b - 1] for d, b in index]
             if len(set(names)) != len(names):
                 raise InputError(f"rasters.band_names: band names must be unique, got {names}")
             out = cls(datasets, index, names, nod, grid, paths, stack, alpha)
             # How to open the same stack elsewhere (a Dask worker reads its own windows).
-            out.open_args = {"paths": [str(p) for p in paths], "band_names": band_names,
-                             "bands": list(bands) if bands is not None else None, "nodata": nodata,
-                             "dates": list(dates) if dates is not None else None,
-                             "align_to": str(align_to) if align_to is not None else None}
+            out.open_args = {
+                "paths": [str(p) for p in paths],
+                "band_names": band_names,
+                "bands": list(bands) if bands is not None else None,
+                "nodata": nodata,
+                "dates": list(dates) if dates is not None else None,
+                "align_to": str(align_to) if align_to is not None else None,
+            }
             return out
         except BaseException:
             stack.close()
@@ -263,18 +310,26 @@ class RasterStack:
     def close(self) -> None:
         self._stack.close()
 
-    def __enter__(self) -> "RasterStack":
+    def __enter__(self) -> RasterStack:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def without(self, names: list[str]) -> "RasterStack":
+    def without(self, names: list[str]) -> RasterStack:
         """This image without the bands ``names`` (a new stack over the same open files; this one
         hands them over and must not be used afterwards)."""
         keep = [i for i, n in enumerate(self.band_names) if n not in set(names)]
-        new = RasterStack(self._datasets, [self._band_index[i] for i in keep], [self.band_names[i] for i in keep],
-                          [self.nodata[i] for i in keep], self.grid, self.paths, self._stack, self._alpha)
+        new = RasterStack(
+            self._datasets,
+            [self._band_index[i] for i in keep],
+            [self.band_names[i] for i in keep],
+            [self.nodata[i] for i in keep],
+            self.grid,
+            self.paths,
+            self._stack,
+            self._alpha,
+        )
         if self.open_args is not None and not self.open_args.get("dates"):
             new.open_args = {**self.open_args, "bands": list(new.band_names)}
         self._stack = ExitStack()

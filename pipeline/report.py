@@ -117,8 +117,9 @@ class _Doc:
     def p(self, text: str, strong: bool = False) -> None:
         self.blocks.append(("p", text, strong))
 
-    def table(self, rows: list[dict[str, Any]], highlight: set[int] | None = None,
-              headers: list[str] | None = None) -> None:
+    def table(
+        self, rows: list[dict[str, Any]], highlight: set[int] | None = None, headers: list[str] | None = None
+    ) -> None:
         """A table of rows given as ``{header: cell}``; an empty list adds nothing.
 
         The headers are the rows' keys in first-seen order (or ``headers``), and
@@ -175,8 +176,10 @@ class _Doc:
     @staticmethod
     def _html_cell(c: Any) -> str:
         if isinstance(c, dict):
-            return (f'<span class="sw" style="background:{html.escape(c["color"])}"></span>'
-                    f"{html.escape(c['text'])} <code>{html.escape(c['color'])}</code>")
+            return (
+                f'<span class="sw" style="background:{html.escape(c["color"])}"></span>'
+                f"{html.escape(c['text'])} <code>{html.escape(c['color'])}</code>"
+            )
         return html.escape(str(c))
 
     @staticmethod
@@ -219,15 +222,25 @@ class _Doc:
                 _, headers, rows, hi = b
                 numeric = [all(self._numeric(r[j]) for r in rows) for j in range(len(headers))]
                 th_cls = ["" if n else ' class="t"' for n in numeric]
-                t = ['<div class="scroll"><table><thead><tr>' + "".join(
-                    # headers may break after "_" (model names), so a table of six models stays narrow
-                    f"<th{th_cls[j]}>{html.escape(h).replace('_', '_<wbr>')}</th>" for j, h in enumerate(headers))
-                    + "</tr></thead><tbody>"]
+                t = [
+                    '<div class="scroll"><table><thead><tr>'
+                    + "".join(
+                        # headers may break after "_" (model names), so a table of six models stays narrow
+                        f"<th{th_cls[j]}>{html.escape(h).replace('_', '_<wbr>')}</th>"
+                        for j, h in enumerate(headers)
+                    )
+                    + "</tr></thead><tbody>"
+                ]
                 for i, r in enumerate(rows):
                     cls = ' class="best"' if i in hi else ""
-                    t.append(f"<tr{cls}>" + "".join(
-                        f"<td{'' if numeric[j] else self._text_class(c)}>{self._html_cell(c)}</td>"
-                        for j, c in enumerate(r)) + "</tr>")
+                    t.append(
+                        f"<tr{cls}>"
+                        + "".join(
+                            f"<td{'' if numeric[j] else self._text_class(c)}>{self._html_cell(c)}</td>"
+                            for j, c in enumerate(r)
+                        )
+                        + "</tr>"
+                    )
                 t.append("</tbody></table></div>")
                 body.append("".join(t))
             elif b[0] == "images":
@@ -285,8 +298,15 @@ def _confusion_figure(model: str, cm: dict, out: Path) -> Path | None:
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(q):
         for j in range(q):
-            ax.text(j, i, f"{int(mat[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(mat[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(q), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(q), labels, fontsize=8)
     ax.set_xlabel("predicted")
@@ -373,6 +393,7 @@ def _read_yaml(path: Path) -> Any:
 
 def rank_models(models: dict[str, dict]) -> list[str]:
     """Model names by overall accuracy (then kappa), best first; missing values last."""
+
     def key(m: str) -> tuple:
         r = models[m]
         oa, ka = r.get("overall_accuracy"), r.get("kappa")
@@ -406,8 +427,10 @@ def significance_sentence(models: dict[str, dict], pairwise: list[dict]) -> str:
     p = d["p_value"]
     if p < SIGNIFICANCE:
         return s + f" The lead is statistically significant (McNemar test on the same test pixels, p {_p_text(p)})."
-    return s + (f" The lead is not statistically significant (McNemar test on the same test pixels, p {_p_text(p)}):"
-                " on this test set the two cannot be told apart.")
+    return s + (
+        f" The lead is not statistically significant (McNemar test on the same test pixels, p {_p_text(p)}):"
+        " on this test set the two cannot be told apart."
+    )
 
 
 def _p_text(p: float) -> str:
@@ -422,19 +445,22 @@ def comparison_rows(metrics: dict) -> list[dict[str, str]]:
     for m in rank_models(models):
         r = models[m]
         ci = r.get("ci95") or {}
-        rows.append({
-            "model": m,
-            "overall_accuracy": fmt(r.get("overall_accuracy")),
-            "overall_accuracy_ci95": fmt_ci(ci.get("overall_accuracy")),
-            "kappa": fmt(r.get("kappa")),
-            "kappa_ci95": fmt_ci(ci.get("kappa")),
-            "macro_f1": fmt(r.get("macro_f1")),
-            "macro_f1_ci95": fmt_ci(ci.get("macro_f1")),
-            "fit_seconds": fmt(r.get("fit_seconds"), "sec"),
-            "predict_mpx_per_s": fmt(r.get("predict_mpx_per_s"), "speed"),
-            "epochs": "–" if r.get("epochs_run") is None else
-            f"{r['epochs_run']}" + ("" if r.get("best_epoch") is None else f" (best {r['best_epoch']})"),
-        })
+        rows.append(
+            {
+                "model": m,
+                "overall_accuracy": fmt(r.get("overall_accuracy")),
+                "overall_accuracy_ci95": fmt_ci(ci.get("overall_accuracy")),
+                "kappa": fmt(r.get("kappa")),
+                "kappa_ci95": fmt_ci(ci.get("kappa")),
+                "macro_f1": fmt(r.get("macro_f1")),
+                "macro_f1_ci95": fmt_ci(ci.get("macro_f1")),
+                "fit_seconds": fmt(r.get("fit_seconds"), "sec"),
+                "predict_mpx_per_s": fmt(r.get("predict_mpx_per_s"), "speed"),
+                "epochs": "–"
+                if r.get("epochs_run") is None
+                else f"{r['epochs_run']}" + ("" if r.get("best_epoch") is None else f" (best {r['best_epoch']})"),
+            }
+        )
     return rows
 
 
@@ -463,7 +489,7 @@ class ReportContext:
         return self.run_dir / FIG_DIR
 
     @classmethod
-    def load(cls, run_dir: Path) -> "ReportContext":
+    def load(cls, run_dir: Path) -> ReportContext:
         metrics = _read_json(run_dir / "metrics.json")
         if not isinstance(metrics, dict):
             from pipeline.errors import InputError
@@ -472,10 +498,16 @@ class ReportContext:
         models = metrics.get("models") or {}
         cfg = _read_yaml(run_dir / "config.yaml")
         return cls(
-            run_dir=run_dir, metrics=metrics, cfg=cfg if isinstance(cfg, dict) else {},
-            manifest=_read_json(run_dir / "manifest.json") or {}, classes=metrics.get("classes") or [],
-            models=models, split=metrics.get("split") or {}, pairwise=metrics.get("pairwise") or [],
-            contrast=metrics.get("random_split_contrast") or {}, order=rank_models(models),
+            run_dir=run_dir,
+            metrics=metrics,
+            cfg=cfg if isinstance(cfg, dict) else {},
+            manifest=_read_json(run_dir / "manifest.json") or {},
+            classes=metrics.get("classes") or [],
+            models=models,
+            split=metrics.get("split") or {},
+            pairwise=metrics.get("pairwise") or [],
+            contrast=metrics.get("random_split_contrast") or {},
+            order=rank_models(models),
         )
 
     def per_class(self, model: str, cls_name: str) -> dict:
@@ -488,8 +520,9 @@ def headline_text(metrics: dict) -> str:
     (:func:`pipeline.evidence.headline` over ``metrics.json["evidence"]``)."""
     from pipeline.evidence import headline
 
-    text = headline(metrics.get("evidence"), significance_sentence(metrics.get("models") or {},
-                                                                     metrics.get("pairwise") or []))
+    text = headline(
+        metrics.get("evidence"), significance_sentence(metrics.get("models") or {}, metrics.get("pairwise") or [])
+    )
     failed = metrics.get("failed_models") or {}
     if failed:
         text += f" {len(failed)} model(s) failed: {', '.join(failed)} (see Failed models)."
@@ -506,8 +539,10 @@ def section_failed_models(doc: _Doc, ctx: ReportContext) -> None:
     if not failed:
         return
     doc.h(2, "Failed models")
-    doc.p(f"{len(failed)} model(s) failed and are missing from every table and map below; the other models "
-          "were trained, mapped and assessed as usual. The full traceback is in run.log.")
+    doc.p(
+        f"{len(failed)} model(s) failed and are missing from every table and map below; the other models "
+        "were trained, mapped and assessed as usual. The full traceback is in run.log."
+    )
     doc.table([{"model": m, "stage": f.get("stage", "?"), "reason": f.get("reason", "?")} for m, f in failed.items()])
 
 
@@ -522,22 +557,39 @@ def section_run_summary(doc: _Doc, ctx: ReportContext) -> None:
         facts.append({"item": "labels", "value": str(cfg["labels"]["path"])})
     if cfg.get("seed") is not None:
         facts.append({"item": "seed", "value": str(cfg["seed"])})
-    for k, label in (("started", "started"), ("finished", "finished"), ("device", "device"),
-                     ("git_commit", "git commit")):
+    for k, label in (
+        ("started", "started"),
+        ("finished", "finished"),
+        ("device", "device"),
+        ("git_commit", "git commit"),
+    ):
         if manifest.get(k):
             facts.append({"item": label, "value": str(manifest[k])})
     doc.table(facts)
-    doc.table([{"stage": s.get("name", "?"), "seconds": fmt(s.get("seconds"), "sec"),
-                "cached": "yes" if s.get("cached") else "no"} for s in manifest.get("stages") or []])
+    doc.table(
+        [
+            {
+                "stage": s.get("name", "?"),
+                "seconds": fmt(s.get("seconds"), "sec"),
+                "cached": "yes" if s.get("cached") else "no",
+            }
+            for s in manifest.get("stages") or []
+        ]
+    )
 
 
 def section_classes(doc: _Doc, ctx: ReportContext) -> None:
     doc.h(3, "Classes")
-    lab_px = ((ctx.metrics.get("labels") or {}).get("pixels_per_class") or {})
+    lab_px = (ctx.metrics.get("labels") or {}).get("pixels_per_class") or {}
     samp = (ctx.metrics.get("labels") or {}).get("sampling") or {}
-    rows = [{"id": str(c["id"]), "class": {"text": c["name"], "color": c.get("color", "#808080")},
-             "labelled pixels": fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–"}
-            for c in ctx.classes]
+    rows = [
+        {
+            "id": str(c["id"]),
+            "class": {"text": c["name"], "color": c.get("color", "#808080")},
+            "labelled pixels": fmt(lab_px.get(c["name"]), "int") if c["name"] in lab_px else "–",
+        }
+        for c in ctx.classes
+    ]
     if samp.get("active"):
         after = samp.get("split_counts_after") or {}
         for r, c in zip(rows, ctx.classes):
@@ -546,24 +598,39 @@ def section_classes(doc: _Doc, ctx: ReportContext) -> None:
     doc.table(rows)
     if samp.get("active"):
         caps = samp.get("caps") or {}
-        cap_txt = (f"at most {fmt(caps.get('train'), 'int')} training, {fmt(caps.get('validation'), 'int')} "
-                   f"validation and {fmt(caps.get('test'), 'int')} test samples per class" if "train" in caps
-                   else f"at most {fmt(caps.get('fold'), 'int')} samples per class and fold")
+        cap_txt = (
+            f"at most {fmt(caps.get('train'), 'int')} training, {fmt(caps.get('validation'), 'int')} "
+            f"validation and {fmt(caps.get('test'), 'int')} test samples per class"
+            if "train" in caps
+            else f"at most {fmt(caps.get('fold'), 'int')} samples per class and fold"
+        )
         thinned = {k: v for k, v in (samp.get("thinning_stride") or {}).items() if v and v > 1}
-        th = (" Before the split, " + ", ".join(f"{k} was thinned to a {v}-pixel lattice" for k, v in thinned.items())
-              + " (uniform over the scene, so the split sees the labelled layout).") if thinned else ""
-        doc.p(f"Sampling: {samp.get('reason', '')}. The split was decided first; then {cap_txt} were drawn, "
-              f"shared evenly across the blocks of each split, so the test set keeps its spatial design. "
-              f"{fmt(samp.get('samples_after'), 'int')} samples of {fmt(sum(lab_px.values()), 'int')} labelled "
-              f"pixels are used; class areas and area estimates below come from the full maps.{th}")
+        th = (
+            (
+                " Before the split, "
+                + ", ".join(f"{k} was thinned to a {v}-pixel lattice" for k, v in thinned.items())
+                + " (uniform over the scene, so the split sees the labelled layout)."
+            )
+            if thinned
+            else ""
+        )
+        doc.p(
+            f"Sampling: {samp.get('reason', '')}. The split was decided first; then {cap_txt} were drawn, "
+            f"shared evenly across the blocks of each split, so the test set keeps its spatial design. "
+            f"{fmt(samp.get('samples_after'), 'int')} samples of {fmt(sum(lab_px.values()), 'int')} labelled "
+            f"pixels are used; class areas and area estimates below come from the full maps.{th}"
+        )
 
 
 def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
     """Labels that could not be used, per class and reason; classes and bands left out."""
     lab = ctx.metrics.get("labels") or {}
     per = lab.get("features_per_class") or {}
-    reasons = {"outside_raster": "outside the raster", "no_pixel": "covering no pixel centre",
-               "on_nodata": "only on nodata"}
+    reasons = {
+        "outside_raster": "outside the raster",
+        "no_pixel": "covering no pixel centre",
+        "on_nodata": "only on nodata",
+    }
     nod_px = lab.get("pixels_under_nodata_per_class") or {}
     bad = any(r.get(k) for r in per.values() for k in reasons) or any(nod_px.values())
     empty = lab.get("classes_without_labels") or {}
@@ -575,29 +642,54 @@ def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
         return
     doc.h(3, "Labels and bands that could not be used")
     if per and bad:
-        doc.p(f"{lab.get('features_used', '?')} of {lab.get('features_read', '?')} label features were used. "
-              "A feature is unusable when it lies outside the raster, covers no pixel centre, or only covers "
-              "pixels where some band has no data.")
-        doc.table([{"class": c, "features": fmt(r.get("read"), "int"), "used": fmt(r.get("used"), "int"),
+        doc.p(
+            f"{lab.get('features_used', '?')} of {lab.get('features_read', '?')} label features were used. "
+            "A feature is unusable when it lies outside the raster, covers no pixel centre, or only covers "
+            "pixels where some band has no data."
+        )
+        doc.table(
+            [
+                {
+                    "class": c,
+                    "features": fmt(r.get("read"), "int"),
+                    "used": fmt(r.get("used"), "int"),
                     **{v: fmt(r.get(k), "int") for k, v in reasons.items()},
-                    "labelled pixels on nodata": fmt(nod_px.get(c, 0), "int")} for c, r in per.items()])
+                    "labelled pixels on nodata": fmt(nod_px.get(c, 0), "int"),
+                }
+                for c, r in per.items()
+            ]
+        )
     elif any(nod_px.values()):
         doc.table([{"class": c, "labelled pixels on nodata": fmt(n, "int")} for c, n in nod_px.items()])
     if outside_px:
-        doc.p("Labelled pixels of the label raster outside the image (on the label raster's grid): "
-              + ", ".join(f"{c} {fmt(n, 'int')}" for c, n in outside_px.items()) + ".")
+        doc.p(
+            "Labelled pixels of the label raster outside the image (on the label raster's grid): "
+            + ", ".join(f"{c} {fmt(n, 'int')}" for c, n in outside_px.items())
+            + "."
+        )
     if unknown:
-        doc.p("Labels not in the class table (dropped): "
-              + ", ".join(f"{k} ({fmt(v, 'int')})" for k, v in unknown.items()) + ".")
+        doc.p(
+            "Labels not in the class table (dropped): "
+            + ", ".join(f"{k} ({fmt(v, 'int')})" for k, v in unknown.items())
+            + "."
+        )
     for c, why in empty.items():
-        doc.p(f"Class {c} has no usable labels ({why}): it was left out of training and no model can map it.",
-              strong=True)
+        doc.p(
+            f"Class {c} has no usable labels ({why}): it was left out of training and no model can map it.", strong=True
+        )
     for m, d in by_model.items():
-        doc.p(f"{m} left out class(es) " + "; ".join(f"{c} ({w})" for c, w in d.items())
-              + ": this model never predicts them.", strong=True)
+        doc.p(
+            f"{m} left out class(es) "
+            + "; ".join(f"{c} ({w})" for c, w in d.items())
+            + ": this model never predicts them.",
+            strong=True,
+        )
     if dropped_bands:
-        doc.p("Bands dropped because they carry no data (rasters.drop_empty_bands): "
-              + "; ".join(f"{b} ({w})" for b, w in dropped_bands.items()) + ".")
+        doc.p(
+            "Bands dropped because they carry no data (rasters.drop_empty_bands): "
+            + "; ".join(f"{b} ({w})" for b, w in dropped_bands.items())
+            + "."
+        )
 
 
 def _split_evidence(split: dict) -> str:
@@ -605,19 +697,25 @@ def _split_evidence(split: dict) -> str:
     strategy, group_by = split.get("strategy"), split.get("group_by")
     sub = split.get("sub_blocked_classes") or []
     if strategy == "random":
-        return ("Random pixel split: test pixels sit next to training pixels of the same polygons, so the "
-                "accuracy measures recall of known places, not generalisation (see the leakage audit).")
+        return (
+            "Random pixel split: test pixels sit next to training pixels of the same polygons, so the "
+            "accuracy measures recall of known places, not generalisation (see the leakage audit)."
+        )
     if strategy == "predefined":
-        return (f"User-supplied split ({split.get('source', 'as given')}), honoured as given with no buffer; "
-                "the leakage audit below says whether training patches see test pixels.")
+        return (
+            f"User-supplied split ({split.get('source', 'as given')}), honoured as given with no buffer; "
+            "the leakage audit below says whether training patches see test pixels."
+        )
     if group_by == "scene":
         return "Whole scenes are held out: the test measures generalisation to unseen scenes."
     if sub:
         who = "all classes" if group_by == "block" else "the classes " + ", ".join(map(str, sub))
         rest = "" if group_by == "block" else " The other classes are tested on unseen polygons."
-        return (f"For {who}, polygons were cut into sub-blocks (group = polygon x block): their test measures "
-                "generalisation to unseen parts of the same polygons, spatially separated by the buffer, which "
-                f"is weaker evidence than unseen polygons.{rest}")
+        return (
+            f"For {who}, polygons were cut into sub-blocks (group = polygon x block): their test measures "
+            "generalisation to unseen parts of the same polygons, spatially separated by the buffer, which "
+            f"is weaker evidence than unseen polygons.{rest}"
+        )
     return "Every polygon lies whole on one side: the test measures generalisation to unseen polygons."
 
 
@@ -640,9 +738,11 @@ def section_split(doc: _Doc, ctx: ReportContext) -> None:
         return
     doc.h(3, "Split")
     unit = _split_unit(ctx.run_dir)
-    doc.p(f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'len')} {unit}; "
-          f"buffer: {fmt(split.get('buffer'), 'len')} {unit}; seed: {split.get('seed', '–')}; "
-          f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}.")
+    doc.p(
+        f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'len')} {unit}; "
+        f"buffer: {fmt(split.get('buffer'), 'len')} {unit}; seed: {split.get('seed', '–')}; "
+        f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}."
+    )
     if split.get("k"):
         doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")
     doc.p(_split_evidence(split))
@@ -652,8 +752,12 @@ def section_split(doc: _Doc, ctx: ReportContext) -> None:
     counts = split.get("counts") or {}
     parts = [s for s in ("train", "validation", "test") if s in counts]
     if parts:
-        doc.table([{"class": c["name"], **{s: fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts}}
-                   for c in ctx.classes])
+        doc.table(
+            [
+                {"class": c["name"], **{s: fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts}}
+                for c in ctx.classes
+            ]
+        )
     doc.images([(ctx.run_dir / "split_map.png", "split map")])
 
 
@@ -668,18 +772,35 @@ def section_random_vs_spatial(doc: _Doc, ctx: ReportContext) -> None:
     if not ctx.contrast:
         return
     doc.h(3, "Random versus spatial split")
-    doc.p("Overall accuracy of the same model fitted and tested on a random pixel split and on the spatial "
-          "split; the gap is the optimism of a random split.")
-    doc.table([{"model": m, "random split OA": fmt(v.get("overall_accuracy_random")),
-                "spatial split OA": fmt(v.get("overall_accuracy_spatial")), "gap": fmt(v.get("gap"))}
-               for m, v in ctx.contrast.items()])
+    doc.p(
+        "Overall accuracy of the same model fitted and tested on a random pixel split and on the spatial "
+        "split; the gap is the optimism of a random split."
+    )
+    doc.table(
+        [
+            {
+                "model": m,
+                "random split OA": fmt(v.get("overall_accuracy_random")),
+                "spatial split OA": fmt(v.get("overall_accuracy_spatial")),
+                "gap": fmt(v.get("gap")),
+            }
+            for m, v in ctx.contrast.items()
+        ]
+    )
 
 
 #: Report headers of the :func:`comparison_rows` keys (the Prefect artifact keeps the keys).
 COMPARISON_HEADERS = {
-    "model": "model", "overall_accuracy": "overall accuracy", "overall_accuracy_ci95": "OA 95% CI",
-    "kappa": "kappa", "kappa_ci95": "kappa 95% CI", "macro_f1": "macro-F1", "macro_f1_ci95": "macro-F1 95% CI",
-    "fit_seconds": "fit (s)", "predict_mpx_per_s": "mapping (Mpx/s)", "epochs": "epochs",
+    "model": "model",
+    "overall_accuracy": "overall accuracy",
+    "overall_accuracy_ci95": "OA 95% CI",
+    "kappa": "kappa",
+    "kappa_ci95": "kappa 95% CI",
+    "macro_f1": "macro-F1",
+    "macro_f1_ci95": "macro-F1 95% CI",
+    "fit_seconds": "fit (s)",
+    "predict_mpx_per_s": "mapping (Mpx/s)",
+    "epochs": "epochs",
 }
 
 
@@ -690,17 +811,22 @@ def section_comparison(doc: _Doc, ctx: ReportContext) -> None:
     rows = [{COMPARISON_HEADERS.get(k, k): v for k, v in r.items()} for r in comparison_rows(ctx.metrics)]
     if weak:
         ts = ev.get("test_set") or {}
-        doc.p(f"Test split of {fmt(ts.get('pixels'), 'int')} pixels from {fmt(ts.get('blocks'), 'int')} "
-              f"block(s) and {fmt(ts.get('polygons'), 'int')} polygon(s): the evaluation is inconclusive "
-              f"({'; '.join(ev.get('reasons') or [])}). Intervals marked † come from a handful of pixels or "
-              "places and are not reliable ranges; the order of the rows is not a ranking.", strong=True)
+        doc.p(
+            f"Test split of {fmt(ts.get('pixels'), 'int')} pixels from {fmt(ts.get('blocks'), 'int')} "
+            f"block(s) and {fmt(ts.get('polygons'), 'int')} polygon(s): the evaluation is inconclusive "
+            f"({'; '.join(ev.get('reasons') or [])}). Intervals marked † come from a handful of pixels or "
+            "places and are not reliable ranges; the order of the rows is not a ranking.",
+            strong=True,
+        )
         for r in rows:
             for k in r:
                 if "CI" in k and r[k] not in ("–", ""):
                     r[k] = f"{r[k]} †"
     else:
-        doc.p("Test split; 95% confidence intervals from a bootstrap over spatial blocks. Ranked by overall "
-              "accuracy; the best model is highlighted.")
+        doc.p(
+            "Test split; 95% confidence intervals from a bootstrap over spatial blocks. Ranked by overall "
+            "accuracy; the best model is highlighted."
+        )
     doc.table(rows, highlight={0} if rows and not weak else set(), headers=list(COMPARISON_HEADERS.values()))
 
 
@@ -715,16 +841,25 @@ def section_scenes(doc: _Doc, ctx: ReportContext) -> None:
     doc.h(2, "Scenes")
     across = ctx.split.get("audit_across_scenes") or {}
     zones = across.get("crs_zones")
-    doc.p(f"{len(scenes)} scenes; the figures above pool the test pixels of all of them. Below, each model's "
-          "accuracy on the test pixels of each scene alone (– where a scene has no test pixel). Scenes that "
-          "share a CRS were audited together for leakage"
-          + (f" ({zones} CRS {'zone' if zones == 1 else 'zones'}; patches touching test pixels across scenes: "
-             f"{fmt(across.get('train_patches_touching_test_pixels'), 'int')})." if across else "."))
+    doc.p(
+        f"{len(scenes)} scenes; the figures above pool the test pixels of all of them. Below, each model's "
+        "accuracy on the test pixels of each scene alone (– where a scene has no test pixel). Scenes that "
+        "share a CRS were audited together for leakage"
+        + (
+            f" ({zones} CRS {'zone' if zones == 1 else 'zones'}; patches touching test pixels across scenes: "
+            f"{fmt(across.get('train_patches_touching_test_pixels'), 'int')})."
+            if across
+            else "."
+        )
+    )
     rows = []
     for name, sc in scenes.items():
         counts = sc.get("split_counts") or {}
-        row = {"scene": name, "labelled pixels": fmt(sc.get("samples"), "int") if sc.get("labelled") else "none",
-               "train / val. / test": " / ".join(fmt(counts.get(k, 0), "int") for k in ("train", "validation", "test"))}
+        row = {
+            "scene": name,
+            "labelled pixels": fmt(sc.get("samples"), "int") if sc.get("labelled") else "none",
+            "train / val. / test": " / ".join(fmt(counts.get(k, 0), "int") for k in ("train", "validation", "test")),
+        }
         for m in ctx.order:
             r = (sc.get("models") or {}).get(m) or {}
             oa = r.get("overall_accuracy")
@@ -743,10 +878,12 @@ def section_scenes(doc: _Doc, ctx: ReportContext) -> None:
         more = len(scenes) - MAX_SCENE_QUICKLOOKS
         # An inconclusive evaluation names no best model (headline): neither may this caption.
         conclusive = (ctx.metrics.get("evidence") or {}).get("conclusive", True)
-        who = (f"the best model ({best})" if conclusive else
-               f"{best} (first in the table; the evaluation is inconclusive, so this is not a ranking)")
-        doc.p(f"Maps of {who} per scene" +
-              (f"; {more} more scenes are in maps/<scene>/." if more > 0 else "."))
+        who = (
+            f"the best model ({best})"
+            if conclusive
+            else f"{best} (first in the table; the evaluation is inconclusive, so this is not a ranking)"
+        )
+        doc.p(f"Maps of {who} per scene" + (f"; {more} more scenes are in maps/<scene>/." if more > 0 else "."))
         doc.images(items + [(_legend_figure(ctx.classes, ctx.figs / "legend.png"), "legend")])
 
 
@@ -754,15 +891,24 @@ def section_pairwise(doc: _Doc, ctx: ReportContext) -> None:
     if not ctx.pairwise:
         return
     doc.h(3, "Pairwise McNemar tests")
-    doc.table([{"model A": d.get("a", "?"), "model B": d.get("b", "?"), "statistic": fmt(d.get("statistic")),
+    doc.table(
+        [
+            {
+                "model A": d.get("a", "?"),
+                "model B": d.get("b", "?"),
+                "statistic": fmt(d.get("statistic")),
                 "p-value": fmt(d.get("p_value"), "p"),
-                "significant at 0.05": "–" if d.get("p_value") is None else
-                ("yes" if d["p_value"] < SIGNIFICANCE else "no")} for d in ctx.pairwise])
+                "significant at 0.05": "–"
+                if d.get("p_value") is None
+                else ("yes" if d["p_value"] < SIGNIFICANCE else "no"),
+            }
+            for d in ctx.pairwise
+        ]
+    )
 
 
 #: Per-class metrics of metrics.json and the headings of their report tables.
-PER_CLASS_METRICS = {"precision": "User's accuracy (precision)", "recall": "Producer's accuracy (recall)",
-                     "f1": "F1"}
+PER_CLASS_METRICS = {"precision": "User's accuracy (precision)", "recall": "Producer's accuracy (recall)", "f1": "F1"}
 
 
 def class_flags(ctx: ReportContext) -> dict[str, str]:
@@ -782,9 +928,11 @@ def section_per_class(doc: _Doc, ctx: ReportContext) -> None:
     if not (ctx.order and ctx.classes):
         return
     doc.h(2, "Per-class accuracy")
-    doc.p("Test split, per pixel. User's accuracy (precision): of the pixels mapped as the class, the share that "
-          "is the class; producer's accuracy (recall): of the class's test pixels, the share mapped as it. "
-          "\"–\" is undefined: precision of a class the model never predicts, recall of a class with no test pixels.")
+    doc.p(
+        "Test split, per pixel. User's accuracy (precision): of the pixels mapped as the class, the share that "
+        "is the class; producer's accuracy (recall): of the class's test pixels, the share mapped as it. "
+        '"–" is undefined: precision of a class the model never predicts, recall of a class with no test pixels.'
+    )
     flags = class_flags(ctx)
     if flags:
         doc.p("Flagged classes: " + "; ".join(f"{n} ({why})" for n, why in flags.items()) + ".", strong=True)
@@ -794,8 +942,9 @@ def section_per_class(doc: _Doc, ctx: ReportContext) -> None:
         for c in ctx.classes:
             row: dict[str, Any] = {"class": c["name"]}
             if i == 0:
-                support = next((s for m in ctx.order if (s := ctx.per_class(m, c["name"]).get("support")) is not None),
-                               None)
+                support = next(
+                    (s for m in ctx.order if (s := ctx.per_class(m, c["name"]).get("support")) is not None), None
+                )
                 row["test pixels"] = fmt(support, "int")
             row.update({m: fmt(ctx.per_class(m, c["name"]).get(key)) for m in ctx.order})
             if i == 0 and flags:
@@ -819,14 +968,26 @@ def section_reference_polygons(doc: _Doc, ctx: ReportContext) -> None:
         return
     below = pol.get("contradicted_below", 0.5)
     doc.h(2, "Reference polygons")
-    doc.p("Each test polygon (feature: its 0-based row in the label file) with the share of its test pixels that "
-          f"each model maps as its label, worst first. A polygon that every model maps as its label for less than "
-          f"{fmt(below, 'pct')} of its pixels is flagged: a wrong label, a change between the image and the "
-          "reference date, or a class the training data does not cover is then more likely than a model error.")
-    doc.table([{"polygon": _polygon_name(d), "class": d["class_name"], "test pixels": fmt(d["pixels"], "int"),
-                **{m: fmt((d.get("accuracy") or {}).get(m)) for m in models}, "mean": fmt(d.get("mean_accuracy")),
-                "mapped as": d.get("predicted_as", "–"), "flag": "every model disagrees" if d.get("contradicted") else ""}
-               for d in rows[:POLYGON_ROWS]])
+    doc.p(
+        "Each test polygon (feature: its 0-based row in the label file) with the share of its test pixels that "
+        f"each model maps as its label, worst first. A polygon that every model maps as its label for less than "
+        f"{fmt(below, 'pct')} of its pixels is flagged: a wrong label, a change between the image and the "
+        "reference date, or a class the training data does not cover is then more likely than a model error."
+    )
+    doc.table(
+        [
+            {
+                "polygon": _polygon_name(d),
+                "class": d["class_name"],
+                "test pixels": fmt(d["pixels"], "int"),
+                **{m: fmt((d.get("accuracy") or {}).get(m)) for m in models},
+                "mean": fmt(d.get("mean_accuracy")),
+                "mapped as": d.get("predicted_as", "–"),
+                "flag": "every model disagrees" if d.get("contradicted") else "",
+            }
+            for d in rows[:POLYGON_ROWS]
+        ]
+    )
     if len(rows) > POLYGON_ROWS:
         doc.p(f"{len(rows) - POLYGON_ROWS} more polygons in metrics.json (polygons).")
     suspects = pol.get("suspects") or []
@@ -834,31 +995,48 @@ def section_reference_polygons(doc: _Doc, ctx: ReportContext) -> None:
         doc.p(_suspect_sentence(d, next((r for r in rows if _polygon_name(r) == _polygon_name(d)), {})), strong=True)
     if suspects:
         colors = {c["name"]: c.get("color", "#808080") for c in ctx.classes}
-        doc.images([(_spectra_figure(suspects, colors, ctx.figs / "suspect_spectra.png"),
-                     "suspect polygons: mean spectrum against the training spectra (10-90% band)")])
+        doc.images(
+            [
+                (
+                    _spectra_figure(suspects, colors, ctx.figs / "suspect_spectra.png"),
+                    "suspect polygons: mean spectrum against the training spectra (10-90% band)",
+                )
+            ]
+        )
 
 
 def _suspect_sentence(d: dict, row: dict) -> str:
     where = f" around ({row['x']:.0f}, {row['y']:.0f})" if row.get("x") is not None else ""
     name = _polygon_name(d)
-    s = (f"{name[0].upper()}{name[1:]} ({d['class_name']}, {fmt(d['pixels'], 'int')} test pixels{where}) is "
-         f"contradicted by every model; they map it mostly as {d['predicted_as']}.")
+    s = (
+        f"{name[0].upper()}{name[1:]} ({d['class_name']}, {fmt(d['pixels'], 'int')} test pixels{where}) is "
+        f"contradicted by every model; they map it mostly as {d['predicted_as']}."
+    )
     t, mean = d.get("class_training") or {}, (d.get("polygon") or {}).get("mean") or []
     ratio = [(b, r) for b, r in zip(d.get("bands") or [], d.get("ratio") or []) if r is not None]
     if not t.get("pixels") or not ratio:
         return s + f" There are no {d['class_name']} training pixels to compare its spectrum with."
     lo, hi = min(ratio, key=lambda x: x[1]), max(ratio, key=lambda x: x[1])
-    s += (f" Its mean spectrum is {lo[1]:.1f}x ({lo[0]}) to {hi[1]:.1f}x ({hi[0]}) the mean of the class's "
-          f"{fmt(t['pixels'], 'int')} training pixels")
-    outside = [b for b, v, a, z in zip(d["bands"], mean, t.get("p10") or [], t.get("p90") or [])
-               if None not in (v, a, z) and not a <= v <= z]
+    s += (
+        f" Its mean spectrum is {lo[1]:.1f}x ({lo[0]}) to {hi[1]:.1f}x ({hi[0]}) the mean of the class's "
+        f"{fmt(t['pixels'], 'int')} training pixels"
+    )
+    outside = [
+        b
+        for b, v, a, z in zip(d["bands"], mean, t.get("p10") or [], t.get("p90") or [])
+        if None not in (v, a, z) and not a <= v <= z
+    ]
     if outside and (hi[1] >= 2 or lo[1] <= 0.5):
-        return s + (f", outside their 10-90% range in {', '.join(outside)}: a likely label or date error; "
-                    "check the polygon against the image.")
+        return s + (
+            f", outside their 10-90% range in {', '.join(outside)}: a likely label or date error; "
+            "check the polygon against the image."
+        )
     if outside:
         return s + f", outside their 10-90% range in {', '.join(outside)}: check the polygon against the image."
-    return s + (", within their 10-90% range in every band: the class is spectrally confused here rather than "
-                "obviously mislabelled.")
+    return s + (
+        ", within their 10-90% range in every band: the class is spectrally confused here rather than "
+        "obviously mislabelled."
+    )
 
 
 def _band_ticks(bands: Sequence[str], max_ticks: int = 10) -> tuple[list[int], list[str]]:
@@ -883,7 +1061,10 @@ def _spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> 
         def arr(v: list) -> np.ndarray:
             return np.array([np.nan if a is None else a for a in v], dtype=float)
 
-        for key, style, label in (("class_training", "-", d["class_name"]), ("predicted_training", "--", d["predicted_as"])):
+        for key, style, label in (
+            ("class_training", "-", d["class_name"]),
+            ("predicted_training", "--", d["predicted_as"]),
+        ):
             t = d.get(key) or {}
             name = d["class_name"] if key == "class_training" else d["predicted_as"]
             if not t.get("pixels"):
@@ -894,8 +1075,9 @@ def _spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> 
         ax.plot(x, arr(d["polygon"]["mean"]), "o-", color="black", label=f"{_polygon_name(d)} ({d['pixels']} px)")
         ticks, names = _band_ticks(d["bands"])
         # Rotated when there are several: band names side by side overlap into a black bar otherwise.
-        ax.set_xticks(ticks, names, fontsize=8, rotation=45 if len(ticks) > 5 else 0,
-                      ha="right" if len(ticks) > 5 else "center")
+        ax.set_xticks(
+            ticks, names, fontsize=8, rotation=45 if len(ticks) > 5 else 0, ha="right" if len(ticks) > 5 else "center"
+        )
         ax.set_ylabel("band value (raster units)", fontsize=8)
         ax.set_title(f"{_polygon_name(d)}: labelled {d['class_name']}", fontsize=9)
         ax.legend(fontsize=7)
@@ -907,8 +1089,12 @@ def section_confusion(doc: _Doc, ctx: ReportContext) -> None:
         return
     doc.h(2, "Confusion matrices")
     doc.p("Rows: reference class; columns: predicted class; cells: test pixels; colour: share of the row.")
-    doc.images([(_confusion_figure(m, ctx.models[m].get("confusion_matrix") or {}, ctx.figs / f"confusion_{m}.png"), m)
-                for m in ctx.order])
+    doc.images(
+        [
+            (_confusion_figure(m, ctx.models[m].get("confusion_matrix") or {}, ctx.figs / f"confusion_{m}.png"), m)
+            for m in ctx.order
+        ]
+    )
 
 
 def section_learning_curves(doc: _Doc, ctx: ReportContext) -> None:
@@ -955,9 +1141,11 @@ def section_confidence(doc: _Doc, ctx: ReportContext) -> None:
     if not models:
         return
     doc.h(2, "Confidence layers")
-    doc.p("maps/<model>_confidence.tif holds each model's confidence in its label. On the test pixels: how many "
-          "distinct values it takes, its mean where the model is right and where it is wrong, and the AUC of "
-          "confidence for telling right from wrong (0.5: no better than chance).")
+    doc.p(
+        "maps/<model>_confidence.tif holds each model's confidence in its label. On the test pixels: how many "
+        "distinct values it takes, its mean where the model is right and where it is wrong, and the AUC of "
+        "confidence for telling right from wrong (0.5: no better than chance)."
+    )
     rows, bad = [], []
     for m in models:
         c = ctx.models[m]["confidence"]
@@ -966,12 +1154,23 @@ def section_confidence(doc: _Doc, ctx: ReportContext) -> None:
         note = "degenerate" if c.get("degenerate") else ""
         if c.get("degenerate"):
             bad.append(f"{m} ({fmt(c.get('levels'), 'int')} distinct value{'' if c.get('levels') == 1 else 's'})")
-        rows.append({"model": m, "confidence is": kind, "distinct values": fmt(c.get("levels"), "int"),
-                     "mean when right": fmt(c.get("mean_correct")), "mean when wrong": fmt(c.get("mean_wrong")),
-                     "AUC right vs wrong": fmt(c.get("auc")), "note": note})
+        rows.append(
+            {
+                "model": m,
+                "confidence is": kind,
+                "distinct values": fmt(c.get("levels"), "int"),
+                "mean when right": fmt(c.get("mean_correct")),
+                "mean when wrong": fmt(c.get("mean_wrong")),
+                "AUC right vs wrong": fmt(c.get("auc")),
+                "note": note,
+            }
+        )
     if bad:
-        doc.p(f"Degenerate confidence layers: {', '.join(bad)}. A constant or two-valued layer does not rank "
-              "pixels by reliability; do not use it as an uncertainty map.", strong=True)
+        doc.p(
+            f"Degenerate confidence layers: {', '.join(bad)}. A constant or two-valued layer does not rank "
+            "pixels by reliability; do not use it as an uncertainty map.",
+            strong=True,
+        )
     doc.table(rows)
 
 
@@ -980,17 +1179,21 @@ def section_areas(doc: _Doc, ctx: ReportContext) -> None:
     if not area_models:
         return
     doc.h(2, "Class areas")
-    doc.p("Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
-          "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
-          "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
-          "for figures to publish, draw a stratified random sample with `landcover assess-design`, "
-          "label it, and run `landcover assess`.")
+    doc.p(
+        "Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
+        "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
+        "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
+        "for figures to publish, draw a stratified random sample with `landcover assess-design`, "
+        "label it, and run `landcover assess`."
+    )
     for m in area_models:
         doc.h(3, m)
         aa = ctx.models[m].get("area_adjusted") or {}
         _area_table(doc, ctx.classes, aa, ctx.models[m].get("class_areas") or {})
         if aa.get("overall_accuracy") is not None:
-            doc.p(f"Area-weighted overall accuracy: {fmt_pm(aa.get('overall_accuracy'), aa.get('overall_accuracy_ci95'))}.")
+            doc.p(
+                f"Area-weighted overall accuracy: {fmt_pm(aa.get('overall_accuracy'), aa.get('overall_accuracy_ci95'))}."
+            )
         for note in aa.get("notes") or []:
             doc.p(f"Note: {note}")
 
@@ -1001,20 +1204,24 @@ def _area_table(doc: _Doc, classes: list[dict], aa: dict, ca: dict) -> None:
     for c in classes:
         n = c["name"]
         a, px = acls.get(n) or {}, ca.get(n) or {}
-        rows.append({
-            "class": n, "mapped pixels": fmt(px.get("pixels"), "int") if px else "–",
-            "mapped area (ha)": fmt(px.get("area_ha", a.get("mapped_area_ha")), "ha"),
-            "share of map": fmt(px.get("fraction"), "pct") if px else "–",
-            "adjusted area (ha)": fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha"),
-            "user's accuracy": fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95")),
-            "producer's accuracy": fmt_pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),
-        })
+        rows.append(
+            {
+                "class": n,
+                "mapped pixels": fmt(px.get("pixels"), "int") if px else "–",
+                "mapped area (ha)": fmt(px.get("area_ha", a.get("mapped_area_ha")), "ha"),
+                "share of map": fmt(px.get("fraction"), "pct") if px else "–",
+                "adjusted area (ha)": fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha"),
+                "user's accuracy": fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95")),
+                "producer's accuracy": fmt_pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),
+            }
+        )
     doc.table(rows)
 
 
 def section_footer(doc: _Doc, ctx: ReportContext) -> None:
-    doc.p(f"Report written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} from the files of "
-          "this run directory.")
+    doc.p(
+        f"Report written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} from the files of this run directory."
+    )
 
 
 #: The report's sections in order. Adding a section: write ``section_x(doc, ctx)`` and list it here.

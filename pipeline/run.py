@@ -123,11 +123,16 @@ class RunContext:
 
     def to_ref(self) -> dict:
         """A small picklable description (for tasks in other processes); see :meth:`from_ref`."""
-        return {"run_dir": str(Path(self.run_dir).resolve()), "base_dir": str(Path(self.base_dir).resolve()),
-                "device": self.device, "progress": self.progress, "inputs": self.hash_inputs()}
+        return {
+            "run_dir": str(Path(self.run_dir).resolve()),
+            "base_dir": str(Path(self.base_dir).resolve()),
+            "device": self.device,
+            "progress": self.progress,
+            "inputs": self.hash_inputs(),
+        }
 
     @classmethod
-    def from_ref(cls, ref: dict) -> "RunContext":
+    def from_ref(cls, ref: dict) -> RunContext:
         """Rebuild the context from the run directory's config.yaml (in any process)."""
         import yaml
 
@@ -136,8 +141,9 @@ class RunContext:
         run_dir = Path(ref["run_dir"])
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
         cfg = parse_config(raw, str(run_dir / "config.yaml"))
-        ctx = cls(cfg=cfg, run_dir=run_dir, base_dir=Path(ref["base_dir"]), device=ref["device"],
-                  progress=ref["progress"])
+        ctx = cls(
+            cfg=cfg, run_dir=run_dir, base_dir=Path(ref["base_dir"]), device=ref["device"], progress=ref["progress"]
+        )
         ctx.inputs = dict(ref.get("inputs") or {})
         return ctx
 
@@ -205,7 +211,7 @@ class _Sampler:
 
         self.cfg = cfg
         dt, _ = storage_dtype([str(d) for d in stack.dtypes], list(stack.nodata))
-        self.bytes_per_sample = stack.count * cfg.patch.size ** 2 * dt.itemsize
+        self.bytes_per_sample = stack.count * cfg.patch.size**2 * dt.itemsize
         self.active = False
         self.record: dict[str, Any] = {"mode": cfg.sampling.mode, "active": False}
 
@@ -216,8 +222,12 @@ class _Sampler:
         self.active, reason = decide(sc, len(rows), self.bytes_per_sample)
         ids, counts = np.unique(class_ids, return_counts=True)
         name = {c.id: c.name for c in self.cfg.classes}
-        self.record.update(active=self.active, reason=reason, max_per_class=sc.max_per_class,
-                           labelled_per_class={name[int(i)]: int(n) for i, n in zip(ids, counts)})
+        self.record.update(
+            active=self.active,
+            reason=reason,
+            max_per_class=sc.max_per_class,
+            labelled_per_class={name[int(i)]: int(n) for i, n in zip(ids, counts)},
+        )
         if not self.active:
             return None
         strides = thinning_strides({int(i): int(n) for i, n in zip(ids, counts)}, sc.max_per_class)
@@ -299,11 +309,19 @@ def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict
                 grid, band_names = stack.grid, stack.band_names
                 band_nodata = [None if v is None or not np.isfinite(v) else float(v) for v in stack.nodata]
             sampler = _Sampler(cfg, stack)
-            part, report = ingest_labels(sc.labels, sc.label_path, cfg.classes, stack,
-                                         window_size=max(cfg.mapping.window_size, 1024),
-                                         on_unknown=sc.labels.on_unknown, progress=ctx.progress,
-                                         thin=sampler.thin, on_empty_class=sc.labels.on_empty_class,
-                                         require_every_class=not multi, allow_empty=multi)
+            part, report = ingest_labels(
+                sc.labels,
+                sc.label_path,
+                cfg.classes,
+                stack,
+                window_size=max(cfg.mapping.window_size, 1024),
+                on_unknown=sc.labels.on_unknown,
+                progress=ctx.progress,
+                thin=sampler.thin,
+                on_empty_class=sc.labels.on_empty_class,
+                require_every_class=not multi,
+                allow_empty=multi,
+            )
             sampling.append(sampler.record)
         for w in report.warnings():
             log.warning("%s%s", f"scene {sc.name}: " if multi else "", w)
@@ -321,17 +339,30 @@ def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict
         missing = [c.name for c in cfg.classes if c.name not in present]
         strict = any(sc.labels.on_empty_class == "error" for sc in scenes if sc.has_labels)
         if missing and (strict or len(cfg.classes) - len(missing) < 2):
-            raise InputError(f"classes: class {missing[0]!r} has no labelled pixels on valid data in any scene; "
-                             "add labels for it or remove it from 'classes'")
+            raise InputError(
+                f"classes: class {missing[0]!r} has no labelled pixels on valid data in any scene; "
+                "add labels for it or remove it from 'classes'"
+            )
         labels_rec = _pool_label_reports(reports)
         labels_rec["classes_without_labels"] = {n: "no labelled pixel on valid data in any scene" for n in missing}
         for n in missing:
             log.warning("class %s has no labelled pixel on valid data in any scene; it is left out", n)
-        labels_rec["scene_grids"] = {n: {"crs": i["grid"].crs.to_string(), "width": i["grid"].width,
-                                         "height": i["grid"].height, "res": list(i["grid"].res)}
-                                     for n, i in infos.items()}
+        labels_rec["scene_grids"] = {
+            n: {
+                "crs": i["grid"].crs.to_string(),
+                "width": i["grid"].width,
+                "height": i["grid"].height,
+                "res": list(i["grid"].res),
+            }
+            for n, i in infos.items()
+        }
     samples["scene"] = samples["scene"].astype(str)
-    return samples, {**labels_rec, "band_names": band_names, "band_nodata": band_nodata}, grid, _merge_sampling(sampling)
+    return (
+        samples,
+        {**labels_rec, "band_names": band_names, "band_nodata": band_nodata},
+        grid,
+        _merge_sampling(sampling),
+    )
 
 
 def stage_prepare(ctx: RunContext) -> dict:
@@ -357,27 +388,37 @@ def stage_prepare(ctx: RunContext) -> dict:
             if not any(sc.rasters.drop_empty_bands for sc in ctx.scenes()) or not new:
                 raise
             dropped_bands.update(new)
-            log.warning("dropped %d band(s) without data (rasters.drop_empty_bands): %s", len(new),
-                        "; ".join(f"{b}: {w}" for b, w in new.items()))
+            log.warning(
+                "dropped %d band(s) without data (rasters.drop_empty_bands): %s",
+                len(new),
+                "; ".join(f"{b}: {w}" for b, w in new.items()),
+            )
     scenes = [s for s in ctx.scenes() if s.has_labels]
     crss = set(labels_rec.get("scene_grids", {}).get(s.name, {}).get("crs") for s in scenes) - {None}
     crs = grid.crs if len(crss) <= 1 else None  # scenes in several CRSs: no single CRS for splits.gpkg
     samples, split_cfg = _predefined_inputs(ctx, samples)
-    result = make_splits(_split_view(samples, split_cfg, labels_rec), split_cfg, cfg.patch.size, grid.res, cfg.seed,
-                         crs=crs)
+    result = make_splits(
+        _split_view(samples, split_cfg, labels_rec), split_cfg, cfg.patch.size, grid.res, cfg.seed, crs=crs
+    )
     if sampling["active"]:
         from pipeline.sampling import apply_sampling, console_line
 
-        samples, result, sampling = apply_sampling(samples, result, cfg.sampling, split_cfg, cfg.patch.size,
-                                                   grid.res, cfg.seed, ctx.class_names, sampling)
+        samples, result, sampling = apply_sampling(
+            samples, result, cfg.sampling, split_cfg, cfg.patch.size, grid.res, cfg.seed, ctx.class_names, sampling
+        )
         log.warning(console_line(sampling))
-    samples = samples.assign(split=result.split, block=result.block.astype(np.int64),
-                             fold=result.fold.astype(np.int64))
+    samples = samples.assign(split=result.split, block=result.block.astype(np.int64), fold=result.fold.astype(np.int64))
     drop = list(dropped_bands)
     if len(scenes) == 1:
         with ctx.open_stack(scenes[0], drop=drop) as stack:
-            extract_patches(stack, samples, cfg.patch.size, ctx.path("patches.npy"),
-                            window_size=cfg.mapping.window_size, progress=ctx.progress)
+            extract_patches(
+                stack,
+                samples,
+                cfg.patch.size,
+                ctx.path("patches.npy"),
+                window_size=cfg.mapping.window_size,
+                progress=ctx.progress,
+            )
     else:
         parts = []
         by_scene = samples.groupby("scene", sort=False).indices
@@ -389,8 +430,14 @@ def stage_prepare(ctx: RunContext) -> dict:
                 raise RuntimeError("samples must be ordered scene by scene")  # _ingest_scenes guarantees it
             part = ctx.path("patches.parts", f"{i:05d}.npy")
             with ctx.open_stack(sc, drop=drop) as stack:
-                extract_patches(stack, samples.iloc[idx], cfg.patch.size, part,
-                                window_size=cfg.mapping.window_size, progress=ctx.progress)
+                extract_patches(
+                    stack,
+                    samples.iloc[idx],
+                    cfg.patch.size,
+                    part,
+                    window_size=cfg.mapping.window_size,
+                    progress=ctx.progress,
+                )
             parts.append(part)
         concat_patch_stores(parts, ctx.path("patches.npy"))
         shutil.rmtree(ctx.run_dir / "patches.parts", ignore_errors=True)
@@ -406,9 +453,20 @@ def stage_prepare(ctx: RunContext) -> dict:
     write_json(ctx.path("split.json"), split_rec)
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
-    return {"outputs": ["samples.parquet", "patches.npy", "patches.json", "labels.json", "split.json", "folds.json",
-                        "splits.gpkg", "split_map.png"],
-            "n_samples": len(samples), "band_names": band_names}
+    return {
+        "outputs": [
+            "samples.parquet",
+            "patches.npy",
+            "patches.json",
+            "labels.json",
+            "split.json",
+            "folds.json",
+            "splits.gpkg",
+            "split_map.png",
+        ],
+        "n_samples": len(samples),
+        "band_names": band_names,
+    }
 
 
 def _split_view(samples: pd.DataFrame, split_cfg: Any, labels_rec: dict) -> pd.DataFrame:
@@ -454,8 +512,9 @@ def _audit_across_scenes(ctx: RunContext, samples: pd.DataFrame, result, labels_
         a = audit_split(xy, res, ctx.cfg.patch.size, f.train, f.test, f.validation, zones=zones)
         audits.append(a)
         if ctx.cfg.split.strategy in ("blocks", "kfold"):
-            check_no_leak(a, f"split {ctx.cfg.split.strategy}{f' fold {i}' if len(result.folds) > 1 else ''} "
-                             "(across scenes)")
+            check_no_leak(
+                a, f"split {ctx.cfg.split.strategy}{f' fold {i}' if len(result.folds) > 1 else ''} (across scenes)"
+            )
     out = dict(audits[0])
     for a in audits[1:]:
         for k, v in a.items():
@@ -497,11 +556,18 @@ def _training_data(ctx: RunContext):
     labels = read_json(ctx.run_dir / "labels.json")
     # Group ids repeat across scenes (each is a row of its scene's label file): models get one id per polygon.
     multi = "scene" in samples and samples["scene"].nunique() > 1
-    groups = (samples.groupby(["scene", "group"], sort=False).ngroup().to_numpy(np.int64) if multi
-              else samples["group"].to_numpy(np.int64))
-    data = TrainingData(open_patches(ctx.run_dir / "patches.npy"), samples["class_id"].to_numpy(np.int64),
-                        groups, samples[["x", "y"]].to_numpy(np.float64),
-                        labels["band_names"])
+    groups = (
+        samples.groupby(["scene", "group"], sort=False).ngroup().to_numpy(np.int64)
+        if multi
+        else samples["group"].to_numpy(np.int64)
+    )
+    data = TrainingData(
+        open_patches(ctx.run_dir / "patches.npy"),
+        samples["class_id"].to_numpy(np.int64),
+        groups,
+        samples[["x", "y"]].to_numpy(np.float64),
+        labels["band_names"],
+    )
     return samples, data
 
 
@@ -510,10 +576,16 @@ def _meta(ctx: RunContext, model: str, band_names: list[str], data=None):
 
     c = ctx.cfg.classes
     nodata = read_json(ctx.run_dir / "labels.json").get("band_nodata")
-    return ModelMeta(model=model, band_names=list(band_names), class_ids=[x.id for x in c],
-                     class_names=[x.name for x in c], class_colors=[x.color for x in c],
-                     patch_size=ctx.cfg.patch.size, nodata=nodata,
-                     value_range=_value_range(ctx, data) if data is not None else None)
+    return ModelMeta(
+        model=model,
+        band_names=list(band_names),
+        class_ids=[x.id for x in c],
+        class_names=[x.name for x in c],
+        class_colors=[x.color for x in c],
+        patch_size=ctx.cfg.patch.size,
+        nodata=nodata,
+        value_range=_value_range(ctx, data) if data is not None else None,
+    )
 
 
 def _value_range(ctx: RunContext, data) -> dict:
@@ -522,8 +594,11 @@ def _value_range(ctx: RunContext, data) -> dict:
     from pipeline.value_range import MAX_SAMPLE, training_value_range
 
     n = len(data)
-    idx = np.arange(n) if n <= MAX_SAMPLE else np.sort(
-        np.random.default_rng(ctx.cfg.seed).choice(n, MAX_SAMPLE, replace=False))
+    idx = (
+        np.arange(n)
+        if n <= MAX_SAMPLE
+        else np.sort(np.random.default_rng(ctx.cfg.seed).choice(n, MAX_SAMPLE, replace=False))
+    )
     with ctx.open_stack() as stack:
         dtypes = list(stack.dtypes)
     return training_value_range(data.subset(idx).centre(), dtypes)
@@ -549,7 +624,10 @@ def dropped_classes(model: Any, meta: Any) -> dict[str, str]:
     info = getattr(model, "fit_info", {}) or {}
     why = {str(k): v for k, v in (info.get("dropped_reason") or {}).items()}
     names = dict(zip(meta.class_ids, meta.class_names))
-    return {names.get(int(c), str(c)): why.get(str(c), "too few training samples") for c in info.get("dropped_classes") or []}
+    return {
+        names.get(int(c), str(c)): why.get(str(c), "too few training samples")
+        for c in info.get("dropped_classes") or []
+    }
 
 
 def stage_train(ctx: RunContext, model: str) -> dict:
@@ -563,8 +641,10 @@ def stage_train(ctx: RunContext, model: str) -> dict:
 
     samples, data = _training_data(ctx)
     meta = _meta(ctx, model, data.band_names, data)
-    folds = [Fold(*(np.asarray(f[k], dtype=np.int64) for k in ("train", "validation", "test")))
-             for f in read_json(ctx.run_dir / "folds.json")]
+    folds = [
+        Fold(*(np.asarray(f[k], dtype=np.int64) for k in ("train", "validation", "test")))
+        for f in read_json(ctx.run_dir / "folds.json")
+    ]
     rows = []
     fit_seconds = 0.0
     final = None
@@ -572,18 +652,34 @@ def stage_train(ctx: RunContext, model: str) -> dict:
         m, secs = _fit(ctx, model, data, fold, meta, f"spatial fold {i + 1}/{len(folds)}" if len(folds) > 1 else "")
         fit_seconds += secs
         pred, conf = m.predict_patches(data.subset(fold.test).patches)
-        rows.append(pd.DataFrame({"sample": fold.test, "fold": i, "block": samples["block"].to_numpy()[fold.test],
-                                  "y_true": data.y[fold.test], "y_pred": pred, "confidence": conf}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "sample": fold.test,
+                    "fold": i,
+                    "block": samples["block"].to_numpy()[fold.test],
+                    "y_true": data.y[fold.test],
+                    "y_pred": pred,
+                    "confidence": conf,
+                }
+            )
+        )
         if i == 0:
             final = m  # the model that maps the scene: fit on fold 0's training blocks
     evald = pd.concat(rows, ignore_index=True)
-    record: dict[str, Any] = {"fit_seconds": fit_seconds / len(folds), "folds": len(folds),
-                              "fit_info": getattr(final, "fit_info", {})}
+    record: dict[str, Any] = {
+        "fit_seconds": fit_seconds / len(folds),
+        "folds": len(folds),
+        "fit_info": getattr(final, "fit_info", {}),
+    }
     dropped = dropped_classes(final, meta)
     if dropped:
         record["dropped_classes"] = dropped
-        log.warning("%s left out class(es) it could not learn: %s", model,
-                    "; ".join(f"{n} ({why})" for n, why in dropped.items()))
+        log.warning(
+            "%s left out class(es) it could not learn: %s",
+            model,
+            "; ".join(f"{n} ({why})" for n, why in dropped.items()),
+        )
     if registry.get(model).deep:
         record["epochs_run"] = final.fit_info.get("epochs_run")
         record["best_epoch"] = final.fit_info.get("best_epoch")
@@ -622,11 +718,22 @@ def stage_map(ctx: RunContext, model: str) -> dict:
         for sc in ctx.scenes():
             out, conf = ctx.map_path(model, sc.name), ctx.map_path(model, sc.name, "_confidence.tif")
             with ctx.open_stack(sc) as stack:
-                res = classify_raster(m, stack, ctx.path(out), confidence_path=ctx.path(conf),
-                                      window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
-                                      workers=ctx.cfg.mapping.workers, progress=ctx.progress, client=client)
-            per_scene[sc.name] = {"map": out, "confidence": conf, "seconds": res["seconds"],
-                                  "predict_mpx_per_s": res["mpx_per_s"]}
+                res = classify_raster(
+                    m,
+                    stack,
+                    ctx.path(out),
+                    confidence_path=ctx.path(conf),
+                    window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
+                    workers=ctx.cfg.mapping.workers,
+                    progress=ctx.progress,
+                    client=client,
+                )
+            per_scene[sc.name] = {
+                "map": out,
+                "confidence": conf,
+                "seconds": res["seconds"],
+                "predict_mpx_per_s": res["mpx_per_s"],
+            }
             pixels += res["pixels"]
             seconds += res["seconds"]
             sidecars = [p.relative_to(ctx.run_dir).as_posix() for p in sidecar_paths(ctx.path(out)).values()]
@@ -648,8 +755,15 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
     rec = read_json(ctx.run_dir / "models" / f"{m}.json")
     maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
     y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
-    res = assess_model(y, p, ev["block"].to_numpy(), ids, names, map_path=[ctx.run_dir / ctx.map_path(m, sc.name) for sc in ctx.scenes()],
-                       seed=ctx.cfg.seed)
+    res = assess_model(
+        y,
+        p,
+        ev["block"].to_numpy(),
+        ids,
+        names,
+        map_path=[ctx.run_dir / ctx.map_path(m, sc.name) for sc in ctx.scenes()],
+        seed=ctx.cfg.seed,
+    )
     res["fit_seconds"] = rec["fit_seconds"]
     res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
     for k in ("epochs_run", "best_epoch"):
@@ -672,15 +786,23 @@ def _scene_metrics(ctx: RunContext, evals: dict[str, pd.DataFrame], samples: pd.
     out: dict[str, Any] = {}
     for sc in ctx.scenes():
         ss = samples[samples["scene"] == sc.name]
-        entry: dict[str, Any] = {"labelled": sc.has_labels, "samples": int(len(ss)),
-                                 "split_counts": {str(k): int(v) for k, v in ss["split"].value_counts().items()},
-                                 "models": {}, "maps": {}}
+        entry: dict[str, Any] = {
+            "labelled": sc.has_labels,
+            "samples": int(len(ss)),
+            "split_counts": {str(k): int(v) for k, v in ss["split"].value_counts().items()},
+            "models": {},
+            "maps": {},
+        }
         for m, ev in evals.items():
             sel = ev[scene_of[ev["sample"].to_numpy()] == sc.name]
             if len(sel):
                 r = classification_metrics(sel["y_true"].to_numpy(), sel["y_pred"].to_numpy(), ids, names)
-                entry["models"][m] = {"overall_accuracy": r["overall_accuracy"], "kappa": r["kappa"],
-                                      "macro_f1": r["macro_f1"], "test_samples": int(len(sel))}
+                entry["models"][m] = {
+                    "overall_accuracy": r["overall_accuracy"],
+                    "kappa": r["kappa"],
+                    "macro_f1": r["macro_f1"],
+                    "test_samples": int(len(sel)),
+                }
             else:
                 entry["models"][m] = {"overall_accuracy": None, "kappa": None, "macro_f1": None, "test_samples": 0}
             entry["maps"][m] = ctx.map_path(m, sc.name)
@@ -695,8 +817,13 @@ def _reference_check(ctx: RunContext, models: list[str]) -> dict:
 
     samples = pd.read_parquet(ctx.run_dir / "samples.parquet")
     evals = {m: pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet") for m in models}
-    return reference_check(samples, evals, dict(zip(ctx.class_ids, ctx.class_names)),
-                           open_patches(ctx.run_dir / "patches.npy"), read_json(ctx.run_dir / "labels.json")["band_names"])
+    return reference_check(
+        samples,
+        evals,
+        dict(zip(ctx.class_ids, ctx.class_names)),
+        open_patches(ctx.run_dir / "patches.npy"),
+        read_json(ctx.run_dir / "labels.json")["band_names"],
+    )
 
 
 def _evidence(ctx: RunContext) -> dict:
@@ -704,11 +831,16 @@ def _evidence(ctx: RunContext) -> dict:
     from pipeline.evidence import assess_evidence, summarise_test_set
 
     samples = pd.read_parquet(ctx.run_dir / "samples.parquet", columns=["class_id", "block", "group"])
-    test = np.unique(np.concatenate([np.asarray(f["test"], dtype=np.int64)
-                                     for f in read_json(ctx.run_dir / "folds.json")] or [np.empty(0, np.int64)]))
+    test = np.unique(
+        np.concatenate(
+            [np.asarray(f["test"], dtype=np.int64) for f in read_json(ctx.run_dir / "folds.json")]
+            or [np.empty(0, np.int64)]
+        )
+    )
     t = samples.iloc[test]
-    summary = summarise_test_set(t["class_id"].to_numpy(), t["block"].to_numpy(), t["group"].to_numpy(),
-                               ctx.class_ids, ctx.class_names)
+    summary = summarise_test_set(
+        t["class_id"].to_numpy(), t["block"].to_numpy(), t["group"].to_numpy(), ctx.class_ids, ctx.class_names
+    )
     empty = list(read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {})
     ev = assess_evidence(summary, read_json(ctx.run_dir / "split.json"), skip_classes=empty)
     if not ev["conclusive"]:
@@ -742,8 +874,11 @@ def stage_assess(ctx: RunContext) -> dict:
         y_ref = y
         if "overall_accuracy_random" in rec:
             oa = res["overall_accuracy"]
-            contrast[m] = {"overall_accuracy_random": rec["overall_accuracy_random"], "overall_accuracy_spatial": oa,
-                           "gap": rec["overall_accuracy_random"] - oa}
+            contrast[m] = {
+                "overall_accuracy_random": rec["overall_accuracy_random"],
+                "overall_accuracy_spatial": oa,
+                "gap": rec["overall_accuracy_random"] - oa,
+            }
     metrics = {
         "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in cfg.classes],
         "models": models,
@@ -753,8 +888,11 @@ def stage_assess(ctx: RunContext) -> dict:
         "labels": read_json(ctx.run_dir / "labels.json"),
         "failed_models": failed,
         "polygons": _reference_check(ctx, list(models)),
-        **({"scenes": _scene_metrics(ctx, evals, pd.read_parquet(ctx.run_dir / "samples.parquet"))}
-           if ctx.multi_scene else {}),
+        **(
+            {"scenes": _scene_metrics(ctx, evals, pd.read_parquet(ctx.run_dir / "samples.parquet"))}
+            if ctx.multi_scene
+            else {}
+        ),
         "evidence": _evidence(ctx),
     }
     write_json(ctx.path("metrics.json"), metrics)
@@ -775,8 +913,9 @@ def new_run_id(cfg: RunConfig) -> str:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -786,8 +925,18 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for name in ("landcover-pipeline", "numpy", "rasterio", "geopandas", "scikit-learn", "torch", "pandas",
-                 "pydantic", "prefect", "prefect-dask"):
+    for name in (
+        "landcover-pipeline",
+        "numpy",
+        "rasterio",
+        "geopandas",
+        "scikit-learn",
+        "torch",
+        "pandas",
+        "pydantic",
+        "prefect",
+        "prefect-dask",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -801,8 +950,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id: str | None = None,
-                 resume: bool = False, device: str | None = None, progress: bool = True) -> RunContext:
+def init_run_dir(
+    cfg: RunConfig,
+    base_dir: Path,
+    out: Path | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> RunContext:
     """Create (or, with ``resume``, reopen) the run directory and write config.yaml."""
     from pipeline.config import check_dir_name
 
@@ -820,8 +976,10 @@ def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id
             raise InputError(f"--resume {run_id}: no run directory {run_dir}")
         old = (run_dir / "config.yaml").read_text()
         if old != dump_config(cfg):
-            raise InputError(f"--resume {run_id}: the configuration differs from the one in {run_dir}/config.yaml; "
-                             "start a new run instead")
+            raise InputError(
+                f"--resume {run_id}: the configuration differs from the one in {run_dir}/config.yaml; "
+                "start a new run instead"
+            )
     else:
         run_dir = root / (run_id or new_run_id(cfg))
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -836,20 +994,23 @@ def init_run_dir(cfg: RunConfig, base_dir: Path, out: Path | None = None, run_id
 
 
 def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dict | None = None) -> Path:
-    return write_json(ctx.path("manifest.json"), {
-        "run_id": ctx.run_dir.name,
-        "config_hash": ctx.cfg.config_hash(),
-        "seed": ctx.cfg.seed,
-        "device": ctx.device,
-        "git_commit": _git_commit(),
-        "packages": package_versions(),
-        "inputs": ctx.hash_inputs(),
-        "started": started,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "stages": [{"name": s["name"], "seconds": round(s["seconds"], 3), "cached": s["cached"]} for s in stages],
-        "failed_models": failed_models(ctx),
-        **(extra or {}),
-    })
+    return write_json(
+        ctx.path("manifest.json"),
+        {
+            "run_id": ctx.run_dir.name,
+            "config_hash": ctx.cfg.config_hash(),
+            "seed": ctx.cfg.seed,
+            "device": ctx.device,
+            "git_commit": _git_commit(),
+            "packages": package_versions(),
+            "inputs": ctx.hash_inputs(),
+            "started": started,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "stages": [{"name": s["name"], "seconds": round(s["seconds"], 3), "cached": s["cached"]} for s in stages],
+            "failed_models": failed_models(ctx),
+            **(extra or {}),
+        },
+    )
 
 
 # Every stage by name: (run context, model or None) -> record. The one table both runners use.
@@ -872,7 +1033,7 @@ def run_pipeline(ctx: RunContext) -> Path:
 
     Uses the same run-directory records and cross-run stage store as the Prefect flow.
     """
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stages = [run_one(ctx, "prepare")]  # bad data stops here (InputError), before any model
     for m in ctx.cfg.models.enabled():
         clear_failure(ctx, m)

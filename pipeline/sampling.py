@@ -47,7 +47,7 @@ SPLITS = ("train", "validation", "test")
 
 def decide(cfg: SamplingConfig, n_labelled: int, bytes_per_sample: int) -> tuple[bool, str]:
     """Whether sampling is on for ``n_labelled`` pixels, and why (for the console and the record)."""
-    store_mb = n_labelled * bytes_per_sample / 2 ** 20
+    store_mb = n_labelled * bytes_per_sample / 2**20
     if cfg.mode == "off":
         return False, "sampling.mode is off"
     if cfg.mode == "on":
@@ -55,8 +55,10 @@ def decide(cfg: SamplingConfig, n_labelled: int, bytes_per_sample: int) -> tuple
     if n_labelled > cfg.auto_above_pixels:
         return True, f"{n_labelled:,} labelled pixels exceed sampling.auto_above_pixels={cfg.auto_above_pixels:,}"
     if store_mb > cfg.auto_above_store_mb:
-        return True, (f"the patch store of all {n_labelled:,} labelled pixels would take {store_mb:,.0f} MB, "
-                      f"more than sampling.auto_above_store_mb={cfg.auto_above_store_mb:g}")
+        return True, (
+            f"the patch store of all {n_labelled:,} labelled pixels would take {store_mb:,.0f} MB, "
+            f"more than sampling.auto_above_store_mb={cfg.auto_above_store_mb:g}"
+        )
     return False, f"{n_labelled:,} labelled pixels ({store_mb:,.0f} MB of patches) fit without sampling"
 
 
@@ -84,8 +86,11 @@ def caps(cfg: SamplingConfig, split: SplitConfig) -> dict[str, int]:
     if split.strategy == "kfold":
         return {"fold": int(math.ceil(m / (int(split.k) - 1)))}
     fr = split.fractions
-    return {"train": m, "validation": int(math.ceil(m * fr.validation / fr.train)),
-            "test": int(math.ceil(m * fr.test / fr.train))}
+    return {
+        "train": m,
+        "validation": int(math.ceil(m * fr.validation / fr.train)),
+        "test": int(math.ceil(m * fr.test / fr.train)),
+    }
 
 
 def balanced_take(blocks: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -117,7 +122,7 @@ def balanced_take(blocks: np.ndarray, cap: int, rng: np.random.Generator) -> np.
             left = 0
     order = np.argsort(inv, kind="stable")
     starts = np.r_[0, np.cumsum(counts)[:-1]]
-    out = [rng.choice(order[s:s + c], size=t, replace=False) for s, c, t in zip(starts, counts, take) if t]
+    out = [rng.choice(order[s : s + c], size=t, replace=False) for s, c, t in zip(starts, counts, take) if t]
     return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
 
 
@@ -126,8 +131,11 @@ def sample_after_split(samples: pd.DataFrame, result: Any, cap: dict[str, int], 
     at most the stratum's cap, balanced across blocks. Samples excluded by the buffer (outside
     every fold) are dropped."""
     rng = np.random.default_rng([seed, 17])
-    strata = np.asarray(result.split).astype(str) if result.strategy != "kfold" else \
-        np.array([f"fold{f}" for f in result.fold])
+    strata = (
+        np.asarray(result.split).astype(str)
+        if result.strategy != "kfold"
+        else np.array([f"fold{f}" for f in result.fold])
+    )
     cls = samples["class_id"].to_numpy()
     block = np.asarray(result.block)
     used = np.zeros(len(samples), dtype=bool)
@@ -149,9 +157,17 @@ def _counts(labels: np.ndarray, names: np.ndarray, classes: list[str]) -> dict[s
     return {s: {c: int(np.sum((labels == s) & (names == c))) for c in classes} for s in SPLITS}
 
 
-def apply_sampling(samples: pd.DataFrame, result: Any, cfg: SamplingConfig, split_cfg: SplitConfig,
-                   patch_size: int, res: tuple[float, float], seed: int, classes: list[str],
-                   record: dict[str, Any]) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
+def apply_sampling(
+    samples: pd.DataFrame,
+    result: Any,
+    cfg: SamplingConfig,
+    split_cfg: SplitConfig,
+    patch_size: int,
+    res: tuple[float, float],
+    seed: int,
+    classes: list[str],
+    record: dict[str, Any],
+) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
     """Keep the capped sample of a split: the sampled table, the split restricted to it (folds
     re-indexed, audit recomputed on the kept samples and enforced for blocks/kfold), and the
     sampling record (``record`` from ingestion, completed with caps and per-split counts)."""
@@ -172,16 +188,30 @@ def apply_sampling(samples: pd.DataFrame, result: Any, cfg: SamplingConfig, spli
     if result.strategy in ("blocks", "kfold"):  # random and predefined splits are reported, not enforced
         for i, a in enumerate(audits):
             check_no_leak(a, f"split after sampling{f' (fold {i})' if len(audits) > 1 else ''}")
-    audit = audits[0] if len(audits) == 1 else {
-        "min_train_test_distance": min((a["min_train_test_distance"] for a in audits
-                                        if a["min_train_test_distance"] is not None), default=None),
-        **{k: int(sum(a[k] for a in audits)) for k in audits[0] if k != "min_train_test_distance"}}
+    audit = (
+        audits[0]
+        if len(audits) == 1
+        else {
+            "min_train_test_distance": min(
+                (a["min_train_test_distance"] for a in audits if a["min_train_test_distance"] is not None), default=None
+            ),
+            **{k: int(sum(a[k] for a in audits)) for k in audits[0] if k != "min_train_test_distance"},
+        }
+    )
     names = samples["class_name"].to_numpy()
     labels = np.asarray(result.split).astype(str)
     before = _counts(labels, names, classes)
     after = _counts(labels[keep], names[keep], classes)
-    rec = {**record, "active": True, "caps": cap, "split_counts_before": before, "split_counts_after": after,
-           "samples_before": int(n), "samples_after": int(len(keep)), "audit_after_sampling": audit}
+    rec = {
+        **record,
+        "active": True,
+        "caps": cap,
+        "split_counts_before": before,
+        "split_counts_after": after,
+        "samples_before": int(n),
+        "samples_after": int(len(keep)),
+        "audit_after_sampling": audit,
+    }
     report = dict(result.report)
     report["counts_before_sampling"] = report.get("counts")
     report["audit_before_sampling"] = report.get("audit")
@@ -189,9 +219,14 @@ def apply_sampling(samples: pd.DataFrame, result: Any, cfg: SamplingConfig, spli
     report["audit"] = audit
     report["sampling"] = rec
     sub = dataclasses.replace(
-        result, folds=folds, split=np.asarray(result.split)[keep], fold=np.asarray(result.fold)[keep],
-        block=np.asarray(result.block)[keep], report=report,
-        fold_splits=[np.asarray(f)[keep] for f in result.fold_splits])
+        result,
+        folds=folds,
+        split=np.asarray(result.split)[keep],
+        fold=np.asarray(result.fold)[keep],
+        block=np.asarray(result.block)[keep],
+        report=report,
+        fold_splits=[np.asarray(f)[keep] for f in result.fold_splits],
+    )
     return samples.iloc[keep].reset_index(drop=True), sub, rec
 
 
@@ -199,10 +234,19 @@ def console_line(rec: dict[str, Any]) -> str:
     """One line saying what was sampled."""
     lab = sum(rec["labelled_per_class"].values())
     cap = rec["caps"]
-    capt = (f"at most {cap['train']:,} training / {cap['validation']:,} validation / {cap['test']:,} test samples "
-            "per class") if "train" in cap else f"at most {cap['fold']:,} samples per class and fold"
+    capt = (
+        (
+            f"at most {cap['train']:,} training / {cap['validation']:,} validation / {cap['test']:,} test samples "
+            "per class"
+        )
+        if "train" in cap
+        else f"at most {cap['fold']:,} samples per class and fold"
+    )
     thinned = {k: v for k, v in rec.get("thinning_stride", {}).items() if v > 1}
-    th = ("; before the split, " + ", ".join(f"{k} on a {v}-pixel lattice" for k, v in thinned.items())
-          if thinned else "")
-    return (f"sampling: {rec['reason']}; kept {rec['samples_after']:,} of {lab:,} labelled pixels, {capt}, "
-            f"spread over the split's blocks{th} (sampling.mode: off to use every pixel)")
+    th = (
+        "; before the split, " + ", ".join(f"{k} on a {v}-pixel lattice" for k, v in thinned.items()) if thinned else ""
+    )
+    return (
+        f"sampling: {rec['reason']}; kept {rec['samples_after']:,} of {lab:,} labelled pixels, {capt}, "
+        f"spread over the split's blocks{th} (sampling.mode: off to use every pixel)"
+    )

@@ -22,6 +22,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import SCENE_NAME, LabelConfig, RasterConfig, RunConfig
 from pipeline.errors import InputError
@@ -55,8 +56,11 @@ class Scene:
             lp = self.label_path
             files.append(lp)
             if lp.suffix.lower() == ".shp":
-                files += sorted(p for p in lp.parent.glob(lp.stem + ".*")
-                                if p != lp and p.suffix.lower() in {".dbf", ".shx", ".prj", ".cpg"})
+                files += sorted(
+                    p
+                    for p in lp.parent.glob(lp.stem + ".*")
+                    if p != lp and p.suffix.lower() in {".dbf", ".shx", ".prj", ".cpg"}
+                )
         return files
 
 
@@ -81,6 +85,8 @@ def _scene(name: str, rasters: RasterConfig, labels: LabelConfig | None, base_di
 def resolve_scenes(cfg: RunConfig, base_dir: Path | None) -> list[Scene]:
     """The run's scenes in order (paths resolved against ``base_dir``; files not opened)."""
     if cfg.scenes is None:
+        # Without `scenes`, the config's validation requires `rasters` (labels may be absent).
+        assert cfg.rasters is not None
         return [_scene(scene_name_for_run(cfg), cfg.rasters, cfg.labels, base_dir)]
     if isinstance(cfg.scenes, list):
         return [_scene(s.name, s.rasters, s.labels, base_dir) for s in cfg.scenes]
@@ -92,8 +98,9 @@ def resolve_scenes(cfg: RunConfig, base_dir: Path | None) -> list[Scene]:
     stems = [p.stem for p in files]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
-        raise InputError(f"scenes.rasters: two files matching {g.rasters!r} have the stem {dup[0]!r}; "
-                         "scene names must be unique")
+        raise InputError(
+            f"scenes.rasters: two files matching {g.rasters!r} have the stem {dup[0]!r}; scene names must be unique"
+        )
     scenes = []
     for p in files:
         name = p.stem
@@ -105,8 +112,9 @@ def resolve_scenes(cfg: RunConfig, base_dir: Path | None) -> list[Scene]:
             try:
                 lpath = g.labels.format(name=name)
             except (KeyError, IndexError, ValueError):
-                raise InputError(f"scenes.labels: {g.labels!r} is not a path template "
-                                 "(write {name} where the scene name goes)") from None
+                raise InputError(
+                    f"scenes.labels: {g.labels!r} is not a path template (write {{name}} where the scene name goes)"
+                ) from None
             if resolve(lpath, base_dir).exists():
                 labels = LabelConfig.model_validate(_merge(cfg.labels, {"path": lpath}))
         scenes.append(_scene(name, rasters, labels, base_dir))
@@ -120,8 +128,9 @@ def open_scene(scene: Scene) -> RasterStack:
     r = scene.rasters
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RasterAlignmentWarning)
-        stack = RasterStack.open(list(scene.raster_paths), r.band_names, r.bands, r.nodata,
-                                 dates=r.dates, align_to=scene.align_to)
+        stack = RasterStack.open(
+            list(scene.raster_paths), r.band_names, r.bands, r.nodata, dates=r.dates, align_to=scene.align_to
+        )
     for w in caught:
         if issubclass(w.category, RasterAlignmentWarning):
             import logging
@@ -147,18 +156,22 @@ def check_scenes(scenes: list[Scene]) -> dict[str, dict]:
     first: Scene | None = None
     for sc in scenes:
         with open_scene(sc) as st:
-            info = {"grid": st.grid, "band_names": list(st.band_names)}
+            info: dict[str, Any] = {"grid": st.grid, "band_names": list(st.band_names)}
         if first is None:
             first = sc
         else:
             ref = out[first.name]
             if info["band_names"] != ref["band_names"]:
-                raise InputError(f"scene {sc.name!r} ({sc.raster_paths[0]}): bands {info['band_names']} differ from "
-                                 f"scene {first.name!r} ({ref['band_names']}); every scene needs the same band layout")
+                raise InputError(
+                    f"scene {sc.name!r} ({sc.raster_paths[0]}): bands {info['band_names']} differ from "
+                    f"scene {first.name!r} ({ref['band_names']}); every scene needs the same band layout"
+                )
             g: Grid = info["grid"]
             if not _same_res(g.res, ref["grid"].res):
-                raise InputError(f"scene {sc.name!r} ({sc.raster_paths[0]}): pixel size {g.res[0]:g} x {g.res[1]:g} "
-                                 f"differs from scene {first.name!r} ({ref['grid'].res[0]:g} x {ref['grid'].res[1]:g}); "
-                                 "resample the scenes to one pixel size (set rasters.align_to)")
+                raise InputError(
+                    f"scene {sc.name!r} ({sc.raster_paths[0]}): pixel size {g.res[0]:g} x {g.res[1]:g} "
+                    f"differs from scene {first.name!r} ({ref['grid'].res[0]:g} x {ref['grid'].res[1]:g}); "
+                    "resample the scenes to one pixel size (set rasters.align_to)"
+                )
         out[sc.name] = info
     return out

@@ -293,8 +293,13 @@ def default_block_size(
     groups = samples["group"].to_numpy()
     rx, ry = pixel_size(res)
     pix = max(rx, ry)
-    return default_size(lambda s: len(np.unique(group_blocks(groups, grid(xy, s)[0]))),
-                        patch_size * pix + buffer, pix, max(extent(xy, rx, ry)), k)
+    return default_size(
+        lambda s: len(np.unique(group_blocks(groups, grid(xy, s)[0]))),
+        patch_size * pix + buffer,
+        pix,
+        max(extent(xy, rx, ry)),
+        k,
+    )
 
 
 def _counts(labels: np.ndarray, cls: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
@@ -325,17 +330,16 @@ def _apply_buffer(inp: SplitInput, labels: np.ndarray, buffer: float, where: str
     labels = labels.copy()
     labels[near] = EXCLUDED
     if not np.any(labels == "train"):
-        raise InputError(f"{where}: split.buffer={buffer:g} removes all {int(np.sum(before == 'train'))} "
-                         f"training samples")
+        raise InputError(
+            f"{where}: split.buffer={buffer:g} removes all {int(np.sum(before == 'train'))} training samples"
+        )
     for c, name in enumerate(inp.names):
         had = int(np.sum((before == "train") & (inp.cls == c)))
         has = int(np.sum((labels == "train") & (inp.cls == c)))
         if has == 0 and had > 0:
-            raise InputError(f"{where}: split.buffer={buffer:g} removes all {had} training samples of "
-                             f"class {name!r}")
+            raise InputError(f"{where}: split.buffer={buffer:g} removes all {had} training samples of class {name!r}")
         if has == 0 and np.any(inp.cls == c):
-            raise InputError(f"{where}: class {name!r} has no training samples (all its labels fell in "
-                             f"test blocks)")
+            raise InputError(f"{where}: class {name!r} has no training samples (all its labels fell in test blocks)")
     return labels, int(np.sum(near))
 
 
@@ -348,8 +352,7 @@ def _merge_audits(audits: list[dict]) -> dict:
     return out
 
 
-def audit_scenes(xy: np.ndarray, res: tuple[float, float], patch_size: int, fold: Fold,
-                 scene: Any = None) -> dict:
+def audit_scenes(xy: np.ndarray, res: tuple[float, float], patch_size: int, fold: Fold, scene: Any = None) -> dict:
     """The independent leakage audit (:func:`pipeline.audit.audit_split`) of ``fold``, scene by
     scene: pixels of two scenes (two dates of one place) are never compared.
 
@@ -366,8 +369,10 @@ def audit_scenes(xy: np.ndarray, res: tuple[float, float], patch_size: int, fold
     codes = np.zeros(len(xy), dtype=np.int64) if scene is None else pd.factorize(np.asarray(scene))[0]
     audits = []
     for sc in np.unique(codes) if len(codes) else [0]:
-        keep = {k: np.asarray(getattr(fold, k))[codes[np.asarray(getattr(fold, k), dtype=np.int64)] == sc]
-                for k in ("train", "validation", "test")}
+        keep = {
+            k: np.asarray(getattr(fold, k))[codes[np.asarray(getattr(fold, k), dtype=np.int64)] == sc]
+            for k in ("train", "validation", "test")
+        }
         audits.append(audit_split(xy, res, patch_size, keep["train"], keep["test"], keep["validation"]))
     return _merge_audits(audits)
 
@@ -407,8 +412,14 @@ def _layout(inp: SplitInput, size: float, sub: tuple[int, ...] = ()) -> Layout:
     return _units(inp, block, size, cell, gridspec, sub)
 
 
-def _units(inp: SplitInput, block: np.ndarray, size: float | None, cell: np.ndarray | None,
-           gridspec: tuple[float, float, int] | None, sub: tuple[int, ...]) -> Layout:
+def _units(
+    inp: SplitInput,
+    block: np.ndarray,
+    size: float | None,
+    cell: np.ndarray | None,
+    gridspec: tuple[float, float, int] | None,
+    sub: tuple[int, ...],
+) -> Layout:
     unit_ids, unit_of = np.unique(block, return_inverse=True)
     C = np.zeros((unit_ids.size, len(inp.names)), dtype=np.int64)
     np.add.at(C, (unit_of, inp.cls), 1)
@@ -425,8 +436,13 @@ def _block_size(inp: SplitInput, buffer: float, k: int, sub: tuple[int, ...]) ->
     ext_x, ext_y = extent(inp.xy, inp.rx, inp.ry)
     if inp.cfg.block_size is None:
         pix = max(inp.rx, inp.ry)
-        return default_size(lambda s: int(np.unique(_unit_blocks(inp, _grid_cells(inp, s)[0], sub)).size),
-                            inp.patch_size * pix + buffer, pix, max(ext_x, ext_y), k)
+        return default_size(
+            lambda s: int(np.unique(_unit_blocks(inp, _grid_cells(inp, s)[0], sub)).size),
+            inp.patch_size * pix + buffer,
+            pix,
+            max(ext_x, ext_y),
+            k,
+        )
     size = float(inp.cfg.block_size)
     if size >= max(ext_x, ext_y):
         raise InputError(
@@ -439,8 +455,7 @@ def _block_size(inp: SplitInput, buffer: float, k: int, sub: tuple[int, ...]) ->
 def _cuttable(inp: SplitInput, lay: Layout, classes: Any) -> tuple[int, ...]:
     """Of ``classes``, those not cut yet whose samples span two blocks of ``lay`` (cutting helps)."""
     sblock = _grid_cells(inp, float(lay.size))[0]
-    return tuple(int(c) for c in classes
-                 if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2)
+    return tuple(int(c) for c in classes if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2)
 
 
 def _plan(inp: SplitInput, buffer: float, k: int, force: tuple[int, ...] = ()) -> Layout:
@@ -468,21 +483,36 @@ def _warn_sub(inp: SplitInput, lay: Layout) -> None:
         "are cut into sub-blocks of %g map units (group = polygon x block): their test measures "
         "generalisation to unseen parts of the same polygons, separated by the buffer, which is weaker "
         "evidence than unseen polygons. Set split.group_by: polygon | block | scene to choose otherwise",
-        ", ".join(repr(inp.names[c]) for c in lay.sub_classes), lay.size)
+        ", ".join(repr(inp.names[c]) for c in lay.sub_classes),
+        lay.size,
+    )
 
 
 def _blocks_frame(inp: SplitInput, lay: Layout, unit_split: list[str], unit_fold: np.ndarray) -> gpd.GeoDataFrame:
     first = np.unique(lay.unit_of, return_index=True)[1]  # units never span two scenes
     scene = [inp.scene_names[int(c)] for c in inp.scene[first]]
-    return block_frame(inp.xy, lay.unit_of, lay.unit_ids, unit_split, unit_fold, scene, lay.cell, lay.grid,
-                       lay.size, (inp.rx, inp.ry), inp.crs)
+    return block_frame(
+        inp.xy,
+        lay.unit_of,
+        lay.unit_ids,
+        unit_split,
+        unit_fold,
+        scene,
+        lay.cell,
+        lay.grid,
+        lay.size,
+        (inp.rx, inp.ry),
+        inp.crs,
+    )
 
 
 def _sub_report(inp: SplitInput, lay: Layout) -> dict:
     return {"group_by": inp.cfg.group_by, "sub_blocked_classes": [inp.names[c] for c in lay.sub_classes]}
 
 
-def _buffered(inp: SplitInput, unit_labels: np.ndarray, lay: Layout, buffer: float, where: str) -> tuple[np.ndarray, int, dict]:
+def _buffered(
+    inp: SplitInput, unit_labels: np.ndarray, lay: Layout, buffer: float, where: str
+) -> tuple[np.ndarray, int, dict]:
     """Per-sample labels from per-unit labels, then the buffer, then the audit (which must be 0)."""
     labels0 = unit_labels.astype(str)[lay.unit_of]
     labels, dropped = _apply_buffer(inp, labels0, buffer, where)
@@ -540,12 +570,23 @@ def _as_given(inp: SplitInput, strategy: str, labels: np.ndarray, extra: dict) -
     """A split that is reported but not enforced (random, predefined): audit, counts, group squares."""
     counts = _counts(labels, inp.cls, inp.names)
     audit = _audit(inp, labels)
-    report = {"strategy": strategy, "block_size": None, "buffer": None, "seed": int(inp.seed),
-              "counts": counts, "dropped_by_buffer": 0, "missing_classes": _missing(counts),
-              "audit": audit, "group_by": None, "sub_blocked_classes": [], **extra}
+    report = {
+        "strategy": strategy,
+        "block_size": None,
+        "buffer": None,
+        "seed": int(inp.seed),
+        "counts": counts,
+        "dropped_by_buffer": 0,
+        "missing_classes": _missing(counts),
+        "audit": audit,
+        "group_by": None,
+        "sub_blocked_classes": [],
+        **extra,
+    }
     gdf = group_frame(inp.xy, inp.groups, labels, inp.rx, inp.ry, inp.crs)
-    return SplitResult(strategy, [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), inp.groups.copy(),
-                       gdf, report)
+    return SplitResult(
+        strategy, [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), inp.groups.copy(), gdf, report
+    )
 
 
 def _split_random(inp: SplitInput) -> SplitResult:
@@ -565,10 +606,14 @@ def _split_predefined(inp: SplitInput) -> SplitResult:
     leaks = sum(int(v) for k, v in res.report["audit"].items() if k != "min_train_test_distance")
     if leaks and not inp.quiet:
         a = res.report["audit"]
-        log.warning("split (predefined, %s): the leakage audit finds %d training patches touching test pixels "
-                    "and %d test patches touching training pixels: accuracy on this split is inflated by spatial "
-                    "leakage", source, a["train_patches_touching_test_pixels"],
-                    a["test_patches_touching_train_pixels"])
+        log.warning(
+            "split (predefined, %s): the leakage audit finds %d training patches touching test pixels "
+            "and %d test patches touching training pixels: accuracy on this split is inflated by spatial "
+            "leakage",
+            source,
+            a["train_patches_touching_test_pixels"],
+            a["test_patches_touching_train_pixels"],
+        )
     return res
 
 
@@ -602,14 +647,32 @@ def _split_blocks(inp: SplitInput) -> SplitResult:
     unit_split = np.array(SPLIT_NAMES, dtype=object)[lab].astype(str)
     labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, "split")
     counts = _counts(labels, inp.cls, inp.names)
-    report = {"strategy": "blocks", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed),
-              "counts": counts, "dropped_by_buffer": dropped,
-              "missing_classes": _missing(counts), "audit": audit, **_sub_report(inp, lay)}
+    report = {
+        "strategy": "blocks",
+        "block_size": lay.size,
+        "buffer": buffer,
+        "seed": int(inp.seed),
+        "counts": counts,
+        "dropped_by_buffer": dropped,
+        "missing_classes": _missing(counts),
+        "audit": audit,
+        **_sub_report(inp, lay),
+    }
     if report["missing_classes"]["test"] and not inp.quiet:
         _warn_untested(inp, report["missing_classes"]["test"])
     gdf = _blocks_frame(inp, lay, list(unit_split), np.zeros(U, dtype=np.int64))
-    return SplitResult("blocks", [_fold_of(labels)], labels, np.zeros(inp.n, dtype=np.int64), lay.block, gdf,
-                       report, block_size=lay.size, buffer=buffer, fold_splits=[labels])
+    return SplitResult(
+        "blocks",
+        [_fold_of(labels)],
+        labels,
+        np.zeros(inp.n, dtype=np.int64),
+        lay.block,
+        gdf,
+        report,
+        block_size=lay.size,
+        buffer=buffer,
+        fold_splits=[labels],
+    )
 
 
 def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -619,8 +682,9 @@ def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
     testable = np.flatnonzero(~never_test)
     if testable.size < k:
         what = "scene(s)" if lay.size is None else f"block(s) of {lay.size:g} map units ({lay.n_groups} groups)"
-        raise InputError(f"split: the labels fall in only {testable.size} usable {what} but split.k={k} "
-                         f"folds need at least {k}")
+        raise InputError(
+            f"split: the labels fall in only {testable.size} usable {what} but split.k={k} folds need at least {k}"
+        )
     ufold = np.full(lay.unit_ids.size, -1, dtype=np.int64)
     ufold[testable] = assign_kfold(lay.C[testable], k, rng)
     return ufold
@@ -635,8 +699,11 @@ def _assign_folds(inp: SplitInput, buffer: float, k: int) -> tuple[Layout, np.nd
         rng = np.random.default_rng(inp.seed)
         ufold = _kfold_units(lay, k, rng)
         present = lay.C > 0
-        one_fold = [c for c in range(present.shape[1])
-                    if np.unique(ufold[present[:, c]]).size == 1 and ufold[present[:, c]][0] >= 0]
+        one_fold = [
+            c
+            for c in range(present.shape[1])
+            if np.unique(ufold[present[:, c]]).size == 1 and ufold[present[:, c]][0] >= 0
+        ]
         force = _cuttable(inp, lay, one_fold) if inp.cfg.group_by == "auto" and lay.size else ()
         if not force:
             break
@@ -647,12 +714,22 @@ def _assign_folds(inp: SplitInput, buffer: float, k: int) -> tuple[Layout, np.nd
 
 def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold: list[dict]) -> dict:
     names = inp.names
-    return {"strategy": "kfold", "block_size": lay.size, "buffer": buffer, "seed": int(inp.seed), "k": k,
-            "counts": per_fold[0]["counts"], "dropped_by_buffer": per_fold[0]["dropped_by_buffer"],
-            "missing_classes": {
-                "train": sorted({c for p in per_fold for c in p["missing_classes"]["train"]}),
-                "test": [c for c in names if not any(p["counts"]["test"][c] for p in per_fold)]},
-            "audit": _merge_audits([p["audit"] for p in per_fold]), "folds": per_fold, **_sub_report(inp, lay)}
+    return {
+        "strategy": "kfold",
+        "block_size": lay.size,
+        "buffer": buffer,
+        "seed": int(inp.seed),
+        "k": k,
+        "counts": per_fold[0]["counts"],
+        "dropped_by_buffer": per_fold[0]["dropped_by_buffer"],
+        "missing_classes": {
+            "train": sorted({c for p in per_fold for c in p["missing_classes"]["train"]}),
+            "test": [c for c in names if not any(p["counts"]["test"][c] for p in per_fold)],
+        },
+        "audit": _merge_audits([p["audit"] for p in per_fold]),
+        "folds": per_fold,
+        **_sub_report(inp, lay),
+    }
 
 
 def _split_kfold(inp: SplitInput) -> SplitResult:
@@ -674,15 +751,32 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
             unit_split0 = [str(v) for v in unit_split]
         labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, f"split (kfold, fold {f})")
         counts = _counts(labels, inp.cls, inp.names)
-        per_fold.append({"fold": f, "counts": counts, "dropped_by_buffer": dropped,
-                         "missing_classes": _missing(counts), "audit": audit})
+        per_fold.append(
+            {
+                "fold": f,
+                "counts": counts,
+                "dropped_by_buffer": dropped,
+                "missing_classes": _missing(counts),
+                "audit": audit,
+            }
+        )
         fold_splits.append(labels)
     report = _kfold_report(inp, lay, buffer, k, per_fold)
     if report["missing_classes"]["test"] and not inp.quiet:
         _warn_untested(inp, report["missing_classes"]["test"])
     gdf = _blocks_frame(inp, lay, unit_split0, ufold)
-    return SplitResult("kfold", [_fold_of(lab) for lab in fold_splits], fold_splits[0], ufold[lay.unit_of],
-                       lay.block, gdf, report, block_size=lay.size, buffer=buffer, fold_splits=fold_splits)
+    return SplitResult(
+        "kfold",
+        [_fold_of(lab) for lab in fold_splits],
+        fold_splits[0],
+        ufold[lay.unit_of],
+        lay.block,
+        gdf,
+        report,
+        block_size=lay.size,
+        buffer=buffer,
+        fold_splits=fold_splits,
+    )
 
 
 #: ``split.strategy`` -> function building the split (the one place to register a strategy).
@@ -742,12 +836,16 @@ def _no_split_reason(inp: SplitInput, classes: list[int] | None = None) -> str:
     """Why no change tried helps: the classes too compact for two blocks of the smallest size."""
     small, s0 = _too_compact(inp, classes)
     if small:
-        return (f"no spatial split is possible for class(es) {', '.join(map(repr, small))}: their labels span "
-                f"less than two blocks of the smallest admissible size (patch width + buffer = {s0:g} map "
-                f"units), so they cannot be trained and tested without a training patch seeing test pixels; "
-                f"add labels for them in other places")
-    return ("none of the block sizes, groupings, fold numbers or buffers tried works for this input; "
-            "add labels in other places")
+        return (
+            f"no spatial split is possible for class(es) {', '.join(map(repr, small))}: their labels span "
+            f"less than two blocks of the smallest admissible size (patch width + buffer = {s0:g} map "
+            f"units), so they cannot be trained and tested without a training patch seeing test pixels; "
+            f"add labels for them in other places"
+        )
+    return (
+        "none of the block sizes, groupings, fold numbers or buffers tried works for this input; "
+        "add labels in other places"
+    )
 
 
 def _find_change(inp: SplitInput, complete_only: bool, budget: int = MAX_HINT_TRIALS) -> dict[str, Any] | None:
@@ -766,8 +864,9 @@ def _find_change(inp: SplitInput, complete_only: bool, budget: int = MAX_HINT_TR
 
 
 def _sets(change: dict[str, Any]) -> str:
-    return " ".join(f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}"
-                    for k, v in change.items())
+    return " ".join(
+        f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}" for k, v in change.items()
+    )
 
 
 def _hint(inp: SplitInput) -> str:
@@ -781,17 +880,22 @@ def _warn_untested(inp: SplitInput, names: list[str]) -> None:
     ids = [inp.names.index(n) for n in names]
     hopeless = len(_too_compact(inp, ids)[0]) == len(ids)  # no block size can help: spare the trials
     change = None if hopeless else _find_change(inp, complete_only=True, budget=MAX_HINT_TRIALS // 2)
-    fix = (f"tried on this input, this gives every class a test: {_sets(change)}" if change else
-           _no_split_reason(inp, ids))
-    log.warning("split: class(es) %s have no test samples, so their accuracy cannot be measured; %s",
-                ", ".join(map(repr, names)), fix)
+    fix = (
+        f"tried on this input, this gives every class a test: {_sets(change)}" if change else _no_split_reason(inp, ids)
+    )
+    log.warning(
+        "split: class(es) %s have no test samples, so their accuracy cannot be measured; %s",
+        ", ".join(map(repr, names)),
+        fix,
+    )
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
-def _inputs(samples: pd.DataFrame, cfg: SplitConfig, patch_size: int, res: tuple[float, float], seed: int,
-            crs: Any) -> SplitInput:
+def _inputs(
+    samples: pd.DataFrame, cfg: SplitConfig, patch_size: int, res: tuple[float, float], seed: int, crs: Any
+) -> SplitInput:
     """Validate the samples and settings once; every strategy gets the result."""
     _check_samples(samples)
     rx, ry = pixel_size(res)
@@ -800,11 +904,25 @@ def _inputs(samples: pd.DataFrame, cfg: SplitConfig, patch_size: int, res: tuple
     _, names, cls = _classes(samples)
     scene, scene_names, groups = _scenes(samples)
     if cfg.group_by == "scene" and cfg.strategy in ("blocks", "kfold") and "scene" not in samples.columns:
-        raise InputError("split.group_by: 'scene' needs several scenes (the samples have no scene column); "
-                         "use auto, polygon or block")
-    return SplitInput(samples=samples, cfg=cfg, patch_size=int(patch_size), rx=rx, ry=ry, seed=int(seed), crs=crs,
-                      xy=samples[["x", "y"]].to_numpy(dtype=np.float64), groups=groups, cls=cls, names=names,
-                      scene=scene, scene_names=scene_names)
+        raise InputError(
+            "split.group_by: 'scene' needs several scenes (the samples have no scene column); "
+            "use auto, polygon or block"
+        )
+    return SplitInput(
+        samples=samples,
+        cfg=cfg,
+        patch_size=int(patch_size),
+        rx=rx,
+        ry=ry,
+        seed=int(seed),
+        crs=crs,
+        xy=samples[["x", "y"]].to_numpy(dtype=np.float64),
+        groups=groups,
+        cls=cls,
+        names=names,
+        scene=scene,
+        scene_names=scene_names,
+    )
 
 
 def make_splits(

@@ -101,8 +101,9 @@ def _pick(cands: np.ndarray, sizes: np.ndarray, room: float, rng: np.random.Gene
     return int(cands[np.lexsort((cands, sizes[cands]))[0]])
 
 
-def _place_rest(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray,
-                rng: np.random.Generator, allowed: list[int]) -> None:
+def _place_rest(
+    lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray, rng: np.random.Generator, allowed: list[int]
+) -> None:
     """Place every unassigned unit (``lab < 0``), largest first (random order among equal sizes),
     into the allowed split or fold whose per-class counts then come closest to the targets.
     Updates ``lab`` (U,) and ``cur`` (splits, classes) in place."""
@@ -123,8 +124,14 @@ def _place_rest(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.nda
         cur[best] += C[u]
 
 
-def _seed_required(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray,
-                   rng: np.random.Generator, required: tuple[int, ...]) -> None:
+def _seed_required(
+    lab: np.ndarray,
+    cur: np.ndarray,
+    C: np.ndarray,
+    targets: np.ndarray,
+    rng: np.random.Generator,
+    required: tuple[int, ...],
+) -> None:
     """Rarest class first: give each class a unit in every required split (in priority order)
     while it has free units; a class present in one unit only goes to ``required[0]``."""
     K = C.shape[1]
@@ -153,8 +160,14 @@ def _seed_required(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.
             cur[s] += C[u]
 
 
-def _fill_empty_splits(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets: np.ndarray,
-                       fractions: np.ndarray, required: tuple[int, ...]) -> None:
+def _fill_empty_splits(
+    lab: np.ndarray,
+    cur: np.ndarray,
+    C: np.ndarray,
+    targets: np.ndarray,
+    fractions: np.ndarray,
+    required: tuple[int, ...],
+) -> None:
     """Every split with a positive target gets at least one unit if that is possible: move the unit
     whose move loses the fewest classes from a required split, then deviates least from the targets.
     A split that is not required (validation) stays empty rather than take the last unit of a class
@@ -187,8 +200,9 @@ def _fill_empty_splits(lab: np.ndarray, cur: np.ndarray, C: np.ndarray, targets:
             cur[s] += C[best_u]
 
 
-def assign_units(C: np.ndarray, fractions: np.ndarray, rng: np.random.Generator,
-                 required: tuple[int, ...]) -> np.ndarray:
+def assign_units(
+    C: np.ndarray, fractions: np.ndarray, rng: np.random.Generator, required: tuple[int, ...]
+) -> np.ndarray:
     """Assign units to splits.
 
     Parameters
@@ -255,8 +269,9 @@ def assign_kfold(C: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return lab
 
 
-def buffer_mask(xy: np.ndarray, test_mask: np.ndarray, cand_mask: np.ndarray, buffer: float,
-                scene: np.ndarray | None = None) -> np.ndarray:
+def buffer_mask(
+    xy: np.ndarray, test_mask: np.ndarray, cand_mask: np.ndarray, buffer: float, scene: np.ndarray | None = None
+) -> np.ndarray:
     """Candidates (shape (n,) bool) lying at Chebyshev distance <= buffer from a test sample
     of the same scene (``scene``: shape (n,) scene codes; None = one scene)."""
     out = np.zeros(len(xy), dtype=bool)

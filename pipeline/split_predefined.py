@@ -26,8 +26,15 @@ from pipeline.errors import InputError
 __all__ = ["SPLIT_ALIASES", "attach_label_column", "expand_split_files", "predefined_labels"]
 
 #: accepted spellings of each split (compared after strip + lower case)
-SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
-                 "valid": "validation", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def attach_label_column(samples: pd.DataFrame, label_path: Path, labels: LabelConfig, column: str) -> pd.DataFrame:
@@ -39,13 +46,17 @@ def attach_label_column(samples: pd.DataFrame, label_path: Path, labels: LabelCo
     import pyogrio
 
     if labels.is_raster:
-        raise InputError(f"split.column: {label_path} is a label raster, which has no {column!r} field; "
-                         f"use vector labels with a {column!r} field, or split.files, or another split.strategy")
+        raise InputError(
+            f"split.column: {label_path} is a label raster, which has no {column!r} field; "
+            f"use vector labels with a {column!r} field, or split.files, or another split.strategy"
+        )
     kw = {"layer": labels.layer} if labels.layer else {}
     fields = list(pyogrio.read_info(label_path, **kw)["fields"])
     if column not in fields:
-        raise InputError(f"split.column: {label_path} has no field {column!r} (fields: {', '.join(fields)}); "
-                         f"add a train/validation/test field or set split.column")
+        raise InputError(
+            f"split.column: {label_path} has no field {column!r} (fields: {', '.join(fields)}); "
+            f"add a train/validation/test field or set split.column"
+        )
     table = pyogrio.read_dataframe(label_path, columns=[column], read_geometry=False, **kw)
     values = table[column].to_numpy(dtype=object)
     return samples.assign(**{column: values[samples["group"].to_numpy(dtype=np.int64)]})
@@ -58,8 +69,10 @@ def _normalise(values: pd.Series, where: str) -> np.ndarray:
     bad = out.isna()
     if bad.any():
         ex = ", ".join(repr(v) for v in pd.unique(values[bad].astype(str))[:5])
-        raise InputError(f"{where}: {int(bad.sum())} labelled pixels have a split value that is not train, "
-                         f"validation or test (e.g. {ex}); fix those features or drop them from the label file")
+        raise InputError(
+            f"{where}: {int(bad.sum())} labelled pixels have a split value that is not train, "
+            f"validation or test (e.g. {ex}); fix those features or drop them from the label file"
+        )
     return out.to_numpy(dtype=str)
 
 
@@ -90,8 +103,10 @@ def _matches(entry: str, scene: str) -> bool:
 
 def _scene_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path) -> np.ndarray:
     if "scene" not in samples.columns:
-        raise InputError("split.files: the samples have no scene column (a single-image run); list the split "
-                         "per label feature with split.column instead")
+        raise InputError(
+            "split.files: the samples have no scene column (a single-image run); list the split "
+            "per label feature with split.column instead"
+        )
     scenes = samples["scene"].astype(str)
     lists = expand_split_files(cfg.files, base_dir)  # type: ignore[arg-type]
     of: dict[str, str] = {}
@@ -103,8 +118,10 @@ def _scene_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path) -> np
                 of[sc] = split
     unlisted = sorted(set(scenes.unique()) - set(of))
     if unlisted:
-        raise InputError(f"split.files: scene(s) {', '.join(map(repr, unlisted))} are in no list; "
-                         f"add them to train, validation or test")
+        raise InputError(
+            f"split.files: scene(s) {', '.join(map(repr, unlisted))} are in no list; "
+            f"add them to train, validation or test"
+        )
     return scenes.map(of).to_numpy(dtype=str)
 
 
@@ -114,11 +131,15 @@ def predefined_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path | 
         labels, source = _scene_labels(samples, cfg, Path(base_dir or Path.cwd())), "split.files"
     else:
         if cfg.column not in samples.columns:
-            raise InputError(f"split.column: the labelled samples have no column {cfg.column!r}; add a "
-                             f"train/validation/test field to the label file or set split.column")
+            raise InputError(
+                f"split.column: the labelled samples have no column {cfg.column!r}; add a "
+                f"train/validation/test field to the label file or set split.column"
+            )
         labels, source = _normalise(samples[cfg.column], f"split.column {cfg.column!r}"), f"column {cfg.column!r}"
     for need in ("train", "test"):
         if not np.any(labels == need):
-            raise InputError(f"split ({source}): no labelled pixel is marked {need!r}; a predefined split needs "
-                             f"training and test data")
+            raise InputError(
+                f"split ({source}): no labelled pixel is marked {need!r}; a predefined split needs "
+                f"training and test data"
+            )
     return labels, source

@@ -55,9 +55,17 @@ class SpatialBlockSplit:
         Seed of the stratified assignment.
     """
 
-    def __init__(self, n_splits: int = 5, block_size: float | None = None, buffer: float = 0.0,
-                 coords: Any = None, xy_columns: Sequence[Any] = ("x", "y"), pixel_size: float = 1.0,
-                 group_by: str = "auto", random_state: int = 0) -> None:
+    def __init__(
+        self,
+        n_splits: int = 5,
+        block_size: float | None = None,
+        buffer: float = 0.0,
+        coords: Any = None,
+        xy_columns: Sequence[Any] = ("x", "y"),
+        pixel_size: float = 1.0,
+        group_by: str = "auto",
+        random_state: int = 0,
+    ) -> None:
         self.n_splits = n_splits
         self.block_size = block_size
         self.buffer = buffer
@@ -100,9 +108,15 @@ class SpatialBlockSplit:
         from pipeline.split import make_splits
 
         samples = self._samples(self._xy(X, n), y, groups, n)
-        cfg = SplitConfig(strategy="kfold", k=self.n_splits, block_size=self.block_size, buffer=self.buffer,
-                          group_by=self.group_by, random_contrast=False,
-                          fractions=SplitFractions(train=0.8, validation=0.0, test=0.2))
+        cfg = SplitConfig(
+            strategy="kfold",
+            k=self.n_splits,
+            block_size=self.block_size,
+            buffer=self.buffer,
+            group_by=self.group_by,
+            random_contrast=False,
+            fractions=SplitFractions(train=0.8, validation=0.0, test=0.2),
+        )
         try:
             res = make_splits(samples, cfg, 1, (self.pixel_size, self.pixel_size), seed=int(self.random_state))
         except InputError as e:  # the pipeline's hints name config keys: say them as parameters here
@@ -118,9 +132,20 @@ class SpatialBlockSplit:
             raise ValueError(f"y has {len(labels)} samples, X has {n}")
         names, code = np.unique(labels.astype(str), return_inverse=True)
         grp = np.arange(n) if groups is None else pd.factorize(np.asarray(groups).ravel())[0]
-        return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "row": 0, "col": 0, "class_id": code + 1,
-                             "class_name": names[code], "group": grp.astype(np.int64)})
+        return pd.DataFrame(
+            {
+                "x": xy[:, 0],
+                "y": xy[:, 1],
+                "row": 0,
+                "col": 0,
+                "class_id": code + 1,
+                "class_name": names[code],
+                "group": grp.astype(np.int64),
+            }
+        )
 
     def __repr__(self) -> str:
-        return (f"SpatialBlockSplit(n_splits={self.n_splits}, block_size={self.block_size}, buffer={self.buffer}, "
-                f"group_by={self.group_by!r})")
+        return (
+            f"SpatialBlockSplit(n_splits={self.n_splits}, block_size={self.block_size}, buffer={self.buffer}, "
+            f"group_by={self.group_by!r})"
+        )

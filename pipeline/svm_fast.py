@@ -57,8 +57,15 @@ DEFAULT_SV_TILE = 256
 class FastSVC:
     """Batched float32 re-implementation of ``SVC.predict`` for RBF, one-vs-one models."""
 
-    def __init__(self, svc: Any, chunk: int = DEFAULT_CHUNK, sv_tile: int = DEFAULT_SV_TILE, device: str = "cpu",
-                 n_threads: int | None = None, backend: str = "auto"):
+    def __init__(
+        self,
+        svc: Any,
+        chunk: int = DEFAULT_CHUNK,
+        sv_tile: int = DEFAULT_SV_TILE,
+        device: str = "cpu",
+        n_threads: int | None = None,
+        backend: str = "auto",
+    ):
         if getattr(svc, "kernel", None) != "rbf":
             raise ValueError(f"FastSVC supports the RBF kernel only, got {getattr(svc, 'kernel', None)!r}")
         if not hasattr(svc, "support_vectors_"):
@@ -76,10 +83,10 @@ class FastSVC:
         pairs = [(i, j) for i in range(nc) for j in range(i + 1, nc)]
         coef = np.zeros((len(sv), len(pairs)), dtype=np.float64)
         for p, (i, j) in enumerate(pairs):
-            coef[start[i]:start[i + 1], p] = dual[j - 1, start[i]:start[i + 1]]
-            coef[start[j]:start[j + 1], p] = dual[i, start[j]:start[j + 1]]
+            coef[start[i] : start[i + 1], p] = dual[j - 1, start[i] : start[i + 1]]
+            coef[start[j] : start[j + 1], p] = dual[i, start[j] : start[j + 1]]
         # Augmented kernel matrix: [x, ||x||^2, 1] @ aug = -gamma * ||x - sv||^2
-        aug = np.vstack([2.0 * gamma * sv.T, np.full((1, len(sv)), -gamma), -gamma * (sv ** 2).sum(1)[None, :]])
+        aug = np.vstack([2.0 * gamma * sv.T, np.full((1, len(sv)), -gamma), -gamma * (sv**2).sum(1)[None, :]])
         self.n_classes = nc
         self.n_features = sv.shape[1]
         self.n_support_vectors = len(sv)
@@ -103,7 +110,7 @@ class FastSVC:
         self._pair_j = np.array([j for _, j in pairs], dtype=np.int64)
         # float64 copies for the exact re-check of near-zero decisions
         self.sv64 = np.ascontiguousarray(sv)
-        self.sv_sq64 = (sv ** 2).sum(1)
+        self.sv_sq64 = (sv**2).sum(1)
         self.coef64 = coef
         self.intercept64 = rho_neg
         self.device = device
@@ -146,10 +153,10 @@ class FastSVC:
         x = np.asarray(x, dtype=np.float64)
         out = np.empty((len(x), self.coef64.shape[1]), dtype=np.float64)
         for a in range(0, len(x), 256):
-            xb = x[a:a + 256]
+            xb = x[a : a + 256]
             d2 = (xb * xb).sum(1)[:, None] + self.sv_sq64[None, :] - 2.0 * (xb @ self.sv64.T)
             np.exp(-self.gamma * d2, out=d2)
-            out[a:a + 256] = d2 @ self.coef64 + self.intercept64
+            out[a : a + 256] = d2 @ self.coef64 + self.intercept64
         return out
 
     def _refine(self, x: np.ndarray, dec: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -207,9 +214,9 @@ class FastSVC:
             dec = T["intercept"].repeat(len(xa), 1)
             nsv, t = self.n_support_vectors, self.sv_tile
             for s in range(0, nsv, t):
-                k = xa @ T["aug"][:, s:s + t]
+                k = xa @ T["aug"][:, s : s + t]
                 k.exp_()
-                dec.addmm_(k, T["coef"][s:s + t])
+                dec.addmm_(k, T["coef"][s : s + t])
         return dec.numpy()
 
     def _decision_chunk_numpy(self, x: np.ndarray) -> np.ndarray:
@@ -217,9 +224,9 @@ class FastSVC:
         dec = np.zeros((len(xa), self.coef.shape[1]), dtype=np.float32)
         nsv, t = self.n_support_vectors, self.sv_tile
         for s in range(0, nsv, t):
-            k = xa @ self.aug[:, s:s + t]
+            k = xa @ self.aug[:, s : s + t]
             np.exp(k, out=k)
-            dec += k @ self.coef[s:s + t]
+            dec += k @ self.coef[s : s + t]
         dec += self.intercept
         return dec
 
@@ -231,7 +238,7 @@ class FastSVC:
             return self._torch_decision(X)
         out = np.empty((len(X), self.coef.shape[1]), dtype=np.float32)
         for a in range(0, len(X), self.chunk):
-            out[a:a + self.chunk] = self._decision_chunk(X[a:a + self.chunk])
+            out[a : a + self.chunk] = self._decision_chunk(X[a : a + self.chunk])
         return out
 
     def votes(self, dec: np.ndarray) -> np.ndarray:
@@ -255,7 +262,7 @@ class FastSVC:
         starts = range(0, n, step)
 
         def job(a: int) -> None:
-            idx[a:a + step], conf[a:a + step] = self._labels_chunk(X[a:a + step])
+            idx[a : a + step], conf[a : a + step] = self._labels_chunk(X[a : a + step])
 
         if self.device == "cpu" and self.n_threads > 1 and n > step:
             from threadpoolctl import threadpool_limits
@@ -274,8 +281,10 @@ class FastSVC:
 
                 prev = torch.get_num_threads()
             try:
-                with threadpool_limits(limits=1, user_api="blas"), \
-                        ThreadPoolExecutor(self.n_threads, initializer=one_thread) as ex:
+                with (
+                    threadpool_limits(limits=1, user_api="blas"),
+                    ThreadPoolExecutor(self.n_threads, initializer=one_thread) as ex,
+                ):
                     list(ex.map(job, starts))
             finally:
                 # torch's thread setting is per thread under OpenMP but global for its native pool:
@@ -299,8 +308,11 @@ class FastSVC:
             cache = self._torch = {}
         if device not in cache:
             dev = torch.device(device)
-            cache[device] = {"aug": torch.from_numpy(self.aug).to(dev), "coef": torch.from_numpy(self.coef).to(dev),
-                             "intercept": torch.from_numpy(self.intercept).to(dev)}
+            cache[device] = {
+                "aug": torch.from_numpy(self.aug).to(dev),
+                "coef": torch.from_numpy(self.coef).to(dev),
+                "intercept": torch.from_numpy(self.intercept).to(dev),
+            }
         return cache[device]
 
     def _torch_decision(self, X: np.ndarray) -> np.ndarray:
@@ -311,11 +323,11 @@ class FastSVC:
         step = max(self.chunk, 16384)
         with torch.no_grad():
             for a in range(0, len(X), step):
-                xa = torch.from_numpy(self._augment(X[a:a + step])).to(T["aug"].device)
+                xa = torch.from_numpy(self._augment(X[a : a + step])).to(T["aug"].device)
                 k = xa @ T["aug"]
                 k.exp_()
                 dec = torch.addmm(T["intercept"], k, T["coef"])
-                out[a:a + step] = dec.cpu().numpy()
+                out[a : a + step] = dec.cpu().numpy()
         return out
 
     def __getstate__(self) -> dict:

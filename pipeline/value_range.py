@@ -63,14 +63,15 @@ def sample_stack(stack: Any, max_pixels: int = MAX_SAMPLE, grid: int = 5) -> np.
 
 
 def _factor_text(ratio: float) -> str:
-    """"100x larger" for 99.7: two significant digits, written out (never 1e+04)."""
+    """ "100x larger" for 99.7: two significant digits, written out (never 1e+04)."""
     r = ratio if ratio >= 1 else 1 / ratio
     r = round(r, 1 - int(math.floor(math.log10(r))))
     return (f"{r:.0f}x" if r >= 10 else f"{r:g}x") + (" larger" if ratio >= 1 else " smaller")
 
 
-def value_range_problem(values: np.ndarray, dtypes: list[str], band_names: list[str],
-                        reference: dict[str, Any] | None) -> str | None:
+def value_range_problem(
+    values: np.ndarray, dtypes: list[str], band_names: list[str], reference: dict[str, Any] | None
+) -> str | None:
     """What is clearly off about the input's values against ``reference``, or None.
 
     values : (n, bands) sample of the input (:func:`sample_stack`); dtypes its bands' data types.
@@ -108,7 +109,9 @@ def value_range_problem(values: np.ndarray, dtypes: list[str], band_names: list[
     parts = []
     ratio = float(np.median(ratios)) if ratios else None
     if bad_range:
-        size = f"values look {_factor_text(ratio)} than in training" if ratio else "values are outside the training range"
+        size = (
+            f"values look {_factor_text(ratio)} than in training" if ratio else "values are outside the training range"
+        )
         shown = ", ".join(off[:6]) + (f" and {len(off) - 6} more" if len(off) > 6 else "")
         parts.append(f"{size} (median of band(s) {shown} outside the training 1-99% range)")
     elif ratio is not None and not (0.5 < ratio < 2):

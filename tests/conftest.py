@@ -49,14 +49,29 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def write_raster(path: Path, data: np.ndarray, crs: str = "EPSG:32633", origin=(500000.0, 4000000.0),
-                 res: float = 10.0, nodata=None, descriptions=None) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    crs: str = "EPSG:32633",
+    origin=(500000.0, 4000000.0),
+    res: float = 10.0,
+    nodata=None,
+    descriptions=None,
+) -> Path:
     """Write a (bands, rows, cols) array as a GeoTIFF."""
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype, crs=crs, transform=from_origin(origin[0], origin[1], res, res), nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=from_origin(origin[0], origin[1], res, res),
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if descriptions:
@@ -95,9 +110,22 @@ def pytest_unconfigure(config):
 E2E_FIXTURES = {"prefect_api", "nc_scene", "shared_data", "demo_run", "runs"}
 E2E_MARKERS = {"prefect", "slow"}
 E2E_MODULES = {
-    "test_cli", "test_cli_errors", "test_cli_polish", "test_cache", "test_registry", "test_failed_models",
-    "test_evidence", "test_geographic_crs", "test_map_nodata", "test_bench_baselines", "test_bench_deep",
-    "test_bench_scale", "test_split_cli", "test_write_failures", "test_unusable_labels", "test_layers",
+    "test_cli",
+    "test_cli_errors",
+    "test_cli_polish",
+    "test_cache",
+    "test_registry",
+    "test_failed_models",
+    "test_evidence",
+    "test_geographic_crs",
+    "test_map_nodata",
+    "test_bench_baselines",
+    "test_bench_deep",
+    "test_bench_scale",
+    "test_split_cli",
+    "test_write_failures",
+    "test_unusable_labels",
+    "test_layers",
 }
 
 
@@ -112,6 +140,9 @@ def pytest_collection_modifyitems(config, items):
         if any(h in item.name for h in HEAVY_NAMES) or (item.module and item.module.__name__ in HEAVY_MODULES):
             item.add_marker(pytest.mark.heavy)
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if (E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or module in E2E_MODULES
-                or any(item.get_closest_marker(m) for m in E2E_MARKERS)):
+        if (
+            E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or module in E2E_MODULES
+            or any(item.get_closest_marker(m) for m in E2E_MARKERS)
+        ):
             item.add_marker(pytest.mark.e2e)

@@ -61,15 +61,15 @@ def landcover_cmd(*args: str) -> list[str]:
 
 
 def run_landcover(*args: str, api_url: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(landcover_cmd(*args), cwd=REPO, env=landcover_env(api_url), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        landcover_cmd(*args), cwd=REPO, env=landcover_env(api_url), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def strip_timings(obj):
     """Metrics without the wall-clock fields (fit seconds, throughput) that differ run to run."""
     if isinstance(obj, dict):
-        return {k: strip_timings(v) for k, v in obj.items()
-                if not (k.endswith("seconds") or k.endswith("_per_s"))}
+        return {k: strip_timings(v) for k, v in obj.items() if not (k.endswith("seconds") or k.endswith("_per_s"))}
     if isinstance(obj, list):
         return [strip_timings(v) for v in obj]
     return obj

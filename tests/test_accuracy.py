@@ -48,8 +48,14 @@ def test_classification_metrics_by_hand():
     assert m["macro_f1"] == pytest.approx((0.75 + 2 / 3 + 2 / 3) / 3)
     norm = m["confusion_matrix_normalized"]["matrix"]
     assert norm[0] == pytest.approx([0.75, 0.25, 0, 0]) and norm[3] == [None] * 4
-    assert set(m) == {"overall_accuracy", "kappa", "macro_f1", "per_class", "confusion_matrix",
-                      "confusion_matrix_normalized"}
+    assert set(m) == {
+        "overall_accuracy",
+        "kappa",
+        "macro_f1",
+        "per_class",
+        "confusion_matrix",
+        "confusion_matrix_normalized",
+    }
     json.dumps(m)
 
 
@@ -125,8 +131,10 @@ def test_bootstrap_chunks_match_a_pixel_loop_on_the_same_draws():
             take = np.concatenate([np.flatnonzero(bb == ids[k]) for k in row])
             oa.append(np.mean(yy[take] == pp[take]))
         want = [float(np.percentile(oa, 2.5)), float(np.percentile(oa, 97.5))]
-        runs = [bootstrap_ci(yy, pp, bb, [0, 1, 2, 3], n_boot=50, seed=11, chunk_cells=c)
-                for c in (1, 3 * ids.size + 1, 10**9)]
+        runs = [
+            bootstrap_ci(yy, pp, bb, [0, 1, 2, 3], n_boot=50, seed=11, chunk_cells=c)
+            for c in (1, 3 * ids.size + 1, 10**9)
+        ]
         assert runs[0] == runs[1] == runs[2]
         assert runs[0]["overall_accuracy"] == pytest.approx(want, abs=1e-12)
 
@@ -191,7 +199,9 @@ def _olofsson_by_loops(n, area):
         pa = p[j][j] / pj
         nj_hat = sum(area[i] / ni[i] * n[i][j] for i in range(q))
         v = area[j] ** 2 * (1 - pa) ** 2 * ua * (1 - ua) / (ni[j] - 1)
-        v += pa**2 * sum(area[i] ** 2 * n[i][j] / ni[i] * (1 - n[i][j] / ni[i]) / (ni[i] - 1) for i in range(q) if i != j)
+        v += pa**2 * sum(
+            area[i] ** 2 * n[i][j] / ni[i] * (1 - n[i][j] / ni[i]) / (ni[i] - 1) for i in range(q) if i != j
+        )
         out[j] = {
             "area": pj * a_tot,
             "area_ci": 1.96 * se_pj * a_tot,
@@ -270,9 +280,19 @@ def test_area_adjusted_unsampled_and_single_strata():
 # ----------------------------------------------------------------------------- areas
 def _write_map(path, data, crs="EPSG:32633", res=10.0, nodata=255):
     with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype="uint8",
-        crs=crs, transform=from_origin(500_000, 5_000_000, res, res), nodata=nodata,
-        tiled=True, blockxsize=16, blockysize=16,
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=from_origin(500_000, 5_000_000, res, res),
+        nodata=nodata,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
     ) as dst:
         dst.write(data, 1)
 
@@ -303,16 +323,35 @@ def test_class_area_table(tmp_path):
     # a geographic map: true ground areas (rows of 0.01 degree at 45-45.1 N), checked against the
     # closed-form area of a latitude band on the WGS84 ellipsoid
     geo = tmp_path / "g.tif"
-    with rasterio.open(geo, "w", driver="GTiff", width=48, height=40, count=1, dtype="uint8", crs="EPSG:4326",
-                       transform=from_origin(10.0, 45.4, 0.01, 0.01), nodata=255) as dst:
+    with rasterio.open(
+        geo,
+        "w",
+        driver="GTiff",
+        width=48,
+        height=40,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(10.0, 45.4, 0.01, 0.01),
+        nodata=255,
+    ) as dst:
         dst.write(data, 1)
     g = class_area_table(geo, [1, 2], ["a", "b"])
     want_b = _band_area_m2(45.3, 45.4, 48 * 0.01) / 1e4
     assert g["b"]["pixels"] == 480 and g["b"]["area_ha"] == pytest.approx(want_b, rel=1e-6)
     assert g["a"]["area_ha"] == pytest.approx(_band_area_m2(45.01, 45.3, 48 * 0.01) / 1e4, rel=1e-6)
     eng = tmp_path / "e.tif"
-    with rasterio.open(eng, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
-                       crs='LOCAL_CS["arbitrary",UNIT["metre",1]]', transform=from_origin(100, 100, 1, 1)) as dst:
+    with rasterio.open(
+        eng,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=1,
+        dtype="uint8",
+        crs='LOCAL_CS["arbitrary",UNIT["metre",1]]',
+        transform=from_origin(100, 100, 1, 1),
+    ) as dst:
         dst.write(np.ones((4, 4), np.uint8), 1)
     with pytest.raises(InputError, match="neither projected nor geographic"):
         class_area_table(eng, [1], ["a"])

@@ -36,9 +36,20 @@ def class_map(tmp_path):
     data[59, :] = 255  # nodata row
     path = tmp_path / "map.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=80, height=60, count=1, dtype="uint8", crs="EPSG:32633",
-        transform=from_origin(400_000, 5_100_000, 20, 20), nodata=255, tiled=True, blockxsize=16, blockysize=16,
-        ) as dst:
+        path,
+        "w",
+        driver="GTiff",
+        width=80,
+        height=60,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(400_000, 5_100_000, 20, 20),
+        nodata=255,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+    ) as dst:
         dst.write(data, 1)
         dst.update_tags(class_names=json.dumps({str(k): v for k, v in NAMES.items()}))
     return path, data
@@ -59,7 +70,9 @@ def test_allocations():
 def test_design_then_assess_roundtrip(class_map, tmp_path):
     path, data = class_map
     out = tmp_path / "sample.gpkg"
-    assert _cli(["assess-design", str(path), "--n", "90", "--out", str(out), "--min-per-class", "20", "--seed", "3"]) == 0
+    assert (
+        _cli(["assess-design", str(path), "--n", "90", "--out", str(out), "--min-per-class", "20", "--seed", "3"]) == 0
+    )
     s = gpd.read_file(out)
     assert len(s) == 90 and not list(tmp_path.glob(".*tmp*"))
     assert {"map_class", "map_class_name", "reference"} <= set(s.columns)
@@ -91,8 +104,14 @@ def test_design_then_assess_roundtrip(class_map, tmp_path):
     assert r["classes"]["urban"]["users_accuracy"] == 0.0
     assert r["classes"]["forest"]["area_ha"] == pytest.approx((px[2] + px[3]) * 0.04)
     assert r["classes"]["water"]["area_ci95_ha"] == 0.0
-    for k in ("area_ha", "area_ci95_ha", "users_accuracy", "users_accuracy_ci95", "producers_accuracy",
-              "producers_accuracy_ci95"):
+    for k in (
+        "area_ha",
+        "area_ci95_ha",
+        "users_accuracy",
+        "users_accuracy_ci95",
+        "producers_accuracy",
+        "producers_accuracy_ci95",
+    ):
         assert k in r["classes"]["forest"]
     assert "overall_accuracy_ci95" in r
 

@@ -86,9 +86,13 @@ def test_audit_empty_sets():
 
 
 def test_check_no_leak():
-    clean = {"min_train_test_distance": 100.0, "train_patches_touching_test_pixels": 0,
-             "test_patches_touching_train_pixels": 0, "validation_patches_touching_test_pixels": 0,
-             "test_patches_touching_validation_pixels": 0}
+    clean = {
+        "min_train_test_distance": 100.0,
+        "train_patches_touching_test_pixels": 0,
+        "test_patches_touching_train_pixels": 0,
+        "validation_patches_touching_test_pixels": 0,
+        "test_patches_touching_validation_pixels": 0,
+    }
     check_no_leak(clean, "x")
     for key in list(clean)[1:]:
         with pytest.raises(LeakageError) as ei:

@@ -12,8 +12,28 @@ from bench.baselines import MODELS, main
 
 def test_bench_baselines_tiny(tmp_path, capsys):
     out = tmp_path / "bench" / "baselines.json"
-    rc = main(["--size", "256", "--out", str(out), "--sk-pixels", "3000", "--svm-train", "400", "--n-train", "1500",
-               "--rf-trees", "5", "--window-size", "128", "--workdir", str(tmp_path), "--repeats", "2"])
+    rc = main(
+        [
+            "--size",
+            "256",
+            "--out",
+            str(out),
+            "--sk-pixels",
+            "3000",
+            "--svm-train",
+            "400",
+            "--n-train",
+            "1500",
+            "--rf-trees",
+            "5",
+            "--window-size",
+            "128",
+            "--workdir",
+            str(tmp_path),
+            "--repeats",
+            "2",
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["size"] == 256 and report["bands"] == 6
@@ -23,13 +43,21 @@ def test_bench_baselines_tiny(tmp_path, capsys):
         assert r["mpx_per_s"] > 0 and r["peak_rss_mb"] > 0, name
         assert "fit_info" in r and r["fit_info"]["n_train"] > 0
     svm = report["models"]["svm"]
-    for key in ("speedup_vs_sklearn", "label_agreement", "sklearn_mpx_per_s", "fast_mpx_per_s", "n_pixels_compared",
-                "n_support_vectors", "map_speedup_vs_sklearn"):
+    for key in (
+        "speedup_vs_sklearn",
+        "label_agreement",
+        "sklearn_mpx_per_s",
+        "fast_mpx_per_s",
+        "n_pixels_compared",
+        "n_support_vectors",
+        "map_speedup_vs_sklearn",
+    ):
         assert key in svm, key
     assert svm["n_pixels_compared"] == 3000
     assert svm["label_agreement"] >= 0.999
     assert "| svm |" in capsys.readouterr().out
     # scikit-learn and the fast path timed in interleaved pairs; the speed-up is the median of the pairs'
     assert svm["repeats"] == 2 and len(svm["sklearn_seconds_all"]) == len(svm["fast_seconds_all"]) == 2
-    assert svm["speedup_vs_sklearn"] == pytest.approx(float(np.median(
-        [a / b for a, b in zip(svm["sklearn_seconds_all"], svm["fast_seconds_all"])])))
+    assert svm["speedup_vs_sklearn"] == pytest.approx(
+        float(np.median([a / b for a, b in zip(svm["sklearn_seconds_all"], svm["fast_seconds_all"])]))
+    )

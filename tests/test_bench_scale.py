@@ -15,7 +15,7 @@ from bench.scale import REPO, loglog_fit, main, write_raster
 
 def test_loglog_fit_recovers_a_power_law():
     x = [1e6, 4e6, 16e6, 64e6]
-    fit = loglog_fit(x, [3.0 * v ** 1.5 for v in x])
+    fit = loglog_fit(x, [3.0 * v**1.5 for v in x])
     assert fit["exponent"] == pytest.approx(1.5) and np.exp(fit["log_intercept"]) == pytest.approx(3.0)
     assert loglog_fit([5.0, 5.0], [1.0, 2.0]) is None  # one distinct x: no slope
 
@@ -46,9 +46,32 @@ def test_write_raster_is_pixel_interleaved_with_a_labelled_sample(tmp_path):
 
 def test_bench_scale_tiny(tmp_path, capsys):
     out = tmp_path / "scale.json"
-    rc = main(["--sizes", "48,96", "--bands", "2,5", "--bands-size", "48", "--models", "io_floor,decision_tree",
-               "--bands-models", "io_floor", "--max-size", "decision_tree=48", "--repeats", "2",
-               "--window-size", "32", "--n-train", "300", "--out", str(out), "--workdir", str(tmp_path)])
+    rc = main(
+        [
+            "--sizes",
+            "48,96",
+            "--bands",
+            "2,5",
+            "--bands-size",
+            "48",
+            "--models",
+            "io_floor,decision_tree",
+            "--bands-models",
+            "io_floor",
+            "--max-size",
+            "decision_tree=48",
+            "--repeats",
+            "2",
+            "--window-size",
+            "32",
+            "--n-train",
+            "300",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     rep = json.loads(out.read_text())
     size, bands = rep["axes"]["size"], rep["axes"]["bands"]
@@ -66,7 +89,7 @@ def test_bench_scale_tiny(tmp_path, capsys):
         xs = [p["x"] for p in model["points"]]
         want = np.polyfit(np.log(xs), np.log([p["seconds"] for p in model["points"]]), 1)[0]
         assert model["time_fit"]["exponent"] == pytest.approx(want)
-    assert [p["x"] for p in io["points"]] == [48.0 ** 2, 96.0 ** 2]
+    assert [p["x"] for p in io["points"]] == [48.0**2, 96.0**2]
     proj = io["projection"]
     assert proj["value"] == 10980 and proj["seconds"] > 0 and proj["peak_rss_mb"] > 0
     assert "| io_floor |" in capsys.readouterr().out
@@ -76,9 +99,28 @@ def test_bench_scale_dask_workers_axis(tmp_path):
     """The workers axis maps one raster's windows on local Dask clusters of 1 and 2 workers."""
     pytest.importorskip("distributed")
     out = tmp_path / "scale.json"
-    rc = main(["--axes", "workers", "--dask-workers", "1,2", "--workers-size", "64", "--workers-model",
-               "decision_tree", "--repeats", "1", "--window-size", "32", "--n-train", "300", "--out", str(out),
-               "--workdir", str(tmp_path)])
+    rc = main(
+        [
+            "--axes",
+            "workers",
+            "--dask-workers",
+            "1,2",
+            "--workers-size",
+            "64",
+            "--workers-model",
+            "decision_tree",
+            "--repeats",
+            "1",
+            "--window-size",
+            "32",
+            "--n-train",
+            "300",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     rep = json.loads(out.read_text())
     pts = rep["axes"]["workers"]["models"]["decision_tree"]["points"]
@@ -91,8 +133,22 @@ def test_bench_scale_dask_workers_axis(tmp_path):
 def test_labelled_axis_runs_whole_pipelines(tmp_path):
     """The labelled-pixels axis: one whole run per point in its own process, with its sampling facts."""
     out = tmp_path / "scale.json"
-    rc = main(["--axes", "labelled", "--labelled", "900", "--labelled-models", "decision_tree", "--repeats", "1",
-               "--out", str(out), "--workdir", str(tmp_path)])
+    rc = main(
+        [
+            "--axes",
+            "labelled",
+            "--labelled",
+            "900",
+            "--labelled-models",
+            "decision_tree",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     ax = json.loads(out.read_text())["axes"]["labelled"]
     (p,) = ax["models"]["decision_tree"]["points"]

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import write_raster
+
 from pipeline import cache
 from pipeline.config import RunConfig
 from pipeline.run import STAGES, init_run_dir, run_pipeline
@@ -20,12 +20,19 @@ def scene(tmp_path):
     cls = np.where(np.arange(cols)[None, :] < cols // 2, 1, 2) * np.ones((rows, 1), dtype=np.uint8)
     data = np.stack([1000 + 700 * (cls == b % 2 + 1) + rng.integers(0, 300, cls.shape) for b in range(3)])
     img = write_raster(tmp_path / "img.tif", data.astype(np.uint16), descriptions=["b1", "b2", "b3"])
-    lab = write_raster(tmp_path / "labels.tif", np.where(rng.random(cls.shape) < 0.3, cls, 0).astype(np.uint8),
-                       nodata=0)
-    return RunConfig.model_validate({
-        "rasters": {"paths": [str(img)]}, "labels": {"path": str(lab)},
-        "classes": [{"id": 1, "name": "west"}, {"id": 2, "name": "east"}], "patch": {"size": 3},
-        "split": {"strategy": "random"}, "models": {"decision_tree": {}}})
+    lab = write_raster(
+        tmp_path / "labels.tif", np.where(rng.random(cls.shape) < 0.3, cls, 0).astype(np.uint8), nodata=0
+    )
+    return RunConfig.model_validate(
+        {
+            "rasters": {"paths": [str(img)]},
+            "labels": {"path": str(lab)},
+            "classes": [{"id": 1, "name": "west"}, {"id": 2, "name": "east"}],
+            "patch": {"size": 3},
+            "split": {"strategy": "random"},
+            "models": {"decision_tree": {}},
+        }
+    )
 
 
 def _run(cfg, tmp_path, run_id):
@@ -43,8 +50,12 @@ def test_second_run_restores_every_stored_stage(scene, tmp_path):
     _, first = _run(scene, tmp_path, "a")
     assert not any(s["cached"] for s in first.values())
     ctx, second = _run(scene, tmp_path, "b")
-    assert [n for n, s in second.items() if s["cached"]] == ["prepare", "train:decision_tree",
-                                                             "map:decision_tree", "assess"]
+    assert [n for n, s in second.items() if s["cached"]] == [
+        "prepare",
+        "train:decision_tree",
+        "map:decision_tree",
+        "assess",
+    ]
     meta = json.loads((_entry(ctx, "train", "decision_tree") / "record.json").read_text())
     f = meta["files"]["models/decision_tree.skops"]
     assert f["bytes"] == (ctx.run_dir / "models" / "decision_tree.skops").stat().st_size
@@ -68,7 +79,10 @@ def test_damaged_store_entry_is_dropped_and_recomputed(scene, tmp_path, damage):
     # the bad entry was replaced by a sound one, which the next run uses
     meta = json.loads((entry / "record.json").read_text())
     assert meta["from_run"] == "b"
-    assert cache.file_digest(entry / "files" / "maps" / "decision_tree.tif") == meta["files"]["maps/decision_tree.tif"]["blake2b"]
+    assert (
+        cache.file_digest(entry / "files" / "maps" / "decision_tree.tif")
+        == meta["files"]["maps/decision_tree.tif"]["blake2b"]
+    )
     _, third = _run(scene, tmp_path, "c")
     assert third["map:decision_tree"]["cached"]
 

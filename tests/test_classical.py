@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.config import (DecisionTreeConfig, FeatureConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig)
+from pipeline.config import DecisionTreeConfig, FeatureConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
 from pipeline.errors import InputError
 from pipeline.models import build_model, load_model
 from pipeline.models.base import ModelMeta, TrainingData
@@ -20,13 +20,23 @@ K = 5
 
 
 def _meta(name: str) -> ModelMeta:
-    return ModelMeta(model=name, band_names=BANDS, class_ids=CLASS_IDS, class_names=["a", "b", "c"],
-                     class_colors=["#ff0000", "#00ff00", "#0000ff"], patch_size=K)
+    return ModelMeta(
+        model=name,
+        band_names=BANDS,
+        class_ids=CLASS_IDS,
+        class_names=["a", "b", "c"],
+        class_colors=["#ff0000", "#00ff00", "#0000ff"],
+        patch_size=K,
+    )
 
 
 def _settings(name: str, features: FeatureConfig, **kw):
-    cls = {"decision_tree": DecisionTreeConfig, "random_forest": RandomForestConfig, "svm": SVMConfig,
-           "max_likelihood": MaxLikelihoodConfig}[name]
+    cls = {
+        "decision_tree": DecisionTreeConfig,
+        "random_forest": RandomForestConfig,
+        "svm": SVMConfig,
+        "max_likelihood": MaxLikelihoodConfig,
+    }[name]
     if name == "random_forest":
         kw.setdefault("n_estimators", 30)
     return cls(features=features, **kw)
@@ -132,8 +142,14 @@ def test_stratified_cap():
 
 
 def test_missing_band_for_index_raises():
-    meta = ModelMeta(model="svm", band_names=["b1", "b2", "b3"], class_ids=[1, 2], class_names=["a", "b"],
-                     class_colors=["#000000", "#ffffff"], patch_size=3)
+    meta = ModelMeta(
+        model="svm",
+        band_names=["b1", "b2", "b3"],
+        class_ids=[1, 2],
+        class_names=["a", "b"],
+        class_colors=["#000000", "#ffffff"],
+        patch_size=3,
+    )
     with pytest.raises(InputError, match="nir"):
         build_model("svm", SVMConfig(features=FeatureConfig(indices=["ndvi"])), meta, seed=0)
 
@@ -141,13 +157,18 @@ def test_missing_band_for_index_raises():
 def test_max_likelihood_priors(data):
     train, _, test = data
     # unbalanced training set: proportional priors follow the class frequencies, equal priors do not
-    keep = np.concatenate([np.flatnonzero(train.y == CLASS_IDS[0]), np.flatnonzero(train.y == CLASS_IDS[1])[:20],
-                           np.flatnonzero(train.y == CLASS_IDS[2])[:20]])
+    keep = np.concatenate(
+        [
+            np.flatnonzero(train.y == CLASS_IDS[0]),
+            np.flatnonzero(train.y == CLASS_IDS[1])[:20],
+            np.flatnonzero(train.y == CLASS_IDS[2])[:20],
+        ]
+    )
     sub = train.subset(keep)
     for priors in ("equal", "proportional"):
         m = build_model("max_likelihood", MaxLikelihoodConfig(priors=priors), _meta("max_likelihood"), seed=0).fit(sub)
         p = m.estimator.priors_
-        assert (np.allclose(p, 1 / 3) if priors == "equal" else p[0] > 0.7)
+        assert np.allclose(p, 1 / 3) if priors == "equal" else p[0] > 0.7
         assert np.mean(m.predict_patches(test.patches)[0] == test.y) > 0.95
 
 
@@ -162,8 +183,12 @@ def test_decision_tree_confidence_from_leaf_or_ancestor_with_enough_samples():
         return TrainingData(noisy, d.y, d.groups, d.xy, BANDS)
 
     train, test = overlapping(150), overlapping(50)
-    m = build_model("decision_tree", _settings("decision_tree", FeatureConfig(), confidence_min_samples=15),
-                    _meta("decision_tree"), seed=0).fit(train)
+    m = build_model(
+        "decision_tree",
+        _settings("decision_tree", FeatureConfig(), confidence_min_samples=15),
+        _meta("decision_tree"),
+        seed=0,
+    ).fit(train)
     labels, conf = m.predict_patches(test.patches)
     X = m.features_from_patches(test.patches)
     np.testing.assert_array_equal(labels, m.estimator.predict(X))
@@ -171,12 +196,16 @@ def test_decision_tree_confidence_from_leaf_or_ancestor_with_enough_samples():
     path = m.estimator.decision_path(X)
     cls = list(m.estimator.classes_)
     for i in range(len(X)):
-        nodes = path.indices[path.indptr[i]:path.indptr[i + 1]]
+        nodes = path.indices[path.indptr[i] : path.indptr[i + 1]]
         deep = [n for n in nodes if tree.n_node_samples[n] >= 15]
         node = max(deep, key=lambda n: list(nodes).index(n))
         v = tree.value[node, 0]
         assert conf[i] == pytest.approx(v[cls.index(labels[i])] / v.sum(), rel=1e-6)
     assert len(np.unique(conf)) > 2 and conf.min() < 1  # not the constant 1 of pure leaves
-    own = build_model("decision_tree", _settings("decision_tree", FeatureConfig(), confidence_min_samples=1),
-                      _meta("decision_tree"), seed=0).fit(train)
+    own = build_model(
+        "decision_tree",
+        _settings("decision_tree", FeatureConfig(), confidence_min_samples=1),
+        _meta("decision_tree"),
+        seed=0,
+    ).fit(train)
     assert (own.predict_patches(test.patches)[1] == 1).all()  # its own pure leaves: degenerate

@@ -19,8 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _landcover(*args, cwd=None):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,11 @@ def test_demo_map_is_on_the_input_grid_with_colormap(demo_run, nc_scene):
     from pipeline.class_table import read_pam_names, read_tag_names
 
     names = {c["id"]: c["name"] for c in json.loads((run / "metrics.json").read_text())["classes"]}
-    assert read_tag_names(run / "maps" / "decision_tree.tif") == read_pam_names(run / "maps" / "decision_tree.tif") == names
+    assert (
+        read_tag_names(run / "maps" / "decision_tree.tif")
+        == read_pam_names(run / "maps" / "decision_tree.tif")
+        == names
+    )
     assert (run / "maps" / "decision_tree.qml").is_file() and (run / "maps" / "decision_tree.clr").is_file()
 
 
@@ -88,8 +98,17 @@ def test_demo_metrics_agree_with_confusion_matrix(demo_run):
 
 def test_demo_run_directory_contract(demo_run):
     run, proc = demo_run
-    for name in ("config.yaml", "manifest.json", "samples.parquet", "metrics.json", "models/decision_tree.skops",
-                 "maps/decision_tree_confidence.tif", "report.html", "report.md", "splits.gpkg"):
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "samples.parquet",
+        "metrics.json",
+        "models/decision_tree.skops",
+        "maps/decision_tree_confidence.tif",
+        "report.html",
+        "report.md",
+        "splits.gpkg",
+    ):
         assert (run / name).exists(), name
     man = json.loads((run / "manifest.json").read_text())
     assert man["seed"] == 42 and man["packages"]["numpy"] and man["started"] <= man["finished"]
@@ -112,7 +131,8 @@ def test_demo_names_the_water_polygon_every_model_contradicts(demo_run):
     samples = pd.read_parquet(run / "samples.parquet")
     mine = samples.loc[ev["sample"], "group"].to_numpy() == 23
     assert water[0]["accuracy"]["decision_tree"] == pytest.approx(
-        float((ev["y_pred"].to_numpy()[mine] == ev["y_true"].to_numpy()[mine]).mean()))
+        float((ev["y_pred"].to_numpy()[mine] == ev["y_true"].to_numpy()[mine]).mean())
+    )
     (s,) = [x for x in pol["suspects"] if x["group"] == 23]
     ratio = dict(zip(s["bands"], s["ratio"]))
     assert ratio["nir"] > 3 and ratio["swir1"] > 3
@@ -134,13 +154,38 @@ def test_map_command_applies_saved_model(demo_run, nc_scene, tmp_path):
     run, _ = demo_run
     bands = [str(nc_scene / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50)]
     out = tmp_path / "again.tif"
-    assert main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster", *bands,
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(run / "models" / "decision_tree.skops"),
+                "--raster",
+                *bands,
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with rasterio.open(out) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
     # Wrong band count: a clear error, exit code 2.
-    assert main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster", *bands[:3],
-                 "--out", str(tmp_path / "x.tif")]) == 2
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(run / "models" / "decision_tree.skops"),
+                "--raster",
+                *bands[:3],
+                "--out",
+                str(tmp_path / "x.tif"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -165,15 +210,18 @@ def _write_cfg(tmp_path, nc_scene, **changes):
     return p
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"patch__size": 8}, "patch.size: patch size must be odd"),
-    ({"models__decision_tree": {"max_deep": 3}}, "unknown key 'models.decision_tree.max_deep'"),
-    ({"labels__field": "klass"}, "no field 'klass'"),
-    ({"rasters__paths": ["nope.tif"]}, "nope.tif: raster file not found"),
-    ({"classes": [{"id": 1, "name": "developed"}, {"id": 2, "name": "forest"}]}, "labels not in the class table"),
-    ({"labels__path": "missing.shp"}, "missing.shp: label file not found"),
-    ({"models": {"cnn": {}}, "device": "cuda"}, "'cuda' requested but CUDA is not available"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"patch__size": 8}, "patch.size: patch size must be odd"),
+        ({"models__decision_tree": {"max_deep": 3}}, "unknown key 'models.decision_tree.max_deep'"),
+        ({"labels__field": "klass"}, "no field 'klass'"),
+        ({"rasters__paths": ["nope.tif"]}, "nope.tif: raster file not found"),
+        ({"classes": [{"id": 1, "name": "developed"}, {"id": 2, "name": "forest"}]}, "labels not in the class table"),
+        ({"labels__path": "missing.shp"}, "missing.shp: label file not found"),
+        ({"models": {"cnn": {}}, "device": "cuda"}, "'cuda' requested but CUDA is not available"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, nc_scene, capsys, changes, message):
     cfg = _write_cfg(tmp_path, nc_scene, **changes)
     code = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-progress"])
@@ -211,8 +259,23 @@ _TIMING = {"fit_seconds", "predict_mpx_per_s", "fit_info"}
 def test_engine_local_gives_the_prefect_runs_metrics_and_outputs(demo_run, tmp_path):
     run, _ = demo_run
     out = tmp_path / "runs"
-    assert main(["demo", "--models", "decision_tree", "--engine", "local", "--out", str(out), "--run-id", "loc",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--models",
+                "decision_tree",
+                "--engine",
+                "local",
+                "--out",
+                str(out),
+                "--run-id",
+                "loc",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, out / "loc"))
     strip = lambda m: {k: v for k, v in m.items() if k not in _TIMING}  # noqa: E731
     assert strip(a["models"]["decision_tree"]) == strip(b["models"]["decision_tree"])
@@ -262,8 +325,9 @@ def test_unreachable_service_is_one_line_exit_2_before_a_run_directory(tmp_path,
     else:
         env.pop("PREFECT_API_URL", None)
         args += ["--dask", f"tcp://127.0.0.1:{port}"]
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"landcover: error: {where}") and f"127.0.0.1:{port}" in lines[0]

@@ -59,15 +59,34 @@ CASES = [
     ("resume_traversal", lambda c, t: ["run", str(c), "--resume", "../../x"], "--resume"),
     ("name_traversal", lambda c, t: ["run", str(_edit(c, name="../../escaped"))], "name"),
     ("name_absolute", lambda c, t: ["run", str(_edit(c, name=str(t / "abs")))], "name"),
-    ("name_dotdot", lambda c, t: ["run", str(_edit(c, name=".."))],
-     "name: run name '..' must not start with '.' nor start or end with spaces"),
+    (
+        "name_dotdot",
+        lambda c, t: ["run", str(_edit(c, name=".."))],
+        "name: run name '..' must not start with '.' nor start or end with spaces",
+    ),
     # a --set typo is not in the file: the line says where it came from
-    ("set_unknown_key", lambda c, t: ["run", str(c), "--set", "split.blok_size=3"],
-     "unknown key 'split.blok_size' (from --set split.blok_size=3)"),
+    (
+        "set_unknown_key",
+        lambda c, t: ["run", str(c), "--set", "split.blok_size=3"],
+        "unknown key 'split.blok_size' (from --set split.blok_size=3)",
+    ),
     ("set_even_patch", lambda c, t: ["run", str(c), "--set", "patch.size=4"], "got 4 (from --set patch.size=4)"),
     ("name_too_long", lambda c, t: ["run", str(_edit(c, name="n" * 101))], "101 characters"),
-    ("map_window_size_0", lambda c, t: ["map", "--model", str(t / "m.skops"), "--raster", str(t / "p" / "scene.tif"),
-                                        "--out", str(t / "m.tif"), "--window-size", "0"], "--window-size 0"),
+    (
+        "map_window_size_0",
+        lambda c, t: [
+            "map",
+            "--model",
+            str(t / "m.skops"),
+            "--raster",
+            str(t / "p" / "scene.tif"),
+            "--out",
+            str(t / "m.tif"),
+            "--window-size",
+            "0",
+        ],
+        "--window-size 0",
+    ),
     ("run_read_only_out", lambda c, t: ["run", str(c), "--out", str(_ro_folder(t))], "Read-only file system"),
 ]
 
@@ -105,8 +124,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capfd, case, argv, expect):
     assert not out.exists() or not any(out.iterdir())
     assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "abs").exists()
     assert not list(tmp_path.parent.glob("escaped*")) and not list(tmp_path.glob("escaped*"))
-    assert {p.name for p in (tmp_path / "p").iterdir()} <= {"config.yaml", "dup.yaml", "labels.tif",
-                                                            "latin1.yaml", "scene.tif"}
+    assert {p.name for p in (tmp_path / "p").iterdir()} <= {
+        "config.yaml",
+        "dup.yaml",
+        "labels.tif",
+        "latin1.yaml",
+        "scene.tif",
+    }
 
 
 def test_debug_still_shows_the_traceback(tmp_path, capfd):

@@ -54,8 +54,9 @@ def test_duplicate_class_and_bad_colour():
 
 
 def test_set_overrides_and_model_filter():
-    cfg = parse_config(BASE, overrides=["patch.size=5", "models.cnn.epochs=2", "split.strategy=kfold"],
-                       models=["cnn", "svm"])
+    cfg = parse_config(
+        BASE, overrides=["patch.size=5", "models.cnn.epochs=2", "split.strategy=kfold"], models=["cnn", "svm"]
+    )
     assert cfg.patch.size == 5
     assert cfg.split.strategy == "kfold"
     assert cfg.models.enabled() == ["svm", "cnn"]
@@ -93,17 +94,27 @@ def test_demo_config_is_valid():
 
 
 def test_every_problem_is_listed_with_its_key_path():
-    raw = {"rasters": {"paths": "a.tif", "bands": [1.5], "nodatax": 3}, "labels": {"path": "l.gpkg"},
-           "classes": [{"id": 1, "name": "a", "color": "red"}, {"id": 300, "name": "b"}],
-           "patch": {"size": 8}, "models": {"svm": {"gamma": ["x"]}, "cnn": {"epocs": 2}}}
+    raw = {
+        "rasters": {"paths": "a.tif", "bands": [1.5], "nodatax": 3},
+        "labels": {"path": "l.gpkg"},
+        "classes": [{"id": 1, "name": "a", "color": "red"}, {"id": 300, "name": "b"}],
+        "patch": {"size": 8},
+        "models": {"svm": {"gamma": ["x"]}, "cnn": {"epocs": 2}},
+    }
     with pytest.raises(InputError) as e:
         parse_config(raw, "x.yaml")
     msg = str(e.value)
     assert "\n" not in msg and "more problems" not in msg
     assert msg.startswith("x.yaml: 7 problems: ")
-    for part in ("rasters.bands.0:", "unknown key 'rasters.nodatax'", "classes.0.color: colour must look like",
-                 "classes.1.id:", "patch.size: patch size must be odd", "models.svm.gamma.0:",
-                 "unknown key 'models.cnn.epocs'"):
+    for part in (
+        "rasters.bands.0:",
+        "unknown key 'rasters.nodatax'",
+        "classes.0.color: colour must look like",
+        "classes.1.id:",
+        "patch.size: patch size must be odd",
+        "models.svm.gamma.0:",
+        "unknown key 'models.cnn.epocs'",
+    ):
         assert part in msg, part
     # The union's alternatives are one problem, not a key path with a type name in it.
     assert ".int" not in msg and "literal" not in msg

@@ -25,8 +25,12 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  memory_limit="1GiB") as c, distributed.Client(c) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
+        ) as c,
+        distributed.Client(c) as client,
+    ):
         yield c, client
 
 
@@ -39,8 +43,18 @@ def _scene(tmp_path):
         data[b] = np.where(left, 1000 + 300 * b, 2000 - 200 * b) + rng.integers(0, 400, size=(rows, cols))
     data[:, :7, :9] = 0  # nodata corner
     path = tmp_path / "scene.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=3, dtype="uint16", nodata=0,
-                       crs="EPSG:32633", transform=from_origin(500000, 4000000, 10, 10)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=cols,
+        height=rows,
+        count=3,
+        dtype="uint16",
+        nodata=0,
+        crs="EPSG:32633",
+        transform=from_origin(500000, 4000000, 10, 10),
+    ) as dst:
         dst.write(data)
         dst.descriptions = ("b1", "b2", "b3")
     X = data.reshape(3, -1).T.astype(np.float32)[::37]
@@ -61,10 +75,18 @@ def test_windows_fan_out_over_both_workers_with_identical_output(tmp_path, clust
     _, client = cluster
     path, model, _ = _scene(tmp_path)
     with open_for_model(path, model.meta.band_names) as stack:
-        local = classify_raster(model, stack, tmp_path / "local.tif", tmp_path / "local_conf.tif", window_size=32,
-                                progress=False)
-        remote = classify_raster(model, stack, tmp_path / "dask.tif", tmp_path / "dask_conf.tif", window_size=32,
-                                 progress=False, client=client)
+        local = classify_raster(
+            model, stack, tmp_path / "local.tif", tmp_path / "local_conf.tif", window_size=32, progress=False
+        )
+        remote = classify_raster(
+            model,
+            stack,
+            tmp_path / "dask.tif",
+            tmp_path / "dask_conf.tif",
+            window_size=32,
+            progress=False,
+            client=client,
+        )
     assert local["workers"] == {}
     n_windows = -(-160 // 32) * -(-200 // 32)
     assert sum(remote["workers"].values()) == n_windows
@@ -81,10 +103,42 @@ def test_cli_map_dask(tmp_path, cluster, capsys):
 
     c, _ = cluster
     path, _, model_path = _scene(tmp_path)
-    assert main(["map", "--model", str(model_path), "--raster", str(path), "--out", str(tmp_path / "l.tif"),
-                 "--window-size", "32", "--no-progress"]) == 0
-    assert main(["map", "--model", str(model_path), "--raster", str(path), "--out", str(tmp_path / "d.tif"),
-                 "--window-size", "32", "--no-progress", "--dask", c.scheduler_address]) == 0
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(model_path),
+                "--raster",
+                str(path),
+                "--out",
+                str(tmp_path / "l.tif"),
+                "--window-size",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(model_path),
+                "--raster",
+                str(path),
+                "--out",
+                str(tmp_path / "d.tif"),
+                "--window-size",
+                "32",
+                "--no-progress",
+                "--dask",
+                c.scheduler_address,
+            ]
+        )
+        == 0
+    )
     assert "windows on 2 Dask worker(s)" in capsys.readouterr().out
     np.testing.assert_array_equal(_read(tmp_path / "l.tif")[0], _read(tmp_path / "d.tif")[0])
 
@@ -107,10 +161,26 @@ def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api):
     with open_for_model(path, model.meta.band_names) as stack:
         classify_raster(model, stack, tmp_path / "local.tif", window_size=512, progress=False)
     # a cluster of its own, started after the Prefect test server so that its workers report to it
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  memory_limit="1GiB") as c:
-        rc = main(["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox), "--outbox",
-                   str(outbox), "--model", str(model_path), "--settle", "0", "--dask", c.scheduler_address])
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
+    ) as c:
+        rc = main(
+            [
+                "serve",
+                str(REPO / "configs" / "demo.yaml"),
+                "--once",
+                "--inbox",
+                str(inbox),
+                "--outbox",
+                str(outbox),
+                "--model",
+                str(model_path),
+                "--settle",
+                "0",
+                "--dask",
+                c.scheduler_address,
+            ]
+        )
     assert rc == 0
     reports = [json.loads((outbox / n / f"{n}.json").read_text()) for n in names]
     assert len({r["mapped_by"]["pid"] for r in reports}) == 2  # scenes ran on both worker processes

@@ -16,8 +16,15 @@ from pipeline.config import CNNConfig, ResNetConfig
 from pipeline.errors import InputError
 from pipeline.models import build_model, load_model, model_class
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.deep import (PatchResNet, shift_table, band_stats, load_deep,
-                                  randomize_batchnorm, save_learning_curves, trunk_layers)
+from pipeline.models.deep import (
+    PatchResNet,
+    band_stats,
+    load_deep,
+    randomize_batchnorm,
+    save_learning_curves,
+    shift_table,
+    trunk_layers,
+)
 
 CLASS_IDS = [2, 5, 9]
 TINY = dict(channels=8, epochs=3, batch_size=32, dropout=0.1)
@@ -27,8 +34,15 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make_meta(kind: str, k: int, bands: int = 3, extra=None) -> ModelMeta:
-    return ModelMeta(kind, [f"band_{i}" for i in range(1, bands + 1)], CLASS_IDS, ["a", "b", "c"],
-                     ["#ff0000", "#00ff00", "#0000ff"], k, extra or {})
+    return ModelMeta(
+        kind,
+        [f"band_{i}" for i in range(1, bands + 1)],
+        CLASS_IDS,
+        ["a", "b", "c"],
+        ["#ff0000", "#00ff00", "#0000ff"],
+        k,
+        extra or {},
+    )
 
 
 def make_model(kind: str, k: int, bands: int = 3, seed: int = 0, **over):
@@ -107,7 +121,7 @@ def test_dense_equals_patches_random_init(kind, k):
     rng = np.random.default_rng(1)
     h = k // 2
     block = (1000 + 50 * rng.normal(size=(3, 23 + 2 * h, 19 + 2 * h))).astype(np.float32)
-    block[:, :h + 1, :] = np.nan  # raster edge: NaN padding plus one invalid row
+    block[:, : h + 1, :] = np.nan  # raster edge: NaN padding plus one invalid row
     block[:, :, -h:] = np.nan
     block[1, 10, 7] = np.nan  # a nodata pixel in one band
     dense = m.block_logits(block)
@@ -157,8 +171,16 @@ def test_larger_patches_are_centre_cropped():
 
 
 def _write_tif(path, data, nodata):
-    prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
-                crs="EPSG:32633", transform=from_origin(500000, 4000000, 10, 10), nodata=nodata)
+    prof = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs="EPSG:32633",
+        transform=from_origin(500000, 4000000, 10, 10),
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **prof) as dst:
         dst.write(data)
 
@@ -186,23 +208,29 @@ def test_classify_raster_matches_patches_at_edges_and_seams(tmp_path, kind):
     patches = all_patches(padded, k)  # (H*W, 3, k, k), cut by hand
     # briefly trained model (train on a random subset of the scene's own patches)
     idx = rng.choice(H * W, 600, replace=False)
-    train = TrainingData(patches[idx], np.asarray(CLASS_IDS)[cls.ravel()[idx]], np.arange(600),
-                         np.zeros((600, 2)), ["band_1", "band_2", "band_3"])
+    train = TrainingData(
+        patches[idx],
+        np.asarray(CLASS_IDS)[cls.ravel()[idx]],
+        np.arange(600),
+        np.zeros((600, 2)),
+        ["band_1", "band_2", "band_3"],
+    )
     m = make_model(kind, k, epochs=2)
     m.fit(train)
     assert m.map_workers == 1
 
     with RasterStack.open(path) as stack:
-        classify_raster(m, stack, tmp_path / "map.tif", tmp_path / "conf.tif", window_size=16, workers=2,
-                        progress=False)
+        classify_raster(
+            m, stack, tmp_path / "map.tif", tmp_path / "conf.tif", window_size=16, workers=2, progress=False
+        )
         # logits window by window, as the mapper reads them (halo, NaN outside), vs per-patch logits
         per_patch = m.patch_logits(patches).reshape(H, W, 3)
         for win in stack.windows(16):
             block = stack.read(win, halo=h)
             dense = np.moveaxis(m.block_logits(block), 0, -1)
             r, c = int(win.row_off), int(win.col_off)
-            ref = per_patch[r:r + int(win.height), c:c + int(win.width)]
-            valid = np.isfinite(raw[:, r:r + int(win.height), c:c + int(win.width)]).all(0)
+            ref = per_patch[r : r + int(win.height), c : c + int(win.width)]
+            valid = np.isfinite(raw[:, r : r + int(win.height), c : c + int(win.width)]).all(0)
             assert np.abs(dense - ref)[valid].max() < 1e-4
             assert np.array_equal(dense.argmax(-1)[valid], ref.argmax(-1)[valid])
     with rasterio.open(tmp_path / "map.tif") as src:
@@ -246,10 +274,16 @@ def test_learns_separable_problem(kind):
 @pytest.mark.parametrize("kind", ["cnn", "resnet"])
 def test_same_seed_same_weights(kind):
     train, val = separable(200, 5, 0), separable(60, 5, 1)
-    a = make_model(kind, 5, seed=7, epochs=2, stochastic_depth=0.2) if kind == "resnet" else \
-        make_model(kind, 5, seed=7, epochs=2)
-    b = make_model(kind, 5, seed=7, epochs=2, stochastic_depth=0.2) if kind == "resnet" else \
-        make_model(kind, 5, seed=7, epochs=2)
+    a = (
+        make_model(kind, 5, seed=7, epochs=2, stochastic_depth=0.2)
+        if kind == "resnet"
+        else make_model(kind, 5, seed=7, epochs=2)
+    )
+    b = (
+        make_model(kind, 5, seed=7, epochs=2, stochastic_depth=0.2)
+        if kind == "resnet"
+        else make_model(kind, 5, seed=7, epochs=2)
+    )
     c = make_model(kind, 5, seed=8, epochs=2)
     state = torch.get_rng_state()
     for m in (a, b, c):
@@ -291,11 +325,14 @@ def test_without_validation_keeps_last_epoch():
     assert m2.fit_info["epochs_run"] == 2
 
 
-@pytest.mark.parametrize("over", [
-    dict(optimizer="sgd", schedule="onecycle", class_balance="sampler"),
-    dict(optimizer="adamw", schedule="none", class_balance="none", amplitude_scale=(1.0, 1.0)),
-    dict(shift=1),
-])
+@pytest.mark.parametrize(
+    "over",
+    [
+        dict(optimizer="sgd", schedule="onecycle", class_balance="sampler"),
+        dict(optimizer="adamw", schedule="none", class_balance="none", amplitude_scale=(1.0, 1.0)),
+        dict(shift=1),
+    ],
+)
 def test_training_options_run(over):
     train = separable(150, 5, 0)
     m = make_model("resnet", 5, epochs=2, **over)
@@ -346,15 +383,14 @@ def test_shift_table_same_group_and_class_within_radius():
     groups = np.array([1, 1, 1, 2, 1])
     y = np.array([0, 0, 1, 0, 0])
     indptr, nb = shift_table(xy, groups, y, shift=1, pixel_size=None)
-    rows = [sorted(nb[indptr[i]:indptr[i + 1]].tolist()) for i in range(5)]
+    rows = [sorted(nb[indptr[i] : indptr[i + 1]].tolist()) for i in range(5)]
     assert rows == [[0, 1], [0, 1], [2], [3], [4]]
 
 
 def test_cpu_amp_and_channels_last_path():
     """The CUDA-only switches (autocast, channels-last) exercised on the CPU with bfloat16."""
     m = make_model("resnet", 5, epochs=2)
-    m.device_settings = dataclasses.replace(m.device_settings, amp=True, amp_dtype=torch.bfloat16,
-                                            channels_last=True)
+    m.device_settings = dataclasses.replace(m.device_settings, amp=True, amp_dtype=torch.bfloat16, channels_last=True)
     m.fit(separable(200, 5, 0), separable(60, 5, 1))
     assert m.fit_info["device_settings"]["channels_last"] is True
     block = np.random.default_rng(0).normal(1050, 60, size=(3, 14, 12)).astype(np.float32)
@@ -438,8 +474,7 @@ def test_inference_copy_follows_weight_changes():
 def test_cpu_float16_autocast_with_grad_scaler_and_non_blocking():
     """The CUDA recipe (float16 autocast + GradScaler + non-blocking copies) run on the CPU."""
     m = make_model("cnn", 5, epochs=2)
-    m.device_settings = dataclasses.replace(m.device_settings, amp=True, amp_dtype=torch.float16,
-                                            non_blocking=True)
+    m.device_settings = dataclasses.replace(m.device_settings, amp=True, amp_dtype=torch.float16, non_blocking=True)
     assert m.device_settings.grad_scaler() is not None
     m.fit(separable(200, 5, 0), separable(60, 5, 1))
     assert all(np.isfinite(h["train_loss"]) for h in m.history)

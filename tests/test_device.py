@@ -12,9 +12,15 @@ from pipeline.device import DeviceSettings, select_device
 from pipeline.errors import InputError
 
 
-@pytest.mark.parametrize("cuda,mps,expected", [
-    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu"),
-])
+@pytest.mark.parametrize(
+    "cuda,mps,expected",
+    [
+        (True, True, "cuda"),
+        (True, False, "cuda"),
+        (False, True, "mps"),
+        (False, False, "cpu"),
+    ],
+)
 def test_auto_prefers_cuda_then_mps_then_cpu(cuda, mps, expected):
     assert select_device("auto", cuda_available=cuda, mps_available=mps).type == expected
 
@@ -47,8 +53,7 @@ def test_unknown_device_rejected(req):
 
 def test_default_queries_torch():
     dev = select_device("auto")
-    assert dev.type == ("cuda" if torch.cuda.is_available() else
-                        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert dev.type == ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
 
 
 def test_settings_cuda_turns_everything_on():

@@ -64,8 +64,9 @@ def test_grid_search_and_grouped_cross_validation():
     groups = np.arange(len(y)) // 10
     scores = cross_val_score(LandcoverClassifier("max_likelihood"), X, y, groups=groups, cv=GroupKFold(3))
     assert scores.shape == (3,) and scores.min() > 0.8
-    gs = GridSearchCV(LandcoverClassifier("decision_tree"),
-                      {"settings": [{"max_depth": 1}, {"max_depth": 4}]}, cv=3).fit(X, y)
+    gs = GridSearchCV(
+        LandcoverClassifier("decision_tree"), {"settings": [{"max_depth": 1}, {"max_depth": 4}]}, cv=3
+    ).fit(X, y)
     assert gs.best_params_ == {"settings": {"max_depth": 4}}  # depth 1 cannot separate three classes
 
 

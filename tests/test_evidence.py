@@ -38,27 +38,40 @@ def test_thresholds():
     assert ok["test_set"]["per_class"]["water"] == {"pixels": 20, "blocks": 2, "polygons": 2}
     few = assess_evidence(_summary([26, 3], [3, 2]), BLOCKS)  # 29 pixels, a class of 3
     assert not few["conclusive"]
-    assert few["reasons"] == ["only 29 test pixels (at least 30 are needed)",
-                              "fewer than 5 test pixels for class(es) forest 3"]
+    assert few["reasons"] == [
+        "only 29 test pixels (at least 30 are needed)",
+        "fewer than 5 test pixels for class(es) forest 3",
+    ]
     one = assess_evidence(_summary([20, 15], [1, 4]), BLOCKS)
-    assert one["reasons"] == [("test pixels from fewer than 2 blocks or polygons for class(es) water (1 block): "
-                              "no independent replicate")]
+    assert one["reasons"] == [
+        ("test pixels from fewer than 2 blocks or polygons for class(es) water (1 block): no independent replicate")
+    ]
     # a class without any usable label is reported elsewhere, not here
     assert assess_evidence(_summary([40, 0], [4, 0]), BLOCKS, skip_classes=["forest"])["conclusive"]
 
 
-@pytest.mark.parametrize("split,why", [
-    ({"strategy": "random", "audit": {}}, "a random pixel split (split.strategy: random)"),
-    # audited and reported, but never buffered: the reason must not claim that nothing was checked
-    ({"strategy": "predefined", "audit": {}}, "a user-supplied split with no buffer enforced (split.strategy: predefined)"),
-    ({"strategy": "blocks", "audit": {"test_patches_touching_train_pixels": 476}},
-     "the leakage audit counts 476 test patches touching train pixels"),
-])
+@pytest.mark.parametrize(
+    "split,why",
+    [
+        ({"strategy": "random", "audit": {}}, "a random pixel split (split.strategy: random)"),
+        # audited and reported, but never buffered: the reason must not claim that nothing was checked
+        (
+            {"strategy": "predefined", "audit": {}},
+            "a user-supplied split with no buffer enforced (split.strategy: predefined)",
+        ),
+        (
+            {"strategy": "blocks", "audit": {"test_patches_touching_train_pixels": 476}},
+            "the leakage audit counts 476 test patches touching train pixels",
+        ),
+    ],
+)
 def test_leakage(split, why):
     ev = assess_evidence(_summary([20, 20], [3, 3]), split)
     assert ev["leakage"] and ev["conclusive"] and why in ev["leakage_reasons"][0]
     text = headline(ev, "Best model: svm (overall accuracy 1.000).")
-    assert text.startswith("Accuracy inflated by spatial leakage: ") and text.endswith("Best model: svm (overall accuracy 1.000).")
+    assert text.startswith("Accuracy inflated by spatial leakage: ") and text.endswith(
+        "Best model: svm (overall accuracy 1.000)."
+    )
 
 
 def test_inconclusive_headline_names_no_model():
@@ -70,10 +83,18 @@ def test_inconclusive_headline_names_no_model():
 def test_cli_three_test_pixels_gives_an_inconclusive_report(tmp_path, capsys):
     from pipeline.cli import main
 
-    cfg = points_scene(tmp_path / "scene", n_inside_per_class=7, models={"decision_tree": {}, "max_likelihood": {}},
-                       split={"random_contrast": False, "fractions": {"train": 0.8, "validation": 0.05, "test": 0.15}})
-    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "few", "--no-progress",
-                 "--engine", "local"]) == 0
+    cfg = points_scene(
+        tmp_path / "scene",
+        n_inside_per_class=7,
+        models={"decision_tree": {}, "max_likelihood": {}},
+        split={"random_contrast": False, "fractions": {"train": 0.8, "validation": 0.05, "test": 0.15}},
+    )
+    assert (
+        main(
+            ["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "few", "--no-progress", "--engine", "local"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "few"
     m = json.loads((run / "metrics.json").read_text())
@@ -92,8 +113,12 @@ def test_cli_random_split_headline_says_leakage(tmp_path, capsys):
     from pipeline.cli import main
 
     cfg = utm_scene(tmp_path / "scene", split={"strategy": "random", "random_contrast": False})
-    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "rnd", "--no-progress",
-                 "--engine", "local"]) == 0
+    assert (
+        main(
+            ["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "rnd", "--no-progress", "--engine", "local"]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "runs" / "rnd" / "metrics.json").read_text())
     assert m["evidence"]["leakage"] is True
     md = (tmp_path / "runs" / "rnd" / "report.md").read_text()

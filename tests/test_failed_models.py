@@ -46,13 +46,28 @@ def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS)
-    rc = main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "local", "--no-progress",
-               "--engine", "local"])
+    rc = main(
+        [
+            "run",
+            str(cfg_path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--run-id",
+            "local",
+            "--no-progress",
+            "--engine",
+            "local",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 3
     line = [ln for ln in captured.err.splitlines() if ln.startswith("landcover:")]
-    assert line == [("landcover: 1 model(s) failed, the others were reported: max_likelihood "
-                    "(train: RuntimeError: covariance exploded on purpose)")]
+    assert line == [
+        (
+            "landcover: 1 model(s) failed, the others were reported: max_likelihood "
+            "(train: RuntimeError: covariance exploded on purpose)"
+        )
+    ]
     assert "max_likelihood  failed in train" in captured.out
     run = tmp_path / "runs" / "local"
     _check_outputs(run, "max_likelihood", "train", "RuntimeError: covariance exploded on purpose", "decision_tree")
@@ -97,8 +112,9 @@ def test_every_model_failing_still_ends_with_a_report_and_exit_3(tmp_path, monke
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
     monkeypatch.setattr(DecisionTreeModel, "_fit_features", _boom_fit)
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS, split={"random_contrast": False})
-    rc = main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "all", "--no-progress",
-               "--engine", "local"])
+    rc = main(
+        ["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "all", "--no-progress", "--engine", "local"]
+    )
     assert rc == 3
     assert "2 model(s) failed, no model was evaluated" in capsys.readouterr().err
     m = json.loads((tmp_path / "runs" / "all" / "metrics.json").read_text())

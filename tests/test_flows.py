@@ -20,8 +20,9 @@ DEMO = REPO / "configs" / "demo.yaml"
 def _run(out: Path, run_id: str, *extra: str) -> Path:
     from pipeline.cli import main
 
-    rc = main(["run", str(DEMO), "--models", "decision_tree", "--out", str(out), "--run-id", run_id,
-               "--no-progress", *extra])
+    rc = main(
+        ["run", str(DEMO), "--models", "decision_tree", "--out", str(out), "--run-id", run_id, "--no-progress", *extra]
+    )
     assert rc == 0
     return out / run_id
 
@@ -60,8 +61,9 @@ def test_first_run_is_a_flow_run(runs):
         fr = client.read_flow_run(m["prefect_flow_run_id"])
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["model-comparison", "land-cover-report"])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["model-comparison", "land-cover-report"]))
+        )
     assert fr.state.is_completed()
     # The comparison table and the report's path are artifacts of this run's flows.
     mine = [a for a in arts if str(first) in str(a.data) or "decision_tree" in str(a.data)]

@@ -37,20 +37,29 @@ def geo_run(tmp_path_factory):
     cls = class_image(SIZE, SIZE, cell=16)
     tr = from_origin(*ORIGIN, RES, RES)
     data = np.clip(spectra(cls) / 8, 1, 255).astype(np.uint8)  # 0 stays free for nodata
-    dst_tr, w, h = calculate_default_transform(UTM, "EPSG:4326", SIZE, SIZE,
-                                               *rasterio.transform.array_bounds(SIZE, SIZE, tr))
+    dst_tr, w, h = calculate_default_transform(
+        UTM, "EPSG:4326", SIZE, SIZE, *rasterio.transform.array_bounds(SIZE, SIZE, tr)
+    )
     names = []
     for b in range(3):
         geo = np.zeros((1, h, w), np.uint8)
-        reproject(data[b], geo[0], src_transform=tr, src_crs=UTM, dst_transform=dst_tr, dst_crs="EPSG:4326",
-                  resampling=Resampling.nearest, dst_nodata=0)
+        reproject(
+            data[b],
+            geo[0],
+            src_transform=tr,
+            src_crs=UTM,
+            dst_transform=dst_tr,
+            dst_crs="EPSG:4326",
+            resampling=Resampling.nearest,
+            dst_nodata=0,
+        )
         write_raster(folder / f"B{b + 2}.tif", geo, dst_tr, "EPSG:4326", nodata=0)
         names.append(f"B{b + 2}.tif")
     polygons_on_cells(cls, tr, UTM, cell=16, inset=4).to_file(folder / "labels_utm.gpkg")
-    cfg = write_config(folder / "config.yaml", names, "labels_utm.gpkg",
-                       models={"decision_tree": {}}, split={"random_contrast": False})
-    rc = main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "geo", "--no-progress",
-               "--engine", "local"])
+    cfg = write_config(
+        folder / "config.yaml", names, "labels_utm.gpkg", models={"decision_tree": {}}, split={"random_contrast": False}
+    )
+    rc = main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "geo", "--no-progress", "--engine", "local"])
     return folder, folder / "runs" / "geo", rc
 
 
@@ -59,8 +68,17 @@ def _utm_areas_ha(map_4326: Path, res: float = 5.0) -> dict[int, float]:
     with rasterio.open(map_4326) as src:
         dst_tr, w, h = calculate_default_transform(src.crs, UTM, src.width, src.height, *src.bounds, resolution=res)
         out = np.full((h, w), 255, np.uint8)
-        reproject(src.read(1), out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst_tr,
-                  dst_crs=UTM, resampling=Resampling.nearest, src_nodata=255, dst_nodata=255)
+        reproject(
+            src.read(1),
+            out,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=dst_tr,
+            dst_crs=UTM,
+            resampling=Resampling.nearest,
+            src_nodata=255,
+            dst_nodata=255,
+        )
     vals, counts = np.unique(out[out != 255], return_counts=True)
     return {int(v): float(n) * res * res / 1e4 for v, n in zip(vals, counts)}
 
@@ -88,8 +106,9 @@ def test_class_areas_match_the_scene_in_utm(geo_run):
     # a naive degrees-squared reading would be off by orders of magnitude; pixel count x the
     # mean pixel area would be close but not exact: the per-row areas are what is used
     adj = m["models"]["decision_tree"]["area_adjusted"]
-    assert adj["pixel_area_ha"] == pytest.approx(sum(a["area_ha"] for a in areas.values())
-                                                  / sum(a["pixels"] for a in areas.values()))
+    assert adj["pixel_area_ha"] == pytest.approx(
+        sum(a["area_ha"] for a in areas.values()) / sum(a["pixels"] for a in areas.values())
+    )
     total = sum(utm.values())
     assert sum(a["area_ha"] for a in areas.values()) == pytest.approx(total, rel=0.005)
 
@@ -98,8 +117,9 @@ def test_crs_without_measurable_areas_stops_in_prepare(tmp_path, capsys):
     from pipeline.cli import main
 
     cls = class_image(32, 32)
-    write_raster(tmp_path / "local.tif", spectra(cls), from_origin(100, 100, 1, 1),
-                 'LOCAL_CS["arbitrary",UNIT["metre",1]]')
+    write_raster(
+        tmp_path / "local.tif", spectra(cls), from_origin(100, 100, 1, 1), 'LOCAL_CS["arbitrary",UNIT["metre",1]]'
+    )
     polygons_on_cells(cls, from_origin(100, 100, 1, 1), UTM).to_file(tmp_path / "l.gpkg")
     cfg = write_config(tmp_path / "c.yaml", ["local.tif"], "l.gpkg")
     rc = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "x", "--no-progress", "--engine", "local"])

@@ -29,8 +29,13 @@ CNN = {"cnn": {"epochs": 8, "patience": 8, "channels": 4, "batch_size": 32}}
 
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONWARNINGS="ignore",
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120", PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore")
+    env.update(
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONWARNINGS="ignore",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore",
+    )
     return env
 
 
@@ -69,9 +74,15 @@ def _wait_for(cond, what: str, proc: subprocess.Popen, timeout: float = 600) -> 
 
 
 def _start(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--no-progress",
-                             *extra], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--no-progress", *extra],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.prefect
@@ -81,8 +92,11 @@ def test_sigint_during_deep_training_stops_within_seconds_and_resumes(tmp_path):
     run = out / "c1"
     proc = _start(cfg, out, "--run-id", "c1")
     try:
-        _wait_for(lambda: "stage train:cnn: running" in ((run / "run.log").read_text() if (run / "run.log").exists()
-                                                         else ""), "training", proc)
+        _wait_for(
+            lambda: "stage train:cnn: running" in ((run / "run.log").read_text() if (run / "run.log").exists() else ""),
+            "training",
+            proc,
+        )
         time.sleep(1.0)
         kids = _children(proc.pid)
         assert kids, "no temporary Prefect server was started"
@@ -105,8 +119,14 @@ def test_sigint_during_deep_training_stops_within_seconds_and_resumes(tmp_path):
     assert not (run / "stages" / "train-cnn.json").exists(), "training had finished before the signal"
     assert not list(run.glob("models/*.pt")) and not (run / "metrics.json").exists()
 
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--resume", "c1",
-                           "--no-progress"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--resume", "c1", "--no-progress"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads((run / "manifest.json").read_text())
     assert m["stage_sources"]["prepare"] == "run" and m["stage_sources"]["train:cnn"] is None

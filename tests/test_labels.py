@@ -2,10 +2,10 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+from conftest import write_raster
 from rasterio import features
 from shapely.geometry import Point, box
 
-from conftest import write_raster
 from pipeline.config import ClassSpec, LabelConfig
 from pipeline.errors import InputError
 from pipeline.labels import ingest_labels
@@ -18,9 +18,14 @@ def _polys(path, crs="EPSG:32633", to=None):
     # Raster: origin (500000, 4000000), 10 m, 80 x 60 px -> x 500000..500800, y 3999400..4000000.
     g = gpd.GeoDataFrame(
         {"cls": ["water", "Forest", "urban", "forest"], "code": [1, 2, 5, 1]},
-        geometry=[box(500055, 3999805, 500205, 3999955), box(500405, 3999505, 500555, 3999705),
-                  box(500605, 3999805, 500705, 3999905), box(500255, 3999455, 500355, 3999555)],
-        crs=crs)
+        geometry=[
+            box(500055, 3999805, 500205, 3999955),
+            box(500405, 3999505, 500555, 3999705),
+            box(500605, 3999805, 500705, 3999905),
+            box(500255, 3999455, 500355, 3999555),
+        ],
+        crs=crs,
+    )
     if to:
         g = g.to_crs(to)
     g.to_file(path)
@@ -30,8 +35,13 @@ def _polys(path, crs="EPSG:32633", to=None):
 def _reference(stack, gdf_path):
     """Full-grid rasterisation with rasterio, independent of the windowed code."""
     g = gpd.read_file(gdf_path).to_crs(stack.grid.crs)
-    return features.rasterize(((geom, i) for i, geom in enumerate(g.geometry)), out_shape=(60, 80),
-                              transform=stack.grid.transform, fill=-1, dtype="int32")
+    return features.rasterize(
+        ((geom, i) for i, geom in enumerate(g.geometry)),
+        out_shape=(60, 80),
+        transform=stack.grid.transform,
+        fill=-1,
+        dtype="int32",
+    )
 
 
 @pytest.mark.parametrize("window", [16, 1024])
@@ -39,8 +49,9 @@ def test_polygons_in_other_crs_match_full_rasterisation(tmp_path, synthetic_scen
     path, _ = synthetic_scene
     lp = _polys(tmp_path / "labels.gpkg", to="EPSG:4326")
     with RasterStack.open(path) as stack:
-        s, rep = ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, CLASSES, stack, window_size=window,
-                               progress=False)
+        s, rep = ingest_labels(
+            LabelConfig(path=str(lp), field="cls"), lp, CLASSES, stack, window_size=window, progress=False
+        )
         ref = _reference(stack, lp)
     got = np.full((60, 80), -1)
     got[s.row, s.col] = s.group
@@ -48,8 +59,11 @@ def test_polygons_in_other_crs_match_full_rasterisation(tmp_path, synthetic_scen
     assert rep.pixels_under_nodata == int((ref[:5, :5] >= 0).sum())
     ref[:5, :5] = -1
     np.testing.assert_array_equal(got, ref)
-    assert rep.pixels_per_class == {"water": int((ref == 0).sum()), "forest": int(((ref == 1) | (ref == 3)).sum()),
-                                    "urban": int((ref == 2).sum())}
+    assert rep.pixels_per_class == {
+        "water": int((ref == 0).sum()),
+        "forest": int(((ref == 1) | (ref == 3)).sum()),
+        "urban": int((ref == 2).sum()),
+    }
     # Coordinates are pixel centres in the raster CRS.
     with rasterio.open(path) as src:
         xs, ys = rasterio.transform.xy(src.transform, s.row.to_numpy(), s.col.to_numpy())
@@ -62,8 +76,9 @@ def test_id_name_disagreement_is_reported_and_dropped(tmp_path, synthetic_scene)
     path, _ = synthetic_scene
     lp = _polys(tmp_path / "labels.gpkg")
     with RasterStack.open(path) as stack:
-        s, rep = ingest_labels(LabelConfig(path=str(lp), field="cls", id_field="code"), lp, CLASSES, stack,
-                               progress=False)
+        s, rep = ingest_labels(
+            LabelConfig(path=str(lp), field="cls", id_field="code"), lp, CLASSES, stack, progress=False
+        )
     assert rep.id_name_mismatches == 1  # the last polygon says forest but code 1 (water)
     assert rep.mismatch_examples[0]["cls"] == "forest" and rep.mismatch_examples[0]["code"] == "1"
     assert 3 not in set(s.group)
@@ -76,21 +91,26 @@ def test_unknown_labels_error_or_drop(tmp_path, synthetic_scene):
     two = CLASSES[:2]
     with RasterStack.open(path) as stack:
         # the line names the config key that lets the run go on (the drop below shows that it works)
-        with pytest.raises(InputError, match=r"labels.gpkg: field 'cls' has labels not in the class table: 'urban' "
-                                             r"\(1 rows\); .*set labels.on_unknown: drop"):
+        with pytest.raises(
+            InputError,
+            match=r"labels.gpkg: field 'cls' has labels not in the class table: 'urban' "
+            r"\(1 rows\); .*set labels.on_unknown: drop",
+        ):
             ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, two, stack, progress=False)
-        s, rep = ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, two, stack, on_unknown="drop",
-                               progress=False)
+        s, rep = ingest_labels(
+            LabelConfig(path=str(lp), field="cls"), lp, two, stack, on_unknown="drop", progress=False
+        )
     assert rep.unknown_labels == {"urban": 1}
     assert set(s.class_name) == {"water", "forest"}
 
 
 def test_points_and_overlaps(tmp_path, synthetic_scene):
     path, _ = synthetic_scene
-    pts = gpd.GeoDataFrame({"cls": ["water", "forest", "forest", "forest"]},
-                           geometry=[Point(500105, 3999905), Point(500455, 3999555), Point(500456, 3999556),
-                                     Point(500705, 3999505)],
-                           crs="EPSG:32633")
+    pts = gpd.GeoDataFrame(
+        {"cls": ["water", "forest", "forest", "forest"]},
+        geometry=[Point(500105, 3999905), Point(500455, 3999555), Point(500456, 3999556), Point(500705, 3999505)],
+        crs="EPSG:32633",
+    )
     pp = tmp_path / "pts.shp"
     pts.to_file(pp)
     with RasterStack.open(path) as stack:
@@ -130,8 +150,10 @@ def test_label_raster_on_other_grid(tmp_path, synthetic_scene):
     assert any("19 labelled pixels lie outside the image (water 4, forest 15)" in w for w in rep.warnings())
     lab[0, 39] = 9
     lp2 = write_raster(tmp_path / "lab2.tif", lab, res=20.0, nodata=0)
-    with RasterStack.open(path) as stack, pytest.raises(InputError,
-                                                        match="values not in the class table: 9;.*labels.on_unknown: drop"):
+    with (
+        RasterStack.open(path) as stack,
+        pytest.raises(InputError, match="values not in the class table: 9;.*labels.on_unknown: drop"),
+    ):
         ingest_labels(LabelConfig(path=str(lp2)), lp2, CLASSES[:2], stack, progress=False)
     with RasterStack.open(path) as stack:
         s2, rep2 = ingest_labels(LabelConfig(path=str(lp2)), lp2, CLASSES[:2], stack, on_unknown="drop", progress=False)
@@ -140,8 +162,10 @@ def test_label_raster_on_other_grid(tmp_path, synthetic_scene):
     from rasterio.errors import NotGeoreferencedWarning
 
     lp3 = tmp_path / "lab3.tif"
-    with pytest.warns(NotGeoreferencedWarning), rasterio.open(
-            lp3, "w", driver="GTiff", width=40, height=30, count=1, dtype="uint8", crs="EPSG:32633") as d:
+    with (
+        pytest.warns(NotGeoreferencedWarning),
+        rasterio.open(lp3, "w", driver="GTiff", width=40, height=30, count=1, dtype="uint8", crs="EPSG:32633") as d,
+    ):
         d.write(lab[None])
     with RasterStack.open(path) as stack, pytest.raises(InputError, match="lab3.tif: label raster has no geotransform"):
         ingest_labels(LabelConfig(path=str(lp3)), lp3, CLASSES[:2], stack, progress=False)
@@ -163,8 +187,9 @@ def test_bad_label_files(tmp_path, synthetic_scene):
             ingest_labels(LabelConfig(path="x.gpkg", field="cls"), tmp_path / "x.gpkg", CLASSES, stack)
         extra = CLASSES + [ClassSpec(id=9, name="snow")]
         with pytest.raises(InputError, match="class 'snow' has no labelled pixels"):
-            ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, extra, stack, progress=False,
-                          on_empty_class="error")
+            ingest_labels(
+                LabelConfig(path=str(lp), field="cls"), lp, extra, stack, progress=False, on_empty_class="error"
+            )
         # by default the class is left out, with the reason
         _, rep = ingest_labels(LabelConfig(path=str(lp), field="cls"), lp, extra, stack, progress=False)
         assert rep.classes_without_labels == {"snow": "no feature of the label file has this class"}

@@ -26,8 +26,12 @@ def _imports(node: ast.AST) -> list[tuple[str, int]]:
             out += [(a.name, n.lineno) for a in n.names]
         elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
             out.append((n.module, n.lineno))
-        elif isinstance(n, ast.Call) and getattr(n.func, "attr", getattr(n.func, "id", "")) in (
-                "import_module", "__import__") and n.args and isinstance(n.args[0], ast.Constant):
+        elif (
+            isinstance(n, ast.Call)
+            and getattr(n.func, "attr", getattr(n.func, "id", "")) in ("import_module", "__import__")
+            and n.args
+            and isinstance(n.args[0], ast.Constant)
+        ):
             out.append((str(n.args[0].value), n.lineno))
     return out
 
@@ -62,8 +66,10 @@ def layer_violations(root: Path) -> list[str]:
                     bad.append(f"{rel}:{line}: imports {name} at module level")
         for n in ast.walk(tree):
             if isinstance(n, ast.Try) and any(_top(m) in UPPER for b in n.body for m, _ in _imports(b)):
-                if any(h.type is None or "ImportError" in ast.dump(h.type) or "ModuleNotFoundError" in ast.dump(h.type)
-                       for h in n.handlers):
+                if any(
+                    h.type is None or "ImportError" in ast.dump(h.type) or "ModuleNotFoundError" in ast.dump(h.type)
+                    for h in n.handlers
+                ):
                     bad.append(f"{rel}:{n.lineno}: hides an ImportError of a higher layer")
         if path.name != "cli.py":
             bad += [f"{rel}:{line}: imports {name}" for name, line in _imports(tree) if _top(name) in UPPER]
@@ -87,8 +93,9 @@ def test_the_check_catches_a_violation(tmp_path):
     for stem in ("pipeline", "batch", "serve"):
         (tmp_path / "flows" / f"{stem}.py").write_text("import pipeline\n")
     (tmp_path / "pipeline" / "a.py").write_text("from flows.pipeline import x\n")
-    (tmp_path / "pipeline" / "b.py").write_text("def f():\n    try:\n        import bench.deep\n"
-                                                 "    except ImportError:\n        pass\n")
+    (tmp_path / "pipeline" / "b.py").write_text(
+        "def f():\n    try:\n        import bench.deep\n    except ImportError:\n        pass\n"
+    )
     (tmp_path / "flows" / "batch.py").write_text("def f():\n    from flows.pipeline import y\n")
     got = layer_violations(tmp_path)
     assert any("a.py:1: imports flows.pipeline at module level" in g for g in got)
@@ -99,9 +106,17 @@ def test_the_check_catches_a_violation(tmp_path):
 
 @pytest.mark.parametrize("module", ["pipeline.cli", "pipeline.run", "pipeline.cache", "pipeline.batch"])
 def test_importing_the_library_loads_no_flow_nor_prefect(module):
-    code = (f"import sys, {module}; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flows', 'bench', 'prefect', 'torch')); "
-            "print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    code = (
+        f"import sys, {module}; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flows', 'bench', 'prefect', 'torch')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

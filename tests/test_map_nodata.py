@@ -35,8 +35,9 @@ def test_map_command_reproduces_the_run_map_with_config_nodata(prefect_api, tmp_
     write_raster(folder / "scene.tif", data, tr, "EPSG:32633", nodata=None)
     gdf = polygons_on_cells(cls, tr, "EPSG:32633")
     gdf[gdf.geometry.centroid.x < 500000.0 + 40 * 30.0].to_file(folder / "labels.gpkg")
-    cfg = write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", rasters={"nodata": 0},
-                       split={"random_contrast": False})
+    cfg = write_config(
+        folder / "config.yaml", ["scene.tif"], "labels.gpkg", rasters={"nodata": 0}, split={"random_contrast": False}
+    )
     assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress"]) == 0
     run = tmp_path / "runs" / "r"
     model = run / "models" / "decision_tree.skops"
@@ -44,16 +45,33 @@ def test_map_command_reproduces_the_run_map_with_config_nodata(prefect_api, tmp_
 
     assert load_model(model).meta.nodata == [0.0, 0.0, 0.0]
     out = tmp_path / "again.tif"
-    assert main(["map", "--model", str(model), "--raster", str(folder / "scene.tif"), "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(["map", "--model", str(model), "--raster", str(folder / "scene.tif"), "--out", str(out), "--no-progress"])
+        == 0
+    )
     with rasterio.open(out) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
         again, original = a.read(1), b.read(1)
     np.testing.assert_array_equal(again, original)
     assert (original[:, 40:] == 255).all() and (original[:, :40] != 255).all()
     # --nodata overrides: with 65535 as nodata the zero strip is classified like any other pixel
     other = tmp_path / "other.tif"
-    assert main(["map", "--model", str(model), "--raster", str(folder / "scene.tif"), "--out", str(other),
-                 "--nodata", "65535", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(model),
+                "--raster",
+                str(folder / "scene.tif"),
+                "--out",
+                str(other),
+                "--nodata",
+                "65535",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with rasterio.open(other) as o:
         strip = o.read(1)[:, 40:]
     assert (strip != 255).all()

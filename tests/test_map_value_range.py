@@ -28,8 +28,10 @@ def trained(tmp_path_factory):
     write_raster(folder / "scene.tif", data, TR, "EPSG:32633")
     polygons_on_cells(cls, TR, "EPSG:32633").to_file(folder / "labels.gpkg")
     cfg = write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", split={"random_contrast": False})
-    assert main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "r", "--no-progress",
-                 "--engine", "local"]) == 0
+    assert (
+        main(["run", str(cfg), "--out", str(folder / "runs"), "--run-id", "r", "--no-progress", "--engine", "local"])
+        == 0
+    )
     return folder, data, folder / "runs" / "r"
 
 
@@ -88,8 +90,23 @@ def test_a_raster_scaled_by_100_warns_and_strict_stops(trained, tmp_path, caplog
     folder_out.mkdir()
     from pipeline.cli import main
 
-    assert main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster", str(folder / "scene.tif"),
-                 str(scaled), "--out", str(folder_out), "--strict", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(run / "models" / "decision_tree.skops"),
+                "--raster",
+                str(folder / "scene.tif"),
+                str(scaled),
+                "--out",
+                str(folder_out),
+                "--strict",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert list(folder_out.iterdir()) == []
 
 
@@ -120,8 +137,9 @@ def test_reflectance_0_1_against_a_model_of_0_10000(tmp_path):
     # a clear date against a hazy training date (narrow range, 3x darker) is not other units
     hazy = training_value_range(rng.normal(0.3, 0.02, (5000, 4)), ["float32"] * 4)
     assert value_range_problem(rng.normal(0.1, 0.03, (5000, 4)), ["float32"] * 4, list("abcd"), hazy) is None
-    assert "100x smaller" in value_range_problem(rng.normal(0.003, 0.0003, (5000, 4)), ["float32"] * 4,
-                                                 list("abcd"), hazy)
+    assert "100x smaller" in value_range_problem(
+        rng.normal(0.003, 0.0003, (5000, 4)), ["float32"] * 4, list("abcd"), hazy
+    )
     # values at or below 0 (SAR backscatter in dB) are compared on the widened range: x100 is off
     db = rng.uniform(-25, -5, (5000, 2))
     ref_db = training_value_range(db, ["float32"] * 2)
@@ -146,7 +164,6 @@ def test_an_old_model_without_the_field_still_maps(trained, tmp_path, caplog):
 def test_a_deep_model_file_keeps_the_value_range(tmp_path):
     """``.pt`` files are loaded with ``weights_only``: the value range must be plain types (None included)."""
     import torch
-
     from test_deep import make_model, separable
 
     from pipeline.models import load_model

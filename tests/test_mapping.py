@@ -18,8 +18,9 @@ def _fit_tree(stack, tmp_path):
     rng = np.random.default_rng(0)
     rows, cols = rng.integers(5, 60, 300), rng.integers(5, 80, 300)
     y = np.where(cols < 40, 1, 2)
-    store = open_patches(extract_patches(stack, pd.DataFrame({"row": rows, "col": cols}), 1, tmp_path / "p.npy",
-                                         progress=False))
+    store = open_patches(
+        extract_patches(stack, pd.DataFrame({"row": rows, "col": cols}), 1, tmp_path / "p.npy", progress=False)
+    )
     meta = ModelMeta("decision_tree", stack.band_names, [1, 2], ["left", "right"], ["#ff0000", "#0000ff"], 1)
     td = TrainingData(store, y, np.arange(300), np.zeros((300, 2)), stack.band_names)
     return DecisionTreeModel(DecisionTreeConfig(), meta, seed=0).fit(td)
@@ -29,8 +30,9 @@ def test_map_grid_colormap_nodata_and_window_invariance(tmp_path, synthetic_scen
     path, data = synthetic_scene
     with RasterStack.open(path) as stack:
         model = _fit_tree(stack, tmp_path)
-        a = classify_raster(model, stack, tmp_path / "a.tif", tmp_path / "a_conf.tif", window_size=16, workers=2,
-                            progress=False)
+        a = classify_raster(
+            model, stack, tmp_path / "a.tif", tmp_path / "a_conf.tif", window_size=16, workers=2, progress=False
+        )
         classify_raster(model, stack, tmp_path / "b.tif", window_size=1000, workers=1, progress=False)
     assert a["pixels"] == 60 * 80 and a["mpx_per_s"] > 0
     with rasterio.open(path) as src, rasterio.open(tmp_path / "a.tif") as m, rasterio.open(tmp_path / "b.tif") as m2:
@@ -67,8 +69,8 @@ def test_saved_model_round_trip(tmp_path, synthetic_scene):
 
 def test_open_for_model_lines_bands_up(tmp_path, synthetic_scene):
     import pytest
-
     from conftest import write_raster
+
     from pipeline.errors import InputError
     from pipeline.mapping import open_for_model
 
@@ -107,7 +109,9 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
         classify_raster(model, stack, str(tmp_path / "m.tif"), str(tmp_path / "m_conf.tif"), progress=False)
     out = tmp_path / "m.tif"
     with rasterio.open(out) as m:
-        assert json.loads(m.tags()["class_names"]) == json.loads(m.tags(1)["class_names"]) == {"1": "left", "2": "right"}
+        assert (
+            json.loads(m.tags()["class_names"]) == json.loads(m.tags(1)["class_names"]) == {"1": "left", "2": "right"}
+        )
         cmap = m.colormap(1)
         assert cmap[1] == (255, 0, 0, 255) and cmap[2] == (0, 0, 255, 255)
         assert all(cmap[v][3] == 0 for v in (0, 3, 100, NODATA_CLASS))  # unused entries transparent, not black
@@ -122,7 +126,9 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
     qml = ET.parse(tmp_path / "m.qml").getroot()
     assert qml.find("pipe/rasterrenderer").get("type") == "paletted"
     assert [(e.get("value"), e.get("label"), e.get("color")) for e in qml.iter("paletteEntry")] == [
-        ("1", "left", "#ff0000"), ("2", "right", "#0000ff")]
+        ("1", "left", "#ff0000"),
+        ("2", "right", "#0000ff"),
+    ]
     assert (tmp_path / "m.clr").read_text().splitlines() == ["1 255 0 0", "2 0 0 255"]
     assert read_pam_names(out) == map_class_names(out) == {1: "left", 2: "right"}
     from pipeline.assess import design_sample  # assess-design names the strata from the map itself
@@ -140,8 +146,11 @@ def test_gdal_sees_class_names_and_transparent_palette(tmp_path, synthetic_scene
     path, _ = synthetic_scene
     with RasterStack.open(path) as stack:
         classify_raster(_fit_tree(stack, tmp_path), stack, tmp_path / "m.tif", progress=False)
-    info = json.loads(subprocess.run(["gdalinfo", "-json", str(tmp_path / "m.tif")], capture_output=True,
-                                     text=True, check=True).stdout)
+    info = json.loads(
+        subprocess.run(
+            ["gdalinfo", "-json", str(tmp_path / "m.tif")], capture_output=True, text=True, check=True
+        ).stdout
+    )
     band = info["bands"][0]
     assert band["colorInterpretation"] == "Palette"
     assert band["categories"] == ["", "left", "right"]
@@ -162,8 +171,20 @@ def test_gdal_cache_is_sized_from_the_window_and_restored(tmp_path):
     rng = np.random.default_rng(1)
     data = rng.integers(1, 1000, size=(3, 200, 200)).astype(np.uint16)
     path = tmp_path / "tiled.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=3, dtype="uint16", crs="EPSG:32633",
-                       transform=from_origin(0, 2000, 10, 10), tiled=True, blockxsize=32, blockysize=32) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=200,
+        count=3,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=from_origin(0, 2000, 10, 10),
+        tiled=True,
+        blockxsize=32,
+        blockysize=32,
+    ) as dst:
         dst.write(data)
     seen = []
 

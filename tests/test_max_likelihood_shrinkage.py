@@ -46,20 +46,33 @@ def test_fixed_shrinkage_is_the_convex_combination_with_the_scaled_identity():
 
 
 def _meta(d):
-    return ModelMeta(model="max_likelihood", band_names=[f"b{i}" for i in range(d)], class_ids=[1, 2, 3],
-                     class_names=["a", "b", "c"], class_colors=["#000000"] * 3, patch_size=1)
+    return ModelMeta(
+        model="max_likelihood",
+        band_names=[f"b{i}" for i in range(d)],
+        class_ids=[1, 2, 3],
+        class_names=["a", "b", "c"],
+        class_colors=["#000000"] * 3,
+        patch_size=1,
+    )
 
 
 def _td(X, y):
-    return TrainingData(X[:, :, None, None].astype(np.float32), y, np.arange(len(y)), np.zeros((len(y), 2)),
-                        [f"b{i}" for i in range(X.shape[1])])
+    return TrainingData(
+        X[:, :, None, None].astype(np.float32),
+        y,
+        np.arange(len(y)),
+        np.zeros((len(y), 2)),
+        [f"b{i}" for i in range(X.shape[1])],
+    )
 
 
 def test_reg_param_changes_covariance_and_predictions():
     X, y = _data()
     Xt, yt = _data((100, 100, 100), seed=1)
-    fits = {r: build_model("max_likelihood", MaxLikelihoodConfig(reg_param=r), _meta(30), seed=0).fit(_td(X, y))
-            for r in ("auto", 1e-3, 0.3, 0.99)}
+    fits = {
+        r: build_model("max_likelihood", MaxLikelihoodConfig(reg_param=r), _meta(30), seed=0).fit(_td(X, y))
+        for r in ("auto", 1e-3, 0.3, 0.99)
+    }
     covs = {r: m.estimator.covariance_[0] for r, m in fits.items()}
     preds = {r: m.predict_patches(_td(Xt, yt).patches) for r, m in fits.items()}
     assert not np.allclose(covs[1e-3], covs[0.3]) and not np.allclose(covs[0.3], covs[0.99])
@@ -84,10 +97,29 @@ def test_cli_hyperspectral_scene_with_a_rare_class(tmp_path):
     """60 bands, a class of 4 small polygons: fewer training pixels than bands, default settings."""
     from pipeline.cli import main
 
-    cfg_path = utm_scene(tmp_path / "scene", n_bands=60, cap={"urban": 4}, models={"max_likelihood": {}},
-                         split={"random_contrast": False})
-    assert main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "hyper", "--no-progress",
-                 "--engine", "local"]) == 0
+    cfg_path = utm_scene(
+        tmp_path / "scene",
+        n_bands=60,
+        cap={"urban": 4},
+        models={"max_likelihood": {}},
+        split={"random_contrast": False},
+    )
+    assert (
+        main(
+            [
+                "run",
+                str(cfg_path),
+                "--out",
+                str(tmp_path / "runs"),
+                "--run-id",
+                "hyper",
+                "--no-progress",
+                "--engine",
+                "local",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "runs" / "hyper"
     m = json.loads((run / "metrics.json").read_text())
     assert not m["failed_models"]

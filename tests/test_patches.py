@@ -20,10 +20,10 @@ def test_patches_equal_slices_of_padded_image(tmp_path, synthetic_scene, k, wind
     assert isinstance(store.raw, np.memmap)
     h = k // 2
     ref = np.full((3, 60 + 2 * h, 80 + 2 * h), np.nan, np.float32)
-    ref[:, h:h + 60, h:h + 80] = data
-    ref[:, h:h + 5, h:h + 5] = np.nan  # nodata corner
+    ref[:, h : h + 60, h : h + 80] = data
+    ref[:, h : h + 5, h : h + 5] = np.nan  # nodata corner
     for i, (r, c) in enumerate(zip(rows, cols)):
-        np.testing.assert_array_equal(store[i], ref[:, r:r + k, c:c + k])
+        np.testing.assert_array_equal(store[i], ref[:, r : r + k, c : c + k])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.npy", "scene.tif"]  # no temporary left
 
 
@@ -51,19 +51,30 @@ def _scene(tmp_path, dtype, nodata, name="s.tif", extreme_as_data=False):
     return write_raster(tmp_path / name, data, nodata=nodata)
 
 
-@pytest.mark.parametrize("dtype,nodata,stored", [
-    (np.uint16, 0, np.uint16), (np.uint16, None, np.uint16), (np.int16, -9999, np.int16),
-    (np.uint8, 255, np.uint8), (np.int16, None, np.int16), (np.float32, -1.0, np.float32),
-    (np.int32, None, np.float32), (np.uint8, None, np.uint8)])
+@pytest.mark.parametrize(
+    "dtype,nodata,stored",
+    [
+        (np.uint16, 0, np.uint16),
+        (np.uint16, None, np.uint16),
+        (np.int16, -9999, np.int16),
+        (np.uint8, 255, np.uint8),
+        (np.int16, None, np.int16),
+        (np.float32, -1.0, np.float32),
+        (np.int32, None, np.float32),
+        (np.uint8, None, np.uint8),
+    ],
+)
 def test_dtype_store_is_bit_identical_to_float32_store(tmp_path, dtype, nodata, stored):
     path = _scene(tmp_path, dtype, nodata)
     rng = np.random.default_rng(4)
-    samples = pd.DataFrame({"row": np.r_[0, 49, 12, 30, rng.integers(0, 50, 200)],
-                            "col": np.r_[0, 69, 22, 30, rng.integers(0, 70, 200)]})
+    samples = pd.DataFrame(
+        {"row": np.r_[0, 49, 12, 30, rng.integers(0, 50, 200)], "col": np.r_[0, 69, 22, 30, rng.integers(0, 70, 200)]}
+    )
     with RasterStack.open(path) as stack:
         a = open_patches(extract_patches(stack, samples, 5, tmp_path / "a.npy", window_size=16, progress=False))
-        b = open_patches(extract_patches(stack, samples, 5, tmp_path / "b.npy", window_size=16, progress=False,
-                                         keep_dtype=False))
+        b = open_patches(
+            extract_patches(stack, samples, 5, tmp_path / "b.npy", window_size=16, progress=False, keep_dtype=False)
+        )
     assert a.storage_dtype == stored and b.storage_dtype == np.float32
     fa, fb = np.asarray(a), np.asarray(b)
     assert fa.dtype == np.float32 and np.isnan(fa).any()  # edge padding at least

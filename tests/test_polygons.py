@@ -15,15 +15,23 @@ NAMES = {1: "water", 2: "forest"}
 
 def _samples():
     # polygon 0: water, 4 test px; polygon 1: forest, 2 test px; polygon 2: water, training only
-    return pd.DataFrame({
-        "x": [0.0, 1, 2, 3, 10, 11, 20, 21, 22, 23], "y": [0.0] * 10,
-        "class_id": [1, 1, 1, 1, 2, 2, 1, 1, 2, 2], "class_name": ["water"] * 4 + ["forest"] * 2 + ["water"] * 2 + ["forest"] * 2,
-        "group": [0, 0, 0, 0, 1, 1, 2, 2, 3, 3], "split": ["test"] * 6 + ["train"] * 4})
+    return pd.DataFrame(
+        {
+            "x": [0.0, 1, 2, 3, 10, 11, 20, 21, 22, 23],
+            "y": [0.0] * 10,
+            "class_id": [1, 1, 1, 1, 2, 2, 1, 1, 2, 2],
+            "class_name": ["water"] * 4 + ["forest"] * 2 + ["water"] * 2 + ["forest"] * 2,
+            "group": [0, 0, 0, 0, 1, 1, 2, 2, 3, 3],
+            "split": ["test"] * 6 + ["train"] * 4,
+        }
+    )
 
 
 def _evals():
-    return {"a": pd.DataFrame({"sample": [0, 1, 2, 3, 4, 5], "y_pred": [2, 2, 2, 1, 2, 2]}),
-            "b": pd.DataFrame({"sample": [0, 1, 2, 3, 4, 5], "y_pred": [2, 2, 1, 1, 2, 1]})}
+    return {
+        "a": pd.DataFrame({"sample": [0, 1, 2, 3, 4, 5], "y_pred": [2, 2, 2, 1, 2, 2]}),
+        "b": pd.DataFrame({"sample": [0, 1, 2, 3, 4, 5], "y_pred": [2, 2, 1, 1, 2, 1]}),
+    }
 
 
 def test_polygon_accuracy_by_hand():
@@ -44,8 +52,9 @@ def test_reference_check_compares_suspect_spectra_with_training():
     ev = _evals()
     ev["b"].loc[2, "y_pred"] = 2
     # patches (n, bands=2, 3, 3): centre pixels carry the values; the ring is noise that must not count
-    centre = np.array([[40, 80], [40, 80], [40, 80], [40, 80], [50, 50], [50, 50], [10, 20], [12, 24], [60, 60], [60, 60]],
-                      np.float32)
+    centre = np.array(
+        [[40, 80], [40, 80], [40, 80], [40, 80], [50, 50], [50, 50], [10, 20], [12, 24], [60, 60], [60, 60]], np.float32
+    )
     patches = np.random.default_rng(0).random((10, 2, 3, 3)).astype(np.float32) * 1000
     patches[:, :, 1, 1] = centre
     out = reference_check(_samples(), ev, NAMES, patches, ["nir", "swir1"])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import write_raster
 from rasterio.windows import Window
 
-from conftest import write_raster
 from pipeline.errors import InputError
 from pipeline.raster import RasterStack, iter_windows
 
@@ -73,14 +73,20 @@ def test_mismatched_grids_and_missing_crs(tmp_path):
 
     nocrs = tmp_path / "nocrs.tif"
     # A file with neither CRS nor transform, on purpose; rasterio warns while writing it.
-    with pytest.warns(NotGeoreferencedWarning), \
-            rasterio.open(nocrs, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8") as d:
+    with (
+        pytest.warns(NotGeoreferencedWarning),
+        rasterio.open(nocrs, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8") as d,
+    ):
         d.write(np.zeros((1, 3, 3), np.uint8))
     with pytest.raises(InputError, match="nocrs.tif: raster has no CRS"):
         RasterStack.open(nocrs)
     notransform = tmp_path / "notransform.tif"
-    with pytest.warns(NotGeoreferencedWarning), rasterio.open(
-            notransform, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8", crs="EPSG:32617") as d:
+    with (
+        pytest.warns(NotGeoreferencedWarning),
+        rasterio.open(
+            notransform, "w", driver="GTiff", width=3, height=3, count=1, dtype="uint8", crs="EPSG:32617"
+        ) as d,
+    ):
         d.write(np.zeros((1, 3, 3), np.uint8))
     with pytest.raises(InputError, match="notransform.tif: raster has no geotransform"):
         RasterStack.open(notransform)
@@ -95,7 +101,7 @@ def test_mismatched_grids_and_missing_crs(tmp_path):
 def test_windows_cover_raster_once():
     cover = np.zeros((70, 45), int)
     for w in iter_windows(45, 70, 16):
-        cover[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
+        cover[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
     assert (cover == 1).all()
 
 

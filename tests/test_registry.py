@@ -9,9 +9,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import rasterio
+from conftest import write_raster
 from pydantic import BaseModel, ConfigDict, Field
 
-from conftest import write_raster
 from pipeline.config import FeatureConfig, RunConfig, parse_config
 from pipeline.errors import InputError
 from pipeline.models import build_model, load_model, registry
@@ -57,9 +57,15 @@ def _scene(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _raw(img: Path, labels: Path, models: dict) -> dict:
-    return {"name": "toy", "rasters": {"paths": [str(img)]}, "labels": {"path": str(labels)},
-            "classes": [{"id": 1, "name": "west"}, {"id": 2, "name": "east"}],
-            "patch": {"size": 3}, "split": {"strategy": "random"}, "models": models}
+    return {
+        "name": "toy",
+        "rasters": {"paths": [str(img)]},
+        "labels": {"path": str(labels)},
+        "classes": [{"id": 1, "name": "west"}, {"id": 2, "name": "east"}],
+        "patch": {"size": 3},
+        "split": {"strategy": "random"},
+        "models": models,
+    }
 
 
 def test_builtin_table_drives_every_list():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import types
@@ -27,11 +28,21 @@ def _write_map(path, data):
     from rasterio.enums import ColorInterp  # noqa: F401  (colormap written below)
 
     with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype="uint8",
-        crs="EPSG:32633", transform=from_origin(300_000, 4_000_000, 10, 10), nodata=255,
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(300_000, 4_000_000, 10, 10),
+        nodata=255,
     ) as dst:
         dst.write(data, 1)
-        dst.write_colormap(1, {c["id"]: tuple(int(c["color"][i:i + 2], 16) for i in (1, 3, 5)) + (255,) for c in CLASSES})
+        dst.write_colormap(
+            1, {c["id"]: tuple(int(c["color"][i : i + 2], 16) for i in (1, 3, 5)) + (255,) for c in CLASSES}
+        )
 
 
 def _png(path, seed=0):
@@ -70,8 +81,14 @@ def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True, six: bool =
         r["predict_mpx_per_s"] = 0.0123456 * (i + 1)
         if m == "cnn":
             r["epochs_run"], r["best_epoch"] = 12, 9
-            (run / "curves" / "cnn.json").write_text(json.dumps(
-                [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_macro_f1": 0.5 + e / 30} for e in range(1, 13)]))
+            (run / "curves" / "cnn.json").write_text(
+                json.dumps(
+                    [
+                        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_macro_f1": 0.5 + e / 30}
+                        for e in range(1, 13)
+                    ]
+                )
+            )
         models[m] = r
         preds[m] = p
     _png(run / "maps" / "random_forest.png")  # a quicklook that exists already
@@ -79,24 +96,53 @@ def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True, six: bool =
     metrics = {
         "classes": CLASSES,
         "models": models,
-        "split": {"strategy": "blocks", "block_size": 640.0, "buffer": 40.0, "seed": 0,
-                  "counts": {"train": {"water": 300, "forest": 900, "urban": 280},
-                             "validation": {"water": 60, "forest": 180, "urban": 50},
-                             "test": {"water": 300, "forest": 900, "urban": 300}},
-                  "dropped_by_buffer": 77, "missing_classes": {"train": [], "test": ["urban"]},
-                  "audit": {"min_train_test_distance": 45.0, "train_patches_touching_test_pixels": 0,
-                            "test_patches_touching_train_pixels": 0}},
-        "random_split_contrast": {m: {"overall_accuracy_random": 0.97, "overall_accuracy_spatial":
-                                      models[m]["overall_accuracy"], "gap": 0.97 - models[m]["overall_accuracy"]}
-                                  for m in models} if contrast else {},
+        "split": {
+            "strategy": "blocks",
+            "block_size": 640.0,
+            "buffer": 40.0,
+            "seed": 0,
+            "counts": {
+                "train": {"water": 300, "forest": 900, "urban": 280},
+                "validation": {"water": 60, "forest": 180, "urban": 50},
+                "test": {"water": 300, "forest": 900, "urban": 300},
+            },
+            "dropped_by_buffer": 77,
+            "missing_classes": {"train": [], "test": ["urban"]},
+            "audit": {
+                "min_train_test_distance": 45.0,
+                "train_patches_touching_test_pixels": 0,
+                "test_patches_touching_train_pixels": 0,
+            },
+        },
+        "random_split_contrast": {
+            m: {
+                "overall_accuracy_random": 0.97,
+                "overall_accuracy_spatial": models[m]["overall_accuracy"],
+                "gap": 0.97 - models[m]["overall_accuracy"],
+            }
+            for m in models
+        }
+        if contrast
+        else {},
         "pairwise": pairwise_mcnemar(y, preds),
         "labels": {"pixels_per_class": {"water": 1000, "forest": 3000, "urban": 900}},
     }
     (run / "metrics.json").write_text(json.dumps(metrics, allow_nan=False))
-    (run / "config.yaml").write_text("name: demo\nseed: 0\nrasters:\n  paths: [scene.tif]\nlabels:\n  path: labels.gpkg\n")
-    (run / "manifest.json").write_text(json.dumps({
-        "started": "2026-11-21T10:00:00+00:00", "finished": "2026-11-21T10:05:00+00:00",
-        "stages": [{"name": "split", "seconds": 1.5, "cached": False}, {"name": "train", "seconds": 100.25, "cached": True}]}))
+    (run / "config.yaml").write_text(
+        "name: demo\nseed: 0\nrasters:\n  paths: [scene.tif]\nlabels:\n  path: labels.gpkg\n"
+    )
+    (run / "manifest.json").write_text(
+        json.dumps(
+            {
+                "started": "2026-11-21T10:00:00+00:00",
+                "finished": "2026-11-21T10:05:00+00:00",
+                "stages": [
+                    {"name": "split", "seconds": 1.5, "cached": False},
+                    {"name": "train", "seconds": 100.25, "cached": True},
+                ],
+            }
+        )
+    )
     return run, metrics
 
 
@@ -105,10 +151,13 @@ def _md_table(md: str, header_start: str) -> list[list[str]]:
     lines = md.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {header_start}"))
     rows = []
-    for ln in lines[start + 2:]:
+    for ln in lines[start + 2 :]:
         if not ln.startswith("|"):
             break
-        rows.append([c.strip().strip("*") for c in ln.strip().strip("|").split("|")])
+        # report.md escapes Markdown's special characters ("\\[", "&lt;"): read cells as a renderer shows them
+        rows.append(
+            [html.unescape(re.sub(r"\\(.)", r"\1", c.strip())).strip("*") for c in ln.strip().strip("|").split("|")]
+        )
     return rows
 
 
@@ -170,12 +219,15 @@ def test_report_complete_run(tmp_path):
 
     # per-class tables: one per metric, one column per model, cells looked up by header
     md_lines = md.splitlines()
-    for key, title in (("precision", "User's accuracy (precision)"), ("recall", "Producer's accuracy (recall)"),
-                       ("f1", "F1")):
+    for key, title in (
+        ("precision", "User's accuracy (precision)"),
+        ("recall", "Producer's accuracy (recall)"),
+        ("f1", "F1"),
+    ):
         i = md_lines.index(f"### {title}")
         headers = [c.strip() for c in md_lines[i + 2].strip("|").split("|")]
         assert set(models) <= set(headers)
-        for ln in md_lines[i + 4:]:
+        for ln in md_lines[i + 4 :]:
             if not ln.startswith("|"):
                 break
             cells = dict(zip(headers, (c.strip() for c in ln.strip("|").split("|"))))
@@ -191,13 +243,14 @@ def test_report_complete_run(tmp_path):
         assert r[3] == ("< 0.001" if d["p_value"] < 0.001 else f"{d['p_value']:.3f}")
     gap_hdr = "| model | random split OA | spatial split OA | gap |"
     j = md.splitlines().index(gap_hdr)
-    for ln in md.splitlines()[j + 2:]:
+    for ln in md.splitlines()[j + 2 :]:
         if not ln.startswith("|"):
             break
         m, rnd, spat, gap = [c.strip() for c in ln.strip("|").split("|")]
         c = metrics["random_split_contrast"][m]
-        assert (_num(rnd), _num(spat), _num(gap)) == tuple(round(c[k], 3) for k in
-                                                           ("overall_accuracy_random", "overall_accuracy_spatial", "gap"))
+        assert (_num(rnd), _num(spat), _num(gap)) == tuple(
+            round(c[k], 3) for k in ("overall_accuracy_random", "overall_accuracy_spatial", "gap")
+        )
 
     # area tables: pixel counts, mapped and adjusted areas with half-widths
     for m in models:
@@ -269,8 +322,13 @@ def test_table_cells_follow_their_header_not_their_position(tmp_path):
     doc.table([{"class": "water", "a": "1", "b": "2"}, {"b": "4", "class": "forest"}, {"class": "urban", "c": "9"}])
     doc.table([])  # nothing to show adds nothing
     md = doc.markdown()
-    assert md.splitlines()[:5] == ["| class | a | b | c |", "|---|---|---|---|", "| water | 1 | 2 | – |",
-                                   "| forest | – | 4 | – |", "| urban | – | – | 9 |"]
+    assert md.splitlines()[:5] == [
+        "| class | a | b | c |",
+        "|---|---|---|---|",
+        "| water | 1 | 2 | – |",
+        "| forest | – | 4 | – |",
+        "| urban | – | – | 9 |",
+    ]
     assert md.count("| class |") == 1
 
 
@@ -291,7 +349,10 @@ def test_report_sections_are_one_list(tmp_path, monkeypatch):
     text = md.read_text()
     assert seen["order"][0] == max(metrics["models"], key=lambda m: metrics["models"][m]["overall_accuracy"])
     assert text.index("## Run summary") < text.index("## Extra") < text.index("### Classes")
-    assert _md_table(text, "model | oa |")[0] == [seen["order"][0], f"{metrics['models'][seen['order'][0]]['overall_accuracy']:.3f}"]
+    assert _md_table(text, "model | oa |")[0] == [
+        seen["order"][0],
+        f"{metrics['models'][seen['order'][0]]['overall_accuracy']:.3f}",
+    ]
 
 
 def test_per_class_tables_fit_six_models_and_flag_classes(tmp_path):
@@ -327,19 +388,35 @@ def test_per_class_tables_fit_six_models_and_flag_classes(tmp_path):
 def test_confidence_section_flags_degenerate_layers(tmp_path):
     run, metrics = make_run_dir(tmp_path, deep=False)
     m = json.loads((run / "metrics.json").read_text())
-    m["models"]["svm"]["confidence"] = {"levels": 2, "degenerate": True, "mean_correct": 0.9, "mean_wrong": 0.85,
-                                        "auc": 0.52}
+    m["models"]["svm"]["confidence"] = {
+        "levels": 2,
+        "degenerate": True,
+        "mean_correct": 0.9,
+        "mean_wrong": 0.85,
+        "auc": 0.52,
+    }
     m["models"]["svm"]["fit_info"] = {"confidence": "ovo_vote_share"}
-    m["models"]["random_forest"]["confidence"] = {"levels": 140, "degenerate": False, "mean_correct": 0.8,
-                                                  "mean_wrong": 0.55, "auc": 0.81}
+    m["models"]["random_forest"]["confidence"] = {
+        "levels": 140,
+        "degenerate": False,
+        "mean_correct": 0.8,
+        "mean_wrong": 0.55,
+        "auc": 0.81,
+    }
     (run / "metrics.json").write_text(json.dumps(m))
     _, md = write_report(run)
     text = md.read_text()
     assert "**Degenerate confidence layers: svm (2 distinct values)." in text
     rows = {r[0]: r for r in _md_table(text, "model | confidence is |")}
     assert set(rows) == {"svm", "random_forest"}
-    assert rows["svm"][1:] == ["share of one-vs-one contests won (not a probability)", "2", "0.900", "0.850", "0.520",
-                               "degenerate"]
+    assert rows["svm"][1:] == [
+        "share of one-vs-one contests won (not a probability)",
+        "2",
+        "0.900",
+        "0.850",
+        "0.520",
+        "degenerate",
+    ]
     assert rows["random_forest"][1:] == ["share of trees voting for the class", "140", "0.800", "0.550", "0.810", ""]
 
 
@@ -361,14 +438,30 @@ def _layout_in_chromium(html_path, tmp_path, width=1400):
         "out.scroll.push([i,d.innerText.slice(0,60),d.scrollWidth,d.clientWidth]);});"
         "out.page=document.documentElement.scrollWidth-window.innerWidth;"
         "const pre=document.createElement('pre');pre.id='layout';pre.textContent=JSON.stringify(out);"
-        "document.body.appendChild(pre);});</script>")
+        "document.body.appendChild(pre);});</script>"
+    )
     probed = tmp_path / "probed.html"
     probed.write_text(html_path.read_text().replace("</body>", probe + "</body>"))
-    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--no-first-run", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'chrome-profile'}", f"--window-size={width},1000",
-                           "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chrome-profile'}",
+            f"--window-size={width},1000",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     m = re.search(r'<pre id="layout">(.*?)</pre>', proc.stdout, re.S)
     assert m, proc.stderr[-2000:]
     import html as _html
@@ -384,12 +477,33 @@ def test_no_table_is_clipped_at_1400_px_with_six_models(tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     models = list(m["models"])
     assert len(models) == 6
-    m["polygons"] = {"models": models, "contradicted_below": 0.5, "suspects": [], "polygons": [
-        {"group": g, "class_name": "forest", "pixels": 1234, "x": 1.0, "y": 2.0, "accuracy": {k: 0.123 for k in models},
-         "mean_accuracy": 0.123, "predicted_as": "herbaceous", "contradicted": True} for g in range(3)]}
+    m["polygons"] = {
+        "models": models,
+        "contradicted_below": 0.5,
+        "suspects": [],
+        "polygons": [
+            {
+                "group": g,
+                "class_name": "forest",
+                "pixels": 1234,
+                "x": 1.0,
+                "y": 2.0,
+                "accuracy": {k: 0.123 for k in models},
+                "mean_accuracy": 0.123,
+                "predicted_as": "herbaceous",
+                "contradicted": True,
+            }
+            for g in range(3)
+        ],
+    }
     for k in models:
-        m["models"][k]["confidence"] = {"levels": 12, "degenerate": False, "mean_correct": 0.9, "mean_wrong": 0.6,
-                                        "auc": 0.7}
+        m["models"][k]["confidence"] = {
+            "levels": 12,
+            "degenerate": False,
+            "mean_correct": 0.9,
+            "mean_wrong": 0.6,
+            "auc": 0.7,
+        }
     (run / "metrics.json").write_text(json.dumps(m))
     html_path, _ = write_report(run)
     assert f"max-width:{PAGE_WIDTH_PX}px" in html_path.read_text()

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import (REPO, landcover_cmd, landcover_env, prefect_api,  # noqa: E402,F401
-                              strip_timings)
+from prefect_fixtures import REPO, landcover_cmd, landcover_env, prefect_api, strip_timings  # noqa: E402,F401
 
 pytestmark = pytest.mark.prefect
 
@@ -25,9 +24,14 @@ ARGS = ["--models", "decision_tree,random_forest", "--set", "models.random_fores
 def test_resume_after_kill_gives_identical_metrics(prefect_api, tmp_path):
     out = tmp_path / "runs"
     run = out / "killed"
-    proc = subprocess.Popen(landcover_cmd("run", DEMO, "--out", str(out), "--run-id", "killed", *ARGS), cwd=REPO,
-                            env=landcover_env(prefect_api), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        landcover_cmd("run", DEMO, "--out", str(out), "--run-id", "killed", *ARGS),
+        cwd=REPO,
+        env=landcover_env(prefect_api),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while not (run / "stages" / "prepare.json").exists():

@@ -45,8 +45,8 @@ def test_caps_and_decision():
     assert caps(SamplingConfig(max_per_class=100), SplitConfig(strategy="kfold", k=5)) == {"fold": 25}
     assert decide(SamplingConfig(), 10, 1000)[0] is False
     assert decide(SamplingConfig(), 1_000_001, 10)[0] is True
-    assert decide(SamplingConfig(), 5000, 2 ** 20)[0] is True  # 5 GB of patches
-    assert decide(SamplingConfig(mode="off"), 10 ** 8, 10)[0] is False
+    assert decide(SamplingConfig(), 5000, 2**20)[0] is True  # 5 GB of patches
+    assert decide(SamplingConfig(mode="off"), 10**8, 10)[0] is False
     assert decide(SamplingConfig(mode="on"), 10, 10)[0] is True
 
 
@@ -67,10 +67,16 @@ def dense_scene(tmp_path_factory):
 
 
 def _config(folder, **sampling):
-    cfg = {"name": "dense", "rasters": {"paths": ["img.tif"]}, "labels": {"path": "lab.tif"},
-           "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
-           "patch": {"size": 3}, "split": {"block_size": 150.0},
-           "models": {"decision_tree": {}}, "sampling": sampling}
+    cfg = {
+        "name": "dense",
+        "rasters": {"paths": ["img.tif"]},
+        "labels": {"path": "lab.tif"},
+        "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+        "patch": {"size": 3},
+        "split": {"block_size": 150.0},
+        "models": {"decision_tree": {}},
+        "sampling": sampling,
+    }
     path = folder / f"cfg-{len(list(folder.glob('cfg-*')))}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -116,8 +122,11 @@ def test_dense_labels_are_sampled_after_the_split(dense_scene, runs):
     assert n["train"].max() == 400  # classes with plenty of pixels reach the cap in training
     labels = json.loads((run / "labels.json").read_text())
     rec = labels["sampling"]
-    assert rec["active"] and rec["labelled_per_class"] == {"a": int((lab == 1).sum()), "b": int((lab == 2).sum()),
-                                                          "c": int((lab == 3).sum())}
+    assert rec["active"] and rec["labelled_per_class"] == {
+        "a": int((lab == 1).sum()),
+        "b": int((lab == 2).sum()),
+        "c": int((lab == 3).sum()),
+    }
     assert labels["pixels_per_class"] == rec["labelled_per_class"]  # the full labelled area still counts
     assert sum(rec["split_counts_after"][s][c] for s in rec["split_counts_after"] for c in "abc") == len(samples)
     before = rec["split_counts_before"]

@@ -33,12 +33,20 @@ def test_single_raster_config_is_one_scene_named_after_the_run(tmp_path):
 def test_scene_list_inherits_shared_settings_and_survives_a_dump(tmp_path):
     from pipeline.config import dump_config
 
-    raw = {**BASE, "rasters": {"band_names": ["b", "g", "r", "n"], "nodata": 0},
-           "labels": {"field": "cls", "on_unknown": "drop"},
-           "scenes": [{"name": "t1", "rasters": "a.tif", "labels": "a.gpkg"},
-                      {"name": "t2", "rasters": {"paths": ["b.tif"], "nodata": 5}, "labels": {"path": "b.gpkg",
-                                                                                           "on_unknown": "error"}},
-                      {"name": "t3", "rasters": ["c.tif"]}]}
+    raw = {
+        **BASE,
+        "rasters": {"band_names": ["b", "g", "r", "n"], "nodata": 0},
+        "labels": {"field": "cls", "on_unknown": "drop"},
+        "scenes": [
+            {"name": "t1", "rasters": "a.tif", "labels": "a.gpkg"},
+            {
+                "name": "t2",
+                "rasters": {"paths": ["b.tif"], "nodata": 5},
+                "labels": {"path": "b.gpkg", "on_unknown": "error"},
+            },
+            {"name": "t3", "rasters": ["c.tif"]},
+        ],
+    }
     cfg = parse_config(raw)
     t1, t2, t3 = cfg.scenes
     assert t1.rasters.band_names == ["b", "g", "r", "n"] and t1.rasters.nodata == 0
@@ -51,18 +59,27 @@ def test_scene_list_inherits_shared_settings_and_survives_a_dump(tmp_path):
     assert [s.has_labels for s in scenes] == [True, True, False]
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"scenes": [{"name": "a", "rasters": "x.tif"}, {"name": "a", "rasters": "y.tif", "labels": "l.tif"}]},
-     "duplicate scene name 'a'"),
-    ({"scenes": [{"name": "a b", "rasters": "x.tif", "labels": "l.tif"}]}, r"scenes\.0\.name: scene name 'a b'"),
-    ({"rasters": {"paths": "x.tif"}, "scenes": [{"name": "a", "rasters": "x.tif", "labels": "l.tif"}]},
-     "rasters.paths: with 'scenes'"),
-    ({"scenes": [{"name": "a", "rasters": "x.tif"}]}, "no scene has labels"),
-    ({"scenes": {"rasters": "*.tif", "label": "{name}.tif"}}, r"unknown key 'scenes\.label'"),
-    ({"rasters": {"paths": ["a.tif", "b.tif"], "dates": ["2019-06-01"]}, "labels": {"path": "l.tif"}},
-     "1 dates given for 2 paths"),
-    ({"rasters": {"paths": "a.tif"}}, "missing required key 'labels'"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"scenes": [{"name": "a", "rasters": "x.tif"}, {"name": "a", "rasters": "y.tif", "labels": "l.tif"}]},
+            "duplicate scene name 'a'",
+        ),
+        ({"scenes": [{"name": "a b", "rasters": "x.tif", "labels": "l.tif"}]}, r"scenes\.0\.name: scene name 'a b'"),
+        (
+            {"rasters": {"paths": "x.tif"}, "scenes": [{"name": "a", "rasters": "x.tif", "labels": "l.tif"}]},
+            "rasters.paths: with 'scenes'",
+        ),
+        ({"scenes": [{"name": "a", "rasters": "x.tif"}]}, "no scene has labels"),
+        ({"scenes": {"rasters": "*.tif", "label": "{name}.tif"}}, r"unknown key 'scenes\.label'"),
+        (
+            {"rasters": {"paths": ["a.tif", "b.tif"], "dates": ["2019-06-01"]}, "labels": {"path": "l.tif"}},
+            "1 dates given for 2 paths",
+        ),
+        ({"rasters": {"paths": "a.tif"}}, "missing required key 'labels'"),
+    ],
+)
 def test_config_errors_name_the_key(raw, message):
     with pytest.raises(InputError, match=message):
         parse_config({**BASE, **raw}, "c.yaml")
@@ -70,8 +87,10 @@ def test_config_errors_name_the_key(raw, message):
 
 def test_yaml_dates_stay_the_strings_written(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("rasters: {paths: [a.tif, b.tif], dates: [2019-06-01, 2019-07-01]}\nlabels: {path: l.tif}\n"
-                 + yaml.safe_dump({"classes": CLASSES}))
+    p.write_text(
+        "rasters: {paths: [a.tif, b.tif], dates: [2019-06-01, 2019-07-01]}\nlabels: {path: l.tif}\n"
+        + yaml.safe_dump({"classes": CLASSES})
+    )
     cfg, _ = load_config(p)
     assert cfg.rasters.dates == ["2019-06-01", "2019-07-01"]
 
@@ -79,8 +98,9 @@ def test_yaml_dates_stay_the_strings_written(tmp_path):
 def test_glob_form_names_scenes_after_files_and_finds_their_labels(tmp_path):
     make_tiles(tmp_path, 3, size=16)
     (tmp_path / "labels" / "tile_02.tif").unlink()  # a tile without labels is mapped only
-    cfg = parse_config({**BASE, "rasters": {"nodata": 0}, "scenes": {"rasters": "images/*.tif",
-                                                                     "labels": "labels/{name}.tif"}})
+    cfg = parse_config(
+        {**BASE, "rasters": {"nodata": 0}, "scenes": {"rasters": "images/*.tif", "labels": "labels/{name}.tif"}}
+    )
     scenes = resolve_scenes(cfg, tmp_path)
     assert [s.name for s in scenes] == ["tile_00", "tile_01", "tile_02"]
     assert [s.has_labels for s in scenes] == [True, True, False]
@@ -97,8 +117,14 @@ def _two_dates(tmp_path, shift_cols: int = 0, crs: str = "EPSG:32633"):
     a = rng.integers(1, 1000, size=(3, 20, 30)).astype(np.uint16)
     b = rng.integers(1, 1000, size=(3, 20, 30)).astype(np.uint16)
     pa = write_raster(tmp_path / "d1.tif", a, nodata=0, descriptions=["B02", "B03", "B04"])
-    pb = write_raster(tmp_path / "d2.tif", b, nodata=0, descriptions=["B02", "B03", "B04"],
-                      origin=(500000.0 + 10.0 * shift_cols, 4000000.0), crs=crs)
+    pb = write_raster(
+        tmp_path / "d2.tif",
+        b,
+        nodata=0,
+        descriptions=["B02", "B03", "B04"],
+        origin=(500000.0 + 10.0 * shift_cols, 4000000.0),
+        crs=crs,
+    )
     return pa, pb, a, b
 
 
@@ -142,8 +168,9 @@ def test_multiband_list_without_dates_points_to_dates(tmp_path):
 def test_scenes_must_share_band_layout_and_pixel_size(tmp_path):
     tiles = make_tiles(tmp_path, 2, size=16)
     write_raster(tmp_path / "three.tif", np.ones((3, 16, 16), np.uint16), descriptions=["blue", "green", "red"])
-    write_raster(tmp_path / "coarse.tif", np.ones((4, 16, 16), np.uint16), res=20.0,
-                 descriptions=["blue", "green", "red", "nir"])
+    write_raster(
+        tmp_path / "coarse.tif", np.ones((4, 16, 16), np.uint16), res=20.0, descriptions=["blue", "green", "red", "nir"]
+    )
     cfg = parse_config(tiles_config(tiles))
     assert set(check_scenes(resolve_scenes(cfg, tmp_path))) == {"tile_00", "tile_01"}
     for other, msg in (("three.tif", "differ from scene 'tile_00'"), ("coarse.tif", "pixel size 20 x 20")):
@@ -176,7 +203,9 @@ def nine_tiles(tmp_path_factory):
 def test_nine_tiles_in_two_crs_run_scene_by_scene(nine_tiles):
     tmp_path, tiles, run = nine_tiles
     samples = pd.read_parquet(run / "samples.parquet")
-    assert pd.api.types.is_string_dtype(samples["scene"]) and list(samples["scene"].unique()) == [t["name"] for t in tiles]
+    assert pd.api.types.is_string_dtype(samples["scene"]) and list(samples["scene"].unique()) == [
+        t["name"] for t in tiles
+    ]
     assert samples.groupby(["scene", "group"]).ngroups >= 9  # groups are numbered within their scene
     # Every patch comes from its own scene: the centre pixel equals that scene's pixel.
     patches = np.load(run / "patches.npy", mmap_mode="r")
@@ -210,9 +239,21 @@ def test_map_command_writes_one_map_per_input_from_a_glob(nine_tiles, tmp_path):
 
     data, tiles, run = nine_tiles
     out = tmp_path / "maps"
-    rc = main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster",
-               str(data / "data" / "images" / "tile_0[0-4].tif"), str(data / "data" / "images" / "tile_08.tif"),
-               "--out", str(out), "--confidence", str(out), "--no-progress"])
+    rc = main(
+        [
+            "map",
+            "--model",
+            str(run / "models" / "decision_tree.skops"),
+            "--raster",
+            str(data / "data" / "images" / "tile_0[0-4].tif"),
+            str(data / "data" / "images" / "tile_08.tif"),
+            "--out",
+            str(out),
+            "--confidence",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     written = sorted(p.name for p in out.glob("*.tif"))
     want = [f"tile_0{i}.tif" for i in (0, 1, 2, 3, 4, 8)]
@@ -227,19 +268,43 @@ def test_map_command_several_inputs_need_a_folder(nine_tiles, tmp_path, capsys):
     from pipeline.cli import main
 
     data, tiles, run = nine_tiles
-    rc = main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster",
-               str(data / "data" / "images" / "tile_0*.tif"), "--out", str(tmp_path / "one.tif"), "--no-progress"])
+    rc = main(
+        [
+            "map",
+            "--model",
+            str(run / "models" / "decision_tree.skops"),
+            "--raster",
+            str(data / "data" / "images" / "tile_0*.tif"),
+            "--out",
+            str(tmp_path / "one.tif"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     assert "9 rasters give 9 maps; name a folder" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.tif"))
-    rc = main(["map", "--model", str(run / "models" / "decision_tree.skops"), "--raster",
-               str(tmp_path / "nothing*.tif"), "--out", str(tmp_path), "--no-progress"])
+    rc = main(
+        [
+            "map",
+            "--model",
+            str(run / "models" / "decision_tree.skops"),
+            "--raster",
+            str(tmp_path / "nothing*.tif"),
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and "no file matches" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- shared Sentinel-2 data
-S2_CLASSES = [{"id": 2, "name": "forest"}, {"id": 3, "name": "grassland"}, {"id": 4, "name": "shrubland"},
-              {"id": 8, "name": "artificial"}]
+S2_CLASSES = [
+    {"id": 2, "name": "forest"},
+    {"id": 3, "name": "grassland"},
+    {"id": 4, "name": "shrubland"},
+    {"id": 8, "name": "artificial"},
+]
 
 
 def _s2(shared_data):
@@ -250,9 +315,15 @@ def _s2(shared_data):
 def test_sentinel2_five_dates_run_as_one_stack(shared_data, tmp_path):
     paths, lulc = _s2(shared_data)
     dates = [f"t{i}" for i in range(5)]
-    cfg = {"name": "s2-dates", "seed": 7, "rasters": {"paths": paths, "dates": dates},
-           "labels": {"path": lulc, "on_unknown": "drop"}, "classes": S2_CLASSES, "patch": {"size": 5},
-           "models": {"decision_tree": {}}}
+    cfg = {
+        "name": "s2-dates",
+        "seed": 7,
+        "rasters": {"paths": paths, "dates": dates},
+        "labels": {"path": lulc, "on_unknown": "drop"},
+        "classes": S2_CLASSES,
+        "patch": {"size": 5},
+        "models": {"decision_tree": {}},
+    }
     run = _run(cfg, tmp_path)
     labels = json.loads((run / "labels.json").read_text())
     assert len(labels["band_names"]) == 65
@@ -276,9 +347,15 @@ def test_sentinel2_five_dates_run_as_five_scenes_through_the_cli(shared_data, tm
     from pipeline.cli import main
 
     paths, lulc = _s2(shared_data)
-    cfg = {"name": "s2-scenes", "seed": 7, "labels": {"on_unknown": "drop"},
-           "scenes": [{"name": f"date{i}", "rasters": p, "labels": lulc} for i, p in enumerate(paths)],
-           "classes": S2_CLASSES, "patch": {"size": 5}, "models": {"decision_tree": {}}}
+    cfg = {
+        "name": "s2-scenes",
+        "seed": 7,
+        "labels": {"on_unknown": "drop"},
+        "scenes": [{"name": f"date{i}", "rasters": p, "labels": lulc} for i, p in enumerate(paths)],
+        "classes": S2_CLASSES,
+        "patch": {"size": 5},
+        "models": {"decision_tree": {}},
+    }
     p = tmp_path / "s2.yaml"
     p.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(p), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress"]) == 0
@@ -317,12 +394,31 @@ def test_nine_tiles_with_train_validation_test_file_lists_run_end_to_end(tmp_pat
 
     tiles = make_tiles(tmp_path / "data", 9, size=24, label_step=2)
     (tmp_path / "train.csv").write_text("image\n" + "".join(f"{t['image']}\n" for t in tiles[:6]))
-    cfg = tiles_config(tiles, split={"strategy": "predefined",
-                                     "files": {"train": ["train.csv"], "validation": ["tile_06"],
-                                               "test": ["tile_07", "data/images/tile_08.tif"]}})
+    cfg = tiles_config(
+        tiles,
+        split={
+            "strategy": "predefined",
+            "files": {
+                "train": ["train.csv"],
+                "validation": ["tile_06"],
+                "test": ["tile_07", "data/images/tile_08.tif"],
+            },
+        },
+    )
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    rc = main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress",
-               "--engine", "local"])
+    rc = main(
+        [
+            "run",
+            str(tmp_path / "c.yaml"),
+            "--out",
+            str(tmp_path / "runs"),
+            "--run-id",
+            "r",
+            "--no-progress",
+            "--engine",
+            "local",
+        ]
+    )
     assert rc == 0
     run = tmp_path / "runs" / "r"
     samples = pd.read_parquet(run / "samples.parquet")
@@ -333,7 +429,9 @@ def test_nine_tiles_with_train_validation_test_file_lists_run_end_to_end(tmp_pat
     m = json.loads((run / "metrics.json").read_text())
     assert m["split"]["strategy"] == "predefined"
     assert m["scenes"]["tile_00"]["models"]["decision_tree"]["test_samples"] == 0
-    assert m["scenes"]["tile_08"]["models"]["decision_tree"]["test_samples"] == int((samples["scene"] == "tile_08").sum())
+    assert m["scenes"]["tile_08"]["models"]["decision_tree"]["test_samples"] == int(
+        (samples["scene"] == "tile_08").sum()
+    )
     for t in tiles:
         assert (run / "maps" / t["name"] / "decision_tree.tif").is_file()
 
@@ -360,8 +458,11 @@ def test_scene_maps_caption_names_no_best_model_when_inconclusive(nine_tiles, tm
     shutil.copytree(run, copy)
     m = json.loads((copy / "metrics.json").read_text())
     for conclusive in (True, False):
-        m["evidence"] = {**(m.get("evidence") or {}), "conclusive": conclusive,
-                         "reasons": [] if conclusive else ["only 3 test pixels (at least 30 are needed)"]}
+        m["evidence"] = {
+            **(m.get("evidence") or {}),
+            "conclusive": conclusive,
+            "reasons": [] if conclusive else ["only 3 test pixels (at least 30 are needed)"],
+        }
         (copy / "metrics.json").write_text(json.dumps(m))
         write_report(copy)
         section = (copy / "report.md").read_text().split("## Scenes", 1)[1].split("\n## ", 1)[0]
@@ -379,14 +480,33 @@ def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capf
     lab = np.zeros((20, 30), np.uint8)
     lab[2:8, 2:8], lab[12:18, 2:8], lab[2:8, 12:18], lab[12:18, 12:18] = 1, 2, 1, 2
     write_raster(tmp_path / "lab.tif", lab[None], nodata=0)
-    cfg = {"name": "d", "seed": 0, "rasters": {"paths": [str(pa), str(pb)], "dates": ["t0", "t1"]},
-           "labels": {"path": str(tmp_path / "lab.tif")},
-           "classes": [{"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"}],
-           "patch": {"size": 3}, "split": {"strategy": "random", "random_contrast": False},
-           "models": {"decision_tree": {}}}
+    cfg = {
+        "name": "d",
+        "seed": 0,
+        "rasters": {"paths": [str(pa), str(pb)], "dates": ["t0", "t1"]},
+        "labels": {"path": str(tmp_path / "lab.tif")},
+        "classes": [{"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"}],
+        "patch": {"size": 3},
+        "split": {"strategy": "random", "random_contrast": False},
+        "models": {"decision_tree": {}},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--no-progress",
-                 "--engine", "local"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "c.yaml"),
+                "--out",
+                str(tmp_path / "runs"),
+                "--run-id",
+                "r",
+                "--no-progress",
+                "--engine",
+                "local",
+            ]
+        )
+        == 0
+    )
     model = tmp_path / "runs" / "r" / "models" / "decision_tree.skops"
     assert list(load_model(model).meta.band_names)[:1] == ["t0:B02"]
     import warnings
@@ -396,14 +516,44 @@ def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capf
     out = tmp_path / "m.tif"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(["map", "--model", str(model), "--raster", str(pa), str(pb), "--dates", "t0,t1", "--out", str(out),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "map",
+                    "--model",
+                    str(model),
+                    "--raster",
+                    str(pa),
+                    str(pb),
+                    "--dates",
+                    "t0,t1",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     assert not [w for w in caught if issubclass(w.category, RasterAlignmentWarning)]
     assert [r for r in caplog.records if r.levelname == "WARNING" and "not on the grid of" in r.getMessage()]
     assert out.is_file()
     with rasterio.open(out) as m, rasterio.open(tmp_path / "runs" / "r" / "maps" / "decision_tree.tif") as ref:
         assert (m.read(1) == ref.read(1)).all()  # the same stack as in the run
-    assert main(["map", "--model", str(model), "--raster", str(pa), str(pb), "--out", str(tmp_path / "x.tif"),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "map",
+                "--model",
+                str(model),
+                "--raster",
+                str(pa),
+                str(pb),
+                "--out",
+                str(tmp_path / "x.tif"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stack them with --dates" in err[0], err

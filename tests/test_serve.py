@@ -27,10 +27,17 @@ def _model(path: Path, bands: list[str]) -> Path:
     y = np.repeat([1, 2], 100)
     centre = np.where(y[:, None] == 1, [1000, 1300, 1600], [3000, 2800, 2600]).astype(np.float32)
     patches = (centre[:, :, None, None] + rng.normal(size=(200, 3, 3, 3)) * 20).astype(np.float32)
-    data = TrainingData(patches, y.astype(np.int64), rng.integers(0, 5, 200).astype(np.int64),
-                        rng.normal(size=(200, 2)), bands)
-    meta = ModelMeta(model="decision_tree", band_names=bands, class_ids=[1, 2], class_names=["left", "right"],
-                     class_colors=["#ff0000", "#0000ff"], patch_size=3)
+    data = TrainingData(
+        patches, y.astype(np.int64), rng.integers(0, 5, 200).astype(np.int64), rng.normal(size=(200, 2)), bands
+    )
+    meta = ModelMeta(
+        model="decision_tree",
+        band_names=bands,
+        class_ids=[1, 2],
+        class_names=["left", "right"],
+        class_colors=["#ff0000", "#0000ff"],
+        patch_size=3,
+    )
     m = build_model("decision_tree", DecisionTreeConfig(), meta, seed=0)
     m.fit(data, None)
     m.save(path)
@@ -48,8 +55,21 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
     (inbox / ".partial.tif").write_bytes(b"still copying")  # hidden: ignored
     (inbox / "notes.txt").write_text("not a raster")
     model = _model(tmp_path / "runs" / "dt.skops", ["b1", "b2", "b3"])
-    args = ["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox), "--outbox", str(outbox),
-            "--model", str(model), "--runs", str(tmp_path / "runs"), "--settle", "0"]
+    args = [
+        "serve",
+        str(REPO / "configs" / "demo.yaml"),
+        "--once",
+        "--inbox",
+        str(inbox),
+        "--outbox",
+        str(outbox),
+        "--model",
+        str(model),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--settle",
+        "0",
+    ]
 
     assert main(args) == 1  # one scene failed: reported, and the cycle still mapped the other
     (gdir,) = outbox.glob("good_scene-*")  # a readable name plus a hash of the input: never shared
@@ -62,14 +82,21 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
     rep = json.loads((gdir / f"{gdir.name}.json").read_text())
     assert rep["model_name"] == "decision_tree" and (gdir / f"{gdir.name}.md").exists()
     # the per-scene Markdown rounds as the run report does; the map carries its class table
-    md_rows = [ln for ln in (gdir / f"{gdir.name}.md").read_text().splitlines()
-               if ln.startswith("| left") or ln.startswith("| right")]
+    md_rows = [
+        ln
+        for ln in (gdir / f"{gdir.name}.md").read_text().splitlines()
+        if ln.startswith("| left") or ln.startswith("| right")
+    ]
     assert len(md_rows) == 2
     for ln, name in zip(md_rows, ("left", "right")):
         _, cls, px, ha, share, _ = ln.split("|")
         a = rep["class_areas"][name]
         assert (cls.strip(), px.strip(), ha.strip(), share.strip()) == (
-            name, f"{a['pixels']:,d}", f"{a['area_ha']:,.1f}", f"{100 * a['fraction']:.1f}%")
+            name,
+            f"{a['pixels']:,d}",
+            f"{a['area_ha']:,.1f}",
+            f"{100 * a['fraction']:.1f}%",
+        )
     assert (gdir / f"{gdir.name}.qml").exists() and (gdir / f"{gdir.name}.tif.aux.xml").exists()
     (cdir,) = outbox.glob("corrupt-*")
     failed = json.loads((cdir / f"{cdir.name}.failed.json").read_text())

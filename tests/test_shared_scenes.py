@@ -12,15 +12,40 @@ from pipeline.cli import main
 REPO = Path(__file__).resolve().parents[1]
 # Every model, with small epoch counts so that CI stays in budget.
 MODELS = "decision_tree,random_forest,svm,max_likelihood,cnn,resnet"
-FAST = ["--set", "models.cnn.epochs=3", "--set", "models.resnet.epochs=3", "--set", "models.cnn.channels=16",
-        "--set", "models.resnet.channels=16", "--set", "models.random_forest.n_estimators=50",
-        "--set", "models.svm.C=[10]"]
+FAST = [
+    "--set",
+    "models.cnn.epochs=3",
+    "--set",
+    "models.resnet.epochs=3",
+    "--set",
+    "models.cnn.channels=16",
+    "--set",
+    "models.resnet.channels=16",
+    "--set",
+    "models.random_forest.n_estimators=50",
+    "--set",
+    "models.svm.C=[10]",
+]
 
 
 def _run(tmp_path, config, models=MODELS):
     out = tmp_path / "runs"
-    code = main(["run", str(REPO / "configs" / config), "--out", str(out), "--run-id", "r", "--models", models,
-                 "--no-progress", "--device", "cpu", *FAST])
+    code = main(
+        [
+            "run",
+            str(REPO / "configs" / config),
+            "--out",
+            str(out),
+            "--run-id",
+            "r",
+            "--models",
+            models,
+            "--no-progress",
+            "--device",
+            "cpu",
+            *FAST,
+        ]
+    )
     assert code == 0
     return out / "r"
 

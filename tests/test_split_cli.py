@@ -29,7 +29,9 @@ def _scene(tmp_path: Path, split_column: bool) -> Path:
     quads = [(5, 5), (5, 45), (45, 5), (45, 45)]  # (row, col) of each polygon's top-left corner
     rows = []
     for c, (r0, c0) in enumerate(quads):
-        data[:, r0:r0 + 30, c0:c0 + 30] += (np.array([200, 400, 600])[:, None, None] * (c + 1) % 900).astype(np.uint16)
+        data[:, r0 : r0 + 30, c0 : c0 + 30] += (np.array([200, 400, 600])[:, None, None] * (c + 1) % 900).astype(
+            np.uint16
+        )
         x0, y1 = ORIGIN[0] + c0 * RES, ORIGIN[1] - r0 * RES
         if split_column:  # the user's split: two polygons per class, a thin strip between them
             rows.append({"class": CLASSES[c], "split": "train", "geometry": box(x0, y1 - 300, x0 + 180, y1)})
@@ -38,10 +40,16 @@ def _scene(tmp_path: Path, split_column: bool) -> Path:
             rows.append({"class": CLASSES[c], "geometry": box(x0, y1 - 300, x0 + 300, y1)})
     write_raster(tmp_path / "img.tif", data, crs="EPSG:32632", origin=ORIGIN, res=RES)
     gpd.GeoDataFrame(rows, crs="EPSG:32632").to_file(tmp_path / "labels.gpkg")
-    cfg = {"name": "four", "seed": 1, "rasters": {"paths": ["img.tif"], "band_names": ["b1", "b2", "b3"]},
-           "labels": {"path": "labels.gpkg", "field": "class"},
-           "classes": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
-           "patch": {"size": 3}, "models": {"decision_tree": {}}, "mapping": {"window_size": 64}}
+    cfg = {
+        "name": "four",
+        "seed": 1,
+        "rasters": {"paths": ["img.tif"], "band_names": ["b1", "b2", "b3"]},
+        "labels": {"path": "labels.gpkg", "field": "class"},
+        "classes": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
+        "patch": {"size": 3},
+        "models": {"decision_tree": {}},
+        "mapping": {"window_size": 64},
+    }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     return tmp_path / "cfg.yaml"
 

@@ -19,18 +19,33 @@ from pipeline.split import make_splits
 
 CLASSES = ["water", "forest", "urban", "crop"]
 RES = (30.0, 30.0)
-COUNT_KEYS = ("train_patches_touching_test_pixels", "test_patches_touching_train_pixels",
-              "validation_patches_touching_test_pixels", "test_patches_touching_validation_pixels")
+COUNT_KEYS = (
+    "train_patches_touching_test_pixels",
+    "test_patches_touching_train_pixels",
+    "validation_patches_touching_test_pixels",
+    "test_patches_touching_validation_pixels",
+)
 
 
 def pixels_table(polys: list[tuple[int, int, int, int, int]], res=RES, x0=500_000.0, y0=4_000_000.0) -> pd.DataFrame:
     """Samples of rectangles (row0, col0, height, width, class index), one group per rectangle."""
     parts = []
     for g, (r0, c0, h, w, c) in enumerate(polys):
-        rr, cc = np.mgrid[r0:r0 + h, c0:c0 + w]
+        rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
         rr, cc = rr.ravel(), cc.ravel()
-        parts.append(pd.DataFrame({"x": x0 + (cc + 0.5) * res[0], "y": y0 - (rr + 0.5) * res[1], "row": rr,
-                                   "col": cc, "class_id": c + 1, "class_name": CLASSES[c], "group": g}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "x": x0 + (cc + 0.5) * res[0],
+                    "y": y0 - (rr + 0.5) * res[1],
+                    "row": rr,
+                    "col": cc,
+                    "class_id": c + 1,
+                    "class_name": CLASSES[c],
+                    "group": g,
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True).drop_duplicates(["row", "col"]).reset_index(drop=True)
 
 
@@ -91,8 +106,14 @@ def make_polys(seed: int, n: int, big: bool, size: int = 160) -> pd.DataFrame:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), big=st.booleans(), n_few=st.integers(4, 8), n_many=st.integers(40, 90),
-       patch=st.sampled_from([1, 3, 5]), strategy=st.sampled_from(["blocks", "kfold"]))
+@given(
+    seed=st.integers(0, 10_000),
+    big=st.booleans(),
+    n_few=st.integers(4, 8),
+    n_many=st.integers(40, 90),
+    patch=st.sampled_from([1, 3, 5]),
+    strategy=st.sampled_from(["blocks", "kfold"]),
+)
 def test_property_random_layouts(seed, big, n_few, n_many, patch, strategy):
     s = make_polys(seed, n_few if big else n_many, big)
     r = make_splits(s, SplitConfig(strategy=strategy, k=3), patch, RES, seed=seed)
@@ -107,8 +128,13 @@ def test_property_random_layouts(seed, big, n_few, n_many, patch, strategy):
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), n_scenes=st.integers(2, 3), overlap=st.booleans(),
-       strategy=st.sampled_from(["blocks", "kfold"]), group_by=st.sampled_from(["auto", "block"]))
+@given(
+    seed=st.integers(0, 10_000),
+    n_scenes=st.integers(2, 3),
+    overlap=st.booleans(),
+    strategy=st.sampled_from(["blocks", "kfold"]),
+    group_by=st.sampled_from(["auto", "block"]),
+)
 def test_property_scenes_never_mix(seed, n_scenes, overlap, strategy, group_by):
     """Scenes that overlap (dates of one place) or not (tiles): every unit lies in one scene and
     the audit, scene by scene, finds nothing."""
@@ -125,8 +151,14 @@ def test_property_scenes_never_mix(seed, n_scenes, overlap, strategy, group_by):
     for sc in s.scene.unique():
         m = np.flatnonzero((s.scene == sc).to_numpy())
         for fold in r.folds:
-            a = audit_split(xy, RES, 3, np.intersect1d(fold.train, m), np.intersect1d(fold.test, m),
-                            np.intersect1d(fold.validation, m))
+            a = audit_split(
+                xy,
+                RES,
+                3,
+                np.intersect1d(fold.train, m),
+                np.intersect1d(fold.test, m),
+                np.intersect1d(fold.validation, m),
+            )
             assert all(a[k] == 0 for k in COUNT_KEYS), (sc, a)
 
 
@@ -149,12 +181,18 @@ def test_blocks_groups_and_buffer_never_cross_scenes(strategy):
         m = (s.scene == sc).to_numpy()
         xy = s[["x", "y"]].to_numpy()
         for fold in r.folds:
-            a = audit_split(xy, RES, 3, np.intersect1d(fold.train, np.flatnonzero(m)),
-                            np.intersect1d(fold.test, np.flatnonzero(m)))
+            a = audit_split(
+                xy, RES, 3, np.intersect1d(fold.train, np.flatnonzero(m)), np.intersect1d(fold.test, np.flatnonzero(m))
+            )
             assert a["train_patches_touching_test_pixels"] == 0
     # the buffer only removes pixels near test pixels of their own scene
-    one = make_splits(s[s.scene == "2020-05"].reset_index(drop=True), SplitConfig(strategy=strategy, k=3,
-                      block_size=r.block_size), 3, RES, seed=0)
+    one = make_splits(
+        s[s.scene == "2020-05"].reset_index(drop=True),
+        SplitConfig(strategy=strategy, k=3, block_size=r.block_size),
+        3,
+        RES,
+        seed=0,
+    )
     assert one.report["buffer"] == r.report["buffer"]
     near_other_only = 0
     xy = s[["x", "y"]].to_numpy()
@@ -170,8 +208,9 @@ def test_blocks_groups_and_buffer_never_cross_scenes(strategy):
 
 def test_group_by_scene_keeps_whole_scenes_apart():
     s = pd.concat([make_polys(i, n=12, big=False).assign(scene=f"tile{i}") for i in range(4)], ignore_index=True)
-    r = make_splits(s, SplitConfig(group_by="scene", fractions={"train": 0.5, "validation": 0.25, "test": 0.25}),
-                    3, RES, seed=0)
+    r = make_splits(
+        s, SplitConfig(group_by="scene", fractions={"train": 0.5, "validation": 0.25, "test": 0.25}), 3, RES, seed=0
+    )
     per_scene = pd.DataFrame({"sc": s.scene, "sp": r.split}).groupby("sc").sp.unique()
     assert all(len(v) == 1 for v in per_scene)  # nothing excluded: other scenes are never near
     assert {v[0] for v in per_scene} == {"train", "validation", "test"}
@@ -229,8 +268,7 @@ def test_predefined_files_name_scenes_or_csv_lists(tmp_path):
     np.testing.assert_array_equal(r.split, expect)
     assert all(r.report["audit"][k] == 0 for k in COUNT_KEYS)  # scenes are never compared
     with pytest.raises(InputError, match="'T2_B' are in no list"):
-        make_splits(s, SplitConfig(strategy="predefined", files={"train": ["T0_B"], "test": ["T1_B"]}), 3, RES,
-                    seed=0)
+        make_splits(s, SplitConfig(strategy="predefined", files={"train": ["T0_B"], "test": ["T1_B"]}), 3, RES, seed=0)
 
 
 # ----------------------------------------------------------------------------- hints
@@ -242,14 +280,17 @@ def apply_hint(cfg: SplitConfig, message: str) -> SplitConfig:
     return SplitConfig(**{**cfg.model_dump(), **{k: yaml.safe_load(v.rstrip(";")) for k, v in sets}})
 
 
-@pytest.mark.parametrize("cfg", [
-    SplitConfig(group_by="polygon"),  # four polygons kept whole: too few blocks
-    SplitConfig(strategy="kfold", group_by="polygon", k=3),
-    SplitConfig(block_size=2400.0),  # blocks as large as the labelled extent
-    SplitConfig(strategy="kfold", k=20, block_size=900.0),
-    SplitConfig(buffer=15.0),  # a buffer below the patch footprint: the audit finds a leak
-    SplitConfig(buffer=2000.0, block_size=900.0),  # a buffer that removes all training data
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SplitConfig(group_by="polygon"),  # four polygons kept whole: too few blocks
+        SplitConfig(strategy="kfold", group_by="polygon", k=3),
+        SplitConfig(block_size=2400.0),  # blocks as large as the labelled extent
+        SplitConfig(strategy="kfold", k=20, block_size=900.0),
+        SplitConfig(buffer=15.0),  # a buffer below the patch footprint: the audit finds a leak
+        SplitConfig(buffer=2000.0, block_size=900.0),  # a buffer that removes all training data
+    ],
+)
 def test_hints_work_when_applied(cfg):
     s = four_polygons()
     with pytest.raises(InputError) as ei:
@@ -285,8 +326,9 @@ def test_shared_scenes_get_a_leak_free_spatial_test(config, shared_data):
     cfg = parse_config(yaml.safe_load(text), config)
     r = cfg.rasters
     with RasterStack.open([Path(p) for p in r.paths], r.band_names, r.bands, r.nodata) as stack:
-        s, _ = ingest_labels(cfg.labels, Path(cfg.labels.path), cfg.classes, stack, progress=False,
-                             on_unknown=cfg.labels.on_unknown)
+        s, _ = ingest_labels(
+            cfg.labels, Path(cfg.labels.path), cfg.classes, stack, progress=False, on_unknown=cfg.labels.on_unknown
+        )
         res, crs = stack.grid.res, stack.grid.crs
     for strategy in ("blocks", "kfold"):
         sp = make_splits(s, cfg.split.model_copy(update={"strategy": strategy}), cfg.patch.size, res, cfg.seed, crs)

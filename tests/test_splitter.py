@@ -21,7 +21,7 @@ def clustered(seed: int = 0, n_clusters: int = 30, per: int = 25):
     xy = np.repeat(centres, per, axis=0) + rng.normal(0, 40, size=(n_clusters * per, 2))
     y = np.repeat(cls, per)
     groups = np.repeat(np.arange(n_clusters), per)
-    X = np.column_stack([np.repeat(rng.normal(size=(n_clusters, 3)), per, axis=0) + rng.normal(0, .05, (len(y), 3))])
+    X = np.column_stack([np.repeat(rng.normal(size=(n_clusters, 3)), per, axis=0) + rng.normal(0, 0.05, (len(y), 3))])
     return X, y, groups, xy
 
 

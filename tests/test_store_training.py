@@ -46,9 +46,14 @@ def _meta(name):
     return ModelMeta(name, [f"b{i}" for i in range(4)], IDS, ["a", "b", "c"], ["#000000"] * 3, 5)
 
 
-@pytest.mark.parametrize("name,settings", [("decision_tree", DecisionTreeConfig()),
-                                           ("max_likelihood", MaxLikelihoodConfig()),
-                                           ("cnn", CNNConfig(channels=8, epochs=2, batch_size=32))])
+@pytest.mark.parametrize(
+    "name,settings",
+    [
+        ("decision_tree", DecisionTreeConfig()),
+        ("max_likelihood", MaxLikelihoodConfig()),
+        ("cnn", CNNConfig(channels=8, epochs=2, batch_size=32)),
+    ],
+)
 def test_index_list_training_equals_copy_training(store_data, name, settings):
     lazy, eager = store_data
     train, val, test = np.arange(0, 400), np.arange(400, 480), np.arange(480, 600)

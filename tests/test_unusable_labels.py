@@ -38,8 +38,13 @@ def _run(cfg: Path, out: Path, run_id: str, *extra: str, capsys=None) -> tuple[i
 def points_run(tmp_path_factory):
     """339 points, 309 outside the raster; class 'snow' has 20 points, all outside."""
     base = tmp_path_factory.mktemp("points")
-    cfg = points_scene(base / "scene", n_inside_per_class=10, n_outside={**OUTSIDE, "snow": 20},
-                       extra_classes=[SNOW], split={"random_contrast": False})
+    cfg = points_scene(
+        base / "scene",
+        n_inside_per_class=10,
+        n_outside={**OUTSIDE, "snow": 20},
+        extra_classes=[SNOW],
+        split={"random_contrast": False},
+    )
     handler = _Capture()
     logging.getLogger("pipeline").addHandler(handler)
     try:
@@ -69,9 +74,16 @@ def test_points_outside_the_raster_are_counted_per_class(points_run):
     assert lab["features_used"] == 30
     per = lab["features_per_class"]
     assert per["water"] == {"read": 110, "used": 10, "outside_raster": 100, "no_pixel": 0, "on_nodata": 0}
-    assert per["urban"]["outside_raster"] == 99 and per["snow"] == {"read": 20, "used": 0, "outside_raster": 20,
-                                                                    "no_pixel": 0, "on_nodata": 0}
-    assert "309 of 339 features cannot be used: 309 outside the raster (water 100, forest 90, urban 99, snow 20)" in logs
+    assert per["urban"]["outside_raster"] == 99 and per["snow"] == {
+        "read": 20,
+        "used": 0,
+        "outside_raster": 20,
+        "no_pixel": 0,
+        "on_nodata": 0,
+    }
+    assert (
+        "309 of 339 features cannot be used: 309 outside the raster (water 100, forest 90, urban 99, snow 20)" in logs
+    )
     m = json.loads((run / "metrics.json").read_text())
     assert m["labels"]["features_used"] == 30
     md = (run / "report.md").read_text()
@@ -103,8 +115,26 @@ def _subprocess_run(cfg: Path, out: Path) -> tuple[int, str]:
     import subprocess
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--run-id", "x",
-                           "--no-progress", "--engine", "local"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(cfg),
+            "--out",
+            str(out),
+            "--run-id",
+            "x",
+            "--no-progress",
+            "--engine",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     return proc.returncode, proc.stderr
 
 
@@ -136,8 +166,9 @@ def _nodata_band_scene(folder: Path, bad: str = "all", **extra) -> Path:
     return write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", **extra)
 
 
-@pytest.mark.parametrize("bad,why", [("all", "swir: nodata or NaN everywhere"),
-                                     ("constant", "swir: constant (500) everywhere")])
+@pytest.mark.parametrize(
+    "bad,why", [("all", "swir: nodata or NaN everywhere"), ("constant", "swir: constant (500) everywhere")]
+)
 def test_empty_band_is_named_with_the_fix(tmp_path, bad, why):
     cfg = _nodata_band_scene(tmp_path / "scene", bad)
     rc, err = _subprocess_run(cfg, tmp_path / "runs")
@@ -149,8 +180,9 @@ def test_empty_band_is_named_with_the_fix(tmp_path, bad, why):
 
 
 def test_empty_band_dropped_on_request(tmp_path, capsys):
-    cfg = _nodata_band_scene(tmp_path / "scene", "all", rasters={"drop_empty_bands": True},
-                             split={"random_contrast": False})
+    cfg = _nodata_band_scene(
+        tmp_path / "scene", "all", rasters={"drop_empty_bands": True}, split={"random_contrast": False}
+    )
     rc, err = _run(cfg, tmp_path / "runs", "drop", capsys=capsys)
     assert rc == 0, err
     run = tmp_path / "runs" / "drop"

@@ -59,12 +59,15 @@ def _noisy_model(stack: RasterStack, tmp_path: Path):
     n = 2000
     rows, cols = rng.integers(0, stack.grid.height, n), rng.integers(0, stack.grid.width, n)
     y = rng.integers(1, 8, n)
-    store = open_patches(extract_patches(stack, pd.DataFrame({"row": rows, "col": cols}), 1, tmp_path / "p.npy",
-                                         progress=False))
-    meta = ModelMeta("decision_tree", stack.band_names, list(range(1, 8)), [f"c{i}" for i in range(1, 8)],
-                     ["#000000"] * 7, 1)
+    store = open_patches(
+        extract_patches(stack, pd.DataFrame({"row": rows, "col": cols}), 1, tmp_path / "p.npy", progress=False)
+    )
+    meta = ModelMeta(
+        "decision_tree", stack.band_names, list(range(1, 8)), [f"c{i}" for i in range(1, 8)], ["#000000"] * 7, 1
+    )
     return DecisionTreeModel(DecisionTreeConfig(), meta, seed=0).fit(
-        TrainingData(store, y, np.arange(n), np.zeros((n, 2)), stack.band_names))
+        TrainingData(store, y, np.arange(n), np.zeros((n, 2)), stack.band_names)
+    )
 
 
 @pytest.fixture
@@ -72,8 +75,9 @@ def noisy_scene(tmp_path):
     from conftest import write_raster
 
     rng = np.random.default_rng(0)
-    path = write_raster(tmp_path / "noise.tif", rng.integers(1, 60000, (3, 200, 200), dtype=np.uint16),
-                        descriptions=["a", "b", "c"])
+    path = write_raster(
+        tmp_path / "noise.tif", rng.integers(1, 60000, (3, 200, 200), dtype=np.uint16), descriptions=["a", "b", "c"]
+    )
     with RasterStack.open(path) as stack:
         model = _noisy_model(stack, tmp_path)
     return path, model
@@ -83,14 +87,22 @@ def test_full_disk_map_is_one_clear_error_and_leaves_nothing(small_fs, noisy_sce
     path, model = noisy_scene
     with RasterStack.open(path) as stack:
         # how much the map and its confidence take when there is room
-        done = mapping.classify_raster(model, stack, path.parent / "map.tif", path.parent / "map_confidence.tif",
-                                       window_size=64, workers=1, progress=False)
+        done = mapping.classify_raster(
+            model,
+            stack,
+            path.parent / "map.tif",
+            path.parent / "map_confidence.tif",
+            window_size=64,
+            workers=1,
+            progress=False,
+        )
         size = os.path.getsize(done["path"]) + os.path.getsize(done["confidence_path"])
         assert size > 16 * 1024
         fs = small_fs(size // 2)
         with pytest.raises(OutOfSpaceError) as exc:
-            mapping.classify_raster(model, stack, fs / "map.tif", fs / "map_confidence.tif", window_size=64,
-                                    workers=1, progress=False)
+            mapping.classify_raster(
+                model, stack, fs / "map.tif", fs / "map_confidence.tif", window_size=64, workers=1, progress=False
+            )
     msg = str(exc.value)
     assert str(fs) in msg and "no space left" in msg and "needs about" in msg and "\n" not in msg
     assert sorted(os.listdir(fs)) == []  # no map, no confidence, no .raw or .cog temporaries
@@ -100,10 +112,28 @@ def test_full_disk_map_cli_is_one_line_exit_4(small_fs, noisy_scene, tmp_path):
     path, model = noisy_scene
     model_path = model.save(tmp_path / f"tree{_suffix()}")
     fs = small_fs(8 * 1024)
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "map", "--model", str(model_path), "--raster",
-                           str(path), "--out", str(fs / "m.tif"), "--confidence", str(fs / "c.tif"),
-                           "--no-progress"], capture_output=True, text=True, cwd=REPO, timeout=300,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "map",
+            "--model",
+            str(model_path),
+            "--raster",
+            str(path),
+            "--out",
+            str(fs / "m.tif"),
+            "--confidence",
+            str(fs / "c.tif"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 4, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("landcover: error: ") and str(fs) in lines[0], proc.stderr
@@ -115,14 +145,36 @@ def test_read_only_output_folder_is_one_line(small_fs, noisy_scene, tmp_path):
     path, model = noisy_scene
     model_path = model.save(tmp_path / f"tree{_suffix()}")
     ro = small_fs(64 * 1024, "ro")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "map", "--model", str(model_path), "--raster",
-                           str(path), "--out", str(ro / "m.tif"), "--no-progress"], capture_output=True, text=True,
-                          cwd=REPO, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "map",
+            "--model",
+            str(model_path),
+            "--raster",
+            str(path),
+            "--out",
+            str(ro / "m.tif"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(ro) in lines[0], proc.stderr
     cfg = make_project(tmp_path / "p")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(ro / "runs")],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(ro / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(ro) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
@@ -144,12 +196,18 @@ rng = np.random.default_rng(0)
 s = pd.DataFrame({{"row": rng.integers(0, 64, 3000), "col": rng.integers(0, 64, 3000)}})
 with RasterStack.open([{str(img)!r}]) as st:
     try:
-        extract_patches(st, s, 9, {str(fs / 'patches.npy')!r}, progress=False)
+        extract_patches(st, s, 9, {str(fs / "patches.npy")!r}, progress=False)
     except OutOfSpaceError as e:
         print("OUT OF SPACE:", e)
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, f"child died with {proc.returncode}: {proc.stderr[-2000:]}"
     assert "OUT OF SPACE:" in proc.stdout and "patches.npy" in proc.stdout and "needs about 3.7 MB" in proc.stdout
     assert os.listdir(fs) == []  # the temporary store is gone

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import yaml
-
 from conftest import write_raster
 
-CLASSES = [{"id": 1, "name": "water", "color": "#2166ac"},
-           {"id": 2, "name": "forest", "color": "#1b7837"},
-           {"id": 3, "name": "urban", "color": "#e31a1c"}]
+CLASSES = [
+    {"id": 1, "name": "water", "color": "#2166ac"},
+    {"id": 2, "name": "forest", "color": "#1b7837"},
+    {"id": 3, "name": "urban", "color": "#e31a1c"},
+]
 
 
 def scene(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -29,22 +30,28 @@ def scene(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros((size, size), np.uint8)
     for r in range(2, size - 6, 12):
         for c in range(2, size - 6, 12):
-            labels[r:r + 5, c:c + 5] = cls[r, c]
+            labels[r : r + 5, c : c + 5] = cls[r, c]
     return img.astype(np.uint16), labels
 
 
-def make_project(root: Path, name: str = "tiny", models: dict[str, Any] | None = None,
-                 **top: Any) -> Path:
+def make_project(root: Path, name: str = "tiny", models: dict[str, Any] | None = None, **top: Any) -> Path:
     """Write scene.tif, labels.tif and config.yaml under ``root``; returns the config path."""
     root.mkdir(parents=True, exist_ok=True)
     img, labels = scene()
     write_raster(root / "scene.tif", img, nodata=0, descriptions=["blue", "red", "nir"])
     write_raster(root / "labels.tif", labels, nodata=0)
-    cfg = {"name": name, "seed": 0,
-           "rasters": {"paths": ["scene.tif"], "band_names": ["blue", "red", "nir"]},
-           "labels": {"path": "labels.tif"}, "classes": CLASSES, "patch": {"size": 3},
-           "split": {"random_contrast": False},
-           "models": models or {"decision_tree": {}}, "mapping": {"window_size": 32, "workers": 1}, **top}
+    cfg = {
+        "name": name,
+        "seed": 0,
+        "rasters": {"paths": ["scene.tif"], "band_names": ["blue", "red", "nir"]},
+        "labels": {"path": "labels.tif"},
+        "classes": CLASSES,
+        "patch": {"size": 3},
+        "split": {"random_contrast": False},
+        "models": models or {"decision_tree": {}},
+        "mapping": {"window_size": 32, "workers": 1},
+        **top,
+    }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

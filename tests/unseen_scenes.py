@@ -13,8 +13,11 @@ import yaml
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-CLASSES = [{"id": 1, "name": "water", "color": "#2166ac"}, {"id": 2, "name": "forest", "color": "#1b7837"},
-           {"id": 3, "name": "urban", "color": "#e31a1c"}]
+CLASSES = [
+    {"id": 1, "name": "water", "color": "#2166ac"},
+    {"id": 2, "name": "forest", "color": "#1b7837"},
+    {"id": 3, "name": "urban", "color": "#e31a1c"},
+]
 MEANS = {1: (300.0, 200.0, 150.0), 2: (600.0, 900.0, 500.0), 3: (1500.0, 1300.0, 1600.0)}
 
 
@@ -35,14 +38,31 @@ def spectra(classes: np.ndarray, n_bands: int = 3, seed: int = 0, noise: float =
 
 
 def write_raster(path: Path, data: np.ndarray, transform, crs: str, nodata=None) -> Path:
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype, crs=crs, transform=transform, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
     return path
 
 
-def polygons_on_cells(classes: np.ndarray, transform, crs: str, cell: int = 8, inset: int = 2,
-                      step: int = 1, cap: dict[str, int] | None = None) -> gpd.GeoDataFrame:
+def polygons_on_cells(
+    classes: np.ndarray,
+    transform,
+    crs: str,
+    cell: int = 8,
+    inset: int = 2,
+    step: int = 1,
+    cap: dict[str, int] | None = None,
+) -> gpd.GeoDataFrame:
     """One square polygon inside every ``step``-th checkerboard cell, labelled with the cell's class
     (at most ``cap[name]`` polygons of a class, spread over the scene)."""
     rows, cols = classes.shape
@@ -65,19 +85,36 @@ def polygons_on_cells(classes: np.ndarray, transform, crs: str, cell: int = 8, i
 
 
 def write_config(path: Path, raster_paths: list[str], label_path: str, models: dict | None = None, **extra) -> Path:
-    cfg = {"name": "unseen", "seed": 0, "rasters": {"paths": raster_paths},
-           "labels": {"path": label_path, "field": "class"},
-           "classes": CLASSES, "patch": {"size": 3}, "models": models or {"decision_tree": {}},
-           "mapping": {"window_size": 64, "workers": 1}}
+    cfg = {
+        "name": "unseen",
+        "seed": 0,
+        "rasters": {"paths": raster_paths},
+        "labels": {"path": label_path, "field": "class"},
+        "classes": CLASSES,
+        "patch": {"size": 3},
+        "models": models or {"decision_tree": {}},
+        "mapping": {"window_size": 64, "workers": 1},
+    }
     for k, v in extra.items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
-def utm_scene(folder: Path, rows: int = 64, cols: int = 64, n_bands: int = 3, res: float = 30.0,
-              crs: str = "EPSG:32633", origin=(500000.0, 4000000.0), seed: int = 0, step: int = 1,
-              cap: dict[str, int] | None = None, models: dict | None = None, **extra) -> Path:
+def utm_scene(
+    folder: Path,
+    rows: int = 64,
+    cols: int = 64,
+    n_bands: int = 3,
+    res: float = 30.0,
+    crs: str = "EPSG:32633",
+    origin=(500000.0, 4000000.0),
+    seed: int = 0,
+    step: int = 1,
+    cap: dict[str, int] | None = None,
+    models: dict | None = None,
+    **extra,
+) -> Path:
     """A projected scene with polygon labels; returns the config path."""
     folder.mkdir(parents=True, exist_ok=True)
     cls = class_image(rows, cols)
@@ -87,8 +124,14 @@ def utm_scene(folder: Path, rows: int = 64, cols: int = 64, n_bands: int = 3, re
     return write_config(folder / "config.yaml", ["scene.tif"], "labels.gpkg", models, **extra)
 
 
-def points_scene(folder: Path, n_inside_per_class: int = 10, n_outside: dict[str, int] | None = None,
-                 extra_classes: list[dict] | None = None, models: dict | None = None, **extra) -> Path:
+def points_scene(
+    folder: Path,
+    n_inside_per_class: int = 10,
+    n_outside: dict[str, int] | None = None,
+    extra_classes: list[dict] | None = None,
+    models: dict | None = None,
+    **extra,
+) -> Path:
     """A 64 x 64 projected scene labelled by points, many of which lie outside it.
 
     ``n_inside_per_class`` points per class fall on pixel centres inside the raster, spread over

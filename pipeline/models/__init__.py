@@ -10,8 +10,17 @@ from pipeline.models import registry
 from pipeline.models.base import Classifier, ModelMeta, TrainingData
 from pipeline.models.registry import ModelSpec, model_class, model_suffix
 
-__all__ = ["Classifier", "ModelMeta", "ModelSpec", "TrainingData", "build_model", "load_model", "model_class",
-           "model_suffix", "registry"]
+__all__ = [
+    "Classifier",
+    "ModelMeta",
+    "ModelSpec",
+    "TrainingData",
+    "build_model",
+    "load_model",
+    "model_class",
+    "model_suffix",
+    "registry",
+]
 
 
 def build_model(name: str, settings: Any, meta: ModelMeta, seed: int, device: str = "cpu") -> Classifier:
@@ -26,8 +35,10 @@ def load_model(path: str | Path, device: str = "cpu") -> Classifier:
         raise InputError(f"{path}: model file not found")
     if path.suffix.lower() in (".pkl", ".pickle", ".joblib"):
         # Unpickling runs whatever code the file names; a model file must never be code.
-        raise InputError(f"{path}: pickle files are not loaded (loading one can run arbitrary code); "
-                         "retrain to get a .skops model file")
+        raise InputError(
+            f"{path}: pickle files are not loaded (loading one can run arbitrary code); "
+            "retrain to get a .skops model file"
+        )
     loaders = registry.loaders_for_suffix(path.suffix)
     if not loaders:
         suffixes = sorted({s.suffix for s in registry.specs()})

@@ -51,7 +51,7 @@ class ModelMeta:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelMeta":
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
         return cls(**d)
 
 
@@ -95,12 +95,15 @@ class TrainingData:
         c = self.patch_size // 2
         return np.asarray(self.patches[:, :, c, c])
 
-    def subset(self, idx: np.ndarray) -> "TrainingData":
+    def subset(self, idx: np.ndarray) -> TrainingData:
         """The samples ``idx``. Over a :class:`~pipeline.patches.PatchStore` the patches stay an
         index list over the memory-mapped store (nothing is read); a plain array is copied."""
         idx = np.asarray(idx)
-        patches = self.patches.take(idx) if hasattr(self.patches, "take") and not isinstance(
-            self.patches, np.ndarray) else np.asarray(self.patches[idx])
+        patches = (
+            self.patches.take(idx)
+            if hasattr(self.patches, "take") and not isinstance(self.patches, np.ndarray)
+            else np.asarray(self.patches[idx])
+        )
         return TrainingData(patches, self.y[idx], self.groups[idx], self.xy[idx], self.band_names)
 
 
@@ -114,7 +117,7 @@ class Classifier(Protocol):
     @property
     def halo(self) -> int: ...
 
-    def fit(self, train: TrainingData, validation: TrainingData | None = None) -> "Classifier":
+    def fit(self, train: TrainingData, validation: TrainingData | None = None) -> Classifier:
         """Fit on ``train``; ``validation`` (may be None or empty) is for tuning / early stopping."""
 
     def predict_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -76,14 +76,18 @@ class SklearnPixelModel:
         """(bands, H + 2*halo, W + 2*halo) -> (H * W, f) float32."""
         return self.spec.from_block(block)
 
-    def fit(self, train: TrainingData, validation: TrainingData | None = None) -> "SklearnPixelModel":
+    def fit(self, train: TrainingData, validation: TrainingData | None = None) -> SklearnPixelModel:
         if len(train) == 0:
             raise InputError(f"{self.name}: no training samples")
         t0 = time.perf_counter()
         X = self.features_from_patches(train.patches)
         y = np.asarray(train.y)
-        self.fit_info = {"n_train": int(len(y)), "n_features": int(X.shape[1]), "features": self.spec.names(),
-                         "halo": int(self.halo)}
+        self.fit_info = {
+            "n_train": int(len(y)),
+            "n_features": int(X.shape[1]),
+            "features": self.spec.names(),
+            "halo": int(self.halo),
+        }
         self._fit_features(X, y, train, validation)
         self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 3)
         self.fit_info = json_safe(self.fit_info)
@@ -155,8 +159,9 @@ class DecisionTreeModel(SklearnPixelModel):
 
     def _make_estimator(self) -> DecisionTreeClassifier:
         s = self.settings
-        return DecisionTreeClassifier(max_depth=s.max_depth, min_samples_leaf=s.min_samples_leaf,
-                                      random_state=self.seed)
+        return DecisionTreeClassifier(
+            max_depth=s.max_depth, min_samples_leaf=s.min_samples_leaf, random_state=self.seed
+        )
 
     @property
     def confidence_min_samples(self) -> int:
@@ -164,9 +169,11 @@ class DecisionTreeModel(SklearnPixelModel):
 
     def _fit_features(self, X, y, train, validation) -> None:
         super()._fit_features(X, y, train, validation)
-        self.fit_info.update(depth=int(self.estimator.get_depth()), n_leaves=int(self.estimator.get_n_leaves()),
-                             confidence=f"class frequency in leaf or ancestor with >= {self.confidence_min_samples} "
-                                        "training samples")
+        self.fit_info.update(
+            depth=int(self.estimator.get_depth()),
+            n_leaves=int(self.estimator.get_n_leaves()),
+            confidence=f"class frequency in leaf or ancestor with >= {self.confidence_min_samples} training samples",
+        )
 
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tree = self.estimator.tree_
@@ -198,8 +205,13 @@ class RandomForestModel(SklearnPixelModel):
         from sklearn.ensemble import RandomForestClassifier
 
         s = self.settings
-        return RandomForestClassifier(n_estimators=s.n_estimators, max_depth=s.max_depth,
-                                      min_samples_leaf=s.min_samples_leaf, n_jobs=s.n_jobs, random_state=self.seed)
+        return RandomForestClassifier(
+            n_estimators=s.n_estimators,
+            max_depth=s.max_depth,
+            min_samples_leaf=s.min_samples_leaf,
+            n_jobs=s.n_jobs,
+            random_state=self.seed,
+        )
 
     def _fit_features(self, X, y, train, validation) -> None:
         super()._fit_features(X, y, train, validation)
@@ -244,13 +256,17 @@ class MaxLikelihoodModel(SklearnPixelModel):
         est.fit((X - self.mean_) / self.scale_, y)
         self.estimator = est
         few = {int(c): int(n) for c, n in zip(keep_classes, counts[counts >= 2]) if n <= X.shape[1]}
-        self.fit_info.update(priors=self.settings.priors, reg_param=self.settings.reg_param,
-                             shrinkage={int(c): round(float(a), 6) for c, a in zip(est.classes_, est.shrinkage_)},
-                             classes_with_fewer_samples_than_features=few,
-                             dropped_classes=[int(c) for c in dropped],
-                             dropped_reason={int(c): f"{int(n)} training sample (a covariance needs 2)"
-                                             for c, n in zip(classes, counts) if n < 2},
-                             n_train_used=int(len(y)))
+        self.fit_info.update(
+            priors=self.settings.priors,
+            reg_param=self.settings.reg_param,
+            shrinkage={int(c): round(float(a), 6) for c, a in zip(est.classes_, est.shrinkage_)},
+            classes_with_fewer_samples_than_features=few,
+            dropped_classes=[int(c) for c in dropped],
+            dropped_reason={
+                int(c): f"{int(n)} training sample (a covariance needs 2)" for c, n in zip(classes, counts) if n < 2
+            },
+            n_train_used=int(len(y)),
+        )
 
     def _estimator_input(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_) / self.scale_
@@ -317,8 +333,7 @@ class SVMModel(SklearnPixelModel):
     def _svc(self, C: float, gamma: float | str) -> Any:
         from sklearn.svm import SVC
 
-        return SVC(kernel="rbf", C=float(C), gamma=gamma, cache_size=500,
-                   random_state=self.seed)
+        return SVC(kernel="rbf", C=float(C), gamma=gamma, cache_size=500, random_state=self.seed)
 
     def _fast(self, svc: Any) -> Any:
         from pipeline.svm_fast import FastSVC
@@ -351,8 +366,12 @@ class SVMModel(SklearnPixelModel):
         idx = stratified_cap(y, cap, self.seed)
         groups = np.asarray(train.groups)
         Xc, yc, gc = Xs[idx], y[idx], groups[idx]
-        self.fit_info.update(train_cap_applied=bool(len(idx) < len(y)), max_train_samples=cap,
-                             n_train_original=int(len(y)), n_train_used=int(len(idx)))
+        self.fit_info.update(
+            train_cap_applied=bool(len(idx) < len(y)),
+            max_train_samples=cap,
+            n_train_original=int(len(y)),
+            n_train_used=int(len(idx)),
+        )
         grid = [(float(C), g) for C in s.C for g in s.gamma]
         scores: list[dict] = []
         method = "none"
@@ -388,9 +407,15 @@ class SVMModel(SklearnPixelModel):
             C, g = grid[0]
         self.estimator = self._svc(C, g).fit(Xc, yc)
         self.fast = self._fast(self.estimator)
-        self.fit_info.update(C=C, gamma=g, gamma_value=float(self.estimator._gamma), selection=method,
-                             selection_scores=scores, n_support_vectors=int(len(self.estimator.support_vectors_)),
-                             confidence="ovo_vote_share")
+        self.fit_info.update(
+            C=C,
+            gamma=g,
+            gamma_value=float(self.estimator._gamma),
+            selection=method,
+            selection_scores=scores,
+            n_support_vectors=int(len(self.estimator.support_vectors_)),
+            confidence="ovo_vote_share",
+        )
 
     def _after_load(self) -> None:
         self.fast = self._fast(self.estimator)
@@ -423,22 +448,27 @@ TRUSTED_TYPES = [
 _REBUILT = ("settings", "meta", "spec", "device", "fast", "_conf_nodes", "fit_info")
 
 
-def _state(model: "SklearnPixelModel") -> dict[str, Any]:
+def _state(model: SklearnPixelModel) -> dict[str, Any]:
     return {k: v for k, v in model.__dict__.items() if k not in _REBUILT}
 
 
-def save_classical(model: "SklearnPixelModel", path: Path) -> Path:
+def save_classical(model: SklearnPixelModel, path: Path) -> Path:
     import skops.io as sio
 
-    blob = {"format": SAVE_FORMAT, "kind": model.name, "meta": model.meta.to_json(),
-            "settings": model.settings.model_dump_json(), "fit_info": json.dumps(json_safe(model.fit_info)),
-            "state": _state(model)}
+    blob = {
+        "format": SAVE_FORMAT,
+        "kind": model.name,
+        "meta": model.meta.to_json(),
+        "settings": model.settings.model_dump_json(),
+        "fit_info": json.dumps(json_safe(model.fit_info)),
+        "state": _state(model),
+    }
     with atomic_path(path) as tmp:
         sio.dump(blob, tmp)
     return Path(path)
 
 
-def load_classical(path: Path, device: str = "cpu") -> "SklearnPixelModel":
+def load_classical(path: Path, device: str = "cpu") -> SklearnPixelModel:
     """Load a baseline saved by :meth:`SklearnPixelModel.save` (``device`` is unused: CPU models).
 
     Only types that skops trusts by default or that are listed in :data:`TRUSTED_TYPES` are
@@ -456,8 +486,10 @@ def load_classical(path: Path, device: str = "cpu") -> "SklearnPixelModel":
         raise InputError(f"{path}: not a saved landcover model ({_first_line(e)})") from None
     refused = [t for t in untrusted if t not in TRUSTED_TYPES]
     if refused:
-        raise InputError(f"{path}: refused to load: the file holds types that are not trusted "
-                         f"({', '.join(refused[:3])}{', ...' if len(refused) > 3 else ''})")
+        raise InputError(
+            f"{path}: refused to load: the file holds types that are not trusted "
+            f"({', '.join(refused[:3])}{', ...' if len(refused) > 3 else ''})"
+        )
     try:
         blob = sio.load(path, trusted=[t for t in untrusted])
         if not isinstance(blob, dict) or blob.get("format") != SAVE_FORMAT:
@@ -465,8 +497,7 @@ def load_classical(path: Path, device: str = "cpu") -> "SklearnPixelModel":
         spec = registry.get(str(blob["kind"]))
         meta = ModelMeta.from_dict(json.loads(blob["meta"]))
         settings = spec.config.model_validate_json(blob["settings"])
-        model = spec.model_class()(settings=settings, meta=meta, seed=int(blob["state"].get("seed", 0)),
-                                   device=device)
+        model = spec.model_class()(settings=settings, meta=meta, seed=int(blob["state"].get("seed", 0)), device=device)
         if not isinstance(model, SklearnPixelModel):
             raise ValueError(f"{spec.name} is not a classical model")
         for k, v in dict(blob["state"]).items():

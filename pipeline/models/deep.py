@@ -77,15 +77,41 @@ from pipeline.device import DeviceSettings, select_device
 from pipeline.errors import InputError
 from pipeline.models import registry
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.nets import (CompactCNN, PatchResNet, ResidualBlock, fold_batchnorm,  # noqa: F401 - re-exported
-                                  randomize_batchnorm, trunk_layers)
-from pipeline.models.training import (EpochSampler, deterministic, macro_f1, seeded,  # noqa: F401 - re-exported
-                                      shift_table, band_stats, class_weights, save_learning_curves, train_network)
+from pipeline.models.nets import (  # noqa: F401 - re-exported
+    CompactCNN,
+    PatchResNet,
+    ResidualBlock,
+    fold_batchnorm,
+    randomize_batchnorm,
+    trunk_layers,
+)
+from pipeline.models.training import (  # noqa: F401 - re-exported
+    EpochSampler,
+    band_stats,
+    class_weights,
+    deterministic,
+    macro_f1,
+    save_learning_curves,
+    seeded,
+    shift_table,
+    train_network,
+)
 
 FORMAT = "landcover-deep/1"
 
-__all__ = ["CNNModel", "ResNetModel", "DeepModel", "CompactCNN", "PatchResNet", "ResidualBlock", "load_deep",
-           "save_learning_curves", "trunk_layers", "band_stats", "randomize_batchnorm"]
+__all__ = [
+    "CNNModel",
+    "ResNetModel",
+    "DeepModel",
+    "CompactCNN",
+    "PatchResNet",
+    "ResidualBlock",
+    "load_deep",
+    "save_learning_curves",
+    "trunk_layers",
+    "band_stats",
+    "randomize_batchnorm",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,8 +123,13 @@ class DeepModel:
     name: ClassVar[str] = ""
     map_workers = 1  # torch intra-op threads already use the cores
 
-    def __init__(self, settings: DeepConfig | None = None, meta: ModelMeta | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        settings: DeepConfig | None = None,
+        meta: ModelMeta | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         if meta is None:
             raise InputError(f"{self.name}: a ModelMeta is required")
         self.settings: DeepConfig = settings if settings is not None else registry.get(self.name).config()  # type: ignore[assignment]
@@ -145,8 +176,9 @@ class DeepModel:
         std = torch.as_tensor(self.norm_std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         return mean, std
 
-    def _standardise(self, x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor],
-                     channels_last: bool | None = None) -> torch.Tensor:
+    def _standardise(
+        self, x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor], channels_last: bool | None = None
+    ) -> torch.Tensor:
         mean, std = norm
         x = (x - mean) / std
         x = torch.where(torch.isnan(x), torch.zeros((), dtype=x.dtype, device=x.device), x)
@@ -180,8 +212,10 @@ class DeepModel:
 
     def _check_bands(self, b: int, what: str) -> None:
         if b != self.n_bands:
-            raise InputError(f"{self.name}: {what} has {b} bands, the model expects {self.n_bands} "
-                             f"({', '.join(self.meta.band_names)})")
+            raise InputError(
+                f"{self.name}: {what} has {b} bands, the model expects {self.n_bands} "
+                f"({', '.join(self.meta.band_names)})"
+            )
 
     # -- inference ----------------------------------------------------------------------------------
     def patch_logits(self, patches: np.ndarray) -> np.ndarray:
@@ -199,11 +233,11 @@ class DeepModel:
         with torch.inference_mode():
             # Bounded in bytes too: a batch of 2048 patches of 218 bands would be 145 MB (and its
             # standardised copies as much again).
-            step = max(32, min(self.patch_batch, (8 * 2 ** 20) // (4 * int(np.prod(patches.shape[1:])))))
+            step = max(32, min(self.patch_batch, (8 * 2**20) // (4 * int(np.prod(patches.shape[1:])))))
             for s in range(0, patches.shape[0], step):
-                x = np.ascontiguousarray(patches[s:s + step, :, c:c + self.k, c:c + self.k], dtype=np.float32)
+                x = np.ascontiguousarray(patches[s : s + step, :, c : c + self.k, c : c + self.k], dtype=np.float32)
                 xt = self._standardise(self.device_settings.to_device(torch.from_numpy(x)), norm, cl)
-                out[s:s + len(x)] = net(xt).float().flatten(1).cpu().numpy()
+                out[s : s + len(x)] = net(xt).float().flatten(1).cpu().numpy()
         return out
 
     def block_logits(self, block: np.ndarray) -> np.ndarray:
@@ -214,7 +248,9 @@ class DeepModel:
         h = self.halo
         H, W = block.shape[1] - 2 * h, block.shape[2] - 2 * h
         if H <= 0 or W <= 0:
-            raise InputError(f"{self.name}: block {block.shape[1]}x{block.shape[2]} is smaller than the patch size {self.k}")
+            raise InputError(
+                f"{self.name}: block {block.shape[1]}x{block.shape[2]} is smaller than the patch size {self.k}"
+            )
         rows = max(1, self.dense_chunk_pixels // W)
         out = np.empty((self.n_classes, H, W), np.float32)
         net, cl = self._inference_net()
@@ -222,7 +258,7 @@ class DeepModel:
         with torch.inference_mode():
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
-                x = np.ascontiguousarray(block[None, :, r0:r1 + 2 * h, :], dtype=np.float32)
+                x = np.ascontiguousarray(block[None, :, r0 : r1 + 2 * h, :], dtype=np.float32)
                 xt = self._standardise(self.device_settings.to_device(torch.from_numpy(x)), norm, cl)
                 out[:, r0:r1] = net(xt)[0].float().cpu().numpy()
         return out
@@ -249,14 +285,18 @@ class DeepModel:
         y = np.asarray(y)
         bad = sorted({int(v) for v in np.unique(y)} - set(lookup))
         if bad:
-            raise InputError(f"{self.name}: {what} labels contain class id {bad[0]} not in the class table "
-                             f"{list(map(int, self.class_ids))}")
+            raise InputError(
+                f"{self.name}: {what} labels contain class id {bad[0]} not in the class table "
+                f"{list(map(int, self.class_ids))}"
+            )
         return np.fromiter((lookup[int(v)] for v in y), dtype=np.int64, count=len(y))
 
     def _check_training(self, data: TrainingData, what: str) -> None:
         if data.patches.ndim != 4 or data.patches.shape[-1] != self.k or data.patches.shape[-2] != self.k:
-            raise InputError(f"{self.name}: {what} patches have shape {data.patches.shape}, "
-                             f"expected (n, {self.n_bands}, {self.k}, {self.k})")
+            raise InputError(
+                f"{self.name}: {what} patches have shape {data.patches.shape}, "
+                f"expected (n, {self.n_bands}, {self.k}, {self.k})"
+            )
         self._check_bands(data.patches.shape[1], f"{what} patches")
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator, norm) -> torch.Tensor:
@@ -291,12 +331,13 @@ class DeepModel:
         shift_tab = None
         if s.shift > 0:
             px = self.meta.extra.get("pixel_size") if isinstance(self.meta.extra, dict) else None
-            shift_tab = shift_table(np.asarray(train.xy, np.float64), np.asarray(train.groups), y_idx, s.shift,
-                                     float(px) if px else None)
+            shift_tab = shift_table(
+                np.asarray(train.xy, np.float64), np.asarray(train.groups), y_idx, s.shift, float(px) if px else None
+            )
         sample_p = inv[y_idx] / inv[y_idx].sum() if s.class_balance == "sampler" else None
         return EpochSampler(len(y_idx), min(s.batch_size, len(y_idx)), sample_p, shift_tab)
 
-    def fit(self, train: TrainingData, validation: TrainingData | None = None) -> "DeepModel":
+    def fit(self, train: TrainingData, validation: TrainingData | None = None) -> DeepModel:
         """Fit on ``train`` (patches (n, bands, k, k), class ids); early stopping on ``validation``."""
         s = self.settings
         self._check_training(train, "training")
@@ -325,12 +366,18 @@ class DeepModel:
         self.net.eval()
         self.history = res.history
         self.fit_info = {
-            "epochs_run": len(res.history), "best_epoch": int(res.best_epoch), "stopped_early": res.stopped_early,
-            "best_val_macro_f1": res.best_f1, "device": str(self.device), "device_settings": ds.describe(),
-            "train_samples": int(n), "n_train": int(n),
+            "epochs_run": len(res.history),
+            "best_epoch": int(res.best_epoch),
+            "stopped_early": res.stopped_early,
+            "best_val_macro_f1": res.best_f1,
+            "device": str(self.device),
+            "device_settings": ds.describe(),
+            "train_samples": int(n),
+            "n_train": int(n),
             "validation_samples": int(len(validation)) if validation is not None else 0,
             "train_samples_per_s": float(res.samples_per_s),
-            "fit_seconds": float(time.perf_counter() - t_start), "seed": self.seed,
+            "fit_seconds": float(time.perf_counter() - t_start),
+            "seed": self.seed,
             "parameters": int(sum(p.numel() for p in self.net.parameters())),
         }
         return self
@@ -338,11 +385,16 @@ class DeepModel:
     # -- persistence --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "kind": self.name, "meta": asdict(self.meta),
-            "settings": self.settings.model_dump(mode="json"), "seed": self.seed,
+            "format": FORMAT,
+            "kind": self.name,
+            "meta": asdict(self.meta),
+            "settings": self.settings.model_dump(mode="json"),
+            "seed": self.seed,
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
-            "norm_mean": torch.from_numpy(self.norm_mean.copy()), "norm_std": torch.from_numpy(self.norm_std.copy()),
-            "history": json.loads(json.dumps(self.history)), "fit_info": json.loads(json.dumps(self.fit_info)),
+            "norm_mean": torch.from_numpy(self.norm_mean.copy()),
+            "norm_std": torch.from_numpy(self.norm_std.copy()),
+            "history": json.loads(json.dumps(self.history)),
+            "fit_info": json.loads(json.dumps(self.fit_info)),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -366,8 +418,14 @@ class ResNetModel(DeepModel):
 
     def build_network(self) -> nn.Module:
         s = self.settings
-        return PatchResNet(self.n_bands, self.n_classes, self.k, channels=s.channels, dropout=s.dropout,
-                           stochastic_depth=getattr(s, "stochastic_depth", 0.0))
+        return PatchResNet(
+            self.n_bands,
+            self.n_classes,
+            self.k,
+            channels=s.channels,
+            dropout=s.dropout,
+            stochastic_depth=getattr(s, "stochastic_depth", 0.0),
+        )
 
 
 def load_deep(path: str | Path, device: str | torch.device = "cpu") -> DeepModel:
@@ -381,8 +439,11 @@ def load_deep(path: str | Path, device: str | torch.device = "cpu") -> DeepModel
         # torch's own message goes on to suggest weights_only=False, i.e. running the file's
         # code: never pass that on. Say what the file is not, and what was refused.
         unsafe = "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower()
-        why = ("it holds objects other than tensors and plain values; refused, as loading them could run code"
-               if unsafe else f"{type(e).__name__}")
+        why = (
+            "it holds objects other than tensors and plain values; refused, as loading them could run code"
+            if unsafe
+            else f"{type(e).__name__}"
+        )
         raise InputError(f"{path}: not a saved deep model ({why})") from None
     deep = [s for s in registry.specs() if s.deep]
     kinds = {s.name: s for s in deep}

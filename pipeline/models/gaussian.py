@@ -71,9 +71,13 @@ class ShrunkGaussianClassifier(ClassifierMixin, BaseEstimator):
                 if not 0.0 <= alpha <= 1.0:
                     raise ValueError(f"shrinkage must be 'auto' or in [0, 1], got {self.shrinkage!r}")
                 if alpha == 0.0 and n <= d:
-                    raise ValueError(f"class {c!r} has {n} training samples for {d} features: its covariance "
-                                     "is singular without shrinkage (use reg_param 'auto' or a value above 0)")
-            cov = shrunk_covariance(empirical_covariance(Xc), shrinkage=alpha) if alpha > 0 else empirical_covariance(Xc)
+                    raise ValueError(
+                        f"class {c!r} has {n} training samples for {d} features: its covariance "
+                        "is singular without shrinkage (use reg_param 'auto' or a value above 0)"
+                    )
+            cov = (
+                shrunk_covariance(empirical_covariance(Xc), shrinkage=alpha) if alpha > 0 else empirical_covariance(Xc)
+            )
             means.append(Xc.mean(axis=0))
             covs.append(cov + RIDGE * np.eye(d))
             alphas.append(alpha)

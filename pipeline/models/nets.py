@@ -78,8 +78,9 @@ class ResidualBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.proj = (nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-                     if cin != cout else nn.Identity())
+        self.proj = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if cin != cout else nn.Identity()
+        )
         self.survival = float(survival)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,8 +95,16 @@ class ResidualBlock(nn.Module):
 class PatchResNet(nn.Module):
     """Stem (3x3 valid when ``L`` is odd, else 1x1), ``L // 2`` residual blocks, dropout, 1x1 head."""
 
-    def __init__(self, bands: int, n_classes: int, patch_size: int, channels: int = 64, dropout: float = 0.0,
-                 stochastic_depth: float = 0.0, widths: list[int] | None = None):
+    def __init__(
+        self,
+        bands: int,
+        n_classes: int,
+        patch_size: int,
+        channels: int = 64,
+        dropout: float = 0.0,
+        stochastic_depth: float = 0.0,
+        widths: list[int] | None = None,
+    ):
         super().__init__()
         depth = trunk_layers(patch_size)
         n_blocks = depth // 2

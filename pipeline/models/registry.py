@@ -24,8 +24,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from pipeline.config import (CNNConfig, DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, ResNetConfig,
-                             SVMConfig)
+from pipeline.config import (
+    CNNConfig,
+    DecisionTreeConfig,
+    MaxLikelihoodConfig,
+    RandomForestConfig,
+    ResNetConfig,
+    SVMConfig,
+)
 from pipeline.errors import InputError
 
 
@@ -77,10 +83,24 @@ _BUILTIN = (
     ModelSpec("random_forest", RandomForestConfig, "pipeline.models.classical:RandomForestModel"),
     ModelSpec("svm", SVMConfig, "pipeline.models.classical:SVMModel"),
     ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.classical:MaxLikelihoodModel"),
-    ModelSpec("cnn", CNNConfig, "pipeline.models.deep:CNNModel", suffix=".pt", kind="patch", deep=True,
-              loader="pipeline.models.deep:load_deep"),
-    ModelSpec("resnet", ResNetConfig, "pipeline.models.deep:ResNetModel", suffix=".pt", kind="patch", deep=True,
-              loader="pipeline.models.deep:load_deep"),
+    ModelSpec(
+        "cnn",
+        CNNConfig,
+        "pipeline.models.deep:CNNModel",
+        suffix=".pt",
+        kind="patch",
+        deep=True,
+        loader="pipeline.models.deep:load_deep",
+    ),
+    ModelSpec(
+        "resnet",
+        ResNetConfig,
+        "pipeline.models.deep:ResNetModel",
+        suffix=".pt",
+        kind="patch",
+        deep=True,
+        loader="pipeline.models.deep:load_deep",
+    ),
 )
 
 # The table itself. Mutated only through register()/unregister(); read through the functions below.

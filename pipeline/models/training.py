@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pipeline.models.deep import DeepModel
 
 
-def band_stats(patches: np.ndarray, chunk_bytes: int = 8 * 2 ** 20) -> tuple[np.ndarray, np.ndarray]:
+def band_stats(patches: np.ndarray, chunk_bytes: int = 8 * 2**20) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std over the finite pixels of ``patches`` (n, bands, k, k), streamed.
 
     Rows are read in chunks of at most ``chunk_bytes`` of float64 (so 218 bands cost what 6 do).
@@ -45,14 +45,14 @@ def band_stats(patches: np.ndarray, chunk_bytes: int = 8 * 2 ** 20) -> tuple[np.
     ss = np.zeros(b, np.float64)
     cnt = np.zeros(b, np.float64)
     for i in range(0, patches.shape[0], chunk):
-        x = np.asarray(patches[i:i + chunk], dtype=np.float64)
+        x = np.asarray(patches[i : i + chunk], dtype=np.float64)
         ok = np.isfinite(x)
         x = np.where(ok, x, 0.0)
         s += x.sum(axis=(0, 2, 3))
         ss += (x * x).sum(axis=(0, 2, 3))
         cnt += ok.sum(axis=(0, 2, 3))
     mean = np.divide(s, cnt, out=np.zeros(b), where=cnt > 0)
-    var = np.divide(ss, cnt, out=np.ones(b), where=cnt > 0) - np.where(cnt > 0, mean ** 2, 0.0)
+    var = np.divide(ss, cnt, out=np.ones(b), where=cnt > 0) - np.where(cnt > 0, mean**2, 0.0)
     std = np.sqrt(np.maximum(var, 0.0))
     std = np.where((std > 1e-12) & (cnt > 0), std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
@@ -150,8 +150,9 @@ class _EpochBatches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
-def shift_table(xy: np.ndarray, groups: np.ndarray, y: np.ndarray, shift: int,
-                 pixel_size: float | None) -> tuple[np.ndarray, np.ndarray]:
+def shift_table(
+    xy: np.ndarray, groups: np.ndarray, y: np.ndarray, shift: int, pixel_size: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """CSR (indptr, indices): for each sample, the samples of the same group and class within
     ``shift`` pixels (Chebyshev distance), itself included."""
     from scipy.spatial import cKDTree
@@ -223,8 +224,9 @@ def make_optimizer(net: torch.nn.Module, s: Any, steps_total: int) -> tuple[torc
     """AdamW or SGD (Nesterov momentum 0.9), and the per-batch learning-rate schedule (or None)."""
     params = net.parameters()
     if s.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay,
-                                                     nesterov=True)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay, nesterov=True
+        )
     else:
         opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     if s.schedule == "cosine":
@@ -259,7 +261,7 @@ class EpochSampler:
             k = indptr[order + 1] - indptr[order]
             order = nbrs[indptr[order] + np.minimum((rng.random(n) * k).astype(np.int64), k - 1)]
         bs = self.batch_size
-        return [np.sort(order[i * bs:(i + 1) * bs]) for i in range(self.n_batches)]
+        return [np.sort(order[i * bs : (i + 1) * bs]) for i in range(self.n_batches)]
 
 
 @dataclass
@@ -286,8 +288,16 @@ class EarlyStopping:
         return self.since_best >= self.patience
 
 
-def train_epoch(model: DeepModel, loader: Any, opt: torch.optim.Optimizer, sched: Any, scaler: Any,
-                gen: torch.Generator, norm: Any, loss_w: torch.Tensor | None) -> tuple[float, int]:
+def train_epoch(
+    model: DeepModel,
+    loader: Any,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    scaler: Any,
+    gen: torch.Generator,
+    norm: Any,
+    loss_w: torch.Tensor | None,
+) -> tuple[float, int]:
     """One pass over the loader's batches: (sum of sample losses, samples seen)."""
     ds = model.device_settings
     model.net.train()
@@ -324,20 +334,33 @@ class TrainingResult:
     samples_per_s: float = 0.0
 
 
-def make_loader(patches: np.ndarray, y_idx: np.ndarray, sampler: Any, num_workers: int, pin_memory: bool,
-                seed: int) -> torch.utils.data.DataLoader:
+def make_loader(
+    patches: np.ndarray, y_idx: np.ndarray, sampler: Any, num_workers: int, pin_memory: bool, seed: int
+) -> torch.utils.data.DataLoader:
     """Batches of the patch store chosen by ``sampler``; one persistent set of spawned workers."""
     return torch.utils.data.DataLoader(
-        _BatchSource(patches, y_idx), sampler=sampler, batch_size=None, num_workers=num_workers,
-        persistent_workers=num_workers > 0, multiprocessing_context="spawn" if num_workers > 0 else None,
+        _BatchSource(patches, y_idx),
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        multiprocessing_context="spawn" if num_workers > 0 else None,
         pin_memory=pin_memory,
         # Its own generator: the loader's seed draw must not consume the global RNG that
         # dropout uses, or results would depend on num_workers.
-        generator=torch.Generator().manual_seed(seed))
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
-def train_network(model: DeepModel, train: TrainingData, y_idx: np.ndarray, validation: TrainingData | None,
-                  val_idx: np.ndarray | None, sampler: EpochSampler, loss_w: torch.Tensor | None) -> TrainingResult:
+def train_network(
+    model: DeepModel,
+    train: TrainingData,
+    y_idx: np.ndarray,
+    validation: TrainingData | None,
+    val_idx: np.ndarray | None,
+    sampler: EpochSampler,
+    loss_w: torch.Tensor | None,
+) -> TrainingResult:
     """The epoch loop over ``model.net`` (already built, seeded by the caller)."""
     s, ds = model.settings, model.device_settings
     rng = np.random.default_rng(model.seed)
@@ -350,17 +373,25 @@ def train_network(model: DeepModel, train: TrainingData, y_idx: np.ndarray, vali
     stopper = EarlyStopping(s.patience, validation is not None)
     res = TrainingResult()
     train_time, seen = 0.0, 0
-    bar = tqdm(range(1, s.epochs + 1), desc=getattr(model, "progress_desc", None) or f"train {model.name}",
-               unit="epoch", disable=not model.progress,
-               leave=False)
+    bar = tqdm(
+        range(1, s.epochs + 1),
+        desc=getattr(model, "progress_desc", None) or f"train {model.name}",
+        unit="epoch",
+        disable=not model.progress,
+        leave=False,
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         epoch_batches.batches = sampler.batches(rng)
         tot_loss, tot_n = train_epoch(model, loader, opt, sched, scaler, gen, norm, loss_w)
         train_time += time.perf_counter() - t0
         seen += tot_n
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": tot_loss / max(tot_n, 1), "val_loss": None,
-                               "val_macro_f1": None}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": tot_loss / max(tot_n, 1),
+            "val_loss": None,
+            "val_macro_f1": None,
+        }
         if validation is not None and val_idx is not None:
             row["val_loss"], row["val_macro_f1"] = model._evaluate(validation, val_idx)
         stop = stopper.update(epoch, row["val_macro_f1"], model.net)
