@@ -147,8 +147,12 @@ def classification_metrics(
         "kappa": _num(kappa),
         "macro_f1": _num(macro),
         "per_class": {
-            name: {"precision": _num(precision[k]), "recall": _num(recall[k]), "f1": _num(f1[k]),
-                   "support": int(ref[k])}
+            name: {
+                "precision": _num(precision[k]),
+                "recall": _num(recall[k]),
+                "f1": _num(f1[k]),
+                "support": int(ref[k]),
+            }
             for k, name in enumerate(names)
         },
         "confusion_matrix": {"labels": names, "matrix": cm.astype(int).tolist()},
@@ -185,10 +189,13 @@ def confidence_summary(confidence: np.ndarray, correct: np.ndarray) -> dict:
     conf, ok = conf[keep], ok[keep]
     levels = int(len(np.unique(conf)))
     both = ok.any() and (~ok).any()
-    return {"levels": levels, "degenerate": levels <= DEGENERATE_LEVELS,
-            "mean_correct": _num(conf[ok].mean()) if ok.any() else None,
-            "mean_wrong": _num(conf[~ok].mean()) if (~ok).any() else None,
-            "auc": _num(roc_auc_score(ok, conf)) if both else None}
+    return {
+        "levels": levels,
+        "degenerate": levels <= DEGENERATE_LEVELS,
+        "mean_correct": _num(conf[ok].mean()) if ok.any() else None,
+        "mean_wrong": _num(conf[~ok].mean()) if (~ok).any() else None,
+        "auc": _num(roc_auc_score(ok, conf)) if both else None,
+    }
 
 
 def bootstrap_ci(
@@ -256,9 +263,8 @@ def bootstrap_ci(
         draws = rng.integers(0, n_blocks, size=(k, n_blocks))
         draws += (np.arange(k) * n_blocks)[:, None]  # row r's draws -> cells r * n_blocks + block
         weights = np.bincount(draws.ravel(), minlength=k * n_blocks).reshape(k, n_blocks).astype(np.float64)
-        cms[start:start + k] = weights @ per_block
-    cms = cms.reshape(n_boot, q, q)
-    oa, kappa, macro = _scores_from_cm(cms)
+        cms[start : start + k] = weights @ per_block
+    oa, kappa, macro = _scores_from_cm(cms.reshape(n_boot, q, q))
     for key, vals in (("overall_accuracy", oa), ("kappa", kappa), ("macro_f1", macro)):
         vals = vals[np.isfinite(vals)]
         out[key] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals.size else [None, None]
@@ -500,9 +506,7 @@ def area_adjusted_from_labels(
     _encode(y_ref, labels, "reference labels")
     _encode(y_map, labels, "map labels")
     counts = (
-        confusion_matrix(y_map, y_ref, labels=labels)
-        if y_ref.size
-        else np.zeros((len(labels), len(labels)), dtype=int)
+        confusion_matrix(y_map, y_ref, labels=labels) if y_ref.size else np.zeros((len(labels), len(labels)), dtype=int)
     )  # rows = map, columns = reference
     if map_area_ha is not None:
         areas = np.array([float(map_area_ha.get(c, 0.0)) for c in labels])
@@ -599,8 +603,9 @@ def class_area_table(
     return area_table_from_counts(counts, area_ha, class_ids, class_names)
 
 
-def area_table_from_counts(counts: Mapping[int, int], area_ha: Mapping[int, float], class_ids: list[int],
-                           class_names: list[str]) -> dict[str, dict]:
+def area_table_from_counts(
+    counts: Mapping[int, int], area_ha: Mapping[int, float], class_ids: list[int], class_names: list[str]
+) -> dict[str, dict]:
     """:func:`class_area_table` from the pixel counts and areas already made (``areas.class_pixels_and_areas``)."""
     total = sum(counts.get(c, 0) for c in class_ids)
     return {
@@ -646,17 +651,24 @@ def assess_model(
     if map_path is not None:
         from pipeline.areas import class_pixels_and_areas
 
-        counts, area_ha = {}, {}
+        counts: dict[int, int] = {}
+        area_ha: dict[int, float] = {}
         # Several maps (the scenes of a run) pool their pixels: one map area, one stratification.
         for path in map_path if isinstance(map_path, (list, tuple)) else [map_path]:
             c, a = class_pixels_and_areas(path, nodata)  # each map is read once
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + v
-            for k, v in a.items():
-                area_ha[k] = area_ha.get(k, 0.0) + v
+            for k, ha in a.items():
+                area_ha[k] = area_ha.get(k, 0.0) + ha
         out["class_areas"] = area_table_from_counts(counts, area_ha, class_ids, class_names)
         n_px = sum(counts.values())
-        out["area_adjusted"] = area_adjusted_from_labels(y_true, y_pred, counts,
-                                                         sum(area_ha.values()) / n_px if n_px else 0.0,
-                                                         class_ids, class_names, map_area_ha=area_ha)
+        out["area_adjusted"] = area_adjusted_from_labels(
+            y_true,
+            y_pred,
+            counts,
+            sum(area_ha.values()) / n_px if n_px else 0.0,
+            class_ids,
+            class_names,
+            map_area_ha=area_ha,
+        )
     return out

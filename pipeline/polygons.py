@@ -32,8 +32,9 @@ def _keys(samples: pd.DataFrame) -> list[str]:
     return ["scene", "group"] if "scene" in samples.columns and samples["scene"].nunique() > 1 else ["group"]
 
 
-def polygon_accuracy(samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame],
-                     class_names: Mapping[int, str]) -> pd.DataFrame:
+def polygon_accuracy(
+    samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame], class_names: Mapping[int, str]
+) -> pd.DataFrame:
     """Per test polygon: its test pixels, each model's share of them mapped as its label, and the verdict.
 
     Parameters
@@ -55,9 +56,17 @@ def polygon_accuracy(samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame],
     parts = []
     for m, ev in evals.items():
         s = samples.iloc[ev["sample"].to_numpy()]
-        parts.append(pd.DataFrame({**{k: s[k].to_numpy() for k in keys}, "model": m, "sample": ev["sample"].to_numpy(),
-                                   "correct": ev["y_pred"].to_numpy() == s["class_id"].to_numpy(),
-                                   "y_pred": ev["y_pred"].to_numpy()}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    **{k: s[k].to_numpy() for k in keys},
+                    "model": m,
+                    "sample": ev["sample"].to_numpy(),
+                    "correct": ev["y_pred"].to_numpy() == s["class_id"].to_numpy(),
+                    "y_pred": ev["y_pred"].to_numpy(),
+                }
+            )
+        )
     cols = [*keys, "class_name", "pixels", "x", "y", *evals, "mean_accuracy", "predicted_as", "contradicted"]
     if not parts:
         return pd.DataFrame(columns=cols)
@@ -65,8 +74,11 @@ def polygon_accuracy(samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame],
     share = long.pivot_table(index=keys, columns="model", values="correct", aggfunc="mean")
     share = share.reindex(columns=list(evals))
     test_idx = np.unique(long["sample"].to_numpy())
-    px = samples.iloc[test_idx].groupby(keys).agg(class_id=("class_id", "first"), pixels=("class_id", "size"),
-                                                  x=("x", "mean"), y=("y", "mean"))
+    px = (
+        samples.iloc[test_idx]
+        .groupby(keys)
+        .agg(class_id=("class_id", "first"), pixels=("class_id", "size"), x=("x", "mean"), y=("y", "mean"))
+    )
     top = long.groupby(keys)["y_pred"].agg(lambda v: int(pd.Series(v).mode().iloc[0]))
     out = px.join(share).join(top.rename("predicted_as"))
     out["mean_accuracy"] = out[list(evals)].mean(axis=1)
@@ -94,12 +106,21 @@ def _summary(values: np.ndarray) -> dict[str, list[float | None]]:
         n = values.shape[1] if values.ndim == 2 else 0
         return {"mean": [None] * n, "p10": [None] * n, "p90": [None] * n}
     with np.errstate(all="ignore"):
-        return {"mean": clean(np.nanmean(values, axis=0)), "p10": clean(np.nanpercentile(values, 10, axis=0)),
-                "p90": clean(np.nanpercentile(values, 90, axis=0))}
+        return {
+            "mean": clean(np.nanmean(values, axis=0)),
+            "p10": clean(np.nanpercentile(values, 10, axis=0)),
+            "p90": clean(np.nanpercentile(values, 90, axis=0)),
+        }
 
 
-def suspect_spectra(samples: pd.DataFrame, patches: Any, band_names: Sequence[str], suspects: pd.DataFrame,
-                    train_mask: np.ndarray, test_mask: np.ndarray) -> list[dict]:
+def suspect_spectra(
+    samples: pd.DataFrame,
+    patches: Any,
+    band_names: Sequence[str],
+    suspects: pd.DataFrame,
+    train_mask: np.ndarray,
+    test_mask: np.ndarray,
+) -> list[dict]:
     """For each suspect polygon: its test pixels' spectrum against its class's training spectra.
 
     Returns a list of ``{[scene,] group, class_name, predicted_as, pixels, bands, polygon: {mean, p10, p90},
@@ -118,16 +139,29 @@ def suspect_spectra(samples: pd.DataFrame, patches: Any, band_names: Sequence[st
         pred = centre_pixels(patches, np.flatnonzero(train_mask & (names == row["predicted_as"])))
         p, t = _summary(poly), _summary(same)
         ratio = [None if a is None or b in (None, 0) else a / b for a, b in zip(p["mean"], t["mean"])]
-        out.append({**{k: (int(row[k]) if k == "group" else str(row[k])) for k in keys},
-                    "class_name": str(row["class_name"]), "predicted_as": str(row["predicted_as"]),
-                    "pixels": int(mine.sum()), "bands": list(band_names), "polygon": p,
-                    "class_training": {**t, "pixels": len(same)},
-                    "predicted_training": {**_summary(pred), "pixels": len(pred)}, "ratio": ratio})
+        out.append(
+            {
+                **{k: (int(row[k]) if k == "group" else str(row[k])) for k in keys},
+                "class_name": str(row["class_name"]),
+                "predicted_as": str(row["predicted_as"]),
+                "pixels": int(mine.sum()),
+                "bands": list(band_names),
+                "polygon": p,
+                "class_training": {**t, "pixels": len(same)},
+                "predicted_training": {**_summary(pred), "pixels": len(pred)},
+                "ratio": ratio,
+            }
+        )
     return out
 
 
-def reference_check(samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame], class_names: Mapping[int, str],
-                    patches: Any, band_names: Sequence[str]) -> dict:
+def reference_check(
+    samples: pd.DataFrame,
+    evals: Mapping[str, pd.DataFrame],
+    class_names: Mapping[int, str],
+    patches: Any,
+    band_names: Sequence[str],
+) -> dict:
     """``metrics.json["polygons"]``: per-polygon accuracy over all models and the polygons all of them contradict.
 
     ``{"contradicted_below": 0.5, "models": [...], "polygons": [row per test polygon],
@@ -141,11 +175,19 @@ def reference_check(samples: pd.DataFrame, evals: Mapping[str, pd.DataFrame], cl
     rows = []
     for _, r in table.iterrows():
         acc = {m: (None if pd.isna(r[m]) else float(r[m])) for m in models}
-        rows.append({**{k: (int(r[k]) if k == "group" else str(r[k])) for k in keys},
-                     "class_name": str(r["class_name"]), "pixels": int(r["pixels"]), "x": float(r["x"]),
-                     "y": float(r["y"]), "accuracy": acc,
-                     "mean_accuracy": None if pd.isna(r["mean_accuracy"]) else float(r["mean_accuracy"]),
-                     "predicted_as": str(r["predicted_as"]), "contradicted": bool(r["contradicted"])})
+        rows.append(
+            {
+                **{k: (int(r[k]) if k == "group" else str(r[k])) for k in keys},
+                "class_name": str(r["class_name"]),
+                "pixels": int(r["pixels"]),
+                "x": float(r["x"]),
+                "y": float(r["y"]),
+                "accuracy": acc,
+                "mean_accuracy": None if pd.isna(r["mean_accuracy"]) else float(r["mean_accuracy"]),
+                "predicted_as": str(r["predicted_as"]),
+                "contradicted": bool(r["contradicted"]),
+            }
+        )
     split = samples["split"].to_numpy() if "split" in samples.columns else np.array([""] * len(samples))
     test = np.zeros(len(samples), bool)
     for ev in evals.values():

@@ -25,19 +25,26 @@ __all__ = ["SPLIT_COLORS", "block_frame", "group_frame", "plot_split_map", "samp
 
 #: Beyond this many blocks the split map shows only the points (see :func:`plot_split_map`).
 MAX_DRAWN_BLOCKS = 20_000
-SPLIT_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#d62728", EXCLUDED: "#7f7f7f",
-                "mixed": "#9467bd", "never-test": "#2ca02c"}
+SPLIT_COLORS = {
+    "train": "#1f77b4",
+    "validation": "#ff7f0e",
+    "test": "#d62728",
+    EXCLUDED: "#7f7f7f",
+    "mixed": "#9467bd",
+    "never-test": "#2ca02c",
+}
 
 
-def _cells_polygons(unit_of: np.ndarray, cell: np.ndarray, gridspec: tuple[float, float, int],
-                    size: float, n_units: int) -> list[Any]:
+def _cells_polygons(
+    unit_of: np.ndarray, cell: np.ndarray, gridspec: tuple[float, float, int], size: float, n_units: int
+) -> list[Any]:
     """Per unit, the union of the grid cells its samples fall in (so every sample lies inside)."""
     x0, y0, nx = gridspec
     pairs = np.unique(np.stack([unit_of, cell], axis=1), axis=0)
     bx, by = pairs[:, 1] % nx, pairs[:, 1] // nx
     boxes = shapely.box(x0 + bx * size, y0 + by * size, x0 + (bx + 1) * size, y0 + (by + 1) * size)
     starts = np.searchsorted(pairs[:, 0], np.arange(n_units + 1))
-    return [shapely.union_all(boxes[starts[u]:starts[u + 1]]) for u in range(n_units)]
+    return [shapely.union_all(boxes[starts[u] : starts[u + 1]]) for u in range(n_units)]
 
 
 def _envelopes(xy: np.ndarray, unit_of: np.ndarray, n_units: int, res: tuple[float, float]) -> list[Any]:
@@ -48,10 +55,19 @@ def _envelopes(xy: np.ndarray, unit_of: np.ndarray, n_units: int, res: tuple[flo
     return list(shapely.box(df["x"]["min"] - hx, df["y"]["min"] - hy, df["x"]["max"] + hx, df["y"]["max"] + hy))
 
 
-def block_frame(xy: np.ndarray, unit_of: np.ndarray, unit_ids: np.ndarray, unit_split: list[str],
-                unit_fold: np.ndarray, unit_scene: list[str], cell: np.ndarray | None,
-                gridspec: tuple[float, float, int] | None, size: float | None, res: tuple[float, float],
-                crs: Any) -> gpd.GeoDataFrame:
+def block_frame(
+    xy: np.ndarray,
+    unit_of: np.ndarray,
+    unit_ids: np.ndarray,
+    unit_split: list[str],
+    unit_fold: np.ndarray,
+    unit_scene: list[str],
+    cell: np.ndarray | None,
+    gridspec: tuple[float, float, int] | None,
+    size: float | None,
+    res: tuple[float, float],
+    crs: Any,
+) -> gpd.GeoDataFrame:
     """One row per assignment unit: ``block``, ``split``, ``fold``, ``n_samples``, ``scene`` and a
     geometry drawn where the unit's samples are: the union of the grid cells they fall in (a polygon
     spilling over a block edge takes the neighbouring cell along), or, without a grid (whole scenes),
@@ -78,10 +94,15 @@ def block_frame(xy: np.ndarray, unit_of: np.ndarray, unit_ids: np.ndarray, unit_
     else:
         geom = _envelopes(xy, unit_of, U, res)
     return gpd.GeoDataFrame(
-        {"block": np.asarray(unit_ids).astype(np.int64), "split": list(unit_split),
-         "fold": np.asarray(unit_fold).astype(np.int64),
-         "n_samples": np.bincount(unit_of, minlength=U).astype(np.int64), "scene": list(unit_scene)},
-        geometry=gpd.GeoSeries(geom), crs=crs,
+        {
+            "block": np.asarray(unit_ids).astype(np.int64),
+            "split": list(unit_split),
+            "fold": np.asarray(unit_fold).astype(np.int64),
+            "n_samples": np.bincount(unit_of, minlength=U).astype(np.int64),
+            "scene": list(unit_scene),
+        },
+        geometry=gpd.GeoSeries(geom),
+        crs=crs,
     )
 
 
@@ -90,26 +111,47 @@ def samples_frame(samples: pd.DataFrame, result: SplitResult, crs: Any) -> gpd.G
     xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
     scene = samples["scene"].astype(str).to_numpy() if "scene" in samples.columns else np.full(len(samples), "scene")
     return gpd.GeoDataFrame(
-        {"split": np.asarray(result.split).astype(str), "block": np.asarray(result.block).astype(np.int64),
-         "fold": np.asarray(result.fold).astype(np.int64), "class": samples["class_name"].astype(str).to_numpy(),
-         "class_id": samples["class_id"].to_numpy().astype(np.int64), "scene": scene},
-        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=crs,
+        {
+            "split": np.asarray(result.split).astype(str),
+            "block": np.asarray(result.block).astype(np.int64),
+            "fold": np.asarray(result.fold).astype(np.int64),
+            "class": samples["class_name"].astype(str).to_numpy(),
+            "class_id": samples["class_id"].to_numpy().astype(np.int64),
+            "scene": scene,
+        },
+        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]),
+        crs=crs,
     )
 
 
-def group_frame(xy: np.ndarray, groups: np.ndarray, labels: np.ndarray, rx: float, ry: float,
-                crs: Any) -> gpd.GeoDataFrame:
+def group_frame(
+    xy: np.ndarray, groups: np.ndarray, labels: np.ndarray, rx: float, ry: float, crs: Any
+) -> gpd.GeoDataFrame:
     """Random strategy: one square per group (envelope of its pixels), split or 'mixed'."""
     df = pd.DataFrame({"g": groups, "x": xy[:, 0], "y": xy[:, 1], "s": labels})
-    agg = df.groupby("g", sort=True).agg(x0=("x", "min"), x1=("x", "max"), y0=("y", "min"), y1=("y", "max"),
-                                         n=("s", "size"), ns=("s", "nunique"), s=("s", "first"))
+    agg = df.groupby("g", sort=True).agg(
+        x0=("x", "min"),
+        x1=("x", "max"),
+        y0=("y", "min"),
+        y1=("y", "max"),
+        n=("s", "size"),
+        ns=("s", "nunique"),
+        s=("s", "first"),
+    )
     cx, cy = (agg.x0 + agg.x1) / 2, (agg.y0 + agg.y1) / 2
     half = np.maximum(agg.x1 - agg.x0 + rx, agg.y1 - agg.y0 + ry) / 2
     geom = shapely.box(cx - half, cy - half, cx + half, cy + half)
     split = np.where(agg.ns.to_numpy() > 1, "mixed", agg.s.to_numpy().astype(str))
-    return gpd.GeoDataFrame({"block": agg.index.to_numpy().astype(np.int64), "split": split,
-                             "fold": np.zeros(len(agg), dtype=np.int64), "n_samples": agg.n.to_numpy()},
-                            geometry=geom, crs=crs)
+    return gpd.GeoDataFrame(
+        {
+            "block": agg.index.to_numpy().astype(np.int64),
+            "split": split,
+            "fold": np.zeros(len(agg), dtype=np.int64),
+            "n_samples": agg.n.to_numpy(),
+        },
+        geometry=geom,
+        crs=crs,
+    )
 
 
 def buffer_zones(result: SplitResult, xy: np.ndarray) -> list[tuple[int, Any]]:
@@ -157,8 +199,10 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
     blocks = blocks.set_crs(crs, allow_override=True) if crs is not None else blocks
     zones = buffer_zones(result, xy)
     buf = gpd.GeoDataFrame(
-        {"fold": np.array([z[0] for z in zones], dtype=np.int64),
-         "buffer": np.full(len(zones), float(result.buffer or 0.0))},
+        {
+            "fold": np.array([z[0] for z in zones], dtype=np.int64),
+            "buffer": np.full(len(zones), float(result.buffer or 0.0)),
+        },
         geometry=gpd.GeoSeries([z[1] for z in zones], dtype="geometry"),
         crs=crs,
     )
@@ -176,13 +220,18 @@ def _legend_handles(result: SplitResult, has_zones: bool) -> list:
     handles = []
     for s in ("train", "validation", "test", EXCLUDED):
         n = int(np.sum(result.split == s))
-        handles.append(Line2D([], [], color=SPLIT_COLORS[s], marker="o" if s != EXCLUDED else "x",
-                              linestyle="", label=f"{s} ({n})"))
-    handles.append(Patch(facecolor="#dddddd", edgecolor="#444444",
-                         label="blocks: the cells holding\ntheir samples, tinted by split"))
+        handles.append(
+            Line2D(
+                [], [], color=SPLIT_COLORS[s], marker="o" if s != EXCLUDED else "x", linestyle="", label=f"{s} ({n})"
+            )
+        )
+    handles.append(
+        Patch(
+            facecolor="#dddddd", edgecolor="#444444", label="blocks: the cells holding\ntheir samples, tinted by split"
+        )
+    )
     if has_zones:
-        handles.append(Line2D([], [], color=SPLIT_COLORS["test"], linestyle="--",
-                              label="buffer around test pixels"))
+        handles.append(Line2D([], [], color=SPLIT_COLORS["test"], linestyle="--", label="buffer around test pixels"))
     return handles
 
 
@@ -191,8 +240,10 @@ def _title(result: SplitResult) -> str:
     bs = result.report.get("block_size")
     extra = f", blocks {bs:g}, buffer {result.report.get('buffer'):g}" if bs else ""
     fold = " (fold 0)" if result.strategy == "kfold" else ""
-    return (f"split: {result.strategy}{fold}{extra}\ntrain {n['train']} / validation {n['validation']} / "
-            f"test {n['test']} / excluded {n[EXCLUDED]}")
+    return (
+        f"split: {result.strategy}{fold}{extra}\ntrain {n['train']} / validation {n['validation']} / "
+        f"test {n['test']} / excluded {n[EXCLUDED]}"
+    )
 
 
 def _nice_length(span: float) -> float:
@@ -249,12 +300,22 @@ def _georeference(ax: Any, crs: Any) -> None:
     else:
         length = _nice_length(x1 - x0)
         label = f"{length / 1000:g} km" if unit == "m" and length >= 1000 else f"{length:g} {unit}"
-    ax.add_artist(AnchoredSizeBar(ax.transData, length, label, "lower left", pad=0.4, sep=3, frameon=True,
-                                  size_vertical=(ax.get_ylim()[1] - ax.get_ylim()[0]) / 150, fontproperties={"size": 8}))
+    ax.add_artist(
+        AnchoredSizeBar(
+            ax.transData,
+            length,
+            label,
+            "lower left",
+            pad=0.4,
+            sep=3,
+            frameon=True,
+            size_vertical=(ax.get_ylim()[1] - ax.get_ylim()[0]) / 150,
+            fontproperties={"size": 8},
+        )
+    )
 
 
-def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path,
-                   max_blocks: int = MAX_DRAWN_BLOCKS) -> Path:
+def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path, max_blocks: int = MAX_DRAWN_BLOCKS) -> Path:
     """Draw the split as a PNG: blocks coloured by split, samples as points.
 
     Past ``max_blocks`` blocks (a random split has one per sample) the blocks are not drawn
@@ -288,15 +349,28 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path,
         result.blocks.plot(ax=ax, color=colors, alpha=0.25, edgecolor="#444444", linewidth=0.4)
     zones = buffer_zones(result, xy)[:1]  # fold 0, as the points
     for _, zone in zones:
-        gpd.GeoSeries([zone]).plot(ax=ax, facecolor="none", edgecolor=SPLIT_COLORS["test"], linestyle="--",
-                                   linewidth=0.7)
+        gpd.GeoSeries([zone]).plot(
+            ax=ax, facecolor="none", edgecolor=SPLIT_COLORS["test"], linestyle="--", linewidth=0.7
+        )
     for s in ("train", "validation", "test", EXCLUDED):
         m = result.split == s
         if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=2 if s != EXCLUDED else 3, c=SPLIT_COLORS[s],
-                       marker="." if s != EXCLUDED else "x", linewidths=0.5, rasterized=True)
-    ax.legend(handles=_legend_handles(result, bool(zones)), loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              fontsize=8, framealpha=0.85)
+            ax.scatter(
+                xy[m, 0],
+                xy[m, 1],
+                s=2 if s != EXCLUDED else 3,
+                c=SPLIT_COLORS[s],
+                marker="." if s != EXCLUDED else "x",
+                linewidths=0.5,
+                rasterized=True,
+            )
+    ax.legend(
+        handles=_legend_handles(result, bool(zones)),
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        framealpha=0.85,
+    )
     title = _title(result)
     if len(result.blocks) > max_blocks:
         title += f"\n{len(result.blocks):,} blocks not drawn (more than {max_blocks:,}); the points show the split"

@@ -30,8 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ["water", "forest", "urban", "crop", "bare"]
 
 
-def make_layout(seed: int, n_groups: int = 40, n_classes: int = 3, size: int = 300,
-                res: tuple[float, float] = (30.0, 30.0), max_radius: int = 6) -> pd.DataFrame:
+def make_layout(
+    seed: int,
+    n_groups: int = 40,
+    n_classes: int = 3,
+    size: int = 300,
+    res: tuple[float, float] = (30.0, 30.0),
+    max_radius: int = 6,
+) -> pd.DataFrame:
     """Random label layout: clusters of pixels (blobs approximating polygons), one group each.
 
     Classes are dealt round-robin so every class has several groups. Overlapping
@@ -56,11 +62,17 @@ def make_layout(seed: int, n_groups: int = 40, n_classes: int = 3, size: int = 3
     groups = np.array([taken[k] for k in keys])
     cid = np.array([cls_of[g] for g in groups]) + 1
     x0, y0 = 500_000.0, 4_000_000.0
-    return pd.DataFrame({
-        "x": x0 + (cols + 0.5) * res[0], "y": y0 - (rows + 0.5) * abs(res[1]),
-        "row": rows, "col": cols, "class_id": cid,
-        "class_name": [CLASS_NAMES[c - 1] for c in cid], "group": groups,
-    })
+    return pd.DataFrame(
+        {
+            "x": x0 + (cols + 0.5) * res[0],
+            "y": y0 - (rows + 0.5) * abs(res[1]),
+            "row": rows,
+            "col": cols,
+            "class_id": cid,
+            "class_name": [CLASS_NAMES[c - 1] for c in cid],
+            "group": groups,
+        }
+    )
 
 
 def xy_of(s: pd.DataFrame) -> np.ndarray:
@@ -170,8 +182,14 @@ def test_identical_assignment_in_two_processes():
     code = _CHILD.format(repo=str(REPO))
     outs = []
     for hashseed in ("1", "12345"):  # different str hashing in each process
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                              env={"PYTHONHASHSEED": hashseed, "PATH": "/usr/bin:/bin"}, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={"PYTHONHASHSEED": hashseed, "PATH": "/usr/bin:/bin"},
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         outs.append(json.loads(proc.stdout))
     assert outs[0] == outs[1]
@@ -216,8 +234,18 @@ def test_stratification_and_fractions():
     assert 0.08 < frac["test"] < 0.22
     assert r.report["dropped_by_buffer"] == int((r.split == "excluded").sum())
     rep = r.report
-    assert set(rep) == {"strategy", "block_size", "buffer", "seed", "counts", "dropped_by_buffer",
-                        "missing_classes", "audit", "group_by", "sub_blocked_classes"}
+    assert set(rep) == {
+        "strategy",
+        "block_size",
+        "buffer",
+        "seed",
+        "counts",
+        "dropped_by_buffer",
+        "missing_classes",
+        "audit",
+        "group_by",
+        "sub_blocked_classes",
+    }
     assert rep["group_by"] == "auto" and rep["sub_blocked_classes"] == []
     json.dumps(rep)  # serialisable as is
     assert rep["block_size"] >= 5 * 30 + rep["buffer"]
@@ -293,9 +321,17 @@ def test_class_without_training_data_raises():
     # a class whose only training block is emptied by the buffer: its two groups sit side by side,
     # so whichever goes to test, the buffer removes the other.
     s = make_layout(9, n_groups=40, n_classes=3)
-    blob = pd.DataFrame({"x": [400_000.0 + 15, 400_000.0 + 45], "y": [3_000_000.0 - 15] * 2,
-                         "row": [0, 0], "col": [0, 1], "class_id": [7, 7], "class_name": ["rare"] * 2,
-                         "group": [1000, 1001]})
+    blob = pd.DataFrame(
+        {
+            "x": [400_000.0 + 15, 400_000.0 + 45],
+            "y": [3_000_000.0 - 15] * 2,
+            "row": [0, 0],
+            "col": [0, 1],
+            "class_id": [7, 7],
+            "class_name": ["rare"] * 2,
+            "group": [1000, 1001],
+        }
+    )
     s = pd.concat([s, blob], ignore_index=True)
     # a block edge between the two pixels: anchor at floor(min x / size) * size = 400000, size 30
     with pytest.raises(InputError, match="'rare'"):
@@ -364,16 +400,29 @@ def _nc_samples():
     with rasterio.open(d / "lsat7_2000_10.tif") as src:
         tr, shape, crs = src.transform, src.shape, src.crs
     poly = gpd.read_file(d / "landsat96_polygons.shp").to_crs(crs)
-    gid = features.rasterize(((g, i + 1) for i, g in enumerate(poly.geometry)), out_shape=shape,
-                             transform=tr, fill=0, dtype="int32")
+    gid = features.rasterize(
+        ((g, i + 1) for i, g in enumerate(poly.geometry)), out_shape=shape, transform=tr, fill=0, dtype="int32"
+    )
     rows, cols = np.nonzero(gid)
     xs, ys = rasterio.transform.xy(tr, rows, cols)
     grp = gid[rows, cols] - 1
     names = sorted(poly["label"].unique())
     cname = poly["label"].to_numpy()[grp]
-    return pd.DataFrame({"x": np.asarray(xs, float), "y": np.asarray(ys, float), "row": rows, "col": cols,
-                         "class_id": [names.index(c) + 1 for c in cname], "class_name": cname,
-                         "group": grp}), (tr.a, tr.e), crs
+    return (
+        pd.DataFrame(
+            {
+                "x": np.asarray(xs, float),
+                "y": np.asarray(ys, float),
+                "row": rows,
+                "col": cols,
+                "class_id": [names.index(c) + 1 for c in cname],
+                "class_name": cname,
+                "group": grp,
+            }
+        ),
+        (tr.a, tr.e),
+        crs,
+    )
 
 
 def test_demo_scene_default_split_is_leak_free():
