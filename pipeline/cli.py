@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # ``bench`` at module level (tests/test_layers.py checks it): the CLI names them here and
 # imports them only when a command needs them.
 # Modules with a ``register(subparsers)`` function adding their subcommands:
-SUBCOMMAND_MODULES = ("pipeline.assess", "flows.serve")
+SUBCOMMAND_MODULES = ("pipeline.assess_cli", "flows.serve")
 # ``landcover bench NAME``: the benchmark's ``main(argv)``, run from the repository's bench/
 # folder (benchmarks are not installed as a package: they need the repository's data and reports).
 BENCHMARKS = {

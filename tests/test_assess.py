@@ -12,7 +12,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 from pipeline.accuracy import area_adjusted
-from pipeline.assess import allocate, assess_error_matrix, design_sample, register
+from pipeline.assess import allocate, assess_error_matrix, design_sample
+from pipeline.assess_cli import register
 from pipeline.errors import InputError
 
 NAMES = {1: "water", 2: "forest", 3: "urban"}
