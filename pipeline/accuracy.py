@@ -517,66 +517,6 @@ def area_adjusted_from_labels(
     return out
 
 
-def map_pixel_counts(map_path: str | Path, nodata: int = 255) -> tuple[dict[int, int], float]:
-    """Count the pixels of every value of a class map, window by window.
-
-    Parameters
-    ----------
-    map_path : path
-        Single-band integer class map in a projected CRS with metre units.
-    nodata : int
-        Value that is not a class (the file's own nodata value is skipped too).
-
-    Returns
-    -------
-    counts : dict class id -> int
-        Pixels of every value present except nodata.
-    pixel_area_ha : float
-        Area of one pixel in hectares (from the geotransform).
-
-    Raises
-    ------
-    InputError
-        Missing/unreadable file, or a CRS that is not projected in metres.
-    """
-    import rasterio
-
-    path = Path(map_path)
-    if not path.exists():
-        raise InputError(f"{path}: map file not found")
-    try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as e:
-        raise InputError(f"{path}: cannot read the map ({e})") from None
-    with src:
-        crs = src.crs
-        if crs is None or not crs.is_projected:
-            raise InputError(f"{path}: the map needs a projected CRS in metres to measure areas, got {crs}")
-        unit = (crs.linear_units or "").lower()
-        if unit not in {"metre", "meter", "m", "metres", "meters"}:
-            raise InputError(f"{path}: the map's CRS units are {unit!r}; reproject it to a CRS in metres")
-        t = src.transform
-        pixel_area_ha = abs(t.a * t.e - t.b * t.d) / 10_000.0
-        skip = {int(nodata)}
-        if src.nodata is not None and float(src.nodata).is_integer():
-            skip.add(int(src.nodata))
-        total = np.zeros(0, dtype=np.int64)
-        for _, window in src.block_windows(1):
-            data = src.read(1, window=window)
-            if data.dtype.kind == "f":
-                data = data[np.isfinite(data)]
-            vals = data.astype(np.int64, copy=False).ravel()
-            vals = vals[vals >= 0]
-            c = np.bincount(vals)
-            if c.size > total.size:
-                c[: total.size] += total
-                total = c
-            else:
-                total[: c.size] += c
-    counts = {int(v): int(k) for v, k in enumerate(total) if k > 0 and v not in skip}
-    return counts, float(pixel_area_ha)
-
-
 def class_area_table(
     map_path: str | Path, class_ids: list[int], class_names: list[str], nodata: int = 255
 ) -> dict[str, dict]:
