@@ -175,6 +175,8 @@ def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api):
                 str(outbox),
                 "--model",
                 str(model_path),
+                "--runs",  # serve loads models only from its runs directory
+                str(model_path.parent),
                 "--settle",
                 "0",
                 "--dask",
@@ -182,8 +184,10 @@ def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api):
             ]
         )
     assert rc == 0
-    reports = [json.loads((outbox / n / f"{n}.json").read_text()) for n in names]
+    # each scene's folder is its name plus a hash of the input (never shared between inputs)
+    dirs = {n: next(outbox.glob(f"{n}-*")) for n in names}
+    reports = [json.loads((d / f"{d.name}.json").read_text()) for d in dirs.values()]
     assert len({r["mapped_by"]["pid"] for r in reports}) == 2  # scenes ran on both worker processes
     local = _read(tmp_path / "local.tif")[0]
     for n in names:
-        np.testing.assert_array_equal(_read(outbox / n / f"{n}.tif")[0], local)
+        np.testing.assert_array_equal(_read(dirs[n] / f"{dirs[n].name}.tif")[0], local)
