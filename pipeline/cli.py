@@ -376,29 +376,27 @@ def cmd_map(args: argparse.Namespace) -> int:
     else:
         targets = [(groups[0], out, args.confidence)]
     value_range = getattr(model.meta, "value_range", None)
+
+    def open_input(paths):
+        """One input opened as the model needs it (bands, nodata, dates): checked and mapped alike."""
+        return open_for_model(
+            paths,
+            want,
+            band_names=names,
+            nodata=args.nodata,
+            model_nodata=getattr(model.meta, "nodata", None),
+            dates=dates,
+        )
+
     if args.strict and value_range:  # every input checked before any map is written: a stop leaves none behind
         for paths, _, _ in targets:
-            with open_for_model(
-                paths,
-                want,
-                band_names=names,
-                nodata=args.nodata,
-                model_nodata=getattr(model.meta, "nodata", None),
-                dates=dates,
-            ) as stack:
+            with open_input(paths) as stack:
                 problem = check_stack(stack, value_range)
             if problem:
                 raise InputError(problem)
     with _dask_client(args.dask) as client:
         for paths, target, conf in targets:  # one input after the other: memory follows one window set
-            with open_for_model(
-                paths,
-                want,
-                band_names=names,
-                nodata=args.nodata,
-                model_nodata=getattr(model.meta, "nodata", None),
-                dates=dates,
-            ) as stack:
+            with open_input(paths) as stack:
                 problem = None if args.strict else check_stack(stack, value_range)
                 if problem:
                     log.warning("%s", problem)
