@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from pipeline.class_table import parse_color
 from pipeline.errors import InputError
@@ -35,6 +37,9 @@ NODATA_CLASS = 255  # value written to class maps where the input has no valid d
 MAX_NAME_LENGTH = 100  # run names and run ids become directory names: keep them well under NAME_MAX
 MIN_WINDOW_SIZE = 16  # mapping windows (pixels per side); smaller ones spend their time on overhead
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
+
+#: What stays whole on one side of a split (``split.group_by``; see :class:`SplitConfig`).
+GroupBy = Literal["auto", "polygon", "block", "scene"]
 
 
 def check_dir_name(value: str, what: str = "name") -> str:
@@ -228,7 +233,7 @@ class SplitConfig(_Strict):
     # What stays whole on one side of the split: "auto" = polygons, except that the polygons of a
     # class with too few of them are cut into sub-blocks (polygon x block); "polygon" never cuts;
     # "block" cuts every polygon at block edges; "scene" keeps whole scenes apart.
-    group_by: Literal["auto", "polygon", "block", "scene"] = "auto"
+    group_by: GroupBy = "auto"
     column: str = Field(default="split", min_length=1)  # predefined: train/validation/test column of the labels
     files: SplitFiles | None = None  # predefined: scenes (or CSV lists of images) per split
 
@@ -457,7 +462,7 @@ class RunConfig(_Strict):
         ids = [c.id for c in self.classes]
         names = [c.name for c in self.classes]
         for what, vals in (("id", ids), ("name", names)):
-            dup = sorted({v for v in vals if vals.count(v) > 1}, key=str)
+            dup = sorted((v for v, n in Counter(vals).items() if n > 1), key=str)
             if dup:
                 raise ValueError(f"classes: duplicate class {what} {dup[0]!r}")
         # Names that differ only by case end up as the same file or legend entry on case-insensitive
@@ -542,7 +547,7 @@ def _input_path(raw: Any, loc: tuple) -> tuple:
     return tuple(out)
 
 
-def _problem(err: dict, loc: str) -> str:
+def _problem(err: ErrorDetails, loc: str) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown key '{loc}'"
     if err["type"] == "missing":

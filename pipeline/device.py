@@ -109,7 +109,8 @@ class DeviceSettings:
     def prepare_model(self, net: torch.nn.Module) -> torch.nn.Module:
         net = net.to(self.device)
         if self.channels_last:
-            net = net.to(memory_format=torch.channels_last)
+            # Module.to documents to(memory_format=...); torch's overload stubs leave that form out.
+            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return net
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -31,6 +31,7 @@ Both are rounded to float32 at the end and agree to ~1e-6 relative.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -175,7 +176,12 @@ class FeatureSpec:
             win = np.asarray(p[:, :, c - r : c + r + 1, c - r : c + r + 1], dtype=np.float64).reshape(
                 n, self.n_bands, -1
             )
-            with np.errstate(invalid="ignore", divide="ignore"), _quiet():
+            # an all-NaN window gives NaN (filled below) with numpy's 'Mean of empty slice' /
+            # 'Degrees of freedom' RuntimeWarnings, which say nothing here
+            with (
+                np.errstate(invalid="ignore", divide="ignore"),
+                warnings.catch_warnings(action="ignore", category=RuntimeWarning),
+            ):
                 out[:, col : col + self.n_bands] = np.nanmean(win, axis=2)
                 out[:, col + self.n_bands : col + 2 * self.n_bands] = np.nanstd(win, axis=2)
         np.nan_to_num(out, copy=False, nan=NAN_FILL, posinf=NAN_FILL, neginf=NAN_FILL)
@@ -205,20 +211,6 @@ class FeatureSpec:
         out = out.reshape(H * W, self.n_features)
         np.nan_to_num(out, copy=False, nan=NAN_FILL, posinf=NAN_FILL, neginf=NAN_FILL)
         return out
-
-
-class _quiet:
-    """Silence numpy's 'Mean of empty slice' / 'Degrees of freedom' warnings."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
 
 
 def _window_sum(a: np.ndarray, k: int) -> np.ndarray:

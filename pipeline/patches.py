@@ -71,8 +71,10 @@ def storage_dtype(dtypes: list[str], nodata: list[float | None]) -> tuple[np.dty
     extreme = info.min if info.min < 0 else info.max
     fills = []
     for nd in nodata:
-        ok = nd is not None and np.isfinite(nd) and float(nd).is_integer() and info.min <= nd <= info.max
-        fills.append(float(nd) if ok else float(extreme))
+        if nd is not None and np.isfinite(nd) and float(nd).is_integer() and info.min <= nd <= info.max:
+            fills.append(float(nd))
+        else:
+            fills.append(float(extreme))
     return dt, fills
 
 
@@ -205,7 +207,7 @@ def _extract(
 
 def _write_rows(fd: int, offset: int, row_bytes: int, rows: np.ndarray, data: np.ndarray) -> None:
     """Write ``data[i]`` to row ``rows[i]`` (ascending) of the store open as ``fd``."""
-    buf = memoryview(data.reshape(-1).view(np.uint8))
+    buf = data.reshape(-1).view(np.uint8).data  # a memoryview of the bytes
     starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])
     ends = np.r_[starts[1:], len(rows)]
     for a, b in zip(starts.tolist(), ends.tolist()):
@@ -273,10 +275,8 @@ class PatchStore:
         return PatchStore(self.raw, None if self.fill is None else self.fill.tolist(), rows, self.path)
 
     def _rows(self, key: Any) -> np.ndarray | slice:
-        if isinstance(key, slice) and self.index is None:
-            return key
         if isinstance(key, slice):
-            return self.index[key]
+            return key if self.index is None else self.index[key]
         k = np.asarray(key)
         if k.dtype == bool:
             k = np.flatnonzero(k)
@@ -306,7 +306,7 @@ class PatchStore:
         row_bytes = out.itemsize * int(np.prod(raw.shape[1:]))
         starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])  # runs of consecutive rows: one read each
         ends = np.r_[starts[1:], len(rows)]
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data  # a memoryview of the bytes
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for a, b in zip(starts.tolist(), ends.tolist()):
@@ -389,6 +389,13 @@ def open_patches(path: Path) -> PatchStore:
     return PatchStore(raw, fill, None, path)
 
 
+def _same_fill(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two stores mark "no value" alike: both float (no fill) or the same fill per band."""
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(a, b))
+
+
 def concat_patch_stores(parts: list[Path], out_path: Path, chunk_bytes: int | None = None) -> Path:
     """Concatenate patch stores (same band count and patch size) along the sample axis into
     ``out_path``, in chunks of bounded size, so memory follows the chunk, not the stores.
@@ -401,12 +408,7 @@ def concat_patch_stores(parts: list[Path], out_path: Path, chunk_bytes: int | No
     for p, st in zip(parts, stores):
         if st.shape[1:] != shape0:
             raise ValueError(f"{p}: patch store of shape {st.shape} does not match {parts[0]} ({stores[0].shape})")
-    same = all(
-        st.raw.dtype == stores[0].raw.dtype
-        and (st.fill is None) == (stores[0].fill is None)
-        and (st.fill is None or np.array_equal(st.fill, stores[0].fill))
-        for st in stores
-    )
+    same = all(st.raw.dtype == stores[0].raw.dtype and _same_fill(st.fill, stores[0].fill) for st in stores)
     dtype = stores[0].raw.dtype if same else np.dtype(np.float32)
     fills = (None if stores[0].fill is None else stores[0].fill.tolist()) if same else None
     n = sum(len(st) for st in stores)

@@ -454,6 +454,8 @@ def _block_size(inp: SplitInput, buffer: float, k: int, sub: tuple[int, ...]) ->
 
 def _cuttable(inp: SplitInput, lay: Layout, classes: Any) -> tuple[int, ...]:
     """Of ``classes``, those not cut yet whose samples span two blocks of ``lay`` (cutting helps)."""
+    if lay.size is None:
+        raise ValueError("_cuttable: a layout by scene has no blocks to cut polygons at")
     sblock = _grid_cells(inp, float(lay.size))[0]
     return tuple(int(c) for c in classes if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2)
 

@@ -214,10 +214,11 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
 
 
 def _legend_handles(result: SplitResult, has_zones: bool) -> list:
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = []
+    handles: list[Artist] = []
     for s in ("train", "validation", "test", EXCLUDED):
         n = int(np.sum(result.split == s))
         handles.append(

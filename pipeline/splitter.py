@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import SplitConfig, SplitFractions
+from pipeline.config import GroupBy, SplitConfig, SplitFractions
 from pipeline.errors import InputError
 
 __all__ = ["SpatialBlockSplit"]
@@ -63,7 +63,7 @@ class SpatialBlockSplit:
         coords: Any = None,
         xy_columns: Sequence[Any] = ("x", "y"),
         pixel_size: float = 1.0,
-        group_by: str = "auto",
+        group_by: GroupBy = "auto",
         random_state: int = 0,
     ) -> None:
         self.n_splits = n_splits
@@ -86,7 +86,7 @@ class SpatialBlockSplit:
             xy = X[list(self.xy_columns)].to_numpy(dtype=np.float64)
         else:
             arr = np.asarray(X)
-            cols = [c if isinstance(c, (int, np.integer)) else i for i, c in enumerate(self.xy_columns)]
+            cols = [int(c) if isinstance(c, (int, np.integer)) else i for i, c in enumerate(self.xy_columns)]
             xy = arr[:, cols].astype(np.float64)
         if xy.shape != (n, 2):
             raise ValueError(f"coordinates must have shape ({n}, 2), got {xy.shape}")

@@ -121,7 +121,6 @@ class FastSVC:
         self._torch: dict | None = None
         self.tol = 0.0
         self.tol = self._calibrate_tol()
-        self._torch: dict | None = None
 
     # -- core ----------------------------------------------------------------------------------
     def _augment(self, x: np.ndarray) -> np.ndarray:

@@ -204,7 +204,8 @@ class DeepModel:
             if self.fold_batchnorm:
                 net = fold_batchnorm(net)
             if cl:
-                net = net.to(memory_format=torch.channels_last)
+                # Module.to documents to(memory_format=...); torch's overload stubs leave that form out.
+                net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             for prm in net.parameters():
                 prm.requires_grad_(False)
             self._infer_cache = (key, net)

@@ -134,6 +134,8 @@ def randomize_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
+                if m.running_mean is None or m.running_var is None:
+                    raise ValueError(f"{type(m).__name__} tracks no running statistics (track_running_stats=False)")
                 n = m.num_features
                 m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
                 m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
@@ -159,8 +161,8 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
                     mod._modules[na] = fuse_conv_bn_eval(a, b)
                     mod._modules[nb] = nn.Identity()
         elif isinstance(mod, ResidualBlock):
-            for c, b in (("conv1", "bn1"), ("conv2", "bn2")):
-                if isinstance(getattr(mod, b), nn.BatchNorm2d):
-                    setattr(mod, c, fuse_conv_bn_eval(getattr(mod, c), getattr(mod, b)))
-                    setattr(mod, b, nn.Identity())
+            for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+                if isinstance(getattr(mod, bn), nn.BatchNorm2d):
+                    setattr(mod, conv, fuse_conv_bn_eval(getattr(mod, conv), getattr(mod, bn)))
+                    setattr(mod, bn, nn.Identity())
     return net
