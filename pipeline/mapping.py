@@ -23,7 +23,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -53,7 +53,7 @@ def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, in
 
 
 def open_for_model(
-    paths: list[Path] | Path,
+    paths: Sequence[str | Path] | str | Path,
     want: list[str],
     band_names: list[str] | None = None,
     nodata: float | None = None,
@@ -78,7 +78,7 @@ def open_for_model(
         differ = [
             n
             for n, m, f in zip(stack.band_names, merged, stack.nodata)
-            if f is not None and not (m == f or (np.isnan(m) and np.isnan(f)))
+            if f is not None and m is not None and not (m == f or (np.isnan(m) and np.isnan(f)))
         ]
         if differ:
             log.warning(
@@ -93,7 +93,7 @@ def open_for_model(
 
 
 def _match_bands(
-    paths: list[Path] | Path,
+    paths: Sequence[str | Path] | str | Path,
     want: list[str],
     band_names: list[str] | None = None,
     nodata: float | None = None,
@@ -109,26 +109,26 @@ def _match_bands(
     order when the count matches, with a warning. ``band_names`` names the raster's bands
     explicitly. Anything else is an :class:`InputError` naming the file.
     """
-    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if dates is not None:
-        return _open_dates_for_model(paths, want, band_names, dates, nodata)
-    stack = RasterStack.open(paths, band_names=band_names, nodata=nodata)
+        return _open_dates_for_model(files, want, band_names, dates, nodata)
+    stack = RasterStack.open(files, band_names=band_names, nodata=nodata)
     names = stack.band_names
     if names == want:
         return stack
     if all(w in names for w in want):
         stack.close()
-        return RasterStack.open(paths, band_names=band_names, bands=list(want), nodata=nodata)
-    stems = {p.stem for p in paths}
+        return RasterStack.open(files, band_names=band_names, bands=list(want), nodata=nodata)
+    stems = {p.stem for p in files}
     generic = band_names is None and all(n.startswith("band_") or n in stems for n in names)
     stack.close()
     if stack.count != len(want) and (generic or not set(want) & set(names)):
-        raise InputError(f"{paths[0]}: has {stack.count} bands, the model needs {len(want)} ({', '.join(want)})")
+        raise InputError(f"{files[0]}: has {stack.count} bands, the model needs {len(want)} ({', '.join(want)})")
     if generic:
-        log.warning("%s: bands carry no names; assuming they are %s in this order", paths[0], ", ".join(want))
-        return RasterStack.open(paths, band_names=list(want), nodata=nodata)
+        log.warning("%s: bands carry no names; assuming they are %s in this order", files[0], ", ".join(want))
+        return RasterStack.open(files, band_names=list(want), nodata=nodata)
     raise InputError(
-        f"{paths[0]}: band names {names} do not match the model's {want}; pass --band-names if they are the same bands"
+        f"{files[0]}: band names {names} do not match the model's {want}; pass --band-names if they are the same bands"
     )
 
 
@@ -583,11 +583,11 @@ def _write_windows(
             cdst = (
                 rasterio.open(raw_conf, "w", count=1, dtype="float32", nodata=float("nan"), predictor=3, **profile)
                 if raw_conf
-                else nullcontext()
+                else None
             )
         with (
             dst,
-            cdst,
+            cdst if cdst is not None else nullcontext(),
             ThreadPoolExecutor(max_workers=workers) as pool,
             tqdm(
                 total=g.width * g.height / 1e6,
@@ -608,7 +608,7 @@ def _write_windows(
                     labels, conf = fut.result()
                     with _writing(raw_map, needed, "the class map"):
                         dst.write(labels, 1, window=win)
-                    if raw_conf:
+                    if raw_conf and cdst is not None:
                         with _writing(raw_conf, needed, "the confidence raster"):
                             cdst.write(conf, 1, window=win)
                     bar.update(int(win.width) * int(win.height) / 1e6)
@@ -626,7 +626,7 @@ def _write_windows(
             finally:
                 with _gdal_stderr_to_log():  # closing flushes GDAL's cache: the last writes happen here
                     dst.close()
-                    if raw_conf:
+                    if cdst is not None:
                         cdst.close()
     finally:
         if not dst.closed:

@@ -10,7 +10,7 @@ pixel whose value equals its band's nodata, or is not finite, becomes NaN.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,9 +154,9 @@ class RasterStack:
     @classmethod
     def open(
         cls,
-        paths: list[str | Path] | str | Path,
+        paths: Sequence[str | Path] | str | Path,
         band_names: list[str] | None = None,
-        bands: list[int | str] | None = None,
+        bands: Sequence[int | str] | None = None,
         nodata: float | None = None,
         dates: list[str] | None = None,
         align_to: str | Path | None = None,
@@ -170,17 +170,17 @@ class RasterStack:
         without ``dates`` or ``align_to`` a differing grid is an error, as bands of one image
         are expected to share their grid.
         """
-        paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-        if dates is not None and len(dates) != len(paths):
-            raise InputError(f"rasters.dates: {len(dates)} dates given for {len(paths)} files")
+        files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        if dates is not None and len(dates) != len(files):
+            raise InputError(f"rasters.dates: {len(dates)} dates given for {len(files)} files")
         stack = ExitStack()
         try:
             datasets = []
-            for p in paths:
+            for p in files:
                 if not p.exists():
                     raise InputError(f"{p}: raster file not found")
                 datasets.append(stack.enter_context(open_georeferenced(p)))
-            for p, ds in zip(paths, datasets):
+            for p, ds in zip(files, datasets):
                 if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
                     raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
             if align_to is not None:
@@ -193,24 +193,24 @@ class RasterStack:
             else:
                 first = datasets[0]
                 grid = Grid(first.crs, first.transform, first.width, first.height)
-                ref_name = str(paths[0])
+                ref_name = str(files[0])
             align = dates is not None or align_to is not None
             if dates is None and len(datasets) > 1:
-                for p, ds in zip(paths, datasets):
+                for p, ds in zip(files, datasets):
                     if ds.count != 1:
                         raise InputError(
                             f"{p}: has {ds.count} bands; a list of rasters must be single-band files "
                             "(or, for one multi-band file per date, give rasters.dates)"
                         )
             if dates is not None:
-                for p, ds in zip(paths[1:], datasets[1:]):
+                for p, ds in zip(files[1:], datasets[1:]):
                     if ds.count != datasets[0].count:
                         raise InputError(
-                            f"{p}: has {ds.count} bands, {paths[0]} has {datasets[0].count}; "
+                            f"{p}: has {ds.count} bands, {files[0]} has {datasets[0].count}; "
                             "every date must have the same bands"
                         )
             alpha: dict[int, int] = {}
-            for d, (p, ds) in enumerate(zip(paths, datasets)):
+            for d, (p, ds) in enumerate(zip(files, datasets)):
                 if (
                     ds.crs == grid.crs
                     and (ds.width, ds.height) == (grid.width, grid.height)
@@ -247,12 +247,12 @@ class RasterStack:
                 index = [
                     (d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count - (1 if d in alpha else 0) + 1)
                 ]
-                names = cls._default_names(paths, datasets)[: len(index)]  # a warped file's alpha band has no name
-                what = ", ".join(map(str, paths))
+                names = cls._default_names(files, datasets)[: len(index)]  # a warped file's alpha band has no name
+                what = ", ".join(map(str, files))
             else:
                 index = [(0, b) for b in range(1, datasets[0].count - (1 if 0 in alpha else 0) + 1)]
-                names = cls._default_names(paths[:1], datasets[:1])[: len(index)]
-                what = f"each file ({paths[0]}, ...)"
+                names = cls._default_names(files[:1], datasets[:1])[: len(index)]
+                what = f"each file ({files[0]}, ...)"
             if band_names is not None:
                 if len(band_names) != len(index):
                     raise InputError(
@@ -282,10 +282,10 @@ class RasterStack:
             nod = [nodata if nodata is not None else src_nodata[d][b - 1] for d, b in index]
             if len(set(names)) != len(names):
                 raise InputError(f"rasters.band_names: band names must be unique, got {names}")
-            out = cls(datasets, index, names, nod, grid, paths, stack, alpha)
+            out = cls(datasets, index, names, nod, grid, files, stack, alpha)
             # How to open the same stack elsewhere (a Dask worker reads its own windows).
             out.open_args = {
-                "paths": [str(p) for p in paths],
+                "paths": [str(p) for p in files],
                 "band_names": band_names,
                 "bands": list(bands) if bands is not None else None,
                 "nodata": nodata,

@@ -134,11 +134,12 @@ class _Doc:
         cells = [[r.get(h, "–") for h in headers] for r in rows]
         self.blocks.append(("table", headers, cells, highlight or set()))
 
-    def images(self, items: list[tuple[Path, str]]) -> None:
-        """A row of images (absolute paths inside the run dir) with captions."""
-        items = [(p, c) for p, c in items if p is not None and Path(p).is_file()]
-        if items:
-            self.blocks.append(("images", items))
+    def images(self, items: Sequence[tuple[Path | None, str]]) -> None:
+        """A row of images (absolute paths inside the run dir) with captions; a figure that could
+        not be drawn (None) or is missing is left out."""
+        kept = [(p, c) for p, c in items if p is not None and Path(p).is_file()]
+        if kept:
+            self.blocks.append(("images", kept))
 
     # -- markdown
     @staticmethod
@@ -222,7 +223,7 @@ class _Doc:
                 _, headers, rows, hi = b
                 numeric = [all(self._numeric(r[j]) for r in rows) for j in range(len(headers))]
                 th_cls = ["" if n else ' class="t"' for n in numeric]
-                t = [
+                parts = [
                     '<div class="scroll"><table><thead><tr>'
                     + "".join(
                         # headers may break after "_" (model names), so a table of six models stays narrow
@@ -233,7 +234,7 @@ class _Doc:
                 ]
                 for i, r in enumerate(rows):
                     cls = ' class="best"' if i in hi else ""
-                    t.append(
+                    parts.append(
                         f"<tr{cls}>"
                         + "".join(
                             f"<td{'' if numeric[j] else self._text_class(c)}>{self._html_cell(c)}</td>"
@@ -241,8 +242,8 @@ class _Doc:
                         )
                         + "</tr>"
                     )
-                t.append("</tbody></table></div>")
-                body.append("".join(t))
+                parts.append("</tbody></table></div>")
+                body.append("".join(parts))
             elif b[0] == "images":
                 figs = "".join(
                     f'<figure{self._figure_class(p)}><img alt="{html.escape(c)}" src="{self._data_uri(p)}">'
@@ -316,20 +317,26 @@ def _confusion_figure(model: str, cm: dict, out: Path) -> Path | None:
     return _save_fig(fig, out)
 
 
+def _series(curves: list[dict], key: str) -> list[float]:
+    """``key`` of every epoch's record; NaN where an epoch has none (no validation set): a gap in
+    the line, as matplotlib draws a None."""
+    return [float("nan") if c.get(key) is None else float(c[key]) for c in curves]
+
+
 def _curve_figure(model: str, curves: list[dict], out: Path) -> Path | None:
     from matplotlib.figure import Figure
 
     if not curves:
         return None
-    ep = [c.get("epoch") for c in curves]
+    ep = _series(curves, "epoch")
     fig = Figure(figsize=(5, 3.2))
     ax = fig.add_subplot()
     for key, style in (("train_loss", "-"), ("val_loss", "--")):
-        ax.plot(ep, [c.get(key) for c in curves], style, label=key.replace("_", " "))
+        ax.plot(ep, _series(curves, key), style, label=key.replace("_", " "))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(ep, [c.get("val_macro_f1") for c in curves], ":", color="tab:green", label="val macro-F1")
+    ax2.plot(ep, _series(curves, "val_macro_f1"), ":", color="tab:green", label="val macro-F1")
     ax2.set_ylabel("macro-F1")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
@@ -356,7 +363,7 @@ def _quicklook(map_path: Path, classes: list[dict], out: Path, max_px: int = 600
     for c in classes:
         rgb[data == int(c["id"])] = _hex_rgb(c.get("color", "#808080"))
     fig = Figure(figsize=(4.2, 4.2 * h / w))
-    ax = fig.add_axes([0, 0, 1, 1])
+    ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
     return _save_fig(fig, out)
@@ -636,7 +643,7 @@ def section_unusable_labels(doc: _Doc, ctx: ReportContext) -> None:
     empty = lab.get("classes_without_labels") or {}
     unknown = lab.get("unknown_labels") or {}
     dropped_bands = lab.get("dropped_bands") or {}
-    by_model = {m: r.get("dropped_classes") for m, r in ctx.models.items() if r.get("dropped_classes")}
+    by_model = {m: d for m, r in ctx.models.items() if (d := r.get("dropped_classes"))}
     outside_px = lab.get("label_pixels_outside_raster") or {}
     if not (bad or empty or unknown or dropped_bands or by_model or outside_px):
         return
@@ -1098,7 +1105,7 @@ def section_confusion(doc: _Doc, ctx: ReportContext) -> None:
 
 
 def section_learning_curves(doc: _Doc, ctx: ReportContext) -> None:
-    items = []
+    items: list[tuple[Path | None, str]] = []  # None: a figure that could not be drawn
     for m in ctx.order:
         png = ctx.run_dir / "curves" / f"{m}.png"
         if png.is_file():
@@ -1113,7 +1120,7 @@ def section_learning_curves(doc: _Doc, ctx: ReportContext) -> None:
 
 
 def section_maps(doc: _Doc, ctx: ReportContext) -> None:
-    items = []
+    items: list[tuple[Path | None, str]] = []  # None: a figure that could not be drawn
     for m in ctx.order:
         png, tif = ctx.run_dir / "maps" / f"{m}.png", ctx.run_dir / "maps" / f"{m}.tif"
         if png.is_file():

@@ -247,7 +247,8 @@ def _add_counts(acc: dict, d: dict) -> dict:
         elif isinstance(v, (int, float)):
             acc[k] = acc.get(k, 0) + v
         elif isinstance(v, dict):
-            acc[k] = _add_counts(acc.get(k) if isinstance(acc.get(k), dict) else {}, v)
+            prev = acc.get(k)
+            acc[k] = _add_counts(prev if isinstance(prev, dict) else {}, v)
         elif isinstance(v, list):
             acc.setdefault(k, []).extend(v)
     return acc
@@ -294,7 +295,7 @@ def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict
     cfg = ctx.cfg
     scenes = ctx.scenes()
     multi = len(scenes) > 1
-    infos = check_scenes(scenes) if multi else None
+    infos = check_scenes(scenes) if multi else {}
     parts: list[pd.DataFrame] = []
     reports: dict[str, Any] = {}
     grid = band_names = None
@@ -607,10 +608,11 @@ def _value_range(ctx: RunContext, data) -> dict:
 def _fit(ctx: RunContext, model: str, data, fold, meta, what: str = ""):
     """Fit one model on one fold; ``what`` names the fit on its progress bar (e.g. "random-split fit")."""
     from pipeline.models import build_model
+    from pipeline.models.base import ShowsProgress
 
     settings = getattr(ctx.cfg.models, model)
     m = build_model(model, settings, meta, seed=ctx.cfg.seed, device=ctx.device)
-    if hasattr(m, "progress"):
+    if isinstance(m, ShowsProgress):
         m.progress = ctx.progress  # per-epoch bars of the deep models follow --no-progress
         m.progress_desc = f"train {model}" + (f" ({what})" if what else "")
     val = data.subset(fold.validation) if len(fold.validation) else None
@@ -666,6 +668,8 @@ def stage_train(ctx: RunContext, model: str) -> dict:
         )
         if i == 0:
             final = m  # the model that maps the scene: fit on fold 0's training blocks
+    if final is None:  # the split stage writes at least one fold: an empty list is a damaged run
+        raise InputError(f"{ctx.run_dir / 'folds.json'}: lists no fold; run the split stage again")
     evald = pd.concat(rows, ignore_index=True)
     record: dict[str, Any] = {
         "fit_seconds": fit_seconds / len(folds),
@@ -738,7 +742,7 @@ def stage_map(ctx: RunContext, model: str) -> dict:
             seconds += res["seconds"]
             sidecars = [p.relative_to(ctx.run_dir).as_posix() for p in sidecar_paths(ctx.path(out)).values()]
             outputs += [out, *sidecars, conf]
-    rec = {"predict_mpx_per_s": pixels / 1e6 / max(seconds, 1e-9), "map_seconds": seconds}
+    rec: dict[str, Any] = {"predict_mpx_per_s": pixels / 1e6 / max(seconds, 1e-9), "map_seconds": seconds}
     if ctx.multi_scene:
         rec["scenes"] = per_scene
     write_json(ctx.path("maps", f"{model}.json"), rec)
@@ -884,7 +888,7 @@ def stage_assess(ctx: RunContext) -> dict:
         "models": models,
         "split": read_json(ctx.run_dir / "split.json"),
         "random_split_contrast": contrast,
-        "pairwise": pairwise_mcnemar(y_ref, preds) if len(preds) > 1 else [],
+        "pairwise": pairwise_mcnemar(y_ref, preds) if y_ref is not None and len(preds) > 1 else [],
         "labels": read_json(ctx.run_dir / "labels.json"),
         "failed_models": failed,
         "polygons": _reference_check(ctx, list(models)),

@@ -528,6 +528,18 @@ def test_concurrent_fits_in_threads_are_reproducible():
     assert all(torch.equal(ref[k], o[k]) for o in out for k in ref)
 
 
+def test_run_sets_progress_only_on_models_that_show_it():
+    """The run's training stage sets ``progress``/``progress_desc`` on models that are ShowsProgress:
+    the deep models are, a classical model (no bar of its own) is not."""
+    from pipeline.config import DecisionTreeConfig
+    from pipeline.models.base import ShowsProgress
+
+    assert isinstance(make_model("cnn", 5), ShowsProgress)
+    assert make_model("resnet", 5).progress_desc is None
+    tree = build_model("decision_tree", DecisionTreeConfig(), make_meta("decision_tree", 1), seed=0)
+    assert not isinstance(tree, ShowsProgress)
+
+
 def test_progress_bar_names_the_fit(capsys):
     """The bar of a deep model's second fit says what it is (set by the run's training stage)."""
     m = make_model("cnn", 5, epochs=1)

@@ -55,6 +55,21 @@ class ModelMeta:
         return cls(**d)
 
 
+class PatchRows(Protocol):
+    """Patches as the models read them: a float32 array ``(n, bands, k, k)`` (NaN = no value), or
+    a :class:`~pipeline.patches.PatchStore`, which decodes to that the rows it is asked for."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
 @dataclass
 class TrainingData:
     """Samples for fitting: patches centred on labelled pixels.
@@ -70,7 +85,7 @@ class TrainingData:
     band_names : names of the bands, in order.
     """
 
-    patches: np.ndarray
+    patches: PatchRows
     y: np.ndarray
     groups: np.ndarray
     xy: np.ndarray
@@ -136,6 +151,14 @@ class Classifier(Protocol):
 
     def save(self, path: Path) -> Path:
         """Write the model (with its ``meta``) to ``path`` atomically; returns the path written."""
+
+
+@runtime_checkable
+class ShowsProgress(Protocol):
+    """A model that draws a progress bar while it fits (the deep models: one per epoch)."""
+
+    progress: bool  # draw it at all (``--no-progress`` turns it off)
+    progress_desc: str | None  # its label; None: the model's default
 
 
 def proba_to_labels(proba: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from pipeline.atomic import atomic_path, json_safe
 from pipeline.cancel import check_cancelled
 from pipeline.errors import InputError
 from pipeline.features import FeatureSpec
-from pipeline.models.base import ModelMeta, TrainingData, proba_to_labels
+from pipeline.models.base import ModelMeta, PatchRows, TrainingData, proba_to_labels
 
 
 class SklearnPixelModel:
@@ -55,7 +55,7 @@ class SklearnPixelModel:
     def _make_estimator(self) -> Any:
         raise NotImplementedError
 
-    def features_from_patches(self, patches: np.ndarray) -> np.ndarray:
+    def features_from_patches(self, patches: PatchRows) -> np.ndarray:
         """(n, bands, k, k) -> (n, f) float32.
 
         Patches are read in chunks of bounded size (``patches`` may be a memory-mapped store

@@ -76,7 +76,7 @@ from pipeline.config import DeepConfig
 from pipeline.device import DeviceSettings, select_device
 from pipeline.errors import InputError
 from pipeline.models import registry
-from pipeline.models.base import ModelMeta, TrainingData
+from pipeline.models.base import ModelMeta, PatchRows, TrainingData
 from pipeline.models.nets import (  # noqa: F401 - re-exported
     CompactCNN,
     PatchResNet,
@@ -149,6 +149,7 @@ class DeepModel:
         self.history: list[dict[str, Any]] = []
         self.fit_info: dict[str, Any] = {}
         self.progress = True
+        self.progress_desc: str | None = None  # the progress bar's label (None: "train <name>")
         # Output pixels per forward pass in predict_block. Each chunk recomputes a 2h-row halo
         # (+19% work at 32k px of a 512-px window), yet 32k was still the fastest in an interleaved
         # A/B on this 2-core machine (CNN k=13: 0.53 Mpx/s vs 0.40 at 128k-256k): activations of
@@ -219,7 +220,7 @@ class DeepModel:
             )
 
     # -- inference ----------------------------------------------------------------------------------
-    def patch_logits(self, patches: np.ndarray) -> np.ndarray:
+    def patch_logits(self, patches: PatchRows) -> np.ndarray:
         """(n, bands, k', k') raw patches (k' >= k, centre-cropped to k) -> (n, classes) float32 logits."""
         if patches.ndim != 4:
             raise InputError(f"{self.name}: patches must be (n, bands, k, k), got shape {patches.shape}")

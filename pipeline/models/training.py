@@ -27,13 +27,13 @@ from tqdm import tqdm
 
 from pipeline.atomic import atomic_path, json_safe, write_json
 from pipeline.cancel import check_cancelled
-from pipeline.models.base import TrainingData
+from pipeline.models.base import PatchRows, TrainingData
 
 if TYPE_CHECKING:
     from pipeline.models.deep import DeepModel
 
 
-def band_stats(patches: np.ndarray, chunk_bytes: int = 8 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+def band_stats(patches: PatchRows, chunk_bytes: int = 8 * 2**20) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std over the finite pixels of ``patches`` (n, bands, k, k), streamed.
 
     Rows are read in chunks of at most ``chunk_bytes`` of float64 (so 218 bands cost what 6 do).
@@ -109,7 +109,7 @@ class _BatchSource(torch.utils.data.Dataset):
     file name and is reopened in the worker instead of being copied into it.
     """
 
-    def __init__(self, patches: np.ndarray, y_idx: np.ndarray):
+    def __init__(self, patches: PatchRows, y_idx: np.ndarray):
         self.patches = patches
         self.y_idx = y_idx
 
@@ -335,7 +335,7 @@ class TrainingResult:
 
 
 def make_loader(
-    patches: np.ndarray, y_idx: np.ndarray, sampler: Any, num_workers: int, pin_memory: bool, seed: int
+    patches: PatchRows, y_idx: np.ndarray, sampler: Any, num_workers: int, pin_memory: bool, seed: int
 ) -> torch.utils.data.DataLoader:
     """Batches of the patch store chosen by ``sampler``; one persistent set of spawned workers."""
     return torch.utils.data.DataLoader(
