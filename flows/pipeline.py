@@ -2,7 +2,7 @@
 
 ``landcover_pipeline`` (what ``landcover run`` and ``landcover demo`` invoke) runs four
 sub-flows: ``prepare``, ``train_and_compare`` (one task per model, fanned out through the
-task runner), ``map_scenes`` (one task per model and scene) and ``assess_and_report``.
+task runner; deep models one at a time), ``map_scenes`` (one task per model and scene) and ``assess_and_report``.
 Every task runs one stage through :func:`pipeline.run.run_one` and exchanges only small
 records (run directory, stage name, model, fingerprint, output paths): arrays, models and
 rasters go to files in the run directory.
@@ -27,6 +27,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
 
 from flows.engine import (
     IO_RETRIES,
@@ -42,6 +43,7 @@ from flows.engine import (
 from pipeline import run as R
 from pipeline.config import load_config
 from pipeline.errors import OutOfSpaceError
+from pipeline.models import registry
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +106,47 @@ def _collect_models(ref: dict, futures: list, models: list[str], stage: str) -> 
     return out
 
 
+def _submit_training(ref: dict, models: list[str]) -> dict[str, PrefectFuture]:
+    """Submit one ``train`` task per model; returns ``{model: future}`` of those submitted.
+
+    Classical models fan out over the task runner's workers. Deep models train one at a time:
+    the first is submitted at once (it is the longest task, so it starts early, beside the
+    classical fits), each next one only after the previous has finished. Why not two at once:
+    on a CPU, torch already spreads each batch's convolutions over every core, so a second
+    network at the same time only halves each one's share of the cores, while its batches,
+    activations, gradients and optimizer state double the memory (218-band case: 1.68 GB with
+    CNN and ResNet together, 1.36 GB one after the other); on a CUDA device, one model at a time
+    is what a single GPU wants too. A memory-based limit (two at once when both fit) would buy
+    nothing on the CPU and needs a footprint estimate per architecture that can be wrong.
+    A deep model whose fit failed does not stop the next one; a full disk stops the chain
+    (every later write would fail too; :func:`_collect_models` raises it).
+    """
+    deep = [m for m in models if registry.get(m).deep]
+    futures: dict[str, PrefectFuture] = {}
+    if deep:
+        futures[deep[0]] = stage_task.submit(ref, "train", deep[0])
+    for m in models:
+        if m not in deep:
+            futures[m] = stage_task.submit(ref, "train", m)
+    for prev, m in zip(deep, deep[1:]):
+        wait_for(futures[prev])
+        if not futures[prev].state.is_completed() and isinstance(_task_exception(futures[prev]), OutOfSpaceError):
+            break
+        futures[m] = stage_task.submit(ref, "train", m)
+    return futures
+
+
 @flow(name="train_and_compare")
 def train_and_compare(ref: dict, models: list[str]) -> list[dict]:
-    """Fit every model (one task per model, fanned out through the flow's task runner).
-    A model whose fit raises is recorded as failed; the others go on."""
+    """Fit every model, one task per model through the flow's task runner: classical models in
+    parallel, deep models one at a time (:func:`_submit_training`). A model whose fit raises is
+    recorded as failed; the others go on."""
     ctx = R.RunContext.from_ref(ref)
     for m in models:
         R.clear_failure(ctx, m)
-    return _collect_models(ref, [stage_task.submit(ref, "train", m) for m in models], models, "train")
+    futures = _submit_training(ref, models)
+    done = [m for m in models if m in futures]
+    return _collect_models(ref, [futures[m] for m in done], done, "train")
 
 
 @flow(name="map_scenes")
@@ -164,7 +199,9 @@ def landcover_pipeline(
         enabled = cfg.models.enabled()
         n_train = min(2, cpus(), len(enabled))
         n_map = min(len(enabled), max(1, cpus() // max(1, cfg.mapping.workers)))
-        runner_name = f"dask:{dask_address}" if dask_address else f"threads(train={n_train}, map={n_map})"
+        runner_name = (
+            f"dask:{dask_address}" if dask_address else f"threads(train={n_train}, deep one at a time, map={n_map})"
+        )
         extra = {"prefect_flow_run_id": flow_run_id, "task_runner": runner_name, "stage_sources": {}}
         with api_settings(dask_address):
             stages = [prepare.with_options(task_runner=make_task_runner(dask_address, 1))(ref)]

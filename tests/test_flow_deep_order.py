@@ -1,0 +1,87 @@
+"""The Prefect flow trains deep models one at a time (two networks at once only split the cores
+and double the memory) and gets exactly the in-process runner's results.
+
+A real flow run on the session's Prefect test server with two tiny networks (only them: with
+two task-runner threads and nothing else to train, the flow as it was started both at once);
+when each model's training began and ended is read from the run's own ``run.log``, whose lines
+are written in the order the events happened (one file handler, one lock).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prefect_fixtures import prefect_api  # noqa: E402,F401
+from tiny_project import make_project  # noqa: E402
+
+pytestmark = pytest.mark.prefect
+
+TINY_NET = {"epochs": 1, "channels": 4, "batch_size": 64, "patience": 1}
+MODELS = {"cnn": TINY_NET, "resnet": TINY_NET}
+_EVENT = re.compile(r"stage train:(\w+): (running|done in)")
+
+
+def train_events(log_text: str) -> list[tuple[str, str]]:
+    """``[(model, "running" | "done in"), ...]`` in the order ``run.log`` recorded them."""
+    return [(m.group(1), m.group(2)) for m in map(_EVENT.search, log_text.splitlines()) if m]
+
+
+def overlapping(events: list[tuple[str, str]], models: set[str]) -> list[set[str]]:
+    """The sets of ``models`` whose trainings were in progress at the same time (more than one)."""
+    active: set[str] = set()
+    out = []
+    for model, what in events:
+        if model not in models:
+            continue
+        if what == "running":
+            active.add(model)
+            if len(active) > 1:
+                out.append(set(active))
+        else:
+            active.discard(model)
+    return out
+
+
+def test_overlap_check_sees_concurrent_trainings():
+    """The check below can fail: interleaved start/end events of two networks are an overlap."""
+    both = [("cnn", "running"), ("resnet", "running"), ("cnn", "done in"), ("resnet", "done in")]
+    assert overlapping(both, {"cnn", "resnet"}) == [{"cnn", "resnet"}]
+    chained = [("cnn", "running"), ("decision_tree", "running"), ("cnn", "done in"), ("resnet", "running")]
+    assert overlapping(chained + [("resnet", "done in")], {"cnn", "resnet"}) == []
+
+
+def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(prefect_api, tmp_path):
+    from pipeline.cli import main
+
+    cfg = make_project(tmp_path / "project", models=MODELS)
+    base = ["run", str(cfg), "--no-progress"]
+    # two output folders: one would share its stage store, and the local run would reuse the flow's stages
+    assert main([*base, "--out", str(tmp_path / "a"), "--run-id", "flow"]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--run-id", "local", "--engine", "local"]) == 0
+    flow_run, local_run = tmp_path / "a" / "flow", tmp_path / "b" / "local"
+    events = train_events((flow_run / "run.log").read_text())
+    # every model trained once, start before end
+    for m in MODELS:
+        assert [e for e in events if e[0] == m] == [(m, "running"), (m, "done in")], events
+    assert overlapping(events, {"cnn", "resnet"}) == [], events
+    manifest = json.loads((flow_run / "manifest.json").read_text())
+    assert manifest["prefect_flow_run_id"] and "deep one at a time" in manifest["task_runner"]
+
+    # Same results as the in-process runner, which trains one model after the other.
+    assert not any(s["cached"] for s in json.loads((local_run / "manifest.json").read_text())["stages"])
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (flow_run, local_run))
+    timing = {"fit_seconds", "predict_mpx_per_s", "fit_info"}
+    for m in MODELS:
+        strip = {k: v for k, v in a["models"][m].items() if k not in timing}
+        assert strip == {k: v for k, v in b["models"][m].items() if k not in timing}, m
+    import rasterio
+
+    for m in MODELS:
+        with rasterio.open(flow_run / "maps" / f"{m}.tif") as x, rasterio.open(local_run / "maps" / f"{m}.tif") as y:
+            assert (x.read(1) == y.read(1)).all(), m
