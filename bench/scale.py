@@ -91,6 +91,8 @@ class Settings:
     n_train_deep: int = 4000  # the deep models train one epoch on this many patches
     labelled: tuple[int, ...] = (10_000, 100_000, 1_000_000, 4_000_000)  # labelled-pixels axis: whole runs
     labelled_models: tuple[str, ...] = ("decision_tree", "cnn")
+    labelled_epochs: int = 2  # deep models of the labelled axis
+    labelled_random_contrast: bool = True  # split.random_contrast of the labelled runs (False: one fit per model)
     dask_workers: tuple[int, ...] = (1, 2)  # workers axis: one raster's windows on a local Dask cluster
     workers_size: int = 1024
     workers_model: str = "random_forest"  # fitted with n_jobs=1: the cluster is the only parallelism
@@ -576,7 +578,14 @@ def run_bench(
             "x": AXES[name].x_label,
             "values": list(_axis_values(name, s)),
             "models": summarise(AXES[name], pts),
+            # Axes are often measured in separate runs (the slow ones alone): each says how and when.
+            "command": " ".join(["landcover bench scale", *s.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_before": load_before,
+            "load_average_after": list(os.getloadavg()),
         }
+    kept = _earlier_axes(out_json, exclude=set(axes_out))
+    axes_out = {**kept, **axes_out}
     import sklearn
 
     report = {
@@ -594,10 +603,23 @@ def run_bench(
         },
         "seconds_total": time.perf_counter() - t_start,
         "axes": axes_out,
+        "axes_from_earlier_runs": sorted(kept),
         "checks": checks(axes_out),
     }
     write_json(out_json, report)  # atomic; NaN -> null
     return report
+
+
+def _earlier_axes(out_json: Path, exclude: set[str]) -> dict[str, Any]:
+    """The axes of an existing report at ``out_json`` that this run did not measure, so that a
+    run of one axis (``--axes labelled``) updates the report instead of dropping the others."""
+    try:
+        old = json.loads(Path(out_json).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or old.get("benchmark") != "scale":
+        return {}
+    return {k: v for k, v in (old.get("axes") or {}).items() if k not in exclude and k in AXES}
 
 
 def checks(axes: dict[str, Any]) -> dict[str, Any]:
@@ -688,6 +710,12 @@ def main(argv: list[str] | None = None) -> int:
         help="labelled pixels of the labelled axis (whole runs on dense label rasters)",
     )
     p.add_argument("--labelled-models", default=",".join(d.labelled_models), help="models of the labelled axis")
+    p.add_argument("--labelled-epochs", type=int, default=d.labelled_epochs, help="epochs of deep labelled-axis models")
+    p.add_argument(
+        "--labelled-no-random-contrast",
+        action="store_true",
+        help="labelled axis: split.random_contrast false (one fit per model instead of two; peak memory is one fit's)",
+    )
     p.add_argument(
         "--dask-workers",
         default=",".join(map(str, d.dask_workers)),
@@ -740,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         workers_size=a.workers_size,
         workers_model=a.workers_model,
         labelled_models=tuple(x.strip() for x in a.labelled_models.split(",") if x.strip()),
+        labelled_epochs=a.labelled_epochs,
+        labelled_random_contrast=not a.labelled_no_random_contrast,
         argv=tuple(argv),
     )
     report = run_bench(a.out, s, workdir=a.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))

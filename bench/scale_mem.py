@@ -12,7 +12,7 @@ is that run's own peak. Cases (``--cases``):
 
 The labelled-pixels axis of ``landcover bench scale`` (``--axes labelled``) uses
 :func:`setup_labelled` and :func:`job_run` from here: square dense scenes of 10k-4M labelled
-pixels, decision tree + CNN (2 epochs), sampling at its defaults.
+pixels, decision tree + CNN (``--labelled-epochs``, default 2), sampling at its defaults.
 Results go to ``reports/bench/scale_mem.json``.
 """
 
@@ -187,11 +187,14 @@ def setup_labelled(axis: Any, s: Any, workdir: Path, log: Any) -> dict[tuple[int
     of about that many pixels, every pixel labelled) and its config; one ``run`` job per point."""
     jobs = {}
     models = tuple(getattr(s, "labelled_models", ("decision_tree", "cnn")))
+    split = None if getattr(s, "labelled_random_contrast", True) else {"split": {"random_contrast": False}}
     for n in sorted(s.labelled):
         side = int(math.ceil(math.sqrt(n)))
         t0 = time.perf_counter()
         img, lab = dense_scene(workdir, side, seed=s.seed)
-        cfg = write_config(workdir, f"labelled{n}", img, lab, models, epochs=2)
+        cfg = write_config(
+            workdir, f"labelled{n}", img, lab, models, epochs=getattr(s, "labelled_epochs", 2), extra=split
+        )
         log(
             f"dense scene {side} x {side} ({side * side:,} labelled pixels) written in {time.perf_counter() - t0:.1f} s"
         )
