@@ -13,7 +13,8 @@ is that run's own peak. Cases (``--cases``):
 The labelled-pixels axis of ``landcover bench scale`` (``--axes labelled``) uses
 :func:`setup_labelled` and :func:`job_run` from here: square dense scenes of 10k-4M labelled
 pixels, decision tree + CNN (``--labelled-epochs``, default 2), sampling at its defaults.
-Results go to ``reports/bench/scale_mem.json``.
+Results go to ``reports/bench/scale_mem.json``, one entry per case (``<case>-local`` for
+``--engine local``), so runs of each engine and case add to the same file.
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}",
                 flush=True,
             )
-            report[case] = rec
+            # one entry per case and engine: the Prefect and the in-process figures side by side
+            report[case if args.engine in (None, "prefect") else f"{case}-{args.engine}"] = rec
             img.unlink(missing_ok=True)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             out_path.write_text(json.dumps(report, indent=2, default=float))
