@@ -42,6 +42,7 @@ from pipeline.class_table import NAMES_TAG, ClassTable, write_sidecars
 from pipeline.config import NODATA_CLASS
 from pipeline.errors import InputError, OutputWriteError
 from pipeline.models.base import Classifier
+from pipeline.patches import window_for_bands
 from pipeline.raster import RasterAlignmentWarning, RasterStack
 
 log = logging.getLogger(__name__)
@@ -403,6 +404,9 @@ def classify_raster(
             stack, list(model.meta.band_names), model_nodata=getattr(model.meta, "nodata", None)
         ) as opened:
             return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress, client)
+    # Many bands make one window large on its own (200 bands x 512^2 float32 = 210 MB, several in
+    # flight, and the model's features as much again): every caller gets the same shrunk window.
+    window_size = window_for_bands(window_size, stack.count, int(model.halo))
     with gdal_cache(gdal_cache_bytes(stack, window_size, int(model.halo))):
         return _classify_raster(model, stack, out_path, confidence_path, window_size, workers, progress, client)
 
@@ -487,6 +491,7 @@ def _classify_raster(
         "pixels": g.width * g.height,
         "mpx_per_s": g.width * g.height / 1e6 / max(seconds, 1e-9),
         "workers": where,
+        "window_size": window_size,
     }
 
 

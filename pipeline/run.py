@@ -710,14 +710,13 @@ def stage_map(ctx: RunContext, model: str) -> dict:
     from pipeline.class_table import sidecar_paths
     from pipeline.mapping import classify_raster, dask_client_here
     from pipeline.models import load_model
-    from pipeline.patches import window_for_bands
 
     m = load_model(ctx.run_dir / "models" / f"{model}{registry.model_suffix(model)}", device=ctx.device)
     outputs: list[str] = []
     per_scene: dict[str, dict] = {}
     pixels = seconds = 0.0
-    # Many bands: smaller windows (same map, bounded memory). On a Dask worker (landcover run
-    # --dask) the windows become tasks across the cluster.
+    # classify_raster shrinks the window for many bands (same map, bounded memory). On a Dask
+    # worker (landcover run --dask) the windows become tasks across the cluster.
     with dask_client_here() as client:
         for sc in ctx.scenes():
             out, conf = ctx.map_path(model, sc.name), ctx.map_path(model, sc.name, "_confidence.tif")
@@ -727,7 +726,7 @@ def stage_map(ctx: RunContext, model: str) -> dict:
                     stack,
                     ctx.path(out),
                     confidence_path=ctx.path(conf),
-                    window_size=window_for_bands(ctx.cfg.mapping.window_size, stack.count, m.halo),
+                    window_size=ctx.cfg.mapping.window_size,
                     workers=ctx.cfg.mapping.workers,
                     progress=ctx.progress,
                     client=client,

@@ -201,3 +201,47 @@ def test_gdal_cache_is_sized_from_the_window_and_restored(tmp_path):
     # a 64-px window touches at most 3 x 3 tiles of 32 x 32 px (it need not align), 3 bands x 2 bytes
     assert set(seen) == {3 * 3 * 32 * 32 * 3 * 2 + CACHE_SLACK_BYTES}
     assert get_gdal_config("GDAL_CACHEMAX") == before
+
+
+def test_many_bands_map_in_bounded_windows_same_map(tmp_path):
+    """A raster of many bands is mapped in windows that each stay within the window budget
+    (whatever window size the caller asked for), and the map is the per-pixel prediction; the
+    `landcover map` CLI gives the same map."""
+    from rasterio.transform import from_origin
+
+    from pipeline.cli import main
+    from pipeline.patches import WINDOW_BYTES
+
+    bands, side = 600, 150
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 1000, size=(bands, side, side)).astype(np.uint16)
+    data[0, :, 75:] += 2000  # band 1 separates left and right
+    path = tmp_path / "hyper.tif"
+    profile = dict(driver="GTiff", width=side, height=side, count=bands, dtype="uint16", crs="EPSG:32633")
+    with rasterio.open(path, "w", transform=from_origin(0, 1500, 10, 10), **profile) as dst:
+        dst.write(data)
+    blocks = []
+
+    class Recorder(DecisionTreeModel):
+        def predict_block(self, block):
+            blocks.append(block.shape)
+            return super().predict_block(block)
+
+    with RasterStack.open(path) as stack:
+        model = _fit_tree(stack, tmp_path)
+        model.save(tmp_path / "tree.skops")
+        model.__class__ = Recorder
+        res = classify_raster(model, stack, tmp_path / "lib.tif", window_size=512, workers=1, progress=False)
+    assert len(blocks) > 1 and all(b[0] == bands for b in blocks)
+    assert max(b[0] * b[1] * b[2] * 4 for b in blocks) <= WINDOW_BYTES
+    assert res["window_size"] < side
+    expect = model.estimator.predict(data.reshape(bands, -1).T.astype(np.float32)).reshape(side, side)
+    assert (
+        main(
+            ["map", "--model", str(tmp_path / "tree.skops"), "--raster", str(path), "--out", str(tmp_path / "cli.tif")]
+        )
+        == 0
+    )
+    with rasterio.open(tmp_path / "lib.tif") as a, rasterio.open(tmp_path / "cli.tif") as b:
+        np.testing.assert_array_equal(a.read(1), expect)
+        np.testing.assert_array_equal(b.read(1), expect)
