@@ -30,7 +30,7 @@ test: $(VENV)/.installed lint
 test-fast: $(VENV)/.installed
 	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider -m "not e2e and not heavy" --durations=5
 
-# ruff (lint) and mypy (types) on the package; `pip install -e ".[lint]"` provides both.
+# ruff (lint) and mypy (types: pipeline and flows, the files pyproject lists); `pip install -e ".[lint]"` provides both.
 lint: $(VENV)/.installed
 	$(PY) -m ruff check pipeline flows bench tests
 	$(PY) -m ruff format --check pipeline flows bench tests

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import get_run_logger
@@ -38,8 +39,16 @@ def not_input_error(task_, task_run, state) -> bool:
 
 
 # ----------------------------------------------------------------------------- run.log
+@dataclass
+class _RunLogFile:
+    """A run.log handler this process added, and how many open :func:`run_log` contexts use it."""
+
+    handler: logging.FileHandler
+    users: int = 0
+
+
 _log_lock = threading.Lock()
-_log_users: dict[str, list] = {}  # path -> [handler, users]
+_log_users: dict[str, _RunLogFile] = {}  # by absolute path of run.log
 
 
 def _has_file_handler(path: str) -> bool:
@@ -62,26 +71,22 @@ def run_log(run_dir: str | Path):
             lg.setLevel(logging.INFO)  # Prefect's logging setup leaves the root logger at WARNING
     with _log_lock:
         entry = _log_users.get(path)
-        if entry is None and _has_file_handler(path):
-            entry = None
-            own = False
-        else:
-            own = True
-            if entry is None:
-                h = logging.FileHandler(path)
-                h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-                logging.getLogger().addHandler(h)
-                entry = _log_users[path] = [h, 0]
-            entry[1] += 1
+        if entry is None and not _has_file_handler(path):  # else the CLI's own handler writes it
+            h = logging.FileHandler(path)
+            h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+            logging.getLogger().addHandler(h)
+            entry = _log_users[path] = _RunLogFile(h)
+        if entry is not None:
+            entry.users += 1
     try:
         yield
     finally:
-        if own:
+        if entry is not None:
             with _log_lock:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    logging.getLogger().removeHandler(entry[0])
-                    entry[0].close()
+                entry.users -= 1
+                if entry.users == 0:
+                    logging.getLogger().removeHandler(entry.handler)
+                    entry.handler.close()
                     del _log_users[path]
 
 

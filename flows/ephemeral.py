@@ -67,7 +67,9 @@ def start_tied_server() -> str | None:
 
     # Prefect builds the server's command line and environment; only how the child is
     # spawned changes, and only for this call (made from the main thread at start-up).
-    prefect_server.subprocess.Popen = popen  # type: ignore[misc]
+    # mypy refuses any assignment to a class name (misc) and a function in place of the class
+    # (assignment); Prefect only calls it, with Popen's arguments, so the patch is sound.
+    prefect_server.subprocess.Popen = popen  # type: ignore[misc, assignment]
     try:
         srv.start()
     finally:
@@ -91,7 +93,7 @@ def stop_server(timeout: float = 2.0) -> None:
 
     srv = prefect_server.SubprocessASGIServer._instances.get(None)
     proc = getattr(srv, "server_process", None)
-    if proc is None or proc.poll() is not None:
+    if srv is None or proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:

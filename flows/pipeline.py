@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -202,7 +203,7 @@ def landcover_pipeline(
         runner_name = (
             f"dask:{dask_address}" if dask_address else f"threads(train={n_train}, deep one at a time, map={n_map})"
         )
-        extra = {"prefect_flow_run_id": flow_run_id, "task_runner": runner_name, "stage_sources": {}}
+        extra: dict[str, Any] = {"prefect_flow_run_id": flow_run_id, "task_runner": runner_name, "stage_sources": {}}
         with api_settings(dask_address):
             stages = [prepare.with_options(task_runner=make_task_runner(dask_address, 1))(ref)]
             trained = train_and_compare.with_options(task_runner=make_task_runner(dask_address, n_train))(ref, enabled)
