@@ -16,9 +16,10 @@ are counted in the :class:`LabelReport` with examples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -413,63 +414,179 @@ def ingest_labels(
     out (``on_empty_class="drop"``) or stops the run (``"error"``).
     """
     check = BandCheck(list(stack.band_names))
-    by_name, by_id = _class_lookup(classes)
-    g = stack.grid
+    by_id = _class_lookup(classes)[1]
     # A window of many bands is large (218 bands x 1024^2 x 4 B = 0.9 GB): shrink it for the valid mask.
     window_size = max(64, min(window_size, int(np.sqrt(VALID_READ_BYTES / (4.0 * max(stack.count, 1))))))
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    is_raster = cfg.is_raster
-    if is_raster:
-        report = LabelReport(source=str(label_path), kind="raster")
-        if not label_path.exists():
-            raise InputError(f"{label_path}: label raster not found")
-        windows = _label_raster_windows(label_path, stack, window_size)
-        unknown: dict[str, int] = {}
-        next_group = 0
-    else:
-        gdf, report = read_vector_labels(cfg, label_path, classes, g.crs, on_unknown)
-        lb = gdf.total_bounds
-        gb = g.bounds
+    source: _LabelSource = (
+        _RasterLabels(label_path, stack, by_id, on_unknown, window_size)
+        if cfg.is_raster
+        else _VectorLabels(cfg, label_path, classes, by_id, stack, on_unknown, window_size)
+    )
+    report = source.report
+    parts = _scan_windows(source, stack, check, by_id, window_size, progress)
+    source.finish()
+    if check.empty():
+        raise _empty_bands_error(check, stack.paths)
+    if not parts and not allow_empty:
+        raise _no_valid_labels_error(label_path, stack, report, check)
+    rows, cols, cids, grps = _concatenate(parts)  # allow_empty: empty arrays when there are no parts
+    del parts
+    report.pixels_per_class = _pixels_per_class(cids, classes)
+    if cfg.is_raster:
+        report.features_used = report.features_read = int(np.unique(grps).size)
+    if thin is not None:
+        m = thin(rows, cols, cids)
+        if m is not None:
+            rows, cols, cids, grps = rows[m], cols[m], cids[m], grps[m]
+    samples = _samples_table(stack, rows, cols, cids, grps, by_id)
+    if require_every_class:  # a multi-scene run checks the classes over all its scenes
+        _check_every_class(report, classes, label_path, on_empty_class)
+    return samples, report
+
+
+#: Labelled pixels of one window: (labelled mask, class id per pixel, group id per pixel (-1: none)).
+WindowLabels = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Image positions, class ids and groups of the labelled pixels with data, kept from one window.
+LabelPart = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+class _LabelSource(Protocol):
+    """Labels of one kind (polygons and points, or a label raster), read window by window."""
+
+    report: LabelReport
+
+    def windows(self) -> Iterator[tuple[Window, np.ndarray | None]]:
+        """The image's windows, each with what the source needs to label it (or None)."""
+
+    def label(self, win: Window, values: np.ndarray | None) -> WindowLabels:
+        """The labelled pixels of ``win`` (``values`` from :meth:`windows`)."""
+
+    def tally(self, grp: np.ndarray, labelled: np.ndarray, kept: np.ndarray) -> None:
+        """Count a window's labelled pixels and those kept (with data in every band)."""
+
+    def finish(self) -> None:
+        """Complete the report once every window is read (may raise :class:`InputError`)."""
+
+
+class _VectorLabels:
+    """Polygons or points of a label file, rasterised onto the image grid window by window."""
+
+    def __init__(
+        self,
+        cfg: LabelConfig,
+        path: Path,
+        classes: list[ClassSpec],
+        by_id: dict[int, str],
+        stack: RasterStack,
+        on_unknown: str,
+        window_size: int,
+    ):
+        g = stack.grid
+        self.gdf, self.report = read_vector_labels(cfg, path, classes, g.crs, on_unknown)
+        lb, gb = self.gdf.total_bounds, g.bounds
         if lb[0] >= gb[2] or lb[2] <= gb[0] or lb[1] >= gb[3] or lb[3] <= gb[1]:
             raise InputError(
-                f"{label_path}: labels do not overlap the raster {stack.paths[0]} "
-                f"(after reprojection to {g.crs.to_string()})"
+                f"{path}: labels do not overlap the raster {stack.paths[0]} (after reprojection to {g.crs.to_string()})"
             )
-        group_class = dict(zip(gdf["group"].to_numpy(), gdf["class_id"].to_numpy()))
-        n_groups = int(gdf["group"].max()) + 1
-        px_any = np.zeros(n_groups, np.int64)  # pixels a feature claims (alone) on the grid
-        px_valid = np.zeros(n_groups, np.int64)  # ... of which have data in every band
-        windows = ((w, None) for w in stack.windows(window_size))
+        self.stack, self.classes, self.by_id, self.window_size = stack, classes, by_id, window_size
+        self.group_class = dict(zip(self.gdf["group"].to_numpy(), self.gdf["class_id"].to_numpy()))
+        self.n_groups = int(self.gdf["group"].max()) + 1
+        self.px_any = np.zeros(self.n_groups, np.int64)  # pixels a feature claims (alone) on the grid
+        self.px_valid = np.zeros(self.n_groups, np.int64)  # ... of which have data in every band
+
+    def windows(self) -> Iterator[tuple[Window, np.ndarray | None]]:
+        return ((w, None) for w in self.stack.windows(self.window_size))
+
+    def label(self, win: Window, values: np.ndarray | None) -> WindowLabels:
+        grp, count = _rasterize_window(self.gdf, win, self.stack.grid.transform)
+        self.report.pixels_overlapping_geometries += int((count > 1).sum())
+        labelled = (grp >= 0) & (count == 1)
+        cls = np.full(grp.shape, -1, dtype=np.int64)
+        if labelled.any():
+            cls[labelled] = np.vectorize(self.group_class.__getitem__, otypes=[np.int64])(grp[labelled])
+        return labelled, cls, grp
+
+    def tally(self, grp: np.ndarray, labelled: np.ndarray, kept: np.ndarray) -> None:
+        self.px_any += np.bincount(grp[labelled], minlength=self.n_groups)
+        self.px_valid += np.bincount(grp[kept], minlength=self.n_groups)
+
+    def finish(self) -> None:
+        _feature_accounting(
+            self.report, self.gdf, self.px_any, self.px_valid, self.stack.grid.bounds, self.by_id, self.classes
+        )
+
+
+class _RasterLabels:
+    """A label raster of class ids, warped onto the image grid window by window (nearest)."""
+
+    def __init__(self, path: Path, stack: RasterStack, by_id: dict[int, str], on_unknown: str, window_size: int):
+        self.report = LabelReport(source=str(path), kind="raster")
+        if not path.exists():
+            raise InputError(f"{path}: label raster not found")
+        self.path, self.stack, self.by_id = path, stack, by_id
+        self.on_unknown, self.window_size = on_unknown, window_size
+        self.unknown: dict[str, int] = {}  # label value -> pixels
+        self.next_group = 0
+
+    def windows(self) -> Iterator[tuple[Window, np.ndarray | None]]:
+        return _label_raster_windows(self.path, self.stack, self.window_size)
+
+    def label(self, win: Window, values: np.ndarray | None) -> WindowLabels:
+        if values is None:
+            raise ValueError("_RasterLabels.label: a window of a label raster comes with its values")
+        has = np.isfinite(values)
+        cls = np.where(has, values, -1).astype(np.int64)
+        known = np.isin(cls, list(self.by_id))
+        for v, n in zip(*np.unique(cls[has & ~known], return_counts=True)):
+            self.unknown[str(int(v))] = self.unknown.get(str(int(v)), 0) + int(n)
+        labelled = has & known
+        grp, self.next_group = _raster_groups(cls, labelled, win, self.next_group)
+        return labelled, cls, grp
+
+    def tally(self, grp: np.ndarray, labelled: np.ndarray, kept: np.ndarray) -> None:
+        pass  # a label raster has no features to account for
+
+    def finish(self) -> None:
+        self.report.unknown_labels = self.unknown
+        self.report.label_pixels_outside_raster = _label_pixels_outside(
+            self.path, self.stack, self.by_id, self.window_size
+        )
+        if self.unknown and self.on_unknown == "error":
+            ex = ", ".join(list(self.unknown)[:5])
+            raise InputError(
+                f"{self.path}: label raster has values not in the class table: {ex}; "
+                "add them to 'classes', set the raster's nodata value for unlabelled pixels, or set "
+                "labels.on_unknown: drop to leave those pixels out"
+            )
+
+
+def _scan_windows(
+    source: _LabelSource,
+    stack: RasterStack,
+    check: BandCheck,
+    by_id: dict[int, str],
+    window_size: int,
+    progress: bool,
+) -> list[LabelPart]:
+    """Read the image window by window: the labelled pixels with data in every band, as compact
+    arrays; labelled pixels without data are counted in ``source.report`` and ``check``."""
+    report, g = source.report, stack.grid
+    parts: list[LabelPart] = []
     n_win = -(-g.width // window_size) * -(-g.height // window_size)
-    for win, lab in tqdm(windows, total=n_win, desc="labels", unit="win", disable=not progress, leave=False):
+    for win, values in tqdm(
+        source.windows(), total=n_win, desc="labels", unit="win", disable=not progress, leave=False
+    ):
         check_cancelled()
         block = stack.read(win)
         valid = np.all(np.isfinite(block), axis=0)
-        if is_raster:
-            has = np.isfinite(lab)
-            vals = np.where(has, lab, -1).astype(np.int64)
-            known = np.isin(vals, list(by_id))
-            for v, n in zip(*np.unique(vals[has & ~known], return_counts=True)):
-                unknown[str(int(v))] = unknown.get(str(int(v)), 0) + int(n)
-            lab_mask = has & known
-            cls = vals
-            grp, next_group = _raster_groups(vals, lab_mask, win, next_group)
-        else:
-            grp, count = _rasterize_window(gdf, win, g.transform)
-            report.pixels_overlapping_geometries += int((count > 1).sum())
-            lab_mask = (grp >= 0) & (count == 1)
-            cls = np.full(grp.shape, -1, dtype=np.int64)
-            if lab_mask.any():
-                cls[lab_mask] = np.vectorize(group_class.__getitem__, otypes=[np.int64])(grp[lab_mask])
-        check.add(block, lab_mask)
-        report.pixels_under_nodata += int((lab_mask & ~valid).sum())
-        for cid, n in zip(*np.unique(cls[lab_mask & ~valid], return_counts=True)):
+        labelled, cls, grp = source.label(win, values)
+        check.add(block, labelled)
+        report.pixels_under_nodata += int((labelled & ~valid).sum())
+        for cid, n in zip(*np.unique(cls[labelled & ~valid], return_counts=True)):
             name = by_id.get(int(cid), str(cid))
             report.pixels_under_nodata_per_class[name] = report.pixels_under_nodata_per_class.get(name, 0) + int(n)
-        keep = lab_mask & valid
-        if not is_raster:
-            px_any += np.bincount(grp[lab_mask], minlength=n_groups)
-            px_valid += np.bincount(grp[keep], minlength=n_groups)
+        keep = labelled & valid
+        source.tally(grp, labelled, keep)
         if not keep.any():
             continue
         rr, cc = np.nonzero(keep)
@@ -481,51 +598,49 @@ def ingest_labels(
                 grp[keep].astype(np.int64),
             )
         )
-    if is_raster:
-        report.unknown_labels = unknown
-        report.label_pixels_outside_raster = _label_pixels_outside(label_path, stack, by_id, window_size)
-        if unknown and on_unknown == "error":
-            ex = ", ".join(list(unknown)[:5])
-            raise InputError(
-                f"{label_path}: label raster has values not in the class table: {ex}; "
-                "add them to 'classes', set the raster's nodata value for unlabelled pixels, or set "
-                "labels.on_unknown: drop to leave those pixels out"
-            )
-    if check.empty():
-        raise _empty_bands_error(check, stack.paths)
-    if not is_raster:
-        _feature_accounting(report, gdf, px_any, px_valid, g.bounds, by_id, classes)
-    if not parts and not allow_empty:
-        n_lab = report.pixels_under_nodata
-        why = ", ".join(
-            f"{n} ({100 * k / n_lab:.0f}% of them)" for n, k in zip(check.names, check.labelled_nodata) if k and n_lab
-        )
-        raise InputError(
-            f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}"
-            + (
-                f"; {n_lab} labelled pixels lack data in band(s) {why}: check rasters.nodata, or leave "
-                "those bands out with rasters.bands"
-                if why
-                else ""
-            )
-        )
-    if not parts:  # allow_empty: no labelled pixel in this image
+    return parts
+
+
+def _concatenate(parts: list[LabelPart]) -> LabelPart:
+    """The pixels kept from every window, as four arrays (empty ones when there are none)."""
+    if not parts:
         no_rows = np.zeros(0, dtype=np.int64)
-        parts = [(no_rows, no_rows, no_rows, no_rows)]
+        return no_rows, no_rows, no_rows, no_rows
     rows, cols, cids, grps = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    del parts
-    ids_sorted = np.array(sorted(by_id), dtype=np.int64)
+    return rows, cols, cids, grps
+
+
+def _pixels_per_class(cids: np.ndarray, classes: list[ClassSpec]) -> dict[str, int]:
+    """Labelled pixels of each class of the table (0 for a class with none)."""
+    ids_sorted = np.array(sorted(c.id for c in classes), dtype=np.int64)
     per_class = np.bincount(np.searchsorted(ids_sorted, cids), minlength=len(ids_sorted))
-    report.pixels_per_class = {c.name: int(per_class[np.searchsorted(ids_sorted, c.id)]) for c in classes}
-    if is_raster:
-        report.features_used = report.features_read = int(np.unique(grps).size)
-    if thin is not None:
-        m = thin(rows, cols, cids)
-        if m is not None:
-            rows, cols, cids, grps = rows[m], cols[m], cids[m], grps[m]
+    return {c.name: int(per_class[np.searchsorted(ids_sorted, c.id)]) for c in classes}
+
+
+def _no_valid_labels_error(label_path: Path, stack: RasterStack, report: LabelReport, check: BandCheck) -> InputError:
+    """No labelled pixel has data in every band: the error names the bands that lack it."""
+    n_lab = report.pixels_under_nodata
+    why = ", ".join(
+        f"{n} ({100 * k / n_lab:.0f}% of them)" for n, k in zip(check.names, check.labelled_nodata) if k and n_lab
+    )
+    return InputError(
+        f"{label_path}: no labelled pixels fall on valid data of {stack.paths[0]}"
+        + (
+            f"; {n_lab} labelled pixels lack data in band(s) {why}: check rasters.nodata, or leave "
+            "those bands out with rasters.bands"
+            if why
+            else ""
+        )
+    )
+
+
+def _samples_table(
+    stack: RasterStack, rows: np.ndarray, cols: np.ndarray, cids: np.ndarray, grps: np.ndarray, by_id: dict[int, str]
+) -> pd.DataFrame:
+    """The samples table (:data:`SAMPLE_COLUMNS`) of labelled pixels, in row-major order."""
     order = np.lexsort((cols, rows))
     rows, cols, cids, grps = rows[order], cols[order], cids[order], grps[order]
-    xs, ys = g.xy(rows, cols)
+    xs, ys = stack.grid.xy(rows, cols)
     samples = pd.DataFrame(
         {
             "x": xs,
@@ -537,25 +652,29 @@ def ingest_labels(
         }
     )
     # One category per class, not one string object per pixel.
+    ids_sorted = np.array(sorted(by_id), dtype=np.int64)
     samples["class_name"] = pd.Categorical.from_codes(
         np.searchsorted(ids_sorted, cids), [by_id[int(i)] for i in ids_sorted]
     ).astype(str)
-    samples = samples[SAMPLE_COLUMNS]
-    if require_every_class:  # a multi-scene run checks the classes over all its scenes
-        for name in (n for n, v in report.pixels_per_class.items() if v == 0):
-            report.classes_without_labels[name] = _why_no_labels(report, name)
-        empty = list(report.classes_without_labels)
-        if empty and on_empty_class == "error":
-            raise InputError(
-                f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
-                f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'"
-            )
-        if len(classes) - len(empty) < 2:
-            raise InputError(
-                f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
-                + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items())
-            )
-    return samples, report
+    return samples[SAMPLE_COLUMNS]
+
+
+def _check_every_class(report: LabelReport, classes: list[ClassSpec], label_path: Path, on_empty_class: str) -> None:
+    """Record the classes without usable labels; stop on one if ``on_empty_class`` is "error",
+    and when fewer than two classes are left."""
+    for name in (n for n, v in report.pixels_per_class.items() if v == 0):
+        report.classes_without_labels[name] = _why_no_labels(report, name)
+    empty = list(report.classes_without_labels)
+    if empty and on_empty_class == "error":
+        raise InputError(
+            f"classes: class {empty[0]!r} has no labelled pixels on valid data in {label_path} "
+            f"({report.classes_without_labels[empty[0]]}); add labels for it or remove it from 'classes'"
+        )
+    if len(classes) - len(empty) < 2:
+        raise InputError(
+            f"{label_path}: only {len(classes) - len(empty)} class(es) have usable labels; "
+            + "; ".join(f"{c}: {w}" for c, w in report.classes_without_labels.items())
+        )
 
 
 def _feature_accounting(
