@@ -175,106 +175,12 @@ class RasterStack:
             raise InputError(f"rasters.dates: {len(dates)} dates given for {len(files)} files")
         stack = ExitStack()
         try:
-            datasets = []
-            for p in files:
-                if not p.exists():
-                    raise InputError(f"{p}: raster file not found")
-                datasets.append(stack.enter_context(open_georeferenced(p)))
-            for p, ds in zip(files, datasets):
-                if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
-                    raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
-            if align_to is not None:
-                ap = Path(align_to)
-                if not ap.exists():
-                    raise InputError(f"rasters.align_to: {ap}: raster file not found")
-                with open_georeferenced(ap) as ref:
-                    grid = Grid(ref.crs, ref.transform, ref.width, ref.height)
-                ref_name = str(ap)
-            else:
-                first = datasets[0]
-                grid = Grid(first.crs, first.transform, first.width, first.height)
-                ref_name = str(files[0])
-            align = dates is not None or align_to is not None
-            if dates is None and len(datasets) > 1:
-                for p, ds in zip(files, datasets):
-                    if ds.count != 1:
-                        raise InputError(
-                            f"{p}: has {ds.count} bands; a list of rasters must be single-band files "
-                            "(or, for one multi-band file per date, give rasters.dates)"
-                        )
-            if dates is not None:
-                for p, ds in zip(files[1:], datasets[1:]):
-                    if ds.count != datasets[0].count:
-                        raise InputError(
-                            f"{p}: has {ds.count} bands, {files[0]} has {datasets[0].count}; "
-                            "every date must have the same bands"
-                        )
-            alpha: dict[int, int] = {}
-            for d, (p, ds) in enumerate(zip(files, datasets)):
-                if (
-                    ds.crs == grid.crs
-                    and (ds.width, ds.height) == (grid.width, grid.height)
-                    and ds.transform.almost_equals(grid.transform)
-                ):
-                    continue
-                if not align:
-                    what = "CRS" if ds.crs != grid.crs else "grid (size or transform)"
-                    raise InputError(
-                        f"{p}: {what} differs from {ref_name}; resample the bands onto one grid "
-                        "(or set rasters.align_to to warp them on the fly)"
-                    )
-                warnings.warn(
-                    f"{p}: not on the grid of {ref_name}; warping it onto that grid "
-                    f"({grid.crs.to_string()}, {grid.res[0]:g} x {grid.res[1]:g}, {grid.width} x {grid.height} px, "
-                    "nearest neighbour) window by window",
-                    RasterAlignmentWarning,
-                    stacklevel=2,
-                )
-                vrt = stack.enter_context(
-                    WarpedVRT(
-                        ds,
-                        crs=grid.crs,
-                        transform=grid.transform,
-                        width=grid.width,
-                        height=grid.height,
-                        resampling=Resampling.nearest,
-                        add_alpha=True,
-                    )
-                )
-                datasets[d] = vrt
-                alpha[d] = vrt.count  # GDAL puts the alpha (coverage) band last
-            if dates is None:
-                index = [
-                    (d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count - (1 if d in alpha else 0) + 1)
-                ]
-                names = cls._default_names(files, datasets)[: len(index)]  # a warped file's alpha band has no name
-                what = ", ".join(map(str, files))
-            else:
-                index = [(0, b) for b in range(1, datasets[0].count - (1 if 0 in alpha else 0) + 1)]
-                names = cls._default_names(files[:1], datasets[:1])[: len(index)]
-                what = f"each file ({files[0]}, ...)"
-            if band_names is not None:
-                if len(band_names) != len(index):
-                    raise InputError(
-                        f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {what}"
-                    )
-                names = list(band_names)
-            if bands is not None:
-                sel = []
-                for b in bands:
-                    if isinstance(b, int):
-                        if not 1 <= b <= len(index):
-                            raise InputError(f"rasters.bands: band {b} out of range 1..{len(index)}")
-                        sel.append(b - 1)
-                    else:
-                        if b not in names:
-                            raise InputError(f"rasters.bands: no band named {b!r} (bands: {', '.join(names)})")
-                        sel.append(names.index(b))
-                index = [index[i] for i in sel]
-                names = [names[i] for i in sel]
-            if dates is not None:  # the same bands of every date, date after date
-                index = [(d, b) for d in range(len(datasets)) for _, b in index]
-                names = [f"{date}:{n}" for date in dates for n in names]
+            datasets = _open_files(files, stack)
+            grid, ref_name = _reference_grid(files, datasets, align_to)
+            _check_band_counts(files, datasets, dates)
+            warp = dates is not None or align_to is not None
+            alpha = _put_on_grid(files, datasets, grid, ref_name, warp, stack)
+            index, names = _select_bands(files, datasets, alpha, band_names, bands, dates)
             # A warped file keeps its source's nodata value (nearest neighbour copies values unchanged).
             src_nodata = [
                 ds.nodatavals if d not in alpha else ds.src_dataset.nodatavals for d, ds in enumerate(datasets)
@@ -296,16 +202,6 @@ class RasterStack:
         except BaseException:
             stack.close()
             raise
-
-    @staticmethod
-    def _default_names(paths: list[Path], datasets: list) -> list[str]:
-        if len(datasets) > 1:
-            return [p.stem for p in paths]
-        ds = datasets[0]
-        desc = list(ds.descriptions)
-        if all(desc) and len(set(desc)) == len(desc):
-            return [str(d) for d in desc]
-        return [f"band_{i}" for i in range(1, ds.count + 1)]
 
     def close(self) -> None:
         self._stack.close()
@@ -401,3 +297,146 @@ class RasterStack:
 
     def windows(self, size: int) -> Iterator[Window]:
         return iter_windows(self.grid.width, self.grid.height, size)
+
+
+# ----------------------------------------------------------------------------- RasterStack.open, step by step
+def _open_files(files: list[Path], stack: ExitStack) -> list:
+    """Every file opened (closed with ``stack``); an InputError for a missing, unreadable,
+    unreferenced, rotated or sheared one."""
+    datasets = []
+    for p in files:
+        if not p.exists():
+            raise InputError(f"{p}: raster file not found")
+        datasets.append(stack.enter_context(open_georeferenced(p)))
+    for p, ds in zip(files, datasets):
+        if not ds.transform.is_rectilinear or ds.transform.b != 0 or ds.transform.d != 0:
+            raise InputError(f"{p}: rotated or sheared rasters are not supported; warp it north-up first")
+    return datasets
+
+
+def _reference_grid(files: list[Path], datasets: list, align_to: str | Path | None) -> tuple[Grid, str]:
+    """The stack's grid (``align_to``'s, else the first file's) and the name of the file it comes from."""
+    if align_to is None:
+        first = datasets[0]
+        return Grid(first.crs, first.transform, first.width, first.height), str(files[0])
+    ap = Path(align_to)
+    if not ap.exists():
+        raise InputError(f"rasters.align_to: {ap}: raster file not found")
+    with open_georeferenced(ap) as ref:
+        return Grid(ref.crs, ref.transform, ref.width, ref.height), str(ap)
+
+
+def _check_band_counts(files: list[Path], datasets: list, dates: list[str] | None) -> None:
+    """Several files are single-band files (one band each), or with ``dates`` files of the same bands."""
+    if dates is None and len(datasets) > 1:
+        for p, ds in zip(files, datasets):
+            if ds.count != 1:
+                raise InputError(
+                    f"{p}: has {ds.count} bands; a list of rasters must be single-band files "
+                    "(or, for one multi-band file per date, give rasters.dates)"
+                )
+    if dates is not None:
+        for p, ds in zip(files[1:], datasets[1:]):
+            if ds.count != datasets[0].count:
+                raise InputError(
+                    f"{p}: has {ds.count} bands, {files[0]} has {datasets[0].count}; "
+                    "every date must have the same bands"
+                )
+
+
+def _put_on_grid(
+    files: list[Path], datasets: list, grid: Grid, ref_name: str, warp: bool, stack: ExitStack
+) -> dict[int, int]:
+    """Replace each dataset not on ``grid`` by a nearest-neighbour WarpedVRT onto it, with a
+    :class:`RasterAlignmentWarning` (an InputError unless ``warp``). Returns, per warped
+    dataset (by position), the band of its alpha (coverage) mask."""
+    alpha: dict[int, int] = {}
+    for d, (p, ds) in enumerate(zip(files, datasets)):
+        if (
+            ds.crs == grid.crs
+            and (ds.width, ds.height) == (grid.width, grid.height)
+            and ds.transform.almost_equals(grid.transform)
+        ):
+            continue
+        if not warp:
+            what = "CRS" if ds.crs != grid.crs else "grid (size or transform)"
+            raise InputError(
+                f"{p}: {what} differs from {ref_name}; resample the bands onto one grid "
+                "(or set rasters.align_to to warp them on the fly)"
+            )
+        warnings.warn(
+            f"{p}: not on the grid of {ref_name}; warping it onto that grid "
+            f"({grid.crs.to_string()}, {grid.res[0]:g} x {grid.res[1]:g}, {grid.width} x {grid.height} px, "
+            "nearest neighbour) window by window",
+            RasterAlignmentWarning,
+            stacklevel=3,  # the caller of RasterStack.open
+        )
+        vrt = stack.enter_context(
+            WarpedVRT(
+                ds,
+                crs=grid.crs,
+                transform=grid.transform,
+                width=grid.width,
+                height=grid.height,
+                resampling=Resampling.nearest,
+                add_alpha=True,
+            )
+        )
+        datasets[d] = vrt
+        alpha[d] = vrt.count  # GDAL puts the alpha (coverage) band last
+    return alpha
+
+
+def _select_bands(
+    files: list[Path],
+    datasets: list,
+    alpha: dict[int, int],
+    band_names: Sequence[str] | None,
+    bands: Sequence[int | str] | None,
+    dates: Sequence[str] | None,
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """The stack's bands: (dataset position, 1-based band) and name of each, after ``band_names``
+    and the ``bands`` selection; with ``dates``, those bands of every date, date after date."""
+    if dates is None:
+        index = [(d, b) for d, ds in enumerate(datasets) for b in range(1, ds.count - (1 if d in alpha else 0) + 1)]
+        names = _default_names(files, datasets)[: len(index)]  # a warped file's alpha band has no name
+        what = ", ".join(map(str, files))
+    else:
+        index = [(0, b) for b in range(1, datasets[0].count - (1 if 0 in alpha else 0) + 1)]
+        names = _default_names(files[:1], datasets[:1])[: len(index)]
+        what = f"each file ({files[0]}, ...)"
+    if band_names is not None:
+        if len(band_names) != len(index):
+            raise InputError(f"rasters.band_names: {len(band_names)} names given for {len(index)} bands in {what}")
+        names = list(band_names)
+    if bands is not None:
+        sel = [_band_position(b, names, len(index)) for b in bands]
+        index = [index[i] for i in sel]
+        names = [names[i] for i in sel]
+    if dates is not None:
+        index = [(d, b) for d in range(len(datasets)) for _, b in index]
+        names = [f"{date}:{n}" for date in dates for n in names]
+    return index, names
+
+
+def _band_position(band: int | str, names: list[str], n: int) -> int:
+    """0-based position of a ``rasters.bands`` entry: a 1-based index (of ``n`` bands) or a band name."""
+    if isinstance(band, int):
+        if not 1 <= band <= n:
+            raise InputError(f"rasters.bands: band {band} out of range 1..{n}")
+        return band - 1
+    if band not in names:
+        raise InputError(f"rasters.bands: no band named {band!r} (bands: {', '.join(names)})")
+    return names.index(band)
+
+
+def _default_names(paths: list[Path], datasets: list) -> list[str]:
+    """Band names when none are given: file stems for several files, else the file's band
+    descriptions when they are all set and unique, else ``band_1, band_2, ...``."""
+    if len(datasets) > 1:
+        return [p.stem for p in paths]
+    ds = datasets[0]
+    desc = list(ds.descriptions)
+    if all(desc) and len(set(desc)) == len(desc):
+        return [str(d) for d in desc]
+    return [f"band_{i}" for i in range(1, ds.count + 1)]
