@@ -47,12 +47,19 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_geoparquet(df: pd.DataFrame, path: Path, crs: Any) -> Path:
+def write_geoparquet(df: pd.DataFrame, path: Path, crs: Any, scene_crs: dict[str, str] | None = None) -> Path:
     """``df`` as GeoParquet: its columns plus a point ``geometry`` from ``x``/``y`` in ``crs``
-    (readable by geopandas with the CRS, and by pandas as a plain table)."""
+    (readable by geopandas with the CRS, and by pandas as a plain table). With scenes in several
+    CRSs (``crs`` None, ``scene_crs`` naming each scene's), the geometry is reprojected into the
+    first row's scene CRS; ``x``/``y`` stay in each scene's own CRS."""
     import geopandas as gpd
 
-    gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["x"], df["y"]), crs=crs)
+    from pipeline.split_output import rows_crs, to_common_crs
+
+    row_crs, target = rows_crs(df, crs, scene_crs)
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["x"], df["y"]), crs=None if row_crs is not None else crs)
+    if row_crs is not None:
+        gdf = to_common_crs(gdf, row_crs, target)
     with atomic_path(path) as tmp:
         gdf.to_parquet(tmp, index=False)
     return path
@@ -396,7 +403,7 @@ def stage_prepare(ctx: RunContext) -> dict:
             )
     scenes = [s for s in ctx.scenes() if s.has_labels]
     crss = set(labels_rec.get("scene_grids", {}).get(s.name, {}).get("crs") for s in scenes) - {None}
-    crs = grid.crs if len(crss) <= 1 else None  # scenes in several CRSs: no single CRS for splits.gpkg
+    crs = grid.crs if len(crss) <= 1 else None  # scenes in several CRSs: outputs reprojected to the first's
     samples, split_cfg = _predefined_inputs(ctx, samples)
     result = make_splits(
         _split_view(samples, split_cfg, labels_rec), split_cfg, cfg.patch.size, grid.res, cfg.seed, crs=crs
@@ -447,12 +454,13 @@ def stage_prepare(ctx: RunContext) -> dict:
         split_rec["scenes"] = _scene_split_counts(samples, cfg.split.strategy)
         split_rec["audit_across_scenes"] = _audit_across_scenes(ctx, samples, result, labels_rec)
     band_names = labels_rec["band_names"]
-    write_geoparquet(samples, ctx.path("samples.parquet"), crs)
+    scene_crs = {n: g["crs"] for n, g in (labels_rec.get("scene_grids") or {}).items()}
+    write_geoparquet(samples, ctx.path("samples.parquet"), crs, scene_crs)
     folds = [{k: getattr(f, k).tolist() for k in ("train", "validation", "test")} for f in result.folds]
     write_json(ctx.path("folds.json"), folds)
     write_json(ctx.path("labels.json"), {**labels_rec, "sampling": sampling, "dropped_bands": dropped_bands})
     write_json(ctx.path("split.json"), split_rec)
-    write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs)
+    write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs, scene_crs)
     plot_split_map(samples, result, ctx.path("split_map.png"))
     return {
         "outputs": [

@@ -21,7 +21,16 @@ from pipeline.split_assign import EXCLUDED
 if TYPE_CHECKING:
     from pipeline.split import SplitResult
 
-__all__ = ["SPLIT_COLORS", "block_frame", "group_frame", "plot_split_map", "samples_frame", "write_splits_gpkg"]
+__all__ = [
+    "SPLIT_COLORS",
+    "block_frame",
+    "group_frame",
+    "plot_split_map",
+    "rows_crs",
+    "samples_frame",
+    "to_common_crs",
+    "write_splits_gpkg",
+]
 
 #: Beyond this many blocks the split map shows only the points (see :func:`plot_split_map`).
 MAX_DRAWN_BLOCKS = 20_000
@@ -154,23 +163,53 @@ def group_frame(
     )
 
 
-def buffer_zones(result: SplitResult, xy: np.ndarray) -> list[tuple[int, Any]]:
-    """Per fold, the union of the squares of half-side ``buffer`` around the test samples."""
+def buffer_zones(
+    result: SplitResult, xy: np.ndarray, row_crs: np.ndarray | None = None, target: Any = None
+) -> list[tuple[int, Any]]:
+    """Per fold, the union of the squares of half-side ``buffer`` around the test samples.
+
+    With ``row_crs`` (the CRS of each row of ``xy``, scenes in several CRSs), the squares of
+    each CRS are drawn in it and reprojected into ``target`` before the union."""
     out: list[tuple[int, Any]] = []
     if not result.buffer or result.strategy == "random":
         return out
     b = float(result.buffer)
     labs = result.fold_splits or [result.split]
     for f, lab in enumerate(labs):
-        t = xy[lab == "test"]
-        if len(t) == 0:
+        test = np.asarray(lab) == "test"
+        if not test.any():
             continue
-        boxes = shapely.box(t[:, 0] - b, t[:, 1] - b, t[:, 0] + b, t[:, 1] + b)
-        out.append((f, shapely.union_all(boxes)))
+        parts = []
+        for c in [None] if row_crs is None else list(pd.unique(row_crs[test])):
+            t = xy[test if c is None else test & (row_crs == c)]
+            zone = shapely.union_all(shapely.box(t[:, 0] - b, t[:, 1] - b, t[:, 0] + b, t[:, 1] + b))
+            parts.append(zone if c is None else gpd.GeoSeries([zone], crs=c).to_crs(target).iloc[0])
+        out.append((f, shapely.union_all(parts)))
     return out
 
 
-def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, crs: Any) -> Path:
+def to_common_crs(frame: gpd.GeoDataFrame, row_crs: np.ndarray, target: Any) -> gpd.GeoDataFrame:
+    """``frame`` with each row's geometry, given in the CRS ``row_crs`` names for that row,
+    reprojected into ``target`` (scenes in several CRSs written as one layer a GIS can read)."""
+    parts = [frame[row_crs == c].set_crs(c, allow_override=True).to_crs(target) for c in pd.unique(np.asarray(row_crs))]
+    return gpd.GeoDataFrame(pd.concat(parts).loc[frame.index], crs=target)
+
+
+def rows_crs(samples: pd.DataFrame, crs: Any, scene_crs: dict[str, str] | None) -> tuple[np.ndarray | None, Any]:
+    """The CRS of each sample and the CRS to write in: ``(None, crs)`` when the run has one CRS;
+    with scenes in several CRSs (``crs`` None), each sample's scene CRS and the first sample's."""
+    if crs is not None or not scene_crs or "scene" not in samples.columns or not len(samples):
+        return None, crs
+    row = samples["scene"].astype(str).map(scene_crs).to_numpy(dtype=object)
+    if pd.isna(row).any():
+        missing = sorted(set(samples["scene"].astype(str)) - set(scene_crs))
+        raise ValueError(f"no CRS for scene(s) {missing}")
+    return row, row[0]
+
+
+def write_splits_gpkg(
+    result: SplitResult, samples: pd.DataFrame, path: Path, crs: Any, scene_crs: dict[str, str] | None = None
+) -> Path:
     """Write ``splits.gpkg`` with layers ``blocks``, ``buffer`` and ``samples``.
 
     ``blocks`` is :attr:`SplitResult.blocks` (drawn where their samples are);
@@ -184,10 +223,14 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
     ----------
     result : SplitResult
     samples : DataFrame, n rows
-        The table that was split (needs ``x``, ``y``).
+        The table that was split (needs ``x``, ``y``; ``scene`` with ``scene_crs``).
     path : Path
     crs
-        CRS of the coordinates.
+        CRS of the coordinates, or None for scenes in several CRSs.
+    scene_crs : dict, optional
+        Scene name -> CRS. With ``crs`` None, every layer is reprojected into the CRS of the first
+        sample's scene (each block and sample from its own scene's CRS), so that the file has one
+        CRS and its layers overlay the maps in a GIS.
 
     Returns
     -------
@@ -195,21 +238,29 @@ def write_splits_gpkg(result: SplitResult, samples: pd.DataFrame, path: Path, cr
     """
     path = Path(path)
     xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
+    row_crs, target = rows_crs(samples, crs, scene_crs)
     blocks = result.blocks.copy()
-    blocks = blocks.set_crs(crs, allow_override=True) if crs is not None else blocks
-    zones = buffer_zones(result, xy)
+    pts = samples_frame(samples, result, None if row_crs is not None else crs)
+    if row_crs is not None:
+        # a block lies in one CRS zone: the CRS of its samples
+        crs_of_block = pd.Series(row_crs, index=np.asarray(result.block)).groupby(level=0).first()
+        blocks = to_common_crs(blocks, blocks["block"].map(crs_of_block).to_numpy(dtype=object), target)
+        pts = to_common_crs(pts, row_crs, target)
+    elif crs is not None:
+        blocks = blocks.set_crs(crs, allow_override=True)
+    zones = buffer_zones(result, xy, row_crs, target)
     buf = gpd.GeoDataFrame(
         {
             "fold": np.array([z[0] for z in zones], dtype=np.int64),
             "buffer": np.full(len(zones), float(result.buffer or 0.0)),
         },
         geometry=gpd.GeoSeries([z[1] for z in zones], dtype="geometry"),
-        crs=crs,
+        crs=target,
     )
     with atomic_path(path) as tmp:
         blocks.to_file(tmp, layer="blocks", driver="GPKG")
         buf.to_file(tmp, layer="buffer", driver="GPKG", geometry_type="MultiPolygon" if not zones else None)
-        samples_frame(samples, result, crs).to_file(tmp, layer="samples", driver="GPKG")
+        pts.to_file(tmp, layer="samples", driver="GPKG")
     return path
 
 

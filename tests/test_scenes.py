@@ -226,6 +226,7 @@ def test_nine_tiles_in_two_crs_run_scene_by_scene(nine_tiles):
             truth = tile_classes(np.asarray(xs), np.asarray(ys)).reshape(32, 32)
             assert np.mean(mp.read(1) == truth) > 0.9
     assert not (run / "maps" / "decision_tree.tif").exists()
+    _outputs_in_one_crs(run, tiles, samples)
     per_scene = m["scenes"]["tile_00"]["models"]["decision_tree"]
     ev = pd.read_parquet(run / "eval" / "decision_tree.parquet")
     sel = ev[samples["scene"].to_numpy()[ev["sample"].to_numpy()] == "tile_00"]
@@ -566,3 +567,36 @@ def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capf
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "stack them with --dates" in err[0], err
+
+
+def _outputs_in_one_crs(run, tiles, samples):
+    """splits.gpkg and samples.parquet of scenes in two UTM zones are in the first scene's CRS:
+    each point is its sample's x/y carried from its own scene's CRS (pyproj, independently), and
+    every sample lies in its block and, for test samples, in the buffer zone."""
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+    from pyproj import Transformer
+
+    first = rasterio.open(tiles[0]["image"]).crs
+    names = {t["name"]: rasterio.open(t["image"]).crs for t in tiles}
+    want = np.empty((len(samples), 2))
+    for name, c in names.items():
+        sel = (samples["scene"] == name).to_numpy()
+        tx = Transformer.from_crs(c, first, always_xy=True)
+        want[sel] = np.column_stack(tx.transform(samples["x"].to_numpy()[sel], samples["y"].to_numpy()[sel]))
+    assert {c.to_string() for c in names.values()} == {"EPSG:32633", "EPSG:32632"}
+    for layer in ("blocks", "buffer", "samples"):
+        assert pyogrio.read_info(run / "splits.gpkg", layer=layer)["crs"] == first.to_string()
+    pts = gpd.read_file(run / "splits.gpkg", layer="samples")
+    np.testing.assert_allclose(np.column_stack([pts.geometry.x, pts.geometry.y]), want, atol=1e-6)
+    geo = gpd.read_parquet(run / "samples.parquet")
+    assert geo.crs == first
+    np.testing.assert_allclose(np.column_stack([geo.geometry.x, geo.geometry.y]), want, atol=1e-6)
+    np.testing.assert_array_equal(geo[["x", "y"]].to_numpy(), samples[["x", "y"]].to_numpy())  # native stays
+    blocks = gpd.read_file(run / "splits.gpkg", layer="blocks").set_index("block")
+    own_block = blocks.geometry.loc[samples["block"].to_numpy()].buffer(1e-6).to_numpy()
+    assert shapely.contains(own_block, pts.geometry.to_numpy()).all()
+    buf = gpd.read_file(run / "splits.gpkg", layer="buffer")
+    test = (samples["split"] == "test").to_numpy()
+    assert len(buf) and buf.geometry.iloc[0].buffer(1e-6).contains(pts.geometry[test]).all()
