@@ -995,6 +995,13 @@ def init_run_dir(
         run_dir = root / (run_id or new_run_id(cfg))
         if run_dir.exists() and any(run_dir.iterdir()):
             raise InputError(f"{run_dir}: run directory exists already; use --resume to continue it")
+        if cfg.split.strategy == "predefined" and cfg.split.files is not None:
+            # a split by scenes that cannot work stops here, not after the labels were ingested
+            from pipeline.scenes import resolve_scenes
+            from pipeline.split_predefined import check_split_files
+
+            labelled = [s.name for s in resolve_scenes(cfg, base_dir) if s.has_labels]
+            check_split_files(cfg.split.files, labelled, base_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", dump_config(cfg))

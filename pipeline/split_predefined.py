@@ -125,6 +125,22 @@ def _scene_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path) -> np
     return scenes.map(of).to_numpy(dtype=str)
 
 
+def check_split_files(files: SplitFiles, scene_names: list[str], base_dir: Path) -> None:
+    """Before any work: ``split.files`` assigns every scene of the run to one split, the run has
+    more than one scene, and training and test each get a scene (else :class:`InputError`)."""
+    if len(scene_names) < 2:
+        raise InputError(
+            f"split.files: the run has {len(scene_names)} labelled scene(s) {scene_names} and split.files "
+            "assigns whole scenes; "
+            "list several scenes under 'scenes', or mark the split per label feature with split.column"
+        )
+    scenes = pd.DataFrame({"scene": scene_names})
+    labels = _scene_labels(scenes, SplitConfig(strategy="predefined", files=files), base_dir)
+    for need in ("train", "test"):
+        if not np.any(labels == need):
+            raise InputError(f"split.files: no scene of the run is listed under {need}")
+
+
 def predefined_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path | None = None) -> tuple[np.ndarray, str]:
     """Per-sample split (shape (n,), train/validation/test) and a description of its source."""
     if cfg.files is not None:

@@ -600,3 +600,42 @@ def _outputs_in_one_crs(run, tiles, samples):
     buf = gpd.read_file(run / "splits.gpkg", layer="buffer")
     test = (samples["split"] == "test").to_numpy()
     assert len(buf) and buf.geometry.iloc[0].buffer(1e-6).contains(pts.geometry[test]).all()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("one image", "split.files: the run has 1 labelled scene(s) ['tiny'] and split.files assigns whole scenes"),
+        ("unlisted scene", "split.files: scene(s) 'tile_02' are in no list"),
+        ("no test scene", "split.files: no scene of the run is listed under test"),
+    ],
+)
+def test_split_files_that_cannot_work_stop_before_any_work(tmp_path, case, message):
+    """``split.files`` is checked against the run's scenes before the run directory exists: one
+    line naming the key, exit 2, nothing written (it used to fail in prepare, after ingesting)."""
+    import subprocess
+    import sys
+
+    from tiny_project import make_project
+
+    if case == "one image":
+        split = {"strategy": "predefined", "files": {"train": ["a"], "test": ["b"]}}
+        cfg_path = make_project(tmp_path / "p", models={"decision_tree": {}}, split=split)
+    else:
+        tiles = make_tiles(tmp_path / "data", 3, size=16, label_step=2)
+        lists = {"train": ["tile_00"], "test": ["tile_01"]}
+        if case == "no test scene":
+            lists = {"train": ["tile_00", "tile_01"], "validation": ["tile_02"], "test": ["nowhere"]}
+        cfg_path = tmp_path / "c.yaml"
+        cfg_path.write_text(yaml.safe_dump(tiles_config(tiles, split={"strategy": "predefined", "files": lists})))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg_path), "--out", str(tmp_path / "runs")]
+        + ["--engine", "local", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "runs").exists()
