@@ -25,10 +25,18 @@ from pipeline import batch as B
     task_run_name="map-{scene[name]}",
 )
 def map_scene_task(
-    scene: dict, model_path: str, outbox: str, window_size: int, workers: int, progress: bool = False
+    scene: dict,
+    model_path: str,
+    outbox: str,
+    window_size: int,
+    workers: int,
+    progress: bool = False,
+    strict: bool = False,
 ) -> dict:
     """Map one dropped-in raster with the registered model; writes the map and its report."""
-    return B.map_one_scene(scene, model_path, outbox, window_size, workers, logger=get_run_logger(), progress=progress)
+    return B.map_one_scene(
+        scene, model_path, outbox, window_size, workers, logger=get_run_logger(), progress=progress, strict=strict
+    )
 
 
 @flow(name="batch-map")
@@ -44,10 +52,12 @@ def batch_map(
     retry_failed: bool = False,
     dask_address: str | None = None,
     progress: bool = False,
+    strict: bool = False,
 ) -> dict:
     """One cycle of scheduled mapping: map every new raster in the inbox (and ``rasters``)
     with the registered model, write maps and reports to the outbox, record what was done.
-    A scene that fails is reported with its error; the others are still mapped."""
+    A scene that fails is reported with its error; the others are still mapped. With
+    ``strict``, a scene whose values clearly differ from the training pixels fails."""
     logger = get_run_logger()
     plan = B.plan_cycle(config_path, inbox, outbox, model, rasters, state_file, runs_dir, settle_seconds, retry_failed)
     logger.info("model %s; %d new scene(s) of %d seen", plan["model_path"], len(plan["todo"]), plan["seen"])
@@ -57,7 +67,7 @@ def batch_map(
         with api_settings(dask_address):
             sub = _map_batch.with_options(task_runner=runner)
             results = sub(
-                plan["todo"], plan["model_path"], plan["outbox"], plan["window_size"], plan["workers"], progress
+                plan["todo"], plan["model_path"], plan["outbox"], plan["window_size"], plan["workers"], progress, strict
             )
     summary = B.finish_cycle(plan, results)
     for r in results:
@@ -70,9 +80,15 @@ def batch_map(
 
 @flow(name="map-batch")
 def _map_batch(
-    scenes: list[dict], model_path: str, outbox: str, window_size: int, workers: int, progress: bool = False
+    scenes: list[dict],
+    model_path: str,
+    outbox: str,
+    window_size: int,
+    workers: int,
+    progress: bool = False,
+    strict: bool = False,
 ) -> list[dict]:
-    futs = [map_scene_task.submit(s, model_path, outbox, window_size, workers, progress) for s in scenes]
+    futs = [map_scene_task.submit(s, model_path, outbox, window_size, workers, progress, strict) for s in scenes]
     out = []
     for s, f in zip(scenes, futs):
         wait_for(f)

@@ -47,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "retry_failed": args.retry_failed,
         "dask_address": args.dask,
         "progress": bool(args.once and not args.no_progress),
+        "strict": bool(args.strict),
     }
     from flows.batch import batch_map  # imports Prefect
     from pipeline.cli import quiet_console
@@ -110,5 +111,11 @@ def register(sub: Any) -> None:
     p.add_argument("--retry-failed", action="store_true", help="retry scenes that failed in an earlier cycle")
     p.add_argument("--name", default="landcover-batch-map", help="deployment name")
     p.add_argument("--dask", metavar="ADDRESS", help="map scenes on this Dask cluster")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail a scene (reported, nothing written) instead of warning when its values or data type "
+        "clearly differ from the model's training pixels",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the mapping progress bars (--once)")
     p.set_defaults(func=cmd_serve)

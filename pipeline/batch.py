@@ -224,9 +224,12 @@ def map_one_scene(
     workers: int,
     logger: Any = None,
     progress: bool = False,
+    strict: bool = False,
 ) -> dict:
     """Map one raster; writes the class map (with its class-table sidecars), confidence, and a
-    JSON + Markdown report. ``progress`` shows a mapping progress bar."""
+    JSON + Markdown report. ``progress`` shows a mapping progress bar. Input values or a data type
+    clearly unlike the model's training pixels are a warning in the log and both reports, or with
+    ``strict`` an :class:`InputError` (the scene fails and nothing of it is written)."""
     from pipeline.mapping import classify_raster, dask_client_here, open_for_model
     from pipeline.models import load_model
     from pipeline.value_range import check_stack
@@ -245,6 +248,8 @@ def map_one_scene(
         dask_client_here() as client,
     ):
         problem = check_stack(stack, getattr(meta, "value_range", None))
+        if problem and strict:
+            raise InputError(problem)
         if problem:
             logger.warning("%s", problem)
         res = classify_raster(
@@ -295,6 +300,10 @@ def map_one_scene(
         f"- mapped in {res['seconds']:.2f} s ({res['mpx_per_s']:.3g} Mpx/s)",
         "",
     ]
+    if problem:
+        from pipeline.report import md_text
+
+        lines[-1:-1] = [f"- **Warning**: {md_text(problem)}"]
     if areas:
         lines += _area_lines(areas)
     write_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")

@@ -132,3 +132,46 @@ def test_best_model_is_newest_runs_best_macro_f1(tmp_path):
     run("new", "2026-02-01T00:00:00+00:00", {"decision_tree": 0.5, "random_forest": 0.7})
     (tmp_path / ".stage-cache").mkdir()
     assert best_model(tmp_path) == tmp_path / "new" / "models" / "random_forest.skops"
+
+
+def test_serve_warns_about_a_scene_in_other_units_and_strict_fails_it(prefect_api, synthetic_scene, tmp_path):
+    """A scene whose values are 100x smaller than the training pixels (reflectance where the model
+    learnt digital numbers) is mapped with the warning in its JSON and Markdown reports; with
+    ``--strict`` it fails (nothing of it written) and the good scene is still mapped."""
+    import dataclasses
+
+    from conftest import write_raster
+
+    from pipeline.cli import main
+    from pipeline.models import load_model
+    from pipeline.value_range import training_value_range
+
+    scene, data = synthetic_scene
+    path = _model(tmp_path / "runs" / "dt.skops", ["b1", "b2", "b3"])
+    model = load_model(path)
+    pixels = data.reshape(3, -1).T[data[0].ravel() > 0]
+    model.meta = dataclasses.replace(model.meta, value_range=training_value_range(pixels, ["uint16"] * 3))
+    model.save(path)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(scene, inbox / "good.tif")
+    write_raster(inbox / "scaled.tif", data.astype(np.float32) / 100, nodata=0, descriptions=["b1", "b2", "b3"])
+    for strict in (False, True):
+        outbox = tmp_path / f"outbox-{strict}"
+        args = ["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox)]
+        args += ["--outbox", str(outbox), "--model", str(path), "--runs", str(tmp_path / "runs"), "--settle", "0"]
+        assert main(args + (["--strict"] if strict else [])) == (1 if strict else 0)
+        (sdir,) = outbox.glob("scaled-*")
+        (gdir,) = outbox.glob("good-*")
+        assert (gdir / f"{gdir.name}.tif").is_file()
+        assert json.loads((gdir / f"{gdir.name}.json").read_text())["value_range_warning"] is None
+        if strict:
+            failed = json.loads((sdir / f"{sdir.name}.failed.json").read_text())
+            assert "scaled.tif" in failed["error"] and "smaller" in failed["error"]
+            assert not list(sdir.glob("*.tif"))
+        else:
+            warning = json.loads((sdir / f"{sdir.name}.json").read_text())["value_range_warning"]
+            assert "scaled.tif" in warning and "smaller" in warning
+            md = (sdir / f"{sdir.name}.md").read_text()
+            assert "**Warning**" in md and "smaller" in md
+            assert (sdir / f"{sdir.name}.tif").is_file()
