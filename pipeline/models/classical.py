@@ -38,6 +38,7 @@ class SklearnPixelModel:
     """
 
     name: ClassVar[str] = ""
+    _packed_trees: Any = None  # tree models: their trees repacked for compiled inference (rebuilt, not saved)
 
     def __init__(self, settings: Any, meta: ModelMeta, seed: int = 0, device: str = "cpu"):
         self.settings = settings
@@ -145,8 +146,32 @@ def confidence_nodes(tree: Any, min_samples: int) -> np.ndarray:
     return out
 
 
+def _packed(model: SklearnPixelModel) -> Any:
+    """The model's trees repacked for compiled inference (:class:`~pipeline.models.tree_infer.PackedTrees`),
+    built on first use and kept; derived from the estimator, never saved."""
+    from pipeline.models.tree_infer import PackedTrees
+
+    packed = getattr(model, "_packed_trees", None)
+    if packed is None or packed.source is not model.estimator:
+        packed = model._packed_trees = PackedTrees.from_estimator(model.estimator)
+    return packed
+
+
+def _leaves(model: SklearnPixelModel, X: np.ndarray) -> np.ndarray:
+    """``model.estimator.apply(X)`` for a decision tree, by the compiled kernel; rows with a NaN
+    feature go to scikit-learn, which routes missing values node by node."""
+    nan = np.isnan(X).any(axis=1)
+    if not nan.any():
+        return _packed(model).leaves(X)
+    leaf = np.empty(len(X), np.int64)
+    leaf[~nan] = _packed(model).leaves(X[~nan])
+    leaf[nan] = model.estimator.apply(X[nan])
+    return leaf
+
+
 class DecisionTreeModel(SklearnPixelModel):
-    """sklearn DecisionTreeClassifier. Labels are the tree's own.
+    """sklearn DecisionTreeClassifier. Labels are the tree's own; leaves are found by the compiled
+    kernel of :mod:`pipeline.models.tree_infer` (the leaves of ``apply``).
 
     Confidence = the training frequency of the predicted class in the pixel's leaf, or, when
     the leaf holds fewer than ``settings.confidence_min_samples`` training samples, in its
@@ -182,7 +207,7 @@ class DecisionTreeModel(SklearnPixelModel):
             nodes = self._conf_nodes = confidence_nodes(tree, self.confidence_min_samples)
         value = tree.value[:, 0, :]
         frac = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
-        leaf = self.estimator.apply(np.asarray(X, dtype=np.float32))
+        leaf = _leaves(self, np.asarray(X, dtype=np.float32))
         idx = np.argmax(value[leaf], axis=1)  # the tree's own prediction (DecisionTreeClassifier.predict)
         conf = frac[nodes[leaf], idx].astype(np.float32)
         return np.asarray(self.estimator.classes_)[idx].astype(np.int64), conf
@@ -191,8 +216,9 @@ class DecisionTreeModel(SklearnPixelModel):
 class RandomForestModel(SklearnPixelModel):
     """sklearn RandomForestClassifier; confidence = mean tree vote (``predict_proba``).
 
-    The forest parallelises over trees itself (``n_jobs``), so the mapper runs one
-    window at a time for it (``map_workers = 1``).
+    Prediction walks the trees with the compiled kernel of :mod:`pipeline.models.tree_infer`
+    (labels of ``predict``, confidence ``predict_proba``'s maximum), in ``n_jobs`` threads,
+    so the mapper runs one window at a time for it (``map_workers = 1``).
     """
 
     name = "random_forest"
@@ -216,6 +242,21 @@ class RandomForestModel(SklearnPixelModel):
     def _fit_features(self, X, y, train, validation) -> None:
         super()._fit_features(X, y, train, validation)
         self.fit_info.update(n_estimators=int(self.settings.n_estimators), n_jobs=int(self.settings.n_jobs))
+
+    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and confidence of ``predict_proba`` (same labels, probabilities equal to
+        float64 rounding) from the compiled kernel of :mod:`pipeline.models.tree_infer`."""
+        X = np.asarray(X, dtype=np.float32)
+        idx = np.empty(len(X), np.int64)
+        conf = np.empty(len(X), np.float64)
+        nan = np.isnan(X).any(axis=1)
+        ok = ~nan if nan.any() else slice(None)
+        idx[ok], conf[ok] = _packed(self).proba_argmax(X[ok], n_threads=int(self.settings.n_jobs))
+        if nan.any():  # scikit-learn routes missing values node by node: let it
+            proba = self.estimator.predict_proba(X[nan])
+            idx[nan] = np.argmax(proba, axis=1)
+            conf[nan] = proba.max(axis=1)
+        return np.asarray(self.estimator.classes_)[idx].astype(np.int64), conf.astype(np.float32)
 
 
 class MaxLikelihoodModel(SklearnPixelModel):
@@ -445,7 +486,7 @@ TRUSTED_TYPES = [
     "pipeline.models.gaussian.ShrunkGaussianClassifier",  # our estimator: arrays and floats only
 ]
 # Attributes rebuilt from settings and metadata (or caches), not stored.
-_REBUILT = ("settings", "meta", "spec", "device", "fast", "_conf_nodes", "fit_info")
+_REBUILT = ("settings", "meta", "spec", "device", "fast", "_conf_nodes", "_packed_trees", "fit_info")
 
 
 def _state(model: SklearnPixelModel) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""Numba kernels of :mod:`pipeline.models.tree_infer` (see there for the node layout).
+
+Kept in their own module, imported on first use: importing it imports Numba and compiles the
+kernels (or loads them from Numba's on-disk cache). Node, leaf and row indices are unsigned
+(uint32): Numba then indexes without the test for negative (wrap-around) indices, which
+halved the kernel's time."""
+
+import numba as nb
+import numpy as np
+
+from pipeline.models.tree_infer import GROUP, STEPS
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def descend(X, a, m, feat, thr, base, root, min_depth, idx, act):  # pragma: no cover - compiled
+    """Walk rows ``a .. a+m`` of ``X`` down the tree at ``root``; ``idx[i]`` ends at row a+i's leaf."""
+    for i in range(m):
+        idx[i] = root
+    for _ in range(min_depth):  # every row is still inside the tree: no bookkeeping
+        for i in range(m):
+            j = idx[i]
+            idx[i] = base[j] + (X[a + i, feat[j]] > thr[j])
+    na = 0
+    for i in range(m):  # rows not yet at a leaf (a leaf is its own base), listed without a branch
+        act[na] = i
+        na += base[idx[i]] != idx[i]
+    while na > 0:
+        for _ in range(STEPS):
+            for q in range(na):
+                i = act[q]
+                j = idx[i]
+                idx[i] = base[j] + (X[a + i, feat[j]] > thr[j])
+        nn = 0
+        for q in range(na):
+            i = act[q]
+            act[nn] = i
+            nn += base[idx[i]] != idx[i]
+        na = nn
+
+
+@nb.njit(nogil=True, cache=True)
+def forest_argmax(
+    X, start, stop, chunk, feat, thr, base, leaf_slot, leaf_value, roots, min_depth, lab, conf
+):  # pragma: no cover - compiled
+    """Rows ``start .. stop``: argmax and max of the mean of the trees' leaf values.
+
+    Rows go ``chunk`` at a time, and within a chunk tree by tree, so that one tree's nodes
+    stay in the core's cache while the chunk's rows descend it."""
+    k = leaf_value.shape[1]
+    n_trees = roots.shape[0]
+    acc = np.zeros((chunk, k))
+    idx = np.empty(GROUP, np.uint32)
+    act = np.empty(GROUP, np.uint32)
+    for c0 in range(start, stop, chunk):
+        c1 = min(stop, c0 + chunk)
+        acc[:] = 0.0
+        for t in range(n_trees):  # in tree order: the same float64 sums as predict_proba
+            for a in range(c0, c1, GROUP):
+                m = min(GROUP, c1 - a)
+                descend(X, a, m, feat, thr, base, roots[t], min_depth[t], idx, act)
+                for i in range(m):
+                    s = leaf_slot[idx[i]]
+                    for c in range(k):
+                        acc[a - c0 + i, c] += leaf_value[s, c]
+        for i in range(c1 - c0):
+            best = 0
+            top = acc[i, 0] / n_trees
+            for c in range(1, k):
+                p = acc[i, c] / n_trees
+                if p > top:
+                    top = p
+                    best = c
+            lab[c0 + i] = best
+            conf[c0 + i] = top
+
+
+@nb.njit(nogil=True, cache=True)
+def tree_leaves(X, start, stop, feat, thr, base, leaf_slot, root, min_depth, out):  # pragma: no cover - compiled
+    """Rows ``start .. stop``: the leaf slot of each row in the tree at ``root``."""
+    idx = np.empty(GROUP, np.uint32)
+    act = np.empty(GROUP, np.uint32)
+    for a in range(start, stop, GROUP):
+        m = min(GROUP, stop - a)
+        descend(X, a, m, feat, thr, base, root, min_depth, idx, act)
+        for i in range(m):
+            out[a + i] = leaf_slot[idx[i]]

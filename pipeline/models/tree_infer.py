@@ -1,0 +1,214 @@
+"""Compiled inference for fitted scikit-learn decision trees and random forests.
+
+scikit-learn walks each tree one pixel at a time (``Tree.apply``): at every node a branch
+whose direction the CPU cannot guess, so a forest of fully grown trees spends most of its
+time on mispredicted branches (a whole tree fits in L2 here; memory is not the limit). This
+module repacks the fitted trees and walks them with a Numba kernel that has no data-dependent
+branch in its inner loop:
+
+* nodes are renumbered breadth-first so that the two children of a node are adjacent, and
+  one step is ``j = base[j] + (x[feature[j]] > threshold[j])``; a leaf points at itself
+  (``base = j``, threshold ``+inf``), so a row that has reached its leaf stays there;
+* a group of :data:`GROUP` rows descends one tree together, level by level. Every row takes
+  the tree's shallowest-leaf depth of steps at once; then the rows still inside the tree are
+  kept in a list, advanced :data:`STEPS` levels at a time and the list is compacted (rows at a
+  leaf drop out without a branch), so the work follows each row's own depth, not the tree's
+  deepest leaf;
+* thresholds are float32: for a float32 ``x``, ``x <= t`` holds exactly when ``x`` is at most
+  the largest float32 not above the float64 ``t`` (what the repacking stores), so the split
+  decisions are those of scikit-learn;
+* a forest adds each tree's leaf class fractions in float64 in tree order and divides by
+  the number of trees, as ``RandomForestClassifier.predict_proba`` does, then takes the
+  argmax (first maximum) and its probability inside the kernel: no ``(n, classes)`` array
+  per tree or per window is written.
+
+Rows with a NaN feature are left to scikit-learn (its missing-value routing is per node);
+the mapping's features never hold NaN (:mod:`pipeline.features` fills them).
+
+The kernels are compiled on first use and cached on disk (Numba's ``cache=True``: beside
+this file, or in Numba's user-wide cache when that is not writable), so a process pays the
+compilation (a few seconds) once per installation, not per run.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+GROUP = 128  # rows that descend a tree together (enough independent work to hide load latency)
+STEPS = 4  # levels between two compactions of the list of rows still inside the tree
+_MIN_ROWS_PER_THREAD = 4096
+
+_kernels: dict[str, Any] = {}
+_kernels_lock = threading.Lock()
+
+
+def _compile() -> dict[str, Any]:
+    """The kernels of :mod:`pipeline.models._tree_kernels`, compiled (or loaded from Numba's
+    cache) on first use; imported lazily so that importing the models does not import Numba."""
+    with _kernels_lock:
+        if not _kernels:
+            from pipeline.models import _tree_kernels as k
+
+            _kernels.update(forest_argmax=k.forest_argmax, tree_leaves=k.tree_leaves)
+        return _kernels
+
+
+def float32_floor(t: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each float64 ``t`` (``-inf`` below the float32 range).
+
+    For a float32 ``x``: ``x <= t`` exactly when ``x <= float32_floor(t)``."""
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(over="ignore"):  # beyond the float32 range: +-inf, then stepped down below
+        f = t.astype(np.float32)  # round to nearest: may land above t
+    above = f.astype(np.float64) > t
+    f[above] = np.nextafter(f[above], np.float32(-np.inf))
+    return f
+
+
+class PackedTrees:
+    """Fitted sklearn trees repacked for :func:`_compile`'s kernels.
+
+    Built from a ``DecisionTreeClassifier``, a ``RandomForestClassifier`` or their
+    ``tree_`` objects; holds, over all trees, per node ``feature`` (uint32), ``threshold``
+    (float32, see :func:`float32_floor`), ``base`` (uint32: the left child, the right child
+    being ``base + 1``; a leaf's own index) and ``leaf_slot`` (uint32: the leaf's row in
+    ``leaf_value`` and ``leaf_node``, 0 for internal nodes); per leaf ``leaf_value``
+    (float64 (n_leaves, classes): the leaf's class fractions, ``tree_.value``, which is what
+    ``DecisionTreeClassifier.predict_proba`` returns) and ``leaf_node`` (the leaf's node id in its own
+    sklearn tree); per tree ``roots`` and ``min_depth`` (depth of its shallowest leaf).
+    """
+
+    def __init__(self, trees: list[Any]):
+        feats, thrs, bases, slots, values, leaf_nodes = [], [], [], [], [], []
+        roots, min_depth = [], []
+        offset = leaves = 0
+        for tree in trees:
+            left, right = tree.children_left, tree.children_right
+            order, shallowest = _breadth_first(left, right)
+            new = np.empty(len(order), np.int64)
+            new[order] = np.arange(len(order))
+            internal = left[order] >= 0
+            base = np.arange(len(order), dtype=np.int64)
+            base[internal] = new[left[order][internal]]
+            if not np.array_equal(
+                new[right[order][internal]], base[internal] + 1
+            ):  # pragma: no cover - by construction
+                raise AssertionError("children are not adjacent")
+            feat = np.where(internal, tree.feature[order], 0)
+            thr = np.where(internal, float32_floor(tree.threshold[order]), np.float32(np.inf)).astype(np.float32)
+            n_leaf = int((~internal).sum())
+            slot = np.full(len(order), -1, np.int64)
+            slot[~internal] = leaves + np.arange(n_leaf)
+            # scikit-learn >= 1.4 stores each node's class fractions: predict_proba returns them as they are
+            value = tree.value[order[~internal], 0, :].astype(np.float64)
+            feats.append(feat)
+            thrs.append(thr)
+            bases.append(base + offset)
+            slots.append(slot)
+            values.append(value)
+            leaf_nodes.append(order[~internal])
+            roots.append(offset)
+            min_depth.append(shallowest)
+            offset += len(order)
+            leaves += n_leaf
+        if offset >= 2**32 - 1:  # pragma: no cover - a forest of four billion nodes
+            raise ValueError("too many tree nodes for uint32 indices")
+        self.feature = np.ascontiguousarray(np.concatenate(feats), dtype=np.uint32)
+        self.threshold = np.ascontiguousarray(np.concatenate(thrs), dtype=np.float32)
+        self.base = np.ascontiguousarray(np.concatenate(bases), dtype=np.uint32)
+        self.leaf_slot = np.ascontiguousarray(np.concatenate(slots).clip(0), dtype=np.uint32)
+        self.leaf_value = np.ascontiguousarray(np.concatenate(values), dtype=np.float64)
+        self.leaf_node = np.ascontiguousarray(np.concatenate(leaf_nodes), dtype=np.int64)
+        self.roots = np.asarray(roots, dtype=np.uint32)
+        self.min_depth = np.asarray(min_depth, dtype=np.int64)
+        self.n_features = int(max(int(getattr(t, "n_features", 0)) for t in trees)) if trees else 0
+
+    source: Any = None  # the estimator packed, when built by from_estimator
+
+    @classmethod
+    def from_estimator(cls, estimator: Any) -> PackedTrees:
+        """From a fitted ``DecisionTreeClassifier`` or ``RandomForestClassifier``."""
+        trees = [e.tree_ for e in estimator.estimators_] if hasattr(estimator, "estimators_") else [estimator.tree_]
+        packed = cls(trees)
+        packed.source = estimator
+        return packed
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    def _check(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must be (n, {self.n_features}), got {X.shape}")
+        return X
+
+    def proba_argmax(self, X: np.ndarray, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(n, f) float32 rows without NaN -> (column of the largest mean probability (int64,
+        first maximum on ties), that probability (float64)): ``argmax`` and ``max`` of the
+        forest's ``predict_proba``, computed in ``n_threads`` threads."""
+        X = self._check(X)
+        n = len(X)
+        lab = np.empty(n, np.int64)
+        conf = np.empty(n, np.float64)
+        kern = _compile()["forest_argmax"]
+        # rows per pass over the trees: their float64 sums (chunk x classes) stay in cache
+        chunk = max(GROUP, (2**20 // (8 * self.leaf_value.shape[1])) // GROUP * GROUP)
+
+        def run(a: int, b: int) -> None:
+            kern(
+                X, a, b, chunk, self.feature, self.threshold, self.base, self.leaf_slot, self.leaf_value,
+                self.roots, self.min_depth, lab, conf,
+            )  # fmt: skip
+
+        _in_threads(run, n, n_threads)
+        return lab, conf
+
+    def leaves(self, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
+        """(n, f) float32 rows without NaN -> (n,) int64 leaf of the first (or only) tree, as
+        its sklearn node id (``Tree.apply``)."""
+        X = self._check(X)
+        n = len(X)
+        slot = np.empty(n, np.int64)
+        kern = _compile()["tree_leaves"]
+
+        def run(a: int, b: int) -> None:
+            kern(
+                X, a, b, self.feature, self.threshold, self.base, self.leaf_slot, self.roots[0], self.min_depth[0], slot
+            )
+
+        _in_threads(run, n, n_threads)
+        return self.leaf_node[slot]
+
+
+def _in_threads(run: Any, n: int, n_threads: int) -> None:
+    """``run(a, b)`` over ``[0, n)`` in at most ``n_threads`` contiguous chunks (the kernels
+    release the GIL)."""
+    k = max(1, min(int(n_threads), n // _MIN_ROWS_PER_THREAD))
+    if k == 1:
+        run(0, n)
+        return
+    edges = np.linspace(0, n, k + 1).astype(np.int64)
+    edges[1:-1] -= edges[1:-1] % GROUP  # chunk borders on group borders
+    with ThreadPoolExecutor(max_workers=k) as pool:
+        for f in [pool.submit(run, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]:
+            f.result()
+
+
+def _breadth_first(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, int]:
+    """(node ids of a tree in breadth-first order, each left child right before its sibling;
+    depth of the shallowest leaf, 0 for a lone root)."""
+    levels = [np.zeros(1, np.int64)]
+    min_depth = -1
+    while True:
+        level = levels[-1]
+        inner = level[left[level] >= 0]
+        if min_depth < 0 and len(inner) < len(level):
+            min_depth = len(levels) - 1
+        if not len(inner):
+            return np.concatenate(levels), min_depth
+        levels.append(np.stack([left[inner], right[inner]], axis=1).ravel())
