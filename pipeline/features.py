@@ -119,7 +119,11 @@ class FeatureSpec:
 
     @property
     def index_bands(self) -> list[tuple[int, int]]:
-        return [tuple(resolve_band(r, self.band_names, ix) for r in INDEX_BANDS[ix]) for ix in self.indices]  # type: ignore[misc]
+        out: list[tuple[int, int]] = []
+        for ix in self.indices:
+            a, b = INDEX_BANDS[ix]
+            out.append((resolve_band(a, self.band_names, ix), resolve_band(b, self.band_names, ix)))
+        return out
 
     @property
     def halo(self) -> int:

@@ -228,10 +228,10 @@ class BandCheck:
     """Per-band tallies over the whole image, gathered while the labels are rasterised."""
 
     names: list[str]
-    valid: np.ndarray = None  # type: ignore[assignment]  # pixels with data, per band
-    lo: np.ndarray = None  # type: ignore[assignment]
-    hi: np.ndarray = None  # type: ignore[assignment]
-    labelled_nodata: np.ndarray = None  # type: ignore[assignment]  # labelled pixels without data, per band
+    valid: np.ndarray = field(init=False)  # pixels with data, per band
+    lo: np.ndarray = field(init=False)  # smallest value, per band
+    hi: np.ndarray = field(init=False)  # largest value, per band
+    labelled_nodata: np.ndarray = field(init=False)  # labelled pixels without data, per band
 
     def __post_init__(self) -> None:
         n = len(self.names)

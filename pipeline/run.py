@@ -1031,11 +1031,18 @@ def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dic
     )
 
 
+def _one_model(stage: str, model: str | None) -> str:
+    """The model a per-model stage runs for (the runners always name one)."""
+    if model is None:
+        raise ValueError(f"stage {stage!r} runs once per model; no model was given")
+    return model
+
+
 # Every stage by name: (run context, model or None) -> record. The one table both runners use.
 STAGES: dict[str, Callable[[RunContext, str | None], dict]] = {
     "prepare": lambda ctx, m: stage_prepare(ctx),
-    "train": lambda ctx, m: stage_train(ctx, m),  # type: ignore[arg-type]
-    "map": lambda ctx, m: stage_map(ctx, m),  # type: ignore[arg-type]
+    "train": lambda ctx, m: stage_train(ctx, _one_model("train", m)),
+    "map": lambda ctx, m: stage_map(ctx, _one_model("map", m)),
     "assess": lambda ctx, m: stage_assess(ctx),
     "report": lambda ctx, m: stage_report(ctx),
 }

@@ -101,14 +101,14 @@ def _matches(entry: str, scene: str) -> bool:
     return entry == scene or e.name == scene or e.stem == scene or e.stem == s.stem
 
 
-def _scene_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path) -> np.ndarray:
+def _scene_labels(samples: pd.DataFrame, files: SplitFiles, base_dir: Path) -> np.ndarray:
     if "scene" not in samples.columns:
         raise InputError(
             "split.files: the samples have no scene column (a single-image run); list the split "
             "per label feature with split.column instead"
         )
     scenes = samples["scene"].astype(str)
-    lists = expand_split_files(cfg.files, base_dir)  # type: ignore[arg-type]
+    lists = expand_split_files(files, base_dir)
     of: dict[str, str] = {}
     for split, entries in lists.items():
         for sc in scenes.unique():
@@ -135,7 +135,7 @@ def check_split_files(files: SplitFiles, scene_names: list[str], base_dir: Path)
             "list several scenes under 'scenes', or mark the split per label feature with split.column"
         )
     scenes = pd.DataFrame({"scene": scene_names})
-    labels = _scene_labels(scenes, SplitConfig(strategy="predefined", files=files), base_dir)
+    labels = _scene_labels(scenes, files, base_dir)
     for need in ("train", "test"):
         if not np.any(labels == need):
             raise InputError(f"split.files: no scene of the run is listed under {need}")
@@ -144,7 +144,7 @@ def check_split_files(files: SplitFiles, scene_names: list[str], base_dir: Path)
 def predefined_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path | None = None) -> tuple[np.ndarray, str]:
     """Per-sample split (shape (n,), train/validation/test) and a description of its source."""
     if cfg.files is not None:
-        labels, source = _scene_labels(samples, cfg, Path(base_dir or Path.cwd())), "split.files"
+        labels, source = _scene_labels(samples, cfg.files, Path(base_dir or Path.cwd())), "split.files"
     else:
         if cfg.column not in samples.columns:
             raise InputError(

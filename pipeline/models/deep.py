@@ -132,7 +132,10 @@ class DeepModel:
     ):
         if meta is None:
             raise InputError(f"{self.name}: a ModelMeta is required")
-        self.settings: DeepConfig = settings if settings is not None else registry.get(self.name).config()  # type: ignore[assignment]
+        cfg = settings if settings is not None else registry.get(self.name).config()
+        if not isinstance(cfg, DeepConfig):
+            raise TypeError(f"{self.name}: settings must be a DeepConfig, got {type(cfg).__name__}")
+        self.settings = cfg
         self.meta = meta
         self.seed = int(seed)
         self.k = int(meta.patch_size)

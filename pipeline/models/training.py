@@ -70,16 +70,18 @@ def deterministic():
     tensor that comes with them by default (a pure cost here: nothing reads uninitialised memory)."""
     import torch.utils.deterministic as tud
 
+    # fill_uninitialized_memory is a property that torch adds by swapping the module's class at
+    # import time (torch/utils/deterministic.py): mypy sees a plain module without it, hence the ignores.
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_fill = tud.fill_uninitialized_memory
+    prev_fill = tud.fill_uninitialized_memory  # type: ignore[attr-defined]
     torch.use_deterministic_algorithms(True, warn_only=True)
-    tud.fill_uninitialized_memory = False
+    tud.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
-        tud.fill_uninitialized_memory = prev_fill
+        tud.fill_uninitialized_memory = prev_fill  # type: ignore[attr-defined]
 
 
 _TORCH_RNG_LOCK = threading.RLock()
