@@ -67,6 +67,12 @@ def test_leaves_callers_torch_threads_alone():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     X, y = _data(rng, 400, 4, 3)
+    # The caller's setting differs from the workers' one thread (the test session runs with
+    # OMP_NUM_THREADS=1), so that a leaked worker setting would show.
     before = torch.get_num_threads()
-    FastSVC(SVC(gamma=0.5).fit(X, y), chunk=64, n_threads=2, backend="torch").predict(X)
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)
+    try:
+        FastSVC(SVC(gamma=0.5).fit(X, y), chunk=64, n_threads=2, backend="torch").predict(X)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
