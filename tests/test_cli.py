@@ -12,13 +12,20 @@ import pytest
 import rasterio
 import yaml
 
-from pipeline.cli import main
+sys.path.insert(0, str(Path(__file__).parent))
+from prefect_fixtures import prefect_api  # noqa: E402,F401
+
+from pipeline.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _landcover(*args, cwd=None):
+def _landcover(*args, cwd=None, api_url=None):
+    """``landcover ...`` in a subprocess: on the session's Prefect test server when ``api_url`` is
+    given, else with the CLI's own temporary server (the default a user gets)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args],
         capture_output=True,
@@ -30,9 +37,13 @@ def _landcover(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, nc_scene):
+def demo_run(tmp_path_factory, nc_scene, prefect_api):
+    # On the session's test server. The CLI's own temporary server is started by
+    # test_bad_input_found_inside_the_flow_is_one_line, and runs whole runs in tests/test_interrupt.py.
     out = tmp_path_factory.mktemp("runs")
-    proc = _landcover("demo", "--models", "decision_tree", "--out", str(out), "--run-id", "e2e", "--no-progress")
+    proc = _landcover(
+        "demo", "--models", "decision_tree", "--out", str(out), "--run-id", "e2e", "--no-progress", api_url=prefect_api
+    )
     assert proc.returncode == 0, proc.stderr
     return out / "e2e", proc
 
@@ -222,7 +233,9 @@ def _write_cfg(tmp_path, nc_scene, **changes):
         ({"models": {"cnn": {}}, "device": "cuda"}, "'cuda' requested but CUDA is not available"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(tmp_path, nc_scene, capsys, changes, message):
+def test_bad_input_is_one_line_exit_2(tmp_path, nc_scene, capsys, changes, message, prefect_api):
+    # prefect_api: the label field is read inside the flow, on the session's test server (not a
+    # second, in-process temporary server)
     cfg = _write_cfg(tmp_path, nc_scene, **changes)
     code = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
