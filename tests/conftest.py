@@ -113,8 +113,19 @@ def pytest_unconfigure(config):
 # `make test-fast` runs `-m "not e2e"`. A test is end to end when it runs the pipeline or a CLI
 # command on data, needs a Prefect engine or the real scenes: these rules mark it so that no
 # test file has to remember to. A module that runs whole pipelines in most tests is listed here.
-E2E_FIXTURES = {"prefect_api", "nc_scene", "shared_data", "demo_run", "runs"}
+E2E_FIXTURES = {"prefect_api", "nc_scene", "shared_data", "demo_run", "runs", "nine_tiles", "trained"}
 E2E_MARKERS = {"prefect", "slow"}
+# Single tests of otherwise fast modules that run a whole pipeline or a CLI in a subprocess.
+E2E_TESTS = {
+    "test_cli_hyperspectral_scene_with_a_rare_class",
+    "test_report_md_escapes_class_and_band_names",
+    "test_nine_tiles_with_train_validation_test_file_lists_run_end_to_end",
+    "test_map_cli_with_dates_warns_in_one_line_and_points_to_dates",
+    "test_a_malicious_pickle_is_refused_without_running_it",
+    "test_a_skops_file_with_an_untrusted_type_is_refused",
+    "test_damaged_model_files_are_one_line",
+    "test_serve_takes_models_only_from_its_runs_directory",
+}
 E2E_MODULES = {
     "test_cli",
     "test_cli_errors",
@@ -149,6 +160,79 @@ def pytest_collection_modifyitems(config, items):
         if (
             E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
             or module in E2E_MODULES
+            or getattr(item, "originalname", item.name) in E2E_TESTS
             or any(item.get_closest_marker(m) for m in E2E_MARKERS)
         ):
             item.add_marker(pytest.mark.e2e)
+
+
+# ----------------------------------------------------------------------------- the rules above, checked
+# A test that is neither e2e nor heavy fails if it creates a run directory, runs the pipeline, or
+# starts the CLI or a benchmark in a subprocess: a new end-to-end test cannot slip into
+# `make test-fast` unmarked. (A CLI call that stops at config validation creates no run directory.)
+_RUNNING: dict = {}
+
+
+def _is_fast(item) -> bool:
+    return not (item.get_closest_marker("e2e") or item.get_closest_marker("heavy"))
+
+
+def _note(what: str) -> None:
+    item = _RUNNING.get("item")
+    if item is not None and _is_fast(item):
+        _RUNNING.setdefault("seen", []).append(what)
+
+
+def _watch(fn, what: str):
+    import functools
+
+    @functools.wraps(fn)
+    def watched(*a, **k):
+        _note(what)
+        return fn(*a, **k)
+
+    return watched
+
+
+def pytest_configure(config):
+    import subprocess
+
+    import pipeline.run as run_module
+
+    run_module.init_run_dir = _watch(run_module.init_run_dir, "creates a run directory")
+    run_module.run_pipeline = _watch(run_module.run_pipeline, "runs the pipeline")
+    popen_init = subprocess.Popen.__init__
+
+    def init(self, args, *a, **k):
+        text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+        if "pipeline.cli" in text or " bench." in text:
+            _note(f"starts a subprocess ({text[:80]})")
+        popen_init(self, args, *a, **k)
+
+    subprocess.Popen.__init__ = init
+
+
+def _checked(item, phase: str):
+    _RUNNING.update(item=item, seen=[])
+    try:
+        result = yield
+    finally:
+        seen = _RUNNING.pop("seen", [])
+        _RUNNING.pop("item", None)
+    if seen:
+        pytest.fail(
+            f"{item.nodeid} ({phase}) {seen[0]} but is not marked e2e or heavy: add it to the rules in "
+            "tests/conftest.py, or `make test-fast` runs it",
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _checked(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _checked(item, "call"))
