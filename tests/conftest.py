@@ -22,10 +22,26 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pytest
 import rasterio
+from prefect_fixtures import prefect_api  # noqa: F401  (the session's Prefect test server)
 from rasterio.transform import from_origin
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(prefect_api):
+    """``(cluster, client)``: one local Dask cluster (two single-thread worker processes) for the
+    session, shared by the Dask tests instead of one per test. Started after the Prefect test server,
+    so that flow tasks sent to its workers report to that server."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="2GiB"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield cluster, client
 
 
 @pytest.fixture(scope="module")

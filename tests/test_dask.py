@@ -15,33 +15,27 @@ from prefect_fixtures import REPO, prefect_api  # noqa: E402,F401
 pytestmark = pytest.mark.prefect
 
 
-def test_flow_runs_on_a_dask_cluster(prefect_api, tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_flow_runs_on_a_dask_cluster(prefect_api, dask_cluster, tmp_path):
     pytest.importorskip("prefect_dask")
     from pipeline.cli import main
 
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="2GiB"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        worker_pids = set(client.run(os.getpid).values())
-        rc = main(
-            [
-                "run",
-                str(REPO / "configs" / "demo.yaml"),
-                "--models",
-                "decision_tree,max_likelihood",
-                "--out",
-                str(tmp_path),
-                "--run-id",
-                "dask",
-                "--no-progress",
-                "--dask",
-                cluster.scheduler_address,
-            ]
-        )
+    cluster, client = dask_cluster  # the session's cluster (tests/conftest.py)
+    worker_pids = set(client.run(os.getpid).values())
+    rc = main(
+        [
+            "run",
+            str(REPO / "configs" / "demo.yaml"),
+            "--models",
+            "decision_tree,max_likelihood",
+            "--out",
+            str(tmp_path),
+            "--run-id",
+            "dask",
+            "--no-progress",
+            "--dask",
+            cluster.scheduler_address,
+        ]
+    )
     assert rc == 0
     run = tmp_path / "dask"
     m = json.loads((run / "manifest.json").read_text())

@@ -23,15 +23,10 @@ from prefect_fixtures import REPO, prefect_api  # noqa: E402,F401
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
-        ) as c,
-        distributed.Client(c) as client,
-    ):
-        yield c, client
+@pytest.fixture
+def cluster(dask_cluster):
+    """The session's two-worker cluster (tests/conftest.py)."""
+    return dask_cluster
 
 
 def _scene(tmp_path):
@@ -144,7 +139,7 @@ def test_cli_map_dask(tmp_path, cluster, capsys):
 
 
 @pytest.mark.prefect
-def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api):
+def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api, cluster):
     """``landcover serve --once --dask``: the scenes of one batch are tasks on both workers, and
     their maps equal a local mapping of the same rasters."""
     import json
@@ -160,29 +155,26 @@ def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api):
         shutil.copy(path, inbox / f"{n}.tif")
     with open_for_model(path, model.meta.band_names) as stack:
         classify_raster(model, stack, tmp_path / "local.tif", window_size=512, progress=False)
-    # a cluster of its own, started after the Prefect test server so that its workers report to it
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
-    ) as c:
-        rc = main(
-            [
-                "serve",
-                str(REPO / "configs" / "demo.yaml"),
-                "--once",
-                "--inbox",
-                str(inbox),
-                "--outbox",
-                str(outbox),
-                "--model",
-                str(model_path),
-                "--runs",  # serve loads models only from its runs directory
-                str(model_path.parent),
-                "--settle",
-                "0",
-                "--dask",
-                c.scheduler_address,
-            ]
-        )
+    c, _ = cluster  # started after the Prefect test server, so that its workers report to it
+    rc = main(
+        [
+            "serve",
+            str(REPO / "configs" / "demo.yaml"),
+            "--once",
+            "--inbox",
+            str(inbox),
+            "--outbox",
+            str(outbox),
+            "--model",
+            str(model_path),
+            "--runs",  # serve loads models only from its runs directory
+            str(model_path.parent),
+            "--settle",
+            "0",
+            "--dask",
+            c.scheduler_address,
+        ]
+    )
     assert rc == 0
     # each scene's folder is its name plus a hash of the input (never shared between inputs)
     dirs = {n: next(outbox.glob(f"{n}-*")) for n in names}
