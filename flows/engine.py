@@ -9,16 +9,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from prefect import Task
+    from prefect.client.schemas.objects import State, TaskRun
 
 log = logging.getLogger(__name__)
 # The loggers whose INFO records belong in run.log (Prefect's logging setup leaves the root at WARNING).
@@ -28,7 +35,7 @@ IO_RETRIES = 2
 IO_RETRY_DELAY = 2.0
 
 
-def not_input_error(task_, task_run, state) -> bool:
+def not_input_error(task_: Task, task_run: TaskRun, state: State) -> bool:
     """retry_condition_fn: retry transient failures (I/O), never bad input nor a model's own error
     (a fit that raised will raise again: retrying would only triple its cost)."""
     try:
@@ -59,7 +66,7 @@ def _has_file_handler(path: str) -> bool:
 
 
 @contextmanager
-def run_log(run_dir: str | Path):
+def run_log(run_dir: str | Path) -> Iterator[None]:
     """Send ``landcover`` and Prefect run logs to ``<run_dir>/run.log`` in this process.
 
     The CLI adds the handler itself; this covers tasks on Dask workers and deployment runs.
@@ -95,7 +102,7 @@ def cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def make_task_runner(dask_address: str | None, max_workers: int):
+def make_task_runner(dask_address: str | None, max_workers: int) -> TaskRunner[Any]:
     if dask_address:
         from prefect_dask import DaskTaskRunner
 
@@ -103,7 +110,7 @@ def make_task_runner(dask_address: str | None, max_workers: int):
     return ThreadPoolTaskRunner(max_workers=max(1, max_workers))
 
 
-def wait_for(future) -> None:
+def wait_for(future: PrefectFuture) -> None:
     """Wait for a task. Ctrl-C or SIGTERM reach this (main) thread while the tasks run in worker
     threads: ask them to stop at their next batch or window, then leave. Prefect's own SIGTERM
     handler raises its TerminationSignal here, hence BaseException."""
@@ -133,7 +140,7 @@ def collect(futures: list, what: str) -> list[dict]:
     return [f.result() for f in futures]
 
 
-def api_settings(dask_address: str | None):
+def api_settings(dask_address: str | None) -> AbstractContextManager[Any]:
     """Tasks on Dask workers must report to this flow's API; in ephemeral mode that is a
     temporary server the workers do not know about, so hand its URL to their settings."""
     if not dask_address:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- tasks
-def execute_stage(ref: dict, stage: str, model: str | None = None, logger=None) -> dict:
+def execute_stage(ref: dict, stage: str, model: str | None = None, logger: Any = None) -> dict:
     """Run one stage with both cache levels in any process. Plain function (no Prefect needed).
 
     Returns a small record: name, stage, model, key, outputs, seconds, cached, source
@@ -82,7 +82,7 @@ def prepare(ref: dict) -> dict:
     return collect([stage_task.submit(ref, "prepare")], "prepare")[0]
 
 
-def _task_exception(future) -> BaseException:
+def _task_exception(future: PrefectFuture) -> BaseException:
     try:
         exc = future.state.result(raise_on_failure=False)
     except Exception as e:  # noqa: BLE001 - the result may itself fail to load

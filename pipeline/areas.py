@@ -10,6 +10,7 @@ agree with the same scene measured in an equal-area or UTM projection.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -17,8 +18,11 @@ from rasterio.crs import CRS
 
 from pipeline.errors import InputError
 
+if TYPE_CHECKING:
+    import pyproj
 
-def _pyproj(crs: CRS | str):
+
+def _pyproj(crs: CRS | str) -> pyproj.CRS:
     from pyproj import CRS as PCRS
 
     return PCRS.from_user_input(crs.to_wkt() if isinstance(crs, CRS) else crs)
@@ -65,6 +69,8 @@ def row_areas_m2(crs: CRS, transform: Affine, height: int, row_off: int = 0) -> 
         f = float(pc.axis_info[0].unit_conversion_factor)
         return np.full(height, abs(transform.a * transform.e - transform.b * transform.d) * f * f)
     geod = pc.get_geod()
+    if geod is None:  # check_area_crs refuses a geographic CRS without an ellipsoid
+        raise InputError(f"raster: geographic CRS {crs.to_string()} has no ellipsoid; pixel areas cannot be measured")
     lon0, dlon = transform.c, transform.a
     rows = np.arange(row_off, row_off + height, dtype=np.float64)
     top = transform.f + rows * transform.e

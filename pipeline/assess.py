@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,10 @@ from pipeline.accuracy import area_adjusted, area_adjusted_from_labels
 from pipeline.areas import class_pixels_and_areas
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
 
 ALLOCATIONS = ("proportional", "equal", "olofsson")
 
@@ -174,7 +178,7 @@ def design_sample(
     seed: int = 0,
     class_names: Mapping[int, str] | None = None,
     nodata: int = 255,
-):
+) -> gpd.GeoDataFrame:
     """Stratified random sample of pixel centres of a class map.
 
     Two windowed passes: one counts pixels per class, the other picks the
@@ -245,7 +249,7 @@ def design_sample(
     )
 
 
-def write_sample(gdf, out: str | Path) -> Path:
+def write_sample(gdf: gpd.GeoDataFrame, out: str | Path) -> Path:
     """Write a sample GeoDataFrame to a GeoPackage via a temporary name."""
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -254,7 +258,7 @@ def write_sample(gdf, out: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- assess
-def _read_sample(sample_path: Path, layer: str | None):
+def _read_sample(sample_path: Path, layer: str | None) -> gpd.GeoDataFrame:
     import geopandas as gpd
 
     if not sample_path.exists():
@@ -367,7 +371,7 @@ def assess_sample(
     return result
 
 
-def _read_csv(path: Path, **kw):
+def _read_csv(path: Path, **kw: Any) -> pd.DataFrame:
     import pandas as pd
 
     if not path.exists():

@@ -15,10 +15,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from pipeline.raster import RasterStack
 
 # Logger naming rule: every module logs to ``logging.getLogger(__name__)``; the CLI sets the
 # level of the packages' parent loggers (Prefect's logging setup leaves the root at WARNING).
@@ -277,7 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _exit_code(execute_run(demo_config_path(), args))
 
 
-def _dask_client(address: str | None):
+def _dask_client(address: str | None) -> AbstractContextManager[Any]:
     """A ``distributed.Client`` connected to ``address`` (a context manager), or a null context."""
     from contextlib import nullcontext
 
@@ -377,7 +381,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         targets = [(groups[0], out, args.confidence)]
     value_range = getattr(model.meta, "value_range", None)
 
-    def open_input(paths):
+    def open_input(paths: list[Path]) -> RasterStack:
         """One input opened as the model needs it (bands, nodata, dates): checked and mapped alike."""
         return open_for_model(
             paths,

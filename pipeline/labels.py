@@ -25,7 +25,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
+from affine import Affine
 from rasterio import features
+from rasterio.crs import CRS
 from rasterio.enums import MergeAlg, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -154,7 +156,7 @@ def to_class_id(value: object, by_name: Mapping[str, int], ids: Collection[int])
 
 
 def read_vector_labels(
-    cfg: LabelConfig, path: Path, classes: list[ClassSpec], crs, on_unknown: str = "error"
+    cfg: LabelConfig, path: Path, classes: list[ClassSpec], crs: CRS, on_unknown: str = "error"
 ) -> tuple[gpd.GeoDataFrame, LabelReport]:
     """Read a vector label file into a GeoDataFrame in ``crs`` with columns ``class_id``, ``group``.
 
@@ -273,7 +275,7 @@ def _empty_bands_error(check: BandCheck, paths: list[Path]) -> EmptyBandsError:
     )
 
 
-def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np.ndarray, np.ndarray]:
+def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise geometries intersecting ``win``: (group id or -1, cover count)."""
     h, w = int(win.height), int(win.width)
     wt = window_transform(win, transform)
@@ -298,7 +300,7 @@ def _rasterize_window(gdf: gpd.GeoDataFrame, win: Window, transform) -> tuple[np
     return groups, count
 
 
-def _label_raster_windows(path: Path, stack: RasterStack, window_size: int):
+def _label_raster_windows(path: Path, stack: RasterStack, window_size: int) -> Iterator[tuple[Window, np.ndarray]]:
     """Yield (window, label values float64 with NaN = no label) of a label raster warped onto the grid."""
     with open_georeferenced(path, "label raster") as src:
         g = stack.grid

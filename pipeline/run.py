@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,13 @@ from pipeline.cache import cached_stage, execute_stage, run_stage, stage_key  # 
 from pipeline.config import RunConfig, dump_config
 from pipeline.errors import InputError, OutOfSpaceError
 from pipeline.models import registry
+
+if TYPE_CHECKING:
+    from pipeline.config import SplitConfig
+    from pipeline.models.base import Classifier, ModelMeta, TrainingData
+    from pipeline.raster import RasterStack
+    from pipeline.scenes import Scene
+    from pipeline.split import Fold, SplitResult
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +123,7 @@ class RunContext:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def open_stack(self, scene=None, drop: list[str] | None = None):
+    def open_stack(self, scene: Scene | None = None, drop: list[str] | None = None) -> RasterStack:
         """A scene's image (default: the first scene) as the run uses it: the config's band
         selection, less the bands that ``prepare`` dropped as empty (``rasters.drop_empty_bands``;
         listed in labels.json)."""
@@ -213,7 +220,7 @@ class _Sampler:
     """Decides, from the labelled pixels ingestion found, whether dense-label sampling is on and
     thins classes on a lattice before the split (see :mod:`pipeline.sampling`); keeps the record."""
 
-    def __init__(self, cfg: RunConfig, stack) -> None:
+    def __init__(self, cfg: RunConfig, stack: RasterStack) -> None:
         from pipeline.patches import storage_dtype
 
         self.cfg = cfg
@@ -505,7 +512,7 @@ def _scene_split_counts(samples: pd.DataFrame, strategy: str) -> dict[str, dict[
     return out
 
 
-def _audit_across_scenes(ctx: RunContext, samples: pd.DataFrame, result, labels_rec: dict) -> dict:
+def _audit_across_scenes(ctx: RunContext, samples: pd.DataFrame, result: SplitResult, labels_rec: dict) -> dict:
     """The leakage audit over all scenes at once: samples of scenes in one CRS are compared with
     each other (overlapping scenes, e.g. dates of one place, can leak), scenes in different CRSs
     never (their coordinates are not comparable). Enforced like the split's own audit."""
@@ -536,7 +543,7 @@ def _audit_across_scenes(ctx: RunContext, samples: pd.DataFrame, result, labels_
     return out
 
 
-def _predefined_inputs(ctx: RunContext, samples: pd.DataFrame):
+def _predefined_inputs(ctx: RunContext, samples: pd.DataFrame) -> tuple[pd.DataFrame, SplitConfig]:
     """For ``split.strategy: predefined``: the label file's split column on the samples, and
     ``split.files`` with CSV lists expanded relative to the config's folder."""
     from pipeline.config import SplitFiles
@@ -557,7 +564,7 @@ def _predefined_inputs(ctx: RunContext, samples: pd.DataFrame):
     return samples, sc
 
 
-def _training_data(ctx: RunContext):
+def _training_data(ctx: RunContext) -> tuple[pd.DataFrame, TrainingData]:
     from pipeline.models.base import TrainingData
     from pipeline.patches import open_patches
 
@@ -580,7 +587,7 @@ def _training_data(ctx: RunContext):
     return samples, data
 
 
-def _meta(ctx: RunContext, model: str, band_names: list[str], data=None):
+def _meta(ctx: RunContext, model: str, band_names: list[str], data: TrainingData | None = None) -> ModelMeta:
     from pipeline.models.base import ModelMeta
 
     c = ctx.cfg.classes
@@ -597,7 +604,7 @@ def _meta(ctx: RunContext, model: str, band_names: list[str], data=None):
     )
 
 
-def _value_range(ctx: RunContext, data) -> dict:
+def _value_range(ctx: RunContext, data: TrainingData) -> dict:
     """Percentiles of (a sample of) the training pixels and the bands' data types, so that
     ``landcover map`` can tell an input in other units (pipeline.value_range)."""
     from pipeline.value_range import MAX_SAMPLE, training_value_range
@@ -613,7 +620,9 @@ def _value_range(ctx: RunContext, data) -> dict:
     return training_value_range(data.subset(idx).centre(), dtypes)
 
 
-def _fit(ctx: RunContext, model: str, data, fold, meta, what: str = ""):
+def _fit(
+    ctx: RunContext, model: str, data: TrainingData, fold: Fold, meta: ModelMeta, what: str = ""
+) -> tuple[Classifier, float]:
     """Fit one model on one fold; ``what`` names the fit on its progress bar (e.g. "random-split fit")."""
     from pipeline.models import build_model
     from pipeline.models.base import ShowsProgress
@@ -692,11 +701,13 @@ def stage_train(ctx: RunContext, model: str) -> dict:
             model,
             "; ".join(f"{n} ({why})" for n, why in dropped.items()),
         )
-    if registry.get(model).deep:
+    if registry.get(model).deep:  # (torch is imported for deep models only)
+        from pipeline.models.deep import DeepModel, save_learning_curves
+
+        if not isinstance(final, DeepModel):
+            raise TypeError(f"{model}: registered as a deep model, but {type(final).__name__} is not a DeepModel")
         record["epochs_run"] = final.fit_info.get("epochs_run")
         record["best_epoch"] = final.fit_info.get("best_epoch")
-        from pipeline.models.deep import save_learning_curves
-
         save_learning_curves(final.history, ctx.path("curves", f"{model}.json"), ctx.path("curves", f"{model}.png"))
     if ctx.cfg.split.random_contrast and ctx.cfg.split.strategy != "random":
         rfold = random_split(samples, ctx.cfg.split.fractions, ctx.cfg.seed)

@@ -135,10 +135,11 @@ class Classifier(Protocol):
     def fit(self, train: TrainingData, validation: TrainingData | None = None) -> Classifier:
         """Fit on ``train``; ``validation`` (may be None or empty) is for tuning / early stopping."""
 
-    def predict_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_patches(self, patches: PatchRows) -> tuple[np.ndarray, np.ndarray]:
         """Classify the centre pixel of each patch.
 
-        patches: float32 (n, bands, k, k) -> (class ids int64 (n,), confidence float32 (n,)).
+        patches: float32 (n, bands, k, k), an array or a PatchStore -> (class ids int64 (n,),
+        confidence float32 (n,)).
         """
 
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -102,7 +102,7 @@ class SklearnPixelModel:
         proba = self.estimator.predict_proba(X)
         return proba_to_labels(proba, self.estimator.classes_)
 
-    def predict_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_patches(self, patches: PatchRows) -> tuple[np.ndarray, np.ndarray]:
         if len(patches) == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         return self._predict_features(self.features_from_patches(patches))
@@ -111,7 +111,7 @@ class SklearnPixelModel:
         """Features as the fitted estimator takes them (models that standardise override this)."""
         return X
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+    def predict_proba_patches(self, patches: PatchRows) -> np.ndarray:
         """(n, bands, k, k) -> (n, len(meta.class_ids)) class probabilities, columns in the order of
         ``meta.class_ids`` (0 for a class the model left out). The labels of :meth:`predict_patches`
         are the argmax of these rows."""

@@ -274,13 +274,13 @@ class DeepModel:
         conf = torch.softmax(t, dim=axis).amax(dim=axis)
         return self.class_ids[idx.numpy()], conf.numpy().astype(np.float32)
 
-    def predict_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_patches(self, patches: PatchRows) -> tuple[np.ndarray, np.ndarray]:
         return self._decide(self.patch_logits(patches), axis=1)
 
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._decide(self.block_logits(block), axis=0)
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+    def predict_proba_patches(self, patches: PatchRows) -> np.ndarray:
         """(n, bands, k, k) -> (n, classes) softmax probabilities, columns in the order of ``meta.class_ids``."""
         return torch.softmax(torch.from_numpy(self.patch_logits(patches)).double(), dim=1).numpy()
 
@@ -304,7 +304,7 @@ class DeepModel:
             )
         self._check_bands(data.patches.shape[1], f"{what} patches")
 
-    def _augment(self, x: torch.Tensor, gen: torch.Generator, norm) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, gen: torch.Generator, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Raw batch on device -> amplitude scaling, standardisation + NaN fill, random dihedral transform."""
         n = x.shape[0]
         lo, hi = self.settings.amplitude_scale

@@ -16,6 +16,7 @@ import copy
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 @contextlib.contextmanager
-def deterministic():
+def deterministic() -> Iterator[None]:
     """Deterministic algorithms for the duration of a fit, without the NaN-filling of every new
     tensor that comes with them by default (a pure cost here: nothing reads uninitialised memory)."""
     import torch.utils.deterministic as tud
@@ -88,7 +89,7 @@ _TORCH_RNG_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run the block with torch's global RNG seeded, restoring it afterwards.
 
     Dropout and stochastic depth draw from torch's process-wide generator, so two fits in
@@ -145,7 +146,7 @@ class _EpochBatches(torch.utils.data.Sampler):
     def __init__(self) -> None:
         self.batches: list[np.ndarray] = []
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.batches)
 
     def __len__(self) -> int:
