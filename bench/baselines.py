@@ -18,7 +18,13 @@
    on this machine: sklearn's libsvm uses one core, the fast path all cores), and
    ``label_agreement`` = share of identical labels. ``map_speedup_vs_sklearn`` also
    compares the full mapping rate (with I/O) to ``SVC.predict``;
-5. writes the JSON report (default ``reports/bench/baselines.json``) and prints a table.
+5. for the random forest and the decision tree, measures scikit-learn (``predict_proba``, the
+   forest with its ``n_jobs``) against the compiled path the mapping uses
+   (:mod:`pipeline.models.tree_infer`) on the same pixels, interleaved, with the label agreement
+   and the forest's largest confidence difference; every model's mapping time is also given
+   over the I/O floor's (``seconds_over_io_floor``, medians and per repeat);
+6. writes the JSON report (default ``reports/bench/baselines.json``, with the load average
+   before and after) and prints a table.
 """
 
 from __future__ import annotations
@@ -301,6 +307,69 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
     }
 
 
+# -- tree models vs sklearn on the same pixels -------------------------------------------------
+def trees_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int = 3) -> dict:
+    """The random forest's ``predict_proba`` (or the decision tree's ``predict``), as fitted
+    (the forest with its ``n_jobs``), against the compiled path the mapping uses
+    (:mod:`pipeline.models.tree_infer`) on the same pixels, ``repeats`` times interleaved in
+    alternating order; the speed-up is the median of each repeat's own ratio. Labels are compared
+    with sklearn's (``classes_[argmax(predict_proba)]``, i.e. ``predict``), the forest's
+    confidence with ``predict_proba``'s row maximum."""
+    from rasterio.windows import Window
+
+    from pipeline.models import load_model
+    from pipeline.raster import RasterStack
+
+    model = load_model(model_path)
+    est = model.estimator
+    forest = hasattr(est, "estimators_")
+    with RasterStack.open(raster) as stack:
+        size = stack.grid.width
+        rows = max(1, min(stack.grid.height, -(-n_pixels // size)))
+        r0 = (stack.grid.height - rows) // 2
+        block = stack.read(Window(0, r0, size, rows))
+    X = model.features_from_block(block)
+    X = X[np.all(np.isfinite(block.reshape(block.shape[0], -1)), axis=0)][:n_pixels]
+    model._predict_features(X[:2048])  # warm-up: compiled kernels loaded, trees packed
+    t_sk, t_fast = [], []
+    ref = fast = conf = proba = None
+    for r in range(max(1, repeats)):
+        for which in ("sk", "fast") if r % 2 == 0 else ("fast", "sk"):
+            t0 = time.perf_counter()
+            if which == "sk":
+                proba = est.predict_proba(X)
+                t_sk.append(time.perf_counter() - t0)
+            else:
+                fast, conf = model._predict_features(X)
+                t_fast.append(time.perf_counter() - t0)
+    assert proba is not None and fast is not None and conf is not None
+    ref = np.asarray(est.classes_)[np.argmax(proba, axis=1)]
+    n = len(X)
+    ratios = [a / b for a, b in zip(t_sk, t_fast)]
+    out = {
+        "reference": "RandomForestClassifier.predict_proba" if forest else "DecisionTreeClassifier.predict_proba",
+        "n_pixels_compared": int(n),
+        "repeats": len(t_sk),
+        "sklearn_mpx_per_s": n / 1e6 / float(np.median(t_sk)),
+        "fast_mpx_per_s": n / 1e6 / float(np.median(t_fast)),
+        "speedup_vs_sklearn": float(np.median(ratios)),
+        "speedup_per_repeat": ratios,
+        "sklearn_seconds_all": t_sk,
+        "fast_seconds_all": t_fast,
+        "label_agreement": float(np.mean(fast == ref)),
+        "n_label_differences": int(np.sum(fast != ref)),
+        "trees": len(est.estimators_) if forest else 1,
+        "mean_nodes_per_tree": float(np.mean([e.tree_.node_count for e in getattr(est, "estimators_", [est])])),
+        "max_depth": int(max(e.tree_.max_depth for e in getattr(est, "estimators_", [est]))),
+    }
+    if forest:
+        out["n_jobs"] = int(est.n_jobs or 1)
+        # the model's confidence is float32: compare in float64 before that rounding too
+        idx, conf64 = model._packed_trees.proba_argmax(X, n_threads=out["n_jobs"])
+        out["max_confidence_diff"] = float(np.max(np.abs(conf64 - proba.max(axis=1))))
+    return out
+
+
 # -- driver ------------------------------------------------------------------------------------
 def run_bench(
     out_json: Path = DEFAULT_OUT,
@@ -324,6 +393,7 @@ def run_bench(
     import sklearn
 
     out_json = Path(out_json)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-baselines-", dir=workdir) as tmp:
         tmp = Path(tmp)
         raster = tmp / "scene.tif"
@@ -365,6 +435,21 @@ def run_bench(
                 "fit_seconds": fitted[name]["fit_seconds"],
                 "fit_info": fitted[name]["fit_info"],
             }
+        for name in ("random_forest", "decision_tree"):
+            if name in models:
+                cmp_ = trees_vs_sklearn(Path(fitted[name]["path"]), raster, sk_pixels, repeats=repeats)
+                results[name].update(cmp_)
+                log(
+                    f"{name} vs {cmp_['reference']} on {cmp_['n_pixels_compared']} px: "
+                    f"{cmp_['speedup_vs_sklearn']:.2f}x (per repeat "
+                    f"{', '.join(f'{r:.2f}' for r in cmp_['speedup_per_repeat'])}), "
+                    f"agreement {cmp_['label_agreement']:.6f}"
+                )
+        for name in models:
+            results[name]["seconds_over_io_floor"] = results[name]["seconds"] / io["seconds"]
+            results[name]["seconds_over_io_floor_per_repeat"] = [
+                a / b for a, b in zip(results[name]["seconds_all"], io["seconds_all"])
+            ]
         if "svm" in models:
             cmp_ = svm_vs_sklearn(Path(fitted["svm"]["path"]), raster, sk_pixels, repeats=repeats)
             cmp_["map_speedup_vs_sklearn"] = results["svm"]["mpx_per_s"] / cmp_["sklearn_mpx_per_s"]
@@ -387,9 +472,12 @@ def run_bench(
             "python": platform.python_version(),
             "sklearn": sklearn.__version__,
             "numpy": np.__version__,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },
         "io_floor_mpx_per_s": io["mpx_per_s"],
         "io_floor_peak_rss_mb": io["peak_rss_mb"],
+        "io_floor_seconds": io["seconds"],
         "models": results,
     }
     write_json(out_json, report)  # atomic; NaN -> null
@@ -404,12 +492,19 @@ def table(report: dict) -> str:
     )
     for name, r in report["models"].items():
         note = ""
-        if "speedup_vs_sklearn" in r:
+        if "speedup_vs_sklearn" in r and "trees" in r:
+            note = (
+                f"{r['speedup_vs_sklearn']:.2f}x `{r['reference'].split('.')[-1]}` "
+                f"({r['fast_mpx_per_s']:.3f} vs {r['sklearn_mpx_per_s']:.4f} Mpx/s on {r['n_pixels_compared']} px), "
+                f"label agreement {100 * r['label_agreement']:.4f}%"
+            )
+        elif "speedup_vs_sklearn" in r:
             note = (
                 f"{r['n_support_vectors']} SVs; {r['speedup_vs_sklearn']:.1f}x `SVC.predict` "
                 f"({r['fast_mpx_per_s']:.3f} vs {r['sklearn_mpx_per_s']:.4f} Mpx/s on {r['n_pixels_compared']} px), "
                 f"label agreement {100 * r['label_agreement']:.4f}%"
             )
+        note = f"{r['seconds_over_io_floor']:.2f}x I/O floor time; {note}".rstrip("; ")
         lines.append(f"| {name} | {r['mpx_per_s']:.3f} | {r['peak_rss_mb']:.0f} | {note} |")
     return "\n".join(lines)
 

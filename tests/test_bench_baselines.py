@@ -61,3 +61,13 @@ def test_bench_baselines_tiny(tmp_path, capsys):
     assert svm["speedup_vs_sklearn"] == pytest.approx(
         float(np.median([a / b for a, b in zip(svm["sklearn_seconds_all"], svm["fast_seconds_all"])]))
     )
+    # the tree models against scikit-learn on the same pixels: identical labels, and the I/O floor ratio
+    for name in ("random_forest", "decision_tree"):
+        r = report["models"][name]
+        assert r["n_pixels_compared"] == 3000 and r["repeats"] == 2, name
+        assert r["label_agreement"] == 1.0 and r["n_label_differences"] == 0, name
+        assert r["speedup_vs_sklearn"] == pytest.approx(float(np.median(r["speedup_per_repeat"])))
+        assert r["seconds_over_io_floor"] == pytest.approx(r["seconds"] / report["io_floor_seconds"])
+    assert report["models"]["random_forest"]["trees"] == 5
+    assert report["models"]["random_forest"]["max_confidence_diff"] <= 1e-12
+    assert len(report["machine"]["load_average_before"]) == 3
