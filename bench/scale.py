@@ -275,7 +275,10 @@ def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, An
             n = ds.count
         m: Any = ZeroModel(_meta("decision_tree", n, 1))
     else:
-        load_model(model)  # untimed: imports the model's libraries (torch, scikit-learn)
+        if load_model(model).name in ("decision_tree", "random_forest"):  # untimed: imports the model's libraries
+            from pipeline.models.tree_infer import warm_up  # (torch, scikit-learn; Numba and its compiled kernels)
+
+            warm_up()
     rss0 = rss_mb()
     t0 = time.perf_counter()
     if model != "io_floor":

@@ -173,3 +173,10 @@ def test_nan_rows_go_to_sklearn():
     dt = build_model("decision_tree", DecisionTreeConfig(), _meta("decision_tree"), seed=0)
     dt.fit(_training(rng, 800))
     np.testing.assert_array_equal(dt._predict_features(X)[0], dt.estimator.predict(X))
+
+
+def test_warm_up_loads_every_kernel():
+    from pipeline.models import tree_infer
+
+    tree_infer.warm_up()
+    assert set(tree_infer._kernels) == {"forest_argmax", "tree_leaves", "tree_lookup"}

@@ -84,3 +84,19 @@ def tree_leaves(X, start, stop, feat, thr, base, leaf_slot, root, min_depth, out
         descend(X, a, m, feat, thr, base, root, min_depth, idx, act)
         for i in range(m):
             out[a + i] = leaf_slot[idx[i]]
+
+
+@nb.njit(nogil=True, cache=True)
+def tree_lookup(
+    X, start, stop, feat, thr, base, leaf_slot, root, min_depth, slot_label, slot_conf, lab, conf
+):  # pragma: no cover - compiled
+    """Rows ``start .. stop``: ``slot_label`` and ``slot_conf`` of each row's leaf in the tree at ``root``."""
+    idx = np.empty(GROUP, np.uint32)
+    act = np.empty(GROUP, np.uint32)
+    for a in range(start, stop, GROUP):
+        m = min(GROUP, stop - a)
+        descend(X, a, m, feat, thr, base, root, min_depth, idx, act)
+        for i in range(m):
+            s = leaf_slot[idx[i]]
+            lab[a + i] = slot_label[s]
+            conf[a + i] = slot_conf[s]

@@ -160,9 +160,9 @@ def _packed(model: SklearnPixelModel) -> Any:
 def _leaves(model: SklearnPixelModel, X: np.ndarray) -> np.ndarray:
     """``model.estimator.apply(X)`` for a decision tree, by the compiled kernel; rows with a NaN
     feature go to scikit-learn, which routes missing values node by node."""
-    nan = np.isnan(X).any(axis=1)
-    if not nan.any():
+    if not np.isnan(X).any():  # one pass over the flat array: rows are looked at only when needed
         return _packed(model).leaves(X)
+    nan = np.isnan(X).any(axis=1)
     leaf = np.empty(len(X), np.int64)
     leaf[~nan] = _packed(model).leaves(X[~nan])
     leaf[nan] = model.estimator.apply(X[nan])
@@ -200,17 +200,27 @@ class DecisionTreeModel(SklearnPixelModel):
             confidence=f"class frequency in leaf or ancestor with >= {self.confidence_min_samples} training samples",
         )
 
-    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _node_answers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per node of the tree: (class id the tree predicts there, confidence), int64 and float32."""
         tree = self.estimator.tree_
-        nodes = getattr(self, "_conf_nodes", None)
-        if nodes is None or len(nodes) != tree.node_count:  # derived, not saved: rebuilt after loading
-            nodes = self._conf_nodes = confidence_nodes(tree, self.confidence_min_samples)
-        value = tree.value[:, 0, :]
-        frac = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
-        leaf = _leaves(self, np.asarray(X, dtype=np.float32))
-        idx = np.argmax(value[leaf], axis=1)  # the tree's own prediction (DecisionTreeClassifier.predict)
-        conf = frac[nodes[leaf], idx].astype(np.float32)
-        return np.asarray(self.estimator.classes_)[idx].astype(np.int64), conf
+        answers = getattr(self, "_conf_nodes", None)
+        if answers is None or len(answers[0]) != tree.node_count:  # derived, not saved: rebuilt after loading
+            nodes = confidence_nodes(tree, self.confidence_min_samples)
+            value = tree.value[:, 0, :]
+            frac = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
+            idx = np.argmax(value, axis=1)  # the tree's own prediction (DecisionTreeClassifier.predict)
+            label = np.asarray(self.estimator.classes_)[idx].astype(np.int64)
+            answers = self._conf_nodes = (label, frac[nodes, idx].astype(np.float32))
+        return answers
+
+    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float32)
+        label, conf = self._node_answers()
+        packed = _packed(self)
+        if not np.isnan(X).any():  # the leaves' answers looked up inside the compiled kernel
+            return packed.leaf_lookup(X, label[packed.leaf_node], conf[packed.leaf_node])
+        leaf = _leaves(self, X)
+        return label[leaf], conf[leaf]
 
 
 class RandomForestModel(SklearnPixelModel):
@@ -247,12 +257,14 @@ class RandomForestModel(SklearnPixelModel):
         """Labels and confidence of ``predict_proba`` (same labels, probabilities equal to
         float64 rounding) from the compiled kernel of :mod:`pipeline.models.tree_infer`."""
         X = np.asarray(X, dtype=np.float32)
-        idx = np.empty(len(X), np.int64)
-        conf = np.empty(len(X), np.float64)
-        nan = np.isnan(X).any(axis=1)
-        ok = ~nan if nan.any() else slice(None)
-        idx[ok], conf[ok] = _packed(self).proba_argmax(X[ok], n_threads=int(self.settings.n_jobs))
-        if nan.any():  # scikit-learn routes missing values node by node: let it
+        threads = int(self.settings.n_jobs)
+        if not np.isnan(X).any():  # one pass over the flat array (features never hold NaN)
+            idx, conf = _packed(self).proba_argmax(X, n_threads=threads)
+        else:  # scikit-learn routes missing values node by node: rows with NaN go to it
+            nan = np.isnan(X).any(axis=1)
+            idx = np.empty(len(X), np.int64)
+            conf = np.empty(len(X), np.float64)
+            idx[~nan], conf[~nan] = _packed(self).proba_argmax(X[~nan], n_threads=threads)
             proba = self.estimator.predict_proba(X[nan])
             idx[nan] = np.argmax(proba, axis=1)
             conf[nan] = proba.max(axis=1)

@@ -53,8 +53,27 @@ def _compile() -> dict[str, Any]:
         if not _kernels:
             from pipeline.models import _tree_kernels as k
 
-            _kernels.update(forest_argmax=k.forest_argmax, tree_leaves=k.tree_leaves)
+            _kernels.update(forest_argmax=k.forest_argmax, tree_leaves=k.tree_leaves, tree_lookup=k.tree_lookup)
         return _kernels
+
+
+def warm_up() -> None:
+    """Load the compiled kernels now (import Numba, read them from its cache or compile them)
+    by running each once on a one-node tree, so that the first window does not pay for it."""
+    X = np.zeros((1, 1), np.float32)
+    packed = PackedTrees.__new__(PackedTrees)
+    packed.feature = np.zeros(1, np.uint32)
+    packed.threshold = np.full(1, np.inf, np.float32)
+    packed.base = np.zeros(1, np.uint32)
+    packed.leaf_slot = np.zeros(1, np.uint32)
+    packed.leaf_value = np.ones((1, 1), np.float64)
+    packed.leaf_node = np.zeros(1, np.int64)
+    packed.roots = np.zeros(1, np.uint32)
+    packed.min_depth = np.zeros(1, np.int64)
+    packed.n_features = 1
+    packed.proba_argmax(X)
+    packed.leaves(X)
+    packed.leaf_lookup(X, np.zeros(1, np.int64), np.zeros(1, np.float32))
 
 
 def float32_floor(t: np.ndarray) -> np.ndarray:
@@ -183,6 +202,31 @@ class PackedTrees:
 
         _in_threads(run, n, n_threads)
         return self.leaf_node[slot]
+
+    def leaf_lookup(
+        self, X: np.ndarray, label: np.ndarray, conf: np.ndarray, n_threads: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, f) float32 rows without NaN -> (``label[s]``, ``conf[s]``) for each row's leaf ``s``
+        in the first (or only) tree, ``s`` indexing :attr:`leaf_node` (a leaf's per-leaf
+        answer, looked up in the kernel: no array of leaves in between)."""
+        X = self._check(X)
+        n = len(X)
+        label = np.ascontiguousarray(label, dtype=np.int64)
+        conf_t = np.ascontiguousarray(conf, dtype=np.float32)
+        if len(label) != len(self.leaf_node) or len(conf_t) != len(self.leaf_node):
+            raise ValueError(f"tables must have one entry per leaf ({len(self.leaf_node)})")
+        lab = np.empty(n, np.int64)
+        out = np.empty(n, np.float32)
+        kern = _compile()["tree_lookup"]
+
+        def run(a: int, b: int) -> None:
+            kern(
+                X, a, b, self.feature, self.threshold, self.base, self.leaf_slot, self.roots[0], self.min_depth[0],
+                label, conf_t, lab, out,
+            )  # fmt: skip
+
+        _in_threads(run, n, n_threads)
+        return lab, out
 
 
 def _in_threads(run: Any, n: int, n_threads: int) -> None:
