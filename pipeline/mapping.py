@@ -437,7 +437,11 @@ def _classify_raster(
         tiled=True,
         blockxsize=256,
         blockysize=256,
+        # The raw files are temporaries that the COG copy compresses again (DEFLATE, default
+        # level): the fastest level here cut writing a 4096^2 class map from 1.2 to 0.1 s of CPU
+        # for 12% more temporary bytes.
         compress="deflate",
+        zlevel=1,
     )
     raw_map = _tmp(out_path, "raw")
     raw_conf = _tmp(confidence_path, "raw") if confidence_path else None

@@ -71,3 +71,6 @@ def test_bench_baselines_tiny(tmp_path, capsys):
     assert report["models"]["random_forest"]["trees"] == 5
     assert report["models"]["random_forest"]["max_confidence_diff"] <= 1e-12
     assert len(report["machine"]["load_average_before"]) == 3
+    assert report["io_floor_map_mpx_per_s"] > 0
+    dt = report["models"]["decision_tree"]
+    assert dt["seconds_over_io_floor_map"] == pytest.approx(dt["seconds"] / report["io_floor_map_seconds"])
