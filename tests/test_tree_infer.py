@@ -73,6 +73,7 @@ def test_forest_matches_predict_proba(k, max_depth, min_samples_leaf, n_trees):
     Xt = _hard_rows(rf, _data(rng, 5000, 5, k)[0], rng)
     proba = rf.predict_proba(Xt)
     packed = PackedTrees.from_estimator(rf)
+    assert packed.pure == (min_samples_leaf == 1 and max_depth is None)  # fully grown: votes
     for threads in (1, 2):
         idx, conf = packed.proba_argmax(Xt, n_threads=threads)
         np.testing.assert_array_equal(rf.classes_[idx], rf.predict(Xt))
@@ -179,4 +180,4 @@ def test_warm_up_loads_every_kernel():
     from pipeline.models import tree_infer
 
     tree_infer.warm_up()
-    assert set(tree_infer._kernels) == {"forest_argmax", "tree_leaves", "tree_lookup"}
+    assert set(tree_infer._kernels) == {"forest_argmax", "forest_votes", "tree_leaves", "tree_lookup"}

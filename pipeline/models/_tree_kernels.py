@@ -75,6 +75,38 @@ def forest_argmax(
 
 
 @nb.njit(nogil=True, cache=True)
+def forest_votes(
+    X, start, stop, chunk, feat, thr, base, leaf_slot, leaf_class, n_classes, roots, min_depth, lab, conf
+):  # pragma: no cover - compiled
+    """:func:`forest_argmax` for a forest whose every leaf holds one class (fraction 1, the others
+    0, as fully grown trees have): one vote per tree, ``leaf_class`` of each leaf slot. The sums
+    are whole numbers, exact in float64 whatever the order, so they equal ``predict_proba``'s."""
+    n_trees = roots.shape[0]
+    acc = np.zeros((chunk, n_classes))
+    idx = np.empty(GROUP, np.uint32)
+    act = np.empty(GROUP, np.uint32)
+    for c0 in range(start, stop, chunk):
+        c1 = min(stop, c0 + chunk)
+        acc[:] = 0.0
+        for t in range(n_trees):
+            for a in range(c0, c1, GROUP):
+                m = min(GROUP, c1 - a)
+                descend(X, a, m, feat, thr, base, roots[t], min_depth[t], idx, act)
+                for i in range(m):
+                    acc[a - c0 + i, leaf_class[leaf_slot[idx[i]]]] += 1.0
+        for i in range(c1 - c0):
+            best = 0
+            top = acc[i, 0] / n_trees
+            for c in range(1, n_classes):
+                p = acc[i, c] / n_trees
+                if p > top:
+                    top = p
+                    best = c
+            lab[c0 + i] = best
+            conf[c0 + i] = top
+
+
+@nb.njit(nogil=True, cache=True)
 def tree_leaves(X, start, stop, feat, thr, base, leaf_slot, root, min_depth, out):  # pragma: no cover - compiled
     """Rows ``start .. stop``: the leaf slot of each row in the tree at ``root``."""
     idx = np.empty(GROUP, np.uint32)
