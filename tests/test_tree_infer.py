@@ -180,4 +180,30 @@ def test_warm_up_loads_every_kernel():
     from pipeline.models import tree_infer
 
     tree_infer.warm_up()
-    assert set(tree_infer._kernels) == {"forest_argmax", "forest_votes", "tree_leaves", "tree_lookup"}
+    assert set(tree_infer._kernels) == {
+        "forest_argmax",
+        "forest_votes",
+        "tree_leaves",
+        "tree_lookup",
+        "tree_lookup_columns",
+    }
+
+
+def test_tree_block_read_in_place_equals_features_path():
+    """The decision tree reads a window's band planes in place: the same labels and confidence as
+    going through the (pixels, features) array, NaN and +-inf pixels included (both read them as
+    the features' fill value)."""
+    rng = np.random.default_rng(8)
+    dt = build_model("decision_tree", DecisionTreeConfig(), _meta("decision_tree"), seed=0)
+    dt.fit(_training(rng, 900))
+    X, _ = _data(rng, 40 * 50, 4, 3)
+    block = np.ascontiguousarray((X * 400 + 1500).T.reshape(4, 40, 50))
+    block[:, :3] = np.nan
+    block[1, 10, :20] = np.inf
+    block[2, 11, :20] = -np.inf
+    block[0, 12, :20] = 0.0
+    labels, conf = dt.predict_block(block)
+    ref_labels, ref_conf = dt._predict_features(dt.features_from_block(block))
+    np.testing.assert_array_equal(labels.ravel(), ref_labels)
+    np.testing.assert_array_equal(conf.ravel(), ref_conf)
+    np.testing.assert_array_equal(labels.ravel(), dt.estimator.predict(dt.features_from_block(block)))

@@ -132,3 +132,51 @@ def tree_lookup(
             s = leaf_slot[idx[i]]
             lab[a + i] = slot_label[s]
             conf[a + i] = slot_conf[s]
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def descend_columns(XT, fill, a, m, feat, thr, base, root, min_depth, idx, act):  # pragma: no cover - compiled
+    """:func:`descend` over ``XT`` = features x rows (a window's band planes, read in place), a
+    value that is not finite read as ``fill`` (as :mod:`pipeline.features` fills it)."""
+    for i in range(m):
+        idx[i] = root
+    for _ in range(min_depth):
+        for i in range(m):
+            j = idx[i]
+            x = XT[feat[j], a + i]
+            x = x if x - x == 0 else fill  # x - x is NaN for NaN and +-inf
+            idx[i] = base[j] + (x > thr[j])
+    na = 0
+    for i in range(m):
+        act[na] = i
+        na += base[idx[i]] != idx[i]
+    while na > 0:
+        for _ in range(STEPS):
+            for q in range(na):
+                i = act[q]
+                j = idx[i]
+                x = XT[feat[j], a + i]
+                x = x if x - x == 0 else fill
+                idx[i] = base[j] + (x > thr[j])
+        nn = 0
+        for q in range(na):
+            i = act[q]
+            act[nn] = i
+            nn += base[idx[i]] != idx[i]
+        na = nn
+
+
+@nb.njit(nogil=True, cache=True)
+def tree_lookup_columns(
+    XT, fill, start, stop, feat, thr, base, leaf_slot, root, min_depth, slot_label, slot_conf, lab, conf
+):  # pragma: no cover - compiled
+    """:func:`tree_lookup` over columns ``start .. stop`` of ``XT`` (features x rows)."""
+    idx = np.empty(GROUP, np.uint32)
+    act = np.empty(GROUP, np.uint32)
+    for a in range(start, stop, GROUP):
+        m = min(GROUP, stop - a)
+        descend_columns(XT, fill, a, m, feat, thr, base, root, min_depth, idx, act)
+        for i in range(m):
+            s = leaf_slot[idx[i]]
+            lab[a + i] = slot_label[s]
+            conf[a + i] = slot_conf[s]

@@ -213,6 +213,22 @@ class DecisionTreeModel(SklearnPixelModel):
             answers = self._conf_nodes = (label, frac[nodes, idx].astype(np.float32))
         return answers
 
+    def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """With band values as the only features, the kernel reads the window's band planes in
+        place (non-finite values as the feature module's fill): no (pixels, features) copy."""
+        from pipeline.features import NAN_FILL
+
+        if self.spec.n_features != self.spec.n_bands or self.halo:
+            return super().predict_block(block)
+        blk = np.asarray(block, dtype=np.float32)
+        if blk.ndim != 3 or blk.shape[0] != self.spec.n_bands:
+            raise ValueError(f"block must be ({self.spec.n_bands}, H, W), got {blk.shape}")
+        label, conf = self._node_answers()
+        packed = _packed(self)
+        cols = blk.reshape(blk.shape[0], -1)
+        lab, c = packed.leaf_lookup(cols, label[packed.leaf_node], conf[packed.leaf_node], columns=True, fill=NAN_FILL)
+        return lab.reshape(blk.shape[1:]), c.reshape(blk.shape[1:])
+
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=np.float32)
         label, conf = self._node_answers()

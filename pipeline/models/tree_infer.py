@@ -59,6 +59,7 @@ def _compile() -> dict[str, Any]:
                 forest_votes=k.forest_votes,
                 tree_leaves=k.tree_leaves,
                 tree_lookup=k.tree_lookup,
+                tree_lookup_columns=k.tree_lookup_columns,
             )
         return _kernels
 
@@ -81,7 +82,8 @@ def warm_up() -> None:
     for packed.pure in (True, False):
         packed.proba_argmax(X)
     packed.leaves(X)
-    packed.leaf_lookup(X, np.zeros(1, np.int64), np.zeros(1, np.float32))
+    for columns in (False, True):
+        packed.leaf_lookup(X, np.zeros(1, np.int64), np.zeros(1, np.float32), columns=columns)
 
 
 def float32_floor(t: np.ndarray) -> np.ndarray:
@@ -223,26 +225,42 @@ class PackedTrees:
         return self.leaf_node[slot]
 
     def leaf_lookup(
-        self, X: np.ndarray, label: np.ndarray, conf: np.ndarray, n_threads: int = 1
+        self,
+        X: np.ndarray,
+        label: np.ndarray,
+        conf: np.ndarray,
+        n_threads: int = 1,
+        columns: bool = False,
+        fill: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(n, f) float32 rows without NaN -> (``label[s]``, ``conf[s]``) for each row's leaf ``s``
         in the first (or only) tree, ``s`` indexing :attr:`leaf_node` (a leaf's per-leaf
-        answer, looked up in the kernel: no array of leaves in between)."""
-        X = self._check(X)
-        n = len(X)
+        answer, looked up in the kernel: no array of leaves in between).
+
+        With ``columns=True``, ``X`` is (f, n) (a window's band planes, read where they are:
+        no transposed copy), and a value that is not finite (NaN, +-inf) is read as ``fill``."""
+        if columns:
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            if X.ndim != 2 or X.shape[0] != self.n_features:
+                raise ValueError(f"X must be ({self.n_features}, n), got {X.shape}")
+            n = X.shape[1]
+        else:
+            X = self._check(X)
+            n = len(X)
         label = np.ascontiguousarray(label, dtype=np.int64)
         conf_t = np.ascontiguousarray(conf, dtype=np.float32)
         if len(label) != len(self.leaf_node) or len(conf_t) != len(self.leaf_node):
             raise ValueError(f"tables must have one entry per leaf ({len(self.leaf_node)})")
         lab = np.empty(n, np.int64)
         out = np.empty(n, np.float32)
-        kern = _compile()["tree_lookup"]
+        kernels = _compile()
+        tree = (self.feature, self.threshold, self.base, self.leaf_slot, self.roots[0], self.min_depth[0])
 
         def run(a: int, b: int) -> None:
-            kern(
-                X, a, b, self.feature, self.threshold, self.base, self.leaf_slot, self.roots[0], self.min_depth[0],
-                label, conf_t, lab, out,
-            )  # fmt: skip
+            if columns:
+                kernels["tree_lookup_columns"](X, np.float32(fill), a, b, *tree, label, conf_t, lab, out)
+            else:
+                kernels["tree_lookup"](X, a, b, *tree, label, conf_t, lab, out)
 
         _in_threads(run, n, n_threads)
         return lab, out
