@@ -189,8 +189,9 @@ class PackedTrees:
         lab = np.empty(n, np.int64)
         conf = np.empty(n, np.float64)
         k = self.leaf_value.shape[1]
-        # rows per pass over the trees: their float64 sums (chunk x classes) stay in cache
-        chunk = max(GROUP, (2**20 // (8 * k)) // GROUP * GROUP)
+        # rows per pass over the trees: their float64 sums (chunk x classes, 256 KB) and features
+        # stay in the core's cache with the tree, even when other processes share the core
+        chunk = max(GROUP, (2**18 // (8 * k)) // GROUP * GROUP)
         kernels = _compile()
 
         def run(a: int, b: int) -> None:
