@@ -45,6 +45,32 @@ def test_fixed_shrinkage_is_the_convex_combination_with_the_scaled_identity():
         ShrunkGaussianClassifier(shrinkage=0.0).fit(X, y)
 
 
+def test_prediction_in_row_chunks_equals_one_pass_over_all_rows():
+    """The log-likelihoods are computed in row chunks (bounded memory on many-band windows); the
+    posteriors equal scipy's logpdf over all rows at once, computed here independently."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    from pipeline.models import gaussian
+
+    X, y = _data(d=30)
+    m = ShrunkGaussianClassifier(shrinkage=0.2).fit(X, y)
+    step = gaussian.CHUNK_BYTES // (8 * 30)
+    Xp = np.random.default_rng(1).normal(0.7, 1.5, size=(2 * step + 17, 30))  # three chunks, the last ragged
+    jll = np.stack(
+        [
+            multivariate_normal(m.means_[k], m.covariance_[k]).logpdf(Xp) + np.log(m.priors_[k])
+            for k in range(len(m.classes_))
+        ],
+        axis=1,
+    )
+    want = jll - logsumexp(jll, axis=1, keepdims=True)
+    got = m.predict_log_proba(Xp)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(m.predict(Xp), m.classes_[np.argmax(want, axis=1)])
+    assert m.predict_log_proba(Xp[:1]).shape == (1, 3)  # a single row (scipy returns a scalar for it)
+
+
 def _meta(d):
     return ModelMeta(
         model="max_likelihood",
