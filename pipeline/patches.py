@@ -339,11 +339,13 @@ class PatchStore:
         if not rest:
             return self._read(rows)
         # e.g. store[:, :, c, c]: decode in bounded chunks, keep only the selected part of each.
+        # A copy of it: a basic-index selection is a view that would keep its whole decoded chunk
+        # alive until the end (218 bands: the centre pixels held all 400 MB of decoded patches).
         if isinstance(rows, slice):
             rows = np.arange(self.raw.shape[0], dtype=np.int64)[rows]
         if rows.ndim == 0:
             return self._read(rows)[rest]
-        parts = [self._read(rows[a:b])[(slice(None), *rest)] for a, b in self.row_chunks(len(rows))]
+        parts = [self._read(rows[a:b])[(slice(None), *rest)].copy() for a, b in self.row_chunks(len(rows))]
         return np.concatenate(parts) if parts else self._read(rows[:0])[(slice(None), *rest)]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

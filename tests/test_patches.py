@@ -136,3 +136,24 @@ def test_window_for_bands_bounds_one_window():
     w = window_for_bands(512, 218, halo=4)
     assert 32 <= w < 512 and w % 16 == 0 and 218 * (w + 8) ** 2 * 4 <= WINDOW_BYTES
     assert window_for_bands(512, 100000) == 32  # never below 32
+
+
+def test_centre_pixels_of_a_store_need_one_chunk_of_memory_not_the_whole_store():
+    """``store[:, :, c, c]`` decodes chunk by chunk and keeps only the centres: its peak memory is
+    about one decoded chunk, not every chunk at once (218 bands: 400 MB at every training start)."""
+    import tracemalloc
+
+    from pipeline.patches import CHUNK_BYTES, PatchStore
+
+    raw = np.random.default_rng(0).integers(-500, 3000, size=(8000, 20, 9, 9), dtype=np.int16)
+    st = PatchStore(raw, fill=[-9999.0] * 20)
+    decoded = 8000 * 20 * 81 * 4
+    assert decoded > 4 * CHUNK_BYTES  # several chunks
+    tracemalloc.start()
+    try:
+        centre = st[:, :, 4, 4]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(centre, raw[:, :, 4, 4].astype(np.float32))
+    assert peak < 2.5 * CHUNK_BYTES < decoded / 2, (peak, decoded)
