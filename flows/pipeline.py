@@ -115,9 +115,8 @@ def _submit_training(ref: dict, models: list[str]) -> dict[str, PrefectFuture]:
     classical fits), each next one only after the previous has finished. Why not two at once:
     on a CPU, torch already spreads each batch's convolutions over every core, so a second
     network at the same time only halves each one's share of the cores, while its batches,
-    activations, gradients and optimizer state double the memory (218-band case: 1.68 GB with
-    CNN and ResNet together, 1.36 GB one after the other); on a CUDA device, one model at a time
-    is what a single GPU wants too. A memory-based limit (two at once when both fit) would buy
+    activations, gradients and optimizer state add to the memory of the first; on a CUDA device,
+    one model at a time is what a single GPU wants too. A memory-based limit (two at once when both fit) would buy
     nothing on the CPU and needs a footprint estimate per architecture that can be wrong.
     A deep model whose fit failed does not stop the next one; a full disk stops the chain
     (every later write would fail too; :func:`_collect_models` raises it).

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.atomic import write_json
 from pipeline.cancel import check_cancelled
+from pipeline.memory import release_free_memory
 from pipeline.models import registry
 
 if TYPE_CHECKING:
@@ -114,7 +115,10 @@ def run_stage(
     record_path(ctx, stage, model).unlink(missing_ok=True)  # a failed rerun must not leave the old record
     check_cancelled()  # Ctrl-C / SIGTERM: start no new stage
     t0 = time.perf_counter()
-    out = fn(ctx)
+    try:
+        out = fn(ctx)
+    finally:
+        release_free_memory()  # what this stage freed must not stay resident under the next one
     rec = {
         "stage": stage,
         "model": model,
