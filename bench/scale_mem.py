@@ -207,6 +207,27 @@ def setup_labelled(axis: Any, s: Any, workdir: Path, log: Any) -> dict[tuple[int
     return jobs
 
 
+def add_entry(out_path: Path, key: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """Put ``rec`` under ``key`` in the report at ``out_path``, reading the file just before
+    writing it, so that runs of other cases or engines (even at the same time: each run takes
+    minutes) keep their entries. Atomic write."""
+    from pipeline.atomic import write_json
+
+    try:
+        report: dict[str, Any] = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        report = {}
+    report.update(
+        benchmark="scale_mem",
+        machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+        date=time.strftime("%Y-%m-%d"),
+    )
+    report.pop("command", None)  # each entry names its own command (bench_command, command)
+    report[key] = rec
+    write_json(out_path, report)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.scale import run_child
 
@@ -228,13 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     out_path = Path(args.out)
-    report: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() else {}
-    report.update(
-        benchmark="scale_mem",
-        machine={"cpus": os.cpu_count(), "python": platform.python_version()},
-        date=time.strftime("%Y-%m-%d"),
-        command=" ".join(["python -m bench.scale_mem", *(argv or [])]),
-    )
+    command = " ".join(["python -m bench.scale_mem", *(argv or [])])
     with tempfile.TemporaryDirectory(prefix="bench-scale-mem-", dir=args.workdir) as tmp:
         tmp = Path(tmp)
         for case in cases:
@@ -257,11 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"samples {rec.get('sampling', {}).get('samples_after') or rec.get('labelled_pixels')}",
                 flush=True,
             )
+            rec["bench_command"] = command
             # one entry per case and engine: the Prefect and the in-process figures side by side
-            report[case if args.engine in (None, "prefect") else f"{case}-{args.engine}"] = rec
+            add_entry(out_path, case if args.engine in (None, "prefect") else f"{case}-{args.engine}", rec)
             img.unlink(missing_ok=True)
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {out_path}")
     return 0
 

@@ -155,3 +155,24 @@ def test_labelled_axis_runs_whole_pipelines(tmp_path):
     assert p["value"] == 900 and p["returncode"] == 0 and p["labelled_pixels"] == 900
     assert p["sampling"]["active"] is False and p["patch_store_mb"] > 0
     assert p["peak_rss_mb"] >= p["rss_before_mb"] > 0 and p["seconds"] > 0
+
+
+def test_axes_and_cases_measured_in_separate_runs_add_to_one_report(tmp_path):
+    """A run of some axes keeps the other axes of an existing scale.json; scale_mem entries of other
+    cases and engines survive a later run (the file is read again just before it is written)."""
+    from bench.scale import _earlier_axes
+    from bench.scale_mem import add_entry
+
+    out = tmp_path / "scale.json"
+    out.write_text(json.dumps({"benchmark": "scale", "axes": {"size": {"x": "pixels"}, "labelled": {"x": "old"}}}))
+    assert _earlier_axes(out, exclude={"labelled"}) == {"size": {"x": "pixels"}}
+    out.write_text(json.dumps({"benchmark": "baselines", "axes": {"size": {}}}))  # another benchmark's file
+    assert _earlier_axes(out, exclude=set()) == {}
+    assert _earlier_axes(tmp_path / "absent.json", exclude=set()) == {}
+
+    mem = tmp_path / "bench" / "scale_mem.json"
+    add_entry(mem, "hyper218", {"peak_rss_mb": 1350.0})
+    add_entry(mem, "hyper218-local", {"peak_rss_mb": 1294.0})
+    rep = add_entry(mem, "hyper218", {"peak_rss_mb": 1300.0})
+    assert json.loads(mem.read_text()) == rep
+    assert rep["hyper218"] == {"peak_rss_mb": 1300.0} and rep["hyper218-local"] == {"peak_rss_mb": 1294.0}
