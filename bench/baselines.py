@@ -199,13 +199,18 @@ class BandThresholdModel(ZeroModel):
     zeros (the I/O floor) costs far less than writing one of real labels."""
 
     name = "io_floor_map"
-    NIR = BANDS.index("nir")
-    EDGES = np.sort(SPECTRA[:, BANDS.index("nir")])
-    ORDER = np.asarray(CLASS_IDS)[np.argsort(SPECTRA[:, BANDS.index("nir")])]
+
+    def __init__(self, meta: Any, band: int = BANDS.index("nir"), means: np.ndarray | None = None):
+        """``means``: each class's mean value of band ``band`` (default: the scene's NIR)."""
+        super().__init__(meta)
+        means = SPECTRA[:, band] if means is None else np.asarray(means, dtype=np.float64)
+        order = np.argsort(means)
+        self.band = band
+        self.cuts = (means[order][1:] + means[order][:-1]) / 2
+        self.ids = np.asarray(CLASS_IDS)[order]
 
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cuts = (self.EDGES[1:] + self.EDGES[:-1]) / 2
-        return self.ORDER[np.digitize(block[self.NIR], cuts)], np.ones(block.shape[1:], np.float32)
+        return self.ids[np.digitize(block[self.band], self.cuts)], np.ones(block.shape[1:], np.float32)
 
 
 def fit_models(

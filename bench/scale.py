@@ -50,11 +50,12 @@ from pipeline.atomic import write_json
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "reports" / "bench" / "scale.json"
 S2_TILE = 10980  # pixels on a side of one Sentinel-2 tile at 10 m
-MODELS = ("io_floor", "decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
+MODELS = ("io_floor", "io_floor_map", "decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
 # Largest raster side each model is mapped at (the slow ones would take minutes per repeat at
 # 8192^2; their growth exponent comes from the smaller sizes).
 MAX_SIZE = {
     "io_floor": 8192,
+    "io_floor_map": 8192,
     "decision_tree": 8192,
     "max_likelihood": 4096,
     "random_forest": 2048,
@@ -62,6 +63,9 @@ MAX_SIZE = {
     "cnn": 2048,
     "resnet": 2048,
 }
+# Mappings without a model: read + write a map of zeros, and of real labels (one band cut at
+# fixed values: compressing a real class map, and its COG, costs far more than zeros).
+FLOORS = ("io_floor", "io_floor_map")
 TILE = 512
 NODATA = 0
 PATCH = 9  # patch size of the deep models (the config default)
@@ -226,9 +230,9 @@ def fit_model(
     name: str, sample: dict[str, np.ndarray], workdir: Path, s: Settings, n_jobs: int = 2, tag: str = ""
 ) -> str:
     """Fit ``name`` on the sample and save it under ``workdir``; returns the path
-    (``"io_floor"`` for the mapping with no model)."""
-    if name == "io_floor":
-        return "io_floor"
+    (``"io_floor"`` / ``"io_floor_map"`` for the mappings with no model)."""
+    if name in FLOORS:
+        return name
     from pipeline.config import (
         CNNConfig,
         DecisionTreeConfig,
@@ -268,12 +272,18 @@ def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, An
     from pipeline.mapping import classify_raster, open_for_model
     from pipeline.models import load_model
 
-    if model == "io_floor":
+    if model in FLOORS:
         import rasterio
+
+        from bench.baselines import BandThresholdModel
 
         with rasterio.open(raster) as ds:
             n = ds.count
-        m: Any = ZeroModel(_meta("decision_tree", n, 1))
+        if model == "io_floor":
+            m: Any = ZeroModel(_meta("decision_tree", n, 1))
+        else:  # a real class map from one band cut at fixed values: read + write of a real map
+            band = round(3 * (n - 1) / 5)  # the baselines' NIR, where the spectra are interpolated
+            m = BandThresholdModel(_meta("decision_tree", n, 1), band=band, means=_spectra(n)[:, band])
     else:
         if load_model(model).name in ("decision_tree", "random_forest"):  # untimed: imports the model's libraries
             from pipeline.models.tree_infer import warm_up  # (torch, scikit-learn; Numba and its compiled kernels)
@@ -281,7 +291,7 @@ def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, An
             warm_up()
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    if model != "io_floor":
+    if model not in FLOORS:
         m = load_model(model)
     with open_for_model(Path(raster), list(m.meta.band_names)) as stack:
         res = classify_raster(m, stack, Path(out), window_size=window_size, progress=False)
@@ -640,6 +650,11 @@ def checks(axes: dict[str, Any]) -> dict[str, Any]:
         dt = {p["value"]: p["seconds"] for p in size["decision_tree"]["points"]}
         common = sorted(set(io) & set(dt))
         out["decision_tree_over_io_floor"] = {str(v): dt[v] / io[v] for v in common}
+    if "io_floor_map" in size and "decision_tree" in size:
+        io = {p["value"]: p["seconds"] for p in size["io_floor_map"]["points"]}
+        dt = {p["value"]: p["seconds"] for p in size["decision_tree"]["points"]}
+        common = sorted(set(io) & set(dt))
+        out["decision_tree_over_io_floor_map"] = {str(v): dt[v] / io[v] for v in common}
     workers = axes.get("workers", {}).get("models", {})
     out["dask_speedup"] = {m: r.get("seconds_ratio") for m, r in workers.items()}
     return out
@@ -739,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(x.strip() for x in a.models.split(",") if x.strip())
     bmodels = tuple(x.strip() for x in a.bands_models.split(",") if x.strip())
     bad = [x for x in axes if x not in AXES] + [x for x in models + bmodels if x not in MODELS]
-    bad += [a.workers_model] if a.workers_model not in MODELS or a.workers_model == "io_floor" else []
+    bad += [a.workers_model] if a.workers_model not in MODELS or a.workers_model in FLOORS else []
     if bad:
         p.error(f"unknown axis or model {bad[0]!r}")
     max_size = dict(MAX_SIZE)

@@ -55,7 +55,7 @@ def test_bench_scale_tiny(tmp_path, capsys):
             "--bands-size",
             "48",
             "--models",
-            "io_floor,decision_tree",
+            "io_floor,io_floor_map,decision_tree",
             "--bands-models",
             "io_floor",
             "--max-size",
@@ -75,7 +75,12 @@ def test_bench_scale_tiny(tmp_path, capsys):
     assert rc == 0
     rep = json.loads(out.read_text())
     size, bands = rep["axes"]["size"], rep["axes"]["bands"]
-    assert set(size["models"]) == {"io_floor", "decision_tree"} and set(bands["models"]) == {"io_floor"}
+    assert set(size["models"]) == {"io_floor", "io_floor_map", "decision_tree"}
+    assert set(bands["models"]) == {"io_floor"}
+    floor_map = {p["value"]: p["seconds"] for p in size["models"]["io_floor_map"]["points"]}
+    assert rep["checks"]["decision_tree_over_io_floor_map"] == pytest.approx(
+        {"48": size["models"]["decision_tree"]["points"][0]["seconds"] / floor_map[48]}
+    )
     # --max-size keeps the decision tree at 48 px: one point, no fit
     dt = size["models"]["decision_tree"]
     assert [p["value"] for p in dt["points"]] == [48] and dt["time_fit"] is None
