@@ -24,8 +24,9 @@ from tiny_project import make_project  # noqa: E402
 from pipeline import cancel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-# Long enough that the signal, sent 1 s into training, lands well before its end: one torch thread
-# (tests/conftest.py) trains about 9,000 samples/s on a quiet machine, 1,125 samples an epoch.
+# Long enough that the signal, sent 1 s into training, lands well before its end: with one torch
+# thread (tests/conftest.py) and a load of 2, this fit took 4.5-4.7 s (17,500 samples/s, 1,125 an
+# epoch); 8 epochs with torch's default two threads took 24.7-28.5 s (343-401 samples/s).
 CNN = {"cnn": {"epochs": 40, "patience": 40, "channels": 4, "batch_size": 32}}
 
 
