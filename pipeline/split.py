@@ -98,7 +98,7 @@ import pandas as pd
 
 from pipeline.audit import audit_split, check_no_leak
 from pipeline.config import SplitConfig, SplitFractions
-from pipeline.errors import InputError
+from pipeline.errors import InputError, LeakageError
 from pipeline.split_assign import (
     EXCLUDED,
     SPLIT_NAMES,
@@ -692,13 +692,16 @@ def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
     return ufold
 
 
-def _assign_folds(inp: SplitInput, buffer: float, k: int) -> tuple[Layout, np.ndarray, np.random.Generator]:
+def _assign_folds(
+    inp: SplitInput, buffer: float, k: int, deal: int = 0
+) -> tuple[Layout, np.ndarray, np.random.Generator]:
     """Units, their fold (U,) and the generator to continue with; ``auto`` cuts, and deals again,
-    classes whose units all fell in one fold (that fold would have no training data for them)."""
+    classes whose units all fell in one fold (that fold would have no training data for them).
+    ``deal`` > 0 draws another dealing from the same seed (see :data:`KFOLD_DEALS`)."""
     force: tuple[int, ...] = ()
     for _ in range(2):
         lay = _plan(inp, buffer, k, force)
-        rng = np.random.default_rng(inp.seed)
+        rng = np.random.default_rng(inp.seed if deal == 0 else [inp.seed, deal])
         ufold = _kfold_units(lay, k, rng)
         present = lay.C > 0
         one_fold = [
@@ -710,7 +713,6 @@ def _assign_folds(inp: SplitInput, buffer: float, k: int) -> tuple[Layout, np.nd
         if not force:
             break
         force = tuple(sorted(set(force) | set(lay.sub_classes)))
-    _warn_sub(inp, lay)
     return lay, ufold, rng
 
 
@@ -734,12 +736,34 @@ def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold:
     }
 
 
+#: Dealings of the units into folds tried before kfold gives up. A dealing can leave a class
+#: without training data in one fold once the buffer has cleared the ground around that fold's
+#: test units (a small polygon beside a test block); another dealing of the same units, drawn
+#: from the same seed, usually does not. The first dealing is the one runs have always used.
+KFOLD_DEALS = 8
+
+
 def _split_kfold(inp: SplitInput) -> SplitResult:
     """``kfold``: units dealt into k folds; in fold i the units of fold i are test, a share
     ``fractions.validation`` of the others validation; buffer and audit in every fold."""
     buffer = _buffer_of(inp)
+    first: InputError | None = None
+    for deal in range(KFOLD_DEALS):
+        try:
+            return _kfold_dealt(inp, buffer, deal)
+        except _FoldWithoutTraining as e:
+            first = first or e
+    assert first is not None
+    raise InputError(str(first)) from None
+
+
+class _FoldWithoutTraining(InputError):
+    """The buffer (or the dealing) left a class, or everything, without training data in a fold."""
+
+
+def _kfold_dealt(inp: SplitInput, buffer: float, deal: int) -> SplitResult:
     k = int(inp.cfg.k)
-    lay, ufold, rng = _assign_folds(inp, buffer, k)
+    lay, ufold, rng = _assign_folds(inp, buffer, k, deal)
     val_share = float(inp.cfg.fractions.validation)
     fold_splits: list[np.ndarray] = []
     per_fold: list[dict] = []
@@ -751,7 +775,12 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
         unit_split[rest] = np.array(["train", "validation"], dtype=object)[lab_rest]
         if f == 0:
             unit_split0 = [str(v) for v in unit_split]
-        labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, f"split (kfold, fold {f})")
+        try:
+            labels, dropped, audit = _buffered(inp, unit_split, lay, buffer, f"split (kfold, fold {f})")
+        except LeakageError:
+            raise  # a leak is never the dealing's fault
+        except InputError as e:
+            raise _FoldWithoutTraining(str(e)) from None
         counts = _counts(labels, inp.cls, inp.names)
         per_fold.append(
             {
@@ -763,7 +792,10 @@ def _split_kfold(inp: SplitInput) -> SplitResult:
             }
         )
         fold_splits.append(labels)
+    _warn_sub(inp, lay)
     report = _kfold_report(inp, lay, buffer, k, per_fold)
+    if deal:
+        report["deal"] = deal
     if report["missing_classes"]["test"] and not inp.quiet:
         _warn_untested(inp, report["missing_classes"]["test"])
     gdf = _blocks_frame(inp, lay, unit_split0, ufold)

@@ -357,3 +357,25 @@ def test_validation_never_takes_the_last_training_block_of_a_class(seed):
     r = make_splits(s, SplitConfig(strategy="kfold", k=3), [1, 3, 5][seed % 3], RES, seed=seed)
     for f in r.report["folds"]:
         assert all(n > 0 for n in f["counts"]["train"].values()), f["counts"]["train"]
+
+
+def test_kfold_deals_again_when_the_buffer_empties_a_class_in_one_fold(monkeypatch):
+    """Found by the property test above (seed 3950, two tiles): the first dealing of the units
+    puts the only training polygon of 'crop' (23 pixels) in fold 2 beside a test block, and the
+    buffer clears it. Another dealing from the same seed trains every class in every fold,
+    leak-free; with one dealing allowed the run stops with the old message."""
+    import pipeline.split as split_module
+
+    parts = [make_polys(3950 + i, n=4, big=True, size=100).assign(scene=f"s{i}") for i in range(2)]
+    parts[1] = parts[1].assign(x=parts[1].x + 6000.0)
+    s = pd.concat(parts, ignore_index=True)
+    cfg = SplitConfig(strategy="kfold", k=3, group_by="auto")
+    r = make_splits(s, cfg, 3, RES, seed=3950)
+    assert r.report["deal"] >= 1
+    for fold in r.folds:
+        assert set(s["class_name"].to_numpy()[fold.train]) == set(s["class_name"])
+        a = audit_split(s[["x", "y"]].to_numpy(), RES, 3, fold.train, fold.test, fold.validation)
+        assert all(a[k] == 0 for k in COUNT_KEYS), a
+    monkeypatch.setattr(split_module, "KFOLD_DEALS", 1)
+    with pytest.raises(InputError, match="removes all 23 training samples of class 'crop'"):
+        make_splits(s, cfg, 3, RES, seed=3950)
