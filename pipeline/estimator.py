@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from pipeline.errors import InputError
 from pipeline.models import build_model, registry
 from pipeline.models.base import ModelMeta, TrainingData
+from pipeline.value_range import training_value_range
 
 __all__ = ["LandcoverClassifier"]
 
@@ -138,6 +139,9 @@ class LandcoverClassifier(ClassifierMixin, BaseEstimator):
             class_names=[str(c) for c in self.classes_],
             class_colors=["#808080"] * n_classes,
             patch_size=self.patch_size_,
+            # The training values' percentiles, so that `landcover map` warns about an input in other
+            # units; no data types: arrays handed to fit say nothing of the raster's own type.
+            value_range=training_value_range(patches[:, :, self.patch_size_ // 2, self.patch_size_ // 2], []),
         )
         rs = self.random_state
         seed = int(rs) if isinstance(rs, (int, np.integer)) else int(check_random_state(rs).randint(2**31 - 1))

@@ -90,3 +90,46 @@ def test_patches_feed_patch_models_and_window_features(torch_one_thread):
     np.testing.assert_array_equal(cnn.predict(big), cnn.predict(patches[:7]))
     with pytest.raises(ValueError, match="fitted on 5x5"):
         cnn.predict(patches[:7, :, 1:4, 1:4])
+
+
+def test_a_saved_estimator_model_warns_landcover_map_about_other_units(tmp_path, caplog):
+    """A model fitted through the estimator keeps its training values' percentiles, so
+    ``landcover map`` warns about an input 100x smaller (reflectance for digital numbers), and not
+    about one in the training units; the data type is not judged (arrays do not carry it)."""
+    import logging
+
+    from conftest import write_raster
+
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    X = np.where(y[:, None] == 0, [1000.0, 1400.0, 2600.0], [3000.0, 2500.0, 900.0]) + rng.normal(0, 40, (400, 3))
+    est = LandcoverClassifier("decision_tree").fit(X, y)
+    vr = est.model_.meta.value_range
+    np.testing.assert_allclose(vr["p50"], np.median(X.astype(np.float32), axis=0), rtol=1e-6)
+    assert vr["dtypes"] == []
+    model = est.model_.save(tmp_path / "tree.skops")
+    img = X[:, :, None].reshape(20, 20, 3).transpose(2, 0, 1)
+    names = ["band_1", "band_2", "band_3"]
+    same = write_raster(tmp_path / "same.tif", img.astype(np.uint16), descriptions=names)
+    small = write_raster(tmp_path / "small.tif", (img / 100).astype(np.float32), descriptions=names)
+
+    def warnings_of(raster):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            args = [
+                "map",
+                "--model",
+                str(model),
+                "--raster",
+                str(raster),
+                "--out",
+                str(tmp_path / f"{raster.stem}_map.tif"),
+            ]
+            assert main(args + ["--no-progress"]) == 0
+        return [r.getMessage() for r in caplog.records if "training" in r.getMessage()]
+
+    assert warnings_of(same) == []  # uint16 against float arrays: no data-type complaint
+    (line,) = warnings_of(small)
+    assert str(small) in line and "100x smaller" in line
