@@ -468,7 +468,7 @@ def stage_prepare(ctx: RunContext) -> dict:
     write_json(ctx.path("labels.json"), {**labels_rec, "sampling": sampling, "dropped_bands": dropped_bands})
     write_json(ctx.path("split.json"), split_rec)
     write_splits_gpkg(result, samples, ctx.path("splits.gpkg"), crs, scene_crs)
-    plot_split_map(samples, result, ctx.path("split_map.png"))
+    plot_split_map(samples, result, ctx.path("split_map.png"), scene_crs=scene_crs)
     return {
         "outputs": [
             "samples.parquet",

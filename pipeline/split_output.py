@@ -26,6 +26,7 @@ __all__ = [
     "block_frame",
     "group_frame",
     "plot_split_map",
+    "split_map_figure",
     "rows_crs",
     "samples_frame",
     "to_common_crs",
@@ -195,6 +196,14 @@ def to_common_crs(frame: gpd.GeoDataFrame, row_crs: np.ndarray, target: Any) -> 
     return gpd.GeoDataFrame(pd.concat(parts).loc[frame.index], crs=target)
 
 
+def blocks_to_common_crs(result: SplitResult, row_crs: np.ndarray, target: Any) -> gpd.GeoDataFrame:
+    """:attr:`SplitResult.blocks` reprojected into ``target``, each block from the CRS of its
+    samples (``row_crs``, one per sample): a block lies in one CRS zone."""
+    crs_of_block = pd.Series(row_crs, index=np.asarray(result.block)).groupby(level=0).first()
+    blocks = result.blocks.copy()
+    return to_common_crs(blocks, blocks["block"].map(crs_of_block).to_numpy(dtype=object), target)
+
+
 def rows_crs(samples: pd.DataFrame, crs: Any, scene_crs: dict[str, str] | None) -> tuple[np.ndarray | None, Any]:
     """The CRS of each sample and the CRS to write in: ``(None, crs)`` when the run has one CRS;
     with scenes in several CRSs (``crs`` None), each sample's scene CRS and the first sample's."""
@@ -242,9 +251,7 @@ def write_splits_gpkg(
     blocks = result.blocks.copy()
     pts = samples_frame(samples, result, None if row_crs is not None else crs)
     if row_crs is not None:
-        # a block lies in one CRS zone: the CRS of its samples
-        crs_of_block = pd.Series(row_crs, index=np.asarray(result.block)).groupby(level=0).first()
-        blocks = to_common_crs(blocks, blocks["block"].map(crs_of_block).to_numpy(dtype=object), target)
+        blocks = blocks_to_common_crs(result, row_crs, target)
         pts = to_common_crs(pts, row_crs, target)
     elif crs is not None:
         blocks = blocks.set_crs(crs, allow_override=True)
@@ -367,7 +374,13 @@ def _georeference(ax: Any, crs: Any) -> None:
     )
 
 
-def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path, max_blocks: int = MAX_DRAWN_BLOCKS) -> Path:
+def plot_split_map(
+    samples: pd.DataFrame,
+    result: SplitResult,
+    path: Path,
+    max_blocks: int = MAX_DRAWN_BLOCKS,
+    scene_crs: dict[str, str] | None = None,
+) -> Path:
     """Draw the split as a PNG: blocks coloured by split, samples as points.
 
     Past ``max_blocks`` blocks (a random split has one per sample) the blocks are not drawn
@@ -377,29 +390,57 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path, max_b
     Parameters
     ----------
     samples : DataFrame, n rows
-        The table that was split (needs ``x``, ``y``).
+        The table that was split (needs ``x``, ``y``; ``scene`` with ``scene_crs``).
     result : SplitResult
     path : Path
     max_blocks : int
+    scene_crs : dict, optional
+        Scene name -> CRS. When ``result.blocks`` has no CRS (scenes in several CRSs), points,
+        blocks and buffer are drawn in the first sample's scene CRS, as in ``splits.gpkg``
+        (see :func:`write_splits_gpkg`): native coordinates of different zones on one axis
+        would be meaningless.
 
     Returns
     -------
     Path
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    xy = samples[["x", "y"]].to_numpy(dtype=np.float64)
+    fig = split_map_figure(samples, result, max_blocks, scene_crs)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def split_map_figure(
+    samples: pd.DataFrame,
+    result: SplitResult,
+    max_blocks: int = MAX_DRAWN_BLOCKS,
+    scene_crs: dict[str, str] | None = None,
+) -> Any:
+    """The matplotlib ``Figure`` that :func:`plot_split_map` saves (same parameters)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from pyproj import CRS
+
+    native = samples[["x", "y"]].to_numpy(dtype=np.float64)
+    row_crs, crs = rows_crs(samples, result.blocks.crs, scene_crs)
+    blocks = result.blocks
+    xy = native
+    if row_crs is not None:
+        blocks = blocks_to_common_crs(result, row_crs, crs)
+        pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(native[:, 0], native[:, 1]), index=samples.index)
+        pts = to_common_crs(pts, row_crs, crs)
+        xy = np.column_stack([pts.geometry.x, pts.geometry.y])
+        crs = CRS.from_user_input(crs)
     fig = Figure(figsize=(10, 7), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    draw_blocks = 0 < len(result.blocks) <= max_blocks
+    draw_blocks = 0 < len(blocks) <= max_blocks
     if draw_blocks:
-        colors = [SPLIT_COLORS.get(str(s), "#cccccc") for s in result.blocks["split"]]
-        result.blocks.plot(ax=ax, color=colors, alpha=0.25, edgecolor="#444444", linewidth=0.4)
-    zones = buffer_zones(result, xy)[:1]  # fold 0, as the points
+        colors = [SPLIT_COLORS.get(str(s), "#cccccc") for s in blocks["split"]]
+        blocks.plot(ax=ax, color=colors, alpha=0.25, edgecolor="#444444", linewidth=0.4)
+    zones = buffer_zones(result, native, row_crs, crs)[:1]  # fold 0, as the points
     for _, zone in zones:
         gpd.GeoSeries([zone]).plot(
             ax=ax, facecolor="none", edgecolor=SPLIT_COLORS["test"], linestyle="--", linewidth=0.7
@@ -428,8 +469,6 @@ def plot_split_map(samples: pd.DataFrame, result: SplitResult, path: Path, max_b
         title += f"\n{len(result.blocks):,} blocks not drawn (more than {max_blocks:,}); the points show the split"
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
-    _georeference(ax, result.blocks.crs)
+    _georeference(ax, crs)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return fig

@@ -227,6 +227,7 @@ def test_nine_tiles_in_two_crs_run_scene_by_scene(nine_tiles):
             assert np.mean(mp.read(1) == truth) > 0.9
     assert not (run / "maps" / "decision_tree.tif").exists()
     _outputs_in_one_crs(run, tiles, samples)
+    _split_map_in_first_crs(tiles, samples)
     per_scene = m["scenes"]["tile_00"]["models"]["decision_tree"]
     ev = pd.read_parquet(run / "eval" / "decision_tree.parquet")
     sel = ev[samples["scene"].to_numpy()[ev["sample"].to_numpy()] == "tile_00"]
@@ -600,6 +601,37 @@ def _outputs_in_one_crs(run, tiles, samples):
     buf = gpd.read_file(run / "splits.gpkg", layer="buffer")
     test = (samples["split"] == "test").to_numpy()
     assert len(buf) and buf.geometry.iloc[0].buffer(1e-6).contains(pts.geometry[test]).all()
+
+
+def _split_map_in_first_crs(tiles, samples):
+    """The split map of scenes in two UTM zones is drawn in the first scene's CRS, labelled with
+    it: its points are the samples carried there by pyproj, and the axes span them, not the
+    native coordinates of both zones (axis margins: 5% a side, blocks and buffer)."""
+    from matplotlib.collections import PathCollection
+    from pyproj import Transformer
+
+    from pipeline.config import SplitConfig
+    from pipeline.split import make_splits
+    from pipeline.split_output import split_map_figure
+
+    names = {t["name"]: rasterio.open(t["image"]).crs for t in tiles}
+    first = names[tiles[0]["name"]]
+    want = np.empty((len(samples), 2))
+    for name, c in names.items():
+        sel = (samples["scene"] == name).to_numpy()
+        tx = Transformer.from_crs(c, first, always_xy=True)
+        want[sel] = np.column_stack(tx.transform(samples["x"].to_numpy()[sel], samples["y"].to_numpy()[sel]))
+    result = make_splits(samples, SplitConfig(strategy="blocks"), 3, (10.0, 10.0), seed=0)
+    assert result.blocks.crs is None and result.buffer
+    scene_crs = {n: c.to_string() for n, c in names.items()}
+    ax = split_map_figure(samples, result, scene_crs=scene_crs).axes[0]
+    assert f"EPSG:{first.to_epsg()}" in ax.get_xlabel() and "(m)" in ax.get_xlabel()
+    assert "CRS unknown" not in ax.get_xlabel()
+    drawn = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
+    np.testing.assert_allclose(np.sort(drawn, axis=0), np.sort(want, axis=0), atol=1e-6)
+    span = want.max(axis=0) - want.min(axis=0)
+    for lim, lo, hi, s in zip((ax.get_xlim(), ax.get_ylim()), want.min(axis=0), want.max(axis=0), span):
+        assert lim[0] <= lo and lim[1] >= hi and lim[1] - lim[0] < 1.15 * s + 2000.0, (lim, lo, hi)
 
 
 @pytest.mark.parametrize(
