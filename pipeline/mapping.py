@@ -43,7 +43,7 @@ from pipeline.config import NODATA_CLASS
 from pipeline.errors import InputError, OutputWriteError
 from pipeline.models.base import Classifier
 from pipeline.patches import window_for_bands
-from pipeline.raster import RasterAlignmentWarning, RasterStack
+from pipeline.raster import RasterAlignmentWarning, RasterStack, check_nodata_fits
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def open_for_model(
 ) -> RasterStack:
     """Open a raster for a model: bands matched as :func:`_match_bands` does, and nodata as the
     model was trained (``model_nodata``: its per-band values, where it had one) unless ``nodata``
-    overrides every band. A band the model has no nodata for keeps the file's own."""
+    overrides every band. A band the model has no nodata for keeps the file's own. An InputError
+    names ``nodata`` if a band's data type cannot hold it (:func:`~pipeline.raster.check_nodata_fits`)."""
     # A date warped onto the first one's grid is news for the console, as in a run: one log line,
     # not a Python warning with this file's path and source line.
     with warnings.catch_warnings(record=True) as caught:
@@ -74,6 +75,12 @@ def open_for_model(
             log.warning("%s", w.message)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if nodata is not None:
+        try:
+            check_nodata_fits(stack, nodata, "--nodata")
+        except InputError:
+            stack.close()
+            raise
     if nodata is None and model_nodata is not None and len(model_nodata) == stack.count:
         merged = [m if m is not None else f for m, f in zip(model_nodata, stack.nodata)]
         differ = [

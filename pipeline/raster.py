@@ -67,6 +67,30 @@ class Grid:
         return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
 
 
+def nodata_fits(value: float, dtype: str | np.dtype) -> bool:
+    """Whether a pixel of ``dtype`` can hold nodata ``value``: an integer type only a whole number
+    within its limits; a float type any value (NaN too; non-finite pixels count as nodata anyway)."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
+def check_nodata_fits(stack: RasterStack, value: float, key: str) -> None:
+    """InputError naming ``key`` (``--nodata``, ``rasters.nodata``), ``value`` and the first band's
+    file and data type that cannot hold it: such a value matches no pixel, so it cannot be meant,
+    and applying it would silently drop the file's own nodata."""
+    for i, dtype in enumerate(stack.dtypes):
+        if not nodata_fits(value, dtype):
+            info = np.iinfo(np.dtype(dtype))
+            path = stack.paths[stack._band_index[i][0]]
+            raise InputError(
+                f"{key} {value:g}: {path} is {dtype}, whose pixels hold only whole numbers "
+                f"{info.min}..{info.max}; give a value in that range or leave {key} out to keep the file's own"
+            )
+
+
 def _equals_nodata(raw: np.ndarray, nd: float) -> np.ndarray:
     """Where ``raw`` equals nodata ``nd`` in the band's own dtype (a value the dtype cannot hold matches nothing)."""
     if np.issubdtype(raw.dtype, np.integer):

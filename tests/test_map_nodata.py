@@ -76,3 +76,71 @@ def test_map_command_reproduces_the_run_map_with_config_nodata(prefect_api, tmp_
         strip = o.read(1)[:, 40:]
     assert (strip != 255).all()
     assert json.loads((run / "labels.json").read_text())["band_nodata"] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "value, dtype, fits",
+    [
+        (0, "uint16", True),
+        (65535, "uint16", True),
+        (65536, "uint16", False),
+        (99999, "uint16", False),
+        (-1, "uint8", False),
+        (255, "uint8", True),
+        (-9999, "int16", True),
+        (-32769, "int16", False),
+        (0.5, "int32", False),
+        (float("nan"), "int16", False),
+        (float("nan"), "float32", True),
+        (99999.5, "float32", True),
+        (-1e30, "float64", True),
+    ],
+)
+def test_nodata_fits_follows_the_data_type_limits(value, dtype, fits):
+    from pipeline.raster import nodata_fits
+
+    assert nodata_fits(value, dtype) is fits
+
+
+def test_map_with_a_nodata_no_pixel_can_hold_is_one_line_exit_2(tmp_path):
+    """``--nodata 99999`` on a uint16 raster would drop the file's own nodata and map those pixels
+    as a class: one line naming the option, the value, the file and its data type; nothing written."""
+    import os
+    import subprocess
+
+    from conftest import write_raster
+
+    from pipeline import LandcoverClassifier
+    from pipeline.config import NODATA_CLASS
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    X = np.where(y[:, None] == 0, [1000.0, 1400.0], [3000.0, 2500.0]) + rng.normal(0, 40, (400, 2))
+    model = LandcoverClassifier("decision_tree").fit(X, y).model_.save(tmp_path / "tree.skops")
+    img = X.reshape(20, 20, 2).transpose(2, 0, 1).astype(np.uint16)
+    img[:, :5] = 0
+    raster = write_raster(tmp_path / "scene.tif", img, nodata=0, descriptions=["band_1", "band_2"])
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    base = [sys.executable, "-m", "pipeline.cli", "map", "--model", str(model), "--raster", str(raster)]
+    for value, shown in [("99999", "99999"), ("1.5", "1.5")]:
+        out = tmp_path / f"map_{shown}.tif"
+        proc = subprocess.run(
+            [*base, "--out", str(out), "--nodata", value], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert f"--nodata {shown}" in lines[0] and str(raster) in lines[0] and "uint16" in lines[0]
+        assert not out.exists() and list(tmp_path.glob("map_*")) == []
+    # a value the data type holds is still an override: the zero strip is classified
+    ok = tmp_path / "ok.tif"
+    proc = subprocess.run(
+        [*base, "--out", str(ok), "--nodata", "65535", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(ok) as src:
+        assert (src.read(1)[:5] != NODATA_CLASS).all()
