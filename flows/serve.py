@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         start_tied_server()  # without PREFECT_API_URL: a temporary server that cannot outlive this process
         summary = batch_map(**params)
         for m in summary["mapped"]:
-            print(f"mapped {m['input']} -> {m['map']}")
+            print(f"mapped {m['input']} -> {m['map']}" + (f" (WARNING: {m['warning']})" if m.get("warning") else ""))
         for f in summary["failed"]:
             print(f"FAILED {f['input']}: {f['error']}")
         print(f"cycle report: {summary['cycle_report']}")

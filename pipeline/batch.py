@@ -315,12 +315,15 @@ def map_one_scene(
         "map": str(map_path),
         "report": str(odir / f"{scene['name']}.json"),
         "seconds": report["seconds"],
+        "warning": problem,
     }
 
 
 # ----------------------------------------------------------------------------- cycle end
 def finish_cycle(plan: dict, results: list[dict]) -> dict:
     """Record every scene in the state file, write failure files and the cycle report."""
+    from pipeline.report import md_text
+
     out = Path(plan["outbox"])
     now = dt.datetime.now(dt.UTC)
     for r in results:
@@ -348,9 +351,14 @@ def finish_cycle(plan: dict, results: list[dict]) -> dict:
         "model": plan["model_path"],
         "seen": plan["seen"],
         "settling": plan["settling"],
-        "mapped": [{"input": r["path"], "map": r["map"], "report": r["report"]} for r in mapped],
+        "mapped": [
+            {"input": r["path"], "map": r["map"], "report": r["report"], "warning": r.get("warning")} for r in mapped
+        ],
         "failed": [{"input": r["path"], "error": r.get("error")} for r in failed],
     }
+    # A scene mapped despite a clear warning (values in other units) must not read as a plain
+    # success in the cycle report an operator looks at.
+    warned = [r for r in mapped if r.get("warning")]
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     write_json(out / "cycles" / f"{stamp}.json", summary)
     md = [
@@ -358,10 +366,15 @@ def finish_cycle(plan: dict, results: list[dict]) -> dict:
         "",
         f"Model: `{plan['model_path']}`",
         "",
-        f"{len(mapped)} mapped, {len(failed)} failed, {plan['seen']} seen, {plan['settling']} still settling.",
+        f"{len(mapped)} mapped ({len(warned)} with a warning), {len(failed)} failed, {plan['seen']} seen, "
+        f"{plan['settling']} still settling.",
         "",
     ]
-    md += [f"- mapped `{r['path']}` -> `{r['map']}`" for r in mapped]
+    md += [
+        f"- mapped `{r['path']}` -> `{r['map']}`"
+        + (f" **with a warning**: {md_text(r['warning'])}" if r.get("warning") else "")
+        for r in mapped
+    ]
     md += [f"- FAILED `{r['path']}`: {r.get('error')}" for r in failed]
     write_text(out / "cycles" / f"{stamp}.md", "\n".join(md) + "\n")
     summary["cycle_report"] = str(out / "cycles" / f"{stamp}.json")

@@ -1011,8 +1011,9 @@ def init_run_dir(
             from pipeline.scenes import resolve_scenes
             from pipeline.split_predefined import check_split_files
 
-            labelled = [s.name for s in resolve_scenes(cfg, base_dir) if s.has_labels]
-            check_split_files(cfg.split.files, labelled, base_dir)
+            scenes = resolve_scenes(cfg, base_dir)
+            labelled = [s.name for s in scenes if s.has_labels]
+            check_split_files(cfg.split.files, labelled, base_dir, [s.name for s in scenes])
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", dump_config(cfg))

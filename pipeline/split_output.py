@@ -255,6 +255,13 @@ def write_splits_gpkg(
         pts = to_common_crs(pts, row_crs, target)
     elif crs is not None:
         blocks = blocks.set_crs(crs, allow_override=True)
+    if "scene" in samples.columns and "scene" in blocks.columns and len(samples):
+        # The split may see one zone per CRS rather than the scenes (adjacent tiles, dates of one
+        # place): name the scenes a block's samples come from, not the zone.
+        of_block = (
+            samples["scene"].astype(str).groupby(np.asarray(result.block)).agg(lambda v: ", ".join(sorted(set(v))))
+        )
+        blocks["scene"] = blocks["block"].map(of_block).fillna(blocks["scene"])
     zones = buffer_zones(result, xy, row_crs, target)
     buf = gpd.GeoDataFrame(
         {

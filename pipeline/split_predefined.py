@@ -91,6 +91,16 @@ def _entries(items: list[str], base_dir: Path) -> list[str]:
     return out
 
 
+def _csv_first_lines(files: SplitFiles, base_dir: Path) -> set[str]:
+    """The first entry of each CSV file named in ``files`` (a header line, if it matches no scene)."""
+    out: set[str] = set()
+    for item in [*files.train, *files.validation, *files.test]:
+        if item.lower().endswith(".csv"):
+            first = _entries([item], Path(base_dir))[:1]
+            out.update(first)
+    return out
+
+
 def expand_split_files(files: SplitFiles, base_dir: Path) -> dict[str, list[str]]:
     """Per split, the scene names or image paths named by ``split.files`` (CSV files expanded)."""
     return {k: _entries(getattr(files, k), Path(base_dir)) for k in ("train", "validation", "test")}
@@ -125,15 +135,27 @@ def _scene_labels(samples: pd.DataFrame, files: SplitFiles, base_dir: Path) -> n
     return scenes.map(of).to_numpy(dtype=str)
 
 
-def check_split_files(files: SplitFiles, scene_names: list[str], base_dir: Path) -> None:
-    """Before any work: ``split.files`` assigns every scene of the run to one split, the run has
-    more than one scene, and training and test each get a scene (else :class:`InputError`)."""
+def check_split_files(
+    files: SplitFiles, scene_names: list[str], base_dir: Path, all_scenes: list[str] | None = None
+) -> None:
+    """Before any work: ``split.files`` assigns every labelled scene of the run to one split, names
+    no scene the run does not have (``all_scenes``, labelled or not; a typo would go unnoticed),
+    the run has more than one scene, and training and test each get a scene (else :class:`InputError`)."""
     if len(scene_names) < 2:
         raise InputError(
             f"split.files: the run has {len(scene_names)} labelled scene(s) {scene_names} and split.files "
             "assigns whole scenes; "
             "list several scenes under 'scenes', or mark the split per label feature with split.column"
         )
+    known = list(all_scenes if all_scenes is not None else scene_names)
+    headers = _csv_first_lines(files, base_dir)  # a CSV's first line may be a header ("image")
+    for split, entries in expand_split_files(files, base_dir).items():
+        unknown = [e for e in entries if e not in headers and not any(_matches(e, sc) for sc in known)]
+        if unknown:
+            raise InputError(
+                f"split.files.{split}: {', '.join(map(repr, unknown[:5]))} match(es) no scene of the run "
+                f"(scenes: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''})"
+            )
     scenes = pd.DataFrame({"scene": scene_names})
     labels = _scene_labels(scenes, files, base_dir)
     for need in ("train", "test"):

@@ -596,6 +596,9 @@ def _outputs_in_one_crs(run, tiles, samples):
     np.testing.assert_allclose(np.column_stack([geo.geometry.x, geo.geometry.y]), want, atol=1e-6)
     np.testing.assert_array_equal(geo[["x", "y"]].to_numpy(), samples[["x", "y"]].to_numpy())  # native stays
     blocks = gpd.read_file(run / "splits.gpkg", layer="blocks").set_index("block")
+    # a block names the scene(s) of its samples (the split sees one zone per CRS)
+    want_scenes = samples.groupby("block")["scene"].agg(lambda v: ", ".join(sorted(set(v))))
+    assert blocks["scene"].to_dict() == want_scenes.loc[blocks.index].to_dict()
     own_block = blocks.geometry.loc[samples["block"].to_numpy()].buffer(1e-6).to_numpy()
     assert shapely.contains(own_block, pts.geometry.to_numpy()).all()
     buf = gpd.read_file(run / "splits.gpkg", layer="buffer")
@@ -639,7 +642,10 @@ def _split_map_in_first_crs(tiles, samples):
     [
         ("one image", "split.files: the run has 1 labelled scene(s) ['tiny'] and split.files assigns whole scenes"),
         ("unlisted scene", "split.files: scene(s) 'tile_02' are in no list"),
-        ("no test scene", "split.files: no scene of the run is listed under test"),
+        (
+            "unknown name",
+            "split.files.test: 'tile_9' match(es) no scene of the run (scenes: tile_00, tile_01, tile_02)",
+        ),
     ],
 )
 def test_split_files_that_cannot_work_stop_before_any_work(tmp_path, case, message):
@@ -656,8 +662,8 @@ def test_split_files_that_cannot_work_stop_before_any_work(tmp_path, case, messa
     else:
         tiles = make_tiles(tmp_path / "data", 3, size=16, label_step=2)
         lists = {"train": ["tile_00"], "test": ["tile_01"]}
-        if case == "no test scene":
-            lists = {"train": ["tile_00", "tile_01"], "validation": ["tile_02"], "test": ["nowhere"]}
+        if case == "unknown name":  # a typo beside a full listing used to pass unnoticed
+            lists = {"train": ["tile_00"], "validation": ["tile_01"], "test": ["tile_02", "tile_9"]}
         cfg_path = tmp_path / "c.yaml"
         cfg_path.write_text(yaml.safe_dump(tiles_config(tiles, split={"strategy": "predefined", "files": lists})))
     proc = subprocess.run(

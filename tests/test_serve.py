@@ -175,3 +175,11 @@ def test_serve_warns_about_a_scene_in_other_units_and_strict_fails_it(prefect_ap
             md = (sdir / f"{sdir.name}.md").read_text()
             assert "**Warning**" in md and "smaller" in md
             assert (sdir / f"{sdir.name}.tif").is_file()
+            # the cycle report an operator reads says so too, for that scene only
+            (cycle,) = (outbox / "cycles").glob("*.json")
+            by_input = {Path(m["input"]).name: m for m in json.loads(cycle.read_text())["mapped"]}
+            assert by_input["good.tif"]["warning"] is None and "smaller" in by_input["scaled.tif"]["warning"]
+            cycle_md = cycle.with_suffix(".md").read_text()
+            assert "2 mapped (1 with a warning)" in cycle_md
+            (warned_line,) = [ln for ln in cycle_md.splitlines() if "with a warning" in ln and ln.startswith("- ")]
+            assert "scaled.tif" in warned_line and "smaller" in warned_line
