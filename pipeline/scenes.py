@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.config import SCENE_NAME, LabelConfig, RasterConfig, RunConfig
 from pipeline.errors import InputError
-from pipeline.raster import Grid, RasterAlignmentWarning, RasterStack
+from pipeline.raster import Grid, RasterAlignmentWarning, RasterStack, check_nodata_fits
 from pipeline.sample_data import resolve
 
 __all__ = ["Scene", "check_scenes", "open_scene", "resolve_scenes", "scene_name_for_run"]
@@ -138,6 +138,12 @@ def open_scene(scene: Scene) -> RasterStack:
             logging.getLogger("landcover").warning("scene %s: %s", scene.name, w.message)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if r.nodata is not None:  # a value no pixel can hold matches nothing: it cannot be meant
+        try:
+            check_nodata_fits(stack, r.nodata, "rasters.nodata")
+        except InputError:
+            stack.close()
+            raise
     return stack
 
 

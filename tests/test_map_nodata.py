@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import yaml
 from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -144,3 +145,28 @@ def test_map_with_a_nodata_no_pixel_can_hold_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with rasterio.open(ok) as src:
         assert (src.read(1)[:5] != NODATA_CLASS).all()
+
+
+def test_run_with_a_rasters_nodata_the_dtype_cannot_hold_stops_in_one_line(tmp_path):
+    """``rasters.nodata: 99999`` on a uint16 image: one line naming the key, value, file and data
+    type, exit 2, and no run directory that looks like a run (no metrics, no report)."""
+    import subprocess
+
+    from tiny_project import make_project
+
+    cfg = make_project(tmp_path / "p", models={"decision_tree": {}})
+    c = yaml.safe_load(cfg.read_text())
+    c["rasters"]["nodata"] = 99999
+    cfg.write_text(yaml.safe_dump(c))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(tmp_path / "runs")]
+        + ["--engine", "local", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("landcover: error")]  # beside INFO lines
+    assert "rasters.nodata 99999" in line and "scene.tif is uint16" in line, proc.stderr
+    assert not list((tmp_path / "runs").rglob("metrics.json")) and not list((tmp_path / "runs").rglob("report.html"))
