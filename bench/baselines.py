@@ -321,7 +321,15 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
             else:
                 fast, _ = model.fast.predict_with_confidence(Xs)
                 t_fast.append(time.perf_counter() - t0)
-    n = len(X)
+    return {
+        **_against_sklearn(len(X), t_sk, t_fast, fast, ref),
+        "n_support_vectors": int(len(model.estimator.support_vectors_)),
+    }
+
+
+def _against_sklearn(n: int, t_sk: list[float], t_fast: list[float], fast: Any, ref: Any) -> dict[str, Any]:
+    """Speed and agreement of a fast path against scikit-learn on the same ``n`` pixels: medians of
+    the interleaved repeats' times, and the median of each repeat's own ratio."""
     ratios = [a / b for a, b in zip(t_sk, t_fast)]
     return {
         "n_pixels_compared": int(n),
@@ -334,7 +342,6 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
         "fast_seconds_all": t_fast,
         "label_agreement": float(np.mean(fast == ref)),
         "n_label_differences": int(np.sum(fast != ref)),
-        "n_support_vectors": int(len(model.estimator.support_vectors_)),
     }
 
 
@@ -375,20 +382,9 @@ def trees_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int
                 t_fast.append(time.perf_counter() - t0)
     assert proba is not None and fast is not None and conf is not None
     ref = np.asarray(est.classes_)[np.argmax(proba, axis=1)]
-    n = len(X)
-    ratios = [a / b for a, b in zip(t_sk, t_fast)]
     out = {
         "reference": "RandomForestClassifier.predict_proba" if forest else "DecisionTreeClassifier.predict_proba",
-        "n_pixels_compared": int(n),
-        "repeats": len(t_sk),
-        "sklearn_mpx_per_s": n / 1e6 / float(np.median(t_sk)),
-        "fast_mpx_per_s": n / 1e6 / float(np.median(t_fast)),
-        "speedup_vs_sklearn": float(np.median(ratios)),
-        "speedup_per_repeat": ratios,
-        "sklearn_seconds_all": t_sk,
-        "fast_seconds_all": t_fast,
-        "label_agreement": float(np.mean(fast == ref)),
-        "n_label_differences": int(np.sum(fast != ref)),
+        **_against_sklearn(len(X), t_sk, t_fast, fast, ref),
         "trees": len(est.estimators_) if forest else 1,
         "mean_nodes_per_tree": float(np.mean([e.tree_.node_count for e in getattr(est, "estimators_", [est])])),
         "max_depth": int(max(e.tree_.max_depth for e in getattr(est, "estimators_", [est]))),

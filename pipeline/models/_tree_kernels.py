@@ -39,6 +39,22 @@ def descend(X, a, m, feat, thr, base, root, min_depth, idx, act):  # pragma: no 
 
 
 @nb.njit(nogil=True, cache=True)
+def _argmax_rows(acc, n, n_trees, offset, lab, conf):  # pragma: no cover - compiled
+    """Rows ``0 .. n`` of the summed class scores ``acc``: the first class of the highest mean
+    (``predict_proba``'s tie rule) into ``lab[offset + i]`` and that mean into ``conf``."""
+    for i in range(n):
+        best = 0
+        top = acc[i, 0] / n_trees
+        for c in range(1, acc.shape[1]):
+            p = acc[i, c] / n_trees
+            if p > top:
+                top = p
+                best = c
+        lab[offset + i] = best
+        conf[offset + i] = top
+
+
+@nb.njit(nogil=True, cache=True)
 def forest_argmax(
     X, start, stop, chunk, feat, thr, base, leaf_slot, leaf_value, roots, min_depth, lab, conf
 ):  # pragma: no cover - compiled
@@ -62,16 +78,7 @@ def forest_argmax(
                     s = leaf_slot[idx[i]]
                     for c in range(k):
                         acc[a - c0 + i, c] += leaf_value[s, c]
-        for i in range(c1 - c0):
-            best = 0
-            top = acc[i, 0] / n_trees
-            for c in range(1, k):
-                p = acc[i, c] / n_trees
-                if p > top:
-                    top = p
-                    best = c
-            lab[c0 + i] = best
-            conf[c0 + i] = top
+        _argmax_rows(acc, c1 - c0, n_trees, c0, lab, conf)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -94,16 +101,7 @@ def forest_votes(
                 descend(X, a, m, feat, thr, base, roots[t], min_depth[t], idx, act)
                 for i in range(m):
                     acc[a - c0 + i, leaf_class[leaf_slot[idx[i]]]] += 1.0
-        for i in range(c1 - c0):
-            best = 0
-            top = acc[i, 0] / n_trees
-            for c in range(1, n_classes):
-                p = acc[i, c] / n_trees
-                if p > top:
-                    top = p
-                    best = c
-            lab[c0 + i] = best
-            conf[c0 + i] = top
+        _argmax_rows(acc, c1 - c0, n_trees, c0, lab, conf)
 
 
 @nb.njit(nogil=True, cache=True)
