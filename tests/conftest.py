@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,18 @@ from prefect_fixtures import prefect_api  # noqa: F401  (the session's Prefect t
 from rasterio.transform import from_origin
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: object, quiet_warnings: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m pipeline.cli ARGS`` in a subprocess from the repository, output captured as text:
+    its stderr holds only what the CLI printed (in process, threads left by earlier tests' Prefect
+    servers and Dask clusters may log into a captured stream). ``quiet_warnings`` hides Python
+    warnings (``PYTHONWARNINGS=ignore``) for tests that count the CLI's own lines."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"} if quiet_warnings else None
+    cmd = [sys.executable, "-m", "pipeline.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env)
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -4,15 +4,14 @@ takes models only from its runs directory and gives every input its own outbox f
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from pipeline.errors import InputError
 from pipeline.models import build_model, load_model, registry
@@ -67,25 +66,16 @@ def _map(model: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     from conftest import write_raster
 
     img = write_raster(tmp_path / "img.tif", np.ones((3, 8, 8), np.uint16), descriptions=BANDS)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "map",
-            "--model",
-            str(model),
-            "--raster",
-            str(img),
-            "--out",
-            str(tmp_path / "out.tif"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    return run_cli(
+        "map",
+        "--model",
+        str(model),
+        "--raster",
+        str(img),
+        "--out",
+        str(tmp_path / "out.tif"),
+        "--no-progress",
+        quiet_warnings=True,
     )
 
 
@@ -158,25 +148,16 @@ def test_serve_takes_models_only_from_its_runs_directory(tmp_path):
     link.symlink_to(outside)  # a link inside pointing out is refused too
     with pytest.raises(InputError, match="only from its runs directory"):
         model_in_runs(link, runs)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "serve",
-            str(REPO / "configs" / "demo.yaml"),
-            "--once",
-            "--raster",
-            str(outside),
-            "--model",
-            str(outside),
-            "--runs",
-            str(runs),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
+    proc = run_cli(
+        "serve",
+        str(REPO / "configs" / "demo.yaml"),
+        "--once",
+        "--raster",
+        str(outside),
+        "--model",
+        str(outside),
+        "--runs",
+        str(runs),
     )
     assert proc.returncode == 2 and "only from its runs directory" in _one_line(proc)
 

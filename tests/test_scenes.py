@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
-from conftest import write_raster
+from conftest import run_cli, write_raster
 
 from bench.scenes import CLASSES, make_tiles, tile_classes, tiles_config
 from pipeline.config import load_config, parse_config
@@ -543,27 +543,9 @@ def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capf
         assert (m.read(1) == ref.read(1)).all()  # the same stack as in the run
     # In a subprocess: its stderr holds only what the CLI printed (in process, threads left by
     # earlier tests' Dask clusters and Prefect servers may log into the captured stream).
-    import subprocess
-    import sys
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "map",
-            "--model",
-            str(model),
-            "--raster",
-            str(pa),
-            str(pb),
-            "--out",
-            str(tmp_path / "x.tif"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_cli(
+        "map", "--model", str(model), "--raster", str(pa), str(pb), "--out", str(tmp_path / "x.tif"), "--no-progress"
     )
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from conftest import run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project  # noqa: E402
@@ -112,27 +113,18 @@ def test_full_disk_map_cli_is_one_line_exit_4(small_fs, noisy_scene, tmp_path):
     path, model = noisy_scene
     model_path = model.save(tmp_path / f"tree{_suffix()}")
     fs = small_fs(8 * 1024)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "map",
-            "--model",
-            str(model_path),
-            "--raster",
-            str(path),
-            "--out",
-            str(fs / "m.tif"),
-            "--confidence",
-            str(fs / "c.tif"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    proc = run_cli(
+        "map",
+        "--model",
+        str(model_path),
+        "--raster",
+        str(path),
+        "--out",
+        str(fs / "m.tif"),
+        "--confidence",
+        str(fs / "c.tif"),
+        "--no-progress",
+        quiet_warnings=True,
     )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 4, proc.stderr
@@ -145,25 +137,16 @@ def test_read_only_output_folder_is_one_line(small_fs, noisy_scene, tmp_path):
     path, model = noisy_scene
     model_path = model.save(tmp_path / f"tree{_suffix()}")
     ro = small_fs(64 * 1024, "ro")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "map",
-            "--model",
-            str(model_path),
-            "--raster",
-            str(path),
-            "--out",
-            str(ro / "m.tif"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    proc = run_cli(
+        "map",
+        "--model",
+        str(model_path),
+        "--raster",
+        str(path),
+        "--out",
+        str(ro / "m.tif"),
+        "--no-progress",
+        quiet_warnings=True,
     )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(ro) in lines[0], proc.stderr
