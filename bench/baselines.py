@@ -8,11 +8,11 @@
    texture and noise, a nodata corner), and keeps a sample of labelled pixels;
 2. fits each baseline (band values as features) on that sample: the SVM on
    ``svm_train`` pixels so that it keeps thousands of support vectors;
-3. maps the raster with :func:`pipeline.mapping.classify_raster`, each model in a
+3. maps the raster with :func:`pipeline.mapping.classify.classify_raster`, each model in a
    fresh subprocess so that ``peak_rss_mb`` (``VmHWM`` of that process) is the
    model's own peak; the I/O floor is the same mapping with a model that returns
    zeros (read + write only);
-4. for the SVM, measures ``SVC.predict`` and the fast path (:class:`pipeline.svm_fast.FastSVC`)
+4. for the SVM, measures ``SVC.predict`` and the fast path (:class:`pipeline.models.svm_fast.FastSVC`)
    on the same ``sk_pixels`` pixels of the raster in the same run:
    ``speedup_vs_sklearn`` = fast / sklearn pixel rate (both on in-memory features, both
    on this machine: sklearn's libsvm uses one core, the fast path all cores), and
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import write_json
+from pipeline.core.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "reports" / "bench" / "baselines.json"
@@ -223,9 +223,9 @@ def fit_models(
     n_train: int = 20000,
 ) -> dict[str, dict]:
     """Fit each baseline on the pixel sample and save it (skops) into ``workdir``."""
-    from pipeline.config import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
     from pipeline.models import build_model
     from pipeline.models.base import TrainingData
+    from pipeline.models.settings import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
 
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(sample["y"]))[:n_train]
@@ -251,8 +251,8 @@ def fit_models(
 
 # -- child process: map once, report speed and peak memory -------------------------------------
 def _child(model_path: str, raster: str, out_tif: str, window_size: int) -> dict:
-    from pipeline.mapping import classify_raster
-    from pipeline.raster import RasterStack
+    from pipeline.inputs.raster import RasterStack
+    from pipeline.mapping.classify import classify_raster
 
     warm = 0.0
     if model_path in ("io_floor", "io_floor_map"):
@@ -297,8 +297,8 @@ def svm_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int =
     speed-up are medians, the speed-up of each repeat from its own pair of timings."""
     from rasterio.windows import Window
 
+    from pipeline.inputs.raster import RasterStack
     from pipeline.models import load_model
-    from pipeline.raster import RasterStack
 
     model = load_model(model_path)
     with RasterStack.open(raster) as stack:
@@ -355,8 +355,8 @@ def trees_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int
     confidence with ``predict_proba``'s row maximum."""
     from rasterio.windows import Window
 
+    from pipeline.inputs.raster import RasterStack
     from pipeline.models import load_model
-    from pipeline.raster import RasterStack
 
     model = load_model(model_path)
     est = model.estimator

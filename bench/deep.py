@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.atomic import write_json
+from pipeline.core.atomic import write_json
 
 DEFAULT_OUT = Path("reports/bench/deep.json")
 
@@ -347,7 +347,7 @@ def run_bench(
     (all timings are kept in the report): on a shared machine the best run is the one
     least disturbed by other processes.
     """
-    from pipeline.device import select_device
+    from pipeline.models.device import select_device
 
     dev = str(select_device(device))
     img = synthetic_raster(bands, size, seed)
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch intra-op threads for this run (default: torch's own choice)"
     )
     a = p.parse_args(argv)
-    from pipeline.errors import InputError
+    from pipeline.core.errors import InputError
 
     if a.patch_size < 1 or a.patch_size % 2 == 0:
         print(f"--patch-size: must be a positive odd number, got {a.patch_size}", file=sys.stderr)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import write_json
+from pipeline.core.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "reports" / "bench" / "scale.json"
@@ -233,7 +233,9 @@ def fit_model(
     (``"io_floor"`` / ``"io_floor_map"`` for the mappings with no model)."""
     if name in FLOORS:
         return name
-    from pipeline.config import (
+    from pipeline.models import build_model, model_suffix
+    from pipeline.models.base import TrainingData
+    from pipeline.models.settings import (
         CNNConfig,
         DecisionTreeConfig,
         MaxLikelihoodConfig,
@@ -241,8 +243,6 @@ def fit_model(
         ResNetConfig,
         SVMConfig,
     )
-    from pipeline.models import build_model, model_suffix
-    from pipeline.models.base import TrainingData
 
     n_bands = sample["X"].shape[1]
     deep = name in ("cnn", "resnet")
@@ -269,7 +269,7 @@ def job_map(model: str, raster: str, out: str, window_size: int) -> dict[str, An
     """Map ``raster`` as ``landcover map`` does (load, classify, COG) and time it."""
     from bench.baselines import ZeroModel
     from bench.procstat import rss_mb
-    from pipeline.mapping import classify_raster, open_for_model
+    from pipeline.mapping.classify import classify_raster, open_for_model
     from pipeline.models import load_model
 
     if model in FLOORS:
@@ -307,7 +307,7 @@ def job_map_dask(model: str, raster: str, out: str, window_size: int, n_workers:
     import distributed
 
     from bench.procstat import rss_mb
-    from pipeline.mapping import classify_raster, open_for_model
+    from pipeline.mapping.classify import classify_raster, open_for_model
     from pipeline.models import load_model
 
     with (

@@ -149,9 +149,9 @@ def job_run(config: str, out: str, run_id: str, engine: str | None = None) -> di
     ephemeral API server is a process of its own (about 230 MB) and is not included;
     ``engine="local"`` runs the same stages in this process without Prefect.
     """
-    import pipeline.run  # noqa: F401  untimed: the imports of a run (torch, scikit-learn, Prefect come later)
+    import pipeline.runner.run  # noqa: F401  untimed: the imports of a run (torch, scikit-learn, Prefect come later)
     from bench.procstat import rss_mb
-    from pipeline.cli import main as cli_main
+    from pipeline.cli.main import main as cli_main
 
     rss0 = rss_mb()
     t0 = time.perf_counter()
@@ -211,7 +211,7 @@ def add_entry(out_path: Path, key: str, rec: dict[str, Any]) -> dict[str, Any]:
     """Put ``rec`` under ``key`` in the report at ``out_path``, reading the file just before
     writing it, so that runs of other cases or engines (even at the same time: each run takes
     minutes) keep their entries. Atomic write."""
-    from pipeline.atomic import write_json
+    from pipeline.core.atomic import write_json
 
     try:
         report: dict[str, Any] = json.loads(out_path.read_text())

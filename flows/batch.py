@@ -1,7 +1,7 @@
 """The ``batch-map`` flow behind ``landcover serve``: one task per new scene.
 
 The cycle itself (which scenes, which model, mapping one scene, state file and cycle
-report) is library code in :mod:`pipeline.batch`; this flow only runs each scene of a
+report) is library code in :mod:`pipeline.runner.batch`; this flow only runs each scene of a
 cycle as a task (retried twice on I/O errors, never on bad input), on threads or a Dask
 cluster, and keeps going when one scene fails.
 """
@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.engine import IO_RETRIES, IO_RETRY_DELAY, api_settings, make_task_runner, not_input_error, wait_for
-from pipeline import batch as B
+from pipeline.runner import batch as B
 
 
 # ----------------------------------------------------------------------------- the batch-map flow

@@ -20,8 +20,8 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
-from pipeline.errors import InputError
+from pipeline.core.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
+from pipeline.core.errors import InputError
 
 if TYPE_CHECKING:
     from prefect import Task

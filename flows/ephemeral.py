@@ -81,7 +81,7 @@ def start_tied_server() -> str | None:
 
 
 def _stop_at_exit() -> None:
-    from pipeline.cancel import cancel_requested
+    from pipeline.core.cancel import cancel_requested
 
     stop_server(timeout=1.0 if cancel_requested() else 5.0)
 

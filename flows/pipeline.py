@@ -3,12 +3,12 @@
 ``landcover_pipeline`` (what ``landcover run`` and ``landcover demo`` invoke) runs four
 sub-flows: ``prepare``, ``train_and_compare`` (one task per model, fanned out through the
 task runner; deep models one at a time), ``map_scenes`` (one task per model and scene) and ``assess_and_report``.
-Every task runs one stage through :func:`pipeline.run.run_one` and exchanges only small
+Every task runs one stage through :func:`pipeline.runner.run.run_one` and exchanges only small
 records (run directory, stage name, model, fingerprint, output paths): arrays, models and
 rasters go to files in the run directory.
 
-Caching is the library's (:mod:`pipeline.cache`), the same as for
-:func:`pipeline.run.run_pipeline`: stage records in the run directory, then the
+Caching is the library's (:mod:`pipeline.runner.store`), the same as for
+:func:`pipeline.runner.run.run_pipeline`: stage records in the run directory, then the
 content-checked cross-run stage store under ``<output dir>/.stage-cache/``. Prefect's own
 result persistence is not used for this: the store must hold files, not pickled return
 values, and a hit must be refused when its files are gone or changed.
@@ -41,10 +41,10 @@ from flows.engine import (
     run_log,
     wait_for,
 )
-from pipeline import run as R
 from pipeline.config import load_config
-from pipeline.errors import OutOfSpaceError
+from pipeline.core.errors import OutOfSpaceError
 from pipeline.models import registry
+from pipeline.runner import run as R
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def execute_stage(ref: dict, stage: str, model: str | None = None, logger: Any =
     """Run one stage with both cache levels in any process. Plain function (no Prefect needed).
 
     Returns a small record: name, stage, model, key, outputs, seconds, cached, source
-    (``"run"``, ``"store"`` or ``None``: see :func:`pipeline.cache.execute_stage`) and pid.
+    (``"run"``, ``"store"`` or ``None``: see :func:`pipeline.runner.store.execute_stage`) and pid.
     """
     rec = R.run_one(R.RunContext.from_ref(ref), stage, model, logger=logger or log)
     keep = ("stage", "model", "key", "outputs", "seconds", "cached")
@@ -162,7 +162,7 @@ def assess_and_report(ref: dict, started: str, done: list[dict], extra: dict) ->
     ctx = R.RunContext.from_ref(ref)
     R.write_manifest(ctx, started, done + [assess], extra)
     report = collect([stage_task.submit(ref, "report")], "report")[0]
-    from pipeline.report import publish_artifacts
+    from pipeline.report.page import publish_artifacts
 
     publish_artifacts(ctx.run_dir)
     return [assess, report]

@@ -1,7 +1,7 @@
 """``landcover serve``: scheduled batch mapping of new rasters in an inbox.
 
 Each cycle is one run of the ``batch-map`` flow (:mod:`flows.batch`) around the library
-code of :mod:`pipeline.batch` (see there for what a cycle does). ``--once`` runs one
+code of :mod:`pipeline.runner.batch` (see there for what a cycle does). ``--once`` runs one
 cycle in this process; otherwise the flow is served as a deployment on a cron schedule.
 
 The CLI imports this module to register the ``serve`` subcommand; Prefect is imported
@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.model is not None and not args.model.exists():
         raise InputError(f"{args.model}: model file not found")
     if args.model is not None:
-        from pipeline.batch import model_in_runs
+        from pipeline.runner.batch import model_in_runs
 
         model_in_runs(args.model, args.runs or Path(cfg.output_dir))
     params = {
@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "strict": bool(args.strict),
     }
     from flows.batch import batch_map  # imports Prefect
-    from pipeline.cli import quiet_console
+    from pipeline.cli.main import quiet_console
 
     quiet_console(hide_input_errors=False)  # no "Finished in state Completed()" line per scene
     for name in ("pipeline", "flows"):

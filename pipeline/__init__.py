@@ -8,8 +8,8 @@ __all__ = ["LandcoverClassifier", "SpatialBlockSplit", "__version__", "read_metr
 # The scikit-learn interfaces, imported on first use: ``import pipeline`` (every CLI start)
 # must not import scikit-learn, pydantic or geopandas.
 _LAZY = {
-    "LandcoverClassifier": "pipeline.estimator",  # classifier over any registered model
-    "SpatialBlockSplit": "pipeline.splitter",  # spatial cross-validation splitter
+    "LandcoverClassifier": "pipeline.models.estimator",  # classifier over any registered model
+    "SpatialBlockSplit": "pipeline.split.splitter",  # spatial cross-validation splitter
     "run_config": "pipeline.api",  # run a config in process (= landcover run --engine local)
     "read_metrics": "pipeline.api",  # metrics.json of a run directory
 }

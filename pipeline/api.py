@@ -6,7 +6,7 @@
 
 The run is the same as ``landcover run CONFIG --engine local``: the same stages, outputs,
 run directory and stage store, in this process and without Prefect. Bad input raises
-:class:`~pipeline.errors.InputError` (one line naming the file, field or key).
+:class:`~pipeline.core.errors.InputError` (one line naming the file, field or key).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def run_config(
     progress : show progress bars.
     """
     from pipeline.config import load_config
-    from pipeline.run import init_run_dir, run_pipeline
+    from pipeline.runner.run import init_run_dir, run_pipeline
 
     cfg, base_dir = load_config(config, list(overrides), list(models) if models else None)
     ctx = init_run_dir(

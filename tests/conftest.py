@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: object, quiet_warnings: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m pipeline.cli ARGS`` in a subprocess from the repository, output captured as text:
+    """``python -m pipeline.cli.main ARGS`` in a subprocess from the repository, output captured as text:
     its stderr holds only what the CLI printed (in process, threads left by earlier tests' Prefect
     servers and Dask clusters may log into a captured stream). ``quiet_warnings`` hides Python
     warnings (``PYTHONWARNINGS=ignore``) for tests that count the CLI's own lines."""
@@ -73,7 +73,7 @@ def torch_one_thread():
 @pytest.fixture(scope="session")
 def nc_scene() -> Path:
     """Folder of the North Carolina demo scene (fetched once into the local cache)."""
-    from pipeline.sample_data import scene_dir
+    from pipeline.inputs.sample_data import scene_dir
 
     return scene_dir("nc-landsat7")
 
@@ -231,7 +231,7 @@ def pytest_configure(config):
         return
     import subprocess
 
-    import pipeline.run as run_module
+    import pipeline.runner.run as run_module
 
     run_module.init_run_dir = _watch(run_module.init_run_dir, "creates a run directory")
     run_module.run_pipeline = _watch(run_module.run_pipeline, "runs the pipeline")
@@ -239,7 +239,7 @@ def pytest_configure(config):
 
     def init(self, args, *a, **k):
         text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
-        if "pipeline.cli" in text or " bench." in text:
+        if "pipeline.cli.main" in text or " bench." in text:
             _note(f"starts a subprocess ({text[:80]})")
         popen_init(self, args, *a, **k)
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline.accuracy against hand arithmetic, scipy and Olofsson et al. (2014)."""
+"""Tests of pipeline.evaluation.accuracy against hand arithmetic, scipy and Olofsson et al. (2014)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy import stats
 
-from pipeline.accuracy import (
+from pipeline.core.errors import InputError
+from pipeline.evaluation.accuracy import (
     area_adjusted,
     area_adjusted_from_labels,
     assess_model,
@@ -21,7 +22,6 @@ from pipeline.accuracy import (
     mcnemar,
     pairwise_mcnemar,
 )
-from pipeline.errors import InputError
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -372,7 +372,7 @@ def test_assess_model_shape(tmp_path):
 
 
 def test_confidence_summary_by_hand():
-    from pipeline.accuracy import confidence_summary
+    from pipeline.evaluation.accuracy import confidence_summary
 
     s = confidence_summary(np.array([0.9, 0.8, 0.6, 0.7, np.nan]), np.array([True, True, False, False, True]))
     assert s["levels"] == 4 and not s["degenerate"]

@@ -1,4 +1,4 @@
-"""Tests of the analysts' sample tools and their CLI subcommands (pipeline.assess)."""
+"""Tests of the analysts' sample tools and their CLI subcommands (pipeline.evaluation.reference_sample)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.accuracy import area_adjusted
-from pipeline.assess import allocate, assess_error_matrix, design_sample
-from pipeline.assess_cli import register
-from pipeline.errors import InputError
+from pipeline.cli.assess import register
+from pipeline.core.errors import InputError
+from pipeline.evaluation.accuracy import area_adjusted
+from pipeline.evaluation.reference_sample import allocate, assess_error_matrix, design_sample
 
 NAMES = {1: "water", 2: "forest", 3: "urban"}
 

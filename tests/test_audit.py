@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.audit import audit_split, check_no_leak
-from pipeline.errors import InputError, LeakageError
+from pipeline.core.errors import InputError, LeakageError
+from pipeline.split.audit import audit_split, check_no_leak
 
 
 def brute_force(xy, row, col, k, tr, te, va):

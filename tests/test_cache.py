@@ -1,4 +1,4 @@
-"""The stage store (pipeline.cache) as used by the in-process runner: hits, verification, failures."""
+"""The stage store (pipeline.runner.store) as used by the in-process runner: hits, verification, failures."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import write_raster
 
-from pipeline import cache
 from pipeline.config import RunConfig
-from pipeline.run import STAGES, init_run_dir, run_pipeline
+from pipeline.runner import store as cache
+from pipeline.runner.run import STAGES, init_run_dir, run_pipeline
 
 
 @pytest.fixture

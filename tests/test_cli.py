@@ -15,7 +15,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from prefect_fixtures import prefect_api  # noqa: E402,F401
 
-from pipeline.cli import main  # noqa: E402
+from pipeline.cli.main import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_demo_map_is_on_the_input_grid_with_colormap(demo_run, nc_scene):
     assert ((labels == 255) == ~src_valid).all()
     assert set(np.unique(labels[src_valid])) <= set(range(1, 8))
     # the class names travel with the map (tag and raster attribute table) and its QGIS/ArcGIS sidecars
-    from pipeline.class_table import read_pam_names, read_tag_names
+    from pipeline.inputs.class_table import read_pam_names, read_tag_names
 
     names = {c["id"]: c["name"] for c in json.loads((run / "metrics.json").read_text())["classes"]}
     assert (
@@ -308,7 +308,7 @@ def test_engine_local_gives_the_prefect_runs_metrics_and_outputs(demo_run, tmp_p
 
 def test_library_maps_from_str_paths(demo_run, nc_scene, tmp_path):
     """classify_raster takes the raster as str paths (bands matched by name) and str outputs."""
-    from pipeline.mapping import classify_raster
+    from pipeline.mapping.classify import classify_raster
     from pipeline.models import load_model
 
     run, _ = demo_run

@@ -13,7 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project  # noqa: E402
 
-from pipeline.cli import main  # noqa: E402
+from pipeline.cli.main import main  # noqa: E402
 
 
 def _edit(cfg: Path, **top) -> Path:

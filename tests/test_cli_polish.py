@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import __version__
-from pipeline.cli import build_parser, main
+from pipeline.cli.main import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_engine_local_rejects_dask(capsys, tmp_path):
 def test_console_hides_routine_prefect_states():
     import logging
 
-    from pipeline.cli import _hide_routine_states
+    from pipeline.cli.main import _hide_routine_states
 
     def rec(name, msg):
         return logging.LogRecord(name, logging.INFO, __file__, 1, msg, None, None)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_config, parse_config
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 BASE = {
     "rasters": {"paths": "img.tif"},
@@ -123,7 +123,7 @@ def test_every_problem_is_listed_with_its_key_path():
 
 
 def test_cli_lists_every_config_problem(tmp_path: Path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({**BASE, "patch": {"size": 4}, "split": {"strategy": "diagonal"}}))

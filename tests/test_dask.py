@@ -17,7 +17,7 @@ pytestmark = pytest.mark.prefect
 
 def test_flow_runs_on_a_dask_cluster(prefect_api, dask_cluster, tmp_path):
     pytest.importorskip("prefect_dask")
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cluster, client = dask_cluster  # the session's cluster (tests/conftest.py)
     worker_pids = set(client.run(os.getpid).values())

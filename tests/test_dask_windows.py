@@ -12,10 +12,10 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.config import DecisionTreeConfig
-from pipeline.mapping import classify_raster, open_for_model
+from pipeline.mapping.classify import classify_raster, open_for_model
 from pipeline.models.base import ModelMeta, TrainingData
 from pipeline.models.classical import DecisionTreeModel
+from pipeline.models.settings import DecisionTreeConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from prefect_fixtures import REPO, prefect_api  # noqa: E402,F401
@@ -94,7 +94,7 @@ def test_windows_fan_out_over_both_workers_with_identical_output(tmp_path, clust
 
 
 def test_cli_map_dask(tmp_path, cluster, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     c, _ = cluster
     path, _, model_path = _scene(tmp_path)
@@ -145,7 +145,7 @@ def test_serve_maps_a_batch_in_parallel_on_both_workers(tmp_path, prefect_api, c
     import json
     import shutil
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     path, model, model_path = _scene(tmp_path)
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"

@@ -12,8 +12,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from rasterio.transform import from_origin
 
-from pipeline.config import CNNConfig, ResNetConfig
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.models import build_model, load_model, model_class
 from pipeline.models.base import ModelMeta, TrainingData
 from pipeline.models.deep import (
@@ -25,6 +24,7 @@ from pipeline.models.deep import (
     shift_table,
     trunk_layers,
 )
+from pipeline.models.settings import CNNConfig, ResNetConfig
 
 CLASS_IDS = [2, 5, 9]
 TINY = dict(channels=8, epochs=3, batch_size=32, dropout=0.1)
@@ -187,8 +187,8 @@ def _write_tif(path, data, nodata):
 
 @pytest.mark.parametrize("kind", ["cnn", "resnet"])
 def test_classify_raster_matches_patches_at_edges_and_seams(tmp_path, kind):
-    from pipeline.mapping import classify_raster
-    from pipeline.raster import RasterStack
+    from pipeline.inputs.raster import RasterStack
+    from pipeline.mapping.classify import classify_raster
 
     k, h = 7, 3
     rng = np.random.default_rng(5)
@@ -531,8 +531,8 @@ def test_concurrent_fits_in_threads_are_reproducible():
 def test_run_sets_progress_only_on_models_that_show_it():
     """The run's training stage sets ``progress``/``progress_desc`` on models that are ShowsProgress:
     the deep models are, a classical model (no bar of its own) is not."""
-    from pipeline.config import DecisionTreeConfig
     from pipeline.models.base import ShowsProgress
+    from pipeline.models.settings import DecisionTreeConfig
 
     assert isinstance(make_model("cnn", 5), ShowsProgress)
     assert make_model("resnet", 5).progress_desc is None

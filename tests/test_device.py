@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline.device import DeviceSettings, select_device
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
+from pipeline.models.device import DeviceSettings, select_device
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def test_a_saved_estimator_model_warns_landcover_map_about_other_units(tmp_path,
 
     from conftest import write_raster
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

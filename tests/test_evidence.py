@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from unseen_scenes import points_scene, utm_scene
 
-from pipeline.evidence import assess_evidence, headline, summarise_test_set
+from pipeline.evaluation.evidence import assess_evidence, headline, summarise_test_set
 
 NAMES = ["water", "forest"]
 
@@ -81,7 +81,7 @@ def test_inconclusive_headline_names_no_model():
 
 
 def test_cli_three_test_pixels_gives_an_inconclusive_report(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cfg = points_scene(
         tmp_path / "scene",
@@ -110,7 +110,7 @@ def test_cli_three_test_pixels_gives_an_inconclusive_report(tmp_path, capsys):
 
 
 def test_cli_random_split_headline_says_leakage(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cfg = utm_scene(tmp_path / "scene", split={"strategy": "random", "random_contrast": False})
     assert (

@@ -41,7 +41,7 @@ def _check_outputs(run: Path, failed: str, stage: str, reason: str, ok: str) -> 
 
 
 def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     from pipeline.models.classical import MaxLikelihoodModel
 
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
@@ -77,7 +77,7 @@ def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.prefect
 def test_cli_flow_exit_3_names_the_model_that_failed_to_map(prefect_api, tmp_path, monkeypatch, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     from pipeline.models.classical import DecisionTreeModel
 
     monkeypatch.setattr(DecisionTreeModel, "predict_block", _boom_map)
@@ -94,7 +94,7 @@ def test_cli_flow_exit_3_names_the_model_that_failed_to_map(prefect_api, tmp_pat
 
 
 def test_bad_data_still_stops_at_prepare_with_exit_2(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS)
     raw = cfg_path.read_text().replace("field: class", "field: no_such_column")
@@ -106,7 +106,7 @@ def test_bad_data_still_stops_at_prepare_with_exit_2(tmp_path, capsys):
 
 
 def test_every_model_failing_still_ends_with_a_report_and_exit_3(tmp_path, monkeypatch, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     from pipeline.models.classical import DecisionTreeModel, MaxLikelihoodModel
 
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)

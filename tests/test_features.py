@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.config import FeatureConfig
-from pipeline.errors import InputError
-from pipeline.features import FeatureSpec, resolve_band
+from pipeline.core.errors import InputError
+from pipeline.sampling.features import FeatureSpec, resolve_band
+from pipeline.sampling.settings import FeatureConfig
 
 BANDS = ("Blue", "green", "RED", "nir", "SWIR1", "swir_2")
 

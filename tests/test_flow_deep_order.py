@@ -57,7 +57,7 @@ def test_overlap_check_sees_concurrent_trainings():
 
 
 def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(prefect_api, tmp_path):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cfg = make_project(tmp_path / "project", models=MODELS)
     base = ["run", str(cfg), "--no-progress"]

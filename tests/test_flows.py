@@ -18,7 +18,7 @@ DEMO = REPO / "configs" / "demo.yaml"
 
 
 def _run(out: Path, run_id: str, *extra: str) -> Path:
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     rc = main(
         ["run", str(DEMO), "--models", "decision_tree", "--out", str(out), "--run-id", run_id, "--no-progress", *extra]
@@ -73,7 +73,7 @@ def test_first_run_is_a_flow_run(runs):
 
 
 def test_rerun_in_new_directory_reuses_every_computed_stage(runs):
-    from pipeline.cache import file_digest
+    from pipeline.runner.store import file_digest
 
     out, first, second = runs
     st2 = _stages(second)
@@ -101,7 +101,7 @@ def test_changed_config_part_reruns_exactly_the_affected_stages(runs):
 
 def test_tampered_store_entry_is_refused(runs):
     out, first, _ = runs
-    from pipeline.cache import STORE_DIR
+    from pipeline.runner.store import STORE_DIR
 
     # change the stored training outputs behind the store's back: the entry must not be used
     entry = next((out / STORE_DIR).glob("train-decision_tree/*/files/models/decision_tree.json"))
@@ -116,7 +116,7 @@ def test_input_errors_are_not_retried():
     from prefect.states import Failed
 
     from flows.engine import not_input_error
-    from pipeline.errors import InputError
+    from pipeline.core.errors import InputError
 
     assert not_input_error(None, None, Failed(data=InputError("bad band"))) is False
     assert not_input_error(None, None, Failed(data=OSError("NFS hiccup"))) is True
@@ -126,7 +126,7 @@ def test_library_runs_without_prefect(tmp_path, monkeypatch):
     """run_pipeline stays a plain sequential driver (no engine: any API call would fail at once)."""
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_ENABLED", "false")
     from pipeline.config import load_config
-    from pipeline.run import init_run_dir, run_pipeline
+    from pipeline.runner.run import init_run_dir, run_pipeline
 
     cfg, base = load_config(DEMO, ["mapping.window_size=512"], ["decision_tree"])
     ctx = init_run_dir(cfg, base, out=tmp_path, run_id="plain", progress=False)

@@ -31,7 +31,7 @@ SIZE = 96
 def geo_run(tmp_path_factory):
     """A UTM scene reprojected to EPSG:4326 as single-band 8-bit files (labels stay in UTM), run
     with the CLI, as the Sentinel-2 delivery of the issue."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     folder = tmp_path_factory.mktemp("geo")
     cls = class_image(SIZE, SIZE, cell=16)
@@ -114,7 +114,7 @@ def test_class_areas_match_the_scene_in_utm(geo_run):
 
 
 def test_crs_without_measurable_areas_stops_in_prepare(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cls = class_image(32, 32)
     write_raster(
@@ -132,7 +132,7 @@ def test_assess_commands_on_a_geographic_map(geo_run, tmp_path):
     """``landcover assess-design`` and ``assess`` on the 4326 map: strata sizes are true areas."""
     import geopandas as gpd
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     _, run, _ = geo_run
     map_path = run / "maps" / "decision_tree.tif"

@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project  # noqa: E402
 
-from pipeline import cancel  # noqa: E402
+from pipeline.core import cancel as cancel
 
 REPO = Path(__file__).resolve().parents[1]
 # Long enough that the signal, sent 1 s into training, lands well before its end: with one torch
@@ -169,8 +169,8 @@ def stop_requested():
 def test_mapping_stops_at_the_next_window_and_leaves_nothing(tmp_path, synthetic_scene, stop_requested):
     from test_mapping import _fit_tree
 
-    from pipeline.mapping import classify_raster
-    from pipeline.raster import RasterStack
+    from pipeline.inputs.raster import RasterStack
+    from pipeline.mapping.classify import classify_raster
 
     path, _ = synthetic_scene
     with RasterStack.open(path) as stack:
@@ -184,9 +184,9 @@ def test_mapping_stops_at_the_next_window_and_leaves_nothing(tmp_path, synthetic
 
 def test_deep_training_in_a_worker_thread_stops_when_asked(tmp_path, stop_requested, torch_one_thread):
     """Signals reach the main thread only; a fit in another thread must notice the request."""
-    from pipeline.config import CNNConfig
     from pipeline.models.base import ModelMeta, TrainingData
     from pipeline.models.deep import CNNModel
+    from pipeline.models.settings import CNNConfig
 
     rng = np.random.default_rng(0)
     n = 256

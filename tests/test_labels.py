@@ -6,10 +6,10 @@ from conftest import write_raster
 from rasterio import features
 from shapely.geometry import Point, box
 
-from pipeline.config import ClassSpec, LabelConfig
-from pipeline.errors import InputError
-from pipeline.labels import ingest_labels
-from pipeline.raster import RasterStack
+from pipeline.core.errors import InputError
+from pipeline.inputs.labels import ingest_labels
+from pipeline.inputs.raster import RasterStack
+from pipeline.inputs.settings import ClassSpec, LabelConfig
 
 CLASSES = [ClassSpec(id=1, name="water"), ClassSpec(id=2, name="forest"), ClassSpec(id=5, name="urban")]
 

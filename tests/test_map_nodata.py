@@ -25,7 +25,7 @@ from unseen_scenes import (
 
 @pytest.mark.prefect
 def test_map_command_reproduces_the_run_map_with_config_nodata(prefect_api, tmp_path):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     folder = tmp_path / "scene"
     folder.mkdir()
@@ -98,7 +98,7 @@ def test_map_command_reproduces_the_run_map_with_config_nodata(prefect_api, tmp_
     ],
 )
 def test_nodata_fits_follows_the_data_type_limits(value, dtype, fits):
-    from pipeline.raster import nodata_fits
+    from pipeline.inputs.raster import nodata_fits
 
     assert nodata_fits(value, dtype) is fits
 
@@ -112,7 +112,7 @@ def test_map_with_a_nodata_no_pixel_can_hold_is_one_line_exit_2(tmp_path):
     from conftest import write_raster
 
     from pipeline import LandcoverClassifier
-    from pipeline.config import NODATA_CLASS
+    from pipeline.inputs.class_table import NODATA_CLASS
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

@@ -20,7 +20,7 @@ TR = from_origin(500000.0, 4000000.0, 30.0, 30.0)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     folder = tmp_path_factory.mktemp("vr")
     cls = class_image(48, 48)
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
 
 
 def _map(model, raster, out, *extra):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     return main(["map", "--model", str(model), "--raster", str(raster), "--out", str(out), "--no-progress", *extra])
 
@@ -88,7 +88,7 @@ def test_a_raster_scaled_by_100_warns_and_strict_stops(trained, tmp_path, caplog
     # several inputs: the scaled one stops the command before the good one is mapped
     folder_out = tmp_path / "maps"
     folder_out.mkdir()
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     assert (
         main(
@@ -121,7 +121,7 @@ def test_a_different_dtype_warns(trained, tmp_path, caplog):
 
 def test_reflectance_0_1_against_a_model_of_0_10000(tmp_path):
     """The check itself on float reflectance against a uint16 0-10000 reference: range and dtype."""
-    from pipeline.value_range import training_value_range, value_range_problem
+    from pipeline.inputs.value_range import training_value_range, value_range_problem
 
     rng = np.random.default_rng(0)
     dn = rng.uniform(200, 6000, (5000, 4))
@@ -166,8 +166,8 @@ def test_a_deep_model_file_keeps_the_value_range(tmp_path):
     import torch
     from test_deep import make_model, separable
 
+    from pipeline.inputs.value_range import training_value_range
     from pipeline.models import load_model
-    from pipeline.value_range import training_value_range
 
     m = make_model("cnn", 5, epochs=1)
     data = separable(60, 5, 0)
@@ -183,7 +183,7 @@ def test_a_deep_model_file_keeps_the_value_range(tmp_path):
 def test_serve_records_the_warning_in_the_scene_report(trained, tmp_path, caplog):
     import json
 
-    from pipeline.batch import map_one_scene
+    from pipeline.runner.batch import map_one_scene
 
     folder, data, run = trained
     caplog.set_level(logging.INFO)

@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 import rasterio
 
-from pipeline.config import NODATA_CLASS, DecisionTreeConfig
-from pipeline.mapping import classify_raster
+from pipeline.inputs.class_table import NODATA_CLASS
+from pipeline.inputs.raster import RasterStack
+from pipeline.mapping.classify import classify_raster
 from pipeline.models import load_model
 from pipeline.models.base import ModelMeta, TrainingData
 from pipeline.models.classical import DecisionTreeModel
-from pipeline.patches import extract_patches, open_patches
-from pipeline.raster import RasterStack
+from pipeline.models.settings import DecisionTreeConfig
+from pipeline.sampling.patches import extract_patches, open_patches
 
 
 def _fit_tree(stack, tmp_path):
@@ -71,8 +72,8 @@ def test_open_for_model_lines_bands_up(tmp_path, synthetic_scene):
     import pytest
     from conftest import write_raster
 
-    from pipeline.errors import InputError
-    from pipeline.mapping import open_for_model
+    from pipeline.core.errors import InputError
+    from pipeline.mapping.classify import open_for_model
 
     path, data = synthetic_scene  # bands named b1, b2, b3
     with open_for_model(path, ["b3", "b1"]) as s:  # a superset: selected by name, in the model's order
@@ -100,8 +101,8 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
     import json
     import xml.etree.ElementTree as ET
 
-    from pipeline.assess import map_class_names
-    from pipeline.class_table import read_pam_names
+    from pipeline.evaluation.reference_sample import map_class_names
+    from pipeline.inputs.class_table import read_pam_names
 
     path, _ = synthetic_scene
     with RasterStack.open(str(path)) as stack:
@@ -131,7 +132,7 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
     ]
     assert (tmp_path / "m.clr").read_text().splitlines() == ["1 255 0 0", "2 0 0 255"]
     assert read_pam_names(out) == map_class_names(out) == {1: "left", 2: "right"}
-    from pipeline.assess import design_sample  # assess-design names the strata from the map itself
+    from pipeline.evaluation.reference_sample import design_sample  # assess-design names the strata from the map itself
 
     assert set(design_sample(out, 20, "equal", seed=0)["map_class_name"]) == {"left", "right"}
     assert not (tmp_path / "m_conf.qml").exists()  # the confidence raster is not a class map
@@ -166,7 +167,7 @@ def test_gdal_cache_is_sized_from_the_window_and_restored(tmp_path):
     from rasterio.env import get_gdal_config
     from rasterio.transform import from_origin
 
-    from pipeline.mapping import CACHE_SLACK_BYTES
+    from pipeline.mapping.classify import CACHE_SLACK_BYTES
 
     rng = np.random.default_rng(1)
     data = rng.integers(1, 1000, size=(3, 200, 200)).astype(np.uint16)
@@ -209,8 +210,8 @@ def test_many_bands_map_in_bounded_windows_same_map(tmp_path):
     `landcover map` CLI gives the same map."""
     from rasterio.transform import from_origin
 
-    from pipeline.cli import main
-    from pipeline.patches import WINDOW_BYTES
+    from pipeline.cli.main import main
+    from pipeline.sampling.patches import WINDOW_BYTES
 
     bands, side = 600, 150
     rng = np.random.default_rng(3)

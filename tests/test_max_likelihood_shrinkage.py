@@ -14,9 +14,9 @@ from sklearn.covariance import OAS
 sys.path.insert(0, str(Path(__file__).parent))
 from unseen_scenes import utm_scene
 
-from pipeline.config import MaxLikelihoodConfig
 from pipeline.models import ModelMeta, TrainingData, build_model
 from pipeline.models.gaussian import ShrunkGaussianClassifier
+from pipeline.models.settings import MaxLikelihoodConfig
 
 
 def _data(n_per_class=(8, 200, 200), d=30, seed=0):
@@ -114,14 +114,14 @@ def test_class_with_one_sample_is_dropped_and_reported():
     X, y = _data((1, 50, 50), d=5)
     m = build_model("max_likelihood", MaxLikelihoodConfig(), _meta(5), seed=0).fit(_td(X, y))
     assert m.fit_info["dropped_classes"] == [1]
-    from pipeline.run import dropped_classes
+    from pipeline.runner.run import dropped_classes
 
     assert dropped_classes(m, m.meta) == {"a": "1 training sample (a covariance needs 2)"}
 
 
 def test_cli_hyperspectral_scene_with_a_rare_class(tmp_path):
     """60 bands, a class of 4 small polygons: fewer training pixels than bands, default settings."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     cfg_path = utm_scene(
         tmp_path / "scene",
@@ -158,7 +158,7 @@ def test_cli_hyperspectral_scene_with_a_rare_class(tmp_path):
 def test_report_shows_classes_a_model_left_out(tmp_path):
     from test_report import make_run_dir
 
-    from pipeline.report import write_report
+    from pipeline.report.page import write_report
 
     run, metrics = make_run_dir(tmp_path, deep=False)
     metrics["models"]["svm"]["dropped_classes"] = {"urban": "1 training sample (a covariance needs 2)"}

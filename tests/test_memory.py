@@ -1,4 +1,4 @@
-"""Stages hand freed memory back to the OS (pipeline.memory): holes a stage leaves in the heap
+"""Stages hand freed memory back to the OS (pipeline.core.memory): holes a stage leaves in the heap
 stop counting in the process's resident memory."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.procstat import rss_mb
-from pipeline.memory import release_free_memory
+from pipeline.core.memory import release_free_memory
 
 
 def test_release_free_memory_returns_holes_in_the_heap():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.models import build_model, load_model, registry
 from pipeline.models.base import ModelMeta, TrainingData
 
@@ -133,7 +133,7 @@ def test_a_torch_file_holding_objects_is_refused_without_advising_weights_only_f
 
 
 def test_serve_takes_models_only_from_its_runs_directory(tmp_path):
-    from pipeline.batch import model_in_runs
+    from pipeline.runner.batch import model_in_runs
 
     runs = tmp_path / "runs"
     (runs / "r1" / "models").mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_serve_takes_models_only_from_its_runs_directory(tmp_path):
 
 
 def test_serve_scene_names_never_share_a_folder(tmp_path):
-    from pipeline.batch import scene_name
+    from pipeline.runner.batch import scene_name
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.patches import extract_patches, open_patches
-from pipeline.raster import RasterStack
+from pipeline.inputs.raster import RasterStack
+from pipeline.sampling.patches import extract_patches, open_patches
 
 
 @pytest.mark.parametrize("k,window", [(1, 7), (5, 16), (9, 1000)])
@@ -130,7 +130,7 @@ def test_store_subsets_are_index_lists_and_chunks_are_bounded(tmp_path):
 
 
 def test_window_for_bands_bounds_one_window():
-    from pipeline.patches import WINDOW_BYTES, window_for_bands
+    from pipeline.sampling.patches import WINDOW_BYTES, window_for_bands
 
     assert window_for_bands(512, 6) == 512  # few bands: unchanged
     w = window_for_bands(512, 218, halo=4)
@@ -143,7 +143,7 @@ def test_centre_pixels_of_a_store_need_one_chunk_of_memory_not_the_whole_store()
     about one decoded chunk, not every chunk at once (218 bands: 400 MB at every training start)."""
     import tracemalloc
 
-    from pipeline.patches import CHUNK_BYTES, PatchStore
+    from pipeline.sampling.patches import CHUNK_BYTES, PatchStore
 
     raw = np.random.default_rng(0).integers(-500, 3000, size=(8000, 20, 9, 9), dtype=np.int16)
     st = PatchStore(raw, fill=[-9999.0] * 20)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.polygons import polygon_accuracy, reference_check
+from pipeline.evaluation.reference_polygons import polygon_accuracy, reference_check
 
 NAMES = {1: "water", 2: "forest"}
 
@@ -73,7 +73,7 @@ def test_spectra_figure_of_a_60_band_suspect_keeps_band_ticks_legible(tmp_path, 
     # A 60-band suspect once got 60 overlapping tick labels (an unreadable bar under the plot).
     from matplotlib.figure import Figure
 
-    import pipeline.report as report
+    import pipeline.report.page as report
 
     bands = [f"band_{i + 1}" for i in range(60)]
     pos, names = report._band_ticks(bands)

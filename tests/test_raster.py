@@ -3,8 +3,8 @@ import pytest
 from conftest import write_raster
 from rasterio.windows import Window
 
-from pipeline.errors import InputError
-from pipeline.raster import RasterStack, iter_windows
+from pipeline.core.errors import InputError
+from pipeline.inputs.raster import RasterStack, iter_windows
 
 
 def test_multiband_equals_stacked_single_bands(tmp_path, synthetic_scene):

@@ -12,10 +12,11 @@ import rasterio
 from conftest import write_raster
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.config import FeatureConfig, RunConfig, parse_config
-from pipeline.errors import InputError
+from pipeline.config import RunConfig, parse_config
+from pipeline.core.errors import InputError
 from pipeline.models import build_model, load_model, registry
 from pipeline.models.classical import SklearnPixelModel
+from pipeline.sampling.settings import FeatureConfig
 
 
 class ToyConfig(BaseModel):
@@ -72,7 +73,7 @@ def test_builtin_table_drives_every_list():
     names = registry.model_names()
     assert names == ("decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
     assert registry.deep_models() == ("cnn", "resnet")
-    from pipeline import config
+    from pipeline.config import schema as config
     from pipeline.models import MODEL_SUFFIX
 
     assert tuple(config.models_config_class().model_fields) == names
@@ -99,8 +100,8 @@ def test_toy_model_is_configurable_only_once_registered(tmp_path, toy):
 
 
 def test_toy_model_trains_maps_and_reloads_through_the_pipeline(tmp_path, toy):
-    from pipeline.cli import main
-    from pipeline.run import init_run_dir, run_pipeline
+    from pipeline.cli.main import main
+    from pipeline.runner.run import init_run_dir, run_pipeline
 
     img, labels = _scene(tmp_path)
     cfg = RunConfig.model_validate(_raw(img, labels, {"toy": {}}))

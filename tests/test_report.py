@@ -1,4 +1,4 @@
-"""Tests of pipeline.report on a fake but complete run directory."""
+"""Tests of pipeline.report.page on a fake but complete run directory."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.accuracy import assess_model, pairwise_mcnemar
-from pipeline.report import publish_artifacts, write_report
+from pipeline.evaluation.accuracy import assess_model, pairwise_mcnemar
+from pipeline.report.page import publish_artifacts, write_report
 
 CLASSES = [
     {"id": 1, "name": "water", "color": "#1f78b4"},
@@ -316,7 +316,7 @@ def test_publish_artifacts_noop_outside_flow_and_publishes_inside(tmp_path, monk
 
 
 def test_table_cells_follow_their_header_not_their_position(tmp_path):
-    from pipeline.report import _Doc
+    from pipeline.report.page import _Doc
 
     doc = _Doc(tmp_path)
     doc.table([{"class": "water", "a": "1", "b": "2"}, {"b": "4", "class": "forest"}, {"class": "urban", "c": "9"}])
@@ -334,7 +334,7 @@ def test_table_cells_follow_their_header_not_their_position(tmp_path):
 
 def test_report_sections_are_one_list(tmp_path, monkeypatch):
     """A section is one function in report.SECTIONS; it sees the loaded run and adds to the document."""
-    from pipeline import report
+    from pipeline.report import page as report
 
     run, metrics = make_run_dir(tmp_path, deep=False)
     seen = {}
@@ -357,7 +357,7 @@ def test_report_sections_are_one_list(tmp_path, monkeypatch):
 
 def test_per_class_tables_fit_six_models_and_flag_classes(tmp_path):
     """Six models: undefined scores show "–", classes no model gets right or without test pixels are flagged."""
-    from pipeline.accuracy import classification_metrics
+    from pipeline.evaluation.accuracy import classification_metrics
 
     rng = np.random.default_rng(3)
     y = rng.choice([1, 2], 400)  # urban (3) has no test pixels
@@ -471,7 +471,7 @@ def _layout_in_chromium(html_path, tmp_path, width=1400):
 
 def test_no_table_is_clipped_at_1400_px_with_six_models(tmp_path):
     """Layout rule (report.PAGE_WIDTH_PX): at 1400 px every table of a six-model report fits the page."""
-    from pipeline.report import PAGE_WIDTH_PX
+    from pipeline.report.page import PAGE_WIDTH_PX
 
     run, metrics = make_run_dir(tmp_path, six=True)
     m = json.loads((run / "metrics.json").read_text())

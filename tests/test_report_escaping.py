@@ -12,7 +12,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project  # noqa: E402
 
-from pipeline.report import md_text  # noqa: E402
+from pipeline.report.page import md_text  # noqa: E402
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "a|b [x](javascript:alert(1))", "**loud** `code` ![i](http://t/x.png)"]
 
@@ -26,7 +26,7 @@ def test_md_text_is_literal():
 
 def test_report_md_escapes_class_and_band_names(tmp_path):
     from pipeline.config import load_config
-    from pipeline.run import init_run_dir, run_pipeline
+    from pipeline.runner.run import init_run_dir, run_pipeline
 
     cfg_path = make_project(tmp_path / "p")
     raw = yaml.safe_load(cfg_path.read_text())

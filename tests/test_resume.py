@@ -47,7 +47,7 @@ def test_resume_after_kill_gives_identical_metrics(prefect_api, tmp_path):
     assert not (run / "metrics.json").exists(), "the run finished before it was killed"
     assert not (run / "manifest.json").exists()
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     assert main(["run", DEMO, "--out", str(out), "--resume", "killed", *ARGS]) == 0
     m = json.loads((run / "manifest.json").read_text())
@@ -66,7 +66,7 @@ def test_resume_after_kill_gives_identical_metrics(prefect_api, tmp_path):
 
 
 def test_resume_refuses_a_changed_config(prefect_api, tmp_path):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.yaml").write_text("name: other\n")

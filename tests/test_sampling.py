@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.config import SamplingConfig, SplitConfig
-from pipeline.sampling import balanced_take, caps, decide, thin_mask, thinning_strides
+from pipeline.cli.main import main
+from pipeline.sampling.dense import balanced_take, caps, decide, thin_mask, thinning_strides
+from pipeline.sampling.settings import SamplingConfig
+from pipeline.split.settings import SplitConfig
 from tests.conftest import write_raster
 
 
@@ -173,7 +174,7 @@ def test_audit_and_metrics_after_sampling(dense_scene, runs):
     assert sum(v["pixels"] for v in areas.values()) == lab.size
     report = (run / "report.md").read_text()
     assert "Sampling: 10,800 labelled pixels exceed" in report and "sampled test" in report
-    from pipeline.patches import open_patches
+    from pipeline.sampling.patches import open_patches
 
     assert len(open_patches(run / "patches.npy")) == len(samples)
 

@@ -14,9 +14,9 @@ from conftest import run_cli, write_raster
 
 from bench.scenes import CLASSES, make_tiles, tile_classes, tiles_config
 from pipeline.config import load_config, parse_config
-from pipeline.errors import InputError
-from pipeline.raster import RasterAlignmentWarning, RasterStack
-from pipeline.scenes import check_scenes, resolve_scenes
+from pipeline.core.errors import InputError
+from pipeline.inputs.raster import RasterAlignmentWarning, RasterStack
+from pipeline.inputs.scenes import check_scenes, resolve_scenes
 
 BASE = {"classes": CLASSES}
 
@@ -182,7 +182,7 @@ def test_scenes_must_share_band_layout_and_pixel_size(tmp_path):
 
 # ----------------------------------------------------------------------------- runs
 def _run(cfg: dict, tmp_path: Path, run_id: str = "r"):
-    from pipeline.run import init_run_dir, run_pipeline
+    from pipeline.runner.run import init_run_dir, run_pipeline
 
     p = tmp_path / f"{run_id}.yaml"
     p.write_text(yaml.safe_dump(cfg))
@@ -237,7 +237,7 @@ def test_nine_tiles_in_two_crs_run_scene_by_scene(nine_tiles):
 
 
 def test_map_command_writes_one_map_per_input_from_a_glob(nine_tiles, tmp_path):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     data, tiles, run = nine_tiles
     out = tmp_path / "maps"
@@ -267,7 +267,7 @@ def test_map_command_writes_one_map_per_input_from_a_glob(nine_tiles, tmp_path):
 
 
 def test_map_command_several_inputs_need_a_folder(nine_tiles, tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     data, tiles, run = nine_tiles
     rc = main(
@@ -333,7 +333,7 @@ def test_sentinel2_five_dates_run_as_one_stack(shared_data, tmp_path):
     with rasterio.open(paths[3]) as ds:  # the 4th date's bands sit at 39..51 of every patch
         ref = ds.read()
     samples = pd.read_parquet(run / "samples.parquet")
-    from pipeline.patches import open_patches
+    from pipeline.sampling.patches import open_patches
 
     patches = open_patches(run / "patches.npy")
     i = len(samples) // 2
@@ -346,7 +346,7 @@ def test_sentinel2_five_dates_run_as_one_stack(shared_data, tmp_path):
 
 
 def test_sentinel2_five_dates_run_as_five_scenes_through_the_cli(shared_data, tmp_path):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     paths, lulc = _s2(shared_data)
     cfg = {
@@ -392,7 +392,7 @@ def test_report_shows_each_scene_with_its_accuracy_and_map(nine_tiles):
 
 def test_nine_tiles_with_train_validation_test_file_lists_run_end_to_end(tmp_path):
     """A data set shipped with its split: the lists name scenes or image files (a CSV of image paths)."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     tiles = make_tiles(tmp_path / "data", 9, size=24, label_step=2)
     (tmp_path / "train.csv").write_text("image\n" + "".join(f"{t['image']}\n" for t in tiles[:6]))
@@ -439,7 +439,7 @@ def test_nine_tiles_with_train_validation_test_file_lists_run_end_to_end(tmp_pat
 
 
 def test_audit_never_compares_samples_of_different_zones():
-    from pipeline.audit import audit_split
+    from pipeline.split.audit import audit_split
 
     # Two samples at the same coordinates: a leak within one CRS, nothing across two.
     xy = np.array([[0.0, 0.0], [0.0, 0.0], [100.0, 0.0]])
@@ -453,7 +453,7 @@ def test_scene_maps_caption_names_no_best_model_when_inconclusive(nine_tiles, tm
     # The headline of an inconclusive run names no best model; the Scenes caption once still did.
     import shutil
 
-    from pipeline.report import write_report
+    from pipeline.report.page import write_report
 
     _, _, run = nine_tiles
     copy = tmp_path / "run"
@@ -475,7 +475,7 @@ def test_scene_maps_caption_names_no_best_model_when_inconclusive(nine_tiles, tm
 def test_map_cli_with_dates_warns_in_one_line_and_points_to_dates(tmp_path, capfd, caplog):
     # `landcover map` on a date-stack model: the warp of a date on another grid was a raw Python
     # warning (file path, source line); three dates without --dates gave only "name a folder".
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     from pipeline.models import load_model
 
     pa, pb, a, b = _two_dates(tmp_path, shift_cols=5)
@@ -595,9 +595,9 @@ def _split_map_in_first_crs(tiles, samples):
     from matplotlib.collections import PathCollection
     from pyproj import Transformer
 
-    from pipeline.config import SplitConfig
-    from pipeline.split import make_splits
-    from pipeline.split_output import split_map_figure
+    from pipeline.split.make import make_splits
+    from pipeline.split.outputs import split_map_figure
+    from pipeline.split.settings import SplitConfig
 
     names = {t["name"]: rasterio.open(t["image"]).crs for t in tiles}
     first = names[tiles[0]["name"]]

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.prefect
 
 def _model(path: Path, bands: list[str]) -> Path:
     """A decision tree that tells the synthetic scene's two halves apart (classes 1 and 2)."""
-    from pipeline.config import DecisionTreeConfig
     from pipeline.models import build_model
     from pipeline.models.base import ModelMeta, TrainingData
+    from pipeline.models.settings import DecisionTreeConfig
 
     rng = np.random.default_rng(0)
     y = np.repeat([1, 2], 100)
@@ -45,7 +45,7 @@ def _model(path: Path, bands: list[str]) -> Path:
 
 
 def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthetic_scene, tmp_path):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     scene, data = synthetic_scene
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
@@ -118,7 +118,7 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
 
 
 def test_best_model_is_newest_runs_best_macro_f1(tmp_path):
-    from pipeline.batch import best_model
+    from pipeline.runner.batch import best_model
 
     def run(name, finished, f1s):
         d = tmp_path / name
@@ -142,9 +142,9 @@ def test_serve_warns_about_a_scene_in_other_units_and_strict_fails_it(prefect_ap
 
     from conftest import write_raster
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
+    from pipeline.inputs.value_range import training_value_range
     from pipeline.models import load_model
-    from pipeline.value_range import training_value_range
 
     scene, data = synthetic_scene
     path = _model(tmp_path / "runs" / "dt.skops", ["b1", "b2", "b3"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 # Every model, small: what is checked here (audit, map grids, class ids, accuracy = trace of the
@@ -87,7 +87,7 @@ def test_landsat5_single_band_files_stacked(tmp_path, shared_data):
     # The stacked files equal the multi-band stack shipped beside them (bands 1-5 and 7).
     from rasterio.windows import Window
 
-    from pipeline.raster import RasterStack
+    from pipeline.inputs.raster import RasterStack
 
     singles = [folder / f"LT52240631988227CUB02_B{b}.TIF" for b in (1, 2, 3, 4, 5, 7)]
     with RasterStack.open(singles) as a, RasterStack.open(folder / "lsat_stack.tif", bands=[1, 2, 3, 4, 5, 7]) as b:

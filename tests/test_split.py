@@ -13,10 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.audit import audit_split, check_no_leak
-from pipeline.config import SplitConfig, SplitFractions
-from pipeline.errors import InputError, LeakageError
-from pipeline.split import (
+from pipeline.core.errors import InputError, LeakageError
+from pipeline.split.audit import audit_split, check_no_leak
+from pipeline.split.make import (
     Fold,
     SplitResult,
     default_buffer,
@@ -25,6 +24,7 @@ from pipeline.split import (
     random_split,
     write_splits_gpkg,
 )
+from pipeline.split.settings import SplitConfig, SplitFractions
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ["water", "forest", "urban", "crop", "bare"]
@@ -166,8 +166,8 @@ _CHILD = """
 import json, sys
 sys.path.insert(0, {repo!r})
 from tests.test_split import make_layout
-from pipeline.config import SplitConfig
-from pipeline.split import make_splits
+from pipeline.split.settings import SplitConfig
+from pipeline.split.make import make_splits
 s = make_layout(7, n_groups=60)
 out = {{}}
 for strat in ("blocks", "kfold", "random"):
@@ -391,7 +391,7 @@ def _nc_samples():
     import geopandas as gpd
     from rasterio import features
 
-    from pipeline.sample_data import scene_dir
+    from pipeline.inputs.sample_data import scene_dir
 
     try:
         d = scene_dir("nc-landsat7")
@@ -460,7 +460,7 @@ def test_random_split_is_stratified_seeded_and_complete():
 def test_split_map_axes_name_the_crs_and_units():
     from pyproj import CRS
 
-    from pipeline.split_output import _crs_text, _nice_length
+    from pipeline.split.outputs import _crs_text, _nice_length
 
     assert _crs_text(CRS.from_epsg(32119)) == ("NAD83 / North Carolina (EPSG:32119)", "m")
     assert _crs_text(CRS.from_epsg(4326))[1] == "degree"
@@ -474,7 +474,7 @@ def test_split_map_of_a_geographic_crs_has_lon_lat_true_aspect_and_a_metric_scal
     from matplotlib.figure import Figure
     from pyproj import CRS
 
-    from pipeline.split_output import _georeference
+    from pipeline.split.outputs import _georeference
 
     ax = Figure().add_subplot()
     ax.set_xlim(10.0, 10.072)

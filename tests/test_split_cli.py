@@ -13,7 +13,7 @@ import pytest
 import yaml
 from shapely.geometry import Point, box
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from tests.conftest import write_raster
 
 CLASSES = ["water", "forest", "urban", "crop"]

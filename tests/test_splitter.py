@@ -9,7 +9,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
 
 from pipeline import SpatialBlockSplit
-from pipeline.audit import audit_split
+from pipeline.split.audit import audit_split
 
 
 def clustered(seed: int = 0, n_clusters: int = 30, per: int = 25):

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.config import CNNConfig, DecisionTreeConfig, MaxLikelihoodConfig
+from pipeline.inputs.raster import RasterStack
 from pipeline.models import build_model
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.patches import PatchStore, extract_patches, open_patches
-from pipeline.raster import RasterStack
+from pipeline.models.settings import CNNConfig, DecisionTreeConfig, MaxLikelihoodConfig
+from pipeline.sampling.patches import PatchStore, extract_patches, open_patches
 from tests.conftest import write_raster
 
 IDS = [1, 2, 3]
@@ -82,7 +82,7 @@ def test_index_list_training_equals_copy_training(store_data, name, settings):
 
 def test_features_are_read_in_bounded_chunks(store_data, monkeypatch):
     """Many chunks (tiny budget) give the same features as one pass."""
-    import pipeline.patches as P
+    import pipeline.sampling.patches as P
 
     lazy, _ = store_data
     m = build_model("decision_tree", DecisionTreeConfig(), _meta("decision_tree"), seed=0)

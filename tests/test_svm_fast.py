@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from pipeline.svm_fast import FastSVC
+from pipeline.models.svm_fast import FastSVC
 
 
 def _data(rng, n, d, c, spread=1.0):

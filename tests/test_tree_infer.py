@@ -15,10 +15,11 @@ from rasterio.transform import from_origin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from pipeline.config import NODATA_CLASS, DecisionTreeConfig, RandomForestConfig
-from pipeline.mapping import classify_raster
+from pipeline.inputs.class_table import NODATA_CLASS
+from pipeline.mapping.classify import classify_raster
 from pipeline.models import build_model, load_model
 from pipeline.models.base import ModelMeta, TrainingData
+from pipeline.models.settings import DecisionTreeConfig, RandomForestConfig
 from pipeline.models.tree_infer import PackedTrees, float32_floor
 
 

@@ -27,7 +27,7 @@ OUTSIDE = {"water": 100, "forest": 90, "urban": 99, "snow": 0}
 
 
 def _run(cfg: Path, out: Path, run_id: str, *extra: str, capsys=None) -> tuple[int, str]:
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     rc = main(["run", str(cfg), "--out", str(out), "--run-id", run_id, "--no-progress", "--engine", "local", *extra])
     err = capsys.readouterr().err if capsys else ""
@@ -119,7 +119,7 @@ def _subprocess_run(cfg: Path, out: Path) -> tuple[int, str]:
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "pipeline.cli.main",
             "run",
             str(cfg),
             "--out",
@@ -154,7 +154,7 @@ def _nodata_band_scene(folder: Path, bad: str = "all", **extra) -> Path:
     if bad == "labels":
         data[2, :, :24] = 0
         gdf = gdf[gdf.geometry.centroid.x < 500000.0 + 24 * 30.0]
-    from pipeline.raster import RasterStack  # noqa: F401 - the scene is read by the run
+    from pipeline.inputs.raster import RasterStack  # noqa: F401 - the scene is read by the run
 
     path = write_raster(folder / "scene.tif", data, tr, "EPSG:32633", nodata=0)
     import rasterio

@@ -22,9 +22,9 @@ from conftest import run_cli
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project  # noqa: E402
 
-from pipeline import mapping  # noqa: E402
-from pipeline.errors import OutOfSpaceError, OutputWriteError  # noqa: E402
-from pipeline.raster import RasterStack  # noqa: E402
+from pipeline.core.errors import OutOfSpaceError, OutputWriteError  # noqa: E402
+from pipeline.inputs.raster import RasterStack  # noqa: E402
+from pipeline.mapping import classify as mapping
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,10 +51,10 @@ def small_fs(tmp_path):
 
 def _noisy_model(stack: RasterStack, tmp_path: Path):
     """A fully grown tree on random labels: its map is noise that no compression can shrink."""
-    from pipeline.config import DecisionTreeConfig
     from pipeline.models.base import ModelMeta, TrainingData
     from pipeline.models.classical import DecisionTreeModel
-    from pipeline.patches import extract_patches, open_patches
+    from pipeline.models.settings import DecisionTreeConfig
+    from pipeline.sampling.patches import extract_patches, open_patches
 
     rng = np.random.default_rng(1)
     n = 2000
@@ -172,9 +172,9 @@ def test_patch_store_on_full_disk_is_an_error_not_a_bus_error(small_fs, tmp_path
     fs = small_fs(64 * 1024)  # 3000 patches of 4 x 9 x 9 float32 need 3.7 MiB
     code = f"""
 import numpy as np, pandas as pd
-from pipeline.patches import extract_patches
-from pipeline.raster import RasterStack
-from pipeline.errors import OutOfSpaceError
+from pipeline.sampling.patches import extract_patches
+from pipeline.inputs.raster import RasterStack
+from pipeline.core.errors import OutOfSpaceError
 rng = np.random.default_rng(0)
 s = pd.DataFrame({{"row": rng.integers(0, 64, 3000), "col": rng.integers(0, 64, 3000)}})
 with RasterStack.open([{str(img)!r}]) as st:
@@ -227,7 +227,7 @@ class _FailAfter:
 @pytest.mark.parametrize("failure", ["raises_mid_file", "truncated_on_close"])
 def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_path, monkeypatch, failure):
     from pipeline.config import load_config
-    from pipeline.run import init_run_dir, run_one
+    from pipeline.runner.run import init_run_dir, run_one
 
     cfg, base = load_config(make_project(tmp_path / "p"))
     out = tmp_path / "runs"

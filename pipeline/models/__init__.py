@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.models import registry
 from pipeline.models.base import Classifier, ModelMeta, TrainingData
 from pipeline.models.registry import ModelSpec, model_class, model_suffix

@@ -135,7 +135,7 @@ def tree_lookup(
 @nb.njit(nogil=True, cache=True, inline="always")
 def descend_columns(XT, fill, a, m, feat, thr, base, root, min_depth, idx, act):  # pragma: no cover - compiled
     """:func:`descend` over ``XT`` = features x rows (a window's band planes, read in place), a
-    value that is not finite read as ``fill`` (as :mod:`pipeline.features` fills it)."""
+    value that is not finite read as ``fill`` (as :mod:`pipeline.sampling.features` fills it)."""
     for i in range(m):
         idx[i] = root
     for _ in range(min_depth):

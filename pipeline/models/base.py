@@ -2,7 +2,7 @@
 
 A classifier learns from a :class:`TrainingData` (patches centred on labelled
 pixels) and classifies rasters block by block through :meth:`predict_block`.
-The mapper (:mod:`pipeline.mapping`) owns windows, halos, nodata and writing;
+The mapper (:mod:`pipeline.mapping.classify`) owns windows, halos, nodata and writing;
 a classifier only turns a float32 block into class ids and confidences.
 
 Conventions shared by all models
@@ -43,7 +43,7 @@ class ModelMeta:
     # None for a band without one. Mapping uses it, so a map of the training scene equals the run's.
     nodata: list[float | None] | None = None
     # Per-band p1/p50/p99 of the training pixels and the bands' raster data types
-    # (pipeline.value_range.training_value_range); mapping warns when an input is clearly off.
+    # (pipeline.inputs.value_range.training_value_range); mapping warns when an input is clearly off.
     # None in models saved before it: no check.
     value_range: dict[str, Any] | None = None
 
@@ -57,7 +57,7 @@ class ModelMeta:
 
 class PatchRows(Protocol):
     """Patches as the models read them: a float32 array ``(n, bands, k, k)`` (NaN = no value), or
-    a :class:`~pipeline.patches.PatchStore`, which decodes to that the rows it is asked for."""
+    a :class:`~pipeline.sampling.patches.PatchStore`, which decodes to that the rows it is asked for."""
 
     @property
     def shape(self) -> tuple[int, ...]: ...
@@ -77,7 +77,7 @@ class TrainingData:
     Attributes
     ----------
     patches : float32 array (n, bands, k, k); NaN marks nodata or padding. May be a memmap or a
-        :class:`~pipeline.patches.PatchStore` (rows decoded to float32 on access); consumers
+        :class:`~pipeline.sampling.patches.PatchStore` (rows decoded to float32 on access); consumers
         read it in row chunks (``patches[a:b]``) rather than as a whole.
     y : int64 array (n,) of class ids (``ClassSpec.id``).
     groups : int64 array (n,) id of the source polygon / point (for grouped CV).
@@ -111,7 +111,7 @@ class TrainingData:
         return np.asarray(self.patches[:, :, c, c])
 
     def subset(self, idx: np.ndarray) -> TrainingData:
-        """The samples ``idx``. Over a :class:`~pipeline.patches.PatchStore` the patches stay an
+        """The samples ``idx``. Over a :class:`~pipeline.sampling.patches.PatchStore` the patches stay an
         index list over the memory-mapped store (nothing is read); a plain array is copied."""
         idx = np.asarray(idx)
         patches = (

@@ -1,10 +1,10 @@
 """Classical per-pixel baselines built on scikit-learn estimators.
 
 All four baselines (decision tree, random forest, RBF SVM, Gaussian maximum
-likelihood) classify a pixel from the features of :mod:`pipeline.features`,
+likelihood) classify a pixel from the features of :mod:`pipeline.sampling.features`,
 configured per model by ``settings.features`` (band values by default; optional
 spectral indices and k x k patch statistics, in which case ``halo = k // 2``).
-The same :class:`~pipeline.features.FeatureSpec` builds features from training
+The same :class:`~pipeline.sampling.features.FeatureSpec` builds features from training
 patches and from mapping blocks, so ``predict_block`` equals ``predict_patches``
 at every pixel.
 
@@ -22,11 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
-from pipeline.atomic import atomic_path, json_safe
-from pipeline.cancel import check_cancelled
-from pipeline.errors import InputError
-from pipeline.features import FeatureSpec
+from pipeline.core.atomic import atomic_path, json_safe
+from pipeline.core.cancel import check_cancelled
+from pipeline.core.errors import InputError
 from pipeline.models.base import ModelMeta, PatchRows, TrainingData, proba_to_labels
+from pipeline.sampling.features import FeatureSpec
 
 
 class SklearnPixelModel:
@@ -62,7 +62,7 @@ class SklearnPixelModel:
         Patches are read in chunks of bounded size (``patches`` may be a memory-mapped store
         or an index list over one): only the (n, f) features are ever whole in memory.
         """
-        from pipeline.patches import row_chunks
+        from pipeline.sampling.patches import row_chunks
 
         n = len(patches)
         chunks = list(row_chunks(patches))
@@ -216,7 +216,7 @@ class DecisionTreeModel(SklearnPixelModel):
     def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """With band values as the only features, the kernel reads the window's band planes in
         place (non-finite values as the feature module's fill): no (pixels, features) copy."""
-        from pipeline.features import NAN_FILL
+        from pipeline.sampling.features import NAN_FILL
 
         if self.spec.n_features != self.spec.n_bands or self.halo:
             return super().predict_block(block)
@@ -386,7 +386,7 @@ class SVMModel(SklearnPixelModel):
       ``GroupKFold`` over the training groups (polygons), so that no polygon is on both
       sides (stratified 3-fold if there are fewer than 3 groups). Ties go to the first
       candidate in grid order. The final model is refitted on the (capped) training set.
-    * Prediction uses :class:`pipeline.svm_fast.FastSVC` (same one-vs-one votes as
+    * Prediction uses :class:`pipeline.models.svm_fast.FastSVC` (same one-vs-one votes as
       ``SVC.predict``). Confidence = fraction of its one-vs-one contests that the winning
       class won (a vote share, not a probability; always 1 with two classes).
     """
@@ -405,7 +405,7 @@ class SVMModel(SklearnPixelModel):
         return SVC(kernel="rbf", C=float(C), gamma=gamma, cache_size=500, random_state=self.seed)
 
     def _fast(self, svc: Any) -> Any:
-        from pipeline.svm_fast import FastSVC
+        from pipeline.models.svm_fast import FastSVC
 
         dev = "cpu"
         if str(self.device).startswith("cuda"):

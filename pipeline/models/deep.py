@@ -71,12 +71,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.atomic import atomic_path
-from pipeline.config import DeepConfig
-from pipeline.device import DeviceSettings, select_device
-from pipeline.errors import InputError
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import InputError
 from pipeline.models import registry
 from pipeline.models.base import ModelMeta, PatchRows, TrainingData
+from pipeline.models.device import DeviceSettings, select_device
 from pipeline.models.nets import (  # noqa: F401 - re-exported
     CompactCNN,
     PatchResNet,
@@ -85,6 +84,7 @@ from pipeline.models.nets import (  # noqa: F401 - re-exported
     randomize_batchnorm,
     trunk_layers,
 )
+from pipeline.models.settings import DeepConfig
 from pipeline.models.training import (  # noqa: F401 - re-exported
     EpochSampler,
     band_stats,

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 __all__ = ["CompactCNN", "PatchResNet", "ResidualBlock", "fold_batchnorm", "randomize_batchnorm", "trunk_layers"]
 

@@ -4,7 +4,7 @@ Everything that needs to know which models exist reads this table: the ``models:
 of the config (:class:`pipeline.config.RunConfig`; one optional field per entry, in table
 order), ``--models``, the saved file suffix, whether a stage key depends on the device,
 which loader opens a saved file, and the scikit-learn wrapper
-(:class:`pipeline.estimator.LandcoverClassifier`).
+(:class:`pipeline.models.estimator.LandcoverClassifier`).
 
 A :class:`ModelSpec` names its implementation as ``"module:Class"`` and imports it on
 first use, so that reading a config never imports torch.
@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from pipeline.config import (
+from pipeline.core.errors import InputError
+from pipeline.models.settings import (
     CNNConfig,
     DecisionTreeConfig,
     MaxLikelihoodConfig,
@@ -32,7 +33,6 @@ from pipeline.config import (
     ResNetConfig,
     SVMConfig,
 )
-from pipeline.errors import InputError
 
 
 def _import(target: str | Any) -> Any:

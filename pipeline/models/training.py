@@ -26,8 +26,8 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_path, json_safe, write_json
-from pipeline.cancel import check_cancelled
+from pipeline.core.atomic import atomic_path, json_safe, write_json
+from pipeline.core.cancel import check_cancelled
 from pipeline.models.base import PatchRows, TrainingData
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ branch in its inner loop:
   per tree or per window is written.
 
 Rows with a NaN feature are left to scikit-learn (its missing-value routing is per node);
-the mapping's features never hold NaN (:mod:`pipeline.features` fills them).
+the mapping's features never hold NaN (:mod:`pipeline.sampling.features` fills them).
 
 The kernels are compiled on first use and cached on disk (Numba's ``cache=True``: beside
 this file, or in Numba's user-wide cache when that is not writable), so the compilation

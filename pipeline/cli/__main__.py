@@ -1,0 +1,5 @@
+"""``python -m pipeline.cli``: the ``landcover`` command."""
+
+from pipeline.cli.main import console_main
+
+console_main()

@@ -1,0 +1,74 @@
+"""Pre-flight checks of the services a run will talk to, before anything is written.
+
+An unreachable Prefect API or Dask scheduler otherwise shows up deep inside Prefect's
+client or Dask's comm layer, as a long traceback after its own retries (tens of
+seconds). Here each is one TCP connection with a short timeout, and a failure is an
+:class:`~pipeline.core.errors.InputError` naming the setting, so the CLI prints one line and
+exits with code 2 before a run directory exists.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+from pipeline.core.errors import InputError
+
+#: Seconds to wait for a TCP connection to a service.
+CONNECT_TIMEOUT = 3.0
+_DEFAULT_PORTS = {"http": 80, "https": 443, "tcp": 8786, "tls": 8786}
+
+
+def _host_port(address: str, what: str) -> tuple[str, int]:
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise InputError(f"{what}: {address!r} is not an address of the form scheme://host:port")
+    return parts.hostname, int(port)
+
+
+def check_reachable(address: str, what: str, hint: str = "", timeout: float = CONNECT_TIMEOUT) -> None:
+    """Open (and close) one TCP connection to ``address``; an :class:`InputError` naming ``what`` if it fails."""
+    host, port = _host_port(address, what)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__).lower()
+        raise InputError(f"{what}: cannot reach {host}:{port} ({reason}){hint}") from None
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API URL a flow run would use (environment or active profile); None for ephemeral mode."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url is not None:
+        return url or None
+    try:
+        from prefect.settings import PREFECT_API_URL
+    except ImportError:
+        return None
+    return str(PREFECT_API_URL.value() or "") or None
+
+
+def check_run_services(engine: str, dask_address: str | None) -> None:
+    """Everything a ``landcover run`` with this engine will connect to is reachable (else InputError)."""
+    if engine == "local":
+        if dask_address:
+            raise InputError("--dask: runs on a Dask cluster through Prefect; use it with --engine prefect")
+        return
+    if dask_address:
+        check_reachable(
+            dask_address, f"--dask {dask_address}", "; start the scheduler (dask scheduler) or check the address"
+        )
+    url = prefect_api_url()
+    if url:
+        check_reachable(
+            url,
+            f"PREFECT_API_URL={url}",
+            "; start the server (prefect server start), unset PREFECT_API_URL for a temporary "
+            "local server, or use --engine local",
+        )

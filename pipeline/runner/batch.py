@@ -1,0 +1,381 @@
+"""Batch mapping of new rasters (library code behind ``landcover serve``).
+
+One cycle is :func:`plan_cycle` (what to map), :func:`map_one_scene` per scene, then
+:func:`finish_cycle` (state file, failure files, cycle report). The Prefect flow
+``batch-map`` in :mod:`flows.serve` is a thin wrapper that runs the scenes as tasks.
+
+1. :func:`plan_cycle` finds candidate rasters: ``*.tif``/``*.tiff`` in the inbox (hidden
+   files and files modified less than ``settle_seconds`` ago are left for the next cycle,
+   so a file still being copied is not mapped half-written) plus any explicit rasters;
+   drops those already in the state file (key: resolved path + size + mtime, so a replaced
+   file counts as new); failed scenes are not retried unless they change or
+   ``retry_failed`` is set; picks the model: the given path, else the model with the best
+   macro-F1 in ``metrics.json`` of the newest finished run (by ``manifest.json``
+   ``finished``) in the runs directory.
+2. :func:`map_one_scene` writes ``<outbox>/<scene>/<scene>.tif`` (+ ``_confidence.tif``,
+   ``.json``, ``.md``).
+3. :func:`finish_cycle` writes ``<outbox>/<scene>/<scene>.failed.json`` per failed scene,
+   the cycle report ``<outbox>/cycles/<UTC time>.json``/``.md``, and records every scene
+   in the state file (default ``<outbox>/.serve-state.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.atomic import write_json, write_text
+from pipeline.core.errors import InputError
+
+log = logging.getLogger(__name__)
+RASTER_SUFFIXES = {".tif", ".tiff"}
+
+
+# ----------------------------------------------------------------------------- the model to map with
+def newest_run(runs_dir: Path) -> Path | None:
+    """The newest finished run (has metrics.json) in ``runs_dir``, by manifest ``finished``."""
+    best: tuple[str, float, Path] | None = None
+    if not runs_dir.is_dir():
+        return None
+    for d in runs_dir.iterdir():
+        if d.name.startswith(".") or not (d / "metrics.json").is_file():
+            continue
+        finished = ""
+        try:
+            finished = json.loads((d / "manifest.json").read_text()).get("finished") or ""
+        except (OSError, ValueError):
+            pass
+        cand = (finished, (d / "metrics.json").stat().st_mtime, d)
+        if best is None or cand[:2] > best[:2]:
+            best = cand
+    return best[2] if best else None
+
+
+def model_in_runs(model: str | Path, runs_dir: str | Path) -> Path:
+    """``model`` resolved, if it lies inside ``runs_dir``; else a one-line InputError.
+
+    ``serve`` loads models only from its runs directory: whoever can write there decides
+    what is mapped, so that is the one folder to protect (symbolic links are resolved
+    first, so a link to a file elsewhere is refused too).
+    """
+    m, r = Path(model).resolve(), Path(runs_dir).resolve()
+    if not m.is_relative_to(r):
+        raise InputError(
+            f"{model}: serve loads models only from its runs directory {r}; put the run there or pass --runs"
+        )
+    return m
+
+
+def best_model(runs_dir: Path) -> Path:
+    """The saved model with the best macro-F1 of the newest run in ``runs_dir``."""
+    from pipeline.models import registry
+
+    run = newest_run(runs_dir)
+    if run is None:
+        raise InputError(
+            f"{runs_dir}: no finished run (with metrics.json) to take the best model from; "
+            "run `landcover run CONFIG` first or pass --model PATH"
+        )
+    metrics = json.loads((run / "metrics.json").read_text()).get("models") or {}
+    ranked = sorted(
+        ((r.get("macro_f1") if r.get("macro_f1") is not None else -1.0, name) for name, r in metrics.items()),
+        reverse=True,
+    )
+    for _, name in ranked:
+        if name not in registry.model_names():
+            continue
+        p = run / "models" / f"{name}{registry.model_suffix(name)}"
+        if p.exists():
+            return p
+    raise InputError(f"{run}: no saved model file for any of {', '.join(metrics) or 'its models'}")
+
+
+# ----------------------------------------------------------------------------- state
+def _scene_key(p: Path, st: os.stat_result) -> str:
+    return f"{p}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def read_state(path: Path) -> dict:
+    if not path.exists():
+        return {"version": 1, "processed": {}}
+    try:
+        state = json.loads(path.read_text())
+    except ValueError:
+        raise InputError(f"{path}: serve state file is not valid JSON; fix or delete it") from None
+    state.setdefault("processed", {})
+    return state
+
+
+def scene_name(path: Path, key: str) -> str:
+    """The outbox folder (and file stem) of one input: a readable part of its name plus a
+    hash of its state key (resolved path, size, modification time).
+
+    Different inputs never share a folder, in one cycle or across cycles: ``a b.tif`` and
+    ``a?b.tif`` read the same once their odd characters are replaced, and names in other
+    scripts keep their letters (Unicode word characters) but could still collide, so the
+    hash decides. A new version of a file (same path, new size or time) gets a new folder
+    instead of overwriting the maps of the old one.
+    """
+    stem = unicodedata.normalize("NFC", path.stem)
+    slug = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:60] or "scene"
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def plan_cycle(
+    config_path: str,
+    inbox: str | None,
+    outbox: str | None,
+    model: str | None,
+    rasters: list[str] | None,
+    state_file: str | None,
+    runs_dir: str | None,
+    settle_seconds: float,
+    retry_failed: bool,
+) -> dict:
+    """Decide what this cycle maps (no side effects beyond creating the outbox)."""
+    from pipeline.config import load_config
+
+    cfg, _ = load_config(config_path)
+    if not inbox and not rasters:
+        raise InputError("serve: give an inbox folder (--inbox DIR) or rasters (--raster PATH)")
+    out = Path(outbox or Path(cfg.output_dir) / "outbox").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = Path(state_file).resolve() if state_file else out / ".serve-state.json"
+    state = read_state(state_path)
+    runs = Path(runs_dir or cfg.output_dir).resolve()
+    model_path = model_in_runs(model, runs) if model else best_model(runs)
+    if not model_path.exists():
+        raise InputError(f"{model_path}: model file not found")
+
+    cands: list[Path] = []
+    if inbox:
+        ib = Path(inbox)
+        if not ib.is_dir():
+            raise InputError(f"{ib}: inbox folder not found")
+        cands += sorted(
+            p
+            for p in ib.iterdir()
+            if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+        )
+    cands += [Path(r) for r in rasters or []]
+    now = time.time()
+    todo: list[dict[str, Any]] = []
+    seen, settling = 0, 0
+    for p in cands:
+        p = p.resolve()
+        try:
+            st = p.stat()
+        except OSError:
+            todo.append({"path": str(p), "key": f"{p}|missing", "name": scene_name(p, f"{p}|missing")})
+            continue
+        seen += 1
+        if now - st.st_mtime < settle_seconds:
+            settling += 1
+            continue
+        key = _scene_key(p, st)
+        prev = state["processed"].get(key)
+        if prev is not None and (prev.get("status") == "mapped" or not retry_failed):
+            continue
+        todo.append(
+            {"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "name": scene_name(p, key)}
+        )
+    return {
+        "config": str(config_path),
+        "outbox": str(out),
+        "state_file": str(state_path),
+        "model_path": str(model_path),
+        "todo": todo,
+        "seen": seen,
+        "settling": settling,
+        "window_size": cfg.mapping.window_size,
+        "workers": cfg.mapping.workers,
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _area_lines(areas: dict) -> list[str]:
+    """Markdown table of a scene's class areas, rounded as the run report rounds them."""
+    from pipeline.report.page import fmt, md_text
+
+    lines = ["| class | pixels | area (ha) | share |", "|---|---:|---:|---:|"]
+    for name, a in areas.items():
+        if isinstance(a, dict):
+            lines.append(
+                f"| {md_text(name)} | {fmt(a.get('pixels'), 'int')} | {fmt(a.get('area_ha'), 'ha')} | "
+                f"{fmt(a.get('fraction', a.get('share')), 'pct')} |"
+            )
+    return lines
+
+
+# ----------------------------------------------------------------------------- one scene
+def map_one_scene(
+    scene: dict,
+    model_path: str,
+    outbox: str,
+    window_size: int,
+    workers: int,
+    logger: Any = None,
+    progress: bool = False,
+    strict: bool = False,
+) -> dict:
+    """Map one raster; writes the class map (with its class-table sidecars), confidence, and a
+    JSON + Markdown report. ``progress`` shows a mapping progress bar. Input values or a data type
+    clearly unlike the model's training pixels are a warning in the log and both reports, or with
+    ``strict`` an :class:`InputError` (the scene fails and nothing of it is written)."""
+    from pipeline.inputs.value_range import check_stack
+    from pipeline.mapping.classify import classify_raster, dask_client_here, open_for_model
+    from pipeline.models import load_model
+
+    logger = logger or log
+    path = Path(scene["path"])
+    if not path.exists():
+        raise InputError(f"{path}: raster file not found")
+    model = load_model(model_path, device="cpu")
+    meta = model.meta
+    odir = Path(outbox) / scene["name"]
+    map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
+    # On a Dask worker (serve --dask) the scene's windows become tasks across the cluster too.
+    with (
+        open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack,
+        dask_client_here() as client,
+    ):
+        problem = check_stack(stack, getattr(meta, "value_range", None))
+        if problem and strict:
+            raise InputError(problem)
+        if problem:
+            logger.warning("%s", problem)
+        res = classify_raster(
+            model,
+            stack,
+            map_path,
+            confidence_path=conf_path,
+            window_size=window_size,
+            workers=workers,
+            progress=progress,
+            client=client,
+        )
+        crs = stack.grid.crs.to_string() if stack.grid.crs else None
+        size = [stack.grid.width, stack.grid.height]
+    areas: dict = {}
+    try:
+        from pipeline.evaluation.accuracy import class_area_table
+
+        areas = class_area_table(map_path, list(meta.class_ids), list(meta.class_names))
+    except Exception as e:  # noqa: BLE001 - the area table is a nicety; the map is what matters
+        logger.warning("%s: no class area table (%s)", path, e)
+    report = {
+        "scene": scene["name"],
+        "input": str(path),
+        "input_bytes": scene.get("bytes"),
+        "model": str(model_path),
+        "model_name": meta.model,
+        "bands": list(meta.band_names),
+        "map": str(map_path),
+        "confidence": str(conf_path),
+        "crs": crs,
+        "size": size,
+        "seconds": round(res["seconds"], 3),
+        "mpx_per_s": round(res["mpx_per_s"], 3),
+        "class_areas": areas,
+        "value_range_warning": problem,
+        # where the work ran: this process, and the Dask workers that classified windows
+        "mapped_by": {"pid": os.getpid(), "window_workers": res.get("workers", {})},
+        "mapped_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_text(odir / f"{scene['name']}.json", json.dumps(report, indent=2, default=str))
+    lines = [
+        f"# {scene['name']}",
+        "",
+        f"- input: `{path}`",
+        f"- model: `{model_path}` ({meta.model})",
+        f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
+        f"- mapped in {res['seconds']:.2f} s ({res['mpx_per_s']:.3g} Mpx/s)",
+        "",
+    ]
+    if problem:
+        from pipeline.report.page import md_text
+
+        lines[-1:-1] = [f"- **Warning**: {md_text(problem)}"]
+    if areas:
+        lines += _area_lines(areas)
+    write_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")
+    (odir / f"{scene['name']}.failed.json").unlink(missing_ok=True)
+    logger.info("mapped %s -> %s", path, map_path)
+    return {
+        **scene,
+        "status": "mapped",
+        "map": str(map_path),
+        "report": str(odir / f"{scene['name']}.json"),
+        "seconds": report["seconds"],
+        "warning": problem,
+    }
+
+
+# ----------------------------------------------------------------------------- cycle end
+def finish_cycle(plan: dict, results: list[dict]) -> dict:
+    """Record every scene in the state file, write failure files and the cycle report."""
+    from pipeline.report.page import md_text
+
+    out = Path(plan["outbox"])
+    now = dt.datetime.now(dt.UTC)
+    for r in results:
+        if r["status"] == "failed":
+            write_json(
+                out / r["name"] / f"{r['name']}.failed.json",
+                {"input": r["path"], "error": r.get("error"), "at": now.isoformat(timespec="seconds")},
+            )
+    state_path = Path(plan["state_file"])
+    state = read_state(state_path)  # re-read: keep what another cycle may have added
+    for r in results:
+        state["processed"][r["key"]] = {
+            "path": r["path"],
+            "status": r["status"],
+            "at": now.isoformat(timespec="seconds"),
+            **({"map": r["map"]} if r.get("map") else {}),
+            **({"error": r["error"]} if r.get("error") else {}),
+        }
+    write_json(state_path, state)
+    mapped = [r for r in results if r["status"] == "mapped"]
+    failed = [r for r in results if r["status"] == "failed"]
+    summary = {
+        "started": plan["started"],
+        "finished": now.isoformat(timespec="seconds"),
+        "model": plan["model_path"],
+        "seen": plan["seen"],
+        "settling": plan["settling"],
+        "mapped": [
+            {"input": r["path"], "map": r["map"], "report": r["report"], "warning": r.get("warning")} for r in mapped
+        ],
+        "failed": [{"input": r["path"], "error": r.get("error")} for r in failed],
+    }
+    # A scene mapped despite a clear warning (values in other units) must not read as a plain
+    # success in the cycle report an operator looks at.
+    warned = [r for r in mapped if r.get("warning")]
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    write_json(out / "cycles" / f"{stamp}.json", summary)
+    md = [
+        f"# Batch mapping cycle {stamp}",
+        "",
+        f"Model: `{plan['model_path']}`",
+        "",
+        f"{len(mapped)} mapped ({len(warned)} with a warning), {len(failed)} failed, {plan['seen']} seen, "
+        f"{plan['settling']} still settling.",
+        "",
+    ]
+    md += [
+        f"- mapped `{r['path']}` -> `{r['map']}`"
+        + (f" **with a warning**: {md_text(r['warning'])}" if r.get("warning") else "")
+        for r in mapped
+    ]
+    md += [f"- FAILED `{r['path']}`: {r.get('error')}" for r in failed]
+    write_text(out / "cycles" / f"{stamp}.md", "\n".join(md) + "\n")
+    summary["cycle_report"] = str(out / "cycles" / f"{stamp}.json")
+    return summary
