@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,27 @@ def test_a_failed_stage_leaves_no_record(scene, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         cache.execute_stage(ctx, "assess", lambda c: STAGES["assess"](c, None), use_store=False)
     assert not (ctx.run_dir / "stages" / "assess.json").exists()
+
+
+def test_the_code_fingerprint_covers_every_stage_package_but_not_the_cli(tmp_path):
+    """A change in any stage's code (here a model and a split module, two levels down) gives
+    another fingerprint; a change in the CLI keeps it."""
+    import shutil
+
+    from pipeline.runner.store import code_fingerprint, source_fingerprint
+
+    pkg = Path(__file__).resolve().parents[1] / "pipeline"
+    copy = tmp_path / "pipeline"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    base = source_fingerprint(copy)
+    assert base == code_fingerprint()  # the copy is the package the store uses
+    seen = {base}
+    for rel in ("models/registry.py", "split/assign.py", "report/__init__.py"):
+        with (copy / rel).open("a") as f:
+            f.write("\n# edited\n")
+        now = source_fingerprint(copy)
+        assert now not in seen, rel
+        seen.add(now)
+    with (copy / "cli" / "main.py").open("a") as f:
+        f.write("\n# edited\n")
+    assert source_fingerprint(copy) in seen

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # level of the packages' parent loggers (Prefect's logging setup leaves the root at WARNING).
 log = logging.getLogger(__name__)
 APP_LOGGERS = ("pipeline", "flows")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # The dispatch points to the layers above the library. ``pipeline`` never imports ``flows`` or
 # ``bench`` at module level (tests/test_layers.py checks it): the CLI names them here and

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 STORE_DIR = ".stage-cache"
 CROSS_RUN_STAGES = ("prepare", "train", "map", "assess")  # report is about one run: never shared
-NOT_STAGE_CODE = {"cli.py"}  # modules no stage runs: editing them keeps the store valid
+NOT_STAGE_CODE = ("cli",)  # packages of ``pipeline`` no stage runs: editing them keeps the store valid
 _CHUNK = 1 << 20
 
 
@@ -135,12 +135,18 @@ def run_stage(
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """Hash of the ``pipeline`` package's Python source: a code change invalidates the store."""
-    root = Path(__file__).resolve().parent
+    return source_fingerprint(Path(__file__).resolve().parents[1])
+
+
+def source_fingerprint(root: Path) -> str:
+    """Hash of every ``*.py`` under the package folder ``root`` (all stages' code), except the
+    packages named in :data:`NOT_STAGE_CODE`."""
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
-        if p.name in NOT_STAGE_CODE:
+        rel = p.relative_to(root)
+        if rel.parts[0] in NOT_STAGE_CODE:
             continue
-        h.update(str(p.relative_to(root)).encode())
+        h.update(rel.as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
