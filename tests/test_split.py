@@ -14,17 +14,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.errors import InputError, LeakageError
+from pipeline.split.assign import default_buffer
 from pipeline.split.audit import audit_split, check_no_leak
-from pipeline.split.make import (
-    Fold,
-    SplitResult,
-    default_buffer,
-    make_splits,
-    plot_split_map,
-    random_split,
-    write_splits_gpkg,
-)
+from pipeline.split.make import make_splits
+from pipeline.split.outputs import plot_split_map, write_splits_gpkg
+from pipeline.split.random import random_split
 from pipeline.split.settings import SplitConfig, SplitFractions
+from pipeline.split.types import Fold, SplitResult
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ["water", "forest", "urban", "crop", "bare"]

@@ -68,7 +68,7 @@ def assert_leak_free(s: pd.DataFrame, r, patch: int, res=RES) -> None:
 @pytest.mark.parametrize("strategy", ["blocks", "kfold"])
 def test_four_polygons_one_per_class_get_a_spatial_test(strategy, caplog):
     s = four_polygons()
-    with caplog.at_level(logging.WARNING, logger="pipeline.split.make"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.split"):
         r = make_splits(s, SplitConfig(strategy=strategy, k=3), 5, RES, seed=0)
     assert_leak_free(s, r, 5)
     assert r.report["sub_blocked_classes"] == sorted(CLASSES, key=CLASSES.index)
@@ -221,7 +221,7 @@ def test_group_by_scene_keeps_whole_scenes_apart():
 def test_scene_and_predefined_splits_write_true_layers(tmp_path):
     import geopandas as gpd
 
-    from pipeline.split.make import plot_split_map, write_splits_gpkg
+    from pipeline.split.outputs import plot_split_map, write_splits_gpkg
 
     s = pd.concat([make_polys(i, n=12, big=False).assign(scene=f"tile{i}") for i in range(4)], ignore_index=True)
     s["split"] = np.where(s.scene == "tile3", "test", "train")
@@ -243,7 +243,7 @@ def test_predefined_column_is_honoured_and_a_leak_is_reported_not_raised(caplog)
     s = four_polygons()
     # a leaking user split: left half of every polygon train, right half test, no buffer
     s["split"] = np.where(s["col"] % 50 < 15, "train", np.where(s["col"] % 50 < 20, "Validation", "test"))
-    with caplog.at_level(logging.WARNING, logger="pipeline.split.make"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.split"):
         r = make_splits(s, SplitConfig(strategy="predefined"), 5, RES, seed=0)
     np.testing.assert_array_equal(r.split, s["split"].str.lower())
     assert r.report["strategy"] == "predefined" and r.report["audit"]["train_patches_touching_test_pixels"] > 0
@@ -340,7 +340,7 @@ def test_class_without_test_gets_a_warning_with_a_fix_that_works(caplog):
     grid = [(r, c, 6, 6, (r // 20 + c // 20) % 3) for r in range(0, 120, 20) for c in range(0, 120, 20)]
     s = pixels_table(grid + [(2, 121, 5, 5, 3), (2, 128, 5, 5, 3)])  # "crop": two polygons in one block
     cfg = SplitConfig(group_by="polygon", block_size=1500.0)
-    with caplog.at_level(logging.WARNING, logger="pipeline.split.make"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.split"):
         r = make_splits(s, cfg, 3, RES, seed=0)
     assert r.report["missing_classes"]["test"] == ["crop"]
     msg = " ".join(m.getMessage() for m in caplog.records if "no test samples" in m.getMessage())
@@ -364,7 +364,7 @@ def test_kfold_deals_again_when_the_buffer_empties_a_class_in_one_fold(monkeypat
     puts the only training polygon of 'crop' (23 pixels) in fold 2 beside a test block, and the
     buffer clears it. Another dealing from the same seed trains every class in every fold,
     leak-free; with one dealing allowed the run stops with the old message."""
-    import pipeline.split.make as split_module
+    import pipeline.split.kfold as split_module
 
     parts = [make_polys(3950 + i, n=4, big=True, size=100).assign(scene=f"s{i}") for i in range(2)]
     parts[1] = parts[1].assign(x=parts[1].x + 6000.0)

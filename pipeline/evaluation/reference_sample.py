@@ -270,8 +270,8 @@ def _read_sample(sample_path: Path, layer: str | None) -> gpd.GeoDataFrame:
 
 
 def _to_class_id(value: Any, by_name: Mapping[str, int], ids: set[int], where: str) -> int:
-    """:func:`pipeline.inputs.labels.to_class_id` (the same case rule as training labels), or an InputError."""
-    from pipeline.inputs.labels import to_class_id
+    """:func:`pipeline.inputs.label_source.to_class_id` (the same case rule as training labels), or an InputError."""
+    from pipeline.inputs.label_source import to_class_id
 
     cid = to_class_id(value, {k.lower(): v for k, v in by_name.items()}, ids)
     if cid is None:

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from pipeline.inputs.raster import RasterStack
     from pipeline.inputs.scenes import Scene
     from pipeline.models.base import Classifier, ModelMeta, TrainingData
-    from pipeline.split.make import Fold, SplitResult
     from pipeline.split.settings import SplitConfig
+    from pipeline.split.types import Fold, SplitResult
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,8 @@ def stage_prepare(ctx: RunContext) -> dict:
     """
     from pipeline.inputs.labels import EmptyBandsError
     from pipeline.sampling.patches import concat_patch_stores, extract_patches
-    from pipeline.split.make import make_splits, plot_split_map, write_splits_gpkg
+    from pipeline.split.make import make_splits
+    from pipeline.split.outputs import plot_split_map, write_splits_gpkg
 
     cfg = ctx.cfg
     dropped_bands: dict[str, str] = {}
@@ -656,7 +657,8 @@ def stage_train(ctx: RunContext, model: str) -> dict:
     Writes models/<model>.<pt|skops>, models/<model>.json, eval/<model>.parquet and, for deep
     models, curves/<model>.json and .png.
     """
-    from pipeline.split.make import Fold, random_split
+    from pipeline.split.random import random_split
+    from pipeline.split.types import Fold
 
     samples, data = _training_data(ctx)
     meta = _meta(ctx, model, data.band_names, data)

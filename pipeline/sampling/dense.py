@@ -36,8 +36,8 @@ import pandas as pd
 
 from pipeline.sampling.settings import SamplingConfig
 from pipeline.split.audit import check_no_leak
-from pipeline.split.make import audit_scenes
 from pipeline.split.settings import SplitConfig
+from pipeline.split.summary import audit_scenes
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Independent leakage audit of a train/validation/test split.
 
-This module deliberately knows nothing about how a split was made (it does not
-import :mod:`pipeline.split.make`). It only looks at sample coordinates, the pixel
+This module deliberately knows nothing about how a split was made (it imports
+no strategy, nor :mod:`pipeline.split.make`). It only looks at sample coordinates, the pixel
 size and the patch size, and counts how often the k x k patch footprint of a
 sample in one split contains the centre of a pixel labelled in another split.
 

@@ -1,14 +1,14 @@
 """Geometries and files of a spatial split: block polygons, buffer zones,
 ``splits.gpkg`` and ``split_map.png``.
 
-The assignment itself lives in :mod:`pipeline.split.make` (strategies) and
+The assignment itself lives in the strategies (named in :mod:`pipeline.split.make`) and
 :mod:`pipeline.split.assign` (maths); this module only draws and writes it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -17,9 +17,7 @@ import shapely
 
 from pipeline.core.atomic import atomic_path
 from pipeline.split.assign import EXCLUDED
-
-if TYPE_CHECKING:
-    from pipeline.split.make import SplitResult
+from pipeline.split.types import SplitResult
 
 __all__ = [
     "SPLIT_COLORS",

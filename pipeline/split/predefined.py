@@ -10,11 +10,12 @@ Two sources, honoured as given:
   such image paths one per line.
 
 No buffer is applied and nothing is moved: the leakage audit reports what the
-split is worth (see :mod:`pipeline.split.make`).
+split is worth (see :mod:`pipeline.split.make`). :func:`split_predefined` is the strategy.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,19 @@ import pandas as pd
 from pipeline.core.errors import InputError
 from pipeline.inputs.settings import LabelConfig
 from pipeline.split.settings import SplitConfig, SplitFiles
+from pipeline.split.summary import as_given
+from pipeline.split.types import SplitInput, SplitResult
 
-__all__ = ["SPLIT_ALIASES", "attach_label_column", "expand_split_files", "predefined_labels"]
+__all__ = [
+    "SPLIT_ALIASES",
+    "attach_label_column",
+    "check_split_files",
+    "expand_split_files",
+    "predefined_labels",
+    "split_predefined",
+]
+
+log = logging.getLogger(__name__)
 
 #: accepted spellings of each split (compared after strip + lower case)
 SPLIT_ALIASES = {
@@ -182,3 +194,21 @@ def predefined_labels(samples: pd.DataFrame, cfg: SplitConfig, base_dir: Path | 
                 f"training and test data"
             )
     return labels, source
+
+
+def split_predefined(inp: SplitInput) -> SplitResult:
+    """``predefined``: the user's split column (or scene lists), as given; audited, never enforced."""
+    labels, source = predefined_labels(inp.samples, inp.cfg)
+    res = as_given(inp, "predefined", labels, {"source": source})
+    leaks = sum(int(v) for k, v in res.report["audit"].items() if k != "min_train_test_distance")
+    if leaks and not inp.quiet:
+        a = res.report["audit"]
+        log.warning(
+            "split (predefined, %s): the leakage audit finds %d training patches touching test pixels "
+            "and %d test patches touching training pixels: accuracy on this split is inflated by spatial "
+            "leakage",
+            source,
+            a["train_patches_touching_test_pixels"],
+            a["test_patches_touching_train_pixels"],
+        )
+    return res
