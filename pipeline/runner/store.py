@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 STORE_DIR = ".stage-cache"
 CROSS_RUN_STAGES = ("prepare", "train", "map", "assess")  # report is about one run: never shared
-NOT_STAGE_CODE = {"cli.py"}  # modules no stage runs: editing them keeps the store valid
+NOT_STAGE_CODE = {"cli"}  # packages no stage runs (above the runner): editing them keeps the store valid
 _CHUNK = 1 << 20
 
 
@@ -135,10 +135,10 @@ def run_stage(
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """Hash of the ``pipeline`` package's Python source: a code change invalidates the store."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # pipeline/, not only pipeline/runner/
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
-        if p.name in NOT_STAGE_CODE:
+        if p.relative_to(root).parts[0] in NOT_STAGE_CODE:
             continue
         h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
