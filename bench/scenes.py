@@ -9,7 +9,7 @@
    differ only in scenes and pixels (``n`` times as many). With ``--same-density`` the
    ``n`` tiles are labelled as densely as the one, i.e. ``n`` times the samples too;
 2. runs the pipeline (decision tree, ``split.strategy: random``, ``--engine``-free: the
-   stage functions in-process through :func:`pipeline.runner.run.run_pipeline`) on 1 tile and on
+   stage functions in-process through :func:`pipeline.runner.pipeline.run_pipeline`) on 1 tile and on
    all ``n`` tiles, each run in its own fresh subprocess, interleaved over ``repeats``;
    ``peak_rss_mb`` is that subprocess's own ``VmHWM`` (:mod:`bench.procstat`);
 3. writes ``reports/bench/scenes.json`` with every repeat, the medians and
