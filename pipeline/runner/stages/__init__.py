@@ -12,3 +12,18 @@ atomically and returns a small JSON-able record naming its ``outputs``. The runn
 (:mod:`pipeline.runner.pipeline`, ``flows/pipeline.py``) call them through
 :data:`pipeline.runner.pipeline.STAGES` and the stage store (:mod:`pipeline.runner.store`).
 """
+
+from pipeline.core.lazy import lazy_exports
+
+__all__ = ["stage_assess", "stage_map", "stage_prepare", "stage_report", "stage_train"]
+#: name -> module of this package that defines it (imported on first use)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "stage_assess": "assess",
+        "stage_map": "map",
+        "stage_prepare": "prepare",
+        "stage_report": "report",
+        "stage_train": "train",
+    },
+)
