@@ -149,7 +149,7 @@ def job_run(config: str, out: str, run_id: str, engine: str | None = None) -> di
     ephemeral API server is a process of its own (about 230 MB) and is not included;
     ``engine="local"`` runs the same stages in this process without Prefect.
     """
-    import pipeline.runner.run  # noqa: F401  untimed: the imports of a run (torch, scikit-learn, Prefect come later)
+    import pipeline.runner.pipeline  # noqa: F401  untimed: the imports of a run (torch, scikit-learn, Prefect come later)
     from bench.procstat import rss_mb
     from pipeline.cli.main import main as cli_main
 

@@ -9,7 +9,7 @@
    differ only in scenes and pixels (``n`` times as many). With ``--same-density`` the
    ``n`` tiles are labelled as densely as the one, i.e. ``n`` times the samples too;
 2. runs the pipeline (decision tree, ``split.strategy: random``, ``--engine``-free: the
-   stage functions in-process through :func:`pipeline.runner.run.run_pipeline`) on 1 tile and on
+   stage functions in-process through :func:`pipeline.runner.pipeline.run_pipeline`) on 1 tile and on
    all ``n`` tiles, each run in its own fresh subprocess, interleaved over ``repeats``;
    ``peak_rss_mb`` is that subprocess's own ``VmHWM`` (:mod:`bench.procstat`);
 3. writes ``reports/bench/scenes.json`` with every repeat, the medians and
@@ -136,7 +136,8 @@ def tiles_config(tiles: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 def _child(config: str, out: str) -> None:
     """Run the pipeline in this process and print its peak RSS (MB) as JSON."""
     from pipeline.config import load_config
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     cfg, base = load_config(config)
     ctx = init_run_dir(cfg, base, out=Path(out), progress=False)

@@ -3,12 +3,12 @@
 ``landcover_pipeline`` (what ``landcover run`` and ``landcover demo`` invoke) runs four
 sub-flows: ``prepare``, ``train_and_compare`` (one task per model, fanned out through the
 task runner; deep models one at a time), ``map_scenes`` (one task per model and scene) and ``assess_and_report``.
-Every task runs one stage through :func:`pipeline.runner.run.run_one` and exchanges only small
+Every task runs one stage through :func:`pipeline.runner.pipeline.run_one` and exchanges only small
 records (run directory, stage name, model, fingerprint, output paths): arrays, models and
 rasters go to files in the run directory.
 
 Caching is the library's (:mod:`pipeline.runner.store`), the same as for
-:func:`pipeline.runner.run.run_pipeline`: stage records in the run directory, then the
+:func:`pipeline.runner.pipeline.run_pipeline`: stage records in the run directory, then the
 content-checked cross-run stage store under ``<output dir>/.stage-cache/``. Prefect's own
 result persistence is not used for this: the store must hold files, not pickled return
 values, and a hit must be refused when its files are gone or changed.
@@ -44,7 +44,10 @@ from flows.engine import (
 from pipeline.config import load_config
 from pipeline.core.errors import OutOfSpaceError
 from pipeline.models import registry
-from pipeline.runner import run as R
+from pipeline.runner.context import RunContext, init_run_dir
+from pipeline.runner.failures import clear_failure, record_failure
+from pipeline.runner.manifest import write_manifest
+from pipeline.runner.pipeline import run_one
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def execute_stage(ref: dict, stage: str, model: str | None = None, logger: Any =
     Returns a small record: name, stage, model, key, outputs, seconds, cached, source
     (``"run"``, ``"store"`` or ``None``: see :func:`pipeline.runner.store.execute_stage`) and pid.
     """
-    rec = R.run_one(R.RunContext.from_ref(ref), stage, model, logger=logger or log)
+    rec = run_one(RunContext.from_ref(ref), stage, model, logger=logger or log)
     keep = ("stage", "model", "key", "outputs", "seconds", "cached")
     return {"name": rec["name"], **{k: rec.get(k) for k in keep}, "source": rec["source"], "pid": os.getpid()}
 
@@ -102,8 +105,8 @@ def _collect_models(ref: dict, futures: list, models: list[str], stage: str) -> 
         exc = _task_exception(f)
         if isinstance(exc, OutOfSpaceError):
             raise exc  # a full disk is not one model's failure: every later write would fail too
-        ctx = ctx or R.RunContext.from_ref(ref)
-        R.record_failure(ctx, stage, m, exc)
+        ctx = ctx or RunContext.from_ref(ref)
+        record_failure(ctx, stage, m, exc)
     return out
 
 
@@ -141,9 +144,9 @@ def train_and_compare(ref: dict, models: list[str]) -> list[dict]:
     """Fit every model, one task per model through the flow's task runner: classical models in
     parallel, deep models one at a time (:func:`_submit_training`). A model whose fit raises is
     recorded as failed; the others go on."""
-    ctx = R.RunContext.from_ref(ref)
+    ctx = RunContext.from_ref(ref)
     for m in models:
-        R.clear_failure(ctx, m)
+        clear_failure(ctx, m)
     futures = _submit_training(ref, models)
     done = [m for m in models if m in futures]
     return _collect_models(ref, [futures[m] for m in done], done, "train")
@@ -159,8 +162,8 @@ def map_scenes(ref: dict, models: list[str]) -> list[dict]:
 def assess_and_report(ref: dict, started: str, done: list[dict], extra: dict) -> list[dict]:
     """metrics.json, then (after a provisional manifest.json the report shows) the report."""
     assess = collect([stage_task.submit(ref, "assess")], "assess")[0]
-    ctx = R.RunContext.from_ref(ref)
-    R.write_manifest(ctx, started, done + [assess], extra)
+    ctx = RunContext.from_ref(ref)
+    write_manifest(ctx, started, done + [assess], extra)
     report = collect([stage_task.submit(ref, "report")], "report")[0]
     from pipeline.report.page import publish_artifacts
 
@@ -187,7 +190,7 @@ def landcover_pipeline(
     t_flow = time.perf_counter()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     cfg, base_dir = load_config(config_path, overrides or [], models)
-    ctx = R.init_run_dir(
+    ctx = init_run_dir(
         cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
     )
     with run_log(ctx.run_dir):
@@ -215,7 +218,7 @@ def landcover_pipeline(
         extra["stage_sources"] = {s["name"]: s["source"] for s in stages}
         extra["stage_workers"] = {s["name"]: s["pid"] for s in stages}  # process ids: where each stage ran
         extra["flow_seconds"] = round(time.perf_counter() - t_flow, 3)
-        R.write_manifest(ctx, started, stages, extra)
+        write_manifest(ctx, started, stages, extra)
         n_cached = sum(bool(s["cached"]) for s in stages)
         logger.info("finished: %d of %d stages reused, %.1f s", n_cached, len(stages), extra["flow_seconds"])
     return str(ctx.run_dir)

@@ -42,7 +42,8 @@ def run_config(
     progress : show progress bars.
     """
     from pipeline.config import load_config
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     cfg, base_dir = load_config(config, list(overrides), list(models) if models else None)
     ctx = init_run_dir(

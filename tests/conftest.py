@@ -231,10 +231,11 @@ def pytest_configure(config):
         return
     import subprocess
 
-    import pipeline.runner.run as run_module
+    import pipeline.runner.context as context_module
+    import pipeline.runner.pipeline as pipeline_module
 
-    run_module.init_run_dir = _watch(run_module.init_run_dir, "creates a run directory")
-    run_module.run_pipeline = _watch(run_module.run_pipeline, "runs the pipeline")
+    context_module.init_run_dir = _watch(context_module.init_run_dir, "creates a run directory")
+    pipeline_module.run_pipeline = _watch(pipeline_module.run_pipeline, "runs the pipeline")
     popen_init = subprocess.Popen.__init__
 
     def init(self, args, *a, **k):

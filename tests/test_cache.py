@@ -11,7 +11,8 @@ from conftest import write_raster
 
 from pipeline.config import RunConfig
 from pipeline.runner import store as cache
-from pipeline.runner.run import STAGES, init_run_dir, run_pipeline
+from pipeline.runner.context import init_run_dir
+from pipeline.runner.pipeline import STAGES, run_pipeline
 
 
 @pytest.fixture

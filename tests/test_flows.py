@@ -126,7 +126,8 @@ def test_library_runs_without_prefect(tmp_path, monkeypatch):
     """run_pipeline stays a plain sequential driver (no engine: any API call would fail at once)."""
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_ENABLED", "false")
     from pipeline.config import load_config
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     cfg, base = load_config(DEMO, ["mapping.window_size=512"], ["decision_tree"])
     ctx = init_run_dir(cfg, base, out=tmp_path, run_id="plain", progress=False)

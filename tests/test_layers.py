@@ -311,7 +311,20 @@ def test_the_check_catches_a_reach_into_flows_or_bench(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module", ["pipeline.cli.main", "pipeline.runner.run", "pipeline.runner.store", "pipeline.runner.batch"]
+    "module",
+    [
+        "pipeline.cli.main",
+        "pipeline.runner",
+        "pipeline.runner.context",
+        "pipeline.runner.stages.prepare",
+        "pipeline.runner.stages.train",
+        "pipeline.runner.stages.map",
+        "pipeline.runner.stages.assess",
+        "pipeline.runner.stages.report",
+        "pipeline.runner.pipeline",
+        "pipeline.runner.store",
+        "pipeline.runner.batch",
+    ],
 )
 def test_importing_the_library_loads_no_flow_nor_prefect(module):
     code = (

@@ -101,7 +101,8 @@ def test_toy_model_is_configurable_only_once_registered(tmp_path, toy):
 
 def test_toy_model_trains_maps_and_reloads_through_the_pipeline(tmp_path, toy):
     from pipeline.cli.main import main
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     img, labels = _scene(tmp_path)
     cfg = RunConfig.model_validate(_raw(img, labels, {"toy": {}}))

@@ -26,7 +26,8 @@ def test_md_text_is_literal():
 
 def test_report_md_escapes_class_and_band_names(tmp_path):
     from pipeline.config import load_config
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     cfg_path = make_project(tmp_path / "p")
     raw = yaml.safe_load(cfg_path.read_text())

@@ -182,7 +182,8 @@ def test_scenes_must_share_band_layout_and_pixel_size(tmp_path):
 
 # ----------------------------------------------------------------------------- runs
 def _run(cfg: dict, tmp_path: Path, run_id: str = "r"):
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     p = tmp_path / f"{run_id}.yaml"
     p.write_text(yaml.safe_dump(cfg))

@@ -227,7 +227,8 @@ class _FailAfter:
 @pytest.mark.parametrize("failure", ["raises_mid_file", "truncated_on_close"])
 def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_path, monkeypatch, failure):
     from pipeline.config import load_config
-    from pipeline.runner.run import init_run_dir, run_one
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_one
 
     cfg, base = load_config(make_project(tmp_path / "p"))
     out = tmp_path / "runs"

@@ -158,7 +158,8 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     from pipeline.cli.preflight import check_run_services
     from pipeline.config import load_config
     from pipeline.models import registry
-    from pipeline.runner.run import init_run_dir, run_pipeline
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if getattr(args, "strict", False):

@@ -1,6 +1,6 @@
 """Stage keys, stage records and the cross-run stage store, shared by every runner.
 
-Both :func:`pipeline.runner.run.run_pipeline` (in-process) and the Prefect flow
+Both :func:`pipeline.runner.pipeline.run_pipeline` (in-process) and the Prefect flow
 (:mod:`flows.pipeline`) run a stage through :func:`execute_stage`, which reuses work at
 two levels, both keyed by :func:`stage_key` (the config parts a stage reads, SHA-256 of
 the input files, the keys of the upstream stages):
@@ -37,9 +37,10 @@ from pipeline.core.atomic import write_json
 from pipeline.core.cancel import check_cancelled
 from pipeline.core.memory import release_free_memory
 from pipeline.models import registry
+from pipeline.runner.failures import failed_models
 
 if TYPE_CHECKING:
-    from pipeline.runner.run import RunContext
+    from pipeline.runner.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
     if stage == "map":
         return fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"])
     if stage in ("assess", "report"):
-        from pipeline.runner.run import failed_models
-
         ups = [stage_key(ctx, "map", m) for m in ctx.cfg.models.enabled()]
         # which models failed changes metrics.json although no input changed (a retried model may succeed)
         return fingerprint(stage, ups, failed_models(ctx))
