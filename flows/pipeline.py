@@ -165,7 +165,7 @@ def assess_and_report(ref: dict, started: str, done: list[dict], extra: dict) ->
     ctx = RunContext.from_ref(ref)
     write_manifest(ctx, started, done + [assess], extra)
     report = collect([stage_task.submit(ref, "report")], "report")[0]
-    from pipeline.report.page import publish_artifacts
+    from pipeline.report.artifacts import publish_artifacts
 
     publish_artifacts(ctx.run_dir)
     return [assess, report]

@@ -73,13 +73,13 @@ def test_spectra_figure_of_a_60_band_suspect_keeps_band_ticks_legible(tmp_path, 
     # A 60-band suspect once got 60 overlapping tick labels (an unreadable bar under the plot).
     from matplotlib.figure import Figure
 
-    import pipeline.report.page as report
+    from pipeline.report import figures
 
     bands = [f"band_{i + 1}" for i in range(60)]
-    pos, names = report._band_ticks(bands)
+    pos, names = figures._band_ticks(bands)
     assert len(pos) <= 10 and pos[0] == 0 and names == [bands[i] for i in pos]
     assert all(b - a == pos[1] - pos[0] for a, b in zip(pos, pos[1:]))  # evenly spaced
-    assert report._band_ticks(bands[:4]) == ([0, 1, 2, 3], bands[:4])  # few bands: all named
+    assert figures._band_ticks(bands[:4]) == ([0, 1, 2, 3], bands[:4])  # few bands: all named
 
     ev = _evals()
     ev["b"].loc[2, "y_pred"] = 2
@@ -87,13 +87,13 @@ def test_spectra_figure_of_a_60_band_suspect_keeps_band_ticks_legible(tmp_path, 
     patches = rng.random((10, 60, 3, 3)).astype(np.float32) * 100
     out = reference_check(_samples(), ev, NAMES, patches, bands)
     seen = {}
-    save = report._save_fig
+    save = figures._save_fig
 
     def keep(fig: Figure, path):
         seen["labels"] = [t.get_text() for t in fig.axes[0].get_xticklabels()]
         return save(fig, path)
 
-    monkeypatch.setattr(report, "_save_fig", keep)
-    png = report._spectra_figure(out["suspects"], {"water": "#2166ac", "forest": "#1b7837"}, tmp_path / "s.png")
+    monkeypatch.setattr(figures, "_save_fig", keep)
+    png = figures.spectra_figure(out["suspects"], {"water": "#2166ac", "forest": "#1b7837"}, tmp_path / "s.png")
     assert png is not None and png.is_file() and png.stat().st_size > 0
     assert seen["labels"] == names

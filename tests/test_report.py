@@ -1,4 +1,4 @@
-"""Tests of pipeline.report.page on a fake but complete run directory."""
+"""Tests of pipeline.report on a fake but complete run directory."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 from pipeline.evaluation.accuracy import assess_model, pairwise_mcnemar
-from pipeline.report.page import publish_artifacts, write_report
+from pipeline.report.artifacts import publish_artifacts
+from pipeline.report.page import write_report
 
 CLASSES = [
     {"id": 1, "name": "water", "color": "#1f78b4"},
@@ -316,9 +317,9 @@ def test_publish_artifacts_noop_outside_flow_and_publishes_inside(tmp_path, monk
 
 
 def test_table_cells_follow_their_header_not_their_position(tmp_path):
-    from pipeline.report.page import _Doc
+    from pipeline.report.document import Document
 
-    doc = _Doc(tmp_path)
+    doc = Document(tmp_path)
     doc.table([{"class": "water", "a": "1", "b": "2"}, {"b": "4", "class": "forest"}, {"class": "urban", "c": "9"}])
     doc.table([])  # nothing to show adds nothing
     md = doc.markdown()
@@ -333,8 +334,9 @@ def test_table_cells_follow_their_header_not_their_position(tmp_path):
 
 
 def test_report_sections_are_one_list(tmp_path, monkeypatch):
-    """A section is one function in report.SECTIONS; it sees the loaded run and adds to the document."""
-    from pipeline.report import page as report
+    """A section is one function in page.SECTIONS; it sees the loaded run and adds to the document."""
+    from pipeline.report import page
+    from pipeline.report.format import fmt
 
     run, metrics = make_run_dir(tmp_path, deep=False)
     seen = {}
@@ -342,9 +344,9 @@ def test_report_sections_are_one_list(tmp_path, monkeypatch):
     def section_extra(doc, ctx):
         seen["order"] = ctx.order
         doc.h(2, "Extra")
-        doc.table([{"model": m, "oa": report.fmt(ctx.models[m]["overall_accuracy"])} for m in ctx.order])
+        doc.table([{"model": m, "oa": fmt(ctx.models[m]["overall_accuracy"])} for m in ctx.order])
 
-    monkeypatch.setattr(report, "SECTIONS", [*report.SECTIONS[:2], section_extra, *report.SECTIONS[2:]])
+    monkeypatch.setattr(page, "SECTIONS", [*page.SECTIONS[:2], section_extra, *page.SECTIONS[2:]])
     _, md = write_report(run)
     text = md.read_text()
     assert seen["order"][0] == max(metrics["models"], key=lambda m: metrics["models"][m]["overall_accuracy"])
@@ -470,8 +472,8 @@ def _layout_in_chromium(html_path, tmp_path, width=1400):
 
 
 def test_no_table_is_clipped_at_1400_px_with_six_models(tmp_path):
-    """Layout rule (report.PAGE_WIDTH_PX): at 1400 px every table of a six-model report fits the page."""
-    from pipeline.report.page import PAGE_WIDTH_PX
+    """Layout rule (document.PAGE_WIDTH_PX): at 1400 px every table of a six-model report fits the page."""
+    from pipeline.report.document import PAGE_WIDTH_PX
 
     run, metrics = make_run_dir(tmp_path, six=True)
     m = json.loads((run / "metrics.json").read_text())

@@ -12,7 +12,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project  # noqa: E402
 
-from pipeline.report.page import md_text  # noqa: E402
+from pipeline.report.format import md_text  # noqa: E402
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "a|b [x](javascript:alert(1))", "**loud** `code` ![i](http://t/x.png)"]
 

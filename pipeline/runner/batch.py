@@ -203,7 +203,7 @@ def plan_cycle(
 
 def _area_lines(areas: dict) -> list[str]:
     """Markdown table of a scene's class areas, rounded as the run report rounds them."""
-    from pipeline.report.page import fmt, md_text
+    from pipeline.report.format import fmt, md_text
 
     lines = ["| class | pixels | area (ha) | share |", "|---|---:|---:|---:|"]
     for name, a in areas.items():
@@ -301,7 +301,7 @@ def map_one_scene(
         "",
     ]
     if problem:
-        from pipeline.report.page import md_text
+        from pipeline.report.format import md_text
 
         lines[-1:-1] = [f"- **Warning**: {md_text(problem)}"]
     if areas:
@@ -322,7 +322,7 @@ def map_one_scene(
 # ----------------------------------------------------------------------------- cycle end
 def finish_cycle(plan: dict, results: list[dict]) -> dict:
     """Record every scene in the state file, write failure files and the cycle report."""
-    from pipeline.report.page import md_text
+    from pipeline.report.format import md_text
 
     out = Path(plan["outbox"])
     now = dt.datetime.now(dt.UTC)

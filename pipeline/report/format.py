@@ -1,0 +1,77 @@
+"""Values and names as report text: numbers to fixed decimals, names as literal Markdown.
+
+Accuracies, kappa, F1 and p-values to 3 decimals, seconds and distances to 2 decimals (1 from
+10 up), mapping speeds to 3 significant digits, areas in hectares to 1 decimal; a missing value
+is "–". Also used by the batch summary (:mod:`pipeline.runner.batch`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+
+def fmt(v: Any, kind: str = "acc") -> str:
+    """Format one value for the report; ``None``/missing -> ``"–"``."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if kind == "acc":
+        return f"{v:.3f}"
+    if kind == "sec":
+        return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+    if kind == "speed":
+        return f"{v:.3g}"
+    if kind == "len":  # block sizes, buffers: degrees need significant digits, not 2 decimals (0.0033 -> "0.00")
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if kind == "ha":
+        return f"{v:,.1f}"
+    if kind == "int":
+        return f"{int(v):,d}"
+    if kind == "pct":
+        return f"{100 * v:.1f}%"
+    if kind == "p":
+        return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    return str(v)
+
+
+def fmt_ci(ci: Any, kind: str = "acc") -> str:
+    if not ci or len(ci) != 2 or ci[0] is None or ci[1] is None:
+        return "–"
+    return f"[{fmt(ci[0], kind)}, {fmt(ci[1], kind)}]"
+
+
+def fmt_pm(v: Any, half: Any, kind: str = "acc") -> str:
+    if v is None:
+        return "–"
+    return fmt(v, kind) if half is None else f"{fmt(v, kind)} ± {fmt(half, kind)}"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~])")
+
+
+def md_text(text: Any, line_start: bool = False) -> str:
+    """``text`` as literal Markdown: names from the data (classes, bands, runs, files) cannot
+    open a link, image, code span, emphasis, table cell or raw HTML, nor break the line.
+
+    The counterpart of ``html.escape`` for report.html: characters that open Markdown syntax
+    are backslash-escaped, ``<``, ``>`` and ``&`` become HTML entities (Markdown passes raw
+    HTML through), an underscore that could open emphasis is escaped, and line breaks and
+    other control characters become spaces. ``line_start``: the text begins a line (a
+    paragraph), so a leading ``#``, ``-``, ``+``, ``=`` or ``1.`` must not make a heading or list.
+    """
+    s = "".join(" " if (ord(ch) < 32 or ord(ch) == 127) else ch for ch in str(text))
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = re.sub(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])", r"\\_", s)  # intraword underscores are no emphasis
+    if line_start:
+        s = re.sub(r"^(\s*)([#+=-])", r"\1\\\2", s)
+        s = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", s)
+    return s
+
+
+def polygon_name(d: dict) -> str:
+    """How the report names a reference polygon (a ``metrics.json`` polygons entry): its scene, if
+    any, and its feature number (0-based row in the label file)."""
+    return (f"{d['scene']}: " if d.get("scene") else "") + f"feature {d['group']}"
