@@ -13,8 +13,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from pipeline.evaluation.accuracy import assess_model, pairwise_mcnemar
-from pipeline.report.artifacts import publish_artifacts
-from pipeline.report.page import write_report
+from pipeline.report import publish_artifacts, write_report
 
 CLASSES = [
     {"id": 1, "name": "water", "color": "#1f78b4"},
