@@ -79,10 +79,10 @@ class ModelSpec:
 
 
 _BUILTIN = (
-    ModelSpec("decision_tree", DecisionTreeConfig, "pipeline.models.classical:DecisionTreeModel"),
-    ModelSpec("random_forest", RandomForestConfig, "pipeline.models.classical:RandomForestModel"),
-    ModelSpec("svm", SVMConfig, "pipeline.models.classical:SVMModel"),
-    ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.classical:MaxLikelihoodModel"),
+    ModelSpec("decision_tree", DecisionTreeConfig, "pipeline.models.trees:DecisionTreeModel"),
+    ModelSpec("random_forest", RandomForestConfig, "pipeline.models.trees:RandomForestModel"),
+    ModelSpec("svm", SVMConfig, "pipeline.models.svm:SVMModel"),
+    ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.max_likelihood:MaxLikelihoodModel"),
     ModelSpec(
         "cnn",
         CNNConfig,
