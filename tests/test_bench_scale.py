@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from bench.scale import REPO, loglog_fit, main, write_raster
+from bench.scale import REPO, loglog_fit, main
+from bench.synthetic import write_raster
 
 
 def test_loglog_fit_recovers_a_power_law():

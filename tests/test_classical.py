@@ -11,8 +11,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline.core.errors import InputError
 from pipeline.models import build_model, load_model
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.classical import stratified_cap
 from pipeline.models.settings import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
+from pipeline.models.svm import stratified_cap
 from pipeline.sampling.settings import FeatureConfig
 
 BANDS = ["blue", "green", "red", "nir"]

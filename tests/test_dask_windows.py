@@ -14,8 +14,8 @@ from rasterio.transform import from_origin
 
 from pipeline.mapping.classify import classify_raster, open_for_model
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.classical import DecisionTreeModel
 from pipeline.models.settings import DecisionTreeConfig
+from pipeline.models.trees import DecisionTreeModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from prefect_fixtures import REPO, prefect_api  # noqa: E402,F401

@@ -42,7 +42,7 @@ def _check_outputs(run: Path, failed: str, stage: str, reason: str, ok: str) -> 
 
 def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
     from pipeline.cli.main import main
-    from pipeline.models.classical import MaxLikelihoodModel
+    from pipeline.models.max_likelihood import MaxLikelihoodModel
 
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS)
@@ -78,7 +78,7 @@ def test_local_engine_goes_on_after_a_failed_fit(tmp_path, monkeypatch, capsys):
 @pytest.mark.prefect
 def test_cli_flow_exit_3_names_the_model_that_failed_to_map(prefect_api, tmp_path, monkeypatch, capsys):
     from pipeline.cli.main import main
-    from pipeline.models.classical import DecisionTreeModel
+    from pipeline.models.trees import DecisionTreeModel
 
     monkeypatch.setattr(DecisionTreeModel, "predict_block", _boom_map)
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS)
@@ -107,7 +107,8 @@ def test_bad_data_still_stops_at_prepare_with_exit_2(tmp_path, capsys):
 
 def test_every_model_failing_still_ends_with_a_report_and_exit_3(tmp_path, monkeypatch, capsys):
     from pipeline.cli.main import main
-    from pipeline.models.classical import DecisionTreeModel, MaxLikelihoodModel
+    from pipeline.models.max_likelihood import MaxLikelihoodModel
+    from pipeline.models.trees import DecisionTreeModel
 
     monkeypatch.setattr(MaxLikelihoodModel, "_fit_features", _boom_fit)
     monkeypatch.setattr(DecisionTreeModel, "_fit_features", _boom_fit)

@@ -10,8 +10,8 @@ from pipeline.inputs.raster import RasterStack
 from pipeline.mapping.classify import classify_raster
 from pipeline.models import load_model
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.classical import DecisionTreeModel
 from pipeline.models.settings import DecisionTreeConfig
+from pipeline.models.trees import DecisionTreeModel
 from pipeline.sampling.patches import extract_patches, open_patches
 
 

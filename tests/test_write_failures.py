@@ -52,8 +52,8 @@ def small_fs(tmp_path):
 def _noisy_model(stack: RasterStack, tmp_path: Path):
     """A fully grown tree on random labels: its map is noise that no compression can shrink."""
     from pipeline.models.base import ModelMeta, TrainingData
-    from pipeline.models.classical import DecisionTreeModel
     from pipeline.models.settings import DecisionTreeConfig
+    from pipeline.models.trees import DecisionTreeModel
     from pipeline.sampling.patches import extract_patches, open_patches
 
     rng = np.random.default_rng(1)

@@ -1,15 +1,22 @@
-"""Models: build one by name, load a saved one from its file. The table is :mod:`pipeline.models.registry`."""
+"""Models: build one by name, load a saved one from its file.
+
+The table of models, and the extension point, is :mod:`pipeline.models.registry` (its
+docstring says how to add a model); :func:`build_model` and :func:`load_model` read it. What a
+model is: :mod:`pipeline.models.base`. The families: :mod:`~pipeline.models.classical` (the
+scikit-learn base and its skops files), :mod:`~pipeline.models.trees`,
+:mod:`~pipeline.models.svm`, :mod:`~pipeline.models.max_likelihood` and
+:mod:`~pipeline.models.deep` (patch networks; :mod:`~pipeline.models.nets`,
+:mod:`~pipeline.models.training`). Every name here is imported on first use, so importing a
+module of this package imports neither scikit-learn nor torch.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from pipeline.core.errors import InputError
-from pipeline.models import registry
-from pipeline.models.base import Classifier, ModelMeta, TrainingData
-from pipeline.models.registry import ModelSpec, model_class, model_suffix
+from pipeline.core.lazy import lazy_exports
 
+# `registry` is the module itself (`from pipeline.models import registry` imports it).
 __all__ = [
     "Classifier",
     "ModelMeta",
@@ -21,32 +28,24 @@ __all__ = [
     "model_suffix",
     "registry",
 ]
-
-
-def build_model(name: str, settings: Any, meta: ModelMeta, seed: int, device: str = "cpu") -> Classifier:
-    """Instantiate an unfitted model from its validated settings (``registry.get(name).config``)."""
-    return model_class(name)(settings=settings, meta=meta, seed=seed, device=device)
-
-
-def load_model(path: str | Path, device: str = "cpu") -> Classifier:
-    """Load a model saved by ``Classifier.save``; the suffix picks the loader (see the registry)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: model file not found")
-    if path.suffix.lower() in (".pkl", ".pickle", ".joblib"):
-        # Unpickling runs whatever code the file names; a model file must never be code.
-        raise InputError(
-            f"{path}: pickle files are not loaded (loading one can run arbitrary code); "
-            "retrain to get a .skops model file"
-        )
-    loaders = registry.loaders_for_suffix(path.suffix)
-    if not loaders:
-        suffixes = sorted({s.suffix for s in registry.specs()})
-        raise InputError(f"{path}: not a saved model (expected {' or '.join(suffixes)})")
-    return registry.ModelSpec.load_with(loaders[0], path, device)
+_exported, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Classifier": "base",
+        "ModelMeta": "base",
+        "TrainingData": "base",
+        "ModelSpec": "registry",
+        "build_model": "registry",
+        "load_model": "registry",
+        "model_class": "registry",
+        "model_suffix": "registry",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
     if name == "MODEL_SUFFIX":  # kept for callers of the old table; derived from the registry
-        return {s.name: s.suffix for s in registry.specs()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from pipeline.models.registry import specs
+
+        return {s.name: s.suffix for s in specs()}
+    return _exported(name)

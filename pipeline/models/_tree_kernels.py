@@ -8,7 +8,7 @@ halved the kernel's time."""
 import numba as nb
 import numpy as np
 
-from pipeline.models.tree_infer import GROUP, STEPS
+from pipeline.models._tree_layout import GROUP, STEPS
 
 
 @nb.njit(nogil=True, cache=True, inline="always")

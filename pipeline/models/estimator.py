@@ -32,8 +32,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from pipeline.core.errors import InputError
 from pipeline.inputs.value_range import training_value_range
-from pipeline.models import build_model, registry
+from pipeline.models import registry
 from pipeline.models.base import ModelMeta, TrainingData
+from pipeline.models.registry import build_model
 
 __all__ = ["LandcoverClassifier"]
 

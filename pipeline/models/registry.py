@@ -3,13 +3,40 @@
 Everything that needs to know which models exist reads this table: the ``models:`` section
 of the config (:class:`pipeline.config.RunConfig`; one optional field per entry, in table
 order), ``--models``, the saved file suffix, whether a stage key depends on the device,
-which loader opens a saved file, and the scikit-learn wrapper
+which loader opens a saved file (:func:`load_model`), and the scikit-learn wrapper
 (:class:`pipeline.models.estimator.LandcoverClassifier`).
 
 A :class:`ModelSpec` names its implementation as ``"module:Class"`` and imports it on
 first use, so that reading a config never imports torch.
 
-Example (a toy model, see ``tests/test_registry.py``)::
+How to add a model
+------------------
+1. **The class.** It implements the :class:`~pipeline.models.base.Classifier` protocol
+   (:mod:`pipeline.models.base` says what ``fit``, ``predict_patches``, ``predict_block``,
+   ``halo`` and ``save`` must do) and names itself in ``name``. Usually it subclasses one of:
+
+   * :class:`~pipeline.models.classical.SklearnPixelModel` for a per-pixel scikit-learn
+     estimator: write ``_make_estimator`` (and, if it needs more, ``_fit_features`` /
+     ``_predict_features``), in a module of its own family like :mod:`pipeline.models.trees`,
+     :mod:`pipeline.models.svm` or :mod:`pipeline.models.max_likelihood`. Features, the fit
+     report and the skops file come with the base. An estimator class of our own (not
+     scikit-learn's) must be listed in :data:`pipeline.models.classical.TRUSTED_TYPES`, and its
+     module path then stays fixed: saved files name it (as ``pipeline.models.gaussian``).
+   * :class:`~pipeline.models.deep.DeepModel` for a patch network: write ``build_network``
+     (networks in :mod:`pipeline.models.nets`); training, dense inference and the ``.pt``
+     file come with the base.
+2. **The settings.** A pydantic class with ``extra="forbid"`` (:class:`pipeline.core.settings.Strict`),
+   beside the others in :mod:`pipeline.models.settings`; a pixel model takes a
+   ``features: FeatureConfig`` field (:mod:`pipeline.sampling.settings`).
+3. **The entry.** One :class:`ModelSpec` in ``_BUILTIN`` below (its position is its place in
+   reports and in ``models.enabled()``), or, from outside the package, :func:`register` at
+   import time of the plug-in (:func:`registered` for a ``with`` block). The config's
+   ``models.<name>`` section, ``--models``, the file suffix, :func:`build_model`,
+   :func:`load_model` and ``LandcoverClassifier(<name>)`` then follow. A saved model is
+   loaded through the table, so its name must be registered before its file is loaded.
+
+Example (a toy model, see ``tests/test_registry.py``, which trains, maps and reloads it
+through the whole pipeline)::
 
     register(ModelSpec("toy", ToyConfig, "my_package.toy:ToyModel", suffix=".skops", kind="pixel"))
 """
@@ -20,7 +47,8 @@ import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -33,6 +61,9 @@ from pipeline.models.settings import (
     ResNetConfig,
     SVMConfig,
 )
+
+if TYPE_CHECKING:
+    from pipeline.models.base import Classifier, ModelMeta
 
 
 def _import(target: str | Any) -> Any:
@@ -79,10 +110,10 @@ class ModelSpec:
 
 
 _BUILTIN = (
-    ModelSpec("decision_tree", DecisionTreeConfig, "pipeline.models.classical:DecisionTreeModel"),
-    ModelSpec("random_forest", RandomForestConfig, "pipeline.models.classical:RandomForestModel"),
-    ModelSpec("svm", SVMConfig, "pipeline.models.classical:SVMModel"),
-    ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.classical:MaxLikelihoodModel"),
+    ModelSpec("decision_tree", DecisionTreeConfig, "pipeline.models.trees:DecisionTreeModel"),
+    ModelSpec("random_forest", RandomForestConfig, "pipeline.models.trees:RandomForestModel"),
+    ModelSpec("svm", SVMConfig, "pipeline.models.svm:SVMModel"),
+    ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.max_likelihood:MaxLikelihoodModel"),
     ModelSpec(
         "cnn",
         CNNConfig,
@@ -167,3 +198,26 @@ def loaders_for_suffix(suffix: str) -> list[Any]:
         if s.suffix == suffix and s.loader not in out:
             out.append(s.loader)
     return out
+
+
+def build_model(name: str, settings: Any, meta: ModelMeta, seed: int, device: str = "cpu") -> Classifier:
+    """Instantiate an unfitted model from its validated settings (``registry.get(name).config``)."""
+    return model_class(name)(settings=settings, meta=meta, seed=seed, device=device)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Classifier:
+    """Load a model saved by ``Classifier.save``; the suffix picks the loader (see the registry)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: model file not found")
+    if path.suffix.lower() in (".pkl", ".pickle", ".joblib"):
+        # Unpickling runs whatever code the file names; a model file must never be code.
+        raise InputError(
+            f"{path}: pickle files are not loaded (loading one can run arbitrary code); "
+            "retrain to get a .skops model file"
+        )
+    loaders = loaders_for_suffix(path.suffix)
+    if not loaders:
+        suffixes = sorted({s.suffix for s in specs()})
+        raise InputError(f"{path}: not a saved model (expected {' or '.join(suffixes)})")
+    return ModelSpec.load_with(loaders[0], path, device)

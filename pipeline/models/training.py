@@ -1,5 +1,6 @@
 """Training of the patch networks, apart from the networks (:mod:`pipeline.models.nets`) and the
-model that owns them (:class:`pipeline.models.deep.DeepModel`).
+model that owns them (:class:`pipeline.models.deep.DeepModel`, which this module knows only as
+the :class:`TrainableNet` protocol, so that it never imports the model back).
 
 :func:`train_network` is the epoch loop: it draws each epoch's sample order (class-balanced
 sampler, centre shifts), feeds batches through a ``DataLoader`` over the (memory-mapped)
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -29,9 +30,31 @@ from tqdm import tqdm
 from pipeline.core.atomic import atomic_path, json_safe, write_json
 from pipeline.core.cancel import check_cancelled
 from pipeline.models.base import PatchRows, TrainingData
+from pipeline.models.device import DeviceSettings
+from pipeline.models.settings import DeepConfig
 
-if TYPE_CHECKING:
-    from pipeline.models.deep import DeepModel
+
+class TrainableNet(Protocol):
+    """What the epoch loop needs of the model it trains (:class:`pipeline.models.deep.DeepModel`)."""
+
+    name: ClassVar[str]
+    net: torch.nn.Module
+    settings: DeepConfig
+    seed: int
+    device_settings: DeviceSettings
+    progress: bool  # draw the progress bar at all
+
+    def _norm_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-band (mean, std) as (1, bands, 1, 1) tensors on the model's device."""
+        ...
+
+    def _augment(self, x: torch.Tensor, gen: torch.Generator, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """A batch of raw patches augmented and standardised for the network."""
+        ...
+
+    def _evaluate(self, data: TrainingData, y_idx: np.ndarray) -> tuple[float, float]:
+        """(mean cross-entropy, macro-F1) of the network on ``data``."""
+        ...
 
 
 def band_stats(patches: PatchRows, chunk_bytes: int = 8 * 2**20) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +315,7 @@ class EarlyStopping:
 
 
 def train_epoch(
-    model: DeepModel,
+    model: TrainableNet,
     loader: Any,
     opt: torch.optim.Optimizer,
     sched: Any,
@@ -356,7 +379,7 @@ def make_loader(
 
 
 def train_network(
-    model: DeepModel,
+    model: TrainableNet,
     train: TrainingData,
     y_idx: np.ndarray,
     validation: TrainingData | None,

@@ -9,11 +9,12 @@ branch in its inner loop:
 * nodes are renumbered breadth-first so that the two children of a node are adjacent, and
   one step is ``j = base[j] + (x[feature[j]] > threshold[j])``; a leaf points at itself
   (``base = j``, threshold ``+inf``), so a row that has reached its leaf stays there;
-* a group of :data:`GROUP` rows descends one tree together, level by level. Every row takes
-  the tree's shallowest-leaf depth of steps at once; then the rows still inside the tree are
-  kept in a list, advanced :data:`STEPS` levels at a time and the list is compacted (rows at a
-  leaf drop out without a branch), so the work follows each row's own depth, not the tree's
-  deepest leaf;
+* a group of :data:`~pipeline.models._tree_layout.GROUP` rows descends one tree together,
+  level by level. Every row takes the tree's shallowest-leaf depth of steps at once; then the
+  rows still inside the tree are kept in a list, advanced
+  :data:`~pipeline.models._tree_layout.STEPS` levels at a time and the list is compacted (rows
+  at a leaf drop out without a branch), so the work follows each row's own depth, not the
+  tree's deepest leaf;
 * thresholds are float32: for a float32 ``x``, ``x <= t`` holds exactly when ``x`` is at most
   the largest float32 not above the float64 ``t`` (what the repacking stores), so the split
   decisions are those of scikit-learn;
@@ -40,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-GROUP = 128  # rows that descend a tree together (enough independent work to hide load latency)
-STEPS = 4  # levels between two compactions of the list of rows still inside the tree
+from pipeline.models._tree_layout import GROUP
+
 _MIN_ROWS_PER_THREAD = 4096
 
 _kernels: dict[str, Any] = {}
