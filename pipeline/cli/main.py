@@ -343,7 +343,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     from pipeline.inputs.value_range import check_stack
     from pipeline.mapping.classify import classify_raster, open_for_model
     from pipeline.mapping.settings import MIN_WINDOW_SIZE
-    from pipeline.models import load_model
+    from pipeline.models.registry import load_model
 
     if args.window_size < MIN_WINDOW_SIZE:
         raise InputError(f"--window-size {args.window_size}: must be at least {MIN_WINDOW_SIZE} pixels")

@@ -232,7 +232,7 @@ def map_one_scene(
     ``strict`` an :class:`InputError` (the scene fails and nothing of it is written)."""
     from pipeline.inputs.value_range import check_stack
     from pipeline.mapping.classify import classify_raster, dask_client_here, open_for_model
-    from pipeline.models import load_model
+    from pipeline.models.registry import load_model
 
     logger = logger or log
     path = Path(scene["path"])

@@ -14,7 +14,7 @@ def stage_map(ctx: RunContext, model: str) -> dict:
     maps/<model>_confidence.tif for a single scene, maps/<scene>/<model>[_confidence].tif for several."""
     from pipeline.inputs.class_table import sidecar_paths
     from pipeline.mapping.classify import classify_raster, dask_client_here
-    from pipeline.models import load_model
+    from pipeline.models.registry import load_model
 
     m = load_model(ctx.run_dir / "models" / f"{model}{registry.model_suffix(model)}", device=ctx.device)
     outputs: list[str] = []
