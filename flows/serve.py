@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "strict": bool(args.strict),
     }
     from flows.batch import batch_map  # imports Prefect
-    from pipeline.cli.main import quiet_console
+    from pipeline.cli.console import quiet_console
 
     quiet_console(hide_input_errors=False)  # no "Finished in state Completed()" line per scene
     for name in ("pipeline", "flows"):

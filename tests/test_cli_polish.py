@@ -54,7 +54,7 @@ def test_engine_local_rejects_dask(capsys, tmp_path):
 def test_console_hides_routine_prefect_states():
     import logging
 
-    from pipeline.cli.main import _hide_routine_states
+    from pipeline.cli.console import _hide_routine_states
 
     def rec(name, msg):
         return logging.LogRecord(name, logging.INFO, __file__, 1, msg, None, None)

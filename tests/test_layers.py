@@ -5,7 +5,7 @@ from its own package and from packages of lower layers (:data:`LAYERS`), never f
 one nor from a sibling of the same layer. Every import counts: module level, inside functions
 (lazy), ``importlib.import_module("...")`` with a constant name, and the tables of
 :func:`pipeline.core.lazy.lazy_exports`. ``flows`` and ``bench`` use ``pipeline``, never the
-reverse: ``pipeline/`` reaches them only from inside a function of ``pipeline/cli/main.py``
+reverse: ``pipeline/`` reaches them only from inside a function of ``pipeline/cli/dispatch.py``
 (its documented dispatch points, ``SUBCOMMAND_MODULES`` and ``BENCHMARKS``), and never behind an
 ``except ImportError``. ``flows/pipeline.py`` and ``flows/batch.py`` (and ``flows/serve.py``)
 do not import each other's modules. No module of ``pipeline``, ``flows`` or ``bench`` is over
@@ -197,7 +197,7 @@ def upper_layer_violations(root: Path) -> list[str]:
                     for h in n.handlers
                 ):
                     bad.append(f"{rel}:{n.lineno}: hides an ImportError of a higher layer")
-        if rel.as_posix() != "pipeline/cli/main.py":
+        if rel.as_posix() != "pipeline/cli/dispatch.py":
             bad += [f"{rel}:{line}: imports {name}" for name, line in _imports(tree) if _top(name) in UPPER]
     flows = {p.stem: p for p in (root / "flows").glob("*.py")}
     apart = {"pipeline": {"batch", "serve"}, "batch": {"pipeline"}, "serve": {"pipeline"}}

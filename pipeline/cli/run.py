@@ -1,0 +1,213 @@
+"""``landcover run`` and ``landcover demo``: run the pipeline on a config, print its summary, and
+exit with code 3 when a model failed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli.console import APP_LOGGERS, quiet_console
+from pipeline.cli.dispatch import REPO_ROOT, flow_entry_point
+from pipeline.core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def demo_config_path() -> Path:
+    p = REPO_ROOT / "configs" / "demo.yaml"
+    if not p.exists():
+        raise InputError(f"{p}: demo config not found (install the project from its repository with `make demo`)")
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="output directory (default: the config's output_dir)")
+    p.add_argument("--models", help="comma-separated models to run, e.g. decision_tree,cnn")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value (YAML syntax), repeatable",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="device for deep models (default: the config's device, auto)",
+    )
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
+    p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop when a class has no usable labels "
+        "(same as --set labels.on_empty_class=error; default: leave it out with a warning)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the flow's tasks on this existing Dask cluster "
+        "(scheduler address, e.g. tcp://10.0.0.5:8786) through prefect-dask",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["prefect", "local"],
+        default="prefect",
+        help="prefect: a Prefect flow run (a temporary local server unless PREFECT_API_URL is set); "
+        "local: the same stages, outputs and caching in this process, without Prefect "
+        "(no server start-up; models run one after the other) (default: %(default)s)",
+    )
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
+    """Validate the config, check the services the run needs, prepare the run directory and run
+    the pipeline: as a Prefect flow run (``flows.pipeline.landcover_pipeline``; ephemeral mode
+    unless PREFECT_API_URL is set), or with ``--engine local`` in this process
+    (:func:`pipeline.runner.run.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
+    from pipeline.cli.preflight import check_run_services
+    from pipeline.config import load_config
+    from pipeline.models import registry
+    from pipeline.runner.context import init_run_dir
+    from pipeline.runner.pipeline import run_pipeline
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if getattr(args, "strict", False):
+        args.overrides = [*args.overrides, "labels.on_empty_class=error"]
+    cfg, base_dir = load_config(config_path, args.overrides, models)
+    if any(registry.get(m).deep for m in cfg.models.enabled()):
+        from pipeline.models.device import select_device
+
+        select_device(args.device or cfg.device)  # an unavailable --device fails now, not after preparation
+    engine = getattr(args, "engine", "prefect")
+    check_run_services(engine, getattr(args, "dask", None))  # before the run directory exists
+    ctx = init_run_dir(
+        cfg,
+        base_dir,
+        out=args.out,
+        run_id=args.resume or args.run_id,
+        resume=bool(args.resume),
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    # imported before the run.log handler is added: Prefect's logging setup resets the root logger
+    landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline") if engine == "prefect" else None
+    # main() reports bad input as one line; Prefect's engine would also log it with a traceback.
+    quiet_console(hide_input_errors=not getattr(args, "debug", False))
+    for noisy in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    level = (
+        logging.DEBUG if logging.getLogger().level == logging.DEBUG or getattr(args, "debug", False) else logging.INFO
+    )
+    for name in APP_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    handler = logging.FileHandler(ctx.run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        log.info("run directory: %s", ctx.run_dir)
+        if landcover_pipeline is None:
+            run_dir = run_pipeline(ctx)
+        else:
+            start_tied_server = flow_entry_point("flows.ephemeral:start_tied_server")
+            start_tied_server()  # Prefect's temporary server, unable to outlive this process
+            run_dir = Path(
+                landcover_pipeline(
+                    config_path=str(config_path),
+                    models=models,
+                    overrides=list(args.overrides),
+                    out=str(args.out) if args.out else None,
+                    run_id=ctx.run_dir.name,
+                    resume=True,
+                    device=args.device,
+                    progress=not args.no_progress,
+                    dask_address=getattr(args, "dask", None),
+                )
+            )
+    except BaseException as e:
+        # Ctrl-C, SIGTERM (Prefect's own SIGTERM handler raises its TerminationSignal during a flow)
+        from pipeline.core.cancel import Interrupted, cancel_signal
+
+        if isinstance(e, KeyboardInterrupt) or type(e).__name__ == "TerminationSignal":
+            signum = getattr(e, "signum", None) or getattr(e, "signal", None) or cancel_signal()
+            log.info("interrupted by %s; finished stages are kept", signal_name(signum))
+            raise Interrupted(signum, run_id=ctx.run_dir.name) from None
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    _print_summary(run_dir)
+    return run_dir
+
+
+def _print_summary(run_dir: Path) -> None:
+    import json
+
+    m = json.loads((run_dir / "metrics.json").read_text())
+    print(f"\nRun directory: {run_dir}")
+    print(f"{'model':<16}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
+    for name, f in (m.get("failed_models") or {}).items():
+        print(f"{name:<16}failed in {f['stage']}: {f['reason']}")
+
+    def num(v: float | None, width: int) -> str:  # undefined metrics are null: shown as "–"
+        return f"{v:>{width}.3f}" if v is not None else f"{'–':>{width}}"
+
+    for name, r in m["models"].items():
+        rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
+        print(
+            f"{name:<16}{num(r.get('overall_accuracy'), 7)}{num(r.get('kappa'), 8)}{num(r.get('macro_f1'), 9)}"
+            f"{num(rnd, 11)}"
+        )
+    ev = m.get("evidence") or {}
+    if ev.get("leakage"):
+        print("Accuracy inflated by spatial leakage: " + "; ".join(ev.get("leakage_reasons") or []))
+    if ev.get("conclusive") is False:
+        print("Evaluation inconclusive (no best model): " + "; ".join(ev.get("reasons") or []))
+    print(f"Report: {run_dir / 'report.html'}")
+
+
+EXIT_MODEL_FAILED = 3  # the run finished, but at least one model failed (see metrics.json "failed_models")
+
+
+def _exit_code(run_dir: Path) -> int:
+    """0, or 3 with one line on stderr naming every model that failed, its stage and why."""
+    import json
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    failed = metrics.get("failed_models") or {}
+    if not failed:
+        return 0
+    what = "; ".join(f"{m} ({f['stage']}: {f['reason']})" for m, f in failed.items())
+    rest = "the others were reported" if metrics.get("models") else "no model was evaluated"
+    print(f"landcover: {len(failed)} model(s) failed, {rest}: {what}", file=sys.stderr)
+    return EXIT_MODEL_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _exit_code(execute_run(args.config, args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _exit_code(execute_run(demo_config_path(), args))
+
+
+def add_run_commands(sub: Any) -> None:
+    """Add ``landcover run`` and ``landcover demo`` to an argparse subparsers object."""
+    p = sub.add_parser("run", help="run the pipeline on a config")
+    p.add_argument("config", type=Path, metavar="CONFIG", help="run configuration (YAML; see configs/)")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the pipeline on the embedded North Carolina Landsat 7 scene")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
