@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: object, quiet_warnings: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m pipeline.cli.main ARGS`` in a subprocess from the repository, output captured as text:
+    """``python -m pipeline.cli ARGS`` in a subprocess from the repository, output captured as text:
     its stderr holds only what the CLI printed (in process, threads left by earlier tests' Prefect
     servers and Dask clusters may log into a captured stream). ``quiet_warnings`` hides Python
     warnings (``PYTHONWARNINGS=ignore``) for tests that count the CLI's own lines."""
@@ -240,7 +240,7 @@ def pytest_configure(config):
 
     def init(self, args, *a, **k):
         text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
-        if "pipeline.cli.main" in text or " bench." in text:
+        if "pipeline.cli" in text or " bench." in text:
             _note(f"starts a subprocess ({text[:80]})")
         popen_init(self, args, *a, **k)
 
