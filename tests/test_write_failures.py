@@ -24,6 +24,7 @@ from tiny_project import make_project  # noqa: E402
 
 from pipeline.core.errors import OutOfSpaceError, OutputWriteError  # noqa: E402
 from pipeline.inputs.raster import RasterStack  # noqa: E402
+from pipeline.mapping import class_maps
 from pipeline.mapping import classify as mapping
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,7 +272,7 @@ def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_
     with rasterio.open(run / "maps" / "decision_tree.tif") as m:
         labels = m.read(1)
     assert set(np.unique(labels)) <= {1, 2, 3, 255} and (labels != 255).all()
-    mapping.verify_raster(run / "maps" / "decision_tree.tif")
+    class_maps.verify_raster(run / "maps" / "decision_tree.tif")
     # and a new run directory restores the good map from the store
     ctx2 = init_run_dir(cfg, base, out=out, run_id=f"r2-{uuid.uuid4().hex[:6]}", progress=False)
     for stage, model in (("prepare", None), ("train", "decision_tree"), ("map", "decision_tree")):

@@ -15,7 +15,7 @@ A class map is a uint8 GeoTIFF of class ids; what the ids mean travels with it a
   their names), which QGIS applies when it opens the map;
 * an ArcGIS-style colour map ``<map>.clr`` (``value red green blue`` lines).
 
-Nothing here reads or writes pixels; :func:`pipeline.mapping.classify.write_class_map`
+Nothing here reads or writes pixels; :func:`pipeline.mapping.class_maps.write_class_map`
 is the one function that writes class maps and calls :func:`write_sidecars`.
 """
 
