@@ -1,4 +1,4 @@
-"""Tests of pipeline.evaluation.accuracy against hand arithmetic, scipy and Olofsson et al. (2014)."""
+"""Tests of pipeline.evaluation (metrics, area_estimates, accuracy) against hand arithmetic, scipy and Olofsson et al. (2014)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ from rasterio.transform import from_origin
 from scipy import stats
 
 from pipeline.core.errors import InputError
-from pipeline.evaluation.accuracy import (
-    area_adjusted,
-    area_adjusted_from_labels,
-    assess_model,
-    bootstrap_ci,
-    class_area_table,
-    classification_metrics,
-    mcnemar,
-    pairwise_mcnemar,
-)
+from pipeline.evaluation.accuracy import assess_model
+from pipeline.evaluation.area_estimates import area_adjusted, area_adjusted_from_labels, class_area_table
+from pipeline.evaluation.metrics import bootstrap_ci, classification_metrics, mcnemar, pairwise_mcnemar
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -372,7 +365,7 @@ def test_assess_model_shape(tmp_path):
 
 
 def test_confidence_summary_by_hand():
-    from pipeline.evaluation.accuracy import confidence_summary
+    from pipeline.evaluation.metrics import confidence_summary
 
     s = confidence_summary(np.array([0.9, 0.8, 0.6, 0.7, np.nan]), np.array([True, True, False, False, True]))
     assert s["levels"] == 4 and not s["degenerate"]

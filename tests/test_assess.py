@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 
 from pipeline.cli.assess import register
 from pipeline.core.errors import InputError
-from pipeline.evaluation.accuracy import area_adjusted
+from pipeline.evaluation.area_estimates import area_adjusted
 from pipeline.evaluation.reference_sample import allocate, assess_error_matrix, design_sample
 
 NAMES = {1: "water", 2: "forest", 3: "urban"}

@@ -12,7 +12,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.evaluation.accuracy import assess_model, pairwise_mcnemar
+from pipeline.evaluation.accuracy import assess_model
+from pipeline.evaluation.metrics import pairwise_mcnemar
 from pipeline.report import publish_artifacts, write_report
 
 CLASSES = [
@@ -358,7 +359,7 @@ def test_report_sections_are_one_list(tmp_path, monkeypatch):
 
 def test_per_class_tables_fit_six_models_and_flag_classes(tmp_path):
     """Six models: undefined scores show "–", classes no model gets right or without test pixels are flagged."""
-    from pipeline.evaluation.accuracy import classification_metrics
+    from pipeline.evaluation.metrics import classification_metrics
 
     rng = np.random.default_rng(3)
     y = rng.choice([1, 2], 400)  # urban (3) has no test pixels

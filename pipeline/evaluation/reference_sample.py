@@ -43,7 +43,7 @@ import numpy as np
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
-from pipeline.evaluation.accuracy import area_adjusted, area_adjusted_from_labels
+from pipeline.evaluation.area_estimates import area_adjusted, area_adjusted_from_labels
 from pipeline.evaluation.areas import class_pixels_and_areas
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def map_class_names(map_path: str | Path, override: Mapping[int, str] | None = N
     Looked up, first hit wins per id: ``override``; the map's ``class_names`` (or
     ``classes``) tag holding ``{id: name}``, ``[{"id", "name"}]`` or a list of names;
     its raster attribute table or category names (``<map>.tif.aux.xml``, as
-    :func:`pipeline.mapping.classify.write_class_map` writes them); the ``classes`` list of a
+    :func:`pipeline.mapping.class_maps.write_class_map` writes them); the ``classes`` list of a
     ``metrics.json`` in the run directory holding the map (``<run>/maps/x.tif``).
     Ids with no name found are absent (callers fall back to ``str(id)``).
     """
@@ -303,7 +303,7 @@ def assess_sample(
     Returns
     -------
     dict
-        :func:`pipeline.evaluation.accuracy.area_adjusted_from_labels` output plus
+        :func:`pipeline.evaluation.area_estimates.area_adjusted_from_labels` output plus
         ``"map"``, ``"sample"``, ``"field"``, ``"n_points_used"``.
 
     Raises
@@ -396,7 +396,7 @@ def assess_error_matrix(counts_csv: str | Path, areas_csv: str | Path) -> dict:
     Returns
     -------
     dict
-        :func:`pipeline.evaluation.accuracy.area_adjusted` output plus ``"error_matrix"``
+        :func:`pipeline.evaluation.area_estimates.area_adjusted` output plus ``"error_matrix"``
         and ``"areas"`` (the input paths).
 
     Raises

@@ -266,7 +266,7 @@ def map_one_scene(
         size = [stack.grid.width, stack.grid.height]
     areas: dict = {}
     try:
-        from pipeline.evaluation.accuracy import class_area_table
+        from pipeline.evaluation.area_estimates import class_area_table
 
         areas = class_area_table(map_path, list(meta.class_ids), list(meta.class_names))
     except Exception as e:  # noqa: BLE001 - the area table is a nicety; the map is what matters

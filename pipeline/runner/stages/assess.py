@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray, dict, pd.DataFrame]:
     """Metrics of one model from its test predictions and its maps (pooled over scenes):
     (metrics, y_true, y_pred, train record, test predictions)."""
-    from pipeline.evaluation.accuracy import assess_model, confidence_summary
+    from pipeline.evaluation.accuracy import assess_model
+    from pipeline.evaluation.metrics import confidence_summary
 
     ids, names = ctx.class_ids, ctx.class_names
     ev = pd.read_parquet(ctx.run_dir / "eval" / f"{m}.parquet").sort_values(["fold", "sample"], kind="stable")
@@ -52,7 +53,7 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
 def _scene_metrics(ctx: RunContext, evals: dict[str, pd.DataFrame], samples: pd.DataFrame) -> dict:
     """metrics.json["scenes"]: per scene, its sample counts per split, each model's accuracy on
     its test samples (``None`` where a scene has no test sample) and the paths of its maps."""
-    from pipeline.evaluation.accuracy import classification_metrics
+    from pipeline.evaluation.metrics import classification_metrics
 
     ids, names = ctx.class_ids, ctx.class_names
     scene_of = samples["scene"].to_numpy()
@@ -125,7 +126,7 @@ def _evidence(ctx: RunContext) -> dict:
 
 def stage_assess(ctx: RunContext) -> dict:
     """Combine every model's test predictions into metrics.json."""
-    from pipeline.evaluation.accuracy import pairwise_mcnemar
+    from pipeline.evaluation.metrics import pairwise_mcnemar
 
     cfg = ctx.cfg
     models: dict[str, Any] = {}
