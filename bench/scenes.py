@@ -135,7 +135,7 @@ def tiles_config(tiles: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 def _child(config: str, out: str) -> None:
     """Run the pipeline in this process and print its peak RSS (MB) as JSON."""
-    from pipeline.config import load_config
+    from pipeline.config.loading import load_config
     from pipeline.runner.context import init_run_dir
     from pipeline.runner.pipeline import run_pipeline
 

@@ -41,7 +41,7 @@ from flows.engine import (
     run_log,
     wait_for,
 )
-from pipeline.config import load_config
+from pipeline.config.loading import load_config
 from pipeline.core.errors import OutOfSpaceError
 from pipeline.models import registry
 from pipeline.runner.context import RunContext, init_run_dir

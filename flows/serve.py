@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- CLI
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
+    from pipeline.config.loading import load_config
 
     cfg, _ = load_config(args.config)  # validate now: a bad config fails before Prefect starts
     if not args.once and not args.cron:

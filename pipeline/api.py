@@ -41,7 +41,7 @@ def run_config(
     device : device for deep models (default: the config's).
     progress : show progress bars.
     """
-    from pipeline.config import load_config
+    from pipeline.config.loading import load_config
     from pipeline.runner.context import init_run_dir
     from pipeline.runner.pipeline import run_pipeline
 

@@ -76,7 +76,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     unless PREFECT_API_URL is set), or with ``--engine local`` in this process
     (:func:`pipeline.runner.run.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
     from pipeline.cli.preflight import check_run_services
-    from pipeline.config import load_config
+    from pipeline.config.loading import load_config
     from pipeline.models import registry
     from pipeline.runner.context import init_run_dir
     from pipeline.runner.pipeline import run_pipeline

@@ -1,27 +1,38 @@
 """The one configuration object of a run: the stages' own settings composed into :class:`RunConfig`,
 read from YAML and validated once (:func:`load_config`)."""
 
-from __future__ import annotations
+from pipeline.core.lazy import lazy_exports
 
-from typing import Any
-
-from pipeline.config import schema
-from pipeline.config.loading import DuplicateKeyError, dump_config, load_config, parse_config
-from pipeline.config.schema import MAX_NAME_LENGTH, MAX_SEED, ModelsBase, RunConfig, check_dir_name
-
+# ModelsConfig, MODEL_NAMES, DEEP_MODELS are derived from the model registry on every access
+# (pipeline.config.schema's module __getattr__): a model registered later is listed too.
 __all__ = [
+    "DEEP_MODELS",
     "MAX_NAME_LENGTH",
     "MAX_SEED",
+    "MODEL_NAMES",
     "DuplicateKeyError",
     "ModelsBase",
+    "ModelsConfig",
     "RunConfig",
     "check_dir_name",
     "dump_config",
     "load_config",
     "parse_config",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # ModelsConfig, MODEL_NAMES, DEEP_MODELS: derived from the model registry when asked for.
-    return schema.__getattr__(name)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DEEP_MODELS": "schema",
+        "MAX_NAME_LENGTH": "schema",
+        "MAX_SEED": "schema",
+        "MODEL_NAMES": "schema",
+        "DuplicateKeyError": "loading",
+        "ModelsBase": "schema",
+        "ModelsConfig": "schema",
+        "RunConfig": "schema",
+        "check_dir_name": "schema",
+        "dump_config": "loading",
+        "load_config": "loading",
+        "parse_config": "loading",
+    },
+)

@@ -141,7 +141,7 @@ def plan_cycle(
     retry_failed: bool,
 ) -> dict:
     """Decide what this cycle maps (no side effects beyond creating the outbox)."""
-    from pipeline.config import load_config
+    from pipeline.config.loading import load_config
 
     cfg, _ = load_config(config_path)
     if not inbox and not rasters:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.config import RunConfig, dump_config
+from pipeline.config.loading import dump_config
+from pipeline.config.schema import RunConfig
 from pipeline.core.atomic import file_sha256, write_text
 from pipeline.core.errors import InputError
 from pipeline.runner.files import read_json
@@ -101,7 +102,7 @@ class RunContext:
         """Rebuild the context from the run directory's config.yaml (in any process)."""
         import yaml
 
-        from pipeline.config import parse_config
+        from pipeline.config.loading import parse_config
 
         run_dir = Path(ref["run_dir"])
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -145,7 +146,7 @@ def init_run_dir(
     progress: bool = True,
 ) -> RunContext:
     """Create (or, with ``resume``, reopen) the run directory and write config.yaml."""
-    from pipeline.config import check_dir_name
+    from pipeline.config.schema import check_dir_name
 
     root = Path(out) if out is not None else Path(cfg.output_dir)
     if run_id is not None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import RunConfig
+from pipeline.config.schema import RunConfig
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import InputError
 from pipeline.runner.context import RunContext
