@@ -38,6 +38,7 @@ def colormap(class_ids: list[int], colors: list[str]) -> dict[int, tuple[int, in
 
 
 def temporary_path(path: Path, tag: str) -> Path:
+    """``<dir>/.<stem>.<tag><suffix>``: the hidden name an output is built under before it is renamed into place."""
     return path.with_name(f".{path.stem}.{tag}{path.suffix}")
 
 
