@@ -74,7 +74,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     """Validate the config, check the services the run needs, prepare the run directory and run
     the pipeline: as a Prefect flow run (``flows.pipeline.landcover_pipeline``; ephemeral mode
     unless PREFECT_API_URL is set), or with ``--engine local`` in this process
-    (:func:`pipeline.runner.run.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
+    (:func:`pipeline.runner.pipeline.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
     from pipeline.cli.preflight import check_run_services
     from pipeline.config.loading import load_config
     from pipeline.models import registry
