@@ -156,6 +156,7 @@ E2E_TESTS = {
     "test_damaged_model_files_are_one_line",
     "test_serve_takes_models_only_from_its_runs_directory",
     "test_split_files_that_cannot_work_stop_before_any_work",
+    "test_the_cli_maps_with_a_model_saved_by_0_1_0",
 }
 E2E_MODULES = {
     "test_cli",
