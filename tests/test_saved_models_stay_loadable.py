@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from conftest import run_cli
 
-from pipeline.mapping.classify import classify_raster
+from pipeline import classify_raster
 from pipeline.models import load_model
 
 DATA = Path(__file__).parent / "data" / "models_v0_1"

@@ -83,8 +83,8 @@ def _fit(
     ctx: RunContext, model: str, data: TrainingData, fold: Fold, meta: ModelMeta, what: str = ""
 ) -> tuple[Classifier, float]:
     """Fit one model on one fold; ``what`` names the fit on its progress bar (e.g. "random-split fit")."""
-    from pipeline.models.registry import build_model
     from pipeline.models.base import ShowsProgress
+    from pipeline.models.registry import build_model
 
     settings = getattr(ctx.cfg.models, model)
     m = build_model(model, settings, meta, seed=ctx.cfg.seed, device=ctx.device)
