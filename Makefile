@@ -7,13 +7,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 
-.PHONY: demo test test-fast lint install bench clean
+.PHONY: demo test test-fast lint docs install bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,lint]"
+	$(PY) -m pip install -q -e ".[test,lint,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,8 +21,8 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/landcover demo
 
-# CI runs this: lint first (ruff, mypy), then the whole suite.
-test: $(VENV)/.installed lint
+# CI runs this: lint first (ruff, mypy), the docs site built strictly, then the whole suite.
+test: $(VENV)/.installed lint docs
 	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # Unit tests only: no end-to-end run, no Prefect engine, no multi-second property search
@@ -35,6 +35,11 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check pipeline flows bench tests
 	$(PY) -m ruff format --check pipeline flows bench tests
 	$(PY) -m mypy
+
+# The documentation site into build/site/ (offline; --strict: a broken link or a page left out of
+# the navigation fails).
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/landcover bench baselines

@@ -260,7 +260,7 @@ def run_bench(
 
 
 def table(report: dict) -> str:
-    """Markdown table of a report (the README's performance section)."""
+    """Markdown table of a report (docs/benchmarks.md)."""
     lines = ["| model | Mpx/s | peak RSS (MB) | notes |", "| --- | ---: | ---: | --- |"]
     lines.append(
         f"| I/O floor (read + write) | {report['io_floor_mpx_per_s']:.2f} | {report['io_floor_peak_rss_mb']:.0f} | |"

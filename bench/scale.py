@@ -268,7 +268,7 @@ def _fmt_s(sec: float) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    """Markdown tables of a report (the README's scale section)."""
+    """Markdown tables of a report (docs/benchmarks.md's scale section)."""
     lines = []
     for name, ax in report["axes"].items():
         vals = ax["values"]

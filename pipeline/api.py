@@ -53,5 +53,5 @@ def run_config(
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """``metrics.json`` of a run directory (schema in the README; undefined values are ``None``)."""
+    """``metrics.json`` of a run directory (schema in docs/outputs.md; undefined values are ``None``)."""
     return json.loads((Path(run_dir) / "metrics.json").read_text())

@@ -4,7 +4,7 @@ glibc's allocator keeps what a program frees for its own later use instead of re
 the heap of each thread's arena only shrinks from its top, and a long run leaves holes. A run
 is a sequence of stages that each allocate and free hundreds of megabytes (a model's features,
 a window's bands, a network's batches), in the main thread or in a task runner's worker
-threads, each with an arena of its own. Measured on the 218-band case of the README, what the
+threads, each with an arena of its own. Measured on the 218-band case of docs/benchmarks.md, what the
 finished stages left behind raised the process's resident memory by about 100 MB per stage,
 and the peak of a later stage landed on top of it. ``malloc_trim`` releases the free pages of
 every arena.

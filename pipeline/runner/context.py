@@ -4,7 +4,7 @@
 folder relative config paths resolve against, the device); :func:`init_run_dir` creates a run
 directory (or reopens one for ``--resume``) and writes its config.yaml.
 
-Run directory layout: see README "Run directory".
+Run directory layout: docs/outputs.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the fingerprints of the stages it depends on); a rerun or ``--resume`` skips a s
 fingerprint and outputs are unchanged. Prefect flows (``flows/``) wrap exactly these functions
 (through :func:`run_one`); :func:`run_pipeline` runs them in order without Prefect.
 
-Run directory layout: see README "Run directory".
+Run directory layout: docs/outputs.md.
 """
 
 from __future__ import annotations
