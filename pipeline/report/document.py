@@ -12,6 +12,7 @@ import html
 import re
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,48 @@ from pipeline.report.format import md_text
 #: browser width; tests/test_report.py checks it in headless Chromium. A table that would not fit
 #: scrolls inside its own box instead of overflowing the page.
 PAGE_WIDTH_PX = 1200
+#: The print stylesheet (its own ``<style media="print">`` element): A4 pages, the whole width used,
+#: text that may wrap so that every table fits the page, no table row, figure or heading split from
+#: what follows it across a page break, colours kept (the best row, swatches, the headline box).
+#: tests/test_report.py prints a six-model report with headless Chromium and checks the layout.
+PRINT_CSS = (
+    "@page{size:A4;margin:14mm 12mm}"
+    "body{max-width:none;margin:0;padding:0;font-size:9pt;color:#000}"
+    "h1{font-size:15pt}h2{font-size:12.5pt;margin-top:1.2em}h3{font-size:10.5pt}"
+    "h1,h2,h3{break-after:avoid;page-break-after:avoid}"
+    "table,tr,figure,p.key{break-inside:avoid;page-break-inside:avoid}"
+    "table{font-size:8pt}th,td{padding:.12em .3em;white-space:normal}th{hyphens:auto}"
+    "td.w{min-width:0}.scroll{overflow:visible}"
+    ".row{gap:.4em}figure img,figure.wide img{max-width:88mm}.row figure:only-child img{max-width:100%}"
+    "figcaption{font-size:8pt}"
+    "tr.best td,p.key,.sw,th{-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+)
 #: Text cells longer than this (characters) may wrap.
 LONG_CELL = 40
 #: Cells shown right-aligned: numbers (with separators, signs, ``±`` half-widths, ``%``), intervals, "–".
 NUMERIC_CELL = re.compile(r"(–|[<>]?\s*[-+]?[\d,.]+(%|x)?(\s*±\s*[\d,.]+)?|\[[-\d,. ]+\])")
+
+
+@dataclass(frozen=True)
+class Code:
+    """Inline code in a paragraph (a command, a key): ``<code>`` in HTML, a code span in Markdown.
+    Paragraph text is otherwise literal, so a backtick in a class or file name stays a backtick."""
+
+    text: str
+
+
+#: A paragraph: plain text, or a sequence of text and :class:`Code` parts.
+Inline = str | Sequence[str | Code]
+
+
+def _parts(text: Inline) -> list[str | Code]:
+    return [text] if isinstance(text, str) else list(text)
+
+
+def _md_code(code: str) -> str:
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", code)), default=0) + 1)
+    pad = " " if code.startswith("`") or code.endswith("`") else ""
+    return f"{fence}{pad}{code}{pad}{fence}"
 
 
 class Document:
@@ -38,8 +77,9 @@ class Document:
     def h(self, level: int, text: str) -> None:
         self.blocks.append(("h", level, text))
 
-    def p(self, text: str, strong: bool = False) -> None:
-        self.blocks.append(("p", text, strong))
+    def p(self, text: Inline, strong: bool = False) -> None:
+        """A paragraph: ``text`` is literal text, or a sequence of text and :class:`Code` parts."""
+        self.blocks.append(("p", _parts(text), strong))
 
     def table(
         self, rows: list[dict[str, Any]], highlight: set[int] | None = None, headers: list[str] | None = None
@@ -78,7 +118,11 @@ class Document:
             if b[0] == "h":
                 out.append("#" * b[1] + " " + md_text(b[2]))
             elif b[0] == "p":
-                out.append(f"**{md_text(b[1])}**" if b[2] else md_text(b[1], line_start=True))
+                text = "".join(
+                    _md_code(x.text) if isinstance(x, Code) else md_text(x, line_start=i == 0)
+                    for i, x in enumerate(b[1])
+                )
+                out.append(f"**{text}**" if b[2] else text)
             elif b[0] == "table":
                 _, headers, rows, hi = b
                 out.append("| " + " | ".join(md_text(h) for h in headers) + " |")
@@ -141,7 +185,9 @@ class Document:
             if b[0] == "h":
                 body.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
             elif b[0] == "p":
-                t = html.escape(b[1])
+                t = "".join(
+                    f"<code>{html.escape(x.text)}</code>" if isinstance(x, Code) else html.escape(x) for x in b[1]
+                )
                 body.append(f'<p class="key">{t}</p>' if b[2] else f"<p>{t}</p>")
             elif b[0] == "table":
                 _, headers, rows, hi = b
@@ -191,5 +237,7 @@ class Document:
         )
         return (
             f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+            f'<style>{css}</style><style media="print">{PRINT_CSS}</style></head><body>\n'
+            + "\n".join(body)
+            + "\n</body></html>\n"
         )

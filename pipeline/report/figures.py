@@ -1,5 +1,5 @@
 """The figures made while building a report (matplotlib, imported when a figure is drawn):
-confusion-matrix heat maps, learning curves without a PNG, map quicklooks without a PNG, the
+learning curves without a PNG, map quicklooks without a PNG, the
 class legend and the spectra of suspect reference polygons. Each is written into the report's
 figure folder (``report_files/``) and its path returned; ``None`` where it cannot be drawn.
 """
@@ -28,47 +28,15 @@ def _hex_rgb(color: str) -> tuple[float, float, float]:
     return r / 255, g / 255, b / 255
 
 
-def confusion_figure(model: str, cm: dict, out: Path) -> Path | None:
-    from matplotlib.figure import Figure
-
-    labels = cm.get("labels") or []
-    mat = np.asarray(cm.get("matrix") or [], dtype=float)
-    if not labels or mat.shape != (len(labels), len(labels)):
-        return None
-    rows = mat.sum(axis=1, keepdims=True)
-    norm = np.divide(mat, rows, out=np.zeros_like(mat), where=rows > 0)
-    q = len(labels)
-    size = 1.2 + 0.55 * q
-    fig = Figure(figsize=(size + 1.2, size))
-    ax = fig.add_subplot()
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(q):
-        for j in range(q):
-            ax.text(
-                j,
-                i,
-                f"{int(mat[i, j])}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if norm[i, j] > 0.5 else "black",
-            )
-    ax.set_xticks(range(q), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(q), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference")
-    ax.set_title(model, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="row share")
-    return _save_fig(fig, out)
-
-
 def _series(curves: list[dict], key: str) -> list[float]:
     """``key`` of every epoch's record; NaN where an epoch has none (no validation set): a gap in
     the line, as matplotlib draws a None."""
     return [float("nan") if c.get(key) is None else float(c[key]) for c in curves]
 
 
-def curve_figure(model: str, curves: list[dict], out: Path) -> Path | None:
+def curve_figure(model: str, curves: list[dict], out: Path, chosen_epoch: int | None = None) -> Path | None:
+    """Training and validation loss and validation macro-F1 per epoch; ``chosen_epoch``, the epoch
+    whose weights the model kept, is marked by a vertical line."""
     from matplotlib.figure import Figure
 
     if not curves:
@@ -80,9 +48,14 @@ def curve_figure(model: str, curves: list[dict], out: Path) -> Path | None:
         ax.plot(ep, _series(curves, key), style, label=key.replace("_", " "))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax.twinx()
     ax2.plot(ep, _series(curves, "val_macro_f1"), ":", color="tab:green", label="val macro-F1")
     ax2.set_ylabel("macro-F1")
+    if chosen_epoch is not None:
+        ax.axvline(chosen_epoch, color="0.35", lw=1, ls="-.", label=f"kept: epoch {chosen_epoch}")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8)

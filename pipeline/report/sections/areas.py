@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.report.context import ReportContext
-from pipeline.report.document import Document
+from pipeline.report.document import Code, Document
 from pipeline.report.format import fmt, fmt_pm
 
 
@@ -13,11 +13,16 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
         return
     doc.h(2, "Class areas")
     doc.p(
-        "Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
-        "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
-        "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
-        "for figures to publish, draw a stratified random sample with `landcover assess-design`, "
-        "label it, and run `landcover assess`."
+        [
+            "Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
+            "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
+            "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
+            "for figures to publish, draw a stratified random sample with ",
+            Code("landcover assess-design"),
+            ", label it, and run ",
+            Code("landcover assess"),
+            ".",
+        ]
     )
     for m in area_models:
         doc.h(3, m)
