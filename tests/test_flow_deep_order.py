@@ -72,6 +72,15 @@ def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(pr
     assert overlapping(events, {"cnn", "resnet"}) == [], events
     manifest = json.loads((flow_run / "manifest.json").read_text())
     assert manifest["prefect_flow_run_id"] and "deep one at a time" in manifest["task_runner"]
+    # Both engines' reports carry the run's provenance: times, the device the models ran on, the
+    # commit, and the table of stages (those before the report, read from the provisional manifest).
+    for run in (flow_run, local_run):
+        man = json.loads((run / "manifest.json").read_text())
+        assert man["device"] == "cpu" and set(man["device_by_model"]) == set(MODELS)
+        md = (run / "report.md").read_text()
+        for item in ("started", "finished", "device requested", "device used", "git commit"):
+            assert re.search(rf"^\| {item} \| \S", md, re.M), (run.name, item)
+        assert re.search(r"^\| train:cnn \| [\d.]+ \| no \|$", md, re.M), run.name
 
     # Same results as the in-process runner, which trains one model after the other.
     assert not any(s["cached"] for s in json.loads((local_run / "manifest.json").read_text())["stages"])

@@ -4,6 +4,7 @@ versions, input-file hashes, stage times, failed models), written by both runner
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -52,14 +53,34 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def devices_used(ctx: RunContext) -> dict[str, str]:
+    """The device each trained model actually ran on (``fit_info["device"]`` of ``models/<m>.json``;
+    models that record none, the classical ones, ran on the CPU)."""
+    out = {}
+    for m in ctx.cfg.models.enabled():
+        record = ctx.run_dir / "models" / f"{m}.json"
+        try:
+            info = json.loads(record.read_text()).get("fit_info") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # not trained (failed, or not yet)
+        out[m] = str(info.get("device") or "cpu")
+    return out
+
+
 def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dict | None = None) -> Path:
+    """Write ``manifest.json``. Both runners write it once before the report (which shows it) and
+    again at the end (with the report stage's time)."""
+    used = devices_used(ctx)
     return write_json(
         ctx.path("manifest.json"),
         {
             "run_id": ctx.run_dir.name,
             "config_hash": ctx.cfg.config_hash(),
             "seed": ctx.cfg.seed,
-            "device": ctx.device,
+            "device_requested": ctx.device,
+            # the device the models ran on ("cpu", "cuda:0", or several joined when they differ)
+            "device": ", ".join(sorted(set(used.values()))) or None,
+            "device_by_model": used,
             "git_commit": _git_commit(),
             "packages": package_versions(),
             "inputs": ctx.hash_inputs(),

@@ -70,6 +70,7 @@ def run_pipeline(ctx: RunContext) -> Path:
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             record_failure(ctx, stage, m, e)
     stages.append(run_one(ctx, "assess"))
+    write_manifest(ctx, started, stages)  # provisional: the report shows the run's provenance
     stages.append(run_one(ctx, "report"))
     write_manifest(ctx, started, stages)
     return ctx.run_dir

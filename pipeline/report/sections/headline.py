@@ -39,7 +39,8 @@ def section_run_summary(doc: Document, ctx: ReportContext) -> None:
     for k, label in (
         ("started", "started"),
         ("finished", "finished"),
-        ("device", "device"),
+        ("device_requested", "device requested"),
+        ("device", "device used"),
         ("git_commit", "git commit"),
     ):
         if manifest.get(k):
