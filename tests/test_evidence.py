@@ -17,7 +17,10 @@ from pipeline.evaluation.evidence import assess_evidence, headline, summarise_te
 NAMES = ["water", "forest"]
 
 
-def _summary(per_class_px, per_class_units):
+NAMES3 = ["water", "forest", "urban"]
+
+
+def _summary(per_class_px, per_class_units, names=NAMES):
     y, blocks, groups = [], [], []
     unit = 0
     for cid, (n, u) in enumerate(zip(per_class_px, per_class_units), 1):
@@ -26,28 +29,68 @@ def _summary(per_class_px, per_class_units):
         blocks += ids
         groups += ids
         unit += max(u, 1)
-    return summarise_test_set(np.array(y), np.array(blocks), np.array(groups), [1, 2], NAMES)
+    ids = list(range(1, len(names) + 1))
+    return summarise_test_set(np.array(y), np.array(blocks), np.array(groups), ids, names)
 
 
 BLOCKS = {"strategy": "blocks", "audit": {"train_patches_touching_test_pixels": 0}}
 
 
 def test_thresholds():
-    ok = assess_evidence(_summary([20, 10], [2, 3]), BLOCKS)
-    assert ok["conclusive"] and not ok["reasons"] and not ok["leakage"]
-    assert ok["test_set"]["per_class"]["water"] == {"pixels": 20, "blocks": 2, "polygons": 2}
-    few = assess_evidence(_summary([26, 3], [3, 2]), BLOCKS)  # 29 pixels, a class of 3
+    ok = assess_evidence(_summary([20, 30], [5, 6]), BLOCKS)
+    assert ok["conclusive"] and not ok["reasons"] and not ok["leakage"] and not ok["not_assessable"]
+    assert ok["test_set"]["per_class"]["water"] == {
+        "pixels": 20,
+        "blocks": 5,
+        "polygons": 5,
+        "assessable": True,
+        "why": None,
+    }
+    assert ok["test_set"]["ranking"] == {"classes": NAMES, "pixels": 50, "blocks": 11, "polygons": 11}
+    few = assess_evidence(_summary([26, 3], [3, 2]), BLOCKS)  # 29 pixels in all
     assert not few["conclusive"]
     assert few["reasons"] == [
         "only 29 test pixels (at least 30 are needed)",
-        "fewer than 5 test pixels for class(es) forest 3",
+        "not assessable: forest (only 3 test pixels)",
     ]
-    one = assess_evidence(_summary([20, 15], [1, 4]), BLOCKS)
-    assert one["reasons"] == [
-        ("test pixels from fewer than 2 blocks or polygons for class(es) water (1 block): no independent replicate")
+    # ten blocks are needed for a group-level interval, however many pixels
+    thin = assess_evidence(_summary([200, 300], [4, 5]), BLOCKS)
+    assert thin["reasons"] == [
+        "the assessable test pixels come from 9 blocks (at least 10 independent units are needed for a "
+        "group-level interval)"
     ]
-    # a class without any usable label is reported elsewhere, not here
-    assert assess_evidence(_summary([40, 0], [4, 0]), BLOCKS, skip_classes=["forest"])["conclusive"]
+    # a class without any usable label is reported elsewhere: listed as not assessable, not held against the run
+    no_lab = assess_evidence(_summary([40, 0], [12, 0]), BLOCKS, skip_classes=["forest"])
+    assert not no_lab["conclusive"]  # but a ranking needs two classes
+    assert no_lab["reasons"][0] == "only 1 assessable class (at least 2 are needed)"
+
+
+def test_a_class_on_one_polygon_is_not_assessable_but_the_run_is():
+    # water tested on one polygon: listed and left out; forest and urban rank the models
+    ev = assess_evidence(_summary([20, 40, 30], [1, 6, 5], NAMES3), BLOCKS)
+    assert ev["conclusive"] and ev["reasons"] == []
+    assert ev["not_assessable"] == {"water": "tested on 1 polygon only"}
+    assert ev["assessable_classes"] == ["forest", "urban"]
+    assert ev["test_set"]["ranking"] == {"classes": ["forest", "urban"], "pixels": 70, "blocks": 11, "polygons": 11}
+    text = headline(ev, "Best model: svm (overall accuracy 0.900).")
+    assert text.startswith("Best model: svm (overall accuracy 0.900). Ranked on 2 assessable classes: 70 test ")
+    assert text.endswith("left out of the ranking: water (tested on 1 polygon only).")
+    # ... unless the assessable part is under half of the labelled classes
+    ev = assess_evidence(_summary([20, 40, 30, 9], [1, 12, 1, 1], [*NAMES3, "bare"]), BLOCKS)
+    assert not ev["conclusive"]
+    assert ev["reasons"] == [
+        "only 1 assessable class (at least 2 are needed)",
+        "not assessable: water (tested on 1 polygon only), urban (tested on 1 polygon only), "
+        "bare (tested on 1 polygon only)",
+    ]
+    ev = assess_evidence(_summary([20, 40, 30, 9, 9], [1, 6, 5, 1, 1], [*NAMES3, "bare", "snow"]), BLOCKS)
+    assert ev["reasons"][0] == (
+        "only 2 of 5 labelled classes are assessable (at least half are needed for a ranking that speaks for "
+        "the legend)"
+    )
+    # few pixels in a class tested on several polygons: not assessable either
+    ev = assess_evidence(_summary([3, 40, 30], [3, 6, 5], NAMES3), BLOCKS)
+    assert ev["not_assessable"] == {"water": "only 3 test pixels"} and ev["conclusive"]
 
 
 @pytest.mark.parametrize(
@@ -66,12 +109,11 @@ def test_thresholds():
     ],
 )
 def test_leakage(split, why):
-    ev = assess_evidence(_summary([20, 20], [3, 3]), split)
+    ev = assess_evidence(_summary([20, 20], [6, 6]), split)
     assert ev["leakage"] and ev["conclusive"] and why in ev["leakage_reasons"][0]
     text = headline(ev, "Best model: svm (overall accuracy 1.000).")
-    assert text.startswith("Accuracy inflated by spatial leakage: ") and text.endswith(
-        "Best model: svm (overall accuracy 1.000)."
-    )
+    assert text.startswith("Accuracy inflated by spatial leakage: ")
+    assert text.split(". ", 1)[1].startswith("Best model: svm (overall accuracy 1.000). Ranked on 2 assessable")
 
 
 def test_inconclusive_headline_names_no_model():

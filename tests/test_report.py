@@ -13,7 +13,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 from pipeline.evaluation.accuracy import assess_model
-from pipeline.evaluation.metrics import pairwise_mcnemar
+from pipeline.evaluation.comparison import compare_classifiers, method_record
+from pipeline.evaluation.metrics import classification_metrics
 from pipeline.report import publish_artifacts, write_report
 
 CLASSES = [
@@ -92,6 +93,11 @@ def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True, six: bool =
             )
         models[m] = r
         preds[m] = p
+    majority = np.full(n, 2)  # a constant map of forest, the commonest class
+    comp = compare_classifiers(y, preds, blocks, IDS, NAMES, IDS, {"majority": majority}, n_boot=200, seed=1)
+    for m in models:
+        models[m]["ranking"] = comp["ranking"][m]
+        models[m]["vs_baselines"] = comp["vs_baselines"][m]
     _png(run / "maps" / "random_forest.png")  # a quicklook that exists already
     _png(run / "split_map.png", 1)
     metrics = {
@@ -125,7 +131,16 @@ def make_run_dir(tmp_path, deep: bool = True, contrast: bool = True, six: bool =
         }
         if contrast
         else {},
-        "pairwise": pairwise_mcnemar(y, preds),
+        "pairwise": comp["pairwise"],
+        "baselines": {
+            "majority": {
+                "label": "no-skill: majority class",
+                **classification_metrics(y, majority, IDS, NAMES),
+                "ranking": comp["ranking"]["majority"],
+                "classes_per_fold": ["forest"],
+            }
+        },
+        "statistics": method_record("block", 200),
         "labels": {"pixels_per_class": {"water": 1000, "forest": 3000, "urban": 900}},
     }
     (run / "metrics.json").write_text(json.dumps(metrics, allow_nan=False))
@@ -211,29 +226,44 @@ def test_report_complete_run(tmp_path):
 
     models = metrics["models"]
     # comparison table: numbers equal metrics.json as formatted, best first and bold
-    rows = _md_table(md, "model | overall accuracy |")
+    rows = _md_table(md, "model | overall accuracy")
     best = max(models, key=lambda m: models[m]["overall_accuracy"])
     assert rows[0][0] == best
     assert re.search(rf"^\| \*\*{best}\*\* \|", md, re.M)
-    assert {r[0] for r in rows} == set(models)
-    for r in rows:
+    assert [r[0] for r in rows[len(models) :]] == ["no-skill: majority (forest)"]
+    assert {r[0] for r in rows[: len(models)]} == set(models)
+
+    def value_ci(cell: str) -> tuple[float, list[float]]:
+        v, ci = cell.split(" ", 1)
+        return _num(v), _ci(ci)
+
+    for r in rows[: len(models)]:
         m = models[r[0]]
-        assert _num(r[1]) == round(m["overall_accuracy"], 3)
-        assert _ci(r[2]) == [round(v, 3) for v in m["ci95"]["overall_accuracy"]]
-        assert _num(r[3]) == round(m["kappa"], 3)
-        assert _ci(r[4]) == [round(v, 3) for v in m["ci95"]["kappa"]]
-        assert _num(r[5]) == round(m["macro_f1"], 3)
-        assert _ci(r[6]) == [round(v, 3) for v in m["ci95"]["macro_f1"]]
-        assert _num(r[7]) == round(m["fit_seconds"], 2 if m["fit_seconds"] < 10 else 1)
-        assert _num(r[8]) == pytest.approx(m["predict_mpx_per_s"], rel=5e-3)
-    # the significance sentence names the best model, the runner-up and the McNemar p-value
+        # every class is assessable here: the ranking figures are the model's own
+        assert m["ranking"]["overall_accuracy"] == m["overall_accuracy"]
+        assert all(m["ranking"]["ci95"][k] == m["ci95"][k] for k in ("overall_accuracy", "kappa", "macro_f1"))
+        for cell, k in zip(r[1:4], ("overall_accuracy", "kappa", "macro_f1")):
+            assert value_ci(cell) == (round(m[k], 3), [round(v, 3) for v in m["ci95"][k]])
+        assert _num(r[4]) == round(m["fit_seconds"], 2 if m["fit_seconds"] < 10 else 1)
+        assert _num(r[5]) == pytest.approx(m["predict_mpx_per_s"], rel=5e-3)
+    base = metrics["baselines"]["majority"]
+    assert value_ci(rows[len(models)][1]) == (
+        round(base["overall_accuracy"], 3),
+        [round(v, 3) for v in base["ranking"]["ci95"]["overall_accuracy"]],
+    )
+    # every model against the constant map: its paired OA gain and interval
+    for r in _md_table(md, "model | no-skill baseline |"):
+        gain = models[r[0]]["vs_baselines"]["majority"]
+        assert r[1] == "majority (forest)"
+        assert (r[2], _ci(r[3])) == (f"{gain['difference']:+.3f}", [round(v, 3) for v in gain["ci95"]])
+    # the significance sentence names the best model, the runner-up and the Holm-adjusted p-value
     order = sorted(models, key=lambda m: -models[m]["overall_accuracy"])
     pair = next(d for d in metrics["pairwise"] if {d["a"], d["b"]} == set(order[:2]))
     sentence = next(ln for ln in md.splitlines() if ln.startswith("**Best model:"))
     assert order[0] in sentence and order[1] in sentence
     p_txt = "p < 0.001" if pair["p_value"] < 0.001 else f"p = {pair['p_value']:.3f}"
-    assert p_txt in sentence
-    assert ("not statistically significant" in sentence) == (pair["p_value"] >= 0.05)
+    assert f"paired block bootstrap over 30 blocks, Holm-adjusted {p_txt}" in sentence
+    assert ("is not significant" in sentence) == (pair["p_value"] >= 0.05)
 
     # per-class tables: one per metric, one column per model, cells looked up by header
     md_lines = md.splitlines()
@@ -255,10 +285,14 @@ def test_report_complete_run(tmp_path):
             if key == "precision":
                 assert _num(cells["test pixels"]) == pc[next(iter(models))]["support"]
 
-    # random-versus-spatial table and McNemar table
-    for r in _md_table(md, "model A |"):
+    # random-versus-spatial table and the pairwise tests (Holm-adjusted p-values)
+    pw = _md_table(md, "model A |")
+    assert len(pw) == len(metrics["pairwise"]) == len(models) * (len(models) - 1) // 2
+    for r in pw:
         d = next(d for d in metrics["pairwise"] if (d["a"], d["b"]) == (r[0], r[1]))
-        assert r[3] == ("< 0.001" if d["p_value"] < 0.001 else f"{d['p_value']:.3f}")
+        assert r[4] == ("< 0.001" if d["p_value"] < 0.001 else f"{d['p_value']:.3f}")
+        assert _num(r[2]) == round(d["overall_accuracy"]["difference"], 3)
+        assert r[8] == ("yes" if d["p_value"] < 0.05 else "no")
     gap_hdr = "| model | random split OA | spatial split OA | gap |"
     j = md.splitlines().index(gap_hdr)
     for ln in md.splitlines()[j + 2 :]:
@@ -270,19 +304,18 @@ def test_report_complete_run(tmp_path):
             round(c[k], 3) for k in ("overall_accuracy_random", "overall_accuracy_spatial", "gap")
         )
 
-    # area tables: pixel counts, mapped and adjusted areas with half-widths
+    # area tables: pixel counts, mapped and adjusted areas with their intervals over blocks
     for m in models:
         k = md.index(f"### {m}\n", md.index("## Class areas"))
-        block = md[k:].split("\n\n", 2)[1]
-        for ln in block.splitlines()[2:]:
-            cells = [c.strip() for c in ln.strip("|").split("|")]
+        for cells in _md_table(md[k:], "class | mapped pixels |"):
             ca = models[m]["class_areas"][cells[0]]
             aa = models[m]["area_adjusted"]["classes"][cells[0]]
             assert int(_num(cells[1])) == ca["pixels"]
             assert _num(cells[2]) == round(ca["area_ha"], 1)
-            if aa["area_ha"] is not None:
-                est, half = cells[4].split(" ± ")
-                assert (_num(est), _num(half)) == (round(aa["area_ha"], 1), round(aa["area_ci95_ha"], 1))
+            if aa["area_ha"] is not None:  # the estimate and its interval over blocks
+                est, ci = cells[4].split(" ", 1)
+                lo, hi = models[m]["area_adjusted"]["ci95_units"]["classes"][cells[0]]["area_ha"]
+                assert (_num(est), _ci(ci)) == (round(aa["area_ha"], 1), [round(lo, 1), round(hi, 1)])
 
     # colour swatches, audit and run facts
     assert 'class="sw" style="background:#33a02c"' in html
@@ -297,8 +330,9 @@ def test_report_tolerates_minimal_run(tmp_path):
     # strip optional parts
     m = json.loads((run / "metrics.json").read_text())
     for r in m["models"].values():
-        r.pop("ci95"), r.pop("area_adjusted"), r.pop("class_areas")
+        r.pop("ci95"), r.pop("area_adjusted"), r.pop("class_areas"), r.pop("ranking"), r.pop("vs_baselines")
     m["pairwise"] = []
+    m.pop("baselines"), m.pop("statistics")
     m.pop("split")
     m.pop("labels")
     (run / "metrics.json").write_text(json.dumps(m))
@@ -309,7 +343,7 @@ def test_report_tolerates_minimal_run(tmp_path):
     html, md = write_report(run)
     text = md.read_text()
     assert "Random versus spatial" not in text and "Learning curves" not in text
-    assert "No McNemar test" in text
+    assert "No test between the two is recorded" in text
     assert "<img" not in html.read_text() or "data:image/png;base64," in html.read_text()
 
 
@@ -328,7 +362,7 @@ def test_publish_artifacts_noop_outside_flow_and_publishes_inside(tmp_path, monk
     kinds = [c[0] for c in calls]
     assert kinds == ["table", "md"]
     table = calls[0][1]["table"]
-    assert {r["model"] for r in table} == set(metrics["models"])
+    assert {r["model"] for r in table} == set(metrics["models"]) | {"no-skill: majority (forest)"}
     assert "report.html" in calls[1][1]["markdown"]
     assert re.fullmatch(r"[a-z0-9-]+", calls[0][1]["key"]) and re.fullmatch(r"[a-z0-9-]+", calls[1][1]["key"])
 

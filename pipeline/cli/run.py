@@ -162,17 +162,36 @@ def _print_summary(run_dir: Path) -> None:
     def num(v: float | None, width: int) -> str:  # undefined metrics are null: shown as "–"
         return f"{v:>{width}.3f}" if v is not None else f"{'–':>{width}}"
 
+    from pipeline.report.ranking import no_skill_sentence, significance_sentence
+
+    # the figures the models are ranked on: those of the assessable classes (all pixels in older runs)
     for name, r in m["models"].items():
+        rk = r.get("ranking") or r
         rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
         print(
-            f"{name:<16}{num(r.get('overall_accuracy'), 7)}{num(r.get('kappa'), 8)}{num(r.get('macro_f1'), 9)}"
+            f"{name:<16}{num(rk.get('overall_accuracy'), 7)}{num(rk.get('kappa'), 8)}{num(rk.get('macro_f1'), 9)}"
             f"{num(rnd, 11)}"
+        )
+    for name, r in (m.get("baselines") or {}).items():  # no-skill rows on the same test pixels
+        rk = r.get("ranking") or r
+        print(
+            f"{'no-skill ' + name:<16}{num(rk.get('overall_accuracy'), 7)}{num(rk.get('kappa'), 8)}"
+            f"{num(rk.get('macro_f1'), 9)}"
         )
     ev = m.get("evidence") or {}
     if ev.get("leakage"):
         print("Accuracy inflated by spatial leakage: " + "; ".join(ev.get("leakage_reasons") or []))
     if ev.get("conclusive") is False:
         print("Evaluation inconclusive (no best model): " + "; ".join(ev.get("reasons") or []))
+    elif m["models"]:
+        print(significance_sentence(m["models"], m.get("pairwise") or []))
+        if ev.get("not_assessable"):
+            print(
+                "Not assessable, left out of the ranking: "
+                + "; ".join(f"{k} ({v})" for k, v in ev["not_assessable"].items())
+            )
+    if flag := no_skill_sentence(m):
+        print(flag)
     print(f"Report: {run_dir / 'report.html'}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluation.area_estimates import area_adjusted_from_labels, area_table_from_counts
+from pipeline.evaluation.area_estimates import area_adjusted_from_labels, area_table_from_counts, unit_intervals
 from pipeline.evaluation.metrics import bootstrap_ci, classification_metrics
 
 
@@ -42,7 +42,9 @@ def assess_model(
     -------
     dict
         :func:`classification_metrics` plus ``"ci95"`` (:func:`bootstrap_ci`)
-        and, with a map, ``"class_areas"`` and ``"area_adjusted"``.
+        and, with a map, ``"class_areas"`` and ``"area_adjusted"`` (whose ``"ci95_units"``
+        holds the intervals by resampling blocks, :func:`unit_intervals`; the same draws as
+        ``"ci95"``). The test pixels' predictions stand in for the map's classes there.
     """
     out = classification_metrics(y_true, y_pred, class_ids, class_names)
     out["ci95"] = bootstrap_ci(y_true, y_pred, blocks, class_ids, n_boot=n_boot, seed=seed)
@@ -68,5 +70,9 @@ def assess_model(
             class_ids,
             class_names,
             map_area_ha=area_ha,
+        )
+        strata = np.array([float(area_ha.get(c, 0.0)) for c in class_ids])
+        out["area_adjusted"]["ci95_units"] = unit_intervals(
+            y_true, y_pred, blocks, strata, class_ids, class_names, n_boot=n_boot, seed=seed
         )
     return out

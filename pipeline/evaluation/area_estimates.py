@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,10 @@ def area_adjusted(counts: np.ndarray, mapped_area: np.ndarray, class_names: list
         Undefined values are ``None`` and explained in ``notes``: a map class
         with area but no sample leaves its stratum out of every estimate (the
         estimates then cover only the sampled strata); a stratum with one sample
-        has no variance estimate.
+        has no variance estimate; a class that no sample shows in the reference
+        has no area estimate (not 0: the sample says nothing about it).
+        The variances assume a (stratified) random sample of independent points;
+        :func:`unit_intervals` gives intervals for a clustered sample.
     """
     n = np.asarray(counts, dtype=np.float64)
     area = np.asarray(mapped_area, dtype=np.float64).ravel()
@@ -127,9 +131,15 @@ def area_adjusted(counts: np.ndarray, mapped_area: np.ndarray, class_names: list
         t1 = _div(np.array(area[j] ** 2 * (1 - prod[j]) ** 2 * u0[j] * (1 - u0[j])), np.array(dof[j]))
         prod_var[j] = (float(t1) + prod[j] ** 2 * others) / a_hat[j] ** 2
     p_col_se = np.sqrt(_div(w[:, None] * p - p**2, dof[:, None]).sum(axis=0))
-    for j in range(q):
-        if not (p_col[j] > 0) and sampled.any():
-            notes.append(f"no sample has reference class {class_names[j]!r}: its producer's accuracy is undefined")
+    # A class no sample shows in the reference: the sample says nothing about its area (the
+    # formula's 0 +- 0 would be read as "measured absent" while the map may show hectares of it).
+    no_ref = n.sum(axis=0) == 0
+    for j in (np.flatnonzero(no_ref) if sampled.any() else np.empty(0, np.int64)).tolist():
+        mapped = f" (the map shows {area[j]:,.1f} ha of it)" if area[j] > 0 else ""
+        notes.append(
+            f"no sample has reference class {class_names[j]!r}: its area and producer's accuracy are not "
+            f"estimable{mapped}"
+        )
     oa_se = math.sqrt(oa_var) if np.isfinite(oa_var) else float("nan")
     classes = {}
     for k, name in enumerate(class_names):
@@ -138,9 +148,9 @@ def area_adjusted(counts: np.ndarray, mapped_area: np.ndarray, class_names: list
         classes[name] = {
             "n_samples": int(n_i[k]),
             "mapped_area_ha": float(area[k]),
-            "area_ha": json_float(a_tot * p_col[k]),
-            "area_se_ha": json_float(a_tot * p_col_se[k]),
-            "area_ci95_ha": json_float(Z95 * a_tot * p_col_se[k]),
+            "area_ha": None if no_ref[k] else json_float(a_tot * p_col[k]),
+            "area_se_ha": None if no_ref[k] else json_float(a_tot * p_col_se[k]),
+            "area_ci95_ha": None if no_ref[k] else json_float(Z95 * a_tot * p_col_se[k]),
             "users_accuracy": json_float(u[k]),
             "users_accuracy_se": json_float(u_se),
             "users_accuracy_ci95": json_float(Z95 * u_se),
@@ -160,6 +170,107 @@ def area_adjusted(counts: np.ndarray, mapped_area: np.ndarray, class_names: list
         "classes": classes,
         "notes": notes,
     }
+
+
+def olofsson_estimates(counts: np.ndarray, mapped_area: np.ndarray) -> dict[str, np.ndarray]:
+    """The point estimates of :func:`area_adjusted` for a stack of sample-count matrices at once.
+
+    Parameters
+    ----------
+    counts : ndarray, shape (k, q, q)
+        Sample counts, rows = MAP class, columns = REFERENCE class.
+    mapped_area : ndarray, shape (q,)
+
+    Returns
+    -------
+    dict
+        ``"overall_accuracy"`` (k,), ``"users_accuracy"``, ``"producers_accuracy"`` and
+        ``"area_ha"`` (k, q); NaN where undefined (no sample at all; a user's accuracy of an
+        unsampled stratum; a producer's accuracy of a class with estimated area 0).
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    area = np.asarray(mapped_area, dtype=np.float64)
+    a_tot = area.sum()
+    w = area / a_tot
+    n_i = n.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(n_i[..., None] > 0, n / np.where(n_i > 0, n_i, 1.0)[..., None], 0.0)
+        p = w[None, :, None] * f
+        diag_p = np.diagonal(p, axis1=-2, axis2=-1)
+        p_col = p.sum(axis=-2)
+        oa = np.where(n_i.sum(axis=-1) > 0, diag_p.sum(axis=-1), np.nan)
+        ua = np.where(n_i > 0, np.diagonal(f, axis1=-2, axis2=-1), np.nan)
+        pa = np.where(p_col > 0, diag_p / np.where(p_col > 0, p_col, 1.0), np.nan)
+    return {"overall_accuracy": oa, "users_accuracy": ua, "producers_accuracy": pa, "area_ha": a_tot * p_col}
+
+
+def unit_intervals(
+    y_ref: np.ndarray,
+    y_map: np.ndarray,
+    units: np.ndarray,
+    mapped_area: np.ndarray,
+    class_ids: list[int],
+    class_names: list[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str = "block",
+) -> dict[str, Any]:
+    """95% intervals of the area-adjusted estimates for a clustered sample: resample whole units.
+
+    The half-widths of :func:`area_adjusted` assume independent sample points. The run's test
+    pixels come in polygons and blocks, so they are far from independent: here whole units are
+    drawn with replacement (the draws of every other interval of the run with this seed,
+    :mod:`pipeline.evaluation.resampling`), the estimates recomputed on each resample, and the
+    2.5 and 97.5 percentiles taken.
+
+    Parameters
+    ----------
+    y_ref, y_map : array-like of int, shape (n,)
+        Reference and map class ids of the sample.
+    units : array-like, shape (n,)
+        Unit (block) of every sample point.
+    mapped_area : ndarray, shape (q,)
+        Mapped area of each class (the strata sizes).
+
+    Returns
+    -------
+    dict
+        ``{"unit", "n_units", "n_boot", "overall_accuracy": [lo, hi],
+        "classes": {name: {"area_ha", "users_accuracy", "producers_accuracy": [lo, hi]}}}``;
+        ``[None, None]`` where not estimable (a class no sample shows in the reference has no
+        area or producer's accuracy interval).
+    """
+    from pipeline.evaluation.resampling import percentile_interval, resample_units, unit_confusions
+
+    q = len(class_ids)
+    t = encode_classes(y_ref, list(class_ids), "reference labels")
+    m = encode_classes(y_map, list(class_ids), "map labels")
+    u_ids, u_idx = np.unique(np.asarray(units).ravel(), return_inverse=True)
+    out: dict[str, Any] = {"unit": unit, "n_units": int(u_ids.size), "n_boot": int(n_boot)}
+    none = [None, None]
+    if not t.size or float(np.sum(mapped_area)) <= 0:
+        out["overall_accuracy"] = none
+        out["classes"] = {
+            name: dict.fromkeys(("area_ha", "users_accuracy", "producers_accuracy"), none) for name in class_names
+        }
+        return out
+    per_unit = unit_confusions(m, t, u_idx, int(u_ids.size), q)  # rows map, columns reference
+    no_ref = np.bincount(t, minlength=q) == 0
+    est: dict[str, list[np.ndarray]] = {}
+    for (cms,) in resample_units([per_unit], n_boot, seed):
+        for k, v in olofsson_estimates(cms.reshape(-1, q, q), np.asarray(mapped_area)).items():
+            est.setdefault(k, []).append(v)
+    boot = {k: np.concatenate(v) for k, v in est.items()}
+    out["overall_accuracy"] = percentile_interval(boot["overall_accuracy"])
+    out["classes"] = {
+        name: {
+            "area_ha": none if no_ref[j] else percentile_interval(boot["area_ha"][:, j]),
+            "users_accuracy": percentile_interval(boot["users_accuracy"][:, j]),
+            "producers_accuracy": none if no_ref[j] else percentile_interval(boot["producers_accuracy"][:, j]),
+        }
+        for j, name in enumerate(class_names)
+    }
+    return out
 
 
 def area_adjusted_from_labels(

@@ -1,7 +1,8 @@
-"""Per-pixel accuracy metrics of classifiers on a sample: overall accuracy, kappa, macro-F1 and
-per-class scores (:func:`classification_metrics`), whether confidence ranks right above wrong
-(:func:`confidence_summary`), block-bootstrap intervals (:func:`bootstrap_ci`) and McNemar tests
-between models (:func:`mcnemar`, :func:`pairwise_mcnemar`).
+"""Accuracy metrics of classifiers on a sample: overall accuracy, kappa, macro-F1 and per-class
+scores (:func:`classification_metrics`), whether confidence ranks right above wrong
+(:func:`confidence_summary`) and their intervals by resampling spatial blocks
+(:func:`bootstrap_ci`; the draws, paired tests between models and the Holm correction are in
+:mod:`pipeline.evaluation.resampling` and :mod:`pipeline.evaluation.comparison`).
 
 A new metric is added here: in :func:`classification_metrics` (and in :func:`bootstrap_ci`
 when it needs an interval); :func:`pipeline.evaluation.accuracy.assess_model` puts it in
@@ -14,23 +15,28 @@ Conventions
   (``y_true``) and columns = predicted, in the order of ``class_ids``.
 * Everything returned is JSON-ready: plain ``float``/``int``/``list``/``dict``;
   undefined values (0/0) are ``None``.
+* Macro-F1 (:data:`MACRO_F1_CONVENTION`) averages the F1 of the legend's classes that have test
+  support (reference pixels); a class only predicted, never in the reference, is left out.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-# scipy.stats and sklearn.metrics are imported inside the functions that use them: they cost
-# seconds at import and the CLI imports this module to register its subcommands.
+from pipeline.evaluation.resampling import BOOT_CHUNK_CELLS, percentile_interval, resample_units, unit_confusions
 
-EXACT_MCNEMAR_BELOW = 25  # discordant pairs below which McNemar uses the exact binomial test
-#: Cells of one chunk of the (resamples x blocks) bootstrap weights (2**21: ~16 MB in float64).
-BOOT_CHUNK_CELLS = 1 << 21
+# sklearn.metrics is imported inside the functions that use it: it costs seconds at import and
+# the CLI imports this module to register its subcommands.
+
+#: How macro-F1 is averaged (metrics.json and the report state it).
+MACRO_F1_CONVENTION = (
+    "mean of the per-class F1 over the legend classes with test support (reference pixels > 0); "
+    "classes without test pixels are left out, a class with test pixels that is never predicted counts 0"
+)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -56,7 +62,7 @@ def encode_classes(y: np.ndarray, class_ids: Sequence[int], what: str) -> np.nda
     return order[pos]
 
 
-def _scores_from_cm(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def confusion_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overall accuracy, Cohen's kappa and macro-F1 of a stack of confusion matrices.
 
     Parameters
@@ -68,8 +74,8 @@ def _scores_from_cm(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     -------
     oa, kappa, macro_f1 : ndarray, shape (...)
         NaN where undefined (empty matrix; kappa when expected agreement is 1).
-        Macro-F1 averages over the classes present in the reference or the
-        prediction (row sum + column sum > 0).
+        Macro-F1 averages over the classes with support (row sum > 0, see
+        :data:`MACRO_F1_CONVENTION`): a class only predicted adds no term.
     """
     cm = np.asarray(cm, dtype=np.float64)
     n = cm.sum(axis=(-2, -1))
@@ -81,10 +87,9 @@ def _scores_from_cm(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         pe = (rows * cols).sum(axis=-1) / (n * n)
         kappa = (po - pe) / (1.0 - pe)
         kappa = np.where(np.isclose(pe, 1.0), np.nan, kappa)
-        denom = rows + cols
-        present = denom > 0
-        f1 = np.where(present, 2.0 * tp / np.where(present, denom, 1.0), 0.0)
-        macro = f1.sum(axis=-1) / present.sum(axis=-1)
+        supported = rows > 0
+        f1 = np.where(supported, 2.0 * tp / np.where(supported, rows + cols, 1.0), 0.0)
+        macro = f1.sum(axis=-1) / supported.sum(axis=-1)
     return po, kappa, macro
 
 
@@ -116,10 +121,10 @@ def classification_metrics(
         row by its total (a row with no reference pixels is all ``None``). Precision
         is the user's accuracy, recall the producer's accuracy (per pixel,
         unweighted). Undefined is ``None``, never 0: the precision of a class never
-        predicted, the recall of a class with no reference pixels, the F1 of a
-        class absent from both (a class with reference pixels that is never
-        predicted has recall 0 and F1 0). ``macro_f1`` averages F1 over the classes
-        whose F1 is defined.
+        predicted, the recall and the F1 of a class with no reference pixels (a class
+        with reference pixels that is never predicted has recall 0 and F1 0).
+        ``macro_f1`` averages F1 over the classes with reference pixels
+        (:data:`MACRO_F1_CONVENTION`), the classes whose F1 is defined.
     """
     from sklearn.metrics import confusion_matrix
 
@@ -131,10 +136,12 @@ def classification_metrics(
         raise ValueError(f"y_true has {y_true.size} values, y_pred {y_pred.size}")
     labels = list(class_ids)
     cm = confusion_matrix(y_true, y_pred, labels=labels) if y_true.size else np.zeros((len(labels),) * 2, int)
-    oa, kappa, macro = _scores_from_cm(cm)
+    oa, kappa, macro = confusion_scores(cm)
     tp, ref, pred = np.diag(cm).astype(float), cm.sum(axis=1).astype(float), cm.sum(axis=0).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN -> None: undefined, not 0
-        precision, recall, f1 = tp / pred, tp / ref, 2 * tp / (ref + pred)
+        precision, recall = tp / pred, tp / ref
+        # F1 needs the recall: without reference pixels it is undefined, even if predicted
+        f1 = np.where(ref > 0, 2 * tp / (ref + pred), np.nan)
         norm = cm / ref[:, None]
     names = list(class_names)
     return {
@@ -243,87 +250,12 @@ def bootstrap_ci(
         return out
     _, b_idx = np.unique(b, return_inverse=True)
     n_blocks = int(b_idx.max()) + 1
-    flat = (b_idx * q + t) * q + p
-    per_block = np.bincount(flat, minlength=n_blocks * q * q).reshape(n_blocks, q * q).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    # Resamples go in chunks of rows so the (resamples x blocks) draws and weights stay near
-    # chunk_cells cells: with one block per test pixel (a random split) a single 1000-row matrix
-    # grew by ~24 KB per test pixel. The generator yields the same stream whether its draws are
-    # asked for at once or row chunk by row chunk, and the weights are integer counts (exact in
-    # float64), so the intervals are identical to the unchunked computation for the same seed.
-    rows = max(1, min(n_boot, chunk_cells // n_blocks))
-    cms = np.empty((n_boot, q * q))
-    for start in range(0, n_boot, rows):
-        k = min(rows, n_boot - start)
-        draws = rng.integers(0, n_blocks, size=(k, n_blocks))
-        draws += (np.arange(k) * n_blocks)[:, None]  # row r's draws -> cells r * n_blocks + block
-        weights = np.bincount(draws.ravel(), minlength=k * n_blocks).reshape(k, n_blocks).astype(np.float64)
-        cms[start : start + k] = weights @ per_block
-    oa, kappa, macro = _scores_from_cm(cms.reshape(n_boot, q, q))
+    per_block = unit_confusions(t, p, b_idx, n_blocks, q)
+    # The draws are those of every other figure of the run with this seed and these blocks
+    # (pipeline.evaluation.resampling): intervals of two models on the same test set are paired.
+    cms = np.concatenate([c for (c,) in resample_units([per_block], n_boot, seed, chunk_cells)])
+    oa, kappa, macro = confusion_scores(cms.reshape(n_boot, q, q))
     for key, vals in (("overall_accuracy", oa), ("kappa", kappa), ("macro_f1", macro)):
-        vals = vals[np.isfinite(vals)]
-        out[key] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals.size else [None, None]
+        out[key] = percentile_interval(vals)
     out["n_blocks"] = n_blocks
     return {k: out[k] for k in ("overall_accuracy", "kappa", "macro_f1", "n_blocks", "n_boot")}
-
-
-# ---------------------------------------------------------------------------- McNemar
-def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict:
-    """McNemar's test of two classifiers on the same pixels.
-
-    ``n01`` counts pixels that A gets right and B wrong, ``n10`` those A gets
-    wrong and B right; only these discordant pixels carry information.
-
-    * ``n01 + n10 == 0``: statistic 0, p-value 1.
-    * ``n01 + n10 < 25``: exact two-sided binomial test of ``n01`` out of
-      ``n01 + n10`` with p = 1/2; ``statistic`` is ``min(n01, n10)``.
-    * otherwise: chi-square with continuity correction,
-      ``(|n01 - n10| - 1)^2 / (n01 + n10)`` on 1 degree of freedom.
-
-    Parameters
-    ----------
-    y_true, pred_a, pred_b : array-like, shape (n,)
-
-    Returns
-    -------
-    dict
-        ``{"statistic": float, "p_value": float, "n01": int, "n10": int}``
-    """
-    from scipy import stats
-
-    y = np.asarray(y_true).ravel()
-    a_ok = np.asarray(pred_a).ravel() == y
-    b_ok = np.asarray(pred_b).ravel() == y
-    n01 = int(np.count_nonzero(a_ok & ~b_ok))
-    n10 = int(np.count_nonzero(~a_ok & b_ok))
-    n = n01 + n10
-    if n == 0:
-        stat, pval = 0.0, 1.0
-    elif n < EXACT_MCNEMAR_BELOW:
-        stat = float(min(n01, n10))
-        pval = float(stats.binomtest(n01, n, 0.5, alternative="two-sided").pvalue)
-    else:
-        stat = (abs(n01 - n10) - 1.0) ** 2 / n
-        pval = float(stats.chi2.sf(stat, df=1))
-    return {"statistic": float(stat), "p_value": min(1.0, float(pval)), "n01": n01, "n10": n10}
-
-
-def pairwise_mcnemar(y_true: np.ndarray, preds: Mapping[str, np.ndarray]) -> list[dict]:
-    """McNemar's test for every pair of models (in the mapping's order).
-
-    Parameters
-    ----------
-    y_true : array-like, shape (n,)
-    preds : mapping model name -> array-like, shape (n,)
-        Predictions of every model on the same pixels, in the same order.
-
-    Returns
-    -------
-    list of dict
-        ``[{"a", "b", "statistic", "p_value", "n01", "n10"}]`` for each pair a < b.
-    """
-    out = []
-    for a, b in itertools.combinations(list(preds), 2):
-        r = mcnemar(y_true, preds[a], preds[b])
-        out.append({"a": a, "b": b, **r})
-    return out

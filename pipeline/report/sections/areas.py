@@ -1,10 +1,15 @@
-"""Class areas: mapped by pixel counting and area-adjusted (Olofsson et al., 2014) with 95% intervals."""
+"""Class areas: mapped by pixel counting and area-adjusted (Olofsson et al., 2014) with 95%
+intervals by resampling blocks (the test pixels are a clustered sample)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.report.context import ReportContext
 from pipeline.report.document import Code, Document
-from pipeline.report.format import fmt, fmt_pm
+from pipeline.report.format import fmt, fmt_ci, fmt_pm
+
+NOT_ESTIMABLE = "not estimable"
 
 
 def section_areas(doc: Document, ctx: ReportContext) -> None:
@@ -15,13 +20,16 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
     doc.p(
         [
             "Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
-            "test split stratified by each map, with 95% confidence half-widths. The test pixels are "
-            "labelled polygons, not a probability sample of the map, so these estimates are indicative; "
+            "test split stratified by each map (each test pixel's prediction stands for the map's class there). "
+            "The 95% intervals resample whole blocks, because the test pixels come in polygons and blocks, "
+            "not one by one; the formula's half-widths, which treat every test pixel as independent and are "
+            "far narrower, are in metrics.json (pixel level). The test pixels are labelled polygons, not a "
+            "probability sample of the map (Stehman and Foody 2019), so even these intervals are indicative; "
             "for figures to publish, draw a stratified random sample with ",
             Code("landcover assess-design"),
             ", label it, and run ",
             Code("landcover assess"),
-            ".",
+            ". A class without test pixels has no estimate (not estimable), whatever area the map gives it.",
         ]
     )
     for m in area_models:
@@ -29,28 +37,50 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
         aa = ctx.models[m].get("area_adjusted") or {}
         _area_table(doc, ctx.classes, aa, ctx.models[m].get("class_areas") or {})
         if aa.get("overall_accuracy") is not None:
-            doc.p(
-                f"Area-weighted overall accuracy: {fmt_pm(aa.get('overall_accuracy'), aa.get('overall_accuracy_ci95'))}."
-            )
+            units = aa.get("ci95_units") or {}
+            if units:
+                ci = f"95% CI {fmt_ci(units.get('overall_accuracy'))} over {fmt(units.get('n_units'), 'int')} blocks"
+                doc.p(f"Area-weighted overall accuracy: {fmt(aa.get('overall_accuracy'))} ({ci}).")
+            else:  # a run from before the block intervals
+                pm = fmt_pm(aa.get("overall_accuracy"), aa.get("overall_accuracy_ci95"))
+                doc.p(f"Area-weighted overall accuracy: {pm} (pixel-level half-width).")
         for note in aa.get("notes") or []:
             doc.p(f"Note: {note}")
 
 
+def _with_ci(v: Any, ci: Any, kind: str = "acc") -> str:
+    return "–" if v is None else f"{fmt(v, kind)} {fmt_ci(ci, kind)}"
+
+
 def _area_table(doc: Document, classes: list[dict], aa: dict, ca: dict) -> None:
     acls = aa.get("classes") or {}
+    units = (aa.get("ci95_units") or {}).get("classes")
     rows = []
     for c in classes:
         n = c["name"]
         a, px = acls.get(n) or {}, ca.get(n) or {}
-        rows.append(
-            {
-                "class": n,
-                "mapped pixels": fmt(px.get("pixels"), "int") if px else "–",
-                "mapped area (ha)": fmt(px.get("area_ha", a.get("mapped_area_ha")), "ha"),
-                "share of map": fmt(px.get("fraction"), "pct") if px else "–",
-                "adjusted area (ha)": fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha"),
-                "user's accuracy": fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95")),
-                "producer's accuracy": fmt_pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),
-            }
-        )
+        row = {
+            "class": n,
+            "mapped pixels": fmt(px.get("pixels"), "int") if px else "–",
+            "mapped area (ha)": fmt(px.get("area_ha", a.get("mapped_area_ha")), "ha"),
+            "share of map": fmt(px.get("fraction"), "pct") if px else "–",
+        }
+        if units is not None:
+            u = units.get(n) or {}
+            row["adjusted area (ha) [95% CI]"] = (
+                NOT_ESTIMABLE if a and a.get("area_ha") is None else _with_ci(a.get("area_ha"), u.get("area_ha"), "ha")
+            )
+            row["user's accuracy [95% CI]"] = _with_ci(a.get("users_accuracy"), u.get("users_accuracy"))
+            row["producer's accuracy [95% CI]"] = (
+                NOT_ESTIMABLE
+                if a and a.get("area_ha") is None
+                else _with_ci(a.get("producers_accuracy"), u.get("producers_accuracy"))
+            )
+        else:  # a run from before the block intervals: pixel-level half-widths, labelled so
+            row["adjusted area (ha) ± pixel-level"] = fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha")
+            row["user's accuracy ± pixel-level"] = fmt_pm(a.get("users_accuracy"), a.get("users_accuracy_ci95"))
+            row["producer's accuracy ± pixel-level"] = fmt_pm(
+                a.get("producers_accuracy"), a.get("producers_accuracy_ci95")
+            )
+        rows.append(row)
     doc.table(rows)

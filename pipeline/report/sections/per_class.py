@@ -13,12 +13,16 @@ PER_CLASS_METRICS = {"precision": "User's accuracy (precision)", "recall": "Prod
 
 
 def class_flags(ctx: ReportContext) -> dict[str, str]:
-    """Classes an analyst must look at: no test pixels, or no test pixel classified right by any model."""
+    """Classes an analyst must look at: not assessable (left out of the ranking), no test pixels,
+    or no test pixel classified right by any model."""
+    na = (ctx.metrics.get("evidence") or {}).get("not_assessable") or {}
     flags = {}
     for c in ctx.classes:
         support = [ctx.per_class(m, c["name"]).get("support") for m in ctx.order]
         recall = [ctx.per_class(m, c["name"]).get("recall") for m in ctx.order]
-        if not any(support):
+        if c["name"] in na:
+            flags[c["name"]] = f"not assessable: {na[c['name']]}"
+        elif not any(support):
             flags[c["name"]] = "no test pixels"
         elif all(r is not None and r == 0 for r in recall):
             flags[c["name"]] = "no model gets a test pixel right"
@@ -32,9 +36,12 @@ def section_per_class(doc: Document, ctx: ReportContext) -> None:
     doc.p(
         "Test split, per pixel. User's accuracy (precision): of the pixels mapped as the class, the share that "
         "is the class; producer's accuracy (recall): of the class's test pixels, the share mapped as it. "
-        '"–" is undefined: precision of a class the model never predicts, recall of a class with no test pixels.'
+        '"–" is undefined: precision of a class the model never predicts, recall and F1 of a class with no '
+        "test pixels. A class tested on fewer than 2 polygons or blocks is not assessable: its figures describe "
+        "those polygons, not the class, and it is left out of the ranking."
     )
     flags = class_flags(ctx)
+    tested = ((ctx.metrics.get("evidence") or {}).get("test_set") or {}).get("per_class") or {}
     if flags:
         doc.p("Flagged classes: " + "; ".join(f"{n} ({why})" for n, why in flags.items()) + ".", strong=True)
     for i, (key, title) in enumerate(PER_CLASS_METRICS.items()):
@@ -47,6 +54,8 @@ def section_per_class(doc: Document, ctx: ReportContext) -> None:
                     (s for m in ctx.order if (s := ctx.per_class(m, c["name"]).get("support")) is not None), None
                 )
                 row["test pixels"] = fmt(support, "int")
+                if tested:  # (runs from before the evidence record have no polygon counts)
+                    row["test polygons"] = fmt((tested.get(c["name"]) or {}).get("polygons"), "int")
             row.update({m: fmt(ctx.per_class(m, c["name"]).get(key)) for m in ctx.order})
             if i == 0 and flags:
                 row["flag"] = flags.get(c["name"], "")

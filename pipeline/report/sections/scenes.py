@@ -20,7 +20,8 @@ def section_scenes(doc: Document, ctx: ReportContext) -> None:
     zones = across.get("crs_zones")
     doc.p(
         f"{len(scenes)} scenes; the figures above pool the test pixels of all of them. Below, each model's "
-        "accuracy on the test pixels of each scene alone (– where a scene has no test pixel). Scenes that "
+        "accuracy on the test pixels of each scene alone (– where a scene has no test pixel), beside the "
+        "no-skill baseline's (the majority class of the training pixels everywhere). Scenes that "
         "share a CRS were audited together for leakage"
         + (
             f" ({zones} CRS {'zone' if zones == 1 else 'zones'}; patches touching test pixels across scenes: "
@@ -41,6 +42,8 @@ def section_scenes(doc: Document, ctx: ReportContext) -> None:
             r = (sc.get("models") or {}).get(m) or {}
             oa = r.get("overall_accuracy")
             row[f"{m} OA"] = "–" if oa is None else f"{fmt(oa)} (n={fmt(r.get('test_samples'), 'int')})"
+        if "baselines" in sc:  # the same test pixels, mapped by a constant (majority-class) map
+            row["no-skill OA"] = fmt(((sc.get("baselines") or {}).get("majority") or {}).get("overall_accuracy"))
         rows.append(row)
     doc.table(rows)
     if not ctx.order:

@@ -81,11 +81,34 @@ def section_split(doc: Document, ctx: ReportContext) -> None:
     doc.images([(ctx.run_dir / "split_map.png", "split map")])
 
 
+#: Audit entries shown inside the minimum-distance row rather than as rows of their own.
+_DISTANCE_PARTS = ("min_train_test_distance_m", "min_train_test_distance_px")
+
+
+def _distance_text(audit: dict, unit: str) -> str:
+    """The nearest training-test pair: in metres and pixels when measured (any CRS), else in map units."""
+    d, metres, px = (audit.get(k) for k in ("min_train_test_distance", *_DISTANCE_PARTS))
+    if metres is None:
+        return "–" if d is None else f"{fmt(d, 'len')} {unit}"
+    text = f"{fmt(metres, 'sec')} m ({fmt(px, 'sec')} pixels)"
+    return text if unit in ("m", "map units") or d is None else f"{fmt(d, 'len')} {unit} = {text}"
+
+
 def section_audit(doc: Document, ctx: ReportContext) -> None:
     audit = ctx.split.get("audit") or {}
     if audit:
         doc.h(3, "Leakage audit")
-        doc.table([{"check": k.replace("_", " "), "value": _audit_val(v)} for k, v in audit.items()])
+        unit = _split_unit(ctx.run_dir)
+        doc.table(
+            [
+                {
+                    "check": "min train-test distance" if k == "min_train_test_distance" else k.replace("_", " "),
+                    "value": _distance_text(audit, unit) if k == "min_train_test_distance" else _audit_val(v),
+                }
+                for k, v in audit.items()
+                if k not in _DISTANCE_PARTS
+            ]
+        )
 
 
 def _audit_val(v: Any) -> str:

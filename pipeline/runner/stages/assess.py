@@ -1,6 +1,7 @@
 """Stage 4, ``assess``: every model's test predictions and maps combined into metrics.json
-(accuracy with intervals, class areas, pairwise tests, per-scene accuracy, reference polygons,
-whether the test set can support a ranking)."""
+(accuracy with intervals, class areas, no-skill baselines, paired tests between models over
+spatial blocks, per-scene accuracy, reference polygons, which classes and whether the test set
+can support a ranking)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from pipeline.runner.failures import failed_models, record_failure
 from pipeline.runner.files import read_json
 
 log = logging.getLogger(__name__)
+
+#: Resamples of every block bootstrap of the run (model intervals, paired tests, area intervals).
+N_BOOT = 2000
 
 
 def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray, dict, pd.DataFrame]:
@@ -36,6 +40,7 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
         ids,
         names,
         map_path=[ctx.run_dir / ctx.map_path(m, sc.name) for sc in ctx.scenes()],
+        n_boot=N_BOOT,
         seed=ctx.cfg.seed,
     )
     res["fit_seconds"] = rec["fit_seconds"]
@@ -50,13 +55,24 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
     return res, y, p, rec, ev
 
 
-def _scene_metrics(ctx: RunContext, evals: dict[str, pd.DataFrame], samples: pd.DataFrame) -> dict:
-    """metrics.json["scenes"]: per scene, its sample counts per split, each model's accuracy on
-    its test samples (``None`` where a scene has no test sample) and the paths of its maps."""
+def _scene_metrics(
+    ctx: RunContext, evals: dict[str, pd.DataFrame], samples: pd.DataFrame, baseline_rows: pd.DataFrame
+) -> dict:
+    """metrics.json["scenes"]: per scene, its sample counts per split, each model's and no-skill
+    baseline's accuracy on its test samples (``None`` where a scene has no test sample) and the
+    paths of its maps."""
+    from pipeline.evaluation.baselines import NO_SKILL
     from pipeline.evaluation.metrics import classification_metrics
 
     ids, names = ctx.class_ids, ctx.class_names
     scene_of = samples["scene"].to_numpy()
+
+    def scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+        if not len(y):
+            return {"overall_accuracy": None, "kappa": None, "macro_f1": None, "test_samples": 0}
+        r = classification_metrics(y, p, ids, names)
+        return {k: r[k] for k in ("overall_accuracy", "kappa", "macro_f1")} | {"test_samples": int(len(y))}
+
     out: dict[str, Any] = {}
     for sc in ctx.scenes():
         ss = samples[samples["scene"] == sc.name]
@@ -65,21 +81,16 @@ def _scene_metrics(ctx: RunContext, evals: dict[str, pd.DataFrame], samples: pd.
             "samples": int(len(ss)),
             "split_counts": {str(k): int(v) for k, v in ss["split"].value_counts().items()},
             "models": {},
+            "baselines": {},
             "maps": {},
         }
         for m, ev in evals.items():
             sel = ev[scene_of[ev["sample"].to_numpy()] == sc.name]
-            if len(sel):
-                r = classification_metrics(sel["y_true"].to_numpy(), sel["y_pred"].to_numpy(), ids, names)
-                entry["models"][m] = {
-                    "overall_accuracy": r["overall_accuracy"],
-                    "kappa": r["kappa"],
-                    "macro_f1": r["macro_f1"],
-                    "test_samples": int(len(sel)),
-                }
-            else:
-                entry["models"][m] = {"overall_accuracy": None, "kappa": None, "macro_f1": None, "test_samples": 0}
+            entry["models"][m] = scores(sel["y_true"].to_numpy(), sel["y_pred"].to_numpy())
             entry["maps"][m] = ctx.map_path(m, sc.name)
+        sel = baseline_rows[scene_of[baseline_rows["sample"].to_numpy()] == sc.name]
+        for b in NO_SKILL:
+            entry["baselines"][b] = scores(sel["y_true"].to_numpy(), sel[b].to_numpy())
         out[sc.name] = entry
     return out
 
@@ -100,52 +111,136 @@ def _reference_check(ctx: RunContext, models: list[str]) -> dict:
     )
 
 
-def _evidence(ctx: RunContext) -> dict:
-    """metrics.json "evidence": can the (pooled) test set support a ranking? (pipeline.evaluation.evidence)"""
+def _folds(ctx: RunContext) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) sample positions of every fold (folds.json)."""
+    return [
+        (np.asarray(f["train"], dtype=np.int64), np.asarray(f["test"], dtype=np.int64))
+        for f in read_json(ctx.run_dir / "folds.json")
+    ]
+
+
+def _polygons(samples: pd.DataFrame) -> np.ndarray:
+    """One id per reference polygon (n,): group ids repeat across scenes (each is a row of its
+    scene's label file)."""
+    if "scene" in samples and samples["scene"].nunique() > 1:
+        return samples.groupby(["scene", "group"], sort=False).ngroup().to_numpy(np.int64)
+    return samples["group"].to_numpy()
+
+
+def _evidence(ctx: RunContext, samples: pd.DataFrame, folds: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """metrics.json "evidence": which classes can be assessed, and can the (pooled) test set
+    support a ranking? (pipeline.evaluation.evidence)"""
     from pipeline.evaluation.evidence import assess_evidence, summarise_test_set
 
-    samples = pd.read_parquet(ctx.run_dir / "samples.parquet", columns=["class_id", "block", "group"])
-    test = np.unique(
-        np.concatenate(
-            [np.asarray(f["test"], dtype=np.int64) for f in read_json(ctx.run_dir / "folds.json")]
-            or [np.empty(0, np.int64)]
-        )
-    )
+    test = np.unique(np.concatenate([te for _, te in folds] or [np.empty(0, np.int64)]))
     t = samples.iloc[test]
+    empty = read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {}
     summary = summarise_test_set(
-        t["class_id"].to_numpy(), t["block"].to_numpy(), t["group"].to_numpy(), ctx.class_ids, ctx.class_names
+        t["class_id"].to_numpy(),
+        t["block"].to_numpy(),
+        _polygons(samples)[test],
+        ctx.class_ids,
+        ctx.class_names,
+        without_labels=empty,
     )
-    empty = list(read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {})
-    ev = assess_evidence(summary, read_json(ctx.run_dir / "split.json"), skip_classes=empty)
+    ev = assess_evidence(summary, read_json(ctx.run_dir / "split.json"), skip_classes=list(empty))
     if not ev["conclusive"]:
         log.warning("evaluation inconclusive: %s", "; ".join(ev["reasons"]))
+    elif ev["not_assessable"]:
+        log.warning(
+            "not assessable, left out of the ranking: %s",
+            "; ".join(f"{k} ({v})" for k, v in ev["not_assessable"].items()),
+        )
     if ev["leakage"]:
         log.warning("accuracy inflated by spatial leakage: %s", "; ".join(ev["leakage_reasons"]))
     return ev
 
 
+def _comparison(
+    ctx: RunContext,
+    samples: pd.DataFrame,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    evals: dict[str, pd.DataFrame],
+    evidence: dict,
+) -> dict[str, Any]:
+    """The no-skill baselines, every model's and baseline's scores on the assessable classes and
+    the paired tests between models (pipeline.evaluation.comparison), on the test rows that
+    every model predicted."""
+    from pipeline.evaluation.baselines import NO_SKILL, no_skill_predictions
+    from pipeline.evaluation.comparison import compare_classifiers
+    from pipeline.evaluation.metrics import bootstrap_ci, classification_metrics
+
+    ids, names = ctx.class_ids, ctx.class_names
+    rows = pd.DataFrame(
+        {
+            "fold": np.concatenate([np.full(te.size, i, dtype=np.int64) for i, (_, te) in enumerate(folds)]),
+            "sample": np.concatenate([te for _, te in folds]),
+        }
+    )
+    keep = np.ones(len(rows), dtype=bool)
+    preds: dict[str, np.ndarray] = {}
+    for m, ev in evals.items():  # align every model on the run's test rows (fold, sample)
+        p = rows.merge(ev[["fold", "sample", "y_pred"]], on=["fold", "sample"], how="left")["y_pred"]
+        keep &= p.notna().to_numpy()
+        preds[m] = p.to_numpy()
+    rows = rows[keep]
+    preds = {m: p[keep].astype(np.int64) for m, p in preds.items()}
+    y_all = samples["class_id"].to_numpy(np.int64)
+    y, units = y_all[rows["sample"].to_numpy()], samples["block"].to_numpy()[rows["sample"].to_numpy()]
+    base, majority = no_skill_predictions(y_all, [tr for tr, _ in folds], rows["fold"].to_numpy(), ctx.cfg.seed)
+    ranking_ids = [c for c, n in zip(ids, names) if n in set(evidence.get("assessable_classes") or [])]
+    comp = compare_classifiers(y, preds, units, ids, names, ranking_ids, base, n_boot=N_BOOT, seed=ctx.cfg.seed)
+    name_of = dict(zip(ids, names))
+    baselines = {}
+    for b, pb in base.items():
+        baselines[b] = {
+            "label": NO_SKILL[b][1],
+            "strategy": NO_SKILL[b][0],
+            **classification_metrics(y, pb, ids, names),
+            "ci95": bootstrap_ci(y, pb, units, ids, n_boot=N_BOOT, seed=ctx.cfg.seed),
+            "ranking": comp["ranking"][b],
+        }
+    baselines["majority"]["classes_per_fold"] = [name_of[c] for c in majority]
+    comp["baselines"] = baselines
+    comp["test_rows"] = int(len(rows))
+    comp["baseline_rows"] = rows.assign(y_true=y, **base)  # for the per-scene tables
+    return comp
+
+
+def _distance(ctx: RunContext, samples: pd.DataFrame, folds: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The nearest training-test pair in metres and pixels (pipeline.evaluation.distance)."""
+    from pipeline.evaluation.distance import min_train_test_distance
+
+    grids = read_json(ctx.run_dir / "labels.json").get("scene_grids") or {}
+    if grids:
+        zone_grid = {g["crs"]: (g["crs"], tuple(g["res"])) for g in grids.values()}
+        zones = samples["scene"].map({n: g["crs"] for n, g in grids.items()}).fillna("").to_numpy()
+    else:
+        with ctx.open_stack() as stack:
+            zone_grid = {"": (stack.grid.crs.to_wkt(), tuple(stack.grid.res))}
+        zones = np.full(len(samples), "", dtype=object)
+    d = min_train_test_distance(samples[["x", "y"]].to_numpy(np.float64), folds, zones, zone_grid)
+    return {"min_train_test_distance_m": d["metres"], "min_train_test_distance_px": d["pixels"]}
+
+
 def stage_assess(ctx: RunContext) -> dict:
     """Combine every model's test predictions into metrics.json."""
-    from pipeline.evaluation.metrics import pairwise_mcnemar
+    from pipeline.evaluation.comparison import method_record
 
     cfg = ctx.cfg
     models: dict[str, Any] = {}
     contrast: dict[str, Any] = {}
-    preds: dict[str, np.ndarray] = {}
-    y_ref = None
     failed = failed_models(ctx)
     evals: dict[str, pd.DataFrame] = {}
     for m in cfg.models.enabled():
         if m in failed:
             continue
         try:
-            res, y, p, rec, evals[m] = _assess_model(ctx, m)
+            res, _, _, rec, ev = _assess_model(ctx, m)
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             failed[m] = record_failure(ctx, "assess", m, e)
             continue
-        models[m] = res
-        preds[m] = p
-        y_ref = y
+        models[m], evals[m] = res, ev
         if "overall_accuracy_random" in rec:
             oa = res["overall_accuracy"]
             contrast[m] = {
@@ -153,21 +248,34 @@ def stage_assess(ctx: RunContext) -> dict:
                 "overall_accuracy_spatial": oa,
                 "gap": rec["overall_accuracy_random"] - oa,
             }
+    samples = pd.read_parquet(ctx.run_dir / "samples.parquet")
+    folds = _folds(ctx)
+    evidence = _evidence(ctx, samples, folds)
+    comp = _comparison(ctx, samples, folds, evals, evidence)
+    for m in models:
+        models[m]["ranking"] = comp["ranking"][m]
+        models[m]["vs_baselines"] = comp["vs_baselines"][m]
+    split = read_json(ctx.run_dir / "split.json")
+    split["audit"] = {**(split.get("audit") or {}), **_distance(ctx, samples, folds)}
+    baseline_rows = comp.pop("baseline_rows")
     metrics = {
         "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in cfg.classes],
         "models": models,
-        "split": read_json(ctx.run_dir / "split.json"),
+        "baselines": comp["baselines"],
+        "statistics": {
+            **method_record("block", N_BOOT),
+            "n_units": evidence["test_set"]["blocks"],
+            "test_rows_compared": comp["test_rows"],
+            "ranking_classes": evidence["assessable_classes"],
+        },
+        "split": split,
         "random_split_contrast": contrast,
-        "pairwise": pairwise_mcnemar(y_ref, preds) if y_ref is not None and len(preds) > 1 else [],
+        "pairwise": comp["pairwise"],
         "labels": read_json(ctx.run_dir / "labels.json"),
         "failed_models": failed,
         "polygons": _reference_check(ctx, list(models)),
-        **(
-            {"scenes": _scene_metrics(ctx, evals, pd.read_parquet(ctx.run_dir / "samples.parquet"))}
-            if ctx.multi_scene
-            else {}
-        ),
-        "evidence": _evidence(ctx),
+        **({"scenes": _scene_metrics(ctx, evals, samples, baseline_rows)} if ctx.multi_scene else {}),
+        "evidence": evidence,
     }
     write_json(ctx.path("metrics.json"), metrics)
     return {"outputs": ["metrics.json"]}
