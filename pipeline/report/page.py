@@ -90,7 +90,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     ----------
     run_dir : Path
         A run directory with at least ``metrics.json``; every other part
-        (config, manifest, split map, maps, curves, area estimates, McNemar
+        (config, manifest, split map, maps, curves, area estimates, paired
         tests, random-split contrast) is shown when present and skipped when not.
 
     Returns
