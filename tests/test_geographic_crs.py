@@ -160,3 +160,29 @@ def test_report_gives_block_size_and_buffer_in_degrees(geo_run):
     assert f"block size: {m['split']['block_size']:.4g} degree;" in line, line
     assert f"buffer: {m['split']['buffer']:.4g} degree;" in line, line
     assert "0.00 " not in line
+
+
+def test_min_train_test_distance_in_metres_and_pixels_in_degrees(geo_run):
+    # The audit measures in map units: "0.00" in the report for a raster in degrees. The nearest
+    # training-test pair is also given in metres (geodesic) and pixels: checked here against every
+    # pair's geodesic distance on the WGS84 ellipsoid.
+    import pandas as pd
+    from pyproj import Geod
+
+    _, run, _ = geo_run
+    m = json.loads((run / "metrics.json").read_text())
+    audit = m["split"]["audit"]
+    samples = pd.read_parquet(run / "samples.parquet")
+    xy = samples[["x", "y"]].to_numpy()
+    best = np.inf
+    for f in json.loads((run / "folds.json").read_text()):
+        tr, te = np.asarray(f["train"]), np.asarray(f["test"])
+        a = np.repeat(xy[tr], len(te), axis=0)
+        b = np.tile(xy[te], (len(tr), 1))
+        best = min(best, float(np.min(Geod(ellps="WGS84").inv(a[:, 0], a[:, 1], b[:, 0], b[:, 1])[2])))
+    assert audit["min_train_test_distance_m"] == pytest.approx(best, rel=0.01)
+    with rasterio.open(run.parent.parent / "B2.tif") as src:
+        res = src.res
+    assert audit["min_train_test_distance_px"] == pytest.approx(audit["min_train_test_distance"] / res[0], rel=0.3)
+    row = next(t for t in (run / "report.md").read_text().splitlines() if t.startswith("| min train-test distance"))
+    assert f"= {audit['min_train_test_distance_m']:.1f} m (" in row and "degree" in row, row
