@@ -100,7 +100,8 @@ def test_patch_collapses_to_one_pixel(kind, k):
     n_conv3 = sum(1 for mod in m.net.modules() if isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3))
     assert n_conv3 == (k - 1) // 2
     if kind == "resnet":
-        assert len(m.net.blocks) == (k - 1) // 4
+        assert sum(1 for b in m.net.blocks if b.crop) == (k - 1) // 4  # 3x3 blocks, as many as k allows
+        assert len(m.net.blocks) == max(2, (k - 1) // 4)  # topped up with pointwise blocks
         assert m.net.stem[0].kernel_size == ((3, 3) if ((k - 1) // 2) % 2 else (1, 1))
 
 
@@ -115,7 +116,9 @@ def test_stochastic_depth_survival_decays_linearly():
 # ------------------------------------------------------------------------------------------------
 # Dense inference equals per-patch inference
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,k", [("cnn", 5), ("cnn", 7), ("resnet", 5), ("resnet", 7), ("resnet", 9)])
+@pytest.mark.parametrize(
+    "kind,k", [("cnn", 5), ("cnn", 7), ("resnet", 1), ("resnet", 3), ("resnet", 5), ("resnet", 7), ("resnet", 9)]
+)
 def test_dense_equals_patches_random_init(kind, k):
     m = randomised(kind, k, seed=3)
     rng = np.random.default_rng(1)
@@ -262,7 +265,7 @@ def test_learns_separable_problem(kind):
     assert f1_score(test.y, pred, average="macro") > 0.9
     assert np.all((conf > 0) & (conf <= 1))
     assert len(m.history) == m.fit_info["epochs_run"] and m.fit_info["epochs_run"] >= 1
-    assert set(m.history[0]) == {"epoch", "train_loss", "val_loss", "val_macro_f1"}
+    assert set(m.history[0]) == {"epoch", "train_loss", "val_loss", "val_macro_f1", "kept"}
     for key in ("epochs_run", "best_epoch", "device", "train_samples_per_s", "fit_seconds"):
         assert key in m.fit_info
     assert m.fit_info["device"] == "cpu" and m.fit_info["train_samples_per_s"] > 0
@@ -347,8 +350,8 @@ def test_bad_training_inputs():
         m.fit(dataclasses.replace(bad, y=np.full(20, 77)))
     with pytest.raises(InputError, match="patches"):
         m.fit(separable(20, 7, 0))
-    with pytest.raises(InputError, match="amplitude_scale"):
-        make_model("cnn", 5, amplitude_scale=(1.2, 0.8)).fit(bad)
+    with pytest.raises(ValueError, match="amplitude_scale"):  # the settings refuse it before any fit
+        make_model("cnn", 5, amplitude_scale=(1.2, 0.8))
 
 
 def test_class_imbalance_loss_weights_learn_minority():

@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = ("pipeline.cli.assess", "flows.serve")
 BENCHMARKS = {
     "baselines": "bench.baselines:main",
     "deep": "bench.deep:main",
+    "deep_accuracy": "bench.deep_accuracy:main",
     "scale": "bench.scale:main",
     "scale_mem": "bench.scale_mem:main",
     "scenes": "bench.scenes:main",

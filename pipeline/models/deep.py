@@ -38,20 +38,30 @@ Training
 Seeded (model init, dropout, stochastic depth, sampling and augmentation all
 come from the model's seed; the global RNG state is forked and restored) and
 deterministic on the CPU (``torch.use_deterministic_algorithms`` is switched on
-for the duration of ``fit`` and restored afterwards). Augmentation: a random
-element of the dihedral group (8 flips / rotations) per patch, a per-patch
-amplitude factor drawn in ``amplitude_scale`` (applied in raw units before
-standardisation), and, with ``shift > 0``, a random shift of the patch centre by
-up to ``shift`` pixels onto another labelled training pixel of the same group
-(polygon) and class -- i.e. the shifted patch is that pixel's own patch; where
+for the duration of ``fit`` and restored afterwards). Augmentation (``augment``,
+on by default; never at inference): a random flip / 90-degree rotation per patch
+(the 8 elements of the dihedral group with ``flips`` and ``rotations``, the 4
+rotations or the 4 axis mirrors with one of them), a per-patch amplitude factor
+drawn in ``amplitude_scale`` (applied in raw units before standardisation), and,
+with ``shift > 0``, a random shift of the patch centre by up to ``shift`` pixels
+onto another labelled training pixel of the same group (polygon) and class --
+i.e. the shifted patch is that pixel's own patch, so its label is right; where
 no such neighbour was sampled the patch is not shifted. The pixel size is taken
 from ``meta.extra["pixel_size"]`` if present, otherwise from the spacing of the
 training coordinates. Class balance by inverse-frequency loss weights or a
 weighted sampler; AdamW or SGD (momentum 0.9); cosine / one-cycle / constant
-learning rate, stepped per batch. Early stopping on validation macro-F1 with
-``patience`` epochs and restore of the best epoch's weights. Without a
-validation set (None or empty) nothing is held out, all epochs run and the
-last epoch's weights are kept (``best_epoch`` = last epoch). ``val_loss`` is the
+learning rate, stepped per batch.
+
+Which epoch is kept (:meth:`DeepModel.selection`): the validation set is scored
+after every epoch (the learning curves). With ``selection: validation`` it picks
+the epoch: early stopping on validation macro-F1 with ``patience`` epochs and
+restore of the best epoch's weights. With ``selection: schedule``, or without a
+validation set, all epochs run and the last epoch's weights are kept (the cosine
+schedule has brought the learning rate to ~0 by then). ``auto`` (default) uses
+the validation set only when it holds at least ``min_validation_groups`` groups:
+pixels of one polygon are not independent, and an epoch chosen on a few polygons
+is chosen on noise. ``fit_info`` says which rule applied and why, and each row of
+the history says whether its epoch is the one kept. ``val_loss`` is the
 unweighted mean cross-entropy. On CUDA: pinned memory, non-blocking copies,
 channels-last and float16 autocast with gradient scaling (inference stays
 float32 so dense and per-patch outputs agree).
@@ -77,6 +87,7 @@ from pipeline.models import registry
 from pipeline.models.base import ModelMeta, PatchRows, TrainingData
 from pipeline.models.device import DeviceSettings, select_device
 from pipeline.models.nets import (  # noqa: F401 - re-exported
+    ARCHITECTURE,
     CompactCNN,
     PatchResNet,
     ResidualBlock,
@@ -97,7 +108,10 @@ from pipeline.models.training import (  # noqa: F401 - re-exported
     train_network,
 )
 
-FORMAT = "landcover-deep/1"
+FORMAT = "landcover-deep/2"
+#: Saved-file format -> the network layout it holds (:data:`pipeline.models.nets.ARCHITECTURE`).
+#: Format 1 (0.1.x) predates the pointwise residual blocks: its ResNets are built as they were.
+FORMATS = {"landcover-deep/1": 1, FORMAT: ARCHITECTURE}
 
 __all__ = [
     "CNNModel",
@@ -129,6 +143,7 @@ class DeepModel:
         meta: ModelMeta | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        architecture: int = ARCHITECTURE,
     ):
         if meta is None:
             raise InputError(f"{self.name}: a ModelMeta is required")
@@ -138,6 +153,7 @@ class DeepModel:
         self.settings = cfg
         self.meta = meta
         self.seed = int(seed)
+        self.architecture = int(architecture)  # network layout (files of 0.1.x: 1)
         self.k = int(meta.patch_size)
         trunk_layers(self.k)
         self.n_bands = len(meta.band_names)
@@ -304,17 +320,51 @@ class DeepModel:
             )
         self._check_bands(data.patches.shape[1], f"{what} patches")
 
+    def dihedral_elements(self) -> tuple[int, ...]:
+        """The flips / 90-degree rotations training draws from, as codes ``t`` (``t & 4``:
+        transpose, then ``t & 3`` quarter turns): all 8 with ``flips`` and ``rotations``; the 4
+        rotations; the axis mirrors {identity, half turn, left-right, up-down} (the transpose
+        followed by an odd number of quarter turns); or the identity."""
+        s = self.settings
+        if not s.augment:
+            return (0,)
+        return {
+            (True, True): tuple(range(8)),
+            (False, True): (0, 1, 2, 3),
+            (True, False): (0, 2, 5, 7),
+            (False, False): (0,),
+        }[(bool(s.flips), bool(s.rotations))]
+
+    def augmentation(self) -> str:
+        """What the training patches go through, in words (``fit_info["augmentation"]``)."""
+        s = self.settings
+        if not s.augment:
+            return "none"
+        lo, hi = s.amplitude_scale
+        parts = [] if lo == hi == 1.0 else [f"amplitude x[{lo:g}, {hi:g}]"]
+        if s.shift > 0:
+            parts.append(f"shift <= {s.shift} px within the polygon")
+        if s.flips:
+            parts.append("flips")
+        if s.rotations:
+            parts.append("90-degree rotations")
+        return ", ".join(parts) or "none"
+
     def _augment(self, x: torch.Tensor, gen: torch.Generator, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Raw batch on device -> amplitude scaling, standardisation + NaN fill, random dihedral transform."""
+        """Raw batch on device -> amplitude scaling, standardisation + NaN fill, a random flip / rotation."""
         n = x.shape[0]
-        lo, hi = self.settings.amplitude_scale
-        if not (lo == 1.0 and hi == 1.0):
+        s = self.settings
+        lo, hi = s.amplitude_scale
+        if s.augment and not (lo == 1.0 and hi == 1.0):
             f = torch.empty(n).uniform_(lo, hi, generator=gen) if hi > lo else torch.full((n,), float(lo))
             x = x * f.to(x.device).view(n, 1, 1, 1)
         x = self._standardise(x, norm)
-        g = torch.randint(0, 8, (n,), generator=gen).to(x.device)
+        elements = self.dihedral_elements()
+        if len(elements) == 1:
+            return x
+        g = torch.as_tensor(elements)[torch.randint(0, len(elements), (n,), generator=gen)].to(x.device)
         out = torch.empty_like(x)
-        for t in range(8):
+        for t in elements:
             m = g == t
             sel = x[m]
             if t & 4:
@@ -334,7 +384,7 @@ class DeepModel:
     def _sampler(self, train: TrainingData, y_idx: np.ndarray, inv: np.ndarray) -> EpochSampler:
         s = self.settings
         shift_tab = None
-        if s.shift > 0:
+        if s.augment and s.shift > 0:
             px = self.meta.extra.get("pixel_size") if isinstance(self.meta.extra, dict) else None
             shift_tab = shift_table(
                 np.asarray(train.xy, np.float64), np.asarray(train.groups), y_idx, s.shift, float(px) if px else None
@@ -342,16 +392,47 @@ class DeepModel:
         sample_p = inv[y_idx] / inv[y_idx].sum() if s.class_balance == "sampler" else None
         return EpochSampler(len(y_idx), min(s.batch_size, len(y_idx)), sample_p, shift_tab)
 
+    def selection(self, validation: TrainingData | None) -> tuple[bool, str]:
+        """Whether the validation set picks the epoch whose weights are kept, and why (in words).
+
+        ``selection: auto`` trusts the validation set when it holds at least
+        ``min_validation_groups`` groups (polygons): its pixels are not independent, so a
+        validation set of a few polygons would choose an epoch on noise.
+        """
+        s = self.settings
+        last = f"last epoch of the {s.epochs}-epoch schedule"
+        best = f"best validation macro-F1, patience {s.patience}"
+        if validation is None or len(validation) == 0:
+            return False, f"{last}: no validation set"
+        groups = int(np.unique(np.asarray(validation.groups)).size)
+        held = f"validation holds {groups} groups, {len(validation)} pixels"
+        if s.selection == "schedule":
+            return False, f"{last}, as selection: schedule asks"
+        if s.selection == "validation":
+            return True, f"{best}, as selection: validation asks; {held}"
+        if groups >= s.min_validation_groups:
+            return True, f"{best}: {held}"
+        return False, f"{last}: {held}, fewer than min_validation_groups = {s.min_validation_groups}"
+
+    def architecture_text(self) -> str:
+        """The network in words (``fit_info["network"]``)."""
+        net = self.net
+        convs = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+        blocks = [m for m in net.modules() if isinstance(m, ResidualBlock)]
+        text = f"{len(convs)} 3x3 conv layers, {self.settings.channels} channels"
+        if blocks:
+            full = sum(1 for b in blocks if b.crop)
+            text += f", {len(blocks)} residual blocks ({full} 3x3, {len(blocks) - full} pointwise)"
+        return text
+
     def fit(self, train: TrainingData, validation: TrainingData | None = None) -> DeepModel:
-        """Fit on ``train`` (patches (n, bands, k, k), class ids); early stopping on ``validation``."""
+        """Fit on ``train`` (patches (n, bands, k, k), class ids); ``validation`` is scored every
+        epoch and picks the epoch to keep when :meth:`selection` says it can."""
         s = self.settings
         self._check_training(train, "training")
         n = len(train)
         if n < 2:
             raise InputError(f"{self.name}: need at least 2 training samples, got {n}")
-        lo, hi = s.amplitude_scale
-        if not (0 < lo <= hi):
-            raise InputError(f"models.{self.name}.amplitude_scale: need 0 < low <= high, got {list(s.amplitude_scale)}")
         y_idx = self._to_index(train.y, "training")
         val_idx = None
         if validation is not None and len(validation) > 0:
@@ -359,6 +440,7 @@ class DeepModel:
             val_idx = self._to_index(validation.y, "validation")
         else:
             validation = None
+        on_val, why = self.selection(validation)
         ds = self.device_settings
         t_start = time.perf_counter()
         self.norm_mean, self.norm_std = band_stats(train.patches)
@@ -367,19 +449,27 @@ class DeepModel:
         sampler = self._sampler(train, y_idx, inv)
         with seeded(self.seed, self.device), deterministic():
             self.net = ds.prepare_model(self.build_network())
-            res = train_network(self, train, y_idx, validation, val_idx, sampler, loss_w)
+            res = train_network(self, train, y_idx, validation, val_idx, sampler, loss_w, on_val)
         self.net.eval()
         self.history = res.history
+        kept = next((h for h in res.history if h.get("kept")), {})
         self.fit_info = {
+            "patch_size": self.k,
+            "network": self.architecture_text(),
+            "augmentation": self.augmentation(),
+            "selection": "validation" if on_val else "schedule",
+            "epoch_selection": why,
             "epochs_run": len(res.history),
-            "best_epoch": int(res.best_epoch),
+            "best_epoch": int(res.best_epoch),  # the epoch whose weights are kept, however chosen
             "stopped_early": res.stopped_early,
             "best_val_macro_f1": res.best_f1,
+            "kept_val_macro_f1": kept.get("val_macro_f1"),
             "device": str(self.device),
             "device_settings": ds.describe(),
             "train_samples": int(n),
             "n_train": int(n),
             "validation_samples": int(len(validation)) if validation is not None else 0,
+            "validation_groups": int(np.unique(np.asarray(validation.groups)).size) if validation is not None else 0,
             "train_samples_per_s": float(res.samples_per_s),
             "fit_seconds": float(time.perf_counter() - t_start),
             "seed": self.seed,
@@ -390,7 +480,7 @@ class DeepModel:
     # -- persistence --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT,
+            "format": {v: k for k, v in FORMATS.items()}[self.architecture],
             "kind": self.name,
             "meta": asdict(self.meta),
             "settings": self.settings.model_dump(mode="json"),
@@ -430,6 +520,7 @@ class ResNetModel(DeepModel):
             channels=s.channels,
             dropout=s.dropout,
             stochastic_depth=getattr(s, "stochastic_depth", 0.0),
+            architecture=self.architecture,
         )
 
 
@@ -452,13 +543,25 @@ def load_deep(path: str | Path, device: str | torch.device = "cpu") -> DeepModel
         raise InputError(f"{path}: not a saved deep model ({why})") from None
     deep = [s for s in registry.specs() if s.deep]
     kinds = {s.name: s for s in deep}
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("kind") not in kinds:
-        raise InputError(f"{path}: not a saved deep model (format {FORMAT} expected)")
+    if not isinstance(blob, dict) or blob.get("format") not in FORMATS or blob.get("kind") not in kinds:
+        fmt = str(blob.get("format", "")) if isinstance(blob, dict) else ""
+        newer = fmt.startswith("landcover-deep/") and fmt not in FORMATS
+        raise InputError(
+            f"{path}: saved by a newer version of landcover-pipeline ({blob['format']}); upgrade to load it"
+            if newer
+            else f"{path}: not a saved deep model (format {FORMAT} expected)"
+        )
     spec = kinds[blob["kind"]]
     cls = spec.model_class()
     meta = ModelMeta.from_dict(blob["meta"])
     settings = spec.config.model_validate(blob["settings"])
-    model = cls(settings=settings, meta=meta, seed=int(blob.get("seed", 0)), device=device)
+    model = cls(
+        settings=settings,
+        meta=meta,
+        seed=int(blob.get("seed", 0)),
+        device=device,
+        architecture=FORMATS[blob["format"]],
+    )
     model.net.load_state_dict(blob["state_dict"])
     model.net.eval()
     model.norm_mean = blob["norm_mean"].numpy().astype(np.float32)

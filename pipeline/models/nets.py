@@ -11,14 +11,23 @@ How ``k`` maps to depth (``L = (k - 1) / 2`` valid 3x3 convolutions)
   1x1 conv + BN + ReLU layer (no spatial context).
 * ResNet: a stem, then ``L // 2`` residual blocks of two valid 3x3 convs
   (each block shrinks by 2 on every side; the skip connection is centre-cropped
-  by 2, with a 1x1 conv + BN projection when widths differ), then dropout and a
-  1x1 conv head. The stem is a 3x3 valid conv + BN + ReLU when ``L`` is odd
-  and a 1x1 conv + BN + ReLU when ``L`` is even, so that ``stem + 2 * blocks =
-  L``. ``k = 13`` -> 1x1 stem + 3 blocks; ``k = 11`` -> 3x3 stem + 2 blocks;
-  ``k = 9`` -> 1x1 stem + 2 blocks; ``k = 3`` -> 3x3 stem, no block.
-  Stochastic depth: block ``i`` of ``N`` (1-based) keeps its residual branch
-  with probability ``1 - stochastic_depth * i / N`` per sample in training
-  (scaled by ``1/p`` when kept), and always at eval, so inference is exact.
+  by 2, with a 1x1 conv + BN projection when widths differ), then as many
+  *pointwise* residual blocks (two 1x1 convs, identity skip, no shrink) as it
+  takes to reach :data:`MIN_RESIDUAL_BLOCKS` blocks, then dropout and a 1x1 conv
+  head. The stem is a 3x3 valid conv + BN + ReLU when ``L`` is odd and a 1x1
+  conv + BN + ReLU when ``L`` is even, so that ``stem + 2 * (3x3 blocks) = L``:
+  the receptive field is exactly ``k`` whatever the blocks. ``k = 13`` -> 1x1 stem +
+  3 blocks; ``k = 11`` -> 3x3 stem + 2 blocks; ``k = 9`` -> 1x1 stem + 2 blocks;
+  ``k = 7`` -> 3x3 stem + one 3x3 block + one pointwise block; ``k = 5`` -> 1x1
+  stem + one 3x3 block + one pointwise block; ``k = 3`` -> 3x3 stem + two
+  pointwise blocks; ``k = 1`` -> 1x1 stem + two pointwise blocks. So the ResNet
+  has skip connections at every patch size and is never the CNN under another
+  name (architecture 1, saved by 0.1.x, had no block at ``k <= 3``, where it *was*
+  the CNN, and one block at ``k = 5, 7``: ``architecture=1`` builds it to load
+  those files). Stochastic depth: block ``i`` of ``N`` (1-based, all blocks)
+  keeps its residual branch with probability ``1 - stochastic_depth * i / N``
+  per sample in training (scaled by ``1/p`` when kept), and always at eval, so
+  inference is exact.
 """
 
 from __future__ import annotations
@@ -29,7 +38,21 @@ from torch.nn import functional as F
 
 from pipeline.core.errors import InputError
 
-__all__ = ["CompactCNN", "PatchResNet", "ResidualBlock", "fold_batchnorm", "randomize_batchnorm", "trunk_layers"]
+__all__ = [
+    "ARCHITECTURE",
+    "MIN_RESIDUAL_BLOCKS",
+    "CompactCNN",
+    "PatchResNet",
+    "ResidualBlock",
+    "fold_batchnorm",
+    "randomize_batchnorm",
+    "trunk_layers",
+]
+
+#: The current network layout (saved with each model; 1 = the layout of 0.1.x, see the module docstring).
+ARCHITECTURE = 2
+#: Residual blocks a ResNet has at least (architecture 2): pointwise blocks make up what the patch size lacks.
+MIN_RESIDUAL_BLOCKS = 2
 
 
 def trunk_layers(patch_size: int) -> int:
@@ -66,17 +89,21 @@ class CompactCNN(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """Two valid 3x3 convs with BN; the skip is centre-cropped by 2 (1x1 projection if widths differ).
+    """Two valid ``kernel x kernel`` convs with BN (3: shrinks by 2 on every side; 1: pointwise);
+    the skip is centre-cropped to match (1x1 projection if widths differ).
 
     ``survival`` < 1 enables stochastic depth in training: per sample the residual branch is
     kept with probability ``survival`` and scaled by ``1 / survival``; at eval it is always kept.
     """
 
-    def __init__(self, cin: int, cout: int, survival: float = 1.0):
+    def __init__(self, cin: int, cout: int, survival: float = 1.0, kernel: int = 3):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, bias=False)
+        if kernel not in (1, 3):
+            raise ValueError(f"kernel must be 1 or 3, got {kernel}")
+        self.crop = kernel - 1  # two valid convs of this kernel shrink each side by this much
+        self.conv1 = nn.Conv2d(cin, cout, kernel, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, kernel, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.proj = (
             nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if cin != cout else nn.Identity()
@@ -85,7 +112,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        skip = self.proj(x[:, :, 2:-2, 2:-2])
+        c = self.crop
+        skip = self.proj(x[:, :, c:-c, c:-c] if c else x)
         if self.training and self.survival < 1.0:
             keep = torch.empty((x.shape[0], 1, 1, 1), device=x.device, dtype=branch.dtype).bernoulli_(self.survival)
             branch = branch * keep / self.survival
@@ -93,7 +121,11 @@ class ResidualBlock(nn.Module):
 
 
 class PatchResNet(nn.Module):
-    """Stem (3x3 valid when ``L`` is odd, else 1x1), ``L // 2`` residual blocks, dropout, 1x1 head."""
+    """Stem (3x3 valid when ``L`` is odd, else 1x1), ``L // 2`` 3x3 residual blocks, pointwise
+    residual blocks up to :data:`MIN_RESIDUAL_BLOCKS` (``architecture`` 2), dropout, 1x1 head.
+
+    ``widths`` (one per block, 3x3 blocks first) defaults to ``channels`` for every block.
+    """
 
     def __init__(
         self,
@@ -104,10 +136,16 @@ class PatchResNet(nn.Module):
         dropout: float = 0.0,
         stochastic_depth: float = 0.0,
         widths: list[int] | None = None,
+        architecture: int = ARCHITECTURE,
     ):
         super().__init__()
+        if architecture not in (1, 2):
+            raise ValueError(f"architecture must be 1 or 2, got {architecture}")
         depth = trunk_layers(patch_size)
-        n_blocks = depth // 2
+        kernels = [3] * (depth // 2)
+        if architecture >= 2:
+            kernels += [1] * max(0, MIN_RESIDUAL_BLOCKS - len(kernels))
+        n_blocks = len(kernels)
         widths = list(widths) if widths is not None else [channels] * n_blocks
         if len(widths) != n_blocks:
             raise ValueError(f"widths must have {n_blocks} entries for patch size {patch_size}")
@@ -115,9 +153,9 @@ class PatchResNet(nn.Module):
         self.stem = nn.Sequential(*_conv_bn_relu(bands, channels, stem_kernel))
         blocks = []
         cin = channels
-        for i, w in enumerate(widths):
+        for i, (w, kernel) in enumerate(zip(widths, kernels)):
             survival = 1.0 - stochastic_depth * (i + 1) / n_blocks
-            blocks.append(ResidualBlock(cin, w, survival))
+            blocks.append(ResidualBlock(cin, w, survival, kernel))
             cin = w
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)

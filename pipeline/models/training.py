@@ -205,8 +205,14 @@ def shift_table(
     return indptr, (np.concatenate(chunks) if chunks else np.zeros(0, np.int64))
 
 
-def save_learning_curves(history: list[dict], json_path: str | Path, png_path: str | Path | None = None) -> None:
-    """Write the per-epoch history as JSON and plot train/val loss and val macro-F1 (PNG), atomically."""
+def save_learning_curves(
+    history: list[dict], json_path: str | Path, png_path: str | Path | None = None, note: str | None = None
+) -> None:
+    """Write the per-epoch history as JSON and plot train/val loss and val macro-F1 (PNG), atomically.
+
+    The epoch whose weights the model keeps (rows with ``kept``) is marked in both panels, and
+    ``note`` (how it was chosen, ``fit_info["epoch_selection"]``) is the figure's caption.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -219,18 +225,24 @@ def save_learning_curves(history: list[dict], json_path: str | Path, png_path: s
     def series(key: str) -> list[float]:
         return [np.nan if h.get(key) is None else h[key] for h in rows]
 
-    fig = Figure(figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.9 if note else 3.5))
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(ep, series("train_loss"), marker="o", label="train loss")
     ax1.plot(ep, series("val_loss"), marker="o", label="validation loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("cross-entropy")
-    ax1.legend()
     ax2.plot(ep, series("val_macro_f1"), marker="o", color="tab:green")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation macro-F1")
     ax2.set_ylim(0, 1)
+    kept = [h["epoch"] for h in rows if h.get("kept")]
+    for ax in (ax1, ax2):
+        if kept:
+            ax.axvline(kept[0], color="0.4", linestyle="--", linewidth=1, label=f"kept: epoch {kept[0]}")
+    ax1.legend(fontsize=8)
+    if note:
+        fig.suptitle(f"weights kept: {note}", fontsize=8, wrap=True)
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -292,7 +304,9 @@ class EpochSampler:
 
 @dataclass
 class EarlyStopping:
-    """Keeps the weights of the best validation macro-F1; stops after ``patience`` epochs without gain."""
+    """Keeps the weights of the best validation macro-F1 and stops after ``patience`` epochs
+    without gain; with ``has_val`` False (no validation set, or selection by the schedule) every
+    epoch runs and the last one is kept."""
 
     patience: int
     has_val: bool
@@ -386,8 +400,13 @@ def train_network(
     val_idx: np.ndarray | None,
     sampler: EpochSampler,
     loss_w: torch.Tensor | None,
+    select_on_validation: bool = True,
 ) -> TrainingResult:
-    """The epoch loop over ``model.net`` (already built, seeded by the caller)."""
+    """The epoch loop over ``model.net`` (already built, seeded by the caller).
+
+    ``validation`` is evaluated after every epoch (the learning curves); it picks the epoch whose
+    weights are kept (early stopping) only with ``select_on_validation``, else the last epoch is.
+    """
     s, ds = model.settings, model.device_settings
     rng = np.random.default_rng(model.seed)
     gen = torch.Generator().manual_seed(model.seed)
@@ -396,7 +415,7 @@ def train_network(
     scaler = ds.grad_scaler()
     epoch_batches = _EpochBatches()
     loader = make_loader(train.patches, y_idx, epoch_batches, s.num_workers, ds.pin_memory, model.seed)
-    stopper = EarlyStopping(s.patience, validation is not None)
+    stopper = EarlyStopping(s.patience, validation is not None and select_on_validation)
     res = TrainingResult()
     train_time, seen = 0.0, 0
     bar = tqdm(
@@ -434,5 +453,7 @@ def train_network(
         model.net.load_state_dict(stopper.best_state)
     res.best_epoch = stopper.best_epoch
     res.best_f1 = stopper.best_f1 if stopper.has_val else None
+    for row in res.history:
+        row["kept"] = row["epoch"] == res.best_epoch
     res.samples_per_s = seen / max(train_time, 1e-9)
     return res

@@ -168,7 +168,12 @@ def stage_train(ctx: RunContext, model: str) -> dict:
             raise TypeError(f"{model}: registered as a deep model, but {type(final).__name__} is not a DeepModel")
         record["epochs_run"] = final.fit_info.get("epochs_run")
         record["best_epoch"] = final.fit_info.get("best_epoch")
-        save_learning_curves(final.history, ctx.path("curves", f"{model}.json"), ctx.path("curves", f"{model}.png"))
+        save_learning_curves(
+            final.history,
+            ctx.path("curves", f"{model}.json"),
+            ctx.path("curves", f"{model}.png"),
+            note=final.fit_info.get("epoch_selection"),
+        )
     if ctx.cfg.split.random_contrast and ctx.cfg.split.strategy != "random":
         rfold = random_split(samples, ctx.cfg.split.fractions, ctx.cfg.seed)
         rm, _ = _fit(ctx, model, data, rfold, meta, "random-split fit, for the contrast")
