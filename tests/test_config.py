@@ -33,6 +33,23 @@ def test_even_patch_size_rejected():
         parse_config({**BASE, "patch": {"size": 8}})
 
 
+@pytest.mark.parametrize(
+    "key, raw",
+    [
+        ("seed", {"seed": True}),
+        ("patch.size", {"patch": {"size": True}}),
+        ("models.cnn.epochs", {"models": {"cnn": {"epochs": False}}}),
+    ],
+)
+def test_true_or_false_is_not_a_number(key, raw):
+    """YAML's ``seed: true`` is not seed 1: a number setting given true/false is an error naming the key."""
+    with pytest.raises(InputError, match=rf"{key}: expected a number, not (true|false)"):
+        parse_config({**BASE, **raw}, "c.yaml")
+    # a setting that is a switch still takes true/false, and a number is still a number
+    cfg = parse_config({**BASE, "seed": 1, "split": {"random_contrast": False}})
+    assert cfg.seed == 1 and cfg.split.random_contrast is False
+
+
 def test_fractions_must_sum_to_one():
     with pytest.raises(InputError, match="split.fractions"):
         parse_config({**BASE, "split": {"fractions": {"train": 0.5, "validation": 0.2, "test": 0.2}}})
