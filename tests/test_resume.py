@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,3 +73,50 @@ def test_resume_refuses_a_changed_config(prefect_api, tmp_path):
     (tmp_path / "r" / "config.yaml").write_text("name: other\n")
     rc = main(["run", DEMO, "--out", str(tmp_path), "--resume", "r", "--models", "decision_tree", "--no-progress"])
     assert rc == 2
+
+
+def test_resume_recomputes_damaged_outputs_and_unreadable_records(tmp_path):
+    """--resume checks each recorded output's size and digest: a map cut short by a full disk or a
+    crash is recomputed (not "every stage reused" with an unreadable map), and a stage record that
+    is not valid JSON counts as missing instead of stopping the resume with a traceback."""
+    import shutil
+
+    import rasterio
+    from tiny_project import make_project
+
+    from pipeline.cli.main import main
+    from pipeline.mapping.class_maps import verify_raster
+
+    cfg = make_project(tmp_path / "p")
+    out = tmp_path / "runs"
+    args = ["run", str(cfg), "--out", str(out), "--engine", "local", "--no-progress"]
+    assert main([*args, "--run-id", "r"]) == 0
+    run = out / "r"
+    good = tmp_path / "good.tif"
+    shutil.copy(run / "maps" / "decision_tree.tif", good)
+    report_before = (run / "report.md").read_text()
+    with open(run / "maps" / "decision_tree.tif", "r+b") as f:  # in place: the stage store's hard link too
+        f.truncate(good.stat().st_size // 2)
+    (run / "stages" / "train-decision_tree.json").write_text('{"stage": "train", "key": ')  # cut short
+    from pipeline.core.errors import OutputWriteError
+
+    with pytest.raises((OutputWriteError, rasterio.errors.RasterioIOError)):
+        verify_raster(run / "maps" / "decision_tree.tif")
+
+    assert main([*args, "--resume", "r"]) == 0
+    st = {s["name"]: s["cached"] for s in json.loads((run / "manifest.json").read_text())["stages"]}
+    assert st["prepare"] is True and st["assess"] is True
+    assert st["map:decision_tree"] is False  # computed again (the store's linked copy was cut short too)
+    # the unreadable record counted as missing: the stage came back from the stage store, and its record too
+    assert st["train:decision_tree"] is True
+    assert json.loads((run / "stages" / "train-decision_tree.json").read_text())["stage"] == "train"
+    verify_raster(run / "maps" / "decision_tree.tif")
+    with rasterio.open(good) as a, rasterio.open(run / "maps" / "decision_tree.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert (run / "report.md").read_text() == report_before
+    log = (run / "run.log").read_text()
+    assert "maps/decision_tree.tif has" in log and "unreadable stage record" in log
+
+    # and a resume of an intact run reuses every stage
+    assert main([*args, "--resume", "r"]) == 0
+    assert all(s["cached"] for s in json.loads((run / "manifest.json").read_text())["stages"])

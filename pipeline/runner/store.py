@@ -6,7 +6,9 @@ two levels, both keyed by :func:`stage_key` (the config parts a stage reads, SHA
 the input files, the keys of the upstream stages):
 
 1. **The run directory** (``stages/<stage>[-model].json``): a resumed run skips every
-   stage whose record has the same key and whose outputs exist.
+   stage whose record has the same key and whose output files have the size and BLAKE2b
+   digest recorded when the stage finished; a stage with a missing, truncated or altered
+   output, or an unreadable record, is recomputed.
 2. **The stage store** across run directories:
    ``<output dir>/.stage-cache/<stage>[-model]/<store key>/`` holds hard links (copies
    where links are impossible) of a finished stage's files and its record. The store key
@@ -88,17 +90,69 @@ def record_path(ctx: RunContext, stage: str, model: str | None) -> Path:
     return ctx.path("stages", f"{stage}{'-' + model if model else ''}.json")
 
 
-def cached_stage(ctx: RunContext, stage: str, model: str | None = None) -> dict | None:
-    """The record of a finished stage whose inputs are unchanged and outputs still exist, else None."""
-    f = record_path(ctx, stage, model)
-    if not f.exists():
+def read_record(path: Path) -> dict | None:
+    """A stage record, or None when it is missing or unreadable (a crash or a full disk can leave
+    a damaged one; what it described is then recomputed, never trusted)."""
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
-    rec = json.loads(f.read_text())
-    if rec.get("key") != stage_key(ctx, stage, model):
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable stage record (%s); treating the stage as not run", path, e)
         return None
-    if not all((ctx.run_dir / p).exists() for p in rec.get("outputs", [])):
+    if not isinstance(rec, dict):
+        log.warning("%s: not a stage record; treating the stage as not run", path)
         return None
     return rec
+
+
+def damaged_output(ctx: RunContext, rec: dict) -> str | None:
+    """Why a recorded stage's files cannot be reused (missing, another size, another BLAKE2b
+    digest than when the stage finished), or None when every one is as recorded.
+
+    A record written before file digests were recorded (no ``files``) cannot be checked: it is
+    not reused either.
+    """
+    files = rec.get("files")
+    if not isinstance(files, dict):
+        return "its record has no file sizes and digests to check the outputs against"
+    for rel in rec.get("outputs", []):
+        if rel not in files:
+            return f"{rel} has no recorded digest"
+    for rel, want in files.items():
+        f = ctx.run_dir / rel
+        try:
+            size = f.stat().st_size
+        except OSError:
+            return f"{rel} is missing"
+        if size != want.get("bytes"):
+            return f"{rel} has {size} bytes, {want.get('bytes')} when the stage finished"
+        if file_digest(f) != want.get("blake2b"):
+            return f"{rel} changed since the stage finished (its digest differs)"
+    return None
+
+
+def cached_stage(ctx: RunContext, stage: str, model: str | None = None) -> dict | None:
+    """The record of a finished stage whose inputs are unchanged and whose outputs are the files it
+    wrote (same size and digest), else None. A stage whose outputs were damaged or changed is
+    recomputed, with a warning."""
+    rec = read_record(record_path(ctx, stage, model))
+    if rec is None or rec.get("key") != stage_key(ctx, stage, model):
+        return None
+    why = damaged_output(ctx, rec)
+    if why is not None:
+        log.warning("stage %s: %s; recomputing it", stage_name(stage, model), why)
+        return None
+    return rec
+
+
+def output_digests(ctx: RunContext, stage: str, model: str | None, rec: dict) -> dict[str, dict]:
+    """Size and BLAKE2b of every file a finished stage wrote (what :func:`cached_stage` checks)."""
+    out = {}
+    for rel in stage_files(ctx, stage, model, rec):
+        f = ctx.run_dir / rel
+        out[rel] = {"bytes": f.stat().st_size, "blake2b": file_digest(f)}
+    return out
 
 
 def run_stage(
@@ -126,6 +180,8 @@ def run_stage(
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }
+    # What --resume checks before it reuses the stage (the store records the same at publish).
+    rec["files"] = output_digests(ctx, stage, model, rec)
     write_json(record_path(ctx, stage, model), rec)
     return rec
 
@@ -205,10 +261,14 @@ def publish(ctx: RunContext, stage: str, model: str | None, rec: dict) -> Path |
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         files = {}
+        known = rec.get("files") or {}
         for rel in stage_files(ctx, stage, model, rec):
             dst = tmp / "files" / rel
             _link_or_copy(ctx.run_dir / rel, dst)
-            files[rel] = {"bytes": dst.stat().st_size, "blake2b": file_digest(dst)}
+            if rel in known and os.path.samefile(ctx.run_dir / rel, dst):  # a hard link: digested at the stage's end
+                files[rel] = known[rel]
+            else:
+                files[rel] = {"bytes": dst.stat().st_size, "blake2b": file_digest(dst)}
         clean = {k: v for k, v in rec.items() if k not in ("cached", "source", "name")}
         write_json(
             tmp / "record.json",
