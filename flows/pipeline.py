@@ -193,7 +193,7 @@ def landcover_pipeline(
     ctx = init_run_dir(
         cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
     )
-    with run_log(ctx.run_dir):
+    with ctx, run_log(ctx.run_dir):  # ctx: the run directory's lock, given back at the end
         logger = get_run_logger()
         fctx = FlowRunContext.get()
         flow_run_id = str(fctx.flow_run.id) if fctx and fctx.flow_run else None

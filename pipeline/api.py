@@ -46,10 +46,10 @@ def run_config(
     from pipeline.runner.pipeline import run_pipeline
 
     cfg, base_dir = load_config(config, list(overrides), list(models) if models else None)
-    ctx = init_run_dir(
+    with init_run_dir(
         cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
-    )
-    return Path(run_pipeline(ctx))
+    ) as ctx:  # holds the run directory's lock until the run ends
+        return Path(run_pipeline(ctx))
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:

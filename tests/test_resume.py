@@ -120,3 +120,63 @@ def test_resume_recomputes_damaged_outputs_and_unreadable_records(tmp_path):
     # and a resume of an intact run reuses every stage
     assert main([*args, "--resume", "r"]) == 0
     assert all(s["cached"] for s in json.loads((run / "manifest.json").read_text())["stages"])
+
+
+def _landcover(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        landcover_cmd(*args),
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_a_run_still_running_cannot_be_resumed_by_a_second_process(tmp_path):
+    """Two processes never write one run directory: --resume of a run that is still running is one
+    line naming the run and the process that holds it, exit code 2, and the running run goes on
+    undisturbed; once that process is gone (killed with -9: no stale lock), --resume is accepted."""
+    from tiny_project import make_project
+
+    from pipeline.config import load_config
+    from pipeline.runner.context import init_run_dir
+
+    slow = {"cnn": {"epochs": 100000, "patience": 100000, "channels": 4, "batch_size": 32}}
+    cfg = make_project(tmp_path / "p", models=slow)
+    out = tmp_path / "runs"
+    run = out / "busy"
+    proc = _landcover("run", str(cfg), "--out", str(out), "--run-id", "busy", "--engine", "local", "--no-progress")
+    try:
+        deadline = time.time() + 300
+        while "stage train:cnn: running" not in ((run / "run.log").read_text() if (run / "run.log").exists() else ""):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.time() < deadline, "training never started"
+            time.sleep(0.1)
+        # in a subprocess: were it accepted, it would train as long as the first
+        second = _landcover("run", str(cfg), "--out", str(out), "--resume", "busy", "--engine", "local")
+        try:
+            err = second.communicate(timeout=120)[1]
+        finally:
+            _stop(second)
+        lines = err.strip().splitlines()
+        assert second.returncode == 2 and len(lines) == 1, err[-3000:]
+        assert lines[0].startswith("landcover: error: --resume busy: ") and str(run) in lines[0]
+        assert "is in use by" in lines[0] and f"pid {proc.pid}" in lines[0]
+        assert proc.poll() is None  # the running run was not disturbed
+    finally:
+        _stop(proc)
+        proc.stderr.close()
+    c, base = load_config(cfg)
+    with init_run_dir(c, base, out=out, run_id="busy", resume=True, progress=False) as ctx:
+        assert ctx.run_dir == run
+        # and this process may reopen its own run (the CLI, then the Prefect flow it starts)
+        with init_run_dir(c, base, out=out, run_id="busy", resume=True, progress=False):
+            pass

@@ -146,6 +146,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        ctx.close()  # the run directory's lock (init_run_dir took it)
     _print_summary(run_dir)
     return run_dir
 

@@ -10,6 +10,7 @@ Run directory layout: docs/outputs.md.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,18 @@ class RunContext:
     progress: bool = True
     inputs: dict[str, dict] = field(default_factory=dict)  # path -> {"bytes", "sha256"}
     _scenes: list | None = field(default=None, repr=False)
+    _unlock: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Give back the run directory's lock (:mod:`pipeline.runner.lock`) that :func:`init_run_dir`
+        took; the process's end gives it back too."""
+        self._unlock()
+
+    def __enter__(self) -> RunContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def scenes(self) -> list:
         """The run's scenes (:class:`pipeline.inputs.scenes.Scene`), resolved once."""
@@ -178,10 +191,17 @@ def init_run_dir(
             scenes = resolve_scenes(cfg, base_dir)
             labelled = [s.name for s in scenes if s.has_labels]
             check_split_files(cfg.split.files, labelled, base_dir, [s.name for s in scenes])
+    from pipeline.runner.lock import lock_run_dir
+
+    unlock: Callable[[], None] = lambda: None  # noqa: E731 - replaced once the lock is taken
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # One process per run directory: a --resume of a run still running is refused here.
+        unlock = lock_run_dir(run_dir, f"--resume {run_id}" if resume else "")
         write_text(run_dir / "config.yaml", dump_config(cfg))
     except OSError as e:  # read-only or missing output folder, disk full: one line naming the folder
+        unlock()
         raise InputError(f"{e.filename or run_dir}: cannot write the run directory ({e.strerror or e})") from None
-    ctx = RunContext(cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress)
-    return ctx
+    return RunContext(
+        cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress, _unlock=unlock
+    )
