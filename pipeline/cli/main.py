@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         # The environment, not the code: a read-only or full output folder, a name the file
         # system refuses. One line naming the file; anything else keeps its traceback.
-        code = _os_error_exit_code(e)
+        code = getattr(e, "exit_code", None) or _os_error_exit_code(e)  # SourceUnavailableError says its own
         if debug or code is None:
             raise
         print(f"landcover: error: {_one_line(_describe_os_error(e))}", file=sys.stderr)

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,15 +83,97 @@ def _handler(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
+#: Seconds the main thread has to react to a stop request before the process stops at once.
+STUCK_AFTER = 5.0
+
+
 def install_signal_handlers() -> Callable[[], None]:
-    """Route SIGINT and SIGTERM to :class:`Interrupted` (main thread only); returns a function
-    that restores the previous handlers."""
+    """Route SIGINT and SIGTERM to :class:`Interrupted` (main thread only), with a watchdog for a
+    main thread stuck in native code; returns a function that restores the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_watchdog = _start_watchdog()
 
     def restore() -> None:
+        stop_watchdog()
         for s, h in old.items():
             signal.signal(s, h)
 
     return restore
+
+
+def _start_watchdog() -> Callable[[], None]:
+    """Watch for SIGINT/SIGTERM outside the main thread.
+
+    Python runs a signal handler in the main thread between two bytecodes only: a main thread
+    blocked in native code (a GDAL read of a network source that never answers, a long C fit)
+    ignores Ctrl-C, a second Ctrl-C and SIGTERM alike. The interpreter's C-level handler also
+    writes each signal's number to the "wakeup fd" at once, so a thread reading it sees every
+    signal. When the main thread has not moved at all (same frame, same instruction) for
+    :data:`STUCK_AFTER` seconds after a stop request, its handler cannot run, and on a second
+    stop request, the process ends at once with the shell's exit code: finished stages are
+    kept (every output is written atomically) and Prefect's temporary server dies with it
+    (``flows.ephemeral``). A main thread that did react is left to stop cleanly. Returns the
+    function that stops the watchdog.
+    """
+    import socket
+
+    try:
+        rsock, wsock = socket.socketpair()
+        wsock.setblocking(False)
+        previous = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+    except (OSError, ValueError):  # not the main thread, or no socket pair: no watchdog
+        return lambda: None
+    done = threading.Event()
+    main_id = threading.main_thread().ident
+
+    def position() -> tuple[int, int] | None:
+        frame = sys._current_frames().get(main_id or -1)
+        return None if frame is None else (id(frame), frame.f_lasti)
+
+    def watch() -> None:
+        first: tuple[int, float, tuple[int, int] | None] | None = None  # signal, when, main's position
+        while not done.is_set():
+            rsock.settimeout(0.5 if first is not None and first[1] < float("inf") else None)
+            try:
+                data: bytes | None = rsock.recv(64)
+            except TimeoutError:
+                data = None
+            except OSError:
+                return
+            if data == b"" or done.is_set():  # closed: the handlers were restored
+                return
+            for signum in data or b"":
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                if first is None:
+                    first = (signum, time.monotonic(), position())
+                else:
+                    _stop_now(signum, "interrupted again; stopping now")
+            if first is not None:
+                signum, since, where = first
+                if position() != where:
+                    first = (signum, float("inf"), where)  # the main thread reacts: let it stop cleanly
+                elif time.monotonic() - since > STUCK_AFTER:
+                    _stop_now(signum, "interrupted; stopping now (blocked in a native call, e.g. a network read)")
+
+    thread = threading.Thread(target=watch, name="landcover-signal-watchdog", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        try:
+            signal.set_wakeup_fd(previous)
+        except (OSError, ValueError):
+            pass
+        wsock.close()
+        rsock.close()
+
+    return stop
+
+
+def _stop_now(signum: int, why: str) -> None:
+    sys.stderr.write(f"landcover: {why}\n")
+    sys.stderr.flush()
+    os._exit(128 + int(signum))

@@ -31,5 +31,19 @@ class OutputWriteError(InputError):
     file has been removed and no stage was recorded."""
 
 
+class UnreadableInputError(InputError):
+    """An input file opened but its pixels cannot be read: a damaged or incomplete file, or a VRT
+    whose source is missing. Not transient: reading it again gives the same error, so it is
+    never retried. The message keeps GDAL's own cause."""
+
+
+class SourceUnavailableError(OSError):
+    """A network source (``/vsicurl/``, ``/vsis3/``, ...) did not answer in time or at all: possibly
+    transient, so a scheduler may retry it. The CLI prints its one-line message and exits with
+    :attr:`exit_code`."""
+
+    exit_code = 2
+
+
 class LeakageError(InputError):
     """The independent split audit found a training/test leak."""

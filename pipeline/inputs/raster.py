@@ -9,6 +9,7 @@ pixel whose value equals its band's nodata, or is not finite, becomes NaN.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -24,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from pipeline.core.errors import InputError
+from pipeline.core.errors import InputError, SourceUnavailableError, UnreadableInputError
 
 
 class RasterAlignmentWarning(UserWarning):
@@ -99,6 +100,63 @@ def _equals_nodata(raw: np.ndarray, nd: float) -> np.ndarray:
             return np.zeros(raw.shape, dtype=bool)
         return raw == int(nd)
     return raw == raw.dtype.type(nd)
+
+
+#: Path prefixes of sources GDAL reads over a network (where a failed read may be transient).
+NETWORK_PREFIXES = (
+    "/vsicurl",
+    "/vsis3",
+    "/vsigs",
+    "/vsiaz",
+    "/vsiadls",
+    "/vsioss",
+    "/vsiswift",
+    "/vsiwebhdfs",
+    "/vsihdfs",
+    "http://",
+    "https://",
+    "ftp://",
+)
+#: Network timeouts GDAL gets unless the environment sets them: without them a server that accepts
+#: a connection and never answers blocks a read (and the process) for good.
+NETWORK_TIMEOUTS = {"GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_TIMEOUT": "30"}
+
+
+def ensure_network_timeouts() -> None:
+    """Give GDAL the :data:`NETWORK_TIMEOUTS` the environment does not set. GDAL reads these from
+    the environment at each request, in every thread; set here (not in a ``rasterio.Env``, which
+    ends before the windows are read) so that every process that opens a stack, Dask workers
+    included, has them."""
+    for key, value in NETWORK_TIMEOUTS.items():
+        os.environ.setdefault(key, value)
+
+
+def read_failure(path: Path, window: Window, err: RasterioIOError, files: Sequence[str] = ()) -> Exception:
+    """The error for a failed read of ``window`` of ``path``, keeping GDAL's own cause (rasterio
+    says only "Read failed"): :class:`SourceUnavailableError` when the source is read over a
+    network (possibly transient), else :class:`UnreadableInputError` (a damaged file, a VRT whose
+    source is missing: reading again would fail again). ``files``: what GDAL reads for ``path``
+    (a VRT's sources)."""
+    cause = err.__cause__ or err.__context__ or err
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    where = f"window of {int(window.width)} x {int(window.height)} px at column {int(window.col_off)}, row {int(window.row_off)}"
+    names = [str(path), *map(str, files)]
+    if (
+        type(cause).__name__ == "CPLE_HttpResponseError"
+        or "CURL error" in text
+        or any(n.startswith(p) or p in text for p in NETWORK_PREFIXES for n in names)
+    ):
+        timeout = os.environ.get("GDAL_HTTP_TIMEOUT", NETWORK_TIMEOUTS["GDAL_HTTP_TIMEOUT"])
+        return SourceUnavailableError(
+            f"{path}: a network source failed to deliver the {where} ({text}); check the server "
+            f"(a read waits at most GDAL_HTTP_TIMEOUT = {timeout} s)"
+        )
+    why = (
+        "a file it reads from cannot be opened"
+        if type(cause).__name__ == "CPLE_OpenFailedError"
+        else "the file is damaged or incomplete"
+    )
+    return UnreadableInputError(f"{path}: cannot read the {where}: {text} ({why})")
 
 
 def iter_windows(width: int, height: int, size: int) -> Iterator[Window]:
@@ -195,6 +253,7 @@ class RasterStack:
         are expected to share their grid.
         """
         files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        ensure_network_timeouts()
         if dates is not None and len(dates) != len(files):
             raise InputError(f"rasters.dates: {len(dates)} dates given for {len(files)} files")
         stack = ExitStack()
@@ -284,9 +343,12 @@ class RasterStack:
             # All bands of a file in one call: a pixel-interleaved file stores every band of a
             # pixel in the same compressed tile, and band-by-band reads decode each tile once
             # per band (quadratic in the band count for hyperspectral files).
-            raw = self._datasets[d].read(indexes, window=inner)
-            # A warped file has no data where it does not cover the grid (its alpha band is 0).
-            uncovered = self._datasets[d].read(self._alpha[d], window=inner) == 0 if d in self._alpha else None
+            try:
+                raw = self._datasets[d].read(indexes, window=inner)
+                # A warped file has no data where it does not cover the grid (its alpha band is 0).
+                uncovered = self._datasets[d].read(self._alpha[d], window=inner) == 0 if d in self._alpha else None
+            except RasterioIOError as e:
+                raise read_failure(self.paths[d], inner, e, _source_files(self._datasets[d])) from None
             for j, i in enumerate(positions):
                 vals = raw[j].astype(np.float32, copy=False)
                 bad = ~np.isfinite(vals)
@@ -321,6 +383,14 @@ class RasterStack:
 
     def windows(self, size: int) -> Iterator[Window]:
         return iter_windows(self.grid.width, self.grid.height, size)
+
+
+def _source_files(ds: rasterio.io.DatasetReaderBase) -> list[str]:
+    """The files GDAL reads for ``ds`` (a VRT's sources; a warped file's source), [] if unknown."""
+    try:
+        return list(getattr(ds, "src_dataset", ds).files)
+    except (RasterioIOError, AttributeError):
+        return []
 
 
 # ----------------------------------------------------------------------------- RasterStack.open, step by step
