@@ -32,10 +32,19 @@ def map_scene_task(
     workers: int,
     progress: bool = False,
     strict: bool = False,
+    outputs: dict | None = None,
 ) -> dict:
     """Map one dropped-in raster with the registered model; writes the map and its report."""
     return B.map_one_scene(
-        scene, model_path, outbox, window_size, workers, logger=get_run_logger(), progress=progress, strict=strict
+        scene,
+        model_path,
+        outbox,
+        window_size,
+        workers,
+        logger=get_run_logger(),
+        progress=progress,
+        strict=strict,
+        outputs=outputs,
     )
 
 
@@ -67,7 +76,14 @@ def batch_map(
         with api_settings(dask_address):
             sub = _map_batch.with_options(task_runner=runner)
             results = sub(
-                plan["todo"], plan["model_path"], plan["outbox"], plan["window_size"], plan["workers"], progress, strict
+                plan["todo"],
+                plan["model_path"],
+                plan["outbox"],
+                plan["window_size"],
+                plan["workers"],
+                progress,
+                strict,
+                plan.get("outputs"),
             )
     summary = B.finish_cycle(plan, results)
     for r in results:
@@ -87,8 +103,11 @@ def _map_batch(
     workers: int,
     progress: bool = False,
     strict: bool = False,
+    outputs: dict | None = None,
 ) -> list[dict]:
-    futs = [map_scene_task.submit(s, model_path, outbox, window_size, workers, progress, strict) for s in scenes]
+    futs = [
+        map_scene_task.submit(s, model_path, outbox, window_size, workers, progress, strict, outputs) for s in scenes
+    ]
     out = []
     for s, f in zip(scenes, futs):
         wait_for(f)

@@ -157,6 +157,8 @@ E2E_TESTS = {
     "test_serve_takes_models_only_from_its_runs_directory",
     "test_split_files_that_cannot_work_stop_before_any_work",
     "test_the_cli_maps_with_a_model_saved_by_0_1_0",
+    "test_map_command_writes_the_mmu_map_and_polygons_beside_the_map",
+    "test_map_command_refuses_a_bad_mmu_and_a_non_geopackage",
 }
 E2E_MODULES = {
     "test_cli",

@@ -132,6 +132,45 @@ def test_demo_run_directory_contract(demo_run):
     assert "decision_tree" in proc.stdout
 
 
+def test_demo_run_directory_shows_every_deliverable(demo_run):
+    """configs/demo.yaml asks for a 0.5 ha MMU and polygons; every run writes legends, styles and STAC."""
+    import geopandas as gpd
+    from rasterio.features import sieve
+
+    from pipeline.evaluation.areas import class_pixels_and_areas
+    from pipeline.mapping.stac import validate_item
+
+    run, _ = demo_run
+    maps = run / "maps"
+    for name in (
+        "decision_tree_legend.png",
+        "decision_tree_confidence.qml",
+        "decision_tree_confidence_legend.png",
+        "decision_tree_mmu.tif",
+        "decision_tree_mmu.qml",
+        "decision_tree_mmu_legend.png",
+        "decision_tree.gpkg",
+    ):
+        assert (maps / name).is_file(), name
+    with rasterio.open(maps / "decision_tree.tif") as r, rasterio.open(maps / "decision_tree_mmu.tif") as s:
+        raw, mmu, px = r.read(1), s.read(1), abs(r.transform.a * r.transform.e)
+        assert s.tags()["MINIMUM_MAPPING_UNIT"] == "0.5 ha"
+    np.testing.assert_array_equal(mmu, sieve(raw, int(np.ceil(5000 / px)), mask=raw != 255))
+    g = gpd.read_file(maps / "decision_tree.gpkg")
+    _, area_ha = class_pixels_and_areas(maps / "decision_tree_mmu.tif")
+    got = g.groupby("class_id")["area_ha"].sum()
+    assert {int(k): round(v, 6) for k, v in got.items()} == {k: round(v, 6) for k, v in area_ha.items()}
+    m = json.loads((run / "metrics.json").read_text())["models"]["decision_tree"]
+    assert "raw classification" in m["area_map"]["map"] and m["class_areas_mmu"]["mmu"] == "0.5 ha"
+    cat = json.loads((run / "stac" / "catalog.json").read_text())
+    assert [lk["href"] for lk in cat["links"] if lk["rel"] == "item"] == ["./decision_tree/decision_tree.json"]
+    item = json.loads((run / "stac" / "decision_tree" / "decision_tree.json").read_text())
+    validate_item(item)
+    assert {"classes", "classes_mmu", "confidence", "polygons", "legend"} <= set(item["assets"])
+    assert {lk["href"] for lk in item["links"]} >= {"../../report.html", "../../metrics.json"}
+    assert "maps/decision_tree_legend.png" in (run / "report.md").read_text()
+
+
 def test_demo_names_the_water_polygon_every_model_contradicts(demo_run):
     """The demo's only test water polygon (feature 23) is mapped as something else; its NIR/SWIR are far off."""
     run, _ = demo_run
@@ -157,7 +196,7 @@ def test_demo_decision_tree_confidence_is_not_constant(demo_run):
     assert not c["degenerate"] and c["levels"] > 2
     with rasterio.open(run / "maps" / "decision_tree_confidence.tif") as src:
         conf = src.read(1)
-    assert len(np.unique(conf[np.isfinite(conf)])) > 2
+    assert len(np.unique(conf[conf != 255])) > 2
     assert "## Confidence layers" in (run / "report.md").read_text()
 
 

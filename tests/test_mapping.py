@@ -49,9 +49,13 @@ def test_map_grid_colormap_nodata_and_window_invariance(tmp_path, synthetic_scen
     expect = model.estimator.predict(flat).reshape(60, 80)
     expect[:5, :5] = NODATA_CLASS
     np.testing.assert_array_equal(labels, expect)
-    with rasterio.open(tmp_path / "a_conf.tif") as c:
-        conf = c.read(1)
-        assert np.isnan(conf[:5, :5]).all() and (conf[5:, 5:] > 0.4).all() and (conf[5:, 5:] <= 1).all()
+    with rasterio.open(tmp_path / "a_conf.tif") as c:  # uint8 whole percent, 255 where no data
+        assert (c.dtypes[0], c.nodata, c.units[0]) == ("uint8", 255, "%") and "percent" in c.descriptions[0]
+        pct = c.read(1)
+    proba = model.estimator.predict_proba(flat).max(axis=1).reshape(60, 80).astype(np.float32)
+    assert (pct[:5, :5] == 255).all()
+    valid = labels != NODATA_CLASS
+    np.testing.assert_array_equal(pct[valid], np.rint(proba[valid] * 100.0))
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
@@ -101,6 +105,8 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
     import json
     import xml.etree.ElementTree as ET
 
+    from PIL import Image
+
     from pipeline.evaluation.reference_sample import map_class_names
     from pipeline.inputs.class_table import read_pam_names
 
@@ -135,7 +141,17 @@ def test_class_map_carries_its_class_table(tmp_path, synthetic_scene):
     from pipeline.evaluation.reference_sample import design_sample  # assess-design names the strata from the map itself
 
     assert set(design_sample(out, 20, "equal", seed=0)["map_class_name"]) == {"left", "right"}
-    assert not (tmp_path / "m_conf.qml").exists()  # the confidence raster is not a class map
+    # the confidence raster is not a class map: its QGIS style is a colour ramp over 0-100 %, not a palette
+    ren = ET.parse(tmp_path / "m_conf.qml").getroot().find("pipe/rasterrenderer")
+    assert (ren.get("type"), ren.get("classificationMin"), ren.get("classificationMax")) == (
+        "singlebandpseudocolor",
+        "0",
+        "100",
+    )
+    assert not (tmp_path / "m_conf.clr").exists() and not (tmp_path / "m_conf.tif.aux.xml").exists()
+    for legend in ("m_legend.png", "m_conf_legend.png"):  # a legend image beside each
+        with Image.open(tmp_path / legend) as im:
+            assert im.format == "PNG" and im.width > 50 and im.height > 50
 
 
 @pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalinfo (gdal-bin) not installed")

@@ -1,6 +1,11 @@
 """Model files users already have keep working: files saved by version 0.1.0 (before the package
 layout moved every module, see tests/data/models_v0_1/README.md) load and map their scene to the
-same classes and confidence as when they were trained."""
+same classes and confidence as when they were trained.
+
+0.1.0 wrote confidence as float32 in [0, 1] (NaN nodata); maps now hold whole percent in uint8
+(255 nodata, :mod:`pipeline.mapping.legends`). The stored float32 files stay as they were: the
+comparison rounds them to percent, allowing one point where a value lies within float32
+noise of a half percent."""
 
 from __future__ import annotations
 
@@ -45,7 +50,13 @@ def test_a_model_saved_by_0_1_0_maps_as_it_did(name, tmp_path, torch_one_thread)
     )
     assert out["pixels"] == 96 * 96
     np.testing.assert_array_equal(_read(tmp_path / "map.tif"), _read(DATA / f"{name}_map.tif"))
-    np.testing.assert_allclose(_read(tmp_path / "conf.tif"), _read(DATA / f"{name}_confidence.tif"), atol=1e-6)
+    with rasterio.open(tmp_path / "conf.tif") as src:
+        assert (src.dtypes[0], src.nodata, src.units[0]) == ("uint8", 255, "%")
+        pct = src.read(1)
+    old = _read(DATA / f"{name}_confidence.tif")  # float32 written by 0.1.0
+    np.testing.assert_array_equal(pct == 255, np.isnan(old))
+    valid = ~np.isnan(old)
+    assert np.abs(pct[valid].astype(int) - np.rint(old[valid] * 100)).max() <= 1
 
 
 def test_the_cli_maps_with_a_model_saved_by_0_1_0(tmp_path):

@@ -98,6 +98,17 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
             f"{100 * a['fraction']:.1f}%",
         )
     assert (gdir / f"{gdir.name}.qml").exists() and (gdir / f"{gdir.name}.tif.aux.xml").exists()
+    # the config's outputs: section (demo.yaml: 0.5 ha MMU, polygons) applies to serve too; areas name their map
+    assert rep["mmu"]["mmu"] == "0.5 ha" and rep["class_areas_map"].endswith(f"{gdir.name}_mmu.tif")
+    assert (gdir / f"{gdir.name}_mmu.tif").is_file() and rep["polygons"]["polygons"] >= 2
+    # every mapped scene is an Item of the outbox's STAC catalog, valid offline
+    from pipeline.mapping.stac import validate_item
+
+    cat = json.loads((outbox / "catalog.json").read_text())
+    assert [lk["href"] for lk in cat["links"] if lk["rel"] == "item"] == [f"./{gdir.name}/{gdir.name}.stac.json"]
+    item = json.loads((gdir / f"{gdir.name}.stac.json").read_text())
+    validate_item(item)
+    assert item["id"] == gdir.name and item["assets"]["classes_mmu"]["href"] == f"./{gdir.name}_mmu.tif"
     (cdir,) = outbox.glob("corrupt-*")
     failed = json.loads((cdir / f"{cdir.name}.failed.json").read_text())
     assert "corrupt.tif" in failed["error"]

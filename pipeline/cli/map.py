@@ -75,15 +75,21 @@ def map_inputs(paths: list[Path], n_model_bands: int, dates: list[str] | None) -
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    from pipeline.inputs.class_table import ClassTable
     from pipeline.inputs.value_range import check_stack
     from pipeline.mapping.classify import classify_raster, open_for_model
-    from pipeline.mapping.settings import MIN_WINDOW_SIZE
+    from pipeline.mapping.deliver import deliver_map
+    from pipeline.mapping.settings import MIN_WINDOW_SIZE, MinimumMappingUnit
     from pipeline.models.registry import load_model
 
     if args.window_size < MIN_WINDOW_SIZE:
         raise InputError(f"--window-size {args.window_size}: must be at least {MIN_WINDOW_SIZE} pixels")
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
+    try:
+        mmu = MinimumMappingUnit.parse(args.mmu) if args.mmu is not None else None
+    except ValueError as e:
+        raise InputError(f"--mmu {e}") from None
 
     model = load_model(args.model, device=args.device or "auto")
     names = args.band_names.split(",") if args.band_names else None
@@ -105,16 +111,28 @@ def cmd_map(args: argparse.Namespace) -> int:
                     "stack them with --dates D1,D2,..."
                 )
             raise InputError(f"--out {out}: {len(groups)} rasters give {len(groups)} maps; name a folder{hint}")
+        if args.polygons is not None and args.polygons.suffix.lower() == ".gpkg" and not args.polygons.is_dir():
+            raise InputError(
+                f"--polygons {args.polygons}: {len(groups)} rasters give {len(groups)} maps; name a folder"
+            )
         targets = [
             (
                 g,
                 out / f"{g[0].stem}.tif",
                 Path(args.confidence) / f"{g[0].stem}_confidence.tif" if args.confidence else None,
+                Path(args.polygons) / f"{g[0].stem}.gpkg" if args.polygons else None,
             )
             for g in groups
         ]
     else:
-        targets = [(groups[0], out, args.confidence)]
+        polygons = args.polygons
+        if polygons is not None and polygons.is_dir():
+            polygons = polygons / f"{out.stem}.gpkg"
+        elif polygons is not None and polygons.suffix.lower() != ".gpkg":
+            raise InputError(
+                f"--polygons {polygons}: polygons are written as a GeoPackage; name a .gpkg file or a folder"
+            )
+        targets = [(groups[0], out, args.confidence, polygons)]
     value_range = getattr(model.meta, "value_range", None)
 
     def open_input(paths: list[Path]) -> RasterStack:
@@ -129,13 +147,13 @@ def cmd_map(args: argparse.Namespace) -> int:
         )
 
     if args.strict and value_range:  # every input checked before any map is written: a stop leaves none behind
-        for paths, _, _ in targets:
+        for paths, *_ in targets:
             with open_input(paths) as stack:
                 problem = check_stack(stack, value_range)
             if problem:
                 raise InputError(problem)
     with _dask_client(args.dask) as client:
-        for paths, target, conf in targets:  # one input after the other: memory follows one window set
+        for paths, target, conf, polygons in targets:  # one input after the other: memory follows one window set
             with open_input(paths) as stack:
                 problem = None if args.strict else check_stack(stack, value_range)
                 if problem:
@@ -152,6 +170,17 @@ def cmd_map(args: argparse.Namespace) -> int:
                 )
             where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
             print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s{where})")
+            if mmu is not None or polygons is not None:
+                made = deliver_map(target, ClassTable.from_meta(model.meta), mmu, polygons, args.connectivity)
+                if made["mmu"]:
+                    r = made["mmu"]
+                    share = r["changed_pixels"] / max(r["valid_pixels"], 1)
+                    print(
+                        f"wrote {r['path']} (clumps under {r['mmu_pixels']} px merged into their largest "
+                        f"neighbour: {r['changed_pixels']} px, {share:.1%} of the map, changed class)"
+                    )
+                if made["polygons"]:
+                    print(f"wrote {made['polygons']['path']} ({made['polygons']['polygons']} polygons)")
     return 0
 
 
@@ -176,6 +205,26 @@ def add_map_command(sub: Any) -> None:
     )
     p.add_argument(
         "--confidence", type=Path, help="also write the confidence raster here (a folder for several inputs)"
+    )
+    p.add_argument(
+        "--mmu",
+        metavar="N",
+        help="minimum mapping unit: also write <out stem>_mmu.tif beside the map, where clumps smaller than N "
+        "pixels (4, 4px) or than an area (0.5ha, 5000m2) are merged into their largest neighbour (GDAL's sieve)",
+    )
+    p.add_argument(
+        "--polygons",
+        type=Path,
+        metavar="GPKG",
+        help="also write the map (after --mmu when given) as polygons with class id, name and area, in the "
+        "map's CRS (a GeoPackage; a folder for several inputs)",
+    )
+    p.add_argument(
+        "--connectivity",
+        type=int,
+        choices=[4, 8],
+        default=4,
+        help="pixels of a clump touch by their sides (4) or also by their corners (8), for --mmu and --polygons",
     )
     p.add_argument(
         "--dates",

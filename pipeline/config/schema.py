@@ -16,7 +16,7 @@ from pydantic import Discriminator, Field, SerializeAsAny, Tag, create_model, fi
 
 from pipeline.core.settings import Strict
 from pipeline.inputs.settings import ClassSpec, LabelConfig, RasterConfig, SceneConfig, SceneGlobConfig
-from pipeline.mapping.settings import MappingConfig
+from pipeline.mapping.settings import MappingConfig, OutputsConfig
 from pipeline.models import registry
 from pipeline.models.settings import DecisionTreeConfig
 from pipeline.sampling.settings import PatchConfig, SamplingConfig
@@ -108,6 +108,7 @@ class RunConfig(Strict):
     sampling: SamplingConfig = SamplingConfig()
     models: SerializeAsAny[ModelsBase] = Field(default_factory=_default_models)
     mapping: MappingConfig = MappingConfig()
+    outputs: OutputsConfig = OutputsConfig()
 
     @field_validator("models", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ between models with Holm's correction and the scores on the assessable classes i
 :func:`compare_classifiers`; the no-skill baselines in :func:`no_skill_predictions`. Olofsson et
 al.'s area-adjusted estimates (with block intervals, :func:`unit_intervals`) and class area
 tables in :mod:`pipeline.evaluation.area_estimates`, true pixel areas in any CRS in
-:mod:`pipeline.evaluation.areas`; :func:`assess_model` (:mod:`pipeline.evaluation.accuracy`)
+:mod:`pipeline.evaluation.areas` (pixel areas: :mod:`pipeline.inputs.pixel_area`); :func:`assess_model` (:mod:`pipeline.evaluation.accuracy`)
 gathers what ``metrics.json`` holds for one model. :func:`assess_evidence` says which classes can
 be assessed and whether the test set can support a conclusion, :func:`min_train_test_distance`
 measures the nearest training-test pair in metres and pixels, :func:`reference_check` compares

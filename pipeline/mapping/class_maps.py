@@ -2,8 +2,8 @@
 GeoTIFFs, whole or not at all.
 
 The mapper (:mod:`pipeline.mapping.classify`) writes raw tiled GeoTIFFs under temporary names
-(:func:`temporary_path`); :func:`write_class_map` gives a class map its colours, class names and
-GIS sidecars (raster attribute table, QGIS style, colour map), and :func:`to_cog` converts a raw
+(:func:`temporary_path`); :func:`write_class_map` gives a class map its colours, class names,
+GIS sidecars (raster attribute table, QGIS style, colour map) and legend image, and :func:`to_cog` converts a raw
 file to a COG (tiled, DEFLATE, overviews), reads it back (:func:`verify_raster`) and renames it
 into place. A failed write is one clear error (:func:`writing`): out of space naming the space
 needed, or a write error naming the final file; nothing half-written stays.
@@ -28,6 +28,7 @@ from rasterio.errors import RasterioError
 from pipeline.core.atomic import free_bytes, is_out_of_space, out_of_space
 from pipeline.core.errors import InputError, OutputWriteError
 from pipeline.inputs.class_table import NAMES_TAG, ClassTable, write_sidecars
+from pipeline.mapping.legends import legend_path, write_class_legend
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,9 @@ def write_class_map(raw: Path, out_path: Path, classes: ClassTable, needed: int 
     tag on the dataset and band 1 (both embedded, they survive the COG copy), becomes a
     COG with nearest-neighbour overviews, and gets its ``.tif.aux.xml`` (raster attribute
     table, category names, RGBA colour table), ``.qml`` and ``.clr`` sidecars
-    (:mod:`pipeline.inputs.class_table`). The sidecars are written before the map is renamed
-    into place, so a map under its final name always has them. Every write is checked
+    (:mod:`pipeline.inputs.class_table`) and its legend image ``<stem>_legend.png``
+    (:mod:`pipeline.mapping.legends`); :func:`class_map_files` lists them. The sidecars are
+    written before the map is renamed into place, so a map under its final name always has them. Every write is checked
     (GDAL errors raised, the COG read back); on failure neither the map nor its sidecars
     stay, and the error is one line (:class:`~pipeline.core.errors.OutOfSpaceError` naming the
     space ``needed`` when the disk is full).
@@ -204,6 +206,7 @@ def write_class_map(raw: Path, out_path: Path, classes: ClassTable, needed: int 
                 ds.update_tags(1, **{NAMES_TAG: classes.names_tag()})
         with writing(out_path, needed, "the class map's sidecars"):
             write_sidecars(out_path, classes)
+            write_class_legend(legend_path(out_path), classes)
         to_cog(raw, out_path, "NEAREST", needed, "the class map")
     except BaseException:
         remove_class_map(out_path)
@@ -211,10 +214,16 @@ def write_class_map(raw: Path, out_path: Path, classes: ClassTable, needed: int 
     return out_path
 
 
-def remove_class_map(path: Path) -> None:
-    """Remove a class map and its sidecars (after a failure: no half of a map stays)."""
+def class_map_files(path: str | Path) -> list[Path]:
+    """The files that come with a class map written by :func:`write_class_map`, the map excluded:
+    its ``.tif.aux.xml``, ``.qml`` and ``.clr`` sidecars and its legend image."""
     from pipeline.inputs.class_table import sidecar_paths
 
+    return [*sidecar_paths(path).values(), legend_path(path)]
+
+
+def remove_class_map(path: Path) -> None:
+    """Remove a class map and its sidecars (after a failure: no half of a map stays)."""
     Path(path).unlink(missing_ok=True)
-    for p in sidecar_paths(path).values():
+    for p in class_map_files(path):
         Path(p).unlink(missing_ok=True)

@@ -6,8 +6,9 @@ the GIL) and written as they finish, so memory is bounded by
 ``workers * 2`` windows whatever the scene size. The class map is uint8 with
 :data:`~pipeline.inputs.class_table.NODATA_CLASS` where the input has no valid data, the
 class colours as a colormap and the class names in a tag, with GIS sidecars
-(raster attribute table, QGIS style, colour map; :func:`write_class_map`); a
-confidence raster (float32, NaN nodata) can be written beside it. Both are built
+(raster attribute table, QGIS style, colour map, legend; :func:`write_class_map`); a
+confidence raster (uint8 percent, 255 nodata, with a QGIS style and a legend image:
+:mod:`pipeline.mapping.legends`) can be written beside it. Both are built
 under temporary names, converted to COG (tiled, DEFLATE, nearest-neighbour
 overviews) and renamed at the end (:mod:`pipeline.mapping.class_maps`).
 """
@@ -42,6 +43,14 @@ from pipeline.mapping.class_maps import (
     verify_raster,
     write_class_map,
     writing,
+)
+from pipeline.mapping.legends import (
+    CONFIDENCE_DESCRIPTION,
+    CONFIDENCE_NODATA,
+    CONFIDENCE_UNIT,
+    confidence_sidecar_paths,
+    encode_confidence,
+    write_confidence_sidecars,
 )
 from pipeline.models.base import Classifier
 from pipeline.sampling.patches import window_for_bands
@@ -270,7 +279,7 @@ def _classify_raster(
     # the space a worst case needs, quoted when the disk fills up.
     npx = g.width * g.height
     need_map = int(npx * 1 * (1 + 4 / 3))
-    need_conf = int(npx * 4 * (1 + 4 / 3)) if raw_conf else 0
+    need_conf = int(npx * 1 * (1 + 4 / 3)) if raw_conf else 0
     workers = max(1, int(getattr(model, "map_workers", workers)))
     if client is not None:  # windows in flight: enough to keep every thread of the cluster busy
         workers = max(1, sum(client.nthreads().values()))
@@ -300,6 +309,8 @@ def _classify_raster(
                 verify_raster(raw_conf)
         write_class_map(raw_map, out_path, ClassTable.from_meta(model.meta), needed=need_map + need_conf)
         if raw_conf and confidence_path:
+            with writing(Path(confidence_path), need_conf, "the confidence raster's sidecars"):
+                write_confidence_sidecars(confidence_path)
             to_cog(raw_conf, Path(confidence_path), "AVERAGE", need_conf, "the confidence raster")
     except BaseException:
         # Nothing half-written stays behind: not the temporaries, and not a map whose
@@ -308,6 +319,8 @@ def _classify_raster(
             p.unlink(missing_ok=True)
         if raw_conf and confidence_path:
             remove_class_map(out_path)
+            for p in confidence_sidecar_paths(confidence_path).values():
+                p.unlink(missing_ok=True)
         raise
     return {
         "path": str(out_path),
@@ -411,10 +424,13 @@ def _write_windows(
     try:
         with writing(raw_conf or raw_map, needed, "the confidence raster"):
             cdst = (
-                rasterio.open(raw_conf, "w", count=1, dtype="float32", nodata=float("nan"), predictor=3, **profile)
+                rasterio.open(raw_conf, "w", count=1, dtype="uint8", nodata=CONFIDENCE_NODATA, **profile)
                 if raw_conf
                 else None
             )
+            if cdst is not None:  # what the values mean travels inside the file (kept by the COG copy)
+                cdst.set_band_description(1, CONFIDENCE_DESCRIPTION)
+                cdst.set_band_unit(1, CONFIDENCE_UNIT)
         with (
             dst,
             cdst if cdst is not None else nullcontext(),
@@ -440,7 +456,7 @@ def _write_windows(
                         dst.write(labels, 1, window=win)
                     if raw_conf and cdst is not None:
                         with writing(raw_conf, needed, "the confidence raster"):
-                            cdst.write(conf, 1, window=win)
+                            cdst.write(encode_confidence(conf), 1, window=win)
                     bar.update(int(win.width) * int(win.height) / 1e6)
 
             try:

@@ -197,6 +197,7 @@ def plan_cycle(
         "settling": settling,
         "window_size": cfg.mapping.window_size,
         "workers": cfg.mapping.workers,
+        "outputs": cfg.outputs.model_dump(mode="json"),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -225,9 +226,11 @@ def map_one_scene(
     logger: Any = None,
     progress: bool = False,
     strict: bool = False,
+    outputs: dict | None = None,
 ) -> dict:
     """Map one raster; writes the class map (with its class-table sidecars), confidence, and a
-    JSON + Markdown report. ``progress`` shows a mapping progress bar. Input values or a data type
+    JSON + Markdown report; with ``outputs`` (the config's ``outputs:`` section) also the MMU map
+    ``<scene>_mmu.tif`` and the polygons ``<scene>.gpkg``. ``progress`` shows a mapping progress bar. Input values or a data type
     clearly unlike the model's training pixels are a warning in the log and both reports, or with
     ``strict`` an :class:`InputError` (the scene fails and nothing of it is written)."""
     from pipeline.inputs.value_range import check_stack
@@ -264,11 +267,24 @@ def map_one_scene(
         )
         crs = stack.grid.crs.to_string() if stack.grid.crs else None
         size = [stack.grid.width, stack.grid.height]
+    from pipeline.inputs.class_table import ClassTable
+    from pipeline.mapping.deliver import deliver_map
+    from pipeline.mapping.settings import OutputsConfig
+
+    opts = OutputsConfig.model_validate(outputs or {})
+    made = deliver_map(
+        map_path,
+        ClassTable.from_meta(meta),
+        mmu=opts.minimum_mapping_unit(),
+        polygons=odir / f"{scene['name']}.gpkg" if opts.polygons else None,
+        connectivity=opts.connectivity,
+    )
     areas: dict = {}
     try:
         from pipeline.evaluation.area_estimates import class_area_table
 
-        areas = class_area_table(map_path, list(meta.class_ids), list(meta.class_names))
+        # the areas of the map delivered: after the minimum mapping unit when there is one
+        areas = class_area_table(made["final"], list(meta.class_ids), list(meta.class_names))
     except Exception as e:  # noqa: BLE001 - the area table is a nicety; the map is what matters
         logger.warning("%s: no class area table (%s)", path, e)
     report = {
@@ -285,6 +301,9 @@ def map_one_scene(
         "seconds": round(res["seconds"], 3),
         "mpx_per_s": round(res["mpx_per_s"], 3),
         "class_areas": areas,
+        "class_areas_map": made["final"],
+        "mmu": made["mmu"],
+        "polygons": made["polygons"],
         "value_range_warning": problem,
         # where the work ran: this process, and the Dask workers that classified windows
         "mapped_by": {"pid": os.getpid(), "window_workers": res.get("workers", {})},
@@ -297,6 +316,12 @@ def map_one_scene(
         f"- input: `{path}`",
         f"- model: `{model_path}` ({meta.model})",
         f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
+        *(
+            [f"- after the minimum mapping unit ({made['mmu']['mmu']}): `{Path(made['final']).name}`"]
+            if made["mmu"]
+            else []
+        ),
+        *([f"- polygons: `{Path(made['polygons']['path']).name}`"] if made["polygons"] else []),
         f"- mapped in {res['seconds']:.2f} s ({res['mpx_per_s']:.3g} Mpx/s)",
         "",
     ]
@@ -305,8 +330,9 @@ def map_one_scene(
 
         lines[-1:-1] = [f"- **Warning**: {md_text(problem)}"]
     if areas:
-        lines += _area_lines(areas)
+        lines += [f"Class areas of `{Path(made['final']).name}`:", "", *_area_lines(areas)]
     write_text(odir / f"{scene['name']}.md", "\n".join(lines) + "\n")
+    stac_item = _scene_item(scene["name"], odir, map_path, conf_path, made, meta, model_path) if opts.stac else None
     (odir / f"{scene['name']}.failed.json").unlink(missing_ok=True)
     logger.info("mapped %s -> %s", path, map_path)
     return {
@@ -314,9 +340,37 @@ def map_one_scene(
         "status": "mapped",
         "map": str(map_path),
         "report": str(odir / f"{scene['name']}.json"),
+        "stac_item": stac_item,
         "seconds": report["seconds"],
         "warning": problem,
     }
+
+
+def _scene_item(name: str, odir: Path, map_path: Path, conf_path: Path, made: dict, meta: Any, model_path: str) -> str:
+    """Write the STAC Item of a mapped scene, ``<scene>.stac.json``, validated offline; returns its path.
+    :func:`finish_cycle` adds it to the outbox's catalog."""
+    from pipeline.inputs.class_table import ClassTable
+    from pipeline.mapping.stac import MapFiles, MapLinks, map_item, sidecar_assets, write_item
+
+    mmu_map = Path(made["final"]) if made["mmu"] else None
+    files = MapFiles(
+        map=map_path,
+        confidence=conf_path,
+        mmu_map=mmu_map,
+        mmu=made["mmu"]["mmu"] if made["mmu"] else None,
+        polygons=Path(made["polygons"]["path"]) if made["polygons"] else None,
+        extra=sidecar_assets(map_path, conf_path, mmu_map),
+    )
+    links = MapLinks(report=odir / f"{name}.md", metrics=odir / f"{name}.json", model=Path(model_path))
+    item = map_item(
+        name,
+        files,
+        ClassTable.from_meta(meta),
+        links,
+        title=f"land-cover map of {name}",
+        properties={"landcover:model": meta.model},
+    )
+    return str(write_item(item, odir / f"{name}.stac.json"))
 
 
 # ----------------------------------------------------------------------------- cycle end
@@ -378,4 +432,14 @@ def finish_cycle(plan: dict, results: list[dict]) -> dict:
     md += [f"- FAILED `{r['path']}`: {r.get('error')}" for r in failed]
     write_text(out / "cycles" / f"{stamp}.md", "\n".join(md) + "\n")
     summary["cycle_report"] = str(out / "cycles" / f"{stamp}.json")
+    items = [r["stac_item"] for r in mapped if r.get("stac_item")]
+    if items:
+        from pipeline.mapping.stac import add_to_catalog
+
+        try:  # the maps are what matters: a catalog that cannot be updated is a warning, not a failed cycle
+            summary["stac_catalog"] = str(
+                add_to_catalog(out / "catalog.json", [Path(p) for p in items], "Land-cover maps", "Maps made by serve")
+            )
+        except Exception as e:  # noqa: BLE001
+            log.warning("%s: the STAC catalog was not updated (%s)", out / "catalog.json", e)
     return summary

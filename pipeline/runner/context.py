@@ -145,6 +145,19 @@ class RunContext:
         return self.inputs
 
 
+def _same_config(old_yaml: str, cfg: RunConfig) -> bool:
+    """Whether a run directory's config.yaml, read with today's settings, is ``cfg``: a section or
+    key added since the run was made (with its default) does not make it a different config."""
+    import yaml
+
+    from pipeline.config.loading import parse_config
+
+    try:
+        return dump_config(parse_config(yaml.safe_load(old_yaml), "config.yaml")) == dump_config(cfg)
+    except (InputError, yaml.YAMLError):
+        return False
+
+
 def new_run_id(cfg: RunConfig) -> str:
     return f"{cfg.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{cfg.config_hash()[:6]}"
 
@@ -174,7 +187,7 @@ def init_run_dir(
         if not (run_dir / "config.yaml").exists():
             raise InputError(f"--resume {run_id}: no run directory {run_dir}")
         old = (run_dir / "config.yaml").read_text()
-        if old != dump_config(cfg):
+        if old != dump_config(cfg) and not _same_config(old, cfg):
             raise InputError(
                 f"--resume {run_id}: the configuration differs from the one in {run_dir}/config.yaml; "
                 "start a new run instead"

@@ -72,7 +72,7 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
         device = ctx.device if registry.get(model).deep else ""
         return fingerprint("train", model, prep, cfg["models"][model], device)
     if stage == "map":
-        return fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"])
+        return fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"], cfg["outputs"])
     if stage in ("assess", "report"):
         ups = [stage_key(ctx, "map", m) for m in ctx.cfg.models.enabled()]
         # which models failed changes metrics.json although no input changed (a retried model may succeed)

@@ -36,6 +36,26 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
         doc.h(3, m)
         aa = ctx.models[m].get("area_adjusted") or {}
         _area_table(doc, ctx.classes, aa, ctx.models[m].get("class_areas") or {})
+        used = (ctx.models[m].get("area_map") or {}).get("map")
+        if used:
+            doc.p(f"Map used for these areas: the {used}.")
+        mmu = ctx.models[m].get("class_areas_mmu")
+        if mmu:
+            doc.p(
+                f"After the minimum mapping unit ({mmu.get('mmu')}), the map delivered as {', '.join(mmu['paths'])} "
+                "has these mapped areas (pixel counting; the adjusted estimates above stay those of the raw map, "
+                "whose errors the test pixels measure):"
+            )
+            doc.table(
+                [
+                    {
+                        "class": c["name"],
+                        "mapped area after MMU (ha)": fmt((mmu["classes"].get(c["name"]) or {}).get("area_ha"), "ha"),
+                        "share of map": fmt((mmu["classes"].get(c["name"]) or {}).get("fraction"), "pct"),
+                    }
+                    for c in ctx.classes
+                ]
+            )
         if aa.get("overall_accuracy") is not None:
             units = aa.get("ci95_units") or {}
             if units:

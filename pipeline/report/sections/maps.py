@@ -20,7 +20,10 @@ def section_maps(doc: Document, ctx: ReportContext) -> None:
             items.append((quicklook(tif, ctx.classes, ctx.figs / f"map_{m}.png"), m))
     if items:
         doc.h(2, "Maps")
-        doc.images(items + [(legend_figure(ctx.classes, ctx.figs / "legend.png"), "legend")])
+        # the legend image written beside every class map (maps/<model>_legend.png); drawn here for older runs
+        beside = [p for m in ctx.order if (p := ctx.run_dir / "maps" / f"{m}_legend.png").is_file()]
+        legend = beside[0] if beside else legend_figure(ctx.classes, ctx.figs / "legend.png")
+        doc.images(items + [(legend, "legend")])
 
 
 #: What each model's confidence layer holds (a model's ``fit_info["confidence"]`` overrides it).

@@ -33,16 +33,18 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
     rec = read_json(ctx.run_dir / "models" / f"{m}.json")
     maprec = read_json(ctx.run_dir / "maps" / f"{m}.json")
     y, p = ev["y_true"].to_numpy(), ev["y_pred"].to_numpy()
+    maps = [ctx.map_path(m, sc.name) for sc in ctx.scenes()]
     res = assess_model(
         y,
         p,
         ev["block"].to_numpy(),
         ids,
         names,
-        map_path=[ctx.run_dir / ctx.map_path(m, sc.name) for sc in ctx.scenes()],
+        map_path=[ctx.run_dir / path for path in maps],
         n_boot=N_BOOT,
         seed=ctx.cfg.seed,
     )
+    res.update(_area_maps(ctx, maps, maprec))
     res["fit_seconds"] = rec["fit_seconds"]
     res["predict_mpx_per_s"] = maprec["predict_mpx_per_s"]
     for k in ("epochs_run", "best_epoch"):
@@ -53,6 +55,36 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
     if "confidence" in ev:
         res["confidence"] = confidence_summary(ev["confidence"].to_numpy(), y == p)
     return res, y, p, rec, ev
+
+
+def _area_maps(ctx: RunContext, maps: list[str], maprec: dict) -> dict:
+    """Which map the class areas and area-adjusted estimates were made from, and, when the run
+    has a minimum mapping unit, the class areas of the MMU maps (pixel counting only).
+
+    The area-adjusted estimates stratify the test split by the raw classification, whose
+    per-pixel errors the test predictions measure; sieving changes the map's areas but not
+    what the test pixels say, so the MMU map gets its mapped areas, not an adjusted estimate.
+    """
+    from pipeline.evaluation.area_estimates import area_table_from_counts
+    from pipeline.evaluation.areas import class_pixels_and_areas
+
+    out: dict[str, Any] = {"area_map": {"map": "raw classification (before any minimum mapping unit)", "paths": maps}}
+    scenes = maprec.get("scenes") or {"": maprec}
+    mmu = [s["mmu"] for s in scenes.values() if s.get("mmu")]
+    if mmu:
+        counts: dict[int, int] = {}
+        area: dict[int, float] = {}
+        for r in mmu:
+            c, a = class_pixels_and_areas(ctx.run_dir / r["path"])
+            for k in c:
+                counts[k] = counts.get(k, 0) + c[k]
+                area[k] = area.get(k, 0.0) + a[k]
+        out["class_areas_mmu"] = {
+            "mmu": mmu[0]["mmu"],
+            "paths": [r["path"] for r in mmu],
+            "classes": area_table_from_counts(counts, area, ctx.class_ids, ctx.class_names),
+        }
+    return out
 
 
 def _scene_metrics(

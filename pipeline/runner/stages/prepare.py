@@ -114,8 +114,8 @@ def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict
     the labels.json record, the first scene's grid and the sampling record (dense labels are
     thinned scene by scene as they are read). A group (polygon) id is the feature's row in its
     scene's label file: (scene, group) identifies a polygon."""
-    from pipeline.evaluation.areas import check_area_crs
     from pipeline.inputs.labels import ingest_labels
+    from pipeline.inputs.pixel_area import check_area_crs
     from pipeline.inputs.scenes import check_scenes
 
     cfg = ctx.cfg
