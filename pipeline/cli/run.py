@@ -156,9 +156,10 @@ def _print_summary(run_dir: Path) -> None:
 
     m = json.loads((run_dir / "metrics.json").read_text())
     print(f"\nRun directory: {run_dir}")
-    print(f"{'model':<16}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
+    w = max([20, *(len(k) + 2 for k in m["models"])])  # fits "no-skill stratified"
+    print(f"{'model':<{w}}{'OA':>7}{'kappa':>8}{'macroF1':>9}{'OA random':>11}")
     for name, f in (m.get("failed_models") or {}).items():
-        print(f"{name:<16}failed in {f['stage']}: {f['reason']}")
+        print(f"{name:<{w}}failed in {f['stage']}: {f['reason']}")
 
     def num(v: float | None, width: int) -> str:  # undefined metrics are null: shown as "–"
         return f"{v:>{width}.3f}" if v is not None else f"{'–':>{width}}"
@@ -170,13 +171,13 @@ def _print_summary(run_dir: Path) -> None:
         rk = r.get("ranking") or r
         rnd = m.get("random_split_contrast", {}).get(name, {}).get("overall_accuracy_random")
         print(
-            f"{name:<16}{num(rk.get('overall_accuracy'), 7)}{num(rk.get('kappa'), 8)}{num(rk.get('macro_f1'), 9)}"
+            f"{name:<{w}}{num(rk.get('overall_accuracy'), 7)}{num(rk.get('kappa'), 8)}{num(rk.get('macro_f1'), 9)}"
             f"{num(rnd, 11)}"
         )
     for name, r in (m.get("baselines") or {}).items():  # no-skill rows on the same test pixels
         rk = r.get("ranking") or r
         print(
-            f"{'no-skill ' + name:<16}{num(rk.get('overall_accuracy'), 7)}{num(rk.get('kappa'), 8)}"
+            f"{'no-skill ' + name:<{w}}{num(rk.get('overall_accuracy'), 7)}{num(rk.get('kappa'), 8)}"
             f"{num(rk.get('macro_f1'), 9)}"
         )
     ev = m.get("evidence") or {}

@@ -111,7 +111,14 @@ def section_pairwise(doc: Document, ctx: ReportContext) -> None:
         )
         return
     stats = ctx.metrics.get("statistics") or {}
+    weak = (ctx.metrics.get("evidence") or {}).get("conclusive") is False
     doc.h(3, "Pairwise comparisons")
+    if weak:  # no figure more confident than the headline, which names no best model
+        doc.p(
+            "The evaluation is inconclusive (see the headline): the tests below rest on too little independent "
+            "test data, so neither a significant nor a non-significant difference (marked †) is a finding.",
+            strong=True,
+        )
     doc.p(
         f"Every two models on the same test pixels: {stats.get('pairwise_test', 'paired block bootstrap')}. "
         f"p-values adjusted by {stats.get('correction', 'Holm (1979)')}; a difference is significant when its "
@@ -136,7 +143,9 @@ def section_pairwise(doc: Document, ctx: ReportContext) -> None:
                 "macro-F1 difference": f1[0],
                 "macro-F1 95% CI": f1[1],
                 "macro-F1 p (Holm)": f1[2],
-                "OA significant": "–" if d.get("p_value") is None else ("yes" if d.get("significant") else "no"),
+                "OA significant": "–"
+                if d.get("p_value") is None
+                else ("yes" if d.get("significant") else "no") + (" †" if weak else ""),
             }
         )
     doc.table(rows)
@@ -145,6 +154,7 @@ def section_pairwise(doc: Document, ctx: ReportContext) -> None:
 
 def _vs_baselines(doc: Document, ctx: ReportContext) -> None:
     """Each model against each no-skill baseline: the paired OA gain, its interval and Holm p."""
+    weak = (ctx.metrics.get("evidence") or {}).get("conclusive") is False
     rows = []
     for m in ctx.order:
         for b, d in (ctx.models[m].get("vs_baselines") or {}).items():
@@ -158,7 +168,8 @@ def _vs_baselines(doc: Document, ctx: ReportContext) -> None:
                     "p (Holm)": fmt(d.get("p_holm"), "p"),
                     "beats it": "–"
                     if d.get("beats") is None
-                    else ("significantly" if d.get("significantly_better") else "yes" if d["beats"] else "no"),
+                    else ("significantly" if d.get("significantly_better") else "yes" if d["beats"] else "no")
+                    + (" †" if weak else ""),
                 }
             )
     if rows:
