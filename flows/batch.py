@@ -62,13 +62,27 @@ def batch_map(
     dask_address: str | None = None,
     progress: bool = False,
     strict: bool = False,
+    allow_inconclusive: bool = False,
 ) -> dict:
     """One cycle of scheduled mapping: map every new raster in the inbox (and ``rasters``)
     with the registered model, write maps and reports to the outbox, record what was done.
     A scene that fails is reported with its error; the others are still mapped. With
-    ``strict``, a scene whose values clearly differ from the training pixels fails."""
+    ``strict``, a scene whose values clearly differ from the training pixels fails. Without
+    ``model``, the newest run's best model is promoted only on conclusive, leak-free evidence
+    unless ``allow_inconclusive`` (:mod:`pipeline.runner.promotion`)."""
     logger = get_run_logger()
-    plan = B.plan_cycle(config_path, inbox, outbox, model, rasters, state_file, runs_dir, settle_seconds, retry_failed)
+    plan = B.plan_cycle(
+        config_path,
+        inbox,
+        outbox,
+        model,
+        rasters,
+        state_file,
+        runs_dir,
+        settle_seconds,
+        retry_failed,
+        allow_inconclusive,
+    )
     logger.info("model %s; %d new scene(s) of %d seen", plan["model_path"], len(plan["todo"]), plan["seen"])
     results: list[dict] = []
     if plan["todo"]:

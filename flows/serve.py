@@ -29,12 +29,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError('serve: give --cron "MIN HOUR DOM MON DOW" (or --once for one cycle)')
     if args.once and args.cron:
         raise InputError("serve: --once runs one cycle now and --cron serves a schedule; give one of them")
+    from pipeline.runner.promotion import model_in_runs, promoted_model
+
+    runs = (args.runs or Path(cfg.output_dir)).resolve()
     if args.model is not None and not args.model.exists():
         raise InputError(f"{args.model}: model file not found")
     if args.model is not None:
-        from pipeline.runner.batch import model_in_runs
-
-        model_in_runs(args.model, args.runs or Path(cfg.output_dir))
+        model_in_runs(args.model, runs)
+    else:  # no model to promote on the evidence: one line now, before Prefect starts (each cycle checks again)
+        promoted_model(runs, allow_inconclusive=args.allow_inconclusive)
     params = {
         "config_path": str(args.config.resolve()),
         "inbox": str(args.inbox.resolve()) if args.inbox else None,
@@ -42,12 +45,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "model": str(args.model.resolve()) if args.model else None,
         "rasters": [str(Path(r).resolve()) for r in args.raster] or None,
         "state_file": str(args.state.resolve()) if args.state else None,
-        "runs_dir": str((args.runs or Path(cfg.output_dir)).resolve()),
+        "runs_dir": str(runs),
         "settle_seconds": args.settle,
         "retry_failed": args.retry_failed,
         "dask_address": args.dask,
         "progress": bool(args.once and not args.no_progress),
         "strict": bool(args.strict),
+        "allow_inconclusive": bool(args.allow_inconclusive),
     }
     from flows.batch import batch_map  # imports Prefect
     from pipeline.cli.console import quiet_console
@@ -96,7 +100,18 @@ def register(sub: Any) -> None:
     p.add_argument("--inbox", type=Path, help="folder watched for new *.tif/*.tiff rasters")
     p.add_argument("--raster", action="append", default=[], metavar="PATH", help="also map this raster (repeatable)")
     p.add_argument("--outbox", type=Path, help="where maps and reports go (default: OUTPUT_DIR/outbox)")
-    p.add_argument("--model", type=Path, help="saved model to map with (default: best macro-F1 of the newest run)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="saved model to map with, chosen deliberately (default: the best model of the newest run in --runs, "
+        "when that run's evaluation was conclusive and leak-free)",
+    )
+    p.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="promote the newest run's best model even when its evaluation was inconclusive, leaky or no better "
+        "than a no-skill map (the scene and cycle reports say so)",
+    )
     p.add_argument(
         "--runs", type=Path, help="runs directory to take the best model from (default: the config's output_dir)"
     )

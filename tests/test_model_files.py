@@ -133,7 +133,7 @@ def test_a_torch_file_holding_objects_is_refused_without_advising_weights_only_f
 
 
 def test_serve_takes_models_only_from_its_runs_directory(tmp_path):
-    from pipeline.runner.batch import model_in_runs
+    from pipeline.runner.promotion import model_in_runs
 
     runs = tmp_path / "runs"
     (runs / "r1" / "models").mkdir(parents=True)

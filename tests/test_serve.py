@@ -128,23 +128,6 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
     assert good.stat().st_mtime_ns == mtime
 
 
-def test_best_model_is_newest_runs_best_macro_f1(tmp_path):
-    from pipeline.runner.batch import best_model
-
-    def run(name, finished, f1s):
-        d = tmp_path / name
-        (d / "models").mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps({"models": {m: {"macro_f1": f} for m, f in f1s.items()}}))
-        (d / "manifest.json").write_text(json.dumps({"finished": finished}))
-        for m in f1s:
-            (d / "models" / f"{m}.skops").write_bytes(b"x")
-
-    run("old", "2026-01-01T00:00:00+00:00", {"svm": 0.99})
-    run("new", "2026-02-01T00:00:00+00:00", {"decision_tree": 0.5, "random_forest": 0.7})
-    (tmp_path / ".stage-cache").mkdir()
-    assert best_model(tmp_path) == tmp_path / "new" / "models" / "random_forest.skops"
-
-
 def test_serve_warns_about_a_scene_in_other_units_and_strict_fails_it(prefect_api, synthetic_scene, tmp_path):
     """A scene whose values are 100x smaller than the training pixels (reflectance where the model
     learnt digital numbers) is mapped with the warning in its JSON and Markdown reports; with

@@ -9,11 +9,11 @@ One cycle is :func:`plan_cycle` (what to map), :func:`map_one_scene` per scene, 
    so a file still being copied is not mapped half-written) plus any explicit rasters;
    drops those already in the state file (key: resolved path + size + mtime, so a replaced
    file counts as new); failed scenes are not retried unless they change or
-   ``retry_failed`` is set; picks the model: the given path, else the model with the best
-   macro-F1 in ``metrics.json`` of the newest finished run (by ``manifest.json``
-   ``finished``) in the runs directory.
+   ``retry_failed`` is set; picks the model: the given path, else the best model of the
+   newest finished run in the runs directory, promoted only on conclusive, leak-free evidence
+   (:mod:`pipeline.runner.promotion`).
 2. :func:`map_one_scene` writes ``<outbox>/<scene>/<scene>.tif`` (+ ``_confidence.tif``,
-   ``.json``, ``.md``).
+   ``.json``, ``.md``; both reports say which run's model mapped it and on what evidence).
 3. :func:`finish_cycle` writes ``<outbox>/<scene>/<scene>.failed.json`` per failed scene,
    the cycle report ``<outbox>/cycles/<UTC time>.json``/``.md``, and records every scene
    in the state file (default ``<outbox>/.serve-state.json``).
@@ -37,65 +37,6 @@ from pipeline.core.errors import InputError
 
 log = logging.getLogger(__name__)
 RASTER_SUFFIXES = {".tif", ".tiff"}
-
-
-# ----------------------------------------------------------------------------- the model to map with
-def newest_run(runs_dir: Path) -> Path | None:
-    """The newest finished run (has metrics.json) in ``runs_dir``, by manifest ``finished``."""
-    best: tuple[str, float, Path] | None = None
-    if not runs_dir.is_dir():
-        return None
-    for d in runs_dir.iterdir():
-        if d.name.startswith(".") or not (d / "metrics.json").is_file():
-            continue
-        finished = ""
-        try:
-            finished = json.loads((d / "manifest.json").read_text()).get("finished") or ""
-        except (OSError, ValueError):
-            pass
-        cand = (finished, (d / "metrics.json").stat().st_mtime, d)
-        if best is None or cand[:2] > best[:2]:
-            best = cand
-    return best[2] if best else None
-
-
-def model_in_runs(model: str | Path, runs_dir: str | Path) -> Path:
-    """``model`` resolved, if it lies inside ``runs_dir``; else a one-line InputError.
-
-    ``serve`` loads models only from its runs directory: whoever can write there decides
-    what is mapped, so that is the one folder to protect (symbolic links are resolved
-    first, so a link to a file elsewhere is refused too).
-    """
-    m, r = Path(model).resolve(), Path(runs_dir).resolve()
-    if not m.is_relative_to(r):
-        raise InputError(
-            f"{model}: serve loads models only from its runs directory {r}; put the run there or pass --runs"
-        )
-    return m
-
-
-def best_model(runs_dir: Path) -> Path:
-    """The saved model with the best macro-F1 of the newest run in ``runs_dir``."""
-    from pipeline.models import registry
-
-    run = newest_run(runs_dir)
-    if run is None:
-        raise InputError(
-            f"{runs_dir}: no finished run (with metrics.json) to take the best model from; "
-            "run `landcover run CONFIG` first or pass --model PATH"
-        )
-    metrics = json.loads((run / "metrics.json").read_text()).get("models") or {}
-    ranked = sorted(
-        ((r.get("macro_f1") if r.get("macro_f1") is not None else -1.0, name) for name, r in metrics.items()),
-        reverse=True,
-    )
-    for _, name in ranked:
-        if name not in registry.model_names():
-            continue
-        p = run / "models" / f"{name}{registry.model_suffix(name)}"
-        if p.exists():
-            return p
-    raise InputError(f"{run}: no saved model file for any of {', '.join(metrics) or 'its models'}")
 
 
 # ----------------------------------------------------------------------------- state
@@ -139,9 +80,11 @@ def plan_cycle(
     runs_dir: str | None,
     settle_seconds: float,
     retry_failed: bool,
+    allow_inconclusive: bool = False,
 ) -> dict:
     """Decide what this cycle maps (no side effects beyond creating the outbox)."""
     from pipeline.config.loading import load_config
+    from pipeline.runner.promotion import BY_PATH, model_evaluation, model_in_runs, promoted_model
 
     cfg, _ = load_config(config_path)
     if not inbox and not rasters:
@@ -151,9 +94,13 @@ def plan_cycle(
     state_path = Path(state_file).resolve() if state_file else out / ".serve-state.json"
     state = read_state(state_path)
     runs = Path(runs_dir or cfg.output_dir).resolve()
-    model_path = model_in_runs(model, runs) if model else best_model(runs)
-    if not model_path.exists():
-        raise InputError(f"{model_path}: model file not found")
+    if model:
+        model_path = model_in_runs(model, runs)
+        if not model_path.exists():
+            raise InputError(f"{model_path}: model file not found")
+        evaluation = model_evaluation(model_path, BY_PATH)
+    else:
+        model_path, evaluation = promoted_model(runs, allow_inconclusive)
 
     cands: list[Path] = []
     if inbox:
@@ -187,11 +134,14 @@ def plan_cycle(
         todo.append(
             {"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "name": scene_name(p, key)}
         )
+    for sc in todo:  # every scene's report says which model mapped it, on what evidence
+        sc["model_evaluation"] = evaluation
     return {
         "config": str(config_path),
         "outbox": str(out),
         "state_file": str(state_path),
         "model_path": str(model_path),
+        "model_evaluation": evaluation,
         "todo": todo,
         "seen": seen,
         "settling": settling,
@@ -236,6 +186,7 @@ def map_one_scene(
     from pipeline.inputs.value_range import check_stack
     from pipeline.mapping.classify import classify_raster, dask_client_here, open_for_model
     from pipeline.models.registry import load_model
+    from pipeline.runner.promotion import evaluation_sentence, model_evaluation
 
     logger = logger or log
     path = Path(scene["path"])
@@ -287,12 +238,16 @@ def map_one_scene(
         areas = class_area_table(made["final"], list(meta.class_ids), list(meta.class_names))
     except Exception as e:  # noqa: BLE001 - the area table is a nicety; the map is what matters
         logger.warning("%s: no class area table (%s)", path, e)
+    evaluation = scene.get("model_evaluation") or model_evaluation(model_path)
     report = {
         "scene": scene["name"],
         "input": str(path),
         "input_bytes": scene.get("bytes"),
         "model": str(model_path),
         "model_name": meta.model,
+        "model_run": evaluation.get("run_id"),
+        # the evidence behind the model: its run's accuracy with the interval over spatial units
+        "model_evaluation": evaluation,
         "bands": list(meta.band_names),
         "map": str(map_path),
         "confidence": str(conf_path),
@@ -315,6 +270,7 @@ def map_one_scene(
         "",
         f"- input: `{path}`",
         f"- model: `{model_path}` ({meta.model})",
+        f"- {evaluation_sentence(evaluation)}",
         f"- map: `{map_path.name}` ({size[0]} x {size[1]} px, {crs})",
         *(
             [f"- after the minimum mapping unit ({made['mmu']['mmu']}): `{Path(made['final']).name}`"]
@@ -377,6 +333,7 @@ def _scene_item(name: str, odir: Path, map_path: Path, conf_path: Path, made: di
 def finish_cycle(plan: dict, results: list[dict]) -> dict:
     """Record every scene in the state file, write failure files and the cycle report."""
     from pipeline.report.format import md_text
+    from pipeline.runner.promotion import evaluation_sentence
 
     out = Path(plan["outbox"])
     now = dt.datetime.now(dt.UTC)
@@ -403,6 +360,8 @@ def finish_cycle(plan: dict, results: list[dict]) -> dict:
         "started": plan["started"],
         "finished": now.isoformat(timespec="seconds"),
         "model": plan["model_path"],
+        "model_run": (plan.get("model_evaluation") or {}).get("run_id"),
+        "model_evaluation": plan.get("model_evaluation"),
         "seen": plan["seen"],
         "settling": plan["settling"],
         "mapped": [
@@ -420,6 +379,7 @@ def finish_cycle(plan: dict, results: list[dict]) -> dict:
         "",
         f"Model: `{plan['model_path']}`",
         "",
+        *([evaluation_sentence(plan["model_evaluation"]), ""] if plan.get("model_evaluation") else []),
         f"{len(mapped)} mapped ({len(warned)} with a warning), {len(failed)} failed, {plan['seen']} seen, "
         f"{plan['settling']} still settling.",
         "",
