@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from flows.engine import IO_RETRIES, IO_RETRY_DELAY, api_settings, make_task_runner, not_input_error, wait_for
 from pipeline.runner import batch as B
@@ -63,10 +64,11 @@ def batch_map(
     progress: bool = False,
     strict: bool = False,
     allow_inconclusive: bool = False,
-) -> dict:
+) -> dict | State:
     """One cycle of scheduled mapping: map every new raster in the inbox (and ``rasters``)
     with the registered model, write maps and reports to the outbox, record what was done.
-    A scene that fails is reported with its error; the others are still mapped. With
+    A scene that fails is reported with its error; the others are still mapped, and the flow
+    run ends Failed (calling the flow raises :class:`pipeline.runner.batch.CycleFailed`). With
     ``strict``, a scene whose values clearly differ from the training pixels fails. Without
     ``model``, the newest run's best model is promoted only on conclusive, leak-free evidence
     unless ``allow_inconclusive`` (:mod:`pipeline.runner.promotion`)."""
@@ -105,6 +107,11 @@ def batch_map(
             logger.error("scene %s failed: %s", r["path"], r["error"])
         else:
             logger.info("scene %s mapped: %s", r["path"], r["map"])
+    failure = B.cycle_failure(summary)
+    if failure is not None:
+        # A cycle with a failed scene is a Failed flow run (the UI, alerts and `prefect
+        # flow-run ls` see it), its result the CycleFailed that carries the summary.
+        return Failed(message=str(failure), data=failure)
     return summary
 
 

@@ -65,13 +65,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from flows.ephemeral import start_tied_server
 
         start_tied_server()  # without PREFECT_API_URL: a temporary server that cannot outlive this process
-        summary = batch_map(**params)
+        summary = _cycle_summary(batch_map(**params, return_state=True))
         for m in summary["mapped"]:
             print(f"mapped {m['input']} -> {m['map']}" + (f" (WARNING: {m['warning']})" if m.get("warning") else ""))
         for f in summary["failed"]:
             print(f"FAILED {f['input']}: {f['error']}")
-        print(f"cycle report: {summary['cycle_report']}")
-        return 1 if summary["failed"] else 0
+        if summary.get("cycle_report"):
+            print(f"cycle report: {summary['cycle_report']}")
+        else:
+            print(f"nothing new to map ({summary['seen']} seen, {summary['settling']} still settling)")
+        return EXIT_SCENE_FAILED if summary["failed"] else 0
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
@@ -81,8 +84,60 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "PREFECT_API_URL=http://127.0.0.1:4200/api, or put `landcover serve CONFIG --once ...` in a crontab"
         )
     print(f"serving deployment {args.name!r} of flow 'batch-map' on cron {args.cron!r} (Ctrl-C stops it)")
-    batch_map.serve(name=args.name, cron=args.cron, parameters=params, limit=1)
+    _serve_schedule(batch_map, args.name, args.cron, params)
     return 0
+
+
+#: ``serve --once``: the cycle ran, but at least one scene failed (reported; the others are mapped).
+EXIT_SCENE_FAILED = 3
+
+
+def _cycle_summary(state: Any) -> dict:
+    """The summary of a batch-map flow run's final state; a failed scene's cycle (Failed state,
+    :class:`~pipeline.runner.batch.CycleFailed` result) gives its summary too, anything else
+    that failed is raised (bad input is then one line, exit code 2)."""
+    from pipeline.runner.batch import CycleFailed
+
+    if state.is_completed():
+        return state.result()
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, CycleFailed):
+        return result.summary
+    if isinstance(result, BaseException):
+        raise result
+    raise RuntimeError(f"the batch-map flow run ended {state.name}: {state.message}")
+
+
+def _serve_schedule(flow_: Any, name: str, cron: str, params: dict) -> None:
+    """Serve ``flow_`` as deployment ``name`` on ``cron`` until Ctrl-C or SIGTERM, one run at a time.
+
+    What ``flow.serve()`` does, with one difference: Prefect's runner handles SIGTERM by calling
+    its synchronous ``stop()`` inside the running event loop, which only creates a coroutine
+    ("coroutine 'Runner.astop' was never awaited") and exits with code 0. Here SIGTERM raises
+    :class:`~pipeline.core.cancel.Interrupted` as Ctrl-C does: the event loop cancels the
+    runner's tasks, the runner pauses the deployment on its way out, and the CLI exits 143 (130
+    for Ctrl-C) as for any interrupted command.
+    """
+    import asyncio
+    import signal
+
+    from prefect.runner import Runner
+
+    from pipeline.core.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            request_cancel(signal.SIGTERM)
+            raise Interrupted(signal.SIGTERM)
+
+    runner = _Runner(name=name, pause_on_shutdown=True, limit=1)
+    runner.add_flow(flow_, name=name, cron=cron, parameters=params)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
+    if cancel_requested():
+        raise Interrupted(cancel_signal())
 
 
 def register(sub: Any) -> None:
@@ -95,7 +150,9 @@ def register(sub: Any) -> None:
     p.add_argument("config", type=Path, metavar="CONFIG", help="run configuration (output_dir, mapping settings)")
     p.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (not with --once)')
     p.add_argument(
-        "--once", action="store_true", help="run one cycle in this process and exit (exit code 1 when a scene failed)"
+        "--once",
+        action="store_true",
+        help="run one cycle in this process and exit (exit code 3 when a scene failed, 2 for bad input)",
     )
     p.add_argument("--inbox", type=Path, help="folder watched for new *.tif/*.tiff rasters")
     p.add_argument("--raster", action="append", default=[], metavar="PATH", help="also map this raster (repeatable)")

@@ -71,7 +71,7 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
         "0",
     ]
 
-    assert main(args) == 1  # one scene failed: reported, and the cycle still mapped the other
+    assert main(args) == 3  # one scene failed: reported, and the cycle still mapped the other
     (gdir,) = outbox.glob("good_scene-*")  # a readable name plus a hash of the input: never shared
     good = gdir / f"{gdir.name}.tif"
     with rasterio.open(good) as src:
@@ -122,9 +122,8 @@ def test_serve_once_maps_good_reports_corrupt_and_skips_seen(prefect_api, synthe
     # second cycle: nothing new, nothing mapped twice
     mtime = good.stat().st_mtime_ns
     assert main(args) == 0
-    cycles = sorted((outbox / "cycles").glob("*.json"))
-    c2 = json.loads(cycles[-1].read_text())
-    assert c2["mapped"] == [] and c2["failed"] == []
+    # a cycle that did nothing leaves no report (a schedule every minute would write two files a minute)
+    assert sorted((outbox / "cycles").glob("*")) == sorted(cycles + [c.with_suffix(".md") for c in cycles])
     assert good.stat().st_mtime_ns == mtime
 
 
@@ -154,7 +153,7 @@ def test_serve_warns_about_a_scene_in_other_units_and_strict_fails_it(prefect_ap
         outbox = tmp_path / f"outbox-{strict}"
         args = ["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox)]
         args += ["--outbox", str(outbox), "--model", str(path), "--runs", str(tmp_path / "runs"), "--settle", "0"]
-        assert main(args + (["--strict"] if strict else [])) == (1 if strict else 0)
+        assert main(args + (["--strict"] if strict else [])) == (3 if strict else 0)
         (sdir,) = outbox.glob("scaled-*")
         (gdir,) = outbox.glob("good-*")
         assert (gdir / f"{gdir.name}.tif").is_file()
@@ -177,3 +176,162 @@ def test_serve_warns_about_a_scene_in_other_units_and_strict_fails_it(prefect_ap
             assert "2 mapped (1 with a warning)" in cycle_md
             (warned_line,) = [ln for ln in cycle_md.splitlines() if "with a warning" in ln and ln.startswith("- ")]
             assert "scaled.tif" in warned_line and "smaller" in warned_line
+
+
+def _damaged_copy(src: Path, dst: Path) -> Path:
+    """``src`` rewritten as a tiled DEFLATE GeoTIFF with one tile's bytes overwritten: the file
+    opens, that tile does not decode (a damaged download, not a transient error)."""
+    tiled = dst.with_name(".tiled.tif")
+    with rasterio.open(src) as s:
+        prof = {**s.profile, "tiled": True, "blockxsize": 16, "blockysize": 16, "compress": "deflate"}
+        with rasterio.open(tiled, "w", **prof) as d:
+            d.write(s.read())
+            d.descriptions = s.descriptions
+    with rasterio.open(tiled) as d:
+        offset = int(d.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+    data = bytearray(tiled.read_bytes())
+    data[offset : offset + 300] = b"\xff" * 300
+    dst.write_bytes(bytes(data))
+    tiled.unlink()
+    return dst
+
+
+def test_a_cycle_with_a_failed_scene_is_a_failed_flow_run_and_damaged_input_is_not_retried(
+    prefect_api, synthetic_scene, tmp_path, capsys
+):
+    """The batch-map flow run of a cycle whose scene failed ends Failed (as the UI and alerts see
+    it) and --once exits 3; a damaged file fails once, with GDAL's own cause, and is not retried
+    as if the error were transient; an I/O error still would be."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from pipeline.cli.main import main
+
+    scene, _ = synthetic_scene
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    shutil.copy(scene, inbox / "good.tif")
+    _damaged_copy(scene, inbox / "damaged.tif")
+    model = _model(tmp_path / "runs" / "dt.skops", ["b1", "b2", "b3"])
+    args = ["serve", str(REPO / "configs" / "demo.yaml"), "--once", "--inbox", str(inbox), "--outbox", str(outbox)]
+    args += ["--model", str(model), "--runs", str(tmp_path / "runs"), "--settle", "0", "--no-progress"]
+    assert main(args) == 3
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "damaged.tif" in out and "cycle report:" in out
+    (ddir,) = outbox.glob("damaged-*")
+    error = json.loads((ddir / f"{ddir.name}.failed.json").read_text())["error"]
+    assert "damaged.tif" in error and "TIFFReadEncodedTile" in error and "Read failed" not in error, error
+    assert (next(outbox.glob("good-*")) / f"{next(outbox.glob('good-*')).name}.tif").is_file()
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["batch-map"])), sort=FlowRunSort.START_TIME_DESC, limit=1
+        )
+        assert run.state.is_failed(), run.state
+        assert "1 of 2 scene(s) failed" in run.state.message and "damaged.tif" in run.state.message
+        (task_run,) = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"map-{ddir.name}"]))
+        )
+        assert task_run.state.is_failed() and task_run.run_count == 1  # bad input: no retry
+
+    from flows.engine import not_input_error
+    from pipeline.core.errors import SourceUnavailableError, UnreadableInputError
+
+    class _State:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def result(self, raise_on_failure=True):
+            return self.exc
+
+    assert not not_input_error(None, None, _State(UnreadableInputError("x")))
+    assert not_input_error(None, None, _State(SourceUnavailableError("x")))  # a network source may come back
+    assert not_input_error(None, None, _State(OSError(5, "Input/output error")))
+
+
+def test_an_idle_cycle_writes_no_report(tmp_path):
+    from pipeline.runner.batch import finish_cycle
+
+    plan = {
+        "outbox": str(tmp_path / "out"),
+        "state_file": str(tmp_path / "out" / ".serve-state.json"),
+        "model_path": "m.skops",
+        "started": "2026-01-01T00:00:00+00:00",
+        "seen": 3,
+        "settling": 1,
+    }
+    summary = finish_cycle(plan, [])
+    assert summary["cycle_report"] is None and summary["mapped"] == [] and summary["failed"] == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_stops_an_idle_scheduled_serve_with_143(prefect_api, tmp_path):
+    """``serve --cron`` between cycles: SIGTERM (what systemd and docker send) ends it with 143 as
+    any interrupted command, pauses its deployment, and leaves no "coroutine ... was never
+    awaited" (Prefect's own SIGTERM handler called a coroutine function without awaiting it and
+    exited 0)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect_fixtures import landcover_cmd, landcover_env
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    model = _model(tmp_path / "runs" / "dt.skops", ["b1", "b2", "b3"])
+    name = f"sigterm-{tmp_path.name}"[:60]
+    proc = subprocess.Popen(
+        landcover_cmd(
+            "serve",
+            str(REPO / "configs" / "demo.yaml"),
+            "--cron",
+            "0 3 1 1 *",
+            "--inbox",
+            str(inbox),
+            "--outbox",
+            str(tmp_path / "outbox"),
+            "--model",
+            str(model),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--name",
+            name,
+        ),
+        cwd=REPO,
+        env=landcover_env(prefect_api),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.time() + 300
+            while True:  # until the runner polls its deployment: served and idle
+                assert proc.poll() is None, proc.stderr.read()[-3000:]
+                assert time.time() < deadline, "the deployment was never served"
+                try:
+                    dep = client.read_deployment_by_name(f"batch-map/{name}")
+                    if dep.status and dep.status.value == "READY":
+                        break
+                except Exception:  # noqa: BLE001 - not created yet
+                    pass
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                pytest.fail("serve --cron did not stop on SIGTERM")
+            err = proc.stderr.read()
+            assert client.read_deployment_by_name(f"batch-map/{name}").paused
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == 143, err[-3000:]
+    assert "never awaited" not in err and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "landcover: interrupted", err[-3000:]

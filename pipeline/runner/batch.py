@@ -16,7 +16,9 @@ One cycle is :func:`plan_cycle` (what to map), :func:`map_one_scene` per scene, 
    ``.json``, ``.md``; both reports say which run's model mapped it and on what evidence).
 3. :func:`finish_cycle` writes ``<outbox>/<scene>/<scene>.failed.json`` per failed scene,
    the cycle report ``<outbox>/cycles/<UTC time>.json``/``.md``, and records every scene
-   in the state file (default ``<outbox>/.serve-state.json``).
+   in the state file (default ``<outbox>/.serve-state.json``); a cycle that mapped nothing
+   and failed nothing writes nothing. A cycle in which a scene failed is a failure
+   (:class:`CycleFailed`: the flow run ends Failed, ``serve --once`` exits 3).
 """
 
 from __future__ import annotations
@@ -330,13 +332,56 @@ def _scene_item(name: str, odir: Path, map_path: Path, conf_path: Path, made: di
 
 
 # ----------------------------------------------------------------------------- cycle end
+class CycleFailed(Exception):
+    """A cycle in which at least one scene failed (the others were mapped): the batch-map flow
+    run ends Failed with this as its result; ``summary`` is what :func:`finish_cycle` returned."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple:  # results cross processes pickled: keep the summary
+        return (CycleFailed, (str(self), self.summary))
+
+
+def cycle_failure(summary: dict) -> CycleFailed | None:
+    """The :class:`CycleFailed` of a cycle summary in which a scene failed, else None."""
+    failed = summary.get("failed") or []
+    if not failed:
+        return None
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return CycleFailed(
+        f"{len(failed)} of {len(failed) + len(summary.get('mapped') or [])} scene(s) failed: "
+        f"{first['input']}: {first.get('error')}{more}",
+        summary,
+    )
+
+
 def finish_cycle(plan: dict, results: list[dict]) -> dict:
-    """Record every scene in the state file, write failure files and the cycle report."""
+    """Record every scene in the state file, write failure files and the cycle report.
+
+    A cycle that found nothing to map (an empty inbox, files still settling) writes nothing:
+    a schedule every minute must not leave two report files a minute. Its summary has
+    ``cycle_report`` None.
+    """
     from pipeline.report.format import md_text
     from pipeline.runner.promotion import evaluation_sentence
 
     out = Path(plan["outbox"])
     now = dt.datetime.now(dt.UTC)
+    if not results:
+        return {
+            "started": plan["started"],
+            "finished": now.isoformat(timespec="seconds"),
+            "model": plan["model_path"],
+            "model_run": (plan.get("model_evaluation") or {}).get("run_id"),
+            "seen": plan["seen"],
+            "settling": plan["settling"],
+            "mapped": [],
+            "failed": [],
+            "cycle_report": None,
+        }
     for r in results:
         if r["status"] == "failed":
             write_json(
