@@ -7,7 +7,9 @@
    classes (smooth random fields, six classes with overlapping spectra, within-class
    texture and noise, a nodata corner), and keeps a sample of labelled pixels
    (:func:`bench.synthetic.make_scene`);
-2. fits each baseline (band values as features) on that sample: the SVM on
+2. fits each baseline on that sample, with the band values as features (``features:
+   {indices: [], patch_stats: false}``: the speed of the models themselves, comparable across
+   versions; ``landcover bench accuracy`` measures the default features): the SVM on
    ``svm_train`` pixels so that it keeps thousands of support vectors;
 3. maps the raster with :func:`pipeline.mapping.classify.classify_raster`, each model in a
    fresh subprocess so that ``peak_rss_mb`` (``VmHWM`` of that process) is the
@@ -19,7 +21,7 @@
    on this machine: sklearn's libsvm uses one core, the fast path all cores), and
    ``label_agreement`` = share of identical labels. ``map_speedup_vs_sklearn`` also
    compares the full mapping rate (with I/O) to ``SVC.predict``;
-5. for the random forest and the decision tree, measures scikit-learn (``predict_proba``, the
+5. for the random forest, gradient boosting and the decision tree, measures scikit-learn (``predict_proba``, the
    forest with its ``n_jobs``) against the compiled path the mapping uses
    (:mod:`pipeline.models.tree_infer`) on the same pixels, interleaved (:mod:`bench.vs_sklearn`),
    with the label agreement and the forest's largest confidence difference; every model's
@@ -53,7 +55,7 @@ from pipeline.core.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "reports" / "bench" / "baselines.json"
-MODELS = ("decision_tree", "random_forest", "svm", "max_likelihood")
+MODELS = ("decision_tree", "random_forest", "gradient_boosting", "svm", "max_likelihood")
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -69,24 +71,44 @@ def fit_models(
     """Fit each baseline on the pixel sample and save it (skops) into ``workdir``."""
     from pipeline.models import build_model
     from pipeline.models.base import TrainingData
-    from pipeline.models.settings import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
+    from pipeline.models.settings import (
+        DecisionTreeConfig,
+        GradientBoostingConfig,
+        MaxLikelihoodConfig,
+        RandomForestConfig,
+        SVMConfig,
+    )
+    from pipeline.sampling.settings import FeatureConfig
 
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(sample["y"]))[:n_train]
     train = TrainingData(
         sample["X"][idx][:, :, None, None], sample["y"][idx], sample["groups"][idx], sample["xy"][idx], list(BANDS)
     )
+    bands = FeatureConfig(indices=[], patch_stats=False)
     settings = {
-        "decision_tree": DecisionTreeConfig(),
-        "random_forest": RandomForestConfig(n_estimators=rf_trees, n_jobs=2),
-        "svm": SVMConfig(C=[10.0], gamma=["scale"], max_train_samples=max(10, svm_train)),
-        "max_likelihood": MaxLikelihoodConfig(),
+        "decision_tree": DecisionTreeConfig(features=bands),
+        "random_forest": RandomForestConfig(n_estimators=rf_trees, n_jobs=2, features=bands),
+        "gradient_boosting": GradientBoostingConfig(features=bands),
+        "svm": SVMConfig(C=[10.0], gamma=["scale"], max_train_samples=max(10, svm_train), features=bands),
+        "max_likelihood": MaxLikelihoodConfig(features=bands),
     }
+    # gradient boosting stops early on a fifth of the sample, drawn apart from its training pixels
+    validation = None
+    if "gradient_boosting" in models:
+        rest = rng.permutation(np.setdiff1d(np.arange(len(sample["y"])), idx))[: max(1, n_train // 4)]
+        validation = TrainingData(
+            sample["X"][rest][:, :, None, None],
+            sample["y"][rest],
+            sample["groups"][rest],
+            sample["xy"][rest],
+            list(BANDS),
+        )
     out = {}
     for name in models:
         model = build_model(name, settings[name], model_meta(name, BANDS), seed=seed)
         t0 = time.perf_counter()
-        model.fit(train)
+        model.fit(train, validation if name == "gradient_boosting" else None)
         fit_s = time.perf_counter() - t0
         path = model.save(workdir / f"{name}.skops")
         out[name] = {"path": str(path), "fit_seconds": round(fit_s, 2), "fit_info": model.fit_info}
@@ -105,7 +127,7 @@ def _child(model_path: str, raster: str, out_tif: str, window_size: int) -> dict
         from pipeline.models import load_model
 
         model = load_model(model_path)
-        if model.name in ("decision_tree", "random_forest"):  # untimed, reported: the compiled kernels' loading
+        if model.name in ("decision_tree", "random_forest", "gradient_boosting"):  # untimed: the kernels' loading
             from pipeline.models.tree_infer import warm_up
 
             t0 = time.perf_counter()
@@ -201,7 +223,7 @@ def run_bench(
                 "fit_seconds": fitted[name]["fit_seconds"],
                 "fit_info": fitted[name]["fit_info"],
             }
-        for name in ("random_forest", "decision_tree"):
+        for name in ("random_forest", "gradient_boosting", "decision_tree"):
             if name in models:
                 cmp_ = trees_vs_sklearn(Path(fitted[name]["path"]), raster, sk_pixels, repeats=repeats)
                 results[name].update(cmp_)
@@ -220,6 +242,13 @@ def run_bench(
             results[name]["seconds_over_io_floor_map_per_repeat"] = [
                 a / b for a, b in zip(results[name]["seconds_all"], io_map["seconds_all"])
             ]
+        if "random_forest" in models and "gradient_boosting" in models:
+            rf, gb = results["random_forest"], results["gradient_boosting"]
+            gb["map_speedup_vs_random_forest"] = rf["seconds"] / gb["seconds"]
+            gb["map_speedup_vs_random_forest_per_repeat"] = [
+                a / b for a, b in zip(rf["seconds_all"], gb["seconds_all"])
+            ]
+            log(f"gradient boosting maps {gb['map_speedup_vs_random_forest']:.2f}x as fast as the forest")
         if "svm" in models:
             cmp_ = svm_vs_sklearn(Path(fitted["svm"]["path"]), raster, sk_pixels, repeats=repeats)
             cmp_["map_speedup_vs_sklearn"] = results["svm"]["mpx_per_s"] / cmp_["sklearn_mpx_per_s"]

@@ -87,6 +87,8 @@ def trees_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int
     from pipeline.models import load_model
 
     model = load_model(model_path)
+    if model.name == "gradient_boosting":
+        return _boosting_vs_lightgbm(model, raster, n_pixels, repeats)
     est = model.estimator
     forest = hasattr(est, "estimators_")
     X = _strip_features(model, raster, n_pixels)
@@ -117,3 +119,33 @@ def trees_vs_sklearn(model_path: Path, raster: Path, n_pixels: int, repeats: int
         idx, conf64 = model._packed_trees.proba_argmax(X, n_threads=out["n_jobs"])
         out["max_confidence_diff"] = float(np.max(np.abs(conf64 - proba.max(axis=1))))
     return out
+
+
+def _boosting_vs_lightgbm(model: Any, raster: Path, n_pixels: int, repeats: int) -> dict:
+    """Gradient boosting: LightGBM's own ``Booster.predict`` (labels its argmax, as
+    ``LGBMClassifier.predict``) against the compiled path the mapping uses, both with the model's
+    ``n_jobs`` threads, on the same pixels, interleaved in alternating order."""
+    X = _strip_features(model, raster, n_pixels)
+    model._predict_features(X[:2048])  # warm-up: compiled kernels loaded, trees parsed and packed
+    t_lib, t_fast = [], []
+    ref = fast = conf = ref_conf = None
+    for r in range(max(1, repeats)):
+        for which in ("lib", "fast") if r % 2 == 0 else ("fast", "lib"):
+            t0 = time.perf_counter()
+            if which == "lib":
+                ref, ref_conf = model.predict_library(X)
+                t_lib.append(time.perf_counter() - t0)
+            else:
+                fast, conf = model._predict_features(X)
+                t_fast.append(time.perf_counter() - t0)
+    assert ref is not None and fast is not None and conf is not None and ref_conf is not None
+    packed = model._compiled()[0]
+    return {
+        "reference": "lightgbm.Booster.predict",
+        **_against_sklearn(len(X), t_lib, t_fast, fast, ref),
+        "trees": int(packed.n_trees),
+        "rounds": int(model.fit_info.get("rounds_kept") or 0),
+        "mean_nodes_per_tree": float(len(packed.feature) / max(1, packed.n_trees)),
+        "n_jobs": int(model.settings.n_jobs),
+        "max_confidence_diff": float(np.max(np.abs(conf - ref_conf))),
+    }

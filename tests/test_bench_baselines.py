@@ -62,7 +62,7 @@ def test_bench_baselines_tiny(tmp_path, capsys):
         float(np.median([a / b for a, b in zip(svm["sklearn_seconds_all"], svm["fast_seconds_all"])]))
     )
     # the tree models against scikit-learn on the same pixels: identical labels, and the I/O floor ratio
-    for name in ("random_forest", "decision_tree"):
+    for name in ("random_forest", "gradient_boosting", "decision_tree"):
         r = report["models"][name]
         assert r["n_pixels_compared"] == 3000 and r["repeats"] == 2, name
         assert r["label_agreement"] == 1.0 and r["n_label_differences"] == 0, name
@@ -70,6 +70,11 @@ def test_bench_baselines_tiny(tmp_path, capsys):
         assert r["seconds_over_io_floor"] == pytest.approx(r["seconds"] / report["io_floor_seconds"])
     assert report["models"]["random_forest"]["trees"] == 5
     assert report["models"]["random_forest"]["max_confidence_diff"] <= 1e-12
+    gb = report["models"]["gradient_boosting"]
+    assert gb["reference"] == "lightgbm.Booster.predict" and gb["max_confidence_diff"] <= 1e-6
+    assert gb["map_speedup_vs_random_forest"] == pytest.approx(
+        report["models"]["random_forest"]["seconds"] / gb["seconds"]
+    )
     assert len(report["machine"]["load_average_before"]) == 3
     assert report["io_floor_map_mpx_per_s"] > 0
     dt = report["models"]["decision_tree"]

@@ -11,7 +11,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline.core.errors import InputError
 from pipeline.models import build_model, load_model
 from pipeline.models.base import ModelMeta, TrainingData
-from pipeline.models.settings import DecisionTreeConfig, MaxLikelihoodConfig, RandomForestConfig, SVMConfig
+from pipeline.models.settings import (
+    DecisionTreeConfig,
+    GradientBoostingConfig,
+    MaxLikelihoodConfig,
+    RandomForestConfig,
+    SVMConfig,
+)
 from pipeline.models.svm import stratified_cap
 from pipeline.sampling.settings import FeatureConfig
 
@@ -35,6 +41,7 @@ def _settings(name: str, features: FeatureConfig, **kw):
     cls = {
         "decision_tree": DecisionTreeConfig,
         "random_forest": RandomForestConfig,
+        "gradient_boosting": GradientBoostingConfig,
         "svm": SVMConfig,
         "max_likelihood": MaxLikelihoodConfig,
     }[name]
@@ -55,8 +62,12 @@ def _training(rng, n_per_class: int, n_groups: int = 12) -> TrainingData:
     return TrainingData(patches, y.astype(np.int64), groups.astype(np.int64), rng.normal(size=(len(y), 2)), BANDS)
 
 
-MODELS = ["decision_tree", "random_forest", "svm", "max_likelihood"]
-FEATS = {"plain": FeatureConfig(), "full": FeatureConfig(indices=["ndvi", "ndwi"], patch_stats=True)}
+MODELS = ["decision_tree", "random_forest", "gradient_boosting", "svm", "max_likelihood"]
+FEATS = {
+    "plain": FeatureConfig(indices=[], patch_stats=False),  # the centre pixel's bands (version 0.1's default)
+    "default": FeatureConfig(),  # auto indices (ndvi, ndwi from these band names) and window statistics
+    "full": FeatureConfig(indices=["ndvi", "ndwi"], patch_stats=True),
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +82,7 @@ def test_fit_predict_save_load_block(name, feat, data, tmp_path):
     train, val, test = data
     kw = {"C": [1.0, 10.0]} if name == "svm" else {}
     model = build_model(name, _settings(name, FEATS[feat], **kw), _meta(name), seed=3)
-    assert model.halo == (K // 2 if feat == "full" else 0)
+    assert model.halo == (0 if feat == "plain" else K // 2)
     model.fit(train, val)
     labels, conf = model.predict_patches(test.patches)
     assert labels.dtype == np.int64 and conf.dtype == np.float32 and set(labels) <= set(CLASS_IDS)
@@ -80,6 +91,8 @@ def test_fit_predict_save_load_block(name, feat, data, tmp_path):
     info = model.fit_info
     json.dumps(info)
     assert info["n_train"] == len(train) and info["n_features"] == (4 if feat == "plain" else 14)
+    assert info["inputs"]["context_stats"] == ([] if feat == "plain" else ["mean", "std"])
+    assert isinstance(info["hyperparameters"], dict) and info["fit_seconds"] >= 0
 
     # save / load round trip
     path = model.save(tmp_path / f"{name}.skops")
@@ -125,7 +138,7 @@ def test_svm_cap_and_selection(data):
 
 def test_svm_fast_path_matches_sklearn(data):
     train, _, test = data
-    model = build_model("svm", SVMConfig(C=[10.0]), _meta("svm"), seed=0).fit(train)
+    model = build_model("svm", SVMConfig(C=[10.0], features=FEATS["plain"]), _meta("svm"), seed=0).fit(train)
     X = model.features_from_patches(test.patches)
     X = np.concatenate([X, np.random.default_rng(5).uniform(0, 3000, size=(3000, 4)).astype(np.float32)])
     fast, _ = model._predict_features(X)
@@ -186,7 +199,7 @@ def test_decision_tree_confidence_from_leaf_or_ancestor_with_enough_samples():
     train, test = overlapping(150), overlapping(50)
     m = build_model(
         "decision_tree",
-        _settings("decision_tree", FeatureConfig(), confidence_min_samples=15),
+        _settings("decision_tree", FEATS["plain"], confidence_min_samples=15),
         _meta("decision_tree"),
         seed=0,
     ).fit(train)
@@ -205,7 +218,7 @@ def test_decision_tree_confidence_from_leaf_or_ancestor_with_enough_samples():
     assert len(np.unique(conf)) > 2 and conf.min() < 1  # not the constant 1 of pure leaves
     own = build_model(
         "decision_tree",
-        _settings("decision_tree", FeatureConfig(), confidence_min_samples=1),
+        _settings("decision_tree", FEATS["plain"], confidence_min_samples=1),
         _meta("decision_tree"),
         seed=0,
     ).fit(train)

@@ -18,7 +18,7 @@ def test_defaults_and_types():
     assert cfg.rasters.paths == ["img.tif"]
     assert cfg.patch.size == 9
     assert cfg.split.strategy == "blocks"
-    assert cfg.models.enabled() == ["decision_tree"]
+    assert cfg.models.enabled() == ["decision_tree", "gradient_boosting"]
     assert cfg.classes[0].rgb == (0, 0, 255)
 
 
@@ -107,7 +107,15 @@ def test_load_config_errors(tmp_path: Path):
 def test_demo_config_is_valid():
     cfg, _ = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
     assert cfg.rasters.paths[0].startswith("sample:nc-landsat7/")
-    assert set(cfg.models.enabled()) == {"decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet"}
+    assert set(cfg.models.enabled()) == {
+        "decision_tree",
+        "random_forest",
+        "gradient_boosting",
+        "svm",
+        "max_likelihood",
+        "cnn",
+        "resnet",
+    }
 
 
 def test_every_problem_is_listed_with_its_key_path():

@@ -78,9 +78,13 @@ def test_patches_feed_patch_models_and_window_features(torch_one_thread):
     patches = rng.normal(1000, 10, (n, 3, k, k)).astype(np.float32)
     patches[y == 1] += rng.normal(0, 300, (int((y == 1).sum()), 3, k, k)).astype(np.float32)
     patches[:, :, k // 2, k // 2] = 1000.0
-    clf = LandcoverClassifier("decision_tree", settings={"features": {"patch_stats": True}}).fit(patches[:120], y[:120])
+    clf = LandcoverClassifier("decision_tree").fit(patches[:120], y[:120])  # window statistics by default
     assert clf.patch_size_ == k and clf.score(patches[120:], y[120:]) > 0.9
-    assert LandcoverClassifier("decision_tree").fit(patches[:120], y[:120]).score(patches[120:], y[120:]) < 0.8
+    centre = {"features": {"patch_stats": False}}
+    assert (
+        LandcoverClassifier("decision_tree", settings=centre).fit(patches[:120], y[:120]).score(patches[120:], y[120:])
+        < 0.8
+    )
     cnn = LandcoverClassifier("cnn", settings={"epochs": 3, "channels": 8, "batch_size": 32}).fit(patches, y)
     proba = cnn.predict_proba(patches[:7])
     assert proba.shape == (7, 2) and np.allclose(proba.sum(axis=1), 1)

@@ -71,7 +71,7 @@ def _raw(img: Path, labels: Path, models: dict) -> dict:
 
 def test_builtin_table_drives_every_list():
     names = registry.model_names()
-    assert names == ("decision_tree", "random_forest", "svm", "max_likelihood", "cnn", "resnet")
+    assert names == ("decision_tree", "random_forest", "gradient_boosting", "svm", "max_likelihood", "cnn", "resnet")
     assert registry.deep_models() == ("cnn", "resnet")
     from pipeline.config import schema as config
     from pipeline.models import MODEL_SUFFIX

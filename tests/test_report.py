@@ -636,3 +636,46 @@ def test_commands_in_the_report_are_code_not_literal_backticks(tmp_path):
     doc.p(["class a`b mapped by ", Code("landcover map"), " and ", Code("x`y")])
     assert doc.markdown().strip() == r"class a\`b mapped by `landcover map` and ``x`y``"
     assert "class a`b mapped by <code>landcover map</code> and <code>x`y</code>" in doc.html("t")
+
+
+def test_models_and_inputs_table_reads_each_models_fit_info(tmp_path):
+    """The "Models and inputs" table: what each model saw, its chosen hyper-parameters and the fit
+    time the fit measured, from fit_info (a deep model that reports no inputs: its patch)."""
+    run, _ = make_run_dir(tmp_path, deep=True)
+    m = json.loads((run / "metrics.json").read_text())
+    bands = ["blue", "green", "red", "nir"]
+    m["models"]["random_forest"]["fit_info"] = {
+        "fit_seconds": 0.031,
+        "n_features": 14,
+        "inputs": {
+            "centre_pixel": True,
+            "indices": ["ndvi", "ndwi"],
+            "context_stats": ["mean", "std"],
+            "window": 9,
+            "bands": bands,
+        },
+        "hyperparameters": {"trees": 200, "depth (deepest tree)": 27},
+    }
+    m["models"]["svm"]["fit_info"] = {
+        "fit_seconds": 4.5,
+        "n_features": 4,
+        "inputs": {"centre_pixel": True, "indices": [], "context_stats": [], "window": 1, "bands": bands},
+        "hyperparameters": {"C": 10.0, "gamma": "scale (0.25)"},
+    }
+    m["models"]["cnn"]["fit_info"] = {"fit_seconds": 61.0, "epochs_run": 12, "best_epoch": 9, "parameters": 5000}
+    (run / "metrics.json").write_text(json.dumps(m))
+    (run / "config.yaml").write_text("name: t\npatch: {size: 9}\n")
+    _, md = write_report(run)
+    rows = {r[0]: r for r in _md_table(md.read_text(), "model | sees |")}
+    assert rows["random_forest"][1:] == [
+        "centre pixel; indices ndvi, ndwi; mean and std over 9 x 9 window",
+        "blue, green, red, nir",
+        "14",
+        "trees 200; depth (deepest tree) 27",
+        "0.03",  # the fit's own time, not the stage's fit_seconds (1.234 * 2)
+    ]
+    assert rows["svm"][1] == "centre pixel" and rows["svm"][4] == "C 10; gamma scale (0.25)"
+    assert (
+        rows["cnn"][1] == "9 x 9 patch of every band" and rows["cnn"][4] == "epochs run 12; best epoch 9; weights 5000"
+    )
+    assert rows["cnn"][5] == "61.0" and rows["decision_tree"][1:] == ["–", "–", "–", "–", "–"]

@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = ("pipeline.cli.assess", "flows.serve")
 # ``landcover bench NAME``: the benchmark's ``main(argv)``, run from the repository's bench/
 # folder (benchmarks are not installed as a package: they need the repository's data and reports).
 BENCHMARKS = {
+    "accuracy": "bench.accuracy:main",
     "baselines": "bench.baselines:main",
     "deep": "bench.deep:main",
     "deep_accuracy": "bench.deep_accuracy:main",

@@ -18,7 +18,7 @@ from pipeline.core.settings import Strict
 from pipeline.inputs.settings import ClassSpec, LabelConfig, RasterConfig, SceneConfig, SceneGlobConfig
 from pipeline.mapping.settings import MappingConfig, OutputsConfig
 from pipeline.models import registry
-from pipeline.models.settings import DecisionTreeConfig
+from pipeline.models.settings import DecisionTreeConfig, GradientBoostingConfig
 from pipeline.sampling.settings import PatchConfig, SamplingConfig
 from pipeline.split.settings import SplitConfig
 
@@ -84,7 +84,12 @@ def __getattr__(name: str) -> Any:
 
 
 def _default_models() -> ModelsBase:
-    return models_config_class()(decision_tree=DecisionTreeConfig())  # type: ignore[call-arg]  # fields from the registry
+    """A config without ``models:`` runs a decision tree (the quick, readable baseline) and gradient
+    boosting (the practitioner's workhorse), both on the default features (bands, indices, window
+    statistics)."""
+    return models_config_class()(  # type: ignore[call-arg]  # fields from the registry
+        decision_tree=DecisionTreeConfig(), gradient_boosting=GradientBoostingConfig()
+    )
 
 
 class RunConfig(Strict):

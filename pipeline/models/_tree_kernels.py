@@ -178,3 +178,52 @@ def tree_lookup_columns(
             s = leaf_slot[idx[i]]
             lab[a + i] = slot_label[s]
             conf[a + i] = slot_conf[s]
+
+
+@nb.njit(nogil=True, cache=True)
+def boost_argmax(
+    X, start, stop, chunk, feat, thr, base, leaf_slot, leaf_score, tree_class, n_scores, roots, min_depth, lab, conf
+):  # pragma: no cover - compiled
+    """Rows ``start .. stop`` of a gradient-boosted ensemble: each tree adds its leaf's score to
+    its class's raw score (``tree_class``), in tree order from 0, as LightGBM's ``PredictRaw``;
+    then LightGBM's own transform: softmax over ``n_scores`` classes (max subtracted, ``exp``,
+    divided by the sum), or for one score (binary) the sigmoid ``p``, classes ``[1 - p, p]``.
+    ``lab``: the first class of the highest probability (``argmax``), ``conf``: that probability."""
+    n_trees = roots.shape[0]
+    acc = np.zeros((chunk, n_scores))
+    idx = np.empty(GROUP, np.uint32)
+    act = np.empty(GROUP, np.uint32)
+    e = np.empty(n_scores)
+    for c0 in range(start, stop, chunk):
+        c1 = min(stop, c0 + chunk)
+        acc[:] = 0.0
+        for t in range(n_trees):
+            k = tree_class[t]
+            for a in range(c0, c1, GROUP):
+                m = min(GROUP, c1 - a)
+                descend(X, a, m, feat, thr, base, roots[t], min_depth[t], idx, act)
+                for i in range(m):
+                    acc[a - c0 + i, k] += leaf_score[leaf_slot[idx[i]]]
+        for i in range(c1 - c0):
+            if n_scores == 1:
+                p = 1.0 / (1.0 + np.exp(-acc[i, 0]))
+                q = 1.0 - p
+                lab[c0 + i] = 1 if p > q else 0
+                conf[c0 + i] = p if p > q else q
+                continue
+            wmax = acc[i, 0]
+            for c in range(1, n_scores):
+                wmax = max(acc[i, c], wmax)
+            wsum = 0.0
+            for c in range(n_scores):
+                e[c] = np.exp(acc[i, c] - wmax)
+                wsum += e[c]
+            best = 0
+            top = e[0] / wsum
+            for c in range(1, n_scores):
+                pc = e[c] / wsum
+                if pc > top:
+                    top = pc
+                    best = c
+            lab[c0 + i] = best
+            conf[c0 + i] = top

@@ -1,10 +1,11 @@
 """Classical per-pixel baselines built on scikit-learn estimators: their common base and saved form.
 
-All four baselines (decision tree and random forest in :mod:`pipeline.models.trees`, RBF SVM in
-:mod:`pipeline.models.svm`, Gaussian maximum likelihood in :mod:`pipeline.models.max_likelihood`)
-classify a pixel from the features of :mod:`pipeline.sampling.features`,
-configured per model by ``settings.features`` (band values by default; optional
-spectral indices and k x k patch statistics, in which case ``halo = k // 2``).
+The baselines (decision tree and random forest in :mod:`pipeline.models.trees`, gradient boosting
+in :mod:`pipeline.models.boosting`, RBF SVM in :mod:`pipeline.models.svm`, Gaussian maximum
+likelihood in :mod:`pipeline.models.max_likelihood`) classify a pixel from the features of
+:mod:`pipeline.sampling.features`, configured per model by ``settings.features``: by default the
+pixel's bands, the spectral indices its band names allow and each band's mean and standard
+deviation over the k x k window the patch models see (then ``halo = k // 2``).
 The same :class:`~pipeline.sampling.features.FeatureSpec` builds features from training
 patches and from mapping blocks, so ``predict_block`` equals ``predict_patches``
 at every pixel.
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +43,9 @@ class SklearnPixelModel:
     """
 
     name: ClassVar[str] = ""
+    # attributes derived from the saved state and rebuilt by ``_after_load``, never saved themselves
+    # (e.g. a library object skops would not load safely, kept as a text format in the state)
+    _derived: ClassVar[tuple[str, ...]] = ()
     _packed_trees: Any = None  # tree models: their trees repacked for compiled inference (rebuilt, not saved)
 
     def __init__(self, settings: Any, meta: ModelMeta, seed: int = 0, device: str = "cpu"):
@@ -83,18 +89,27 @@ class SklearnPixelModel:
         if len(train) == 0:
             raise InputError(f"{self.name}: no training samples")
         t0 = time.perf_counter()
+        if self.spec.context:
+            self._use_offset(_band_means(train.patches))
         X = self.features_from_patches(train.patches)
         y = np.asarray(train.y)
         self.fit_info = {
             "n_train": int(len(y)),
             "n_features": int(X.shape[1]),
             "features": self.spec.names(),
+            "inputs": self.spec.describe(),
             "halo": int(self.halo),
         }
         self._fit_features(X, y, train, validation)
         self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 3)
         self.fit_info = json_safe(self.fit_info)
         return self
+
+    def _use_offset(self, offset: np.ndarray) -> None:
+        """Fix the per-band offset of the window statistics (kept in the saved model:
+        ``feature_offset_``), so that features after loading are the ones the model was fitted on."""
+        self.feature_offset_ = np.asarray(offset, dtype=np.float64)
+        self.spec = replace(self.spec, offset=tuple(float(v) for v in self.feature_offset_))
 
     def _fit_features(self, X: np.ndarray, y: np.ndarray, train: TrainingData, validation: TrainingData | None) -> None:
         self.estimator = self._make_estimator()
@@ -136,6 +151,18 @@ class SklearnPixelModel:
         """Rebuild what is derived from the fitted state and not saved (nothing by default)."""
 
 
+def _band_means(patches: PatchRows, max_bytes: int = 32 * 2**20) -> np.ndarray:
+    """(bands,) mean of the centre pixels of the first patches (at most ``max_bytes`` of them),
+    float32-rounded, 0 for a band with no value: the offset of the window statistics (any value
+    near the data will do; it only keeps the float64 sums of squares from cancelling)."""
+    _, bands, k, _ = patches.shape
+    rows = max(1, min(len(patches), max_bytes // (4 * bands * k * k)))
+    centre = np.asarray(patches[:rows][:, :, k // 2, k // 2], dtype=np.float64)
+    with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # an all-NaN band: 0 below
+        mean = np.nanmean(centre, axis=0)
+    return np.nan_to_num(mean, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32).astype(np.float64)
+
+
 # ----------------------------------------------------------------------------- saved form
 # A classical model is saved with skops (a zip of JSON and arrays that loads without running
 # code): the fitted estimator and arrays, plus the settings, metadata and fit report as JSON.
@@ -154,7 +181,7 @@ _REBUILT = ("settings", "meta", "spec", "device", "fast", "_conf_nodes", "_packe
 
 
 def _state(model: SklearnPixelModel) -> dict[str, Any]:
-    return {k: v for k, v in model.__dict__.items() if k not in _REBUILT}
+    return {k: v for k, v in model.__dict__.items() if k not in _REBUILT and k not in model._derived}
 
 
 def save_classical(model: SklearnPixelModel, path: Path) -> Path:
@@ -206,10 +233,15 @@ def load_classical(path: Path, device: str = "cpu") -> SklearnPixelModel:
         if not isinstance(model, SklearnPixelModel):
             raise ValueError(f"{spec.name} is not a classical model")
         for k, v in dict(blob["state"]).items():
-            if not (isinstance(k, str) and k.isidentifier() and not k.startswith("__")) or k in _REBUILT:
+            if not (isinstance(k, str) and k.isidentifier() and not k.startswith("__")) or k in (
+                *_REBUILT,
+                *model._derived,
+            ):
                 raise ValueError(f"unexpected attribute {k!r}")
             setattr(model, k, v)
         model.fit_info = json.loads(blob["fit_info"])
+        if getattr(model, "feature_offset_", None) is not None:
+            model._use_offset(model.feature_offset_)
         model._after_load()
     except InputError as e:
         raise InputError(f"{path}: {e}") from None

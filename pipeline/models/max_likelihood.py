@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.errors import InputError
-from pipeline.models.base import proba_to_labels
 from pipeline.models.classical import SklearnPixelModel
 
 
@@ -63,11 +62,18 @@ class MaxLikelihoodModel(SklearnPixelModel):
                 int(c): f"{int(n)} training sample (a covariance needs 2)" for c, n in zip(classes, counts) if n < 2
             },
             n_train_used=int(len(y)),
+            hyperparameters={
+                "priors": self.settings.priors,
+                "shrinkage": f"{float(est.shrinkage_.min()):.3g}-{float(est.shrinkage_.max()):.3g}"
+                + (" (OAS per class)" if self.settings.reg_param == "auto" else ""),
+            },
         )
 
     def _estimator_input(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean_) / self.scale_
+        return (X - self.mean_) / self.scale_  # float32 (n, f): the estimator works in float64 chunks
 
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        proba = self.estimator.predict_proba(self._estimator_input(X))
-        return proba_to_labels(proba, self.estimator.classes_)
+        """Labels and winning posterior by one whitened quadratic form per class and pixel
+        (:meth:`~pipeline.models.gaussian.ShrunkGaussianClassifier.labels_confidence`)."""
+        labels, conf = self.estimator.labels_confidence(self._estimator_input(X))
+        return np.asarray(labels).astype(np.int64), conf

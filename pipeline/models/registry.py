@@ -56,6 +56,7 @@ from pipeline.core.errors import InputError
 from pipeline.models.settings import (
     CNNConfig,
     DecisionTreeConfig,
+    GradientBoostingConfig,
     MaxLikelihoodConfig,
     RandomForestConfig,
     ResNetConfig,
@@ -112,6 +113,7 @@ class ModelSpec:
 _BUILTIN = (
     ModelSpec("decision_tree", DecisionTreeConfig, "pipeline.models.trees:DecisionTreeModel"),
     ModelSpec("random_forest", RandomForestConfig, "pipeline.models.trees:RandomForestModel"),
+    ModelSpec("gradient_boosting", GradientBoostingConfig, "pipeline.models.boosting:GradientBoostingModel"),
     ModelSpec("svm", SVMConfig, "pipeline.models.svm:SVMModel"),
     ModelSpec("max_likelihood", MaxLikelihoodConfig, "pipeline.models.max_likelihood:MaxLikelihoodModel"),
     ModelSpec(

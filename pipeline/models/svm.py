@@ -153,6 +153,12 @@ class SVMModel(SklearnPixelModel):
             selection_scores=scores,
             n_support_vectors=int(len(self.estimator.support_vectors_)),
             confidence="ovo_vote_share",
+            hyperparameters={
+                "C": C,
+                "gamma": g if g != "scale" else f"scale ({float(self.estimator._gamma):.4g})",
+                "support vectors": int(len(self.estimator.support_vectors_)),
+                "chosen by": method,
+            },
         )
 
     def _after_load(self) -> None:

@@ -1,4 +1,4 @@
-"""Compiled inference for fitted scikit-learn decision trees and random forests.
+"""Compiled inference for fitted decision trees, random forests and gradient-boosted trees.
 
 scikit-learn walks each tree one pixel at a time (``Tree.apply``): at every node a branch
 whose direction the CPU cannot guess, so a forest of fully grown trees spends most of its
@@ -57,6 +57,7 @@ def _compile() -> dict[str, Any]:
             from pipeline.models import _tree_kernels as k
 
             _kernels.update(
+                boost_argmax=k.boost_argmax,
                 forest_argmax=k.forest_argmax,
                 forest_votes=k.forest_votes,
                 tree_leaves=k.tree_leaves,
@@ -83,6 +84,8 @@ def warm_up() -> None:
     packed.leaf_class = np.zeros(1, np.uint32)
     for packed.pure in (True, False):
         packed.proba_argmax(X)
+    for n_scores in (1, 2):
+        packed.boost_argmax(X, np.zeros(1, np.int64), n_scores)
     packed.leaves(X)
     for columns in (False, True):
         packed.leaf_lookup(X, np.zeros(1, np.int64), np.zeros(1, np.float32), columns=columns)
@@ -207,6 +210,34 @@ class PackedTrees:
                     X, a, b, chunk, self.feature, self.threshold, self.base, self.leaf_slot, self.leaf_value,
                     self.roots, self.min_depth, lab, conf,
                 )  # fmt: skip
+
+        _in_threads(run, n, n_threads)
+        return lab, conf
+
+    def boost_argmax(
+        self, X: np.ndarray, tree_class: np.ndarray, n_scores: int, n_threads: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, f) float32 rows without NaN -> (class column of the highest probability (int64, first
+        maximum), that probability (float64)) of a gradient-boosted ensemble whose trees each add
+        their leaf's score (``leaf_value[:, 0]``) to class ``tree_class[t]``'s raw score; softmax
+        over ``n_scores`` scores, or the sigmoid of one (binary: columns ``[1 - p, p]``). The sums
+        and the transform are LightGBM's own, in its order (see :func:`_tree_kernels.boost_argmax`)."""
+        X = self._check(X)
+        n = len(X)
+        lab = np.empty(n, np.int64)
+        conf = np.empty(n, np.float64)
+        tree_class = np.ascontiguousarray(tree_class, dtype=np.int64)
+        if len(tree_class) != self.n_trees:
+            raise ValueError(f"tree_class must have one entry per tree ({self.n_trees})")
+        score = np.ascontiguousarray(self.leaf_value[:, 0], dtype=np.float64)
+        chunk = max(GROUP, (2**18 // (8 * max(1, n_scores))) // GROUP * GROUP)
+        kern = _compile()["boost_argmax"]
+
+        def run(a: int, b: int) -> None:
+            kern(
+                X, a, b, chunk, self.feature, self.threshold, self.base, self.leaf_slot, score, tree_class,
+                int(n_scores), self.roots, self.min_depth, lab, conf,
+            )  # fmt: skip
 
         _in_threads(run, n, n_threads)
         return lab, conf

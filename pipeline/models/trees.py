@@ -81,6 +81,7 @@ class DecisionTreeModel(SklearnPixelModel):
             depth=int(self.estimator.get_depth()),
             n_leaves=int(self.estimator.get_n_leaves()),
             confidence=f"class frequency in leaf or ancestor with >= {self.confidence_min_samples} training samples",
+            hyperparameters={"depth": int(self.estimator.get_depth()), "leaves": int(self.estimator.get_n_leaves())},
         )
 
     def _node_answers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +151,16 @@ class RandomForestModel(SklearnPixelModel):
 
     def _fit_features(self, X, y, train, validation) -> None:
         super()._fit_features(X, y, train, validation)
-        self.fit_info.update(n_estimators=int(self.settings.n_estimators), n_jobs=int(self.settings.n_jobs))
+        depths = [int(t.get_depth()) for t in self.estimator.estimators_]
+        self.fit_info.update(
+            n_estimators=int(self.settings.n_estimators),
+            n_jobs=int(self.settings.n_jobs),
+            hyperparameters={
+                "trees": len(depths),
+                "depth (deepest tree)": max(depths),
+                "max_depth": self.settings.max_depth,
+            },
+        )
 
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels and confidence of ``predict_proba`` (same labels, probabilities equal to

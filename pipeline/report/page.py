@@ -34,6 +34,7 @@ from pipeline.report.sections.curves import section_learning_curves
 from pipeline.report.sections.footer import section_footer
 from pipeline.report.sections.headline import section_failed_models, section_headline, section_run_summary
 from pipeline.report.sections.maps import section_confidence, section_maps
+from pipeline.report.sections.models import section_models
 from pipeline.report.sections.per_class import section_per_class
 from pipeline.report.sections.reference_polygons import section_reference_polygons
 from pipeline.report.sections.scenes import section_scenes
@@ -60,6 +61,7 @@ SECTIONS: list[Section] = [
     section_audit,
     section_random_vs_spatial,
     section_comparison,
+    section_models,
     section_scenes,
     section_pairwise,
     section_per_class,

@@ -8,51 +8,61 @@ model's band names and patch size) turns
 * mapping blocks ``(bands, H + 2h, W + 2h)`` into ``(H * W, f)`` rows
   (:meth:`FeatureSpec.from_block`, with ``h = FeatureSpec.halo``),
 
-so that the row of block pixel ``[i, j]`` equals the row of the patch centred on
+so that the row of block pixel ``[i, j]`` is bit-identical to the row of the patch centred on
 block pixel ``[i + h, j + h]``. Feature columns, in order (see :meth:`FeatureSpec.names`):
 
 1. the centre pixel's band values (one per band);
-2. the requested spectral indices (``ndvi``, ``ndwi``, ``ndbi``, ``nbr``), normalised
-   differences of named bands (see :data:`BAND_ALIASES`);
-3. with ``patch_stats``: the mean of each band over the k x k window, then the
-   standard deviation (population, ddof=0) of each band over the window, both
-   ignoring NaN (k = the model's patch size).
+2. spectral indices (``ndvi``, ``ndwi``, ``ndbi``, ``nbr``), normalised differences of named
+   bands (see :data:`BAND_ALIASES`): those the config lists, or with ``indices: auto`` (the
+   default) every index whose bands the names identify without doubt (:func:`auto_indices`);
+3. with ``patch_stats`` (the default) and a patch size k > 1: the mean of each band over the
+   k x k window the patch models see, then the standard deviation (population, ddof=0), both
+   ignoring NaN.
 
-NaN handling, the same in both paths: NaN band values stay NaN through the
-arithmetic, an index whose denominator is 0 is 0, window statistics over a window
-with no valid pixel are NaN, and finally every NaN feature is replaced by 0
-(:data:`NAN_FILL`). Pixels whose own bands are NaN are masked by the mapper.
+NaN handling, the same in both paths: NaN band values stay NaN through the arithmetic, an index
+whose denominator is 0 is 0, window statistics over a window with no valid pixel are NaN, and
+finally every NaN feature is replaced by 0 (:data:`NAN_FILL`). Pixels whose own bands are NaN are
+masked by the mapper.
 
-The block path computes k x k window sums of values, squares and valid counts in
-float64 (separable shifted sums, after subtracting a per-band offset so that sums
-of squares do not cancel); the patch path uses ``nanmean`` / ``nanstd`` in float64.
-Both are rounded to float32 at the end and agree to ~1e-6 relative.
+Window statistics are computed once per mapping window, not per pixel: k x k box sums of values,
+squares and valid counts in float64 (:func:`box_sums`), after subtracting a fixed per-band
+``offset`` (the training pixels' mean, so that sums of squares do not cancel). Each box sum is
+built from sums of 1, 2, 4, 8, ... pixels along rows, then columns: ``log2(k)`` passes over the
+window rather than ``k``, and, because every output value is the same expression of the same
+inputs whatever its position, the block path and the patch path (which runs the same code on a
+k x k window) give bit-identical features. ``tests/test_features.py`` checks both against a
+direct ``nanmean`` / ``nanstd`` of each window.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from pipeline.core.errors import InputError
 
 #: Value that replaces NaN features (nodata, empty windows, undefined indices).
 NAN_FILL = 0.0
 
-#: Accepted band names (case-insensitive, after stripping spaces, '-' and '_') per role.
+#: Accepted band names (case-insensitive, after stripping spaces, '-' and '_') per role: first the
+#: names that say what a band is, then Sentinel-2's band codes (:data:`SENTINEL2_CODES`).
 BAND_ALIASES: dict[str, tuple[str, ...]] = {
-    "blue": ("blue", "b2", "b02", "b1sr", "coastalblue"),
+    "blue": ("blue", "coastalblue", "b2", "b02"),
     "green": ("green", "g", "b3", "b03"),
     "red": ("red", "r", "b4", "b04"),
-    "nir": ("nir", "nir08", "nir1", "b8", "b08", "b8a", "nearinfrared", "nearir"),
-    "swir1": ("swir1", "swir16", "swir", "b11", "shortwaveinfrared1"),
-    "swir2": ("swir2", "swir22", "b12", "shortwaveinfrared2"),
+    "nir": ("nir", "nir08", "nir1", "nearinfrared", "nearir", "b8", "b08", "b8a"),
+    "swir1": ("swir1", "swir16", "swir", "shortwaveinfrared1", "b11"),
+    "swir2": ("swir2", "swir22", "shortwaveinfrared2", "b12"),
 }
+
+#: Band codes that name a Sentinel-2 band only when the raster is Sentinel-2: Landsat's ``B4`` is
+#: red on Landsat 8 but near infrared on Landsat 5/7, and Landsat 8's ``B8`` and ``B11`` are the
+#: panchromatic and a thermal band. ``indices: auto`` reads them only when a band is named ``B8A``,
+#: which no other sensor has; a listed index reads them always (the user chose the index).
+SENTINEL2_CODES = frozenset({"b2", "b02", "b3", "b03", "b4", "b04", "b8", "b08", "b8a", "b11", "b12"})
 
 #: Index -> (a, b): the index is (a - b) / (a + b).
 INDEX_BANDS: dict[str, tuple[str, str]] = {
@@ -88,14 +98,43 @@ def resolve_band(role: str, band_names: Sequence[str], index: str = "") -> int:
     return hits[0]
 
 
+def _auto_band(role: str, band_names: Sequence[str]) -> int | None:
+    """The band of ``role`` for ``indices: auto``: the band whose name comes first in the role's
+    aliases (Sentinel-2's ``B08`` before ``B8A``), Sentinel-2 codes only on a Sentinel-2 raster;
+    None when no band, or two bands of the same name, could be it."""
+    names = [_norm(b) for b in band_names]
+    sentinel2 = "b8a" in names
+    for alias in BAND_ALIASES[role]:
+        if alias in SENTINEL2_CODES and not sentinel2:
+            continue
+        hits = [i for i, b in enumerate(names) if b == alias]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            return None
+    return None
+
+
+def auto_indices(band_names: Sequence[str]) -> tuple[str, ...]:
+    """The indices of :data:`INDEX_BANDS` that ``indices: auto`` computes for these bands: those
+    whose two bands the names identify (see :func:`_auto_band`), in table order."""
+    return tuple(ix for ix, roles in INDEX_BANDS.items() if all(_auto_band(r, band_names) is not None for r in roles))
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Which features a model uses; see the module docstring for the column order."""
+    """Which features a model uses; see the module docstring for the column order.
+
+    ``offset``: the per-band value subtracted before the window sums (a model's training mean;
+    None: 0). It changes the rounding of the window statistics, not their value, and a fitted
+    model keeps it, so that its features stay the same after saving and loading.
+    """
 
     band_names: tuple[str, ...]
     indices: tuple[str, ...] = ()
     patch_stats: bool = False
     patch_size: int = 1
+    offset: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.patch_stats and self.patch_size % 2 != 1:
@@ -103,16 +142,20 @@ class FeatureSpec:
         for ix in self.indices:
             if ix not in INDEX_BANDS:
                 raise InputError(f"features.indices: unknown index {ix!r}; choose from {', '.join(INDEX_BANDS)}")
+        if self.offset is not None and len(self.offset) != self.n_bands:
+            raise ValueError(f"offset has {len(self.offset)} values for {self.n_bands} bands")
         _ = self.index_bands  # resolve now so that a missing band fails at construction
 
     @classmethod
     def from_config(cls, cfg: Any, band_names: Sequence[str], patch_size: int) -> FeatureSpec:
-        """From a ``FeatureConfig`` (or None for centre bands only)."""
+        """From a ``FeatureConfig`` (None: centre bands only). ``indices: auto`` becomes the
+        indices the band names allow (:func:`auto_indices`)."""
         if cfg is None:
             return cls(tuple(band_names), (), False, int(patch_size))
+        indices = getattr(cfg, "indices", ()) or ()
         return cls(
             tuple(band_names),
-            tuple(getattr(cfg, "indices", ()) or ()),
+            auto_indices(band_names) if indices == "auto" else tuple(indices),
             bool(getattr(cfg, "patch_stats", False)),
             int(patch_size),
         )
@@ -122,13 +165,22 @@ class FeatureSpec:
         out: list[tuple[int, int]] = []
         for ix in self.indices:
             a, b = INDEX_BANDS[ix]
-            out.append((resolve_band(a, self.band_names, ix), resolve_band(b, self.band_names, ix)))
+            auto = (_auto_band(a, self.band_names), _auto_band(b, self.band_names))
+            if auto[0] is not None and auto[1] is not None:
+                out.append((auto[0], auto[1]))
+            else:
+                out.append((resolve_band(a, self.band_names, ix), resolve_band(b, self.band_names, ix)))
         return out
+
+    @property
+    def context(self) -> bool:
+        """Window statistics are computed: ``patch_stats`` and a window larger than the pixel."""
+        return self.patch_stats and self.patch_size > 1
 
     @property
     def halo(self) -> int:
         """Pixels of context needed around an output pixel."""
-        return self.patch_size // 2 if self.patch_stats else 0
+        return self.patch_size // 2 if self.context else 0
 
     @property
     def n_bands(self) -> int:
@@ -136,13 +188,23 @@ class FeatureSpec:
 
     @property
     def n_features(self) -> int:
-        return self.n_bands + len(self.indices) + (2 * self.n_bands if self.patch_stats else 0)
+        return self.n_bands + len(self.indices) + (2 * self.n_bands if self.context else 0)
 
     def names(self) -> list[str]:
         out = list(self.band_names) + list(self.indices)
-        if self.patch_stats:
+        if self.context:
             out += [f"{b}_mean" for b in self.band_names] + [f"{b}_std" for b in self.band_names]
         return out
+
+    def describe(self) -> dict[str, Any]:
+        """What the model sees, for its fit report: centre pixel, indices, window statistics."""
+        return {
+            "centre_pixel": True,
+            "indices": list(self.indices),
+            "context_stats": ["mean", "std"] if self.context else [],
+            "window": self.patch_size if self.context else 1,
+            "bands": list(self.band_names),
+        }
 
     # -- shared pieces -------------------------------------------------------------------------
     def _indices(self, centre: np.ndarray) -> list[np.ndarray]:
@@ -150,12 +212,15 @@ class FeatureSpec:
         out = []
         for ia, ib in self.index_bands:
             a, b = centre[ia], centre[ib]
-            num = a - b
             den = a + b
             with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.where(den == 0, np.float32(0), num / np.where(den == 0, np.float32(1), den))
-            out.append(v.astype(np.float32, copy=False))
+                v = np.asarray((a - b) / den, dtype=np.float32)
+            v[den == 0] = 0.0  # undefined: 0 (NaN bands stay NaN, filled later)
+            out.append(v)
         return out
+
+    def _offsets(self) -> np.ndarray:
+        return np.zeros(self.n_bands) if self.offset is None else np.asarray(self.offset, dtype=np.float64)
 
     # -- patches ---------------------------------------------------------------------------------
     def from_patches(self, patches: np.ndarray) -> np.ndarray:
@@ -173,21 +238,16 @@ class FeatureSpec:
         for v in self._indices(centre.T):
             out[:, col] = v
             col += 1
-        if self.patch_stats:
+        if self.context:
             k, r = self.patch_size, self.patch_size // 2
             if kk < k:
                 raise ValueError(f"patch_stats needs patches of at least {k} x {k}, got {kk} x {kk}")
-            win = np.asarray(p[:, :, c - r : c + r + 1, c - r : c + r + 1], dtype=np.float64).reshape(
-                n, self.n_bands, -1
-            )
-            # an all-NaN window gives NaN (filled below) with numpy's 'Mean of empty slice' /
-            # 'Degrees of freedom' RuntimeWarnings, which say nothing here
-            with (
-                np.errstate(invalid="ignore", divide="ignore"),
-                warnings.catch_warnings(action="ignore", category=RuntimeWarning),
-            ):
-                out[:, col : col + self.n_bands] = np.nanmean(win, axis=2)
-                out[:, col + self.n_bands : col + 2 * self.n_bands] = np.nanstd(win, axis=2)
+            win = p[:, :, c - r : c + r + 1, c - r : c + r + 1]
+            off = self._offsets()
+            for b in range(self.n_bands):  # one band at a time: the float64 copies stay small
+                mean, std = window_mean_std(win[:, b], k, off[b])
+                out[:, col + b] = mean[:, 0, 0]
+                out[:, col + self.n_bands + b] = std[:, 0, 0]
         np.nan_to_num(out, copy=False, nan=NAN_FILL, posinf=NAN_FILL, neginf=NAN_FILL)
         return out
 
@@ -201,58 +261,99 @@ class FeatureSpec:
         H, W = blk.shape[1] - 2 * h, blk.shape[2] - 2 * h
         if H <= 0 or W <= 0:
             raise ValueError(f"block {blk.shape} is smaller than its halo {h}")
-        out = np.empty((H, W, self.n_features), dtype=np.float32)
+        # feature planes first (contiguous writes), then one transpose to rows
+        planes = np.empty((self.n_features, H, W), dtype=np.float32)
         centre = blk[:, h : h + H, h : h + W].astype(np.float32, copy=False)
-        out[:, :, : self.n_bands] = np.moveaxis(centre, 0, -1)
+        planes[: self.n_bands] = centre
         col = self.n_bands
         for v in self._indices(centre):
-            out[:, :, col] = v
+            planes[col] = v
             col += 1
-        if self.patch_stats:
-            mean, std = window_mean_std(blk, self.patch_size)
-            out[:, :, col : col + self.n_bands] = np.moveaxis(mean, 0, -1)
-            out[:, :, col + self.n_bands : col + 2 * self.n_bands] = np.moveaxis(std, 0, -1)
-        out = out.reshape(H * W, self.n_features)
-        np.nan_to_num(out, copy=False, nan=NAN_FILL, posinf=NAN_FILL, neginf=NAN_FILL)
+        if self.context:
+            off = self._offsets()
+            for b in range(self.n_bands):  # one band at a time: the float64 copies stay small
+                planes[col + b], planes[col + self.n_bands + b] = window_mean_std(blk[b], self.patch_size, off[b])
+        flat = planes.reshape(self.n_features, H * W)
+        np.copyto(flat, np.float32(NAN_FILL), where=~np.isfinite(flat))
+        out = np.empty((H * W, self.n_features), dtype=np.float32)
+        step = 4096  # transposed in pieces that stay in cache: 3x faster than one strided copy here
+        for a in range(0, H * W, step):
+            out[a : a + step] = flat[:, a : a + step].T
         return out
 
 
-def _window_sum(a: np.ndarray, k: int) -> np.ndarray:
-    """'Valid' k x k box sums over the last two axes of a float64 array.
+def _line_sums(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """'Valid' sums of ``k`` consecutive values along ``axis`` (length n -> n - k + 1).
 
-    Separable running sums along each line (``scipy.ndimage.uniform_filter1d``): the
-    rounding error is that of adding one line, never the whole block.
+    Built from sums of 1, 2, 4, ... values (the binary digits of k), so each output value is
+    the same expression of its k inputs wherever it lies: a window cut out alone gives the
+    bit-identical sum. ``log2(k)`` passes over the array instead of ``k``.
     """
-    r = k // 2
-    rows = uniform_filter1d(a, k, axis=-2, mode="constant")[..., r : a.shape[-2] - r, :]
-    return uniform_filter1d(rows, k, axis=-1, mode="constant")[..., r : a.shape[-1] - r] * float(k * k)
+    n = a.shape[axis]
+    m = n - k + 1
+
+    def cut(x: np.ndarray, start: int, length: int) -> np.ndarray:
+        sl = [slice(None)] * x.ndim
+        sl[axis] = slice(start, start + length)
+        return x[tuple(sl)]
+
+    pw, size, start = a, 1, 0  # pw[i] = sum of a[i : i + size]
+    out: np.ndarray | None = None
+    while True:
+        if k & size:
+            part = cut(pw, start, m)
+            if out is None:
+                out = part.copy()
+            else:
+                out += part
+            start += size
+        if 2 * size > k:
+            break
+        length = pw.shape[axis] - size
+        pw = cut(pw, 0, length) + cut(pw, size, length)
+        size *= 2
+    assert out is not None
+    return out
 
 
-def window_mean_std(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-ignoring mean and std (ddof=0) over every k x k window of a (bands, H+k-1, W+k-1) block.
+def box_sums(a: np.ndarray, k: int) -> np.ndarray:
+    """'Valid' k x k box sums over the last two axes: (..., H + k - 1, W + k - 1) -> (..., H, W).
 
-    Returns float32 (bands, H, W) arrays, NaN where a window has no valid pixel.
+    Rows first, then columns, by :func:`_line_sums`: the same float operations for every output
+    value, so the sums of a block and of a window cut from it are bit-identical.
     """
-    x = np.asarray(block, dtype=np.float32)
-    valid = np.isfinite(x)
-    # Per-band offset (mean of the valid pixels): the stats are shift-invariant, and centring
-    # keeps the sums of squares from cancelling.
-    cntb = valid.sum(axis=(1, 2))
-    off = np.where(cntb > 0, np.where(valid, x, 0).sum(axis=(1, 2), dtype=np.float64) / np.maximum(cntb, 1), 0.0)
-    xc = x - off[:, None, None].astype(np.float64)
-    xc[~valid] = 0.0
-    cnt = np.rint(_window_sum(valid.astype(np.float64), k))  # exact integer counts
-    s1 = _window_sum(xc, k)
-    np.multiply(xc, xc, out=xc)
-    s2 = _window_sum(xc, k)
-    empty = cnt < 0.5
-    cnt[empty] = 1.0
-    m = s1 / cnt
-    var = s2 / cnt
-    var -= m * m
-    np.maximum(var, 0.0, out=var)
-    std = np.sqrt(var)
-    m += off[:, None, None]
-    m[empty] = np.nan
-    std[empty] = np.nan
-    return m.astype(np.float32), std.astype(np.float32)
+    return _line_sums(_line_sums(a, k, a.ndim - 1), k, a.ndim - 2)
+
+
+def window_mean_std(x: np.ndarray, k: int, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-ignoring mean and std (ddof=0) over every k x k window of one band.
+
+    x: (..., H + k - 1, W + k - 1), any real dtype -> float32 (..., H, W) mean and std, NaN
+    where a window has no valid pixel. ``offset`` is subtracted before the float64 sums (see the
+    module docstring) and added back to the mean.
+    """
+    v = np.asarray(x, dtype=np.float64) - offset
+    valid = np.isfinite(v)
+    full = bool(valid.all())
+    if not full:
+        v[~valid] = 0.0
+    s1 = box_sums(v, k)
+    np.multiply(v, v, out=v)
+    s2 = box_sums(v, k)
+    # a window without NaN has k * k values: dividing by the scalar rounds as dividing by the count would
+    cnt: np.ndarray | float = float(k * k)
+    empty = None
+    if not full:
+        cnt = box_sums(valid.astype(np.float64), k)  # exact integer counts
+        empty = cnt < 0.5
+        cnt[empty] = 1.0
+    s1 /= cnt  # the mean (of the offset values)
+    s2 /= cnt
+    s2 -= s1 * s1  # the variance
+    np.maximum(s2, 0.0, out=s2)
+    np.sqrt(s2, out=s2)
+    s1 += offset
+    if empty is not None:
+        s1[empty] = np.nan
+        s2[empty] = np.nan
+    return s1.astype(np.float32), s2.astype(np.float32)

@@ -34,7 +34,15 @@ class SamplingConfig(Strict):
 
 
 class FeatureConfig(Strict):
-    """Per-pixel features for the classical baselines."""
+    """Per-pixel features of the classical models (``models.<m>.features``).
 
-    indices: list[Literal["ndvi", "ndwi", "ndbi", "nbr"]] = []
-    patch_stats: bool = False  # mean and std over the k x k window
+    By default a classical model sees what a practitioner would give it: the pixel's bands, the
+    spectral indices its band names allow, and each band's mean and standard deviation over the
+    k x k window the patch models see (k = ``patch.size``). ``patch_stats: false`` and
+    ``indices: []`` give the centre pixel's bands alone (the models of version 0.1).
+    """
+
+    # "auto": every index whose bands the band names identify (pipeline.sampling.features.auto_indices);
+    # a list: exactly those (a missing band is an error); []: none
+    indices: list[Literal["ndvi", "ndwi", "ndbi", "nbr"]] | Literal["auto"] = "auto"
+    patch_stats: bool = True  # mean and std of each band over the k x k window

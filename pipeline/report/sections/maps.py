@@ -29,6 +29,7 @@ def section_maps(doc: Document, ctx: ReportContext) -> None:
 #: What each model's confidence layer holds (a model's ``fit_info["confidence"]`` overrides it).
 CONFIDENCE_KINDS = {
     "random_forest": "share of trees voting for the class",
+    "gradient_boosting": "softmax probability of the boosted scores",
     "max_likelihood": "posterior probability",
     "svm": "share of one-vs-one contests won (not a probability)",
     "ovo_vote_share": "share of one-vs-one contests won (not a probability)",
