@@ -15,7 +15,8 @@ row by reporting them:
   samples and, under Prefect, queueing).
 
 A deep model that does not report ``inputs`` or ``hyperparameters`` gets them from what it does
-report (``epochs_run``, ``best_epoch``, ``parameters``) and from the run's config (patch size).
+report (``patch_size``, ``network``, ``epochs_run``, ``best_epoch``, ``selection``, ``parameters``;
+the patch size from the run's config if it is not there).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _inputs(fit_info: dict, cfg: dict) -> dict[str, Any]:
     if isinstance(inputs, dict):
         return inputs
     if "epochs_run" in fit_info or "parameters" in fit_info:  # a patch network reporting no inputs
-        return {"patch": (cfg.get("patch") or {}).get("size")}
+        return {"patch": fit_info.get("patch_size") or (cfg.get("patch") or {}).get("size")}
     return {}
 
 
@@ -69,7 +70,13 @@ def _hyperparameters(fit_info: dict) -> dict[str, Any]:
     if isinstance(hp, dict):
         return hp
     out: dict[str, Any] = {}
-    for key, name in (("epochs_run", "epochs run"), ("best_epoch", "best epoch"), ("parameters", "weights")):
+    for key, name in (
+        ("network", "network"),
+        ("epochs_run", "epochs run"),
+        ("best_epoch", "best epoch"),
+        ("selection", "epoch chosen on"),
+        ("parameters", "weights"),
+    ):
         if fit_info.get(key) is not None:
             out[name] = fit_info[key]
     return out
