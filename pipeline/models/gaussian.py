@@ -14,9 +14,10 @@ grows as a class has fewer pixels for its features. A tiny ridge keeps a class o
 pixels (zero variance) usable.
 
 Prediction is one quadratic form per class and pixel, ``||L_k^-1 (x - mu_k)||^2`` with
-``cov_k = L_k L_k^T`` (Cholesky): the whitening matrices of all classes side by side make one
-float64 matrix product per chunk of pixels, ``X @ W - b``, whose squared rows summed per class
-give every class's Mahalanobis distance at once.
+``cov_k = L_k L_k^T`` (Cholesky): labels and the winning posterior by a compiled kernel that
+forms it pixel by pixel (:meth:`ShrunkGaussianClassifier.labels_confidence`, what mapping uses);
+the probabilities of ``predict_proba`` from the whitening matrices of all classes side by side,
+one float64 matrix product per chunk of pixels, ``X @ W - b``.
 """
 
 from __future__ import annotations
@@ -142,13 +143,24 @@ class ShrunkGaussianClassifier(ClassifierMixin, BaseEstimator):
 
     def labels_confidence(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, n_features) -> (class labels (n,), posterior of the winning class float32 (n,)):
-        ``predict`` and the maximum of ``predict_proba`` without the (n, n_classes) probabilities."""
+        ``predict`` and the maximum of ``predict_proba``, by a compiled kernel that forms each class's
+        whitened quadratic form pixel by pixel (:mod:`pipeline.models._gaussian_kernels`; about
+        ``n_classes * d^2 / 2`` multiply-adds a pixel, no (n, n_classes) array)."""
+        from pipeline.models._gaussian_kernels import gaussian_argmax
+
         check_is_fitted(self)
-        jll = self._joint_log_likelihood(X)
-        idx = np.argmax(jll, axis=1)
-        top = jll[np.arange(len(jll)), idx]
-        conf = 1.0 / np.exp(jll - top[:, None]).sum(axis=1)
-        return self.classes_[idx], conf.astype(np.float32)
+        if getattr(self, "whiten_", None) is None:
+            self._set_whitening()
+        n_classes, d = self.means_.shape
+        # whiten_[j, k*d + i] = (L_k^-1)[i, j]  ->  inv_chol[k, i, j]
+        inv_chol = np.ascontiguousarray(self.whiten_.reshape(d, n_classes, d).transpose(1, 2, 0))
+        X = np.ascontiguousarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        lab = np.empty(len(X), np.int64)
+        conf = np.empty(len(X), np.float64)
+        gaussian_argmax(X, 0, len(X), inv_chol, np.ascontiguousarray(self.means_), self.log_norm_, lab, conf)
+        return self.classes_[lab], conf.astype(np.float32)
 
     def predict_log_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
