@@ -83,10 +83,10 @@ def significance_sentence(models: dict[str, dict], pairwise: list[dict]) -> str:
     how = f"{d['test']} over {fmt(d.get('n_units'), 'int')} blocks, Holm-adjusted p {_p_text(d['p_value'])}"
     if d["p_value"] < SIGNIFICANCE:
         return s + f". Its lead over the runner-up {second} ({oa2}) is significant ({how})."
-    lead = leaders(models, pairwise)
+    lead = leaders(models, pairwise)[1:]
     return s + (
         f", but its lead over the runner-up {second} ({oa2}) is not significant ({how}): "
-        f"the leading models {', '.join(lead)} cannot be told apart on this test set."
+        f"on this test set {best} cannot be told apart from {', '.join(lead)}."
     )
 
 
