@@ -17,7 +17,7 @@ def test_defaults_and_types():
     cfg = parse_config(BASE)
     assert cfg.rasters.paths == ["img.tif"]
     assert cfg.patch.size == 9
-    assert cfg.split.strategy == "blocks"
+    assert cfg.split.strategy == "auto"
     assert cfg.models.enabled() == ["decision_tree", "gradient_boosting"]
     assert cfg.classes[0].rgb == (0, 0, 255)
 

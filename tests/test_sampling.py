@@ -41,7 +41,7 @@ def test_thinning_only_for_classes_above_the_budget():
 
 
 def test_caps_and_decision():
-    c = caps(SamplingConfig(max_per_class=700), SplitConfig())
+    c = caps(SamplingConfig(max_per_class=700), SplitConfig(strategy="blocks"))
     assert c == {"train": 700, "validation": 150, "test": 150}
     assert caps(SamplingConfig(max_per_class=100), SplitConfig(strategy="kfold", k=5)) == {"fold": 25}
     assert decide(SamplingConfig(), 10, 1000)[0] is False
@@ -74,7 +74,7 @@ def _config(folder, **sampling):
         "labels": {"path": "lab.tif"},
         "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
         "patch": {"size": 3},
-        "split": {"block_size": 150.0},
+        "split": {"strategy": "blocks", "block_size": 150.0},
         "models": {"decision_tree": {}},
         "sampling": sampling,
     }

@@ -132,7 +132,7 @@ def test_random_strategy_reports_leak_without_raising():
 
 def test_too_small_buffer_stops_the_run():
     s = make_layout(3, n_groups=50, max_radius=8)
-    cfg = SplitConfig(buffer=0.0, block_size=600.0)
+    cfg = SplitConfig(strategy="blocks", buffer=0.0, block_size=600.0)
     with pytest.raises(LeakageError, match="split.buffer"):
         make_splits(s, cfg, 9, (30, 30), seed=0)
 
@@ -144,7 +144,7 @@ def test_default_buffer_is_tight_and_sufficient():
     assert default_buffer(1, (10, 10)) == 5.0
     # a pair h pixels apart is dropped, a pair h + 1 pixels apart is kept
     s = make_layout(0, n_groups=40, n_classes=2, size=120, max_radius=3)
-    r = make_splits(s, SplitConfig(), 5, (30, 30), seed=0)
+    r = make_splits(s, SplitConfig(strategy="blocks"), 5, (30, 30), seed=0)
     xy = xy_of(s)
     from scipy.spatial import cKDTree
 
@@ -204,7 +204,7 @@ def test_identical_assignment_in_two_processes():
 def test_group_integrity_across_block_edges():
     # large blobs with small blocks: most groups cross block edges
     s = make_layout(11, n_groups=40, max_radius=10)
-    r = make_splits(s, SplitConfig(block_size=300.0, buffer=150.0), 5, (30, 30), seed=0)
+    r = make_splits(s, SplitConfig(strategy="blocks", block_size=300.0, buffer=150.0), 5, (30, 30), seed=0)
     df = pd.DataFrame({"g": s["group"], "block": r.block, "split": r.split})
     assert (df.groupby("g")["block"].nunique() == 1).all()
     kept = df[df.split != "excluded"]
@@ -218,7 +218,7 @@ def test_group_integrity_across_block_edges():
 
 def test_stratification_and_fractions():
     s = make_layout(5, n_groups=120, n_classes=4, size=400, max_radius=4)
-    r = make_splits(s, SplitConfig(), 5, (30, 30), seed=1)
+    r = make_splits(s, SplitConfig(strategy="blocks"), 5, (30, 30), seed=1)
     c = r.report["counts"]
     for name in CLASS_NAMES[:4]:
         assert c["train"][name] > 0 and c["test"][name] > 0, name
@@ -273,11 +273,18 @@ def _two_far_groups():
     return s
 
 
-def test_error_too_few_blocks():
+def test_too_few_blocks_uses_a_nearby_setting_or_names_one(caplog):
     s = _two_far_groups()
+    with caplog.at_level("WARNING"):
+        r = make_splits(s, SplitConfig(strategy="blocks"), 3, (30, 30), seed=0)
+    # the default block size cannot split two polygons: a smaller one, tried on the input, is used and named
+    assert r.report["adjusted"] == {"block_size": r.block_size} and r.config.block_size == r.block_size
+    assert f"--set split.block_size={r.block_size:g}" in caplog.text and "need at least 3" in caplog.text
+    check_no_leak(audit_split(xy_of(s), (30, 30), 3, r.folds[0].train, r.folds[0].test, r.folds[0].validation), "")
+    # a grouping the user chose is not changed behind their back: the error names a change that works
     with pytest.raises(InputError, match="need at least 3") as ei:
-        make_splits(s, SplitConfig(), 3, (30, 30), seed=0)
-    assert "block_size" in str(ei.value)
+        make_splits(s, SplitConfig(strategy="blocks", group_by="polygon"), 3, (30, 30), seed=0)
+    assert "tried on this input, this works: --set split.group_by=block" in str(ei.value)
     s3 = make_layout(4, n_groups=30)
     with pytest.raises(InputError, match="split.k"):
         make_splits(s3, SplitConfig(strategy="kfold", k=20, block_size=3000.0), 3, (30, 30), seed=0)
@@ -286,13 +293,13 @@ def test_error_too_few_blocks():
 def test_error_block_size_larger_than_scene():
     s = make_layout(4, n_groups=30)
     with pytest.raises(InputError, match="split.block_size=.*labelled extent"):
-        make_splits(s, SplitConfig(block_size=1e6), 3, (30, 30), seed=0)
+        make_splits(s, SplitConfig(strategy="blocks", block_size=1e6), 3, (30, 30), seed=0)
 
 
 def test_error_buffer_removes_all_training():
     s = make_layout(4, n_groups=30)
     with pytest.raises(InputError, match="removes all .* training samples") as ei:
-        make_splits(s, SplitConfig(buffer=1e6, block_size=900.0), 3, (30, 30), seed=0)
+        make_splits(s, SplitConfig(strategy="blocks", buffer=1e6, block_size=900.0), 3, (30, 30), seed=0)
     assert not isinstance(ei.value, LeakageError)
 
 
@@ -300,14 +307,14 @@ def test_class_in_single_group_is_trained_and_reported():
     s = make_layout(9, n_groups=40, n_classes=3)
     lone = int(s.group.max())
     s.loc[s.group == lone, ["class_id", "class_name"]] = [9, "lonely"]
-    r = make_splits(s, SplitConfig(group_by="polygon"), 5, (30, 30), seed=0)
+    r = make_splits(s, SplitConfig(strategy="blocks", group_by="polygon"), 5, (30, 30), seed=0)
     assert r.report["missing_classes"]["test"] == ["lonely"]
     assert r.report["counts"]["train"]["lonely"] > 0
     rk = make_splits(s, SplitConfig(strategy="kfold", k=3, group_by="polygon"), 5, (30, 30), seed=0)
     assert "lonely" in rk.report["missing_classes"]["test"]
     assert np.all(rk.fold[(s.group == lone).to_numpy()] == -1)
     # by default its polygon is cut into sub-blocks: trained and tested, without leakage
-    ra = make_splits(s, SplitConfig(), 5, (30, 30), seed=0)
+    ra = make_splits(s, SplitConfig(strategy="blocks"), 5, (30, 30), seed=0)
     assert ra.report["sub_blocked_classes"] == ["lonely"]
     assert ra.report["counts"]["train"]["lonely"] > 0 and ra.report["counts"]["test"]["lonely"] > 0
     assert ra.report["audit"]["train_patches_touching_test_pixels"] == 0
@@ -331,15 +338,15 @@ def test_class_without_training_data_raises():
     s = pd.concat([s, blob], ignore_index=True)
     # a block edge between the two pixels: anchor at floor(min x / size) * size = 400000, size 30
     with pytest.raises(InputError, match="'rare'"):
-        make_splits(s, SplitConfig(block_size=30.0, buffer=90.0), 3, (30, 30), seed=0)
+        make_splits(s, SplitConfig(strategy="blocks", block_size=30.0, buffer=90.0), 3, (30, 30), seed=0)
 
 
 def test_missing_columns_and_empty():
     with pytest.raises(InputError, match="lacks column"):
-        make_splits(pd.DataFrame({"x": [1.0]}), SplitConfig(), 3, (30, 30), seed=0)
+        make_splits(pd.DataFrame({"x": [1.0]}), SplitConfig(strategy="blocks"), 3, (30, 30), seed=0)
     empty = make_layout(0, n_groups=3).iloc[:0]
     with pytest.raises(InputError, match="no labelled samples"):
-        make_splits(empty, SplitConfig(), 3, (30, 30), seed=0)
+        make_splits(empty, SplitConfig(strategy="blocks"), 3, (30, 30), seed=0)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -423,7 +430,7 @@ def _nc_samples():
 
 def test_demo_scene_default_split_is_leak_free():
     s, res, crs = _nc_samples()
-    r = make_splits(s, SplitConfig(), 9, res, seed=0, crs=crs)
+    r = make_splits(s, SplitConfig(strategy="blocks"), 9, res, seed=0, crs=crs)
     a = r.report["audit"]
     assert a["train_patches_touching_test_pixels"] == 0 and a["test_patches_touching_train_pixels"] == 0
     assert a["validation_patches_touching_test_pixels"] == 0

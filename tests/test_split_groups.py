@@ -85,10 +85,10 @@ def test_four_polygons_one_per_class_get_a_spatial_test(strategy, caplog):
 
 def test_group_by_polygon_keeps_polygons_whole_and_block_cuts_all():
     s = make_polys(9, n=30, big=False)
-    rp = make_splits(s, SplitConfig(group_by="polygon"), 3, RES, seed=0)
+    rp = make_splits(s, SplitConfig(strategy="blocks", group_by="polygon"), 3, RES, seed=0)
     df = pd.DataFrame({"g": s.group, "b": rp.block})
     assert (df.groupby("g").b.nunique() == 1).all() and rp.report["sub_blocked_classes"] == []
-    rb = make_splits(s, SplitConfig(group_by="block", block_size=300.0), 3, RES, seed=0)
+    rb = make_splits(s, SplitConfig(strategy="blocks", group_by="block", block_size=300.0), 3, RES, seed=0)
     assert (pd.DataFrame({"g": s.group, "b": rb.block}).groupby("g").b.nunique() > 1).any()
     assert rb.report["sub_blocked_classes"] == sorted(s.class_name.unique(), key=CLASSES.index)
     assert_leak_free(s, rb, 3)
@@ -209,13 +209,17 @@ def test_blocks_groups_and_buffer_never_cross_scenes(strategy):
 def test_group_by_scene_keeps_whole_scenes_apart():
     s = pd.concat([make_polys(i, n=12, big=False).assign(scene=f"tile{i}") for i in range(4)], ignore_index=True)
     r = make_splits(
-        s, SplitConfig(group_by="scene", fractions={"train": 0.5, "validation": 0.25, "test": 0.25}), 3, RES, seed=0
+        s,
+        SplitConfig(strategy="blocks", group_by="scene", fractions={"train": 0.5, "validation": 0.25, "test": 0.25}),
+        3,
+        RES,
+        seed=0,
     )
     per_scene = pd.DataFrame({"sc": s.scene, "sp": r.split}).groupby("sc").sp.unique()
     assert all(len(v) == 1 for v in per_scene)  # nothing excluded: other scenes are never near
     assert {v[0] for v in per_scene} == {"train", "validation", "test"}
     with pytest.raises(InputError, match="group_by"):
-        make_splits(make_polys(1, n=12, big=False), SplitConfig(group_by="scene"), 3, RES, seed=0)
+        make_splits(make_polys(1, n=12, big=False), SplitConfig(strategy="blocks", group_by="scene"), 3, RES, seed=0)
 
 
 def test_scene_and_predefined_splits_write_true_layers(tmp_path):
@@ -225,7 +229,7 @@ def test_scene_and_predefined_splits_write_true_layers(tmp_path):
 
     s = pd.concat([make_polys(i, n=12, big=False).assign(scene=f"tile{i}") for i in range(4)], ignore_index=True)
     s["split"] = np.where(s.scene == "tile3", "test", "train")
-    for cfg in (SplitConfig(group_by="scene"), SplitConfig(strategy="predefined")):
+    for cfg in (SplitConfig(strategy="blocks", group_by="scene"), SplitConfig(strategy="predefined")):
         r = make_splits(s, cfg, 3, RES, seed=0, crs="EPSG:32633")
         p = write_splits_gpkg(r, s, tmp_path / f"{cfg.strategy}.gpkg", "EPSG:32633")
         pts = gpd.read_file(p, layer="samples")
@@ -283,12 +287,12 @@ def apply_hint(cfg: SplitConfig, message: str) -> SplitConfig:
 @pytest.mark.parametrize(
     "cfg",
     [
-        SplitConfig(group_by="polygon"),  # four polygons kept whole: too few blocks
+        SplitConfig(strategy="blocks", group_by="polygon"),  # four polygons kept whole: too few blocks
         SplitConfig(strategy="kfold", group_by="polygon", k=3),
-        SplitConfig(block_size=2400.0),  # blocks as large as the labelled extent
+        SplitConfig(strategy="blocks", block_size=2400.0),  # blocks as large as the labelled extent
         SplitConfig(strategy="kfold", k=20, block_size=900.0),
-        SplitConfig(buffer=15.0),  # a buffer below the patch footprint: the audit finds a leak
-        SplitConfig(buffer=2000.0, block_size=900.0),  # a buffer that removes all training data
+        SplitConfig(strategy="blocks", buffer=15.0),  # a buffer below the patch footprint: the audit finds a leak
+        SplitConfig(strategy="blocks", buffer=2000.0, block_size=900.0),  # a buffer that removes all training data
     ],
 )
 def test_hints_work_when_applied(cfg):
@@ -305,7 +309,7 @@ def test_hints_work_when_applied(cfg):
 def test_hint_says_when_no_spatial_split_is_possible():
     s = pixels_table([(0, 0, 3, 3, 0), (40, 40, 3, 3, 1), (80, 0, 3, 3, 2)])  # three tiny polygons
     with pytest.raises(InputError, match="no spatial split is possible.*'water'"):
-        make_splits(s, SplitConfig(), 9, RES, seed=0)
+        make_splits(s, SplitConfig(strategy="blocks"), 9, RES, seed=0)
 
 
 # ----------------------------------------------------------------------------- shared real scenes
@@ -339,7 +343,7 @@ def test_shared_scenes_get_a_leak_free_spatial_test(config, shared_data):
 def test_class_without_test_gets_a_warning_with_a_fix_that_works(caplog):
     grid = [(r, c, 6, 6, (r // 20 + c // 20) % 3) for r in range(0, 120, 20) for c in range(0, 120, 20)]
     s = pixels_table(grid + [(2, 121, 5, 5, 3), (2, 128, 5, 5, 3)])  # "crop": two polygons in one block
-    cfg = SplitConfig(group_by="polygon", block_size=1500.0)
+    cfg = SplitConfig(strategy="blocks", group_by="polygon", block_size=1500.0)
     with caplog.at_level(logging.WARNING, logger="pipeline.split"):
         r = make_splits(s, cfg, 3, RES, seed=0)
     assert r.report["missing_classes"]["test"] == ["crop"]
@@ -376,6 +380,14 @@ def test_kfold_deals_again_when_the_buffer_empties_a_class_in_one_fold(monkeypat
         assert set(s["class_name"].to_numpy()[fold.train]) == set(s["class_name"])
         a = audit_split(s[["x", "y"]].to_numpy(), RES, 3, fold.train, fold.test, fold.validation)
         assert all(a[k] == 0 for k in COUNT_KEYS), a
+    # With one dealing allowed, 'crop' cannot keep training data in every fold: rather than stop,
+    # kfold keeps its polygons whole and never tests them (train-only), and cross-validates the rest.
     monkeypatch.setattr(split_module, "KFOLD_DEALS", 1)
-    with pytest.raises(InputError, match="removes all 23 training samples of class 'crop'"):
-        make_splits(s, cfg, 3, RES, seed=3950)
+    r1 = make_splits(s, cfg, 3, RES, seed=3950)
+    assert r1.report["train_only_classes"] == ["crop"] and "crop" in r1.report["missing_classes"]["test"]
+    crop = (s["class_name"] == "crop").to_numpy()
+    assert np.all(r1.fold[crop] == -1)
+    for fold in r1.folds:
+        assert crop[fold.train].any() and not crop[fold.test].any()
+        a = audit_split(s[["x", "y"]].to_numpy(), RES, 3, fold.train, fold.test, fold.validation)
+        assert all(a[k] == 0 for k in COUNT_KEYS), a

@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 from scipy.spatial import cKDTree
 
 from pipeline.core.errors import InputError
@@ -48,12 +47,22 @@ def grid(xy: np.ndarray, size: float) -> tuple[np.ndarray, float, float, int]:
 
 
 def group_blocks(groups: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Per sample, the block holding most samples of its group (ties: smallest block id)."""
-    df = pd.DataFrame({"g": groups, "b": cell})
-    cnt = df.groupby(["g", "b"], sort=True).size().reset_index(name="n")
-    cnt = cnt.sort_values(["g", "n", "b"], ascending=[True, False, True], kind="mergesort")
-    best = cnt.drop_duplicates("g", keep="first").set_index("g")["b"]
-    return best.reindex(groups).to_numpy().astype(np.int64)
+    """Per sample, the block holding most samples of its group (ties: smallest block id).
+
+    ``groups``, ``cell``: int arrays of shape (n,), ``cell >= 0``. Returns int64, shape (n,).
+    """
+    if len(groups) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, g = np.unique(groups, return_inverse=True)
+    cell = np.asarray(cell, dtype=np.int64)
+    width = int(cell.max()) + 1
+    pairs, counts = np.unique(g.astype(np.int64) * width + cell, return_counts=True)
+    pg, pb = pairs // width, pairs % width
+    order = np.lexsort((pb, -counts, pg))  # per group: most samples first, then the smallest block
+    first = order[np.r_[True, pg[order][1:] != pg[order][:-1]]]
+    best = np.empty(int(pg.max()) + 1, dtype=np.int64)
+    best[pg[first]] = pb[first]
+    return best[g]
 
 
 def extent(xy: np.ndarray, rx: float, ry: float) -> tuple[float, float]:

@@ -18,11 +18,13 @@ from pipeline.split.assign import candidate_sizes, default_buffer, extent
 from pipeline.split.layout import buffer_of
 from pipeline.split.types import SplitFunction, SplitInput
 
-__all__ = ["MAX_HINT_TRIALS", "hint", "warn_untested"]
+__all__ = ["MAX_HINT_TRIALS", "fallback_change", "hint", "sets", "warn_untested"]
 
 log = logging.getLogger(__name__)
 
-MAX_HINT_TRIALS = 24  # split attempts spent looking for a change that works, on the error path only
+#: Split attempts spent looking for a change that works (on the error path only): enough for every
+#: block size with fewer folds on small inputs, where such changes are needed.
+MAX_HINT_TRIALS = 48
 
 
 def _candidate_changes(inp: SplitInput) -> Iterator[dict[str, Any]]:
@@ -43,9 +45,14 @@ def _candidate_changes(inp: SplitInput) -> Iterator[dict[str, Any]]:
             yield {"group_by": gb, "block_size": s} if gb != cfg.group_by else {"block_size": s}
     if cfg.buffer is not None and cfg.buffer > default_buf:
         yield {"buffer": None}
-    if cfg.strategy == "kfold":
+    if cfg.strategy in ("kfold", "auto"):  # fewer folds, alone, with blocks cut everywhere, then per size
         for k in range(cfg.k - 1, 1, -1):
             yield {"k": k}
+            if cfg.group_by == "auto":
+                yield {"group_by": "block", "k": k}
+        for k in range(cfg.k - 1, 1, -1):
+            for s in sizes:
+                yield {"block_size": s, "k": k}
 
 
 def _works(inp: SplitInput, change: dict[str, Any], split: SplitFunction) -> tuple[bool, bool]:
@@ -99,17 +106,45 @@ def _find_change(
     return fallback
 
 
-def _sets(change: dict[str, Any]) -> str:
+def sets(change: dict[str, Any]) -> str:
+    """``--set split.KEY=VALUE ...`` for a change of ``split.*`` settings."""
     return " ".join(
         f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}" for k, v in change.items()
     )
+
+
+def _at_default(change: dict[str, Any], cfg: Any) -> bool:
+    """Whether every setting ``change`` touches is at its default value in ``cfg`` (so the user left
+    it to the pipeline)."""
+    fields = type(cfg).model_fields
+    return all(getattr(cfg, k) == fields[k].get_default(call_default_factory=True) for k in change)
+
+
+def fallback_change(inp: SplitInput, split: SplitFunction) -> dict[str, Any] | None:
+    """A change, tried on this very input, that makes ``split`` work, touching only settings left
+    at their defaults (block size, grouping, folds), or None. Preferred: a change after which every
+    class is trained and tested; failing that, the first that works at all."""
+    fallback = None
+    tried = 0
+    for change in _candidate_changes(inp):
+        if not _at_default(change, inp.cfg):
+            continue
+        if tried >= MAX_HINT_TRIALS:
+            break
+        tried += 1
+        ok, complete = _works(inp, change, split)
+        if ok and complete:
+            return change
+        if ok and fallback is None:
+            fallback = change
+    return fallback
 
 
 def hint(inp: SplitInput, split: SplitFunction) -> str:
     """A change tried on this very input that makes ``split`` (the strategy that failed) work, or
     why none can."""
     change = _find_change(inp, split, complete_only=False)
-    return f"tried on this input, this works: {_sets(change)}" if change else _no_split_reason(inp)
+    return f"tried on this input, this works: {sets(change)}" if change else _no_split_reason(inp)
 
 
 def warn_untested(inp: SplitInput, names: list[str], split: SplitFunction) -> None:
@@ -119,7 +154,7 @@ def warn_untested(inp: SplitInput, names: list[str], split: SplitFunction) -> No
     hopeless = len(_too_compact(inp, ids)[0]) == len(ids)  # no block size can help: spare the trials
     change = None if hopeless else _find_change(inp, split, complete_only=True, budget=MAX_HINT_TRIALS // 2)
     fix = (
-        f"tried on this input, this gives every class a test: {_sets(change)}" if change else _no_split_reason(inp, ids)
+        f"tried on this input, this gives every class a test: {sets(change)}" if change else _no_split_reason(inp, ids)
     )
     log.warning(
         "split: class(es) %s have no test samples, so their accuracy cannot be measured; %s",

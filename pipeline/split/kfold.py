@@ -12,6 +12,7 @@ import numpy as np
 from pipeline.core.errors import InputError, LeakageError
 from pipeline.split.assign import TRAIN, assign_kfold, assign_units
 from pipeline.split.layout import (
+    ClassWithoutTraining,
     buffer_of,
     buffered_labels,
     cuttable,
@@ -26,10 +27,13 @@ from pipeline.split.types import Layout, SplitInput, SplitResult
 __all__ = ["KFOLD_DEALS", "split_kfold"]
 
 
-def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold per unit (U,): units holding a class found nowhere else are never test (-1)."""
+def _kfold_units(lay: Layout, k: int, rng: np.random.Generator, train_only: tuple[int, ...] = ()) -> np.ndarray:
+    """Fold per unit (U,): units holding a class found nowhere else, or a class of ``train_only``,
+    are never test (-1)."""
     present = lay.C > 0
-    never_test = present[:, present.sum(0) == 1].any(1)
+    untestable = present.sum(0) == 1
+    untestable[list(train_only)] = True
+    never_test = present[:, untestable].any(1)
     testable = np.flatnonzero(~never_test)
     if testable.size < k:
         what = "scene(s)" if lay.size is None else f"block(s) of {lay.size:g} map units ({lay.n_groups} groups)"
@@ -41,22 +45,42 @@ def _kfold_units(lay: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
     return ufold
 
 
+#: Layouts already planned in one :func:`split_kfold` call, by (classes cut, classes kept whole):
+#: dealings differ only in their random draws, so they share the (costly) choice of block size.
+_Layouts = dict[tuple[tuple[int, ...], tuple[int, ...]], Layout]
+
+
+def _plan(
+    inp: SplitInput, buffer: float, k: int, force: tuple[int, ...], keep: tuple[int, ...], memo: _Layouts
+) -> Layout:
+    if (force, keep) not in memo:
+        memo[force, keep] = plan_units(inp, buffer, k, force, keep_whole=keep)
+    return memo[force, keep]
+
+
 def _assign_folds(
-    inp: SplitInput, buffer: float, k: int, deal: int = 0
+    inp: SplitInput,
+    buffer: float,
+    k: int,
+    deal: int = 0,
+    train_only: tuple[int, ...] = (),
+    memo: _Layouts | None = None,
 ) -> tuple[Layout, np.ndarray, np.random.Generator]:
     """Units, their fold (U,) and the generator to continue with; ``auto`` cuts, and deals again,
     classes whose units all fell in one fold (that fold would have no training data for them).
-    ``deal`` > 0 draws another dealing from the same seed (see :data:`KFOLD_DEALS`)."""
+    ``deal`` > 0 draws another dealing from the same seed (see :data:`KFOLD_DEALS`); the polygons
+    of ``train_only`` classes are kept whole and never tested."""
+    memo = {} if memo is None else memo
     force: tuple[int, ...] = ()
     for _ in range(2):
-        lay = plan_units(inp, buffer, k, force)
+        lay = _plan(inp, buffer, k, force, train_only, memo)
         rng = np.random.default_rng(inp.seed if deal == 0 else [inp.seed, deal])
-        ufold = _kfold_units(lay, k, rng)
+        ufold = _kfold_units(lay, k, rng, train_only)
         present = lay.C > 0
         one_fold = [
             c
             for c in range(present.shape[1])
-            if np.unique(ufold[present[:, c]]).size == 1 and ufold[present[:, c]][0] >= 0
+            if c not in train_only and np.unique(ufold[present[:, c]]).size == 1 and ufold[present[:, c]][0] >= 0
         ]
         force = cuttable(inp, lay, one_fold) if inp.cfg.group_by == "auto" and lay.size else ()
         if not force:
@@ -65,7 +89,9 @@ def _assign_folds(
     return lay, ufold, rng
 
 
-def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold: list[dict]) -> dict:
+def _kfold_report(
+    inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold: list[dict], train_only: tuple[int, ...]
+) -> dict:
     names = inp.names
     return {
         "strategy": "kfold",
@@ -81,6 +107,7 @@ def _kfold_report(inp: SplitInput, lay: Layout, buffer: float, k: int, per_fold:
         },
         "audit": merge_audits([p["audit"] for p in per_fold]),
         "folds": per_fold,
+        "train_only_classes": [names[c] for c in train_only],
         **sub_block_report(inp, lay),
     }
 
@@ -94,25 +121,44 @@ KFOLD_DEALS = 8
 
 def split_kfold(inp: SplitInput) -> SplitResult:
     """``kfold``: units dealt into k folds; in fold i the units of fold i are test, a share
-    ``fractions.validation`` of the others validation; buffer and audit in every fold."""
+    ``fractions.validation`` of the others validation; buffer and audit in every fold.
+
+    When no dealing keeps training data for some class in every fold (its polygons are so small
+    or so close together that testing one part leaves the buffer nothing of the rest), that
+    class is made *train-only*: its polygons are kept whole, the units holding them are never
+    test, and it is reported under ``train_only_classes`` and as a class without test samples.
+    The other classes are still cross-validated (a small polygon must not stop the evaluation
+    of the rest). The split fails only when no class is left to test in k folds.
+    """
     buffer = buffer_of(inp)
-    first: InputError | None = None
-    for deal in range(KFOLD_DEALS):
-        try:
-            return _kfold_dealt(inp, buffer, deal)
-        except _FoldWithoutTraining as e:
-            first = first or e
-    assert first is not None
-    raise InputError(str(first)) from None
+    train_only: tuple[int, ...] = ()
+    memo: _Layouts = {}
+    while True:
+        first: _FoldWithoutTraining | None = None
+        for deal in range(KFOLD_DEALS):
+            try:
+                return _kfold_dealt(inp, buffer, deal, train_only, memo)
+            except _FoldWithoutTraining as e:
+                first = first or e
+        assert first is not None
+        if first.cls is None or first.cls in train_only:
+            raise InputError(str(first)) from None
+        train_only = tuple(sorted((*train_only, first.cls)))
 
 
 class _FoldWithoutTraining(InputError):
-    """The buffer (or the dealing) left a class, or everything, without training data in a fold."""
+    """The buffer (or the dealing) left a class (``cls``; None: everything) without training data in a fold."""
+
+    def __init__(self, message: str, cls: int | None) -> None:
+        super().__init__(message)
+        self.cls = cls
 
 
-def _kfold_dealt(inp: SplitInput, buffer: float, deal: int) -> SplitResult:
+def _kfold_dealt(
+    inp: SplitInput, buffer: float, deal: int, train_only: tuple[int, ...] = (), memo: _Layouts | None = None
+) -> SplitResult:
     k = int(inp.cfg.k)
-    lay, ufold, rng = _assign_folds(inp, buffer, k, deal)
+    lay, ufold, rng = _assign_folds(inp, buffer, k, deal, train_only, memo)
     val_share = float(inp.cfg.fractions.validation)
     fold_splits: list[np.ndarray] = []
     per_fold: list[dict] = []
@@ -128,8 +174,10 @@ def _kfold_dealt(inp: SplitInput, buffer: float, deal: int) -> SplitResult:
             labels, dropped, audit = buffered_labels(inp, unit_split, lay, buffer, f"split (kfold, fold {f})")
         except LeakageError:
             raise  # a leak is never the dealing's fault
+        except ClassWithoutTraining as e:
+            raise _FoldWithoutTraining(str(e), e.cls) from None
         except InputError as e:
-            raise _FoldWithoutTraining(str(e)) from None
+            raise _FoldWithoutTraining(str(e), None) from None
         counts = class_counts(labels, inp.cls, inp.names)
         per_fold.append(
             {
@@ -142,7 +190,7 @@ def _kfold_dealt(inp: SplitInput, buffer: float, deal: int) -> SplitResult:
         )
         fold_splits.append(labels)
     warn_sub_blocks(inp, lay)
-    report = _kfold_report(inp, lay, buffer, k, per_fold)
+    report = _kfold_report(inp, lay, buffer, k, per_fold, train_only)
     if deal:
         report["deal"] = deal
     gdf = layout_frame(inp, lay, unit_split0, ufold)

@@ -34,6 +34,7 @@ from pipeline.split.summary import audit_labels
 from pipeline.split.types import Layout, SplitInput
 
 __all__ = [
+    "ClassWithoutTraining",
     "buffer_of",
     "buffered_labels",
     "cuttable",
@@ -45,6 +46,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class ClassWithoutTraining(InputError):
+    """A split left a class without training samples (its units all fell in test, or the buffer
+    cleared the rest); ``cls`` is the class's index into ``SplitInput.names`` (None when re-raised
+    with a longer message)."""
+
+    def __init__(self, message: str, cls: int | None = None) -> None:
+        super().__init__(message)
+        self.cls = cls
 
 
 def default_block_size(
@@ -154,16 +165,25 @@ def cuttable(inp: SplitInput, lay: Layout, classes: Any) -> tuple[int, ...]:
     return tuple(int(c) for c in classes if c not in lay.sub_classes and np.unique(sblock[inp.cls == c]).size >= 2)
 
 
-def plan_units(inp: SplitInput, buffer: float, k: int, force: tuple[int, ...] = ()) -> Layout:
+def plan_units(
+    inp: SplitInput, buffer: float, k: int, force: tuple[int, ...] = (), keep_whole: tuple[int, ...] = ()
+) -> Layout:
     """The assignment units for ``split.group_by`` (``auto``: cut the polygons of classes found in
-    fewer than two units, and of ``force``; the block size is chosen again after a cut)."""
+    fewer than two units, and of ``force``, but never those of ``keep_whole``; the block size is
+    chosen again after a cut)."""
     gb = inp.cfg.group_by
     if gb == "scene":
         return _scene_layout(inp)
-    sub: tuple[int, ...] = tuple(range(len(inp.names))) if gb == "block" else tuple(force)
+    sub: tuple[int, ...] = (
+        tuple(range(len(inp.names))) if gb == "block" else tuple(c for c in force if c not in keep_whole)
+    )
     lay = _layout(inp, _block_size(inp, buffer, k, sub), sub)
     for _ in range(3):
-        few = cuttable(inp, lay, np.flatnonzero((lay.C > 0).sum(0) < 2)) if gb == "auto" else ()
+        few = (
+            tuple(c for c in cuttable(inp, lay, np.flatnonzero((lay.C > 0).sum(0) < 2)) if c not in keep_whole)
+            if gb == "auto"
+            else ()
+        )
         if not few:
             break
         sub = tuple(sorted(set(sub) | set(few)))
@@ -225,9 +245,13 @@ def _apply_buffer(inp: SplitInput, labels: np.ndarray, buffer: float, where: str
         had = int(np.sum((before == "train") & (inp.cls == c)))
         has = int(np.sum((labels == "train") & (inp.cls == c)))
         if has == 0 and had > 0:
-            raise InputError(f"{where}: split.buffer={buffer:g} removes all {had} training samples of class {name!r}")
+            raise ClassWithoutTraining(
+                f"{where}: split.buffer={buffer:g} removes all {had} training samples of class {name!r}", c
+            )
         if has == 0 and np.any(inp.cls == c):
-            raise InputError(f"{where}: class {name!r} has no training samples (all its labels fell in test blocks)")
+            raise ClassWithoutTraining(
+                f"{where}: class {name!r} has no training samples (all its labels fell in test blocks)", c
+            )
     return labels, int(np.sum(near))
 
 

@@ -2,7 +2,11 @@
 
 Strategies (``split.strategy``)
 -------------------------------
-``blocks`` (default; :mod:`pipeline.split.blocks`)
+``auto`` (default; :mod:`pipeline.split.auto`)
+    ``kfold`` below, unless the reference data are large (dense labels with
+    sampling on) and one ``blocks`` split tests every class on at least two
+    groups; then ``blocks``. The report names the strategy chosen and why.
+``blocks`` (:mod:`pipeline.split.blocks`)
     A square grid of blocks in map units is laid over the samples; whole blocks
     go to train, validation or test with target fractions (default 70/15/15 of
     the samples), stratified by class. Then a buffer removes training and
@@ -13,7 +17,8 @@ Strategies (``split.strategy``)
     Spatial k-fold cross-validation: blocks are dealt into k folds (stratified);
     in fold i the blocks of fold i are test, a share ``fractions.validation`` of
     the remaining blocks is validation, the rest is training; same buffer and
-    audit in every fold.
+    audit in every fold. A class that no dealing can test while keeping training
+    data for it in every fold is made train-only (never tested, reported).
 ``random`` (:mod:`pipeline.split.random`)
     Stratified random pixel split: the contrast that is *expected* to leak. Its
     audit is computed and reported, never enforced.
@@ -79,10 +84,14 @@ Scenes
     column of the label file (``split.column``) or scenes listed per split
     (``split.files``). No buffer is applied; the audit runs and is reported but
     never stops the run (a leaking split is reported as inflated accuracy).
-Hints (:mod:`pipeline.split.hints`)
-    When a strategy cannot split the input, the error is followed by a change
-    that was tried on the same input and works (block size, ``group_by``,
-    ``k``, buffer), or by the reason why no spatial split is possible.
+Nearby settings (:mod:`pipeline.split.hints`)
+    When a spatial strategy cannot split the input, a change of the settings
+    left at their defaults (block size, ``group_by``, ``k``) that was tried on
+    the same input and works is used instead, with a warning naming it
+    (``--set split.block_size=600``) and the report's ``adjusted`` entry; a
+    change that tests every class is preferred. Only when none exists (or the
+    failing setting was the user's own) does the split stop, with a change that
+    works (any setting) or the reason why no spatial split is possible.
 
 Adding a strategy
 -----------------
@@ -104,6 +113,8 @@ Adding a strategy
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,8 +123,9 @@ import pandas as pd
 
 from pipeline.core.errors import InputError
 from pipeline.split.assign import pixel_size
+from pipeline.split.auto import split_auto
 from pipeline.split.blocks import split_blocks
-from pipeline.split.hints import hint, warn_untested
+from pipeline.split.hints import fallback_change, hint, sets, warn_untested
 from pipeline.split.kfold import split_kfold
 from pipeline.split.predefined import split_predefined
 from pipeline.split.random import split_random
@@ -123,6 +135,8 @@ from pipeline.split.types import SplitFunction, SplitInput, SplitResult
 __all__ = ["STRATEGIES", "Strategy", "make_splits"]
 
 REQUIRED_COLUMNS = ("x", "y", "row", "col", "class_id", "class_name", "group")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ class Strategy:
 #: ``split.strategy`` -> how to build the split (the one place to register a strategy; see
 #: "Adding a strategy" above).
 STRATEGIES: dict[str, Strategy] = {
+    "auto": Strategy(split_auto, spatial=True),
     "blocks": Strategy(split_blocks, spatial=True),
     "kfold": Strategy(split_kfold, spatial=True),
     "random": Strategy(split_random),
@@ -179,7 +194,13 @@ def _scenes(samples: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
 
 
 def _inputs(
-    samples: pd.DataFrame, cfg: SplitConfig, patch_size: int, res: tuple[float, float], seed: int, crs: Any
+    samples: pd.DataFrame,
+    cfg: SplitConfig,
+    patch_size: int,
+    res: tuple[float, float],
+    seed: int,
+    crs: Any,
+    large: bool = False,
 ) -> SplitInput:
     """Validate the samples and settings once; every strategy gets the result."""
     _check_samples(samples)
@@ -207,6 +228,7 @@ def _inputs(
         names=names,
         scene=scene,
         scene_names=scene_names,
+        large=bool(large),
     )
 
 
@@ -217,8 +239,9 @@ def make_splits(
     res: tuple[float, float],
     seed: int,
     crs: Any = None,
+    large: bool = False,
 ) -> SplitResult:
-    """Split samples into train/validation/test by the configured strategy.
+    """Split samples into train/validation/test (or k folds) by the configured strategy.
 
     Parameters
     ----------
@@ -238,30 +261,48 @@ def make_splits(
         Seed of ``numpy.random.default_rng``.
     crs : optional
         CRS of the coordinates, attached to ``SplitResult.blocks``.
+    large : bool
+        The reference data are large (dense labels with sampling on): ``auto``
+        may then choose one ``blocks`` split.
 
     Returns
     -------
     SplitResult
+        ``config`` holds the settings actually used: the strategy chosen (for
+        ``auto``) and those of ``cfg``, or a nearby setting when the defaults
+        could not split (see below).
 
     Raises
     ------
     InputError
-        The strategy cannot split this input (the message ends with a change
-        that was tried and works, or why no spatial split is possible), or
-        missing columns.
+        The strategy cannot split this input and no change of the settings left
+        at their defaults can (the message ends with a change that was tried and
+        works, or why no spatial split is possible), or missing columns.
     LeakageError
         The independent audit found a patch of one split touching a pixel of
         another (blocks and kfold only).
     """
-    inp = _inputs(samples, cfg, patch_size, res, seed, crs)
+    inp = _inputs(samples, cfg, patch_size, res, seed, crs, large)
     strategy = STRATEGIES[cfg.strategy]
     try:
         result = strategy.split(inp)
     except InputError as e:
         if not strategy.spatial:
             raise
-        raise type(e)(f"{e}; {hint(inp, strategy.split)}") from None
+        change = fallback_change(inp, strategy.split)
+        if change is None:
+            raise type(e)(f"{e}; {hint(inp, strategy.split)}") from None
+        inp = dataclasses.replace(inp, cfg=inp.cfg.model_copy(update=change))
+        result = strategy.split(inp)
+        log.warning(
+            "split: the default settings cannot split this input (%s); using the nearby setting %s, "
+            "tried on this input (set it in the config to silence this warning)",
+            e,
+            sets(change),
+        )
+        result.report["adjusted"] = {k: v for k, v in change.items()}
+        result.report["adjusted_because"] = str(e)
     untested = result.report["missing_classes"]["test"]
     if strategy.spatial and untested:
         warn_untested(inp, untested, strategy.split)
-    return result
+    return dataclasses.replace(result, config=inp.cfg.model_copy(update={"strategy": result.strategy}))

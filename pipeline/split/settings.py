@@ -35,11 +35,12 @@ class SplitFiles(Strict):
 
 
 class SplitConfig(Strict):
-    strategy: Literal["blocks", "kfold", "random", "predefined"] = "blocks"
+    # auto: spatial k-fold, or one blocks split for large dense-label data that it tests well
+    strategy: Literal["auto", "blocks", "kfold", "random", "predefined"] = "auto"
     block_size: float | None = Field(default=None, gt=0)  # map units; default derived from data
     buffer: float | None = Field(default=None, ge=0)  # map units; default (k//2 + 1/2) pixels: the test patch footprint
     fractions: SplitFractions = SplitFractions()
-    k: int = Field(default=5, ge=2, le=20)  # folds for strategy kfold
+    k: int = Field(default=5, ge=2, le=20)  # folds for strategies kfold and auto
     random_contrast: bool = True  # also fit on a random pixel split and report the gap
     # What stays whole on one side of the split: "auto" = polygons, except that the polygons of a
     # class with too few of them are cut into sub-blocks (polygon x block); "polygon" never cuts;

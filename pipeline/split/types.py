@@ -75,6 +75,9 @@ class SplitResult:
     block_size: float | None = None
     buffer: float | None = None
     fold_splits: list[np.ndarray] = field(default_factory=list)  # kfold: per-fold split labels
+    #: The settings the split was made with: the configured ones, or a nearby setting that
+    #: :func:`~pipeline.split.make.make_splits` used when the defaults could not split.
+    config: SplitConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class SplitInput:
     scene: np.ndarray  # (n,) int64 index into scene_names
     scene_names: list[str]
     quiet: bool = False  # hint trials: no warnings
+    large: bool = False  # dense labels with sampling on: ``auto`` may choose one blocks split
 
     @property
     def n(self) -> int:

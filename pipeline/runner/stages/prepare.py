@@ -226,13 +226,20 @@ def stage_prepare(ctx: RunContext) -> dict:
     crs = grid.crs if len(crss) <= 1 else None  # scenes in several CRSs: outputs reprojected to the first's
     samples, split_cfg = _predefined_inputs(ctx, samples)
     result = make_splits(
-        _split_view(samples, split_cfg, labels_rec), split_cfg, cfg.patch.size, grid.res, cfg.seed, crs=crs
+        _split_view(samples, split_cfg, labels_rec),
+        split_cfg,
+        cfg.patch.size,
+        grid.res,
+        cfg.seed,
+        crs=crs,
+        large=bool(sampling["active"]),
     )
+    used = result.config or split_cfg  # the strategy ``auto`` chose, and any nearby setting the split used
     if sampling["active"]:
         from pipeline.sampling.dense import apply_sampling, console_line
 
         samples, result, sampling = apply_sampling(
-            samples, result, cfg.sampling, split_cfg, cfg.patch.size, grid.res, cfg.seed, ctx.class_names, sampling
+            samples, result, cfg.sampling, used, cfg.patch.size, grid.res, cfg.seed, ctx.class_names, sampling
         )
         log.warning(console_line(sampling))
     samples = samples.assign(split=result.split, block=result.block.astype(np.int64), fold=result.fold.astype(np.int64))
@@ -309,7 +316,8 @@ def _split_view(samples: pd.DataFrame, split_cfg: Any, labels_rec: dict) -> pd.D
     "scene" per CRS, with polygon ids made unique across the scenes. Scenes in different CRSs
     stay apart; ``predefined``, ``random`` and ``group_by: scene`` see the real scenes."""
     grids = labels_rec.get("scene_grids") or {}
-    if len(grids) < 2 or split_cfg.strategy not in ("blocks", "kfold") or getattr(split_cfg, "group_by", "") == "scene":
+    spatial = split_cfg.strategy in ("auto", "blocks", "kfold")
+    if len(grids) < 2 or not spatial or getattr(split_cfg, "group_by", "") == "scene":
         return samples
     zone = samples["scene"].map({n: f"crs {g['crs']}" for n, g in grids.items()}).astype(str)
     group = samples.groupby(["scene", "group"], sort=False).ngroup().to_numpy(np.int64)
@@ -340,10 +348,8 @@ def _audit_across_scenes(ctx: RunContext, samples: pd.DataFrame, result: SplitRe
     for i, f in enumerate(result.folds):
         a = audit_split(xy, res, ctx.cfg.patch.size, f.train, f.test, f.validation, zones=zones)
         audits.append(a)
-        if ctx.cfg.split.strategy in ("blocks", "kfold"):
-            check_no_leak(
-                a, f"split {ctx.cfg.split.strategy}{f' fold {i}' if len(result.folds) > 1 else ''} (across scenes)"
-            )
+        if result.strategy in ("blocks", "kfold"):
+            check_no_leak(a, f"split {result.strategy}{f' fold {i}' if len(result.folds) > 1 else ''} (across scenes)")
     out = dict(audits[0])
     for a in audits[1:]:
         for k, v in a.items():
