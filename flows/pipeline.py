@@ -1,8 +1,10 @@
 """The pipeline as Prefect flows.
 
 ``landcover_pipeline`` (what ``landcover run`` and ``landcover demo`` invoke) runs four
-sub-flows: ``prepare``, ``train_and_compare`` (one task per model, fanned out through the
-task runner; deep models one at a time), ``map_scenes`` (one task per model and scene) and ``assess_and_report``.
+sub-flows: ``prepare``, ``train_and_compare`` (one task per model and fit: each fold of the
+split, the refit on all labelled data, the random contrast; fanned out through the task runner,
+deep models one fit at a time unless on a Dask cluster; then one task per model pooling its
+fits), ``map_scenes`` (one task per model and scene) and ``assess_and_report``.
 Every task runs one stage through :func:`pipeline.runner.pipeline.run_one` and exchanges only small
 records (run directory, stage name, model, fingerprint, output paths): arrays, models and
 rasters go to files in the run directory.
@@ -48,6 +50,7 @@ from pipeline.runner.context import RunContext, init_run_dir
 from pipeline.runner.failures import clear_failure, record_failure
 from pipeline.runner.manifest import write_manifest
 from pipeline.runner.pipeline import run_one
+from pipeline.runner.stages.fit import fit_parts
 
 log = logging.getLogger(__name__)
 
@@ -110,46 +113,87 @@ def _collect_models(ref: dict, futures: list, models: list[str], stage: str) -> 
     return out
 
 
-def _submit_training(ref: dict, models: list[str]) -> dict[str, PrefectFuture]:
-    """Submit one ``train`` task per model; returns ``{model: future}`` of those submitted.
+def _failed(future: PrefectFuture) -> BaseException | None:
+    """The exception of a finished task that failed, else None."""
+    return None if future.state.is_completed() else _task_exception(future)
 
-    Classical models fan out over the task runner's workers. Deep models train one at a time:
-    the first is submitted at once (it is the longest task, so it starts early, beside the
-    classical fits), each next one only after the previous has finished. Why not two at once:
-    on a CPU, torch already spreads each batch's convolutions over every core, so a second
-    network at the same time only halves each one's share of the cores, while its batches,
-    activations, gradients and optimizer state add to the memory of the first; on a CUDA device,
-    one model at a time is what a single GPU wants too. A memory-based limit (two at once when both fit) would buy
-    nothing on the CPU and needs a footprint estimate per architecture that can be wrong.
-    A deep model whose fit failed does not stop the next one; a full disk stops the chain
-    (every later write would fail too; :func:`_collect_models` raises it).
+
+def _submit_fits(ref: dict, models: list[str], parts: list[str], fan_out_deep: bool) -> dict[str, list]:
+    """Submit every fit of every model (``parts``: the folds, the refit, the random contrast; each
+    a task of its own); returns ``{model: [future per part submitted]}``.
+
+    Classical models' fits fan out over the task runner's workers. Deep models' fits run one at
+    a time (unless ``fan_out_deep``: on a Dask cluster, whose workers are separate processes or
+    machines of the user's choosing): the first is submitted at once (the longest tasks start
+    early, beside the classical fits), each next one only after the previous has finished. Why not
+    two at once on one machine: on a CPU, torch already spreads each batch's convolutions over
+    every core, so a second network at the same time only halves each one's share of the cores,
+    while its batches, activations, gradients and optimizer state add to the memory of the first;
+    on a CUDA device, one model at a time is what a single GPU wants too. A memory-based limit
+    (two at once when both fit) would buy nothing on the CPU and needs a footprint estimate per
+    architecture that can be wrong. A deep model whose fit failed skips its remaining fits but does
+    not stop the next model; a full disk stops the chain (every later write would fail too;
+    :func:`_collect_fits` raises it).
     """
     deep = [m for m in models if registry.get(m).deep]
-    futures: dict[str, PrefectFuture] = {}
-    if deep:
-        futures[deep[0]] = stage_task.submit(ref, "train", deep[0])
+    futures: dict[str, list] = {m: [] for m in models}
+    chain = [(m, p) for m in deep for p in parts]
+    if fan_out_deep:
+        for m, p in chain:
+            futures[m].append(stage_task.submit(ref, p, m))
+        chain = []
+    elif chain:
+        futures[chain[0][0]].append(stage_task.submit(ref, chain[0][1], chain[0][0]))
     for m in models:
         if m not in deep:
-            futures[m] = stage_task.submit(ref, "train", m)
-    for prev, m in zip(deep, deep[1:]):
-        wait_for(futures[prev])
-        if not futures[prev].state.is_completed() and isinstance(_task_exception(futures[prev]), OutOfSpaceError):
+            futures[m] = [stage_task.submit(ref, p, m) for p in parts]
+    prev = futures[chain[0][0]][-1] if chain else None
+    for m, p in chain[1:]:
+        assert prev is not None
+        wait_for(prev)
+        if isinstance(_failed(prev), OutOfSpaceError):
             break
-        futures[m] = stage_task.submit(ref, "train", m)
+        if any(not f.state.is_completed() for f in futures[m] if f.state.is_final()):
+            continue  # this model already failed a fit: its other fits are not worth their cost
+        prev = stage_task.submit(ref, p, m)
+        futures[m].append(prev)
     return futures
 
 
+def _collect_fits(ref: dict, futures: dict[str, list]) -> list[str]:
+    """Wait for every model's fits; a model with a failed fit is recorded as failed in ``train``
+    (``failed/<model>.json``) and left out. Returns the models whose fits all succeeded."""
+    ctx = None
+    ok = []
+    for m, futs in futures.items():
+        for f in futs:
+            wait_for(f)
+        exc = next((e for e in map(_failed, futs) if e is not None), None)
+        if exc is None and futs:
+            ok.append(m)
+            continue
+        if isinstance(exc, OutOfSpaceError):
+            raise exc  # a full disk is not one model's failure: every later write would fail too
+        ctx = ctx or RunContext.from_ref(ref)
+        record_failure(ctx, "train", m, exc or RuntimeError("its fits were not run (a full disk stopped them)"))
+    return ok
+
+
 @flow(name="train_and_compare")
-def train_and_compare(ref: dict, models: list[str]) -> list[dict]:
-    """Fit every model, one task per model through the flow's task runner: classical models in
-    parallel, deep models one at a time (:func:`_submit_training`). A model whose fit raises is
-    recorded as failed; the others go on."""
+def train_and_compare(ref: dict, models: list[str], fan_out_deep: bool = False) -> list[dict]:
+    """Fit every model: one task per model and fit (each fold of the split, the refit on all
+    labelled data, the random contrast) through the flow's task runner, classical models in
+    parallel, deep models one fit at a time (:func:`_submit_fits`); then one ``train`` task per
+    model pools its fits. A model whose fit raises is recorded as failed; the others go on."""
     ctx = RunContext.from_ref(ref)
     for m in models:
         clear_failure(ctx, m)
-    futures = _submit_training(ref, models)
-    done = [m for m in models if m in futures]
-    return _collect_models(ref, [futures[m] for m in done], done, "train")
+    parts = fit_parts(ctx)
+    fits = _submit_fits(ref, models, parts, fan_out_deep)
+    ok = _collect_fits(ref, fits)
+    done = [r for m in models for f in fits[m] if f.state.is_completed() for r in [f.result()]]
+    pooled = _collect_models(ref, [stage_task.submit(ref, "train", m) for m in ok], ok, "train")
+    return done + pooled
 
 
 @flow(name="map_scenes")
@@ -200,7 +244,7 @@ def landcover_pipeline(
         logger.info("run directory %s (flow run %s)", ctx.run_dir, flow_run_id)
         ref = ctx.to_ref()
         enabled = cfg.models.enabled()
-        n_train = min(2, cpus(), len(enabled))
+        n_train = min(2, cpus())  # fit tasks: k folds + refit (+ random contrast) per model
         n_map = min(len(enabled), max(1, cpus() // max(1, cfg.mapping.workers)))
         runner_name = (
             f"dask:{dask_address}" if dask_address else f"threads(train={n_train}, deep one at a time, map={n_map})"
@@ -208,9 +252,11 @@ def landcover_pipeline(
         extra: dict[str, Any] = {"prefect_flow_run_id": flow_run_id, "task_runner": runner_name, "stage_sources": {}}
         with api_settings(dask_address):
             stages = [prepare.with_options(task_runner=make_task_runner(dask_address, 1))(ref)]
-            trained = train_and_compare.with_options(task_runner=make_task_runner(dask_address, n_train))(ref, enabled)
+            trained = train_and_compare.with_options(task_runner=make_task_runner(dask_address, n_train))(
+                ref, enabled, fan_out_deep=bool(dask_address)
+            )
             stages += trained
-            ok = [m for m in enabled if any(s["model"] == m for s in trained)]
+            ok = [m for m in enabled if any(s["model"] == m and s["stage"] == "train" for s in trained)]
             stages += map_scenes.with_options(task_runner=make_task_runner(dask_address, n_map))(ref, ok)
             stages += assess_and_report.with_options(task_runner=make_task_runner(dask_address, 1))(
                 ref, started, stages, extra

@@ -317,6 +317,7 @@ def test_the_check_catches_a_reach_into_flows_or_bench(tmp_path):
         "pipeline.runner",
         "pipeline.runner.context",
         "pipeline.runner.stages.prepare",
+        "pipeline.runner.stages.fit",
         "pipeline.runner.stages.train",
         "pipeline.runner.stages.map",
         "pipeline.runner.stages.assess",

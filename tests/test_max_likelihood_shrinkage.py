@@ -114,7 +114,7 @@ def test_class_with_one_sample_is_dropped_and_reported():
     X, y = _data((1, 50, 50), d=5)
     m = build_model("max_likelihood", MaxLikelihoodConfig(), _meta(5), seed=0).fit(_td(X, y))
     assert m.fit_info["dropped_classes"] == [1]
-    from pipeline.runner.stages.train import dropped_classes
+    from pipeline.runner.stages.fit import dropped_classes
 
     assert dropped_classes(m, m.meta) == {"a": "1 training sample (a covariance needs 2)"}
 

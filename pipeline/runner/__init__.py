@@ -1,8 +1,9 @@
 """The runner: a run directory, the stages that fill it, and the store that lets runs share work.
 
 :func:`init_run_dir` creates (or reopens) a run directory and gives its :class:`RunContext`;
-:func:`run_pipeline` runs the stages in order in this process (``prepare``, then ``train`` and
-``map`` per model, ``assess``, ``report``: :mod:`pipeline.runner.stages`), each through
+:func:`run_pipeline` runs the stages in order in this process (``prepare``, then per model its
+fits (``fold-<i>``, ``refit``, ``random``: :func:`fit_parts`), ``train`` (pooling them) and ``map``,
+then ``assess``, ``report``: :mod:`pipeline.runner.stages`), each through
 :func:`run_one`, which reuses a stage's outputs from the run directory or the cross-run stage
 store (:mod:`pipeline.runner.store`) when its inputs are unchanged. A model whose stage raises is
 recorded (:func:`record_failure`) and the run goes on. The Prefect flows (``flows/``) call the
@@ -18,6 +19,7 @@ __all__ = [
     "execute_stage",
     "failed_models",
     "finish_cycle",
+    "fit_parts",
     "init_run_dir",
     "map_one_scene",
     "new_run_id",
@@ -26,6 +28,7 @@ __all__ = [
     "run_one",
     "run_pipeline",
     "stage_assess",
+    "stage_fit",
     "stage_key",
     "stage_map",
     "stage_prepare",
@@ -43,6 +46,7 @@ __getattr__, __dir__ = lazy_exports(
         "execute_stage": "store",
         "failed_models": "failures",
         "finish_cycle": "batch",
+        "fit_parts": "stages.fit",
         "init_run_dir": "context",
         "map_one_scene": "batch",
         "new_run_id": "context",
@@ -51,6 +55,7 @@ __getattr__, __dir__ = lazy_exports(
         "run_one": "pipeline",
         "run_pipeline": "pipeline",
         "stage_assess": "stages.assess",
+        "stage_fit": "stages.fit",
         "stage_key": "store",
         "stage_map": "stages.map",
         "stage_prepare": "stages.prepare",

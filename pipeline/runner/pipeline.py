@@ -22,6 +22,7 @@ from pipeline.runner.context import RunContext
 from pipeline.runner.failures import clear_failure, record_failure
 from pipeline.runner.manifest import write_manifest
 from pipeline.runner.stages.assess import stage_assess
+from pipeline.runner.stages.fit import fit_parts, is_fit_part, stage_fit
 from pipeline.runner.stages.map import stage_map
 from pipeline.runner.stages.prepare import stage_prepare
 from pipeline.runner.stages.report import stage_report
@@ -46,9 +47,18 @@ STAGES: dict[str, Callable[[RunContext, str | None], dict]] = {
 }
 
 
+def stage_function(stage: str) -> Callable[[RunContext, str | None], dict]:
+    """The function of a stage named in :data:`STAGES`, or of one fit of a model (``fold-<i>``,
+    ``refit``, ``random``: :mod:`pipeline.runner.stages.fit`)."""
+    if is_fit_part(stage):
+        return lambda ctx, m: stage_fit(ctx, _one_model(stage, m), stage)
+    return STAGES[stage]
+
+
 def run_one(ctx: RunContext, stage: str, model: str | None = None, logger: Any = None) -> dict:
     """Run one stage with both cache levels of :mod:`pipeline.runner.store` (what every runner calls)."""
-    return execute_stage(ctx, stage, lambda c: STAGES[stage](c, model), model, logger=logger)
+    fn = stage_function(stage)
+    return execute_stage(ctx, stage, lambda c: fn(c, model), model, logger=logger)
 
 
 def run_pipeline(ctx: RunContext) -> Path:
@@ -58,10 +68,13 @@ def run_pipeline(ctx: RunContext) -> Path:
     """
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stages = [run_one(ctx, "prepare")]  # bad data stops here (InputError), before any model
+    parts = fit_parts(ctx)
     for m in ctx.cfg.models.enabled():
         clear_failure(ctx, m)
-        stage = "train"
+        stage = "train"  # a failed fit is recorded as the model's failure to train
         try:
+            for part in parts:
+                stages.append(run_one(ctx, part, m))
             stages.append(run_one(ctx, "train", m))
             stage = "map"
             stages.append(run_one(ctx, "map", m))

@@ -40,6 +40,7 @@ from pipeline.core.cancel import check_cancelled
 from pipeline.core.memory import release_free_memory
 from pipeline.models import registry
 from pipeline.runner.failures import failed_models
+from pipeline.runner.stages.fit import is_fit_part
 
 if TYPE_CHECKING:
     from pipeline.runner.context import RunContext
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STORE_DIR = ".stage-cache"
-CROSS_RUN_STAGES = ("prepare", "train", "map", "assess")  # report is about one run: never shared
+#: Stages shared across runs, besides the fits of a model (``fold-<i>``, ``refit``, ``random``);
+#: report is about one run: never shared.
+CROSS_RUN_STAGES = ("prepare", "train", "map", "assess")
 NOT_STAGE_CODE = ("cli",)  # packages of ``pipeline`` no stage runs: editing them keeps the store valid
 _CHUNK = 1 << 20
 
@@ -67,10 +70,13 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
     if stage == "prepare":
         return fingerprint("prepare", shared, ctx.hash_inputs())
     prep = stage_key(ctx, "prepare")
-    if stage == "train":
+    if stage == "train" or is_fit_part(stage):
         assert model is not None
         device = ctx.device if registry.get(model).deep else ""
-        return fingerprint("train", model, prep, cfg["models"][model], device)
+        # one fit (fold-<i>, refit, random), or the pooling of all of them (they follow from the
+        # same inputs, so the pooling's key needs no list of them)
+        what = ("fit", stage) if stage != "train" else ("train", "pooled folds + refit")
+        return fingerprint(*what, model, prep, cfg["models"][model], device)
     if stage == "map":
         return fingerprint("map", model, stage_key(ctx, "train", model), cfg["mapping"], cfg["outputs"])
     if stage in ("assess", "report"):
@@ -78,6 +84,11 @@ def stage_key(ctx: RunContext, stage: str, model: str | None = None) -> str:
         # which models failed changes metrics.json although no input changed (a retried model may succeed)
         return fingerprint(stage, ups, failed_models(ctx))
     raise ValueError(stage)
+
+
+def shared_across_runs(stage: str) -> bool:
+    """Whether a stage's outputs go to the cross-run store (:data:`CROSS_RUN_STAGES` and the fits)."""
+    return stage in CROSS_RUN_STAGES or is_fit_part(stage)
 
 
 def stage_name(stage: str, model: str | None) -> str:
@@ -218,7 +229,7 @@ def file_digest(path: Path) -> str:
 def stage_files(ctx: RunContext, stage: str, model: str | None, rec: dict) -> list[str]:
     """Every file a finished stage produced (its declared outputs plus undeclared by-products)."""
     files = list(rec.get("outputs", []))
-    if stage == "train" and model:
+    if stage in ("train", "refit") and model:  # the refit's learning curves (deep models)
         files += [f"curves/{model}{s}" for s in (".json", ".png") if (ctx.run_dir / "curves" / f"{model}{s}").exists()]
     return files
 
@@ -252,7 +263,7 @@ def publish(ctx: RunContext, stage: str, model: str | None, rec: dict) -> Path |
 
     The entry records each file's size and BLAKE2b digest, which :func:`restore` checks.
     """
-    if stage not in CROSS_RUN_STAGES:
+    if not shared_across_runs(stage):
         return None
     entry = store_entry(ctx, stage, model, rec["key"])
     if (entry / "record.json").exists():
@@ -301,7 +312,7 @@ def restore(ctx: RunContext, stage: str, model: str | None) -> dict | None:
     that fails the check (or cannot be read) is deleted, so the stage re-runs and publishes
     a sound one. The stage record is written last, so an interrupted restore is redone.
     """
-    if stage not in CROSS_RUN_STAGES:
+    if not shared_across_runs(stage):
         return None
     key = stage_key(ctx, stage, model)
     entry = store_entry(ctx, stage, model, key)

@@ -1,8 +1,9 @@
 """The spatial split: samples into train, validation and test (or k folds) so that no training
 patch sees a test pixel. :func:`make_splits` applies a strategy of the table
-:data:`STRATEGIES` (``blocks``, ``kfold``, ``random``, ``predefined``); :func:`audit_split`
+:data:`STRATEGIES` (``auto``, ``blocks``, ``kfold``, ``random``, ``predefined``); :func:`audit_split`
 checks any split independently; :func:`write_splits_gpkg` and :func:`plot_split_map` write it;
-:class:`SpatialBlockSplit` is the ``kfold`` strategy as a scikit-learn splitter."""
+:class:`SpatialBlockSplit` is the ``kfold`` strategy as a scikit-learn splitter; :func:`refit_fold`
+draws the validation units of the model refitted on all labelled data."""
 
 from pipeline.core.lazy import lazy_exports
 
@@ -19,6 +20,7 @@ __all__ = [
     "make_splits",
     "plot_split_map",
     "random_split",
+    "refit_fold",
     "write_splits_gpkg",
 ]
 #: name -> module of this package that defines it (imported on first use)
@@ -37,6 +39,7 @@ __getattr__, __dir__ = lazy_exports(
         "make_splits": "make",
         "plot_split_map": "outputs",
         "random_split": "random",
+        "refit_fold": "refit",
         "write_splits_gpkg": "outputs",
     },
 )

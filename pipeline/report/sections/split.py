@@ -52,32 +52,92 @@ def _split_unit(run_dir: Path) -> str:
     return {"metre": "m", "": "map units"}.get(unit, unit)
 
 
+def _design(split: dict, models: dict) -> str:
+    """What the accuracy figures are computed from, and what the maps come from."""
+    k = int(split.get("k") or len(split.get("folds") or []) or 1)
+    mapped = next((m.get("mapped") for m in models.values() if m.get("mapped")), None)
+    if split.get("strategy") == "kfold":
+        evaluated = (
+            f"Every polygon or block is tested once, in the fold that holds it out: the accuracy figures "
+            f"come from the pooled out-of-fold predictions of the {k} fold models."
+        )
+    else:
+        evaluated = "The accuracy figures come from the model fitted on the training part, on the test part."
+    if mapped is None:
+        return evaluated
+    return f"{evaluated} The maps come from each model refitted on all labelled data (not from a fold model)."
+
+
+def _counts_rows(ctx: ReportContext, split: dict) -> list[dict]:
+    """Samples per class: per split, or for k folds the test samples of all folds and the mean per fold
+    of training and validation."""
+    folds = split.get("folds") or []
+    if split.get("strategy") == "kfold" and folds:
+        rows = []
+        for c in ctx.classes:
+            n = c["name"]
+            per = [(f.get("counts") or {}) for f in folds]
+            rows.append(
+                {
+                    "class": n,
+                    "test (all folds)": fmt(sum((p.get("test") or {}).get(n, 0) for p in per), "int"),
+                    "train (mean per fold)": fmt(
+                        round(sum((p.get("train") or {}).get(n, 0) for p in per) / len(per)), "int"
+                    ),
+                    "validation (mean per fold)": fmt(
+                        round(sum((p.get("validation") or {}).get(n, 0) for p in per) / len(per)), "int"
+                    ),
+                }
+            )
+        return rows
+    counts = split.get("counts") or {}
+    parts = [s for s in ("train", "validation", "test") if s in counts]
+    if not parts:
+        return []
+    return [
+        {"class": c["name"], **{s: fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts}} for c in ctx.classes
+    ]
+
+
+def _set_line(adjusted: dict) -> str:
+    return " ".join(
+        f"--set split.{k}={'null' if v is None else f'{v:g}' if isinstance(v, float) else v}"
+        for k, v in adjusted.items()
+    )
+
+
 def section_split(doc: Document, ctx: ReportContext) -> None:
     split = ctx.split
     if not split:
         return
     doc.h(3, "Split")
     unit = _split_unit(ctx.run_dir)
+    folds = f", {split['k']} folds" if split.get("strategy") == "kfold" and split.get("k") else ""
+    chosen = f" (chosen by split.strategy auto: {split['auto_reason']})" if split.get("requested") == "auto" else ""
     doc.p(
-        f"Strategy: {split.get('strategy', '?')}; block size: {fmt(split.get('block_size'), 'len')} {unit}; "
+        f"Strategy: {split.get('strategy', '?')}{folds}{chosen}; block size: {fmt(split.get('block_size'), 'len')} {unit}; "
         f"buffer: {fmt(split.get('buffer'), 'len')} {unit}; seed: {split.get('seed', '–')}; "
         f"samples dropped by the buffer: {fmt(split.get('dropped_by_buffer'), 'int')}."
     )
-    if split.get("k"):
-        doc.p(f"Folds: {split['k']} (the tables show the first fold's counts).")
+    if split.get("adjusted"):
+        doc.p(
+            f"The default settings could not split this input ({split.get('adjusted_because', '')}); the run used "
+            f"the nearby setting {_set_line(split['adjusted'])}, tried on this input."
+        )
+    doc.p(_design(split, ctx.models))
     doc.p(_split_evidence(split))
+    train_only = split.get("train_only_classes") or []
+    if train_only:
+        doc.p(
+            f"Trained in every fold but never tested (no dealing of the folds could test them and keep training "
+            f"data for them in every fold): {', '.join(map(str, train_only))}."
+        )
     missing = {k: v for k, v in (split.get("missing_classes") or {}).items() if v}
     for part, names in missing.items():
         doc.p(f"Classes with no {part} samples: {', '.join(map(str, names))}.")
-    counts = split.get("counts") or {}
-    parts = [s for s in ("train", "validation", "test") if s in counts]
-    if parts:
-        doc.table(
-            [
-                {"class": c["name"], **{s: fmt((counts[s] or {}).get(c["name"], 0), "int") for s in parts}}
-                for c in ctx.classes
-            ]
-        )
+    rows = _counts_rows(ctx, split)
+    if rows:
+        doc.table(rows)
     doc.images([(ctx.run_dir / "split_map.png", "split map")])
 
 

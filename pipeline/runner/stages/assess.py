@@ -52,6 +52,10 @@ def _assess_model(ctx: RunContext, m: str) -> tuple[dict, np.ndarray, np.ndarray
             res[k] = rec[k]
     res["fit_info"] = rec.get("fit_info", {})
     res["dropped_classes"] = rec.get("dropped_classes", {})
+    # what the figures describe (the fold models, pooled) and what the map comes from (the refit)
+    for k in ("evaluated", "mapped", "refit_seconds"):
+        if k in rec:
+            res[k] = rec[k]
     if "confidence" in ev:
         res["confidence"] = confidence_summary(ev["confidence"].to_numpy(), y == p)
     return res, y, p, rec, ev
