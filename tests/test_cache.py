@@ -54,6 +54,8 @@ def test_second_run_restores_every_stored_stage(scene, tmp_path):
     ctx, second = _run(scene, tmp_path, "b")
     assert [n for n, s in second.items() if s["cached"]] == [
         "prepare",
+        "fold-0:decision_tree",  # a random split has one fold, and no random contrast
+        "refit:decision_tree",
         "train:decision_tree",
         "map:decision_tree",
         "assess",

@@ -44,6 +44,9 @@ def test_flow_runs_on_a_dask_cluster(prefect_api, dask_cluster, tmp_path):
     # every stage ran in a worker process, none in this one
     assert set(m["stage_workers"].values()) <= worker_pids, (m["stage_workers"], worker_pids)
     assert {"train:decision_tree", "train:max_likelihood"} <= set(m["stage_workers"])
+    # every fold of the spatial cross-validation was a task of its own, run by the workers
+    k = len(json.loads((run / "folds.json").read_text()))
+    assert k > 1 and {f"fold-{i}:max_likelihood" for i in range(k)} <= set(m["stage_workers"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["models"]) == {"decision_tree", "max_likelihood"}
     assert "stage train:max_likelihood" in (run / "run.log").read_text()  # worker logs reach run.log

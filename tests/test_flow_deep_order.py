@@ -24,36 +24,37 @@ pytestmark = pytest.mark.prefect
 
 TINY_NET = {"epochs": 1, "channels": 4, "batch_size": 64, "patience": 1}
 MODELS = {"cnn": TINY_NET, "resnet": TINY_NET}
-_EVENT = re.compile(r"stage train:(\w+): (running|done in)")
+# a model's fits are stages of their own: one per fold, the refit, the random contrast
+_EVENT = re.compile(r"stage ((?:fold-\d+|refit|random):\w+): (running|done in)")
 
 
 def train_events(log_text: str) -> list[tuple[str, str]]:
-    """``[(model, "running" | "done in"), ...]`` in the order ``run.log`` recorded them."""
+    """``[("<fit>:<model>", "running" | "done in"), ...]`` in the order ``run.log`` recorded them."""
     return [(m.group(1), m.group(2)) for m in map(_EVENT.search, log_text.splitlines()) if m]
 
 
 def overlapping(events: list[tuple[str, str]], models: set[str]) -> list[set[str]]:
-    """The sets of ``models`` whose trainings were in progress at the same time (more than one)."""
+    """The sets of fits of ``models`` that were in progress at the same time (more than one)."""
     active: set[str] = set()
     out = []
-    for model, what in events:
-        if model not in models:
+    for fit, what in events:
+        if fit.split(":")[-1] not in models:
             continue
         if what == "running":
-            active.add(model)
+            active.add(fit)
             if len(active) > 1:
                 out.append(set(active))
         else:
-            active.discard(model)
+            active.discard(fit)
     return out
 
 
 def test_overlap_check_sees_concurrent_trainings():
     """The check below can fail: interleaved start/end events of two networks are an overlap."""
-    both = [("cnn", "running"), ("resnet", "running"), ("cnn", "done in"), ("resnet", "done in")]
-    assert overlapping(both, {"cnn", "resnet"}) == [{"cnn", "resnet"}]
-    chained = [("cnn", "running"), ("decision_tree", "running"), ("cnn", "done in"), ("resnet", "running")]
-    assert overlapping(chained + [("resnet", "done in")], {"cnn", "resnet"}) == []
+    both = [("fold-0:cnn", "running"), ("refit:cnn", "running"), ("fold-0:cnn", "done in"), ("refit:cnn", "done in")]
+    assert overlapping(both, {"cnn", "resnet"}) == [{"fold-0:cnn", "refit:cnn"}]
+    chained = [("refit:cnn", "running"), ("fold-0:decision_tree", "running"), ("refit:cnn", "done in")]
+    assert overlapping(chained + [("fold-0:resnet", "running"), ("fold-0:resnet", "done in")], {"cnn", "resnet"}) == []
 
 
 def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(prefect_api, tmp_path):
@@ -66,9 +67,15 @@ def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(pr
     assert main([*base, "--out", str(tmp_path / "b"), "--run-id", "local", "--engine", "local"]) == 0
     flow_run, local_run = tmp_path / "a" / "flow", tmp_path / "b" / "local"
     events = train_events((flow_run / "run.log").read_text())
-    # every model trained once, start before end
+    # every fit of every model ran once, start before end: k folds and the refit (k + 1 trainings)
+    k = len(json.loads((flow_run / "folds.json").read_text()))
     for m in MODELS:
-        assert [e for e in events if e[0] == m] == [(m, "running"), (m, "done in")], events
+        for part in [f"fold-{i}" for i in range(k)] + ["refit"]:
+            assert [e for e in events if e[0] == f"{part}:{m}"] == [
+                (f"{part}:{m}", "running"),
+                (f"{part}:{m}", "done in"),
+            ]
+    assert len({e[0] for e in events}) == (k + 1) * len(MODELS), events
     assert overlapping(events, {"cnn", "resnet"}) == [], events
     manifest = json.loads((flow_run / "manifest.json").read_text())
     assert manifest["prefect_flow_run_id"] and "deep one at a time" in manifest["task_runner"]
@@ -85,10 +92,15 @@ def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(pr
     # Same results as the in-process runner, which trains one model after the other.
     assert not any(s["cached"] for s in json.loads((local_run / "manifest.json").read_text())["stages"])
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (flow_run, local_run))
-    timing = {"fit_seconds", "predict_mpx_per_s", "fit_info"}
+    timing = {"fit_seconds", "refit_seconds", "predict_mpx_per_s", "fit_info"}
+
+    def strip(rec: dict) -> dict:
+        out = {k: v for k, v in rec.items() if k not in timing}
+        out["mapped"] = {k: v for k, v in out["mapped"].items() if k not in timing}
+        return out
+
     for m in MODELS:
-        strip = {k: v for k, v in a["models"][m].items() if k not in timing}
-        assert strip == {k: v for k, v in b["models"][m].items() if k not in timing}, m
+        assert strip(a["models"][m]) == strip(b["models"][m]), m
     import rasterio
 
     for m in MODELS:

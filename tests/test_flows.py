@@ -45,7 +45,9 @@ def test_first_run_is_a_flow_run(runs):
     m = json.loads((first / "manifest.json").read_text())
     assert m["prefect_flow_run_id"]
     names = [s["name"] for s in m["stages"]]
-    assert names == ["prepare", "train:decision_tree", "map:decision_tree", "assess", "report"]
+    k = len(json.loads((first / "folds.json").read_text()))
+    fits = [f"fold-{i}:decision_tree" for i in range(k)] + ["refit:decision_tree", "random:decision_tree"]
+    assert k == 5 and names == ["prepare", *fits, "train:decision_tree", "map:decision_tree", "assess", "report"]
     assert not any(s["cached"] for s in m["stages"])
     assert all(s["seconds"] > 0 for s in m["stages"])
     metrics = json.loads((first / "metrics.json").read_text())
@@ -79,7 +81,14 @@ def test_rerun_in_new_directory_reuses_every_computed_stage(runs):
     st2 = _stages(second)
     m2 = json.loads((second / "manifest.json").read_text())
     assert m2["prefect_flow_run_id"] != json.loads((first / "manifest.json").read_text())["prefect_flow_run_id"]
-    for name in ("prepare", "train:decision_tree", "map:decision_tree", "assess"):
+    for name in (
+        "prepare",
+        "fold-3:decision_tree",
+        "refit:decision_tree",
+        "train:decision_tree",
+        "map:decision_tree",
+        "assess",
+    ):
         assert st2[name]["cached"] is True, name
         assert m2["stage_sources"][name] == "store"
     # the report describes its own run (directory name, times, stage table): always re-rendered
@@ -106,9 +115,14 @@ def test_tampered_store_entry_is_refused(runs):
     # change the stored training outputs behind the store's back: the entry must not be used
     entry = next((out / STORE_DIR).glob("train-decision_tree/*/files/models/decision_tree.json"))
     entry.write_text(entry.read_text() + " ")
+    # and one fold's out-of-fold predictions: that fold alone is fitted again
+    fold = next((out / STORE_DIR).glob("fold-2-decision_tree/*/files/fits/decision_tree/fold-2.parquet"))
+    fold.unlink()
+    fold.write_bytes(b"not the predictions")
     fourth = _run(out, "fourth")
     st = _stages(fourth)
-    assert st["prepare"]["cached"]
+    assert st["prepare"]["cached"] and st["fold-1:decision_tree"]["cached"] and st["refit:decision_tree"]["cached"]
+    assert not st["fold-2:decision_tree"]["cached"]
     assert not st["train:decision_tree"]["cached"]
 
 

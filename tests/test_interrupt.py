@@ -90,13 +90,17 @@ def _start(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.prefect
 def test_sigint_during_deep_training_stops_within_seconds_and_resumes(tmp_path):
-    cfg = make_project(tmp_path / "p", models=CNN)
+    """Ctrl-C during the second fold's training: the first fold's fit is kept, and --resume reuses
+    it (folds are stages of their own) and trains the rest."""
+    cfg = make_project(tmp_path / "p", models=CNN, split={"random_contrast": False, "strategy": "kfold", "k": 2})
     out = tmp_path / "runs"
     run = out / "c1"
     proc = _start(cfg, out, "--run-id", "c1")
     try:
         _wait_for(
-            lambda: "stage train:cnn: running" in ((run / "run.log").read_text() if (run / "run.log").exists() else ""),
+            lambda: (
+                "stage fold-1:cnn: running" in ((run / "run.log").read_text() if (run / "run.log").exists() else "")
+            ),
             "training",
             proc,
         )
@@ -118,8 +122,9 @@ def test_sigint_during_deep_training_stops_within_seconds_and_resumes(tmp_path):
     assert "Traceback" not in err
     time.sleep(0.5)
     assert not [k for k in kids if _alive(k)], "a child process (the Prefect server?) outlived the CLI"
-    assert (run / "stages" / "prepare.json").exists()  # the finished stage is kept
-    assert not (run / "stages" / "train-cnn.json").exists(), "training had finished before the signal"
+    assert (run / "stages" / "prepare.json").exists()  # the finished stages are kept
+    assert (run / "stages" / "fold-0-cnn.json").exists() and (run / "fits" / "cnn" / "fold-0.parquet").exists()
+    assert not (run / "stages" / "fold-1-cnn.json").exists(), "training had finished before the signal"
     assert not list(run.glob("models/*.pt")) and not (run / "metrics.json").exists()
 
     done = subprocess.run(
@@ -132,7 +137,8 @@ def test_sigint_during_deep_training_stops_within_seconds_and_resumes(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads((run / "manifest.json").read_text())
-    assert m["stage_sources"]["prepare"] == "run" and m["stage_sources"]["train:cnn"] is None
+    assert m["stage_sources"]["prepare"] == "run" and m["stage_sources"]["fold-0:cnn"] == "run"
+    assert m["stage_sources"]["fold-1:cnn"] is None and m["stage_sources"]["refit:cnn"] is None
     assert json.loads((run / "metrics.json").read_text())["models"]["cnn"]["epochs_run"] == 40
 
 

@@ -229,13 +229,13 @@ class _FailAfter:
 def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_path, monkeypatch, failure):
     from pipeline.config import load_config
     from pipeline.runner.context import init_run_dir
-    from pipeline.runner.pipeline import run_one
+    from pipeline.runner.pipeline import run_one, train_model
 
     cfg, base = load_config(make_project(tmp_path / "p"))
     out = tmp_path / "runs"
     ctx = init_run_dir(cfg, base, out=out, run_id="r1", progress=False)
     run_one(ctx, "prepare")
-    run_one(ctx, "train", "decision_tree")
+    train_model(ctx, "decision_tree")
 
     if failure == "raises_mid_file":
         real_open, counter = rasterio.open, [0]
@@ -275,7 +275,8 @@ def test_failed_map_write_is_not_recorded_or_cached_and_next_run_recomputes(tmp_
     class_maps.verify_raster(run / "maps" / "decision_tree.tif")
     # and a new run directory restores the good map from the store
     ctx2 = init_run_dir(cfg, base, out=out, run_id=f"r2-{uuid.uuid4().hex[:6]}", progress=False)
-    for stage, model in (("prepare", None), ("train", "decision_tree"), ("map", "decision_tree")):
-        assert run_one(ctx2, stage, model)["source"] == "store"
+    assert run_one(ctx2, "prepare")["source"] == "store"
+    assert all(rec["source"] == "store" for rec in train_model(ctx2, "decision_tree"))
+    assert run_one(ctx2, "map", "decision_tree")["source"] == "store"
     with rasterio.open(ctx2.run_dir / "maps" / "decision_tree.tif") as m2:
         np.testing.assert_array_equal(m2.read(1), labels)

@@ -34,6 +34,7 @@ __all__ = [
     "stage_prepare",
     "stage_report",
     "stage_train",
+    "train_model",
     "write_manifest",
 ]
 #: name -> module of this package that defines it (imported on first use)
@@ -61,6 +62,7 @@ __getattr__, __dir__ = lazy_exports(
         "stage_prepare": "stages.prepare",
         "stage_report": "stages.report",
         "stage_train": "stages.train",
+        "train_model": "pipeline",
         "write_manifest": "manifest",
     },
 )

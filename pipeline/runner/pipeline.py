@@ -61,6 +61,13 @@ def run_one(ctx: RunContext, stage: str, model: str | None = None, logger: Any =
     return execute_stage(ctx, stage, lambda c: fn(c, model), model, logger=logger)
 
 
+def train_model(ctx: RunContext, model: str, logger: Any = None) -> list[dict]:
+    """Every fit of ``model`` (its folds, the refit, the random contrast: :func:`fit_parts`), one
+    stage each, then the ``train`` stage that pools them; returns their records. Needs ``prepare``."""
+    recs = [run_one(ctx, part, model, logger=logger) for part in fit_parts(ctx)]
+    return recs + [run_one(ctx, "train", model, logger=logger)]
+
+
 def run_pipeline(ctx: RunContext) -> Path:
     """Run every stage in order in this process (no Prefect). Returns the run directory.
 
@@ -68,14 +75,11 @@ def run_pipeline(ctx: RunContext) -> Path:
     """
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stages = [run_one(ctx, "prepare")]  # bad data stops here (InputError), before any model
-    parts = fit_parts(ctx)
     for m in ctx.cfg.models.enabled():
         clear_failure(ctx, m)
         stage = "train"  # a failed fit is recorded as the model's failure to train
         try:
-            for part in parts:
-                stages.append(run_one(ctx, part, m))
-            stages.append(run_one(ctx, "train", m))
+            stages.extend(train_model(ctx, m))
             stage = "map"
             stages.append(run_one(ctx, "map", m))
         except OutOfSpaceError:
