@@ -42,14 +42,20 @@ def run_config(
     progress : show progress bars.
     """
     from pipeline.config.loading import load_config
-    from pipeline.runner.context import init_run_dir
+    from pipeline.core.errors import InputError
+    from pipeline.runner.context import discard_unstarted_run, init_run_dir
     from pipeline.runner.pipeline import run_pipeline
 
     cfg, base_dir = load_config(config, list(overrides), list(models) if models else None)
     with init_run_dir(
         cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
     ) as ctx:  # holds the run directory's lock until the run ends
-        return Path(run_pipeline(ctx))
+        try:
+            return Path(run_pipeline(ctx))
+        except InputError:
+            if not resume:
+                discard_unstarted_run(ctx)  # bad input stopped prepare: no folder that looks like a run
+            raise
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:

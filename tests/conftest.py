@@ -170,6 +170,7 @@ E2E_MODULES = {
     "test_evidence",
     "test_geographic_crs",
     "test_group_statistics_run",
+    "test_input_kinds",
     "test_map_nodata",
     "test_bench_baselines",
     "test_bench_deep",

@@ -4,7 +4,7 @@ from conftest import write_raster
 from rasterio.windows import Window
 
 from pipeline.core.errors import InputError
-from pipeline.inputs.raster import RasterStack, iter_windows
+from pipeline.inputs.raster import RasterAlignmentWarning, RasterStack, iter_windows
 
 
 def test_multiband_equals_stacked_single_bands(tmp_path, synthetic_scene):
@@ -64,8 +64,10 @@ def test_mismatched_grids_and_missing_crs(tmp_path):
     a = write_raster(tmp_path / "a.tif", np.zeros((5, 5), np.uint8))
     b = write_raster(tmp_path / "b.tif", np.zeros((5, 6), np.uint8))
     c = write_raster(tmp_path / "c.tif", np.zeros((5, 5), np.uint8), crs="EPSG:4326")
-    with pytest.raises(InputError, match="b.tif: grid"):
-        RasterStack.open([a, b])
+    # Another grid in the same CRS is warped onto the finest (a tie: the first file's), with a warning.
+    with pytest.warns(RasterAlignmentWarning, match=r"not on the grid of .*a.tif.*: b.tif \(10 x 10\)"):
+        with RasterStack.open([a, b]) as st:
+            assert st.alignment["rule"] == "finest" and st.shape == (2, 5, 5)
     with pytest.raises(InputError, match="c.tif: CRS"):
         RasterStack.open([a, c])
     import rasterio

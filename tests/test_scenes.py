@@ -138,7 +138,7 @@ def test_dates_stack_multiband_files_with_date_band_names(tmp_path):
 
 def test_dates_on_another_grid_are_warped_onto_the_first_with_a_warning(tmp_path):
     pa, pb, a, b = _two_dates(tmp_path, shift_cols=5)  # second date starts 5 pixels further east
-    with pytest.warns(RasterAlignmentWarning, match="warping it onto that grid"):
+    with pytest.warns(RasterAlignmentWarning, match=r"1 file\(s\) not on the grid of .*d1.tif: warped onto its grid"):
         st = RasterStack.open([pa, pb], dates=["t0", "t1"])
     with st:
         arr = st.read(rasterio.windows.Window(0, 0, 30, 20))
@@ -148,14 +148,14 @@ def test_dates_on_another_grid_are_warped_onto_the_first_with_a_warning(tmp_path
     np.testing.assert_array_equal(arr[:3], a.astype(np.float32))
 
 
-def test_files_on_different_grids_without_dates_are_still_an_error(tmp_path):
+def test_band_files_in_different_crss_need_align_to(tmp_path):
     pa = write_raster(tmp_path / "b1.tif", np.ones((10, 10), np.uint8))
-    pb = write_raster(tmp_path / "b2.tif", np.ones((10, 10), np.uint8), origin=(500050.0, 4000000.0))
-    with pytest.raises(InputError, match="differs from .*align_to"):
+    pb = write_raster(tmp_path / "b2.tif", np.ones((10, 10), np.uint8), crs="EPSG:32634")
+    with pytest.raises(InputError, match=r"b2.tif: CRS EPSG:32634 differs from .*b1.tif.*rasters.align_to"):
         RasterStack.open([pa, pb])
-    with pytest.warns(RasterAlignmentWarning):
+    with pytest.warns(RasterAlignmentWarning, match="b2.tif"):
         with RasterStack.open([pa, pb], align_to=pa) as st:
-            assert st.count == 2
+            assert st.count == 2 and st.alignment["rule"] == "align_to"
 
 
 def test_multiband_list_without_dates_points_to_dates(tmp_path):

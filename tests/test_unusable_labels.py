@@ -73,13 +73,16 @@ def test_points_outside_the_raster_are_counted_per_class(points_run):
     assert lab["features_read"] == 30 + 309
     assert lab["features_used"] == 30
     per = lab["features_per_class"]
-    assert per["water"] == {"read": 110, "used": 10, "outside_raster": 100, "no_pixel": 0, "on_nodata": 0}
+    # every feature has a geometry: none repaired, none without or with an invalid one
+    fine = {"repaired": 0, "no_geometry": 0, "invalid_geometry": 0}
+    assert per["water"] == {"read": 110, "used": 10, "outside_raster": 100, "no_pixel": 0, "on_nodata": 0, **fine}
     assert per["urban"]["outside_raster"] == 99 and per["snow"] == {
         "read": 20,
         "used": 0,
         "outside_raster": 20,
         "no_pixel": 0,
         "on_nodata": 0,
+        **fine,
     }
     assert (
         "309 of 339 features cannot be used: 309 outside the raster (water 100, forest 90, urban 99, snow 20)" in logs

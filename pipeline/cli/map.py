@@ -77,8 +77,9 @@ def map_inputs(paths: list[Path], n_model_bands: int, dates: list[str] | None) -
 def cmd_map(args: argparse.Namespace) -> int:
     from pipeline.inputs.class_table import ClassTable
     from pipeline.inputs.value_range import check_stack
-    from pipeline.mapping.classify import classify_raster, open_for_model
+    from pipeline.mapping.classify import classify_raster
     from pipeline.mapping.deliver import deliver_map
+    from pipeline.mapping.model_inputs import open_for_model
     from pipeline.mapping.settings import MIN_WINDOW_SIZE, MinimumMappingUnit
     from pipeline.models.registry import load_model
 
@@ -135,8 +136,11 @@ def cmd_map(args: argparse.Namespace) -> int:
         targets = [(groups[0], out, args.confidence, polygons)]
     value_range = getattr(model.meta, "value_range", None)
 
-    def open_input(paths: list[Path]) -> RasterStack:
-        """One input opened as the model needs it (bands, nodata, dates): checked and mapped alike."""
+    checked = bool(args.strict and value_range)
+
+    def open_input(paths: list[Path], announce: bool = True) -> RasterStack:
+        """One input opened as the model needs it (bands, grid, nodata, dates): checked and mapped
+        alike; what differs from training is said once (``announce``)."""
         return open_for_model(
             paths,
             want,
@@ -144,9 +148,12 @@ def cmd_map(args: argparse.Namespace) -> int:
             nodata=args.nodata,
             model_nodata=getattr(model.meta, "nodata", None),
             dates=dates,
+            alignment=getattr(model.meta, "alignment", None),
+            align_to=args.align_to,
+            announce=announce,
         )
 
-    if args.strict and value_range:  # every input checked before any map is written: a stop leaves none behind
+    if checked:  # every input checked before any map is written: a stop leaves none behind
         for paths, *_ in targets:
             with open_input(paths) as stack:
                 problem = check_stack(stack, value_range)
@@ -154,7 +161,7 @@ def cmd_map(args: argparse.Namespace) -> int:
                 raise InputError(problem)
     with _dask_client(args.dask) as client:
         for paths, target, conf, polygons in targets:  # one input after the other: memory follows one window set
-            with open_input(paths) as stack:
+            with open_input(paths, announce=not checked) as stack:
                 problem = None if args.strict else check_stack(stack, value_range)
                 if problem:
                     log.warning("%s", problem)
@@ -228,10 +235,17 @@ def add_map_command(sub: Any) -> None:
     )
     p.add_argument(
         "--dates",
-        help="comma-separated dates: the rasters are one multi-band file per date of one "
-        "scene, stacked as in training (rasters.dates)",
+        help="comma-separated dates: the rasters are one file per date of one scene (single-band "
+        "files too, unnamed bands taken in the model's order), stacked as in training (rasters.dates)",
     )
     p.add_argument("--band-names", help="comma-separated band names of the raster")
+    p.add_argument(
+        "--align-to",
+        type=Path,
+        metavar="RASTER",
+        help="warp files on different grids onto this raster's grid (default: as in training, "
+        "which is the finest band's grid unless the run set rasters.align_to)",
+    )
     p.add_argument(
         "--nodata",
         type=float,

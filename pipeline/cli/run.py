@@ -114,6 +114,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     handler = logging.FileHandler(ctx.run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
+    bad_input = False
     try:
         log.info("run directory: %s", ctx.run_dir)
         if landcover_pipeline is None:
@@ -142,10 +143,15 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
             signum = getattr(e, "signum", None) or getattr(e, "signal", None) or cancel_signal()
             log.info("interrupted by %s; finished stages are kept", signal_name(signum))
             raise Interrupted(signum, run_id=ctx.run_dir.name) from None
+        bad_input = isinstance(e, InputError)
         raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        if bad_input and not args.resume:
+            from pipeline.runner.context import discard_unstarted_run
+
+            discard_unstarted_run(ctx)  # bad input stopped prepare: no folder that looks like a run
         ctx.close()  # the run directory's lock (init_run_dir took it)
     _print_summary(run_dir)
     return run_dir

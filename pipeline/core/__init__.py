@@ -17,6 +17,7 @@ __all__ = [
     "check_cancelled",
     "release_free_memory",
     "reserve_space",
+    "short_list",
     "write_json",
     "write_text",
 ]
@@ -34,6 +35,7 @@ __getattr__, __dir__ = lazy_exports(
         "check_cancelled": "cancel",
         "release_free_memory": "memory",
         "reserve_space": "atomic",
+        "short_list": "text",
         "write_json": "atomic",
         "write_text": "atomic",
     },

@@ -36,7 +36,10 @@ class LabelReport:
     """What one label source yielded, and what it could not use and why (with examples)."""
 
     source: str
-    kind: str  # a key of pipeline.inputs.labels.LABEL_SOURCES: "vector" or "raster"
+    kind: str  # a key of pipeline.inputs.labels.LABEL_SOURCES: "vector", "points" or "raster"
+    # what one label is: "polygons", "points", "lines" (or several, joined by " and ") for vector
+    # labels, "regions" for a label raster; the report names the split's groups after it
+    geometry: str = ""
     features_read: int = 0
     features_used: int = 0
     unknown_labels: dict[str, int] = field(default_factory=dict)  # label value -> rows / pixels
@@ -54,6 +57,11 @@ class LabelReport:
     classes_without_labels: dict[str, str] = field(default_factory=dict)
     # label raster, per class: its labelled pixels (on its own grid) outside the image
     label_pixels_outside_raster: dict[str, int] = field(default_factory=dict)
+    # label raster without nodata whose value 0 is no class: 0 is taken as unlabelled background
+    background_value: int | None = None
+    background_pixels: int = 0
+    # a table of coordinates: its coordinate columns and the CRS they were read in
+    coordinates: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +89,19 @@ class LabelReport:
         if self.pixels_overlapping_geometries:
             out.append(
                 f"{self.source}: dropped {self.pixels_overlapping_geometries} pixels claimed by more than one geometry"
+            )
+        repaired = sum(row.get("repaired", 0) for row in self.features_per_class.values())
+        if repaired:
+            per = ", ".join(
+                f"{c} {row['repaired']}" for c, row in self.features_per_class.items() if row.get("repaired")
+            )
+            what = "geometry" if repaired == 1 else "geometries"
+            out.append(f"{self.source}: repaired {repaired} invalid {what} with make_valid ({per})")
+        if self.background_pixels:
+            out.append(
+                f"{self.source}: value {self.background_value} is no class and the raster declares no nodata; "
+                f"its {self.background_pixels} pixels are taken as unlabelled background (set the raster's "
+                f"nodata, or add class {self.background_value} to the class table, to say otherwise)"
             )
         bad = self.unusable_features()
         if any(bad.values()):
@@ -110,10 +131,13 @@ class LabelReport:
         return out
 
 
+#: Why a feature (polygon, point) could not be used: key in labels.json -> words of the warnings.
 UNUSABLE_REASONS = {
     "outside_raster": "outside the raster",
     "no_pixel": "covering no pixel centre",
     "on_nodata": "only on pixels without data",
+    "no_geometry": "without geometry (empty, or no coordinates)",
+    "invalid_geometry": "with an invalid geometry that cannot be repaired",
 }
 
 

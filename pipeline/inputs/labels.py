@@ -14,7 +14,8 @@ disagree, pixels claimed by more than one geometry, and pixels under nodata
 are counted in the :class:`~pipeline.inputs.label_source.LabelReport` with examples.
 
 Each kind of label source is read by a module of its own (:mod:`pipeline.inputs.vector_labels`,
-:mod:`pipeline.inputs.raster_labels`); :data:`LABEL_SOURCES` names them. This module reads the
+:mod:`pipeline.inputs.point_labels` for tables of points, :mod:`pipeline.inputs.raster_labels`);
+:data:`LABEL_SOURCES` names them. This module reads the
 image window by window, keeps the labelled pixels with data in every band, and does the
 accounting every kind shares.
 
@@ -22,10 +23,11 @@ Adding a kind of label source
 -----------------------------
 1. write a module ``pipeline/inputs/<kind>_labels.py`` with a class that satisfies
    :class:`~pipeline.inputs.label_source.LabelSource` and opens with the arguments of
-   :data:`~pipeline.inputs.label_source.OpenLabelSource`. A source of points or polygons (a
-   point table, say) can subclass :class:`~pipeline.inputs.vector_labels.VectorLabels` and
-   replace only its ``read`` (a GeoDataFrame with ``class_id``, ``group`` and ``geometry`` in
-   the image's CRS, and the report), so that it is rasterised and accounted for alike;
+   :data:`~pipeline.inputs.label_source.OpenLabelSource`. A source of points or polygons can
+   subclass :class:`~pipeline.inputs.vector_labels.VectorLabels` and replace only its ``read``
+   (a GeoDataFrame with ``class_id``, ``group`` and ``geometry`` in the image's CRS, and the
+   report; :func:`~pipeline.inputs.vector_labels.label_features` makes both from a table), so
+   that it is rasterised and accounted for alike, as :mod:`pipeline.inputs.point_labels` does;
 2. add it to :data:`LABEL_SOURCES`, and teach :func:`label_kind` to recognise its ``labels.path``.
 """
 
@@ -42,6 +44,7 @@ from tqdm import tqdm
 from pipeline.core.cancel import check_cancelled
 from pipeline.core.errors import InputError
 from pipeline.inputs.label_source import UNUSABLE_REASONS, LabelReport, LabelSource, OpenLabelSource, class_lookup
+from pipeline.inputs.point_labels import PointTableLabels
 from pipeline.inputs.raster import RasterStack
 from pipeline.inputs.raster_labels import RasterLabels
 from pipeline.inputs.settings import ClassSpec, LabelConfig
@@ -52,13 +55,18 @@ __all__ = ["LABEL_SOURCES", "SAMPLE_COLUMNS", "BandCheck", "EmptyBandsError", "i
 SAMPLE_COLUMNS = ["x", "y", "row", "col", "class_id", "class_name", "group"]
 
 #: Kind of label source -> how to open it (see "Adding a kind of label source" above).
-LABEL_SOURCES: dict[str, OpenLabelSource] = {"vector": VectorLabels, "raster": RasterLabels}
+LABEL_SOURCES: dict[str, OpenLabelSource] = {
+    "vector": VectorLabels,
+    "table": PointTableLabels,
+    "raster": RasterLabels,
+}
 
 
 def label_kind(cfg: LabelConfig) -> str:
-    """The kind of ``labels.path``, a key of :data:`LABEL_SOURCES`: a label raster by its
-    suffix (:attr:`~pipeline.inputs.settings.LabelConfig.is_raster`), otherwise a vector file."""
-    return "raster" if cfg.is_raster else "vector"
+    """The kind of ``labels.path``, a key of :data:`LABEL_SOURCES`: a label raster or a table of
+    points by its suffix (:attr:`~pipeline.inputs.settings.LabelConfig.is_raster`,
+    :attr:`~pipeline.inputs.settings.LabelConfig.is_table`), otherwise a vector file."""
+    return "raster" if cfg.is_raster else "table" if cfg.is_table else "vector"
 
 
 class EmptyBandsError(InputError):

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -26,6 +27,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from pipeline.core.errors import InputError, SourceUnavailableError, UnreadableInputError
+from pipeline.core.text import short_list
 
 
 class RasterAlignmentWarning(UserWarning):
@@ -218,6 +220,8 @@ class RasterStack:
         self._band_index = band_index  # (dataset idx, 1-based band) per output band
         self._alpha = alpha or {}  # dataset idx -> band of its coverage mask (datasets warped onto the grid)
         self.open_args: dict | None = None  # set by open(): RasterStack.open(**open_args) reopens it
+        # set by open(): the grid and how the files were put on it (see _alignment_record)
+        self.alignment: dict[str, Any] = {}
         self.band_names = band_names
         self.nodata = nodata
         self.grid = grid
@@ -242,15 +246,21 @@ class RasterStack:
         nodata: float | None = None,
         dates: list[str] | None = None,
         align_to: str | Path | None = None,
+        warn: bool = True,
+        key: str = "rasters.align_to",
     ) -> RasterStack:
         """Open the files as one image (see the class docstring).
 
         ``dates`` (one label per file) stacks multi-band files of one place date after date:
         ``band_names`` and ``bands`` then describe one file, and the stack's band names are
-        ``"<date>:<band>"``. Files on another grid than the first file's (or than ``align_to``'s,
-        a raster path) are warped onto it window by window (nearest neighbour), with a warning;
-        without ``dates`` or ``align_to`` a differing grid is an error, as bands of one image
-        are expected to share their grid.
+        ``"<date>:<band>"``.
+
+        Files on different grids are put on one grid, window by window (nearest neighbour), with
+        one :class:`RasterAlignmentWarning`: ``align_to``'s (a raster path) when given, else the
+        first date's with ``dates``, else the finest file's (the smallest pixels; the first of
+        them on a tie), as SNAP and SCP resample the 20 and 60 m bands of Sentinel-2 onto its
+        10 m grid. Files of one image in different CRSs need ``align_to``. :attr:`alignment`
+        says what was done (``key`` names the setting in error messages).
         """
         files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         ensure_network_timeouts()
@@ -259,10 +269,9 @@ class RasterStack:
         stack = ExitStack()
         try:
             datasets = _open_files(files, stack)
-            grid, ref_name = _reference_grid(files, datasets, align_to)
             _check_band_counts(files, datasets, dates)
-            warp = dates is not None or align_to is not None
-            alpha = _put_on_grid(files, datasets, grid, ref_name, warp, stack)
+            grid, ref, rule = _reference_grid(files, datasets, align_to, dates is not None, key)
+            alpha = _put_on_grid(files, datasets, grid, stack)
             index, names = _select_bands(files, datasets, alpha, band_names, bands, dates)
             # A warped file keeps its source's nodata value (nearest neighbour copies values unchanged).
             src_nodata = [
@@ -272,6 +281,7 @@ class RasterStack:
             if len(set(names)) != len(names):
                 raise InputError(f"rasters.band_names: band names must be unique, got {names}")
             out = cls(datasets, index, names, nod, grid, files, stack, alpha)
+            out.alignment = _alignment_record(files, datasets, grid, ref, rule, alpha)
             # How to open the same stack elsewhere (a Dask worker reads its own windows).
             out.open_args = {
                 "paths": [str(p) for p in files],
@@ -281,6 +291,8 @@ class RasterStack:
                 "dates": list(dates) if dates is not None else None,
                 "align_to": str(align_to) if align_to is not None else None,
             }
+            if alpha and warn:
+                warnings.warn(alignment_message(out.alignment), RasterAlignmentWarning, stacklevel=2)
             return out
         except BaseException:
             stack.close()
@@ -309,6 +321,7 @@ class RasterStack:
             self._stack,
             self._alpha,
         )
+        new.alignment = self.alignment
         if self.open_args is not None and not self.open_args.get("dates"):
             new.open_args = {**self.open_args, "bands": list(new.band_names)}
         self._stack = ExitStack()
@@ -408,16 +421,42 @@ def _open_files(files: list[Path], stack: ExitStack) -> list:
     return datasets
 
 
-def _reference_grid(files: list[Path], datasets: list, align_to: str | Path | None) -> tuple[Grid, str]:
-    """The stack's grid (``align_to``'s, else the first file's) and the name of the file it comes from."""
-    if align_to is None:
-        first = datasets[0]
-        return Grid(first.crs, first.transform, first.width, first.height), str(files[0])
-    ap = Path(align_to)
-    if not ap.exists():
-        raise InputError(f"rasters.align_to: {ap}: raster file not found")
-    with open_georeferenced(ap) as ref:
-        return Grid(ref.crs, ref.transform, ref.width, ref.height), str(ap)
+def _grid_of(ds: Any) -> Grid:
+    return Grid(ds.crs, ds.transform, ds.width, ds.height)
+
+
+def _same_grid(ds: Any, grid: Grid) -> bool:
+    return (
+        ds.crs == grid.crs
+        and (ds.width, ds.height) == (grid.width, grid.height)
+        and ds.transform.almost_equals(grid.transform)
+    )
+
+
+def _reference_grid(
+    files: list[Path], datasets: list, align_to: str | Path | None, dates: bool, key: str
+) -> tuple[Grid, str, str]:
+    """The stack's grid, the file it comes from and the rule that chose it: ``"align_to"``
+    (``align_to``'s grid), ``"first"`` (the first file's: all files share it, or dates),
+    ``"finest"`` (the file with the smallest pixels, the first of them on a tie)."""
+    if align_to is not None:
+        ap = Path(align_to)
+        if not ap.exists():
+            raise InputError(f"{key}: {ap}: raster file not found")
+        with open_georeferenced(ap) as ref:
+            return _grid_of(ref), str(ap), "align_to"
+    first = _grid_of(datasets[0])
+    if dates or all(_same_grid(ds, first) for ds in datasets):
+        return first, str(files[0]), "first"
+    for p, ds in zip(files, datasets):
+        if ds.crs != first.crs:
+            raise InputError(
+                f"{p}: CRS {ds.crs.to_string()} differs from {files[0]} ({first.crs.to_string()}); reproject "
+                f"the bands into one CRS, or name the grid to warp them onto with {key}"
+            )
+    areas = [abs(ds.transform.a * ds.transform.e) for ds in datasets]
+    i = min(range(len(datasets)), key=lambda j: (areas[j], j))
+    return _grid_of(datasets[i]), str(files[i]), "finest"
 
 
 def _check_band_counts(files: list[Path], datasets: list, dates: list[str] | None) -> None:
@@ -438,33 +477,13 @@ def _check_band_counts(files: list[Path], datasets: list, dates: list[str] | Non
                 )
 
 
-def _put_on_grid(
-    files: list[Path], datasets: list, grid: Grid, ref_name: str, warp: bool, stack: ExitStack
-) -> dict[int, int]:
-    """Replace each dataset not on ``grid`` by a nearest-neighbour WarpedVRT onto it, with a
-    :class:`RasterAlignmentWarning` (an InputError unless ``warp``). Returns, per warped
-    dataset (by position), the band of its alpha (coverage) mask."""
+def _put_on_grid(files: list[Path], datasets: list, grid: Grid, stack: ExitStack) -> dict[int, int]:
+    """Replace each dataset not on ``grid`` by a nearest-neighbour WarpedVRT onto it (read window
+    by window). Returns, per warped dataset (by position), the band of its alpha (coverage) mask."""
     alpha: dict[int, int] = {}
-    for d, (p, ds) in enumerate(zip(files, datasets)):
-        if (
-            ds.crs == grid.crs
-            and (ds.width, ds.height) == (grid.width, grid.height)
-            and ds.transform.almost_equals(grid.transform)
-        ):
+    for d, ds in enumerate(datasets):
+        if _same_grid(ds, grid):
             continue
-        if not warp:
-            what = "CRS" if ds.crs != grid.crs else "grid (size or transform)"
-            raise InputError(
-                f"{p}: {what} differs from {ref_name}; resample the bands onto one grid "
-                "(or set rasters.align_to to warp them on the fly)"
-            )
-        warnings.warn(
-            f"{p}: not on the grid of {ref_name}; warping it onto that grid "
-            f"({grid.crs.to_string()}, {grid.res[0]:g} x {grid.res[1]:g}, {grid.width} x {grid.height} px, "
-            "nearest neighbour) window by window",
-            RasterAlignmentWarning,
-            stacklevel=3,  # the caller of RasterStack.open
-        )
         vrt = stack.enter_context(
             WarpedVRT(
                 ds,
@@ -479,6 +498,45 @@ def _put_on_grid(
         datasets[d] = vrt
         alpha[d] = vrt.count  # GDAL puts the alpha (coverage) band last
     return alpha
+
+
+def _alignment_record(
+    files: list[Path], datasets: list, grid: Grid, ref: str, rule: str, alpha: dict[int, int]
+) -> dict[str, Any]:
+    """How the stack's files were put on one grid (saved with a model, so that ``landcover map``
+    aligns new files the same way): the rule (see :func:`_reference_grid`), the reference file
+    (and its position among the files, when it is one of them), the grid's CRS, pixel size and
+    size, the resampling, and each warped file with its own pixel size."""
+    names = [str(p) for p in files]
+    return {
+        "rule": rule,
+        "reference": ref,
+        "reference_index": names.index(ref) if ref in names else None,
+        "crs": grid.crs.to_string(),
+        "res": [float(grid.res[0]), float(grid.res[1])],
+        "size": [grid.width, grid.height],
+        "resampling": "nearest",
+        "warped": {
+            names[d]: [float(abs(ds.src_dataset.transform.a)), float(abs(ds.src_dataset.transform.e))]
+            for d, ds in enumerate(datasets)
+            if d in alpha
+        },
+    }
+
+
+def alignment_message(alignment: dict[str, Any]) -> str:
+    """One line for the files a stack warped onto its grid (their names shortened past a few)."""
+    warped = alignment.get("warped") or {}
+    res = alignment.get("res") or [0.0, 0.0]
+    why = {"finest": "the finest band's grid", "first": "its grid", "align_to": "its grid"}.get(
+        str(alignment.get("rule")), "its grid"
+    )
+    files = short_list(f"{Path(p).name} ({r[0]:g} x {r[1]:g})" for p, r in warped.items())
+    return (
+        f"{len(warped)} file(s) not on the grid of {alignment.get('reference')}: warped onto {why} "
+        f"({alignment.get('crs')}, {res[0]:g} x {res[1]:g}, {alignment['size'][0]} x {alignment['size'][1]} px, "
+        f"nearest neighbour) window by window: {files}"
+    )
 
 
 def _select_bands(

@@ -1,7 +1,8 @@
 """Raster labels: a label raster of class ids, warped onto the image grid.
 
 A label raster on any grid or CRS is warped onto the image grid with nearest neighbour, window
-by window. Its groups (what the spatial split keeps whole) are connected regions of one class,
+by window. Its nodata value marks unlabelled pixels; a raster that declares none takes 0 as
+unlabelled background when 0 is not a class (:data:`BACKGROUND_VALUE`, counted and reported). Its groups (what the spatial split keeps whole) are connected regions of one class,
 cut by a fixed 32-pixel grid (:data:`RASTER_GROUP_CELL`).
 """
 
@@ -24,7 +25,7 @@ from pipeline.inputs.label_source import LabelReport, WindowLabels, class_lookup
 from pipeline.inputs.raster import RasterStack, iter_windows, open_georeferenced
 from pipeline.inputs.settings import ClassSpec, LabelConfig
 
-__all__ = ["RASTER_GROUP_CELL", "RasterLabels"]
+__all__ = ["BACKGROUND_VALUE", "RASTER_GROUP_CELL", "RasterLabels"]
 
 
 def _label_raster_windows(path: Path, stack: RasterStack, window_size: int) -> Iterator[tuple[Window, np.ndarray]]:
@@ -75,6 +76,7 @@ def _label_pixels_outside(path: Path, stack: RasterStack, by_id: dict[int, str],
 
 
 RASTER_GROUP_CELL = 32  # pixels; see _raster_groups
+BACKGROUND_VALUE = 0  # "no label" in a label raster without nodata, unless 0 is a class
 
 
 def _raster_groups(vals: np.ndarray, mask: np.ndarray, win: Window, first: int) -> tuple[np.ndarray, int]:
@@ -116,10 +118,15 @@ class RasterLabels:
         on_unknown: str,
         window_size: int,
     ):
-        self.report = LabelReport(source=str(path), kind="raster")
+        self.report = LabelReport(source=str(path), kind="raster", geometry="regions")
         if not path.exists():
             raise InputError(f"{path}: label raster not found")
         self.path, self.stack, self.by_id = path, stack, class_lookup(classes)[1]
+        with open_georeferenced(path, "label raster") as src:
+            declared = src.nodata
+        # The common convention: 0 is "no label" in a label raster that declares no nodata and
+        # whose class table has no class 0 (counted and reported, not an unknown class).
+        self.background = BACKGROUND_VALUE if declared is None and BACKGROUND_VALUE not in self.by_id else None
         self.on_unknown, self.window_size = on_unknown, window_size
         self.unknown: dict[str, int] = {}  # label value -> pixels
         self.next_group = 0
@@ -133,6 +140,10 @@ class RasterLabels:
             raise ValueError("RasterLabels.label: a window of a label raster comes with its values")
         has = np.isfinite(values)
         cls = np.where(has, values, -1).astype(np.int64)
+        if self.background is not None:
+            bg = has & (cls == self.background)
+            self.report.background_pixels += int(bg.sum())
+            has &= ~bg
         known = np.isin(cls, list(self.by_id))
         for v, n in zip(*np.unique(cls[has & ~known], return_counts=True)):
             self.unknown[str(int(v))] = self.unknown.get(str(int(v)), 0) + int(n)
@@ -146,6 +157,8 @@ class RasterLabels:
 
     def finish(self) -> None:
         self.report.features_used = self.report.features_read = self.groups_kept
+        if self.report.background_pixels:
+            self.report.background_value = self.background
         self.report.unknown_labels = self.unknown
         self.report.label_pixels_outside_raster = _label_pixels_outside(
             self.path, self.stack, self.by_id, self.window_size

@@ -17,19 +17,21 @@ many scenes a run has.
 from __future__ import annotations
 
 import glob as globmod
+import logging
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.core.errors import InputError
-from pipeline.inputs.raster import Grid, RasterAlignmentWarning, RasterStack, check_nodata_fits
+from pipeline.inputs.raster import Grid, RasterStack, alignment_message, check_nodata_fits
 from pipeline.inputs.sample_data import resolve
 from pipeline.inputs.settings import SCENE_NAME, LabelConfig, RasterConfig, SceneConfig, SceneGlobConfig
 
 __all__ = ["Scene", "check_scenes", "open_scene", "resolve_scenes", "scene_name_for_run"]
+
+log = logging.getLogger(__name__)
 
 
 class ScenesSettings(Protocol):
@@ -136,21 +138,17 @@ def resolve_scenes(cfg: ScenesSettings, base_dir: Path | None) -> list[Scene]:
     return scenes
 
 
-def open_scene(scene: Scene) -> RasterStack:
-    """Open a scene's image. Files warped onto a common grid are reported once as a warning."""
+def open_scene(scene: Scene, announce: bool = True) -> RasterStack:
+    """Open a scene's image. Files warped onto a common grid are one warning in the log when
+    ``announce`` (a run says it once, when ``prepare`` first opens the scene; later opens are
+    quiet), else a debug line."""
     r = scene.rasters
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RasterAlignmentWarning)
-        stack = RasterStack.open(
-            list(scene.raster_paths), r.band_names, r.bands, r.nodata, dates=r.dates, align_to=scene.align_to
-        )
-    for w in caught:
-        if issubclass(w.category, RasterAlignmentWarning):
-            import logging
-
-            logging.getLogger("landcover").warning("scene %s: %s", scene.name, w.message)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    stack = RasterStack.open(
+        list(scene.raster_paths), r.band_names, r.bands, r.nodata, dates=r.dates, align_to=scene.align_to, warn=False
+    )
+    if stack.alignment.get("warped"):
+        level = logging.WARNING if announce else logging.DEBUG
+        log.log(level, "scene %s: %s", scene.name, alignment_message(stack.alignment))
     if r.nodata is not None:  # a value no pixel can hold matches nothing: it cannot be meant
         try:
             check_nodata_fits(stack, r.nodata, "rasters.nodata")
@@ -174,7 +172,7 @@ def check_scenes(scenes: list[Scene]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     first: Scene | None = None
     for sc in scenes:
-        with open_scene(sc) as st:
+        with open_scene(sc, announce=False) as st:  # prepare says it when it reads the scene
             info: dict[str, Any] = {"grid": st.grid, "band_names": list(st.band_names)}
         if first is None:
             first = sc

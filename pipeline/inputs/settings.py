@@ -50,21 +50,63 @@ class RasterConfig(Strict):
         return self
 
 
+#: Suffixes of label rasters (anything else is a vector file or a table of points).
+LABEL_RASTER_SUFFIXES = {".tif", ".tiff", ".gtif", ".vrt", ".img", ".jp2"}
+#: Suffixes of tables read as points from coordinate columns (GeoParquet: its own geometry).
+POINT_TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq", ".geoparquet"}
+
+
 class LabelConfig(Strict):
-    """Training labels: a vector file with a class field, or a label raster of class ids."""
+    """Training labels: a vector file with a class field, a table of points (CSV, Parquet) with
+    coordinate columns and a class field, or a label raster of class ids."""
 
     path: str | None = None  # required, except at the top level of a config with `scenes`
-    field: str | None = None  # class name (or id) column of a vector file
+    field: str | None = None  # class name (or id) column of a vector file or table
     id_field: str | None = None  # optional column of class ids cross-checked against `field`
     layer: str | None = None  # layer of a multi-layer vector file
+    # coordinate columns of a table of points (default: longitude/latitude, lon/lat, x/y, easting/northing)
+    x: str | None = None
+    y: str | None = None
+    # CRS of a table's coordinates, or of a vector file that has none (default: EPSG:4326 for
+    # longitude/latitude columns, else the image's)
+    crs: str | None = None
     on_unknown: Literal["error", "drop"] = "error"  # labels not in the class table: stop, or drop and report
     # a class with no usable labels (all outside the raster or on nodata): leave it out with a warning,
     # or stop the run (`landcover run --strict`)
     on_empty_class: Literal["drop", "error"] = "drop"
 
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(v)
+        except CRSError:
+            raise ValueError(f"{v!r} is not a CRS (e.g. EPSG:4326, or a PROJ or WKT string)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _x_with_y(self) -> LabelConfig:
+        if (self.x is None) != (self.y is None):
+            raise ValueError("labels.x and labels.y name the coordinate columns together; give both")
+        return self
+
+    @property
+    def suffix(self) -> str:
+        return Path((self.path or "").split(":")[-1]).suffix.lower()
+
     @property
     def is_raster(self) -> bool:
-        return Path((self.path or "").split(":")[-1]).suffix.lower() in {".tif", ".tiff", ".gtif", ".vrt", ".img"}
+        return self.suffix in LABEL_RASTER_SUFFIXES
+
+    @property
+    def is_table(self) -> bool:
+        """A table of points (CSV, Parquet) rather than a vector file or a raster."""
+        return self.suffix in POINT_TABLE_SUFFIXES
 
 
 SCENE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"  # a file-name-safe word: scenes name map folders

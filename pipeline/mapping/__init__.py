@@ -3,7 +3,8 @@ cluster (:func:`classify_raster`, :mod:`pipeline.mapping.classify`), into a COG 
 whole or not at all, with its class names, colours, GIS sidecars and legend (:func:`write_class_map`,
 :mod:`pipeline.mapping.class_maps`, :mod:`pipeline.mapping.legends`), delivered with a minimum mapping
 unit and polygons (:func:`deliver_map`, :mod:`pipeline.mapping.mmu`, :mod:`pipeline.mapping.polygons`)
-and described by STAC Items (:func:`map_item`, :mod:`pipeline.mapping.stac`)."""
+and described by STAC Items (:func:`map_item`, :mod:`pipeline.mapping.stac`); its inputs opened as the
+model was trained (bands, grid, nodata: :func:`open_for_model`, :mod:`pipeline.mapping.model_inputs`)."""
 
 from pipeline.core.lazy import lazy_exports
 
@@ -35,7 +36,7 @@ __getattr__, __dir__ = lazy_exports(
         "write_polygons": "polygons",
         "classify_raster": "classify",
         "dask_client_here": "classify",
-        "open_for_model": "classify",
+        "open_for_model": "model_inputs",
         "verify_raster": "class_maps",
         "write_class_map": "class_maps",
     },

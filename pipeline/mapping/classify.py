@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -32,8 +31,9 @@ from tqdm import tqdm
 
 from pipeline.core.cancel import check_cancelled
 from pipeline.core.errors import InputError
+from pipeline.core.text import short_list
 from pipeline.inputs.class_table import NODATA_CLASS, ClassTable
-from pipeline.inputs.raster import RasterAlignmentWarning, RasterStack, check_nodata_fits
+from pipeline.inputs.raster import RasterStack
 from pipeline.mapping.class_maps import (
     colormap,
     gdal_stderr_to_log,
@@ -52,116 +52,11 @@ from pipeline.mapping.legends import (
     encode_confidence,
     write_confidence_sidecars,
 )
+from pipeline.mapping.model_inputs import open_for_model
 from pipeline.models.base import Classifier
 from pipeline.sampling.patches import window_for_bands
 
 log = logging.getLogger(__name__)
-
-
-def open_for_model(
-    paths: Sequence[str | Path] | str | Path,
-    want: list[str],
-    band_names: list[str] | None = None,
-    nodata: float | None = None,
-    model_nodata: list[float | None] | None = None,
-    dates: list[str] | None = None,
-) -> RasterStack:
-    """Open a raster for a model: bands matched as :func:`_match_bands` does, and nodata as the
-    model was trained (``model_nodata``: its per-band values, where it had one) unless ``nodata``
-    overrides every band. A band the model has no nodata for keeps the file's own. An InputError
-    names ``nodata`` if a band's data type cannot hold it (:func:`~pipeline.inputs.raster.check_nodata_fits`)."""
-    # A date warped onto the first one's grid is news for the console, as in a run: one log line,
-    # not a Python warning with this file's path and source line.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RasterAlignmentWarning)
-        stack = _match_bands(paths, want, band_names, nodata, dates)
-    for w in caught:
-        if issubclass(w.category, RasterAlignmentWarning):
-            log.warning("%s", w.message)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if nodata is not None:
-        try:
-            check_nodata_fits(stack, nodata, "--nodata")
-        except InputError:
-            stack.close()
-            raise
-    if nodata is None and model_nodata is not None and len(model_nodata) == stack.count:
-        merged = [m if m is not None else f for m, f in zip(model_nodata, stack.nodata)]
-        differ = [
-            n
-            for n, m, f in zip(stack.band_names, merged, stack.nodata)
-            if f is not None and m is not None and not (m == f or (np.isnan(m) and np.isnan(f)))
-        ]
-        if differ:
-            log.warning(
-                "%s: using the nodata the model was trained with (%s) instead of the file's for band(s) %s; "
-                "--nodata overrides",
-                stack.paths[0],
-                ", ".join(sorted({f"{m:g}" for m in merged if m is not None})),
-                ", ".join(differ),
-            )
-        stack.nodata = merged
-    return stack
-
-
-def _match_bands(
-    paths: Sequence[str | Path] | str | Path,
-    want: list[str],
-    band_names: list[str] | None = None,
-    nodata: float | None = None,
-    dates: list[str] | None = None,
-) -> RasterStack:
-    """Open a raster so that its bands line up with a model's ``want`` band names.
-
-    With ``dates`` the files are one multi-band file per date (see :class:`RasterStack`),
-    whose ``<date>:<band>`` names must give the model's bands.
-
-    Bands match by name (a raster with more bands gives up the ones the model does not use);
-    a raster whose bands carry no names of their own (``band_N`` or file stems) is taken in
-    order when the count matches, with a warning. ``band_names`` names the raster's bands
-    explicitly. Anything else is an :class:`InputError` naming the file.
-    """
-    files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    if dates is not None:
-        return _open_dates_for_model(files, want, band_names, dates, nodata)
-    stack = RasterStack.open(files, band_names=band_names, nodata=nodata)
-    names = stack.band_names
-    if names == want:
-        return stack
-    if all(w in names for w in want):
-        stack.close()
-        return RasterStack.open(files, band_names=band_names, bands=list(want), nodata=nodata)
-    stems = {p.stem for p in files}
-    generic = band_names is None and all(n.startswith("band_") or n in stems for n in names)
-    stack.close()
-    if stack.count != len(want) and (generic or not set(want) & set(names)):
-        raise InputError(f"{files[0]}: has {stack.count} bands, the model needs {len(want)} ({', '.join(want)})")
-    if generic:
-        log.warning("%s: bands carry no names; assuming they are %s in this order", files[0], ", ".join(want))
-        return RasterStack.open(files, band_names=list(want), nodata=nodata)
-    raise InputError(
-        f"{files[0]}: band names {names} do not match the model's {want}; pass --band-names if they are the same bands"
-    )
-
-
-def _open_dates_for_model(
-    paths: list[Path], want: list[str], band_names: list[str] | None, dates: list[str], nodata: float | None = None
-) -> RasterStack:
-    per_file = list(dict.fromkeys(w.split(":", 1)[-1] for w in want))  # a date's bands, in the model's order
-    stack = RasterStack.open(paths, band_names=band_names, nodata=nodata, dates=dates)
-    names = stack.band_names
-    if names != want and all(f"{d}:{b}" in names for d in dates for b in per_file):
-        stack.close()
-        stack = RasterStack.open(paths, band_names=band_names, nodata=nodata, bands=per_file, dates=dates)
-        names = stack.band_names
-    if names != want:
-        stack.close()
-        raise InputError(
-            f"{paths[0]}: bands {names} (with dates {', '.join(dates)}) do not give the model's "
-            f"{want}; check --dates and --band-names"
-        )
-    return stack
 
 
 def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,8 +125,12 @@ def classify_raster(
     "mpx_per_s", "pixels"}``.
     """
     if not isinstance(stack, RasterStack):
+        meta = model.meta
         with open_for_model(
-            stack, list(model.meta.band_names), model_nodata=getattr(model.meta, "nodata", None)
+            stack,
+            list(meta.band_names),
+            model_nodata=getattr(meta, "nodata", None),
+            alignment=getattr(meta, "alignment", None),
         ) as opened:
             return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress, client)
     # Many bands make one window large on its own (200 bands x 512^2 float32 = 210 MB, several in
@@ -253,7 +152,10 @@ def _classify_raster(
 ) -> dict:
     confidence_path = Path(confidence_path) if confidence_path is not None else None
     if stack.band_names != model.meta.band_names:
-        raise InputError(f"{stack.paths[0]}: bands {stack.band_names} do not match the model's {model.meta.band_names}")
+        raise InputError(
+            f"{stack.paths[0]}: bands {short_list(stack.band_names)} do not match the model's "
+            f"{short_list(model.meta.band_names)}"
+        )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     g = stack.grid
@@ -341,7 +243,8 @@ def classify_window(
     ``halo`` and classify it. Returns (class ids uint8, confidence float32, the worker's address)."""
     from distributed import get_worker
 
-    with RasterStack.open(**open_args) as stack, gdal_cache(gdal_cache_bytes(stack, window_size, halo)):
+    # warn=False: the caller said once what was warped; a worker would say it for every window
+    with RasterStack.open(**open_args, warn=False) as stack, gdal_cache(gdal_cache_bytes(stack, window_size, halo)):
         stack.nodata = list(nodata)  # as the caller has it (open_for_model may merge the model's)
         block = stack.read(Window(*window), halo=halo)
     labels, conf = _classify(model, block, halo)

@@ -46,6 +46,11 @@ class ModelMeta:
     # (pipeline.inputs.value_range.training_value_range); mapping warns when an input is clearly off.
     # None in models saved before it: no check.
     value_range: dict[str, Any] | None = None
+    # The training image's grid and how its files were put on it (pipeline.inputs.raster:
+    # RasterStack.alignment): rule ("first", "finest", "align_to"), reference file, CRS, pixel
+    # size, resampling. `landcover map` and `serve` align new files the same way and say when an
+    # input's pixel size differs. None in models saved before it: files must share one grid.
+    alignment: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

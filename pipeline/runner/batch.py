@@ -186,7 +186,8 @@ def map_one_scene(
     clearly unlike the model's training pixels are a warning in the log and both reports, or with
     ``strict`` an :class:`InputError` (the scene fails and nothing of it is written)."""
     from pipeline.inputs.value_range import check_stack
-    from pipeline.mapping.classify import classify_raster, dask_client_here, open_for_model
+    from pipeline.mapping.classify import classify_raster, dask_client_here
+    from pipeline.mapping.model_inputs import open_for_model
     from pipeline.models.registry import load_model
     from pipeline.runner.promotion import evaluation_sentence, model_evaluation
 
@@ -200,7 +201,12 @@ def map_one_scene(
     map_path, conf_path = odir / f"{scene['name']}.tif", odir / f"{scene['name']}_confidence.tif"
     # On a Dask worker (serve --dask) the scene's windows become tasks across the cluster too.
     with (
-        open_for_model(path, list(meta.band_names), model_nodata=getattr(meta, "nodata", None)) as stack,
+        open_for_model(
+            path,
+            list(meta.band_names),
+            model_nodata=getattr(meta, "nodata", None),
+            alignment=getattr(meta, "alignment", None),
+        ) as stack,
         dask_client_here() as client,
     ):
         problem = check_stack(stack, getattr(meta, "value_range", None))

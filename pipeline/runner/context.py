@@ -10,6 +10,7 @@ Run directory layout: docs/outputs.md.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ class RunContext:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # scenes whose alignment warning this process has shown (prepare reads a scene several times)
+    _announced: set[str] = field(default_factory=set, repr=False)
+
     def scenes(self) -> list:
         """The run's scenes (:class:`pipeline.inputs.scenes.Scene`), resolved once."""
         if self._scenes is None:
@@ -88,16 +92,22 @@ class RunContext:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def open_stack(self, scene: Scene | None = None, drop: list[str] | None = None) -> RasterStack:
+    def open_stack(
+        self, scene: Scene | None = None, drop: list[str] | None = None, announce: bool = False
+    ) -> RasterStack:
         """A scene's image (default: the first scene) as the run uses it: the config's band
         selection, less the bands that ``prepare`` dropped as empty (``rasters.drop_empty_bands``;
-        listed in labels.json)."""
+        listed in labels.json). Files warped onto one grid are a warning once per scene when
+        ``announce`` (``prepare``: once per run, and recorded in labels.json), else a debug line."""
         from pipeline.inputs.scenes import open_scene
 
         if drop is None:
             lab = self.run_dir / "labels.json"
             drop = list(read_json(lab).get("dropped_bands") or {}) if lab.exists() else []
-        stack = open_scene(scene if scene is not None else self.scenes()[0])
+        scene = scene if scene is not None else self.scenes()[0]
+        stack = open_scene(scene, announce=announce and scene.name not in self._announced)
+        if announce:
+            self._announced.add(scene.name)
         return stack.without(drop) if drop else stack
 
     def to_ref(self) -> dict:
@@ -218,3 +228,15 @@ def init_run_dir(
     return RunContext(
         cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress, _unlock=unlock
     )
+
+
+def discard_unstarted_run(ctx: RunContext) -> bool:
+    """Remove the run directory of a new run that stopped before any stage finished (bad input
+    found by ``prepare``): a folder holding only config.yaml, run.log and an empty ``stages/``
+    would look like a run in the runs directory. The error itself was on the console. A run with
+    a finished stage is kept (``--resume`` continues it). Returns whether it was removed."""
+    stages = ctx.run_dir / "stages"
+    if stages.is_dir() and any(stages.glob("*.json")):
+        return False
+    shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    return not ctx.run_dir.exists()

@@ -64,13 +64,20 @@ def attach_label_column(samples: pd.DataFrame, label_path: Path, labels: LabelCo
             f"use vector labels with a {column!r} field, or split.files, or another split.strategy"
         )
     kw = {"layer": labels.layer} if labels.layer else {}
-    fields = list(pyogrio.read_info(label_path, **kw)["fields"])
+    if labels.is_table:  # a CSV or Parquet table of points: one row per feature, as in ingestion
+        from pipeline.inputs.point_labels import read_table
+
+        table = read_table(label_path)
+        fields = [str(c) for c in table.columns]
+    else:
+        fields = list(pyogrio.read_info(label_path, **kw)["fields"])
     if column not in fields:
         raise InputError(
             f"split.column: {label_path} has no field {column!r} (fields: {', '.join(fields)}); "
             f"add a train/validation/test field or set split.column"
         )
-    table = pyogrio.read_dataframe(label_path, columns=[column], read_geometry=False, **kw)
+    if not labels.is_table:
+        table = pyogrio.read_dataframe(label_path, columns=[column], read_geometry=False, **kw)
     values = table[column].to_numpy(dtype=object)
     return samples.assign(**{column: values[samples["group"].to_numpy(dtype=np.int64)]})
 

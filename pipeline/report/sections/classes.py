@@ -26,6 +26,7 @@ def section_classes(doc: Document, ctx: ReportContext) -> None:
             for part in ("train", "validation", "test"):
                 r[f"sampled {part}"] = fmt((after.get(part) or {}).get(c["name"]), "int")
     doc.table(rows)
+    _inputs_note(doc, ctx.metrics.get("labels") or {})
     if samp.get("active"):
         caps = samp.get("caps") or {}
         cap_txt = (
@@ -52,6 +53,32 @@ def section_classes(doc: Document, ctx: ReportContext) -> None:
         )
 
 
+def _inputs_note(doc: Document, lab: dict) -> None:
+    """How the image's files were put on one grid, and where a table's points came from."""
+    from pathlib import Path
+
+    from pipeline.core.text import short_list
+
+    al = lab.get("alignment") or {}
+    warped = al.get("warped") or {}
+    if warped:
+        res = al.get("res") or [0, 0]
+        rules = {"finest": "the finest band's grid", "align_to": "the grid of rasters.align_to"}
+        rule = rules.get(str(al.get("rule")), "the grid")
+        doc.p(
+            f"Image: {len(warped)} file(s) on other grids ("
+            + short_list(f"{Path(p).name} {r[0]:g} x {r[1]:g}" for p, r in warped.items())
+            + f") were warped onto {rule}, {Path(str(al.get('reference'))).name} ({fmt(res[0], 'len')} x "
+            f"{fmt(res[1], 'len')}, {al.get('crs')}), nearest neighbour; the models record it and map new files "
+            "the same way."
+        )
+    co = lab.get("coordinates") or {}
+    if co:
+        doc.p(
+            f"Labels: one point per row of the table, from columns {co.get('x')} and {co.get('y')} in {co.get('crs')}."
+        )
+
+
 def section_unusable_labels(doc: Document, ctx: ReportContext) -> None:
     """Labels that could not be used, per class and reason; classes and bands left out."""
     lab = ctx.metrics.get("labels") or {}
@@ -60,22 +87,41 @@ def section_unusable_labels(doc: Document, ctx: ReportContext) -> None:
         "outside_raster": "outside the raster",
         "no_pixel": "covering no pixel centre",
         "on_nodata": "only on nodata",
+        "no_geometry": "no geometry",
+        "invalid_geometry": "invalid geometry",
     }
     nod_px = lab.get("pixels_under_nodata_per_class") or {}
-    bad = any(r.get(k) for r in per.values() for k in reasons) or any(nod_px.values())
+    repaired = {c: r.get("repaired") for c, r in per.items() if r.get("repaired")}
+    bad = any(r.get(k) for r in per.values() for k in reasons) or any(nod_px.values()) or bool(repaired)
     empty = lab.get("classes_without_labels") or {}
     unknown = lab.get("unknown_labels") or {}
     dropped_bands = lab.get("dropped_bands") or {}
     by_model = {m: d for m, r in ctx.models.items() if (d := r.get("dropped_classes"))}
     outside_px = lab.get("label_pixels_outside_raster") or {}
-    if not (bad or empty or unknown or dropped_bands or by_model or outside_px):
+    background = lab.get("background_pixels") or 0
+    if not (bad or empty or unknown or dropped_bands or by_model or outside_px or background):
         return
     doc.h(3, "Labels and bands that could not be used")
     if per and bad:
+        # the reasons a run counted (an older run's labels.json has fewer)
+        shown = {k: v for k, v in reasons.items() if any(k in r for r in per.values())}
         doc.p(
             f"{lab.get('features_used', '?')} of {lab.get('features_read', '?')} label features were used. "
             "A feature is unusable when it lies outside the raster, covers no pixel centre, or only covers "
-            "pixels where some band has no data."
+            "pixels where some band has no data"
+            + (
+                "; or when it has no geometry (empty, or no coordinates) or an invalid one that make_valid "
+                "cannot repair (a polygon collapsed to a line, coordinates out of range)"
+                if "no_geometry" in shown
+                else ""
+            )
+            + "."
+            + (
+                f" Invalid geometries repaired with make_valid and used: {sum(repaired.values())} "
+                f"({', '.join(f'{c} {n}' for c, n in repaired.items())})."
+                if repaired
+                else ""
+            )
         )
         doc.table(
             [
@@ -83,7 +129,7 @@ def section_unusable_labels(doc: Document, ctx: ReportContext) -> None:
                     "class": c,
                     "features": fmt(r.get("read"), "int"),
                     "used": fmt(r.get("used"), "int"),
-                    **{v: fmt(r.get(k), "int") for k, v in reasons.items()},
+                    **{v: fmt(r.get(k), "int") for k, v in shown.items()},
                     "labelled pixels on nodata": fmt(nod_px.get(c, 0), "int"),
                 }
                 for c, r in per.items()
@@ -96,6 +142,12 @@ def section_unusable_labels(doc: Document, ctx: ReportContext) -> None:
             "Labelled pixels of the label raster outside the image (on the label raster's grid): "
             + ", ".join(f"{c} {fmt(n, 'int')}" for c, n in outside_px.items())
             + "."
+        )
+    if background:
+        doc.p(
+            f"The label raster declares no nodata and {lab.get('background_value')} is no class: its "
+            f"{fmt(background, 'int')} pixels of value {lab.get('background_value')} were taken as unlabelled "
+            "background."
         )
     if unknown:
         doc.p(

@@ -11,14 +11,25 @@ from pipeline.report.context import ReportContext
 from pipeline.report.document import Document
 from pipeline.report.format import fmt
 
+#: What one label (one group the split keeps whole) is called, by labels.json "geometry".
+LABEL_NOUNS = {"polygons": "polygon", "points": "point", "regions": "labelled region", "lines": "line"}
 
-def _split_evidence(split: dict) -> str:
-    """What the test of this split measures, in one sentence or two."""
+
+def label_noun(labels: dict) -> str:
+    """The word for one label of the run: "polygon", "point", "labelled region" (a label raster's
+    connected pixels of one class, cut by a fixed grid), or "feature" for a mix or an older run."""
+    kinds = str(labels.get("geometry") or "polygons").split(" and ")
+    return LABEL_NOUNS.get(kinds[0], "feature") if len(set(kinds)) == 1 else "feature"
+
+
+def _split_evidence(split: dict, noun: str = "polygon") -> str:
+    """What the test of this split measures, in one sentence or two; ``noun`` names one label."""
     strategy, group_by = split.get("strategy"), split.get("group_by")
     sub = split.get("sub_blocked_classes") or []
     if strategy == "random":
+        near = "of the same polygons" if noun == "polygon" else f"and {noun}s close by"
         return (
-            "Random pixel split: test pixels sit next to training pixels of the same polygons, so the "
+            f"Random pixel split: test pixels sit next to training pixels {near}, so the "
             "accuracy measures recall of known places, not generalisation (see the leakage audit)."
         )
     if strategy == "predefined":
@@ -30,13 +41,18 @@ def _split_evidence(split: dict) -> str:
         return "Whole scenes are held out: the test measures generalisation to unseen scenes."
     if sub:
         who = "all classes" if group_by == "block" else "the classes " + ", ".join(map(str, sub))
-        rest = "" if group_by == "block" else " The other classes are tested on unseen polygons."
+        rest = "" if group_by == "block" else f" The other classes are tested on unseen {noun}s."
         return (
-            f"For {who}, polygons were cut into sub-blocks (group = polygon x block): their test measures "
-            "generalisation to unseen parts of the same polygons, spatially separated by the buffer, which "
-            f"is weaker evidence than unseen polygons.{rest}"
+            f"For {who}, {noun}s were cut into sub-blocks (group = {noun} x block): their test measures "
+            f"generalisation to unseen parts of the same {noun}s, spatially separated by the buffer, which "
+            f"is weaker evidence than unseen {noun}s.{rest}"
         )
-    return "Every polygon lies whole on one side: the test measures generalisation to unseen polygons."
+    if noun == "point":
+        return (
+            "Every point is on one side only, test points kept apart from training points by the buffer: "
+            "the test measures generalisation to unseen points."
+        )
+    return f"Every {noun} lies whole on one side: the test measures generalisation to unseen {noun}s."
 
 
 def _split_unit(run_dir: Path) -> str:
@@ -125,7 +141,7 @@ def section_split(doc: Document, ctx: ReportContext) -> None:
             f"the nearby setting {_set_line(split['adjusted'])}, tried on this input."
         )
     doc.p(_design(split, ctx.models))
-    doc.p(_split_evidence(split))
+    doc.p(_split_evidence(split, label_noun(ctx.metrics.get("labels") or {})))
     train_only = split.get("train_only_classes") or []
     if train_only:
         doc.p(

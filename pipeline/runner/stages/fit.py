@@ -103,7 +103,8 @@ def model_meta(ctx: RunContext, model: str, band_names: list[str], data: Trainin
     from pipeline.models.base import ModelMeta
 
     c = ctx.cfg.classes
-    nodata = read_json(ctx.run_dir / "labels.json").get("band_nodata")
+    labels = read_json(ctx.run_dir / "labels.json")
+    nodata = labels.get("band_nodata")
     return ModelMeta(
         model=model,
         band_names=list(band_names),
@@ -113,6 +114,7 @@ def model_meta(ctx: RunContext, model: str, band_names: list[str], data: Trainin
         patch_size=ctx.cfg.patch.size,
         nodata=nodata,
         value_range=_value_range(ctx, data) if data is not None else None,
+        alignment=labels.get("alignment") or None,
     )
 
 

@@ -87,7 +87,14 @@ def _pool_label_reports(reports: dict[str, Any]) -> dict:
     for d in dicts.values():
         _add_counts(pooled, {k: v for k, v in d.items() if k not in ("source", "kind")})
     kinds = sorted({d.get("kind") for d in dicts.values()})
-    return {"source": f"{len(dicts)} scenes", "kind": "+".join(map(str, kinds)), **pooled, "scenes": dicts}
+    geometry = sorted({g for d in dicts.values() for g in str(d.get("geometry") or "").split(" and ") if g})
+    return {
+        "source": f"{len(dicts)} scenes",
+        "kind": "+".join(map(str, kinds)),
+        **pooled,
+        "geometry": " and ".join(geometry),
+        "scenes": dicts,
+    }
 
 
 def _merge_sampling(records: list[dict]) -> dict:
@@ -125,16 +132,18 @@ def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict
     parts: list[pd.DataFrame] = []
     reports: dict[str, Any] = {}
     grid = band_names = None
+    alignment: dict = {}
     sampling: list[dict] = []
     for sc in scenes:
         if not sc.has_labels:
             log.info("scene %s: no labels; mapped only", sc.name)
             continue
-        with ctx.open_stack(sc, drop=drop) as stack:
+        with ctx.open_stack(sc, drop=drop, announce=True) as stack:
             check_area_crs(stack.grid.crs, stack.paths[0])  # class areas must be computable: say so now
             if grid is None:
                 grid, band_names = stack.grid, stack.band_names
                 band_nodata = [None if v is None or not np.isfinite(v) else float(v) for v in stack.nodata]
+                alignment = stack.alignment
             sampler = _Sampler(cfg, stack)
             part, report = ingest_labels(
                 sc.labels,
@@ -186,7 +195,8 @@ def _ingest_scenes(ctx: RunContext, drop: list[str]) -> tuple[pd.DataFrame, dict
     samples["scene"] = samples["scene"].astype(str)
     return (
         samples,
-        {**labels_rec, "band_names": band_names, "band_nodata": band_nodata},
+        # alignment: the first scene's grid and how its files were put on it (saved with the models)
+        {**labels_rec, "band_names": band_names, "band_nodata": band_nodata, "alignment": alignment},
         grid,
         _merge_sampling(sampling),
     )
