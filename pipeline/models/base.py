@@ -49,7 +49,8 @@ class ModelMeta:
     # The training image's grid and how its files were put on it (pipeline.inputs.raster:
     # RasterStack.alignment): rule ("first", "finest", "align_to"), reference file, CRS, pixel
     # size, resampling. `landcover map` and `serve` align new files the same way and say when an
-    # input's pixel size differs. None in models saved before it: files must share one grid.
+    # input's pixel size differs. None in models saved before it: no pixel-size check, and files
+    # on several grids are aligned by the default rule.
     alignment: dict[str, Any] | None = None
 
     def to_json(self) -> str:

@@ -75,3 +75,15 @@ def polygon_name(d: dict) -> str:
     """How the report names a reference polygon (a ``metrics.json`` polygons entry): its scene, if
     any, and its feature number (0-based row in the label file)."""
     return (f"{d['scene']}: " if d.get("scene") else "") + f"feature {d['group']}"
+
+
+#: What one label (one group the split keeps whole) is called, by labels.json "geometry".
+LABEL_NOUNS = {"polygons": "polygon", "points": "point", "regions": "labelled region", "lines": "line"}
+
+
+def label_noun(labels: dict) -> str:
+    """The word for one label of a run (``labels``: labels.json, or metrics.json "labels"):
+    "polygon", "point", "labelled region" (a label raster's connected pixels of one class, cut by
+    a fixed grid), or "feature" for a mix; "polygon" for a run that predates the record."""
+    kinds = str(labels.get("geometry") or "polygons").split(" and ")
+    return LABEL_NOUNS.get(kinds[0], "feature") if len(set(kinds)) == 1 else "feature"

@@ -9,17 +9,7 @@ from typing import Any
 
 from pipeline.report.context import ReportContext
 from pipeline.report.document import Document
-from pipeline.report.format import fmt
-
-#: What one label (one group the split keeps whole) is called, by labels.json "geometry".
-LABEL_NOUNS = {"polygons": "polygon", "points": "point", "regions": "labelled region", "lines": "line"}
-
-
-def label_noun(labels: dict) -> str:
-    """The word for one label of the run: "polygon", "point", "labelled region" (a label raster's
-    connected pixels of one class, cut by a fixed grid), or "feature" for a mix or an older run."""
-    kinds = str(labels.get("geometry") or "polygons").split(" and ")
-    return LABEL_NOUNS.get(kinds[0], "feature") if len(set(kinds)) == 1 else "feature"
+from pipeline.report.format import fmt, label_noun
 
 
 def _split_evidence(split: dict, noun: str = "polygon") -> str:
