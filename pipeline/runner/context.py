@@ -39,6 +39,8 @@ class RunContext:
     inputs: dict[str, dict] = field(default_factory=dict)  # path -> {"bytes", "sha256"}
     _scenes: list | None = field(default=None, repr=False)
     _unlock: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
+    # scenes whose alignment warning this process has shown (prepare reads a scene several times)
+    _announced: set[str] = field(default_factory=set, repr=False)
 
     def close(self) -> None:
         """Give back the run directory's lock (:mod:`pipeline.runner.lock`) that :func:`init_run_dir`
@@ -50,9 +52,6 @@ class RunContext:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # scenes whose alignment warning this process has shown (prepare reads a scene several times)
-    _announced: set[str] = field(default_factory=set, repr=False)
 
     def scenes(self) -> list:
         """The run's scenes (:class:`pipeline.inputs.scenes.Scene`), resolved once."""
