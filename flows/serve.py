@@ -31,6 +31,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError("serve: --once runs one cycle now and --cron serves a schedule; give one of them")
     from pipeline.runner.promotion import model_in_runs, promoted_model
 
+    if args.dask:  # a dead, silent or malformed address: one line now, not tracebacks from every task
+        from pipeline.cli.preflight import check_dask_scheduler
+
+        check_dask_scheduler(args.dask, f"--dask {args.dask}")
+
     runs = (args.runs or Path(cfg.output_dir)).resolve()
     if args.model is not None and not args.model.exists():
         raise InputError(f"{args.model}: model file not found")

@@ -87,6 +87,10 @@ def cmd_map(args: argparse.Namespace) -> int:
         raise InputError(f"--window-size {args.window_size}: must be at least {MIN_WINDOW_SIZE} pixels")
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
+    if args.dask:  # a dead, silent or malformed address: one line within seconds, before any work
+        from pipeline.cli.preflight import check_dask_scheduler
+
+        check_dask_scheduler(args.dask, f"--dask {args.dask}")
     try:
         mmu = MinimumMappingUnit.parse(args.mmu) if args.mmu is not None else None
     except ValueError as e:

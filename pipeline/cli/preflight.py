@@ -2,7 +2,8 @@
 
 An unreachable Prefect API or Dask scheduler otherwise shows up deep inside Prefect's
 client or Dask's comm layer, as a long traceback after its own retries (tens of
-seconds). Here each is one TCP connection with a short timeout, and a failure is an
+seconds), or as a hang when the port accepts connections but never answers. Here each is
+one TCP connection (for a Dask scheduler, also Dask's handshake) with a short timeout, and a failure is an
 :class:`~pipeline.core.errors.InputError` naming the setting, so the CLI prints one line and
 exits with code 2 before a run directory exists.
 """
@@ -42,6 +43,47 @@ def check_reachable(address: str, what: str, hint: str = "", timeout: float = CO
         raise InputError(f"{what}: cannot reach {host}:{port} ({reason}){hint}") from None
 
 
+#: Address schemes of a Dask scheduler (``distributed``'s comm backends reachable over a network).
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def check_dask_scheduler(address: str, what: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """``address`` is a Dask scheduler that answers: a known scheme, a TCP connection within
+    ``timeout`` seconds and, for ``tcp://``, Dask's handshake within ``timeout`` seconds too (a
+    port that accepts connections but never answers would otherwise hang the client). An
+    :class:`InputError` naming ``what`` otherwise."""
+    scheme = address.split("://", 1)[0].lower() if "://" in address else "tcp"
+    if scheme not in DASK_SCHEMES:
+        raise InputError(
+            f"{what}: {scheme}:// is not a Dask scheduler address; give tcp://HOST:PORT "
+            f"(or {', '.join(s + '://' for s in DASK_SCHEMES[1:])})"
+        )
+    hint = "; start the scheduler (dask scheduler) or check the address"
+    check_reachable(address, what, hint, timeout)
+    if scheme != "tcp":  # tls:// and the others need their security settings for a handshake
+        return
+    import asyncio
+
+    try:
+        from distributed.comm import connect
+    except ImportError as e:
+        raise InputError(f"{what}: needs the distributed package ({e})") from None
+
+    async def hello() -> None:
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+
+    host, port = _host_port(address, what)
+    try:
+        asyncio.run(asyncio.wait_for(hello(), timeout))
+    except (TimeoutError, OSError) as e:
+        why = "did not answer" if isinstance(e, TimeoutError) else f"failed ({e})"
+        raise InputError(
+            f"{what}: {host}:{port} accepts connections but {why} as a Dask scheduler within {timeout:g} s; "
+            "check the address and port (the scheduler's, default 8786)"
+        ) from None
+
+
 def prefect_api_url() -> str | None:
     """The Prefect API URL a flow run would use (environment or active profile); None for ephemeral mode."""
     url = os.environ.get("PREFECT_API_URL")
@@ -61,9 +103,7 @@ def check_run_services(engine: str, dask_address: str | None) -> None:
             raise InputError("--dask: runs on a Dask cluster through Prefect; use it with --engine prefect")
         return
     if dask_address:
-        check_reachable(
-            dask_address, f"--dask {dask_address}", "; start the scheduler (dask scheduler) or check the address"
-        )
+        check_dask_scheduler(dask_address, f"--dask {dask_address}")
     url = prefect_api_url()
     if url:
         check_reachable(
