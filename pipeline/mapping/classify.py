@@ -258,7 +258,11 @@ def _window_source(model: Classifier, stack: RasterStack, halo: int, client: Any
         return lambda pool, win: pool.submit(_classify, model, stack.read(win, halo=halo), halo)
     if stack.open_args is None:
         raise ValueError("a stack mapped on Dask must come from RasterStack.open")
-    remote = client.scatter(model, broadcast=True)  # sent once per worker, not once per window
+    # Sent once per worker, not once per window; under a key of its own (hash=False): with the
+    # default content-hashed key, every scene mapped with the same model at the same time shares
+    # one key, and the first scene to finish released it while others still used it
+    # (``KeyError: 'DecisionTreeModel-<hash>'`` in ``serve --dask``).
+    remote = client.scatter(model, broadcast=True, hash=False)
 
     def submit(pool: Any, win: Window) -> Any:
         fut = client.submit(
