@@ -27,6 +27,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg, _ = load_config(args.config)  # validate now: a bad config fails before Prefect starts
     if not args.once and not args.cron:
         raise InputError('serve: give --cron "MIN HOUR DOM MON DOW" (or --once for one cycle)')
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise InputError(f"--max-pixels {args.max_pixels}: must be at least 1")
     if args.once and args.cron:
         raise InputError("serve: --once runs one cycle now and --cron serves a schedule; give one of them")
     from pipeline.runner.promotion import model_in_runs, promoted_model
@@ -57,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "progress": bool(args.once and not args.no_progress),
         "strict": bool(args.strict),
         "allow_inconclusive": bool(args.allow_inconclusive),
+        "max_pixels": args.max_pixels,
     }
     from flows.batch import batch_map  # imports Prefect
     from pipeline.cli.console import quiet_console
@@ -193,6 +196,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="fail a scene (reported, nothing written) instead of warning when its values or data type "
         "clearly differ from the model's training pixels",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="fail scenes larger than this many pixels (default: the config's mapping.max_pixels, "
+        "4000000000 unless set)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the mapping progress bars (--once)")
     p.set_defaults(func=cmd_serve)

@@ -180,3 +180,26 @@ def test_a_run_still_running_cannot_be_resumed_by_a_second_process(tmp_path):
         # and this process may reopen its own run (the CLI, then the Prefect flow it starts)
         with init_run_dir(c, base, out=out, run_id="busy", resume=True, progress=False):
             pass
+
+
+def test_resume_accepts_a_run_whose_config_lacks_a_setting_added_since(tmp_path):
+    """config.yaml spells out every default: a run made before a setting existed lacks its key. Its
+    settings are the same, so --resume continues it; a real change is still refused."""
+    from tiny_project import make_project
+
+    from pipeline.cli.main import main
+
+    cfg = make_project(tmp_path / "p")
+    out = tmp_path / "runs"
+    args = ["run", str(cfg), "--out", str(out), "--engine", "local", "--no-progress"]
+    assert main([*args, "--run-id", "old"]) == 0
+    saved = out / "old" / "config.yaml"
+    text = saved.read_text()
+    assert "  window_size: 32\n" in text and "  max_pixels: 4000000000\n" in text
+    saved.write_text(text.replace("  max_pixels: 4000000000\n", ""))  # as a run made before mapping.max_pixels
+    (out / "old" / "stages" / "report.json").unlink()  # something left to do
+    assert main([*args, "--resume", "old"]) == 0
+    st = {s["name"]: s["cached"] for s in json.loads((out / "old" / "manifest.json").read_text())["stages"]}
+    assert st["prepare"] is True and st["report"] is False
+    saved.write_text(saved.read_text().replace("  window_size: 32\n", "  window_size: 64\n"))
+    assert main([*args, "--resume", "old"]) == 2

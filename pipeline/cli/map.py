@@ -77,10 +77,10 @@ def map_inputs(paths: list[Path], n_model_bands: int, dates: list[str] | None) -
 def cmd_map(args: argparse.Namespace) -> int:
     from pipeline.inputs.class_table import ClassTable
     from pipeline.inputs.value_range import check_stack
-    from pipeline.mapping.classify import classify_raster
+    from pipeline.mapping.classify import check_map_size, classify_raster
     from pipeline.mapping.deliver import deliver_map
     from pipeline.mapping.model_inputs import open_for_model
-    from pipeline.mapping.settings import MIN_WINDOW_SIZE, MinimumMappingUnit
+    from pipeline.mapping.settings import DEFAULT_MAX_PIXELS, MIN_WINDOW_SIZE, MinimumMappingUnit
     from pipeline.models.registry import load_model
 
     if args.window_size < MIN_WINDOW_SIZE:
@@ -141,11 +141,15 @@ def cmd_map(args: argparse.Namespace) -> int:
     value_range = getattr(model.meta, "value_range", None)
 
     checked = bool(args.strict and value_range)
+    max_pixels = args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS
+    if max_pixels < 1:
+        raise InputError(f"--max-pixels {max_pixels}: must be at least 1")
 
     def open_input(paths: list[Path], announce: bool = True) -> RasterStack:
         """One input opened as the model needs it (bands, grid, nodata, dates): checked and mapped
-        alike; what differs from training is said once (``announce``)."""
-        return open_for_model(
+        alike; what differs from training is said once (``announce``); a raster larger than
+        --max-pixels is refused before any pixel is read."""
+        stack = open_for_model(
             paths,
             want,
             band_names=names,
@@ -156,6 +160,12 @@ def cmd_map(args: argparse.Namespace) -> int:
             align_to=args.align_to,
             announce=announce,
         )
+        try:
+            check_map_size(stack, max_pixels, "--max-pixels")
+        except InputError:
+            stack.close()
+            raise
+        return stack
 
     if checked:  # every input checked before any map is written: a stop leaves none behind
         for paths, *_ in targets:
@@ -178,6 +188,8 @@ def cmd_map(args: argparse.Namespace) -> int:
                     workers=args.workers,
                     progress=not args.no_progress,
                     client=client,
+                    max_pixels=max_pixels,
+                    max_pixels_key="--max-pixels",
                 )
             where = f", windows on {len(res['workers'])} Dask worker(s)" if args.dask else ""
             print(f"wrote {res['path']} ({res['mpx_per_s']:.2f} Mpx/s{where})")
@@ -262,6 +274,13 @@ def add_map_command(sub: Any) -> None:
         help="pixels per side of the windows read and classified at a time (memory grows with its square)",
     )
     p.add_argument("--workers", type=int, default=2, help="windows classified in parallel")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse rasters larger than this many pixels (default: 4000000000, as mapping.max_pixels; a damaged "
+        "or hostile header can claim tens of gigapixels in a small file)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="device for deep models")
     p.add_argument(
         "--dask",

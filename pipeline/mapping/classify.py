@@ -53,10 +53,30 @@ from pipeline.mapping.legends import (
     write_confidence_sidecars,
 )
 from pipeline.mapping.model_inputs import open_for_model
+from pipeline.mapping.settings import DEFAULT_MAX_PIXELS
 from pipeline.models.base import Classifier
 from pipeline.sampling.patches import window_for_bands
 
 log = logging.getLogger(__name__)
+
+
+def check_map_size(stack: RasterStack, max_pixels: int | None, key: str = "mapping.max_pixels") -> None:
+    """An :class:`InputError` naming the raster, its size and ``key`` when it has more than
+    ``max_pixels`` pixels (None: no limit). Mapping cost and output size follow the header's
+    width x height, whatever the file holds: a damaged or hostile header would start a job of
+    tens of gigapixels without a word."""
+    g = stack.grid
+    npx = g.width * g.height
+    if max_pixels is None or npx <= max_pixels:
+        return
+    from pipeline.core.atomic import human_bytes
+
+    on_disk = sum(p.stat().st_size for p in stack.paths if p.exists())
+    raise InputError(
+        f"{stack.paths[0]}: {g.width} x {g.height} px ({npx / 1e9:.1f} Gpx, {human_bytes(on_disk)} on disk) is more "
+        f"than the {max_pixels / 1e9:g} Gpx a map may have ({key}); a header this large is more often damaged than "
+        f"real: if it is real, raise {key} to at least {npx}"
+    )
 
 
 def _classify(model: Classifier, block: np.ndarray, halo: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +128,8 @@ def classify_raster(
     workers: int = 2,
     progress: bool = True,
     client: Any = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels_key: str = "mapping.max_pixels",
 ) -> dict:
     """Classify every pixel of ``stack`` with ``model`` and write a COG class map.
 
@@ -121,8 +143,9 @@ def classify_raster(
     windows each worker classified). The output is the same as a local run.
 
     The class map is finished by :func:`write_class_map` (class names and colours in
-    the file and its sidecars). Returns ``{"path", "confidence_path", "seconds",
-    "mpx_per_s", "pixels"}``.
+    the file and its sidecars). A raster of more than ``max_pixels`` pixels is refused
+    (:func:`check_map_size`, naming ``max_pixels_key``). Returns ``{"path", "confidence_path",
+    "seconds", "mpx_per_s", "pixels"}``.
     """
     if not isinstance(stack, RasterStack):
         meta = model.meta
@@ -132,7 +155,19 @@ def classify_raster(
             model_nodata=getattr(meta, "nodata", None),
             alignment=getattr(meta, "alignment", None),
         ) as opened:
-            return classify_raster(model, opened, out_path, confidence_path, window_size, workers, progress, client)
+            return classify_raster(
+                model,
+                opened,
+                out_path,
+                confidence_path,
+                window_size,
+                workers,
+                progress,
+                client,
+                max_pixels,
+                max_pixels_key,
+            )
+    check_map_size(stack, max_pixels, max_pixels_key)  # before anything is read, written or sent
     # Many bands make one window large on its own (200 bands x 512^2 float32 = 210 MB, several in
     # flight, and the model's features as much again): every caller gets the same shrunk window.
     window_size = window_for_bands(window_size, stack.count, int(model.halo))

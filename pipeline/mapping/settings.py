@@ -15,9 +15,16 @@ from pipeline.core.settings import Strict
 MIN_WINDOW_SIZE = 16  # mapping windows (pixels per side); smaller ones spend their time on overhead
 
 
+#: Pixels a map may have unless raised (``mapping.max_pixels``, ``--max-pixels``): a 63,000 px square.
+#: A map this large writes 20 GB of class map and confidence; a header claiming more is more
+#: often damaged or hostile (200000 x 200000 px in a 1.8 MB file) than real.
+DEFAULT_MAX_PIXELS = 4_000_000_000
+
+
 class MappingConfig(Strict):
     window_size: int = Field(default=512, ge=MIN_WINDOW_SIZE)
     workers: int = Field(default=2, ge=1)
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)  # larger rasters are refused before mapping
 
 
 #: Units an MMU may be given in -> square metres per unit (``px``: a pixel count).

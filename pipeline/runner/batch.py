@@ -83,8 +83,10 @@ def plan_cycle(
     settle_seconds: float,
     retry_failed: bool,
     allow_inconclusive: bool = False,
+    max_pixels: int | None = None,
 ) -> dict:
-    """Decide what this cycle maps (no side effects beyond creating the outbox)."""
+    """Decide what this cycle maps (no side effects beyond creating the outbox). ``max_pixels``
+    overrides the config's ``mapping.max_pixels``."""
     from pipeline.config.loading import load_config
     from pipeline.runner.promotion import BY_PATH, model_evaluation, model_in_runs, promoted_model
 
@@ -138,6 +140,7 @@ def plan_cycle(
         )
     for sc in todo:  # every scene's report says which model mapped it, on what evidence
         sc["model_evaluation"] = evaluation
+        sc["max_pixels"] = max_pixels if max_pixels is not None else cfg.mapping.max_pixels
     return {
         "config": str(config_path),
         "outbox": str(out),
@@ -186,8 +189,9 @@ def map_one_scene(
     clearly unlike the model's training pixels are a warning in the log and both reports, or with
     ``strict`` an :class:`InputError` (the scene fails and nothing of it is written)."""
     from pipeline.inputs.value_range import check_stack
-    from pipeline.mapping.classify import classify_raster, dask_client_here
+    from pipeline.mapping.classify import check_map_size, classify_raster, dask_client_here
     from pipeline.mapping.model_inputs import open_for_model
+    from pipeline.mapping.settings import DEFAULT_MAX_PIXELS
     from pipeline.models.registry import load_model
     from pipeline.runner.promotion import evaluation_sentence, model_evaluation
 
@@ -209,6 +213,8 @@ def map_one_scene(
         ) as stack,
         dask_client_here() as client,
     ):
+        max_pixels = scene.get("max_pixels", DEFAULT_MAX_PIXELS)
+        check_map_size(stack, max_pixels, "mapping.max_pixels / --max-pixels")  # before any pixel is read
         problem = check_stack(stack, getattr(meta, "value_range", None))
         if problem and strict:
             raise InputError(problem)
@@ -223,6 +229,8 @@ def map_one_scene(
             workers=workers,
             progress=progress,
             client=client,
+            max_pixels=max_pixels,
+            max_pixels_key="mapping.max_pixels / --max-pixels",
         )
         crs = stack.grid.crs.to_string() if stack.grid.crs else None
         size = [stack.grid.width, stack.grid.height]

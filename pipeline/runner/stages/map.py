@@ -43,6 +43,7 @@ def stage_map(ctx: RunContext, model: str) -> dict:
                     workers=ctx.cfg.mapping.workers,
                     progress=ctx.progress,
                     client=client,
+                    max_pixels=ctx.cfg.mapping.max_pixels,
                 )
             made = deliver_map(
                 ctx.path(out),
