@@ -64,6 +64,8 @@ def batch_map(
     progress: bool = False,
     strict: bool = False,
     allow_inconclusive: bool = False,
+    max_pixels: int | None = None,
+    allow_outside_inbox: bool = False,
 ) -> dict | State:
     """One cycle of scheduled mapping: map every new raster in the inbox (and ``rasters``)
     with the registered model, write maps and reports to the outbox, record what was done.
@@ -71,7 +73,9 @@ def batch_map(
     run ends Failed (calling the flow raises :class:`pipeline.runner.batch.CycleFailed`). With
     ``strict``, a scene whose values clearly differ from the training pixels fails. Without
     ``model``, the newest run's best model is promoted only on conclusive, leak-free evidence
-    unless ``allow_inconclusive`` (:mod:`pipeline.runner.promotion`)."""
+    unless ``allow_inconclusive`` (:mod:`pipeline.runner.promotion`). ``max_pixels`` overrides the
+    config's ``mapping.max_pixels``; inbox files that read outside the inbox fail unless
+    ``allow_outside_inbox``."""
     logger = get_run_logger()
     plan = B.plan_cycle(
         config_path,
@@ -84,6 +88,8 @@ def batch_map(
         settle_seconds,
         retry_failed,
         allow_inconclusive,
+        max_pixels,
+        allow_outside_inbox,
     )
     logger.info("model %s; %d new scene(s) of %d seen", plan["model_path"], len(plan["todo"]), plan["seen"])
     results: list[dict] = []

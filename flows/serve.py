@@ -60,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "strict": bool(args.strict),
         "allow_inconclusive": bool(args.allow_inconclusive),
         "max_pixels": args.max_pixels,
+        "allow_outside_inbox": bool(args.allow_outside_inbox),
     }
     from flows.batch import batch_map  # imports Prefect
     from pipeline.cli.console import quiet_console
@@ -203,6 +204,12 @@ def register(sub: Any) -> None:
         metavar="N",
         help="fail scenes larger than this many pixels (default: the config's mapping.max_pixels, "
         "4000000000 unless set)",
+    )
+    p.add_argument(
+        "--allow-outside-inbox",
+        action="store_true",
+        help="map inbox files that are links to, or VRTs reading, files outside the inbox (refused by default: "
+        "whoever can write to the inbox could otherwise have any readable file mapped)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the mapping progress bars (--once)")
     p.set_defaults(func=cmd_serve)

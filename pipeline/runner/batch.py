@@ -84,9 +84,11 @@ def plan_cycle(
     retry_failed: bool,
     allow_inconclusive: bool = False,
     max_pixels: int | None = None,
+    allow_outside_inbox: bool = False,
 ) -> dict:
     """Decide what this cycle maps (no side effects beyond creating the outbox). ``max_pixels``
-    overrides the config's ``mapping.max_pixels``."""
+    overrides the config's ``mapping.max_pixels``; inbox files are confined to the inbox when
+    read (:mod:`pipeline.runner.inbox`) unless ``allow_outside_inbox``."""
     from pipeline.config.loading import load_config
     from pipeline.runner.promotion import BY_PATH, model_evaluation, model_in_runs, promoted_model
 
@@ -116,12 +118,14 @@ def plan_cycle(
             for p in ib.iterdir()
             if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
         )
+    # Inbox files must stay inside the inbox when read (links, VRT sources), unless allowed.
+    confined = {str(p): str(Path(inbox).resolve()) for p in cands} if inbox and not allow_outside_inbox else {}
     cands += [Path(r) for r in rasters or []]
     now = time.time()
     todo: list[dict[str, Any]] = []
     seen, settling = 0, 0
-    for p in cands:
-        p = p.resolve()
+    for entry in cands:
+        p = entry.resolve()
         try:
             st = p.stat()
         except OSError:
@@ -132,12 +136,15 @@ def plan_cycle(
             settling += 1
             continue
         key = _scene_key(p, st)
+        # The folder is named after the file the operator dropped (a link keeps its own name).
         prev = state["processed"].get(key)
         if prev is not None and (prev.get("status") == "mapped" or not retry_failed):
             continue
         todo.append(
-            {"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "name": scene_name(p, key)}
+            {"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "name": scene_name(entry, key)}
         )
+        if str(entry) in confined:
+            todo[-1].update(entry=str(entry), inbox=confined[str(entry)])
     for sc in todo:  # every scene's report says which model mapped it, on what evidence
         sc["model_evaluation"] = evaluation
         sc["max_pixels"] = max_pixels if max_pixels is not None else cfg.mapping.max_pixels
@@ -199,6 +206,10 @@ def map_one_scene(
     path = Path(scene["path"])
     if not path.exists():
         raise InputError(f"{path}: raster file not found")
+    if scene.get("inbox"):  # an inbox file: neither it nor what it reads may lie outside the inbox
+        from pipeline.runner.inbox import check_inside_inbox
+
+        check_inside_inbox(scene.get("entry") or path, scene["inbox"])
     model = load_model(model_path, device="cpu")
     meta = model.meta
     odir = Path(outbox) / scene["name"]
