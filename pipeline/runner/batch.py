@@ -141,7 +141,13 @@ def plan_cycle(
         if prev is not None and (prev.get("status") == "mapped" or not retry_failed):
             continue
         todo.append(
-            {"path": str(p), "key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "name": scene_name(entry, key)}
+            {
+                "path": str(p),
+                "key": key,
+                "bytes": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "name": scene_name(entry, key),
+            }
         )
         if str(entry) in confined:
             todo[-1].update(entry=str(entry), inbox=confined[str(entry)])
