@@ -132,8 +132,8 @@ def _child(model_path: str, raster: str, out_tif: str, window_size: int) -> dict
             from pipeline.models.tree_infer import warm_up
 
             warm_up()
-        elif model.name == "max_likelihood":
-            model.estimator.labels_confidence(np.zeros((1, model.estimator.means_.shape[1])))
+        side = 2 * int(model.halo) + 1  # one tiny window: the kernels with the types mapping passes them
+        model.predict_block(np.zeros((len(model.meta.band_names), side, side), np.float32))
         warm = time.perf_counter() - t0
     with RasterStack.open(raster) as stack:
         res = classify_raster(model, stack, Path(out_tif), window_size=window_size, progress=False)

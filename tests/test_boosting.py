@@ -94,6 +94,31 @@ def test_compiled_labels_and_confidence_equal_lightgbm_on_many_pixels():
     np.testing.assert_allclose(conf, proba.max(axis=1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("classes, leaves", [([1, 4, 7, 9], 31), ([2, 5], 32)])
+def test_bitvector_kernel_equals_the_tree_walk_and_lightgbm(classes, leaves):
+    """Trees of at most 32 leaves (the default 31) map through the bit-vector kernel: its labels and
+    confidence equal the tree walk's exactly and LightGBM's predict (labels exactly)."""
+    from pipeline.models.boosting import parse_trees
+    from pipeline.models.tree_infer import BitvectorTrees, PackedTrees
+
+    rng = np.random.default_rng(leaves)
+    model = build_model("gradient_boosting", GradientBoostingConfig(num_leaves=leaves), _meta(classes), seed=0)
+    model.fit(_data(rng, 3000, classes), _data(rng, 600, classes))
+    assert isinstance(model._compiled(), BitvectorTrees)
+    trees, tree_class, n_scores = parse_trees(model.booster_text_, model.spec.n_features)
+    assert max(int((t.children_left < 0).sum()) for t in trees) == leaves  # some tree uses every bit
+    X = model.features_from_patches(_data(rng, 20000, classes).patches)
+    labels, conf = model._predict_features(X)
+    planes = model._predict_features(np.ascontiguousarray(X.T), columns=True)
+    walk = PackedTrees(trees).boost_argmax(X, tree_class, n_scores)
+    np.testing.assert_array_equal(labels, np.asarray(model.classes_)[walk[0]])
+    np.testing.assert_array_equal(conf, walk[1].astype(np.float32))
+    np.testing.assert_array_equal(planes[0], labels)
+    np.testing.assert_array_equal(planes[1], conf)
+    np.testing.assert_array_equal(labels, _library_labels(model, X))
+    np.testing.assert_array_equal(model.predict_library(X)[0], labels)
+
+
 def test_saved_model_is_text_and_maps_the_same(tmp_path):
     import skops.io as sio
 

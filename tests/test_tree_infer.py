@@ -185,6 +185,7 @@ def test_warm_up_loads_every_kernel():
     tree_infer.warm_up()
     assert set(tree_infer._kernels) == {
         "boost_argmax",
+        "boost_bitvector",
         "forest_argmax",
         "forest_votes",
         "tree_leaves",

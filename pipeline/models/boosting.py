@@ -95,11 +95,15 @@ class GradientBoostingModel(SklearnPixelModel):
       :data:`ROUNDS_WITHOUT_VALIDATION` rounds. ``fit_info`` says which (``stopping``).
     * Saved as LightGBM's text model inside the ``.skops`` file (a string: no code runs on load);
       the booster is rebuilt from it after loading.
-    * Prediction: the compiled tree kernels of :mod:`pipeline.models.tree_infer` walk the trees
-      (:func:`parse_trees`), add the leaf scores in LightGBM's order and apply its softmax, so the
-      labels are those of LightGBM's own ``predict`` (the argmax of its probabilities, first
-      maximum, as ``LGBMClassifier.predict``) and the confidence is the winning class's
-      probability; LightGBM's scalar tree walk was 3-5x slower than the random forest's kernel.
+    * Prediction: the compiled kernels of :mod:`pipeline.models.tree_infer` find each row's leaf
+      in every tree (:func:`parse_trees`), add the leaf scores in LightGBM's order and apply its
+      softmax, so the labels are those of LightGBM's own ``predict`` (the argmax of its
+      probabilities, first maximum, as ``LGBMClassifier.predict``) and the confidence is the
+      winning class's probability. Trees of at most 32 leaves (the default ``num_leaves`` is
+      31) go through the bit-vector kernel (:class:`~pipeline.models.tree_infer.BitvectorTrees`:
+      every split tested for 256 pixels at once, no walk), 4.5-5.4x faster than walking them
+      with the forest's kernel on the shared scenes' models, which was itself 3.6x faster than
+      LightGBM's ``predict``; larger trees are walked.
     """
 
     name = "gradient_boosting"
@@ -199,30 +203,51 @@ class GradientBoostingModel(SklearnPixelModel):
         return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
 
     def _compiled(self) -> Any:
-        """(packed trees, class of each tree, scores per row) for the compiled kernel, built from
-        the text model on first use (never saved); False when the kernel cannot run this model."""
+        """The trees for a compiled kernel, built from the text model on first use (never saved):
+        :class:`~pipeline.models.tree_infer.BitvectorTrees` when every tree has at most 32 leaves
+        (the default ``num_leaves`` is 31), else (packed trees, class of each tree, scores per
+        row) for the tree walk; False when no kernel can run this model."""
         if self._packed_trees is None:
-            from pipeline.models.tree_infer import PackedTrees
+            from pipeline.models.tree_infer import MAX_BITVECTOR_LEAVES, BitvectorTrees, PackedTrees
 
             parsed = parse_trees(str(self.booster_text_), self.spec.n_features)
-            self._packed_trees = False if parsed is None else (PackedTrees(parsed[0]), parsed[1], parsed[2])
+            if parsed is None:
+                self._packed_trees = False
+            elif all(int((t.children_left < 0).sum()) <= MAX_BITVECTOR_LEAVES for t in parsed[0]):
+                self._packed_trees = BitvectorTrees(parsed[0], parsed[1], parsed[2])
+            else:
+                self._packed_trees = (PackedTrees(parsed[0]), parsed[1], parsed[2])
         return self._packed_trees
 
-    def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_features(self, X: np.ndarray, columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Labels and confidence of LightGBM's ``predict`` (argmax of its probabilities and their
-        maximum), by the compiled kernel of :mod:`pipeline.models.tree_infer` (same sums, same
-        transform), or by LightGBM itself for rows with NaN or a model the kernel cannot run."""
+        maximum), by the compiled kernels of :mod:`pipeline.models.tree_infer` (same sums, same
+        transform), or by LightGBM itself for rows with NaN or a model no kernel can run.
+        ``X``: (n, f) rows, or with ``columns=True`` (f, n) feature planes."""
+        from pipeline.models.tree_infer import BitvectorTrees
+
         assert self.classes_ is not None
         X = np.asarray(X, dtype=np.float32)
         compiled = self._compiled()
+        threads = int(self.settings.n_jobs)
         if compiled and not np.isnan(X).any():
-            packed, tree_class, n_scores = compiled
-            idx, conf = packed.boost_argmax(X, tree_class, n_scores, n_threads=int(self.settings.n_jobs))
+            if isinstance(compiled, BitvectorTrees):
+                idx, conf = compiled.predict(X, n_threads=threads, columns=columns)
+            else:
+                packed, tree_class, n_scores = compiled
+                idx, conf = packed.boost_argmax(X.T if columns else X, tree_class, n_scores, n_threads=threads)
         else:
-            proba = self._proba(X)
+            proba = self._proba(X.T if columns else X)
             idx = np.argmax(proba, axis=1)
             conf = proba[np.arange(len(idx)), idx]
         return np.asarray(self.classes_)[idx].astype(np.int64), conf.astype(np.float32)
+
+    def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`SklearnPixelModel.predict_block`, from the window's feature planes
+        (``FeatureSpec.planes_from_block``), which the bit-vector kernel reads where they are."""
+        h, w = block.shape[1] - 2 * self.halo, block.shape[2] - 2 * self.halo
+        labels, conf = self._predict_features(self.spec.planes_from_block(block), columns=True)
+        return labels.reshape(h, w), conf.reshape(h, w)
 
     def predict_library(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels and confidence from LightGBM's own ``Booster.predict`` on features ``X`` (the

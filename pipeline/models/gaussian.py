@@ -141,25 +141,46 @@ class ShrunkGaussianClassifier(ClassifierMixin, BaseEstimator):
             out[a : a + step] = self.log_norm_ - 0.5 * z.reshape(len(z), n_classes, d).sum(axis=2)
         return out
 
-    def labels_confidence(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, n_features) -> (class labels (n,), posterior of the winning class float32 (n,)):
-        ``predict`` and the maximum of ``predict_proba``, by a compiled kernel that forms each class's
-        whitened quadratic form pixel by pixel (:mod:`pipeline.models._gaussian_kernels`; about
-        ``n_classes * d^2 / 2`` multiply-adds a pixel, no (n, n_classes) array)."""
+    def labels_confidence(
+        self,
+        X: np.ndarray,
+        columns: bool = False,
+        shift: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, n_features) rows, or with ``columns=True`` (n_features, n) planes (a mapping
+        window's feature planes, read where they are) -> (class labels (n,), posterior of the
+        winning class float32 (n,)): ``predict`` and the maximum of ``predict_proba`` of
+        ``(X - shift) / scale`` (default: ``X`` itself), by a compiled kernel that forms each
+        class's whitened quadratic form pixel by pixel (:mod:`pipeline.models._gaussian_kernels`;
+        about ``n_classes * d^2 / 2`` multiply-adds a pixel, no (n, n_classes) array).
+
+        The standardisation is folded into the whitening, ``L_k^-1 ((x - shift) / scale - mu_k) =
+        (L_k^-1 / scale) (x - shift) - L_k^-1 mu_k``, so no standardised copy of ``X`` is made."""
         from pipeline.models._gaussian_kernels import gaussian_argmax
 
         check_is_fitted(self)
         if getattr(self, "whiten_", None) is None:
             self._set_whitening()
         n_classes, d = self.means_.shape
+        P = np.asarray(X)
+        if not columns:
+            P = P.T
+        P = np.ascontiguousarray(P)
+        if P.dtype not in (np.float32, np.float64):
+            P = P.astype(np.float64)
+        if P.ndim != 2 or P.shape[0] != d:
+            raise ValueError(f"X must be {f'({d}, n)' if columns else f'(n, {d})'}, got {np.shape(X)}")
         # whiten_[j, k*d + i] = (L_k^-1)[i, j]  ->  inv_chol[k, i, j]
-        inv_chol = np.ascontiguousarray(self.whiten_.reshape(d, n_classes, d).transpose(1, 2, 0))
-        X = np.ascontiguousarray(X)
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
-        lab = np.empty(len(X), np.int64)
-        conf = np.empty(len(X), np.float64)
-        gaussian_argmax(X, 0, len(X), inv_chol, np.ascontiguousarray(self.means_), self.log_norm_, lab, conf)
+        inv_chol = self.whiten_.reshape(d, n_classes, d).transpose(1, 2, 0)
+        centre = np.zeros(d) if shift is None else np.asarray(shift, dtype=np.float64).reshape(d)
+        s = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64).reshape(d)
+        A = np.ascontiguousarray(inv_chol / s[None, None, :])
+        offset = np.ascontiguousarray(np.einsum("kij,kj->ki", inv_chol, self.means_))
+        n = P.shape[1]
+        lab = np.empty(n, np.int64)
+        conf = np.empty(n, np.float64)
+        gaussian_argmax(P, 0, n, centre, A, offset, np.ascontiguousarray(self.log_norm_), lab, conf)
         return self.classes_[lab], conf.astype(np.float32)
 
     def predict_log_proba(self, X: np.ndarray) -> np.ndarray:

@@ -74,6 +74,16 @@ class MaxLikelihoodModel(SklearnPixelModel):
 
     def _predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels and winning posterior by one whitened quadratic form per class and pixel
-        (:meth:`~pipeline.models.gaussian.ShrunkGaussianClassifier.labels_confidence`)."""
-        labels, conf = self.estimator.labels_confidence(self._estimator_input(X))
+        (:meth:`~pipeline.models.gaussian.ShrunkGaussianClassifier.labels_confidence`), the
+        standardisation folded into the whitening."""
+        labels, conf = self.estimator.labels_confidence(X, shift=self.mean_, scale=self.scale_)
         return np.asarray(labels).astype(np.int64), conf
+
+    def predict_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`SklearnPixelModel.predict_block`, from the window's feature planes
+        (``FeatureSpec.planes_from_block``): the kernel runs over pixels plane by plane, so the
+        rows of ``features_from_block`` would only be transposed back."""
+        h, w = block.shape[1] - 2 * self.halo, block.shape[2] - 2 * self.halo
+        planes = self.spec.planes_from_block(block)
+        labels, conf = self.estimator.labels_confidence(planes, columns=True, shift=self.mean_, scale=self.scale_)
+        return np.asarray(labels).astype(np.int64).reshape(h, w), conf.reshape(h, w)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,7 @@ def _compile() -> dict[str, Any]:
 
             _kernels.update(
                 boost_argmax=k.boost_argmax,
+                boost_bitvector=k.boost_bitvector,
                 forest_argmax=k.forest_argmax,
                 forest_votes=k.forest_votes,
                 tree_leaves=k.tree_leaves,
@@ -86,6 +88,11 @@ def warm_up() -> None:
         packed.proba_argmax(X)
     for n_scores in (1, 2):
         packed.boost_argmax(X, np.zeros(1, np.int64), n_scores)
+        stump = SimpleNamespace(
+            children_left=np.array([-1]), children_right=np.array([-1]), feature=np.array([-2]),
+            threshold=np.array([-2.0]), value=np.zeros((1, 1, 1)), n_features=1,
+        )  # fmt: skip
+        BitvectorTrees([stump], np.zeros(1, np.int64), n_scores).predict(X.T, columns=True)
     packed.leaves(X)
     for columns in (False, True):
         packed.leaf_lookup(X, np.zeros(1, np.int64), np.zeros(1, np.float32), columns=columns)
@@ -298,6 +305,119 @@ class PackedTrees:
 
         _in_threads(run, n, n_threads)
         return lab, out
+
+
+class BitvectorTrees:
+    """Gradient-boosted trees of at most :data:`MAX_BITVECTOR_LEAVES` leaves each, laid out for
+    :func:`_tree_kernels.boost_bitvector` (QuickScorer's layout): per split, over all trees in
+    tree order and within a tree by feature, ``feature`` (uint32), ``threshold`` (float32, see
+    :func:`float32_floor`) and ``bits`` (uint32: every leaf but those of the split's left
+    subtree, leaves numbered left to right); per tree ``node_start`` (its first split; one more
+    entry at the end), ``leaf_start`` (its first leaf in ``leaf_score``) and ``tree_class``.
+
+    Built from trees in scikit-learn's node layout (``children_left``, ``children_right``,
+    ``feature``, ``threshold``, ``value[:, 0, 0]`` the leaf score), as
+    :func:`pipeline.models.boosting.parse_trees` gives them.
+    """
+
+    def __init__(self, trees: list[Any], tree_class: np.ndarray, n_scores: int):
+        feats: list[int] = []
+        thrs: list[float] = []
+        bits: list[int] = []
+        node_start, leaf_start, scores = [0], [], []
+        leaves = 0
+        for tree in trees:
+            left, right = np.asarray(tree.children_left), np.asarray(tree.children_right)
+            order = _leaves_left_to_right(left, right)
+            if len(order) > MAX_BITVECTOR_LEAVES:
+                raise ValueError(f"a tree has {len(order)} leaves; at most {MAX_BITVECTOR_LEAVES}")
+            rank = np.full(len(left), -1, np.int64)
+            rank[order] = np.arange(len(order))
+            split_nodes = np.flatnonzero(left >= 0)
+            # leaves of each split's left subtree: a contiguous run of ranks [first, last]
+            first, last = _leaf_rank_spans(left, right, rank)
+            f, t, b = [], [], []
+            for j in split_nodes:
+                lo, hi = first[left[j]], last[left[j]]
+                cleared = ((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1)
+                f.append(int(tree.feature[j]))
+                t.append(float(tree.threshold[j]))
+                b.append(0xFFFFFFFF ^ cleared)
+            by_feature = np.argsort(np.asarray(f, np.int64), kind="stable")  # the feature's plane stays in cache
+            feats.extend(np.asarray(f, np.int64)[by_feature])
+            thrs.extend(np.asarray(t, np.float64)[by_feature])
+            bits.extend(np.asarray(b, np.uint64)[by_feature])
+            node_start.append(node_start[-1] + len(f))
+            leaf_start.append(leaves)
+            scores.append(np.asarray(tree.value, np.float64).reshape(len(left), -1)[order, 0])
+            leaves += len(order)
+        self.feature = np.asarray(feats, dtype=np.uint32)
+        self.threshold = float32_floor(np.asarray(thrs, dtype=np.float64)).astype(np.float32)
+        self.bits = np.asarray(bits, dtype=np.uint64).astype(np.uint32)
+        self.node_start = np.asarray(node_start, dtype=np.int64)
+        self.leaf_start = np.asarray(leaf_start, dtype=np.int64)
+        self.leaf_score = np.ascontiguousarray(np.concatenate(scores) if scores else np.zeros(0), dtype=np.float64)
+        self.tree_class = np.ascontiguousarray(tree_class, dtype=np.int64)
+        if len(self.tree_class) != len(trees):
+            raise ValueError(f"tree_class must have one entry per tree ({len(trees)})")
+        self.n_scores = int(n_scores)
+        self.n_features = int(max(int(getattr(t, "n_features", 0)) for t in trees)) if trees else 0
+
+    def predict(self, X: np.ndarray, n_threads: int = 1, columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(n, f) float32 rows without NaN, or with ``columns=True`` (f, n) feature planes ->
+        (class column of the highest probability (int64, first maximum), that probability
+        (float64)): what :meth:`PackedTrees.boost_argmax` returns for the same trees, LightGBM's
+        sums in its order and its transform."""
+        XT = np.ascontiguousarray(X if columns else np.asarray(X).T, dtype=np.float32)
+        if XT.ndim != 2 or XT.shape[0] != self.n_features:
+            shape = f"({self.n_features}, n)" if columns else f"(n, {self.n_features})"
+            raise ValueError(f"X must be {shape}, got {np.shape(X)}")
+        n = XT.shape[1]
+        lab = np.empty(n, np.int64)
+        conf = np.empty(n, np.float64)
+        kern = _compile()["boost_bitvector"]
+
+        def run(a: int, b: int) -> None:
+            kern(
+                XT, a, b, self.node_start, self.feature, self.threshold, self.bits, self.leaf_start,
+                self.leaf_score, self.tree_class, self.n_scores, lab, conf,
+            )  # fmt: skip
+
+        _in_threads(run, n, n_threads)
+        return lab, conf
+
+
+#: Leaves a tree may have for :class:`BitvectorTrees` (one bit each in a uint32 mask);
+#: LightGBM's default ``num_leaves`` is 31.
+MAX_BITVECTOR_LEAVES = 32
+
+
+def _leaves_left_to_right(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Node ids of a tree's leaves from left to right (in-order)."""
+    out, stack = [], [0]
+    while stack:
+        j = stack.pop()
+        if left[j] < 0:
+            out.append(j)
+        else:
+            stack += [int(right[j]), int(left[j])]  # left popped first
+    return np.asarray(out, dtype=np.int64)
+
+
+def _leaf_rank_spans(left: np.ndarray, right: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last) leaf rank under each node (a subtree's leaves are consecutive left to right)."""
+    first = rank.copy()
+    last = rank.copy()
+    post, stack = [], [0]
+    while stack:  # parents before children, reversed below: children before parents
+        j = stack.pop()
+        post.append(j)
+        if left[j] >= 0:
+            stack += [int(left[j]), int(right[j])]
+    for j in reversed(post):
+        if left[j] >= 0:
+            first[j], last[j] = first[left[j]], last[right[j]]
+    return first, last
 
 
 def _in_threads(run: Any, n: int, n_threads: int) -> None:
