@@ -139,13 +139,18 @@ def _boosting_vs_lightgbm(model: Any, raster: Path, n_pixels: int, repeats: int)
                 fast, conf = model._predict_features(X)
                 t_fast.append(time.perf_counter() - t0)
     assert ref is not None and fast is not None and conf is not None and ref_conf is not None
-    packed = model._compiled()[0]
+    from pipeline.models.boosting import parse_trees
+
+    parsed = parse_trees(str(model.booster_text_), model.spec.n_features)
+    trees = parsed[0] if parsed else []
+    compiled = model._compiled()
     return {
         "reference": "lightgbm.Booster.predict",
         **_against_sklearn(len(X), t_lib, t_fast, fast, ref),
-        "trees": int(packed.n_trees),
+        "trees": len(trees),
         "rounds": int(model.fit_info.get("rounds_kept") or 0),
-        "mean_nodes_per_tree": float(len(packed.feature) / max(1, packed.n_trees)),
+        "mean_nodes_per_tree": float(np.mean([len(t.children_left) for t in trees])) if trees else 0.0,
+        "kernel": type(compiled).__name__ if compiled and not isinstance(compiled, tuple) else "PackedTrees (walk)",
         "n_jobs": int(model.settings.n_jobs),
         "max_confidence_diff": float(np.max(np.abs(conf - ref_conf))),
     }

@@ -101,9 +101,9 @@ class GradientBoostingModel(SklearnPixelModel):
       probabilities, first maximum, as ``LGBMClassifier.predict``) and the confidence is the
       winning class's probability. Trees of at most 32 leaves (the default ``num_leaves`` is
       31) go through the bit-vector kernel (:class:`~pipeline.models.tree_infer.BitvectorTrees`:
-      every split tested for 256 pixels at once, no walk), 4.5-5.4x faster than walking them
-      with the forest's kernel on the shared scenes' models, which was itself 3.6x faster than
-      LightGBM's ``predict``; larger trees are walked.
+      every split tested for 256 pixels at once, no walk: ``landcover bench accuracy`` and
+      ``bench baselines`` measure it against the forest, ``docs/benchmarks.md``); larger trees
+      are walked by the forest's kernel.
     """
 
     name = "gradient_boosting"

@@ -24,6 +24,11 @@ branch in its inner loop:
   argmax (first maximum) and its probability inside the kernel: no ``(n, classes)`` array
   per tree or per window is written.
 
+Gradient-boosted trees of at most 32 leaves (LightGBM's default 31) are not walked at all
+(:class:`BitvectorTrees`): a row's leaf is found from a 32-bit mask of the tree's leaves that
+each split sending the row right clears the left subtree's leaves from, every split tested for a
+block of rows at once (QuickScorer's exit leaf; no dependent loads, the loops vectorise).
+
 Rows with a NaN feature are left to scikit-learn (its missing-value routing is per node);
 the mapping's features never hold NaN (:mod:`pipeline.sampling.features` fills them).
 
