@@ -20,6 +20,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from pipeline.core.atomic import LogFileHandler, is_out_of_space
 from pipeline.core.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
 from pipeline.core.errors import InputError
 
@@ -37,12 +38,12 @@ IO_RETRY_DELAY = 2.0
 
 def not_input_error(task_: Task, task_run: TaskRun, state: State) -> bool:
     """retry_condition_fn: retry transient failures (I/O), never bad input nor a model's own error
-    (a fit that raised will raise again: retrying would only triple its cost)."""
+    (a fit that raised will raise again: retrying would only triple its cost) nor a full disk."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception as e:  # noqa: BLE001 - the result may itself fail to load
         exc = e
-    return isinstance(exc, OSError) and not isinstance(exc, InputError)
+    return isinstance(exc, OSError) and not isinstance(exc, InputError) and not is_out_of_space(exc)
 
 
 # ----------------------------------------------------------------------------- run.log
@@ -79,7 +80,7 @@ def run_log(run_dir: str | Path) -> Iterator[None]:
     with _log_lock:
         entry = _log_users.get(path)
         if entry is None and not _has_file_handler(path):  # else the CLI's own handler writes it
-            h = logging.FileHandler(path)
+            h = LogFileHandler(path)
             h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
             logging.getLogger().addHandler(h)
             entry = _log_users[path] = _RunLogFile(h)

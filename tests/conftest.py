@@ -177,6 +177,7 @@ E2E_MODULES = {
     "test_bench_scale",
     "test_split_cli",
     "test_write_failures",
+    "test_full_disk",
     "test_unusable_labels",
     "test_layers",
 }

@@ -77,6 +77,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     (:func:`pipeline.runner.pipeline.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
     from pipeline.cli.preflight import check_run_services
     from pipeline.config.loading import load_config
+    from pipeline.core.atomic import LogFileHandler
     from pipeline.models import registry
     from pipeline.runner.context import init_run_dir
     from pipeline.runner.pipeline import run_pipeline
@@ -111,7 +112,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     )
     for name in APP_LOGGERS:
         logging.getLogger(name).setLevel(level)
-    handler = logging.FileHandler(ctx.run_dir / "run.log")
+    handler = LogFileHandler(ctx.run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
     bad_input = False

@@ -18,6 +18,8 @@ __all__ = [
     "release_free_memory",
     "reserve_space",
     "short_list",
+    "write_bytes",
+    "write_figure",
     "write_json",
     "write_text",
 ]
@@ -36,6 +38,8 @@ __getattr__, __dir__ = lazy_exports(
         "release_free_memory": "memory",
         "reserve_space": "atomic",
         "short_list": "text",
+        "write_bytes": "atomic",
+        "write_figure": "atomic",
         "write_json": "atomic",
         "write_text": "atomic",
     },

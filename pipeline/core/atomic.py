@@ -3,47 +3,76 @@
 Every writer in the pipeline writes to a hidden temporary sibling and renames it
 into place (``os.replace`` is atomic on one filesystem), so a crash or a kill
 leaves either the previous file or none, never a truncated one that looks done.
+A full disk (or quota) met on the way is one :class:`OutOfSpaceError` naming the
+file and the space it needs (:func:`as_out_of_space`).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.core.errors import OutOfSpaceError
+from pipeline.core.errors import InputError, OutOfSpaceError
+
+#: The bytes an output needs: known, computed on demand (only when the disk was found full:
+#: e.g. the object serialised again into memory), or unknown.
+Needed = int | Callable[[], int | None] | None
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, needed: Needed = None, what: str = "") -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; rename it to ``path`` on success.
 
     The temporary name keeps the suffix (``.name.tmp.tif``) so that drivers which pick the
-    format from the extension still work. On an exception the temporary file is removed.
+    format from the extension still work. On an exception the temporary file is removed; a full
+    disk becomes an :class:`OutOfSpaceError` naming ``path`` and ``needed`` (see :func:`as_out_of_space`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    tmp.unlink(missing_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except InputError:
+        raise
+    except Exception as e:
+        err = as_out_of_space(e, path, needed, what, partial=tmp)
+        if err is None:
+            raise
+        raise err from e
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_bytes(path: str | Path, data: bytes, what: str = "") -> Path:
+    with atomic_path(path, len(data), what) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
+
+
+def write_text(path: str | Path, text: str, what: str = "") -> Path:
+    return write_bytes(path, text.encode("utf-8"), what)
+
+
+def write_figure(path: str | Path, fig: object, **savefig: object) -> Path:
+    """A matplotlib figure saved to ``path`` (format from its suffix), atomically. Rendered in
+    memory first: a figure is small, and its size is then known if the disk is full."""
+    buf = io.BytesIO()
+    fig.savefig(buf, **{"format": Path(path).suffix.lstrip("."), **savefig})  # type: ignore[attr-defined]
+    return write_bytes(path, buf.getvalue())
 
 
 def json_safe(obj: Any) -> Any:
@@ -102,36 +131,95 @@ def free_bytes(path: str | Path) -> int | None:
 
 
 def is_out_of_space(exc: BaseException) -> bool:
-    """Whether ``exc`` (an OSError, or a GDAL error whose text carries the C library's) means a full disk."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc).lower()
-    return "no space left" in text or "disk quota" in text
+    """Whether ``exc`` (an OSError, or a GDAL error whose text carries the C library's) or an
+    exception it was raised from means a full disk."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e).lower()
+        if "no space left" in text or "disk quota" in text or "disk is full" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
-def out_of_space(path: str | Path, needed: int | None, what: str = "") -> OutOfSpaceError:
-    """The one-line error for a write that found the disk full."""
+def disk_full(path: str | Path, needed: int | None) -> bool:
+    """Whether a failed write to ``path`` is best explained by a full disk: less free than it
+    needs (1 MiB when unknown). For libraries that report a full disk without its errno (GDAL's
+    GeoPackage and TIFF writers: "Failed to commit transaction", or only in their log)."""
     free = free_bytes(Path(path).parent)
-    need = f"; it needs about {human_bytes(needed)}" if needed else ""
+    return free is not None and free < max(needed or 0, 1 << 20)
+
+
+def out_of_space(path: str | Path, needed: int | None, what: str = "", at_least: bool = False) -> OutOfSpaceError:
+    """The one-line error for a write that found the disk full (``at_least``: ``needed`` is only
+    what was written before the disk filled)."""
+    free = free_bytes(Path(path).parent)
+    need = f"; it needs {'more than' if at_least else 'about'} {human_bytes(needed)}" if needed else ""
     have = f", {human_bytes(free)} free" if free is not None else ""
     return OutOfSpaceError(f"{path}: no space left on the device{f' writing {what}' if what else ''}{need}{have}")
 
 
-def reserve_space(path: str | Path, nbytes: int, name: str | Path | None = None) -> None:
+def as_out_of_space(
+    exc: Exception, path: str | Path, needed: Needed = None, what: str = "", partial: str | Path | None = None
+) -> OutOfSpaceError | None:
+    """``exc``, raised while writing ``path``, as the one-line error of a full disk, or None when
+    it is something else (a bug keeps its traceback).
+
+    A full disk is ENOSPC or EDQUOT in ``exc`` or its causes, or an I/O error (``OSError``, or a
+    library's ``RuntimeError`` such as pyogrio's) while the disk holds less than ``path`` needs.
+    ``needed``: the output's bytes, or a function computing them (called only here); when
+    unknown, the bytes of ``partial`` (the unfinished file) are named as a lower bound.
+    """
+    full = is_out_of_space(exc)
+    if not full and (not isinstance(exc, (OSError, RuntimeError)) or getattr(exc, "errno", None) is not None):
+        return None  # not an I/O error, or the C library's own reason, which is not a full disk
+    if callable(needed):
+        try:
+            needed = needed()
+        except Exception:  # noqa: BLE001 - the size is a courtesy: the error is the full disk
+            needed = None
+    if not (full or disk_full(path, needed)):
+        return None
+    if needed is None and partial is not None and os.path.exists(partial):
+        return out_of_space(path, os.path.getsize(partial) or None, what, at_least=True)
+    return out_of_space(path, needed, what)
+
+
+def reserve_space(
+    path: str | Path, nbytes: int, name: str | Path | None = None, needed: int | None = None, what: str = ""
+) -> None:
     """Allocate ``nbytes`` of disk blocks for the open-for-writing file ``path`` now.
 
     A memory-mapped file is created sparse; on a full disk the first store into an
     unallocated page kills the process with SIGBUS instead of raising. Reserving the
     blocks up front turns that into an :class:`OutOfSpaceError` before any data is written.
-    ``name`` is the path the error names (the final name of a file written under a temporary one).
+    ``name`` is the path the error names (the final name of a file written under a temporary one),
+    ``needed`` the space it names (default ``nbytes``: more when this file is one step of an output).
     """
     fd = os.open(path, os.O_RDWR)
     try:
         os.posix_fallocate(fd, 0, int(nbytes))
     except OSError as e:
         if is_out_of_space(e):
-            raise out_of_space(name or path, nbytes) from None
+            raise out_of_space(name or path, needed or nbytes, what) from None
         if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate: nothing to reserve
             raise
     finally:
         os.close(fd)
+
+
+class LogFileHandler(logging.FileHandler):
+    """A log file (``run.log``) that stops writing, without a word, when its disk is full.
+
+    The standard handler prints a traceback to stderr for every record it cannot write; the
+    error that stops the run is reported once on the console, which still gets every record.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if is_out_of_space(sys.exc_info()[1] or Exception()):
+            return
+        super().handleError(record)

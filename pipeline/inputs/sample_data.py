@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from pipeline.core.atomic import file_sha256
+from pipeline.core.atomic import as_out_of_space, file_sha256
 from pipeline.core.errors import InputError
 
 SAMPLE_PREFIX = "sample:"
@@ -91,9 +91,19 @@ def scene_dir(scene: str) -> Path:
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except OSError as e:
+        full = as_out_of_space(e, out, lambda: _unpacked_bytes(whl, members), f"the sample scene {scene}")
+        if full is None:
+            raise
+        raise full from e
     finally:  # a failed extraction leaves no half-filled folder behind
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _unpacked_bytes(whl: Path, members: str) -> int:
+    with zipfile.ZipFile(whl) as z:
+        return sum(i.file_size for i in z.infolist() if i.filename.startswith(members))
 
 
 def resolve(path: str, base_dir: Path | None = None) -> Path:

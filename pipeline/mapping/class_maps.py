@@ -25,7 +25,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.errors import RasterioError
 
-from pipeline.core.atomic import free_bytes, is_out_of_space, out_of_space
+from pipeline.core.atomic import disk_full, is_out_of_space, out_of_space
 from pipeline.core.errors import InputError, OutputWriteError
 from pipeline.inputs.class_table import NAMES_TAG, ClassTable, write_sidecars
 from pipeline.mapping.legends import legend_path, write_class_legend
@@ -62,13 +62,13 @@ def writing(path: Path, needed: int | None, what: str) -> Iterator[None]:
         with gdal_stderr_to_log():
             yield
     except OutputWriteError as e:
-        if _disk_full(path, needed):
+        if disk_full(path, needed):
             raise out_of_space(shown, needed, what) from e
         raise
     except InputError:
         raise
     except _WRITE_ERRORS as e:
-        if is_out_of_space(e) or _disk_full(path, needed):
+        if is_out_of_space(e) or disk_full(path, needed):
             raise out_of_space(shown, needed, what) from e
         raise OutputWriteError(
             f"{shown}: writing {what} failed ({' '.join(str(e).split()) or type(e).__name__})"
@@ -124,13 +124,6 @@ def gdal_stderr_to_log() -> Iterator[None]:
                 if keep:
                     sys.stderr.write("".join(keep))
                     sys.stderr.flush()
-
-
-def _disk_full(path: Path, needed: int | None) -> bool:
-    """Whether a failed write is best explained by a full disk. GDAL reports ENOSPC during a
-    flush on close only in its log, so look at the disk: less free than the output needs."""
-    free = free_bytes(path.parent)
-    return free is not None and free < max(needed or 0, 1 << 20)
 
 
 def verify_raster(path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.atomic import write_figure, write_text
 from pipeline.inputs.class_table import ClassTable
 
 CONFIDENCE_NODATA = 255  # where the input had no valid data
@@ -53,8 +53,7 @@ def decode_confidence(pct: np.ndarray) -> np.ndarray:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    write_figure(path, fig, format="png", dpi=100, bbox_inches="tight")
     return path
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from pipeline.core.atomic import reserve_space
 from pipeline.core.errors import InputError
 from pipeline.inputs.class_table import NODATA_CLASS, ClassTable
 from pipeline.inputs.pixel_area import row_areas_m2
@@ -119,6 +120,7 @@ def sieve_class_map(
                     for _, w in src.block_windows(1):
                         m.write((src.read(1, window=w) != NODATA_CLASS).astype(np.uint8), 1, window=w)
                 out = np.memmap(mm_tmp, dtype=np.uint8, mode="w+", shape=(height, width))
+                reserve_space(mm_tmp, height * width, out_path, needed, "the MMU map")  # a full disk: not SIGBUS
                 with rasterio.open(mask_tmp) as m:
                     sieve(rasterio.band(src, 1), size, out=out, mask=rasterio.band(m, 1), connectivity=connectivity)
                 with rasterio.open(raw, "w", **profile) as dst:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.atomic import as_out_of_space
 from pipeline.core.errors import OutputWriteError
 from pipeline.inputs.class_table import NODATA_CLASS, ClassTable
 from pipeline.inputs.pixel_area import check_area_crs, linear_unit_m, pyproj_crs
@@ -147,6 +148,9 @@ def write_polygons(
             )
         os.replace(tmp, out_path)
     except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as e:
+        full = as_out_of_space(e, out_path, what="the polygons", partial=tmp)
+        if full is not None:
+            raise full from e
         raise OutputWriteError(f"{out_path}: writing the polygons failed ({e})") from e
     finally:
         tmp.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.core.atomic import as_out_of_space, write_text
 from pipeline.core.errors import OutputWriteError
 from pipeline.inputs.class_table import NODATA_CLASS, ClassTable
 
@@ -309,16 +310,34 @@ def write_run_catalog(
         os.replace(tmp, stac_dir)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
+        full = as_out_of_space(e, stac_dir, lambda: _json_bytes(cat), "the STAC catalog")
+        if full is not None:
+            raise full from e
         raise OutputWriteError(f"{stac_dir}: writing the STAC catalog failed ({e})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return sorted(p for p in stac_dir.rglob("*.json"))
 
 
+def _json_bytes(cat: pystac.Catalog) -> int:
+    """About the bytes of a catalog's JSON files (asked only when the disk is full)."""
+    objs = [cat, *cat.get_items(recursive=True)]
+    return sum(len(json.dumps(o.to_dict(include_self_link=False), indent=2)) for o in objs)
+
+
+def _atomic_stac_io() -> pystac.StacIO:
+    """pystac's file I/O, each JSON written atomically (:func:`~pipeline.core.atomic.write_text`)."""
+    from pystac.stac_io import DefaultStacIO
+
+    class AtomicStacIO(DefaultStacIO):
+        def write_text_to_href(self, href: str, txt: str) -> None:
+            write_text(href, txt)
+
+    return AtomicStacIO()
+
+
 def write_item(item: pystac.Item, path: Path) -> Path:
     """Validate ``item`` offline and write its JSON to ``path`` (hrefs relative to it), atomically."""
-    from pipeline.core.atomic import write_text
-
     _place(item, path)
     validate_item(item)
     return write_text(path, json.dumps(item.to_dict(include_self_link=False), indent=2) + "\n")
@@ -344,8 +363,8 @@ def add_to_catalog(catalog_path: Path, item_paths: Iterable[Path], title: str, d
         cat.add_item(item)
         item.set_self_href(str(path))
         validate_item(item, validator)
-    try:
-        cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    try:  # each JSON file replaced whole: a full disk leaves the previous catalog, not half of one
+        cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=_atomic_stac_io())
     except OSError as e:
         raise OutputWriteError(f"{catalog_path}: writing the STAC catalog failed ({e})") from e
     return catalog_path

@@ -195,7 +195,7 @@ def save_classical(model: SklearnPixelModel, path: Path) -> Path:
         "fit_info": json.dumps(json_safe(model.fit_info)),
         "state": _state(model),
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, lambda: len(sio.dumps(blob))) as tmp:  # the size: only on a full disk
         sio.dump(blob, tmp)
     return Path(path)
 

@@ -70,6 +70,7 @@ float32 so dense and per-patch outputs agree).
 from __future__ import annotations
 
 import copy
+import io
 import json
 import time
 from dataclasses import asdict
@@ -495,9 +496,15 @@ class DeepModel:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         blob = self.to_dict()
-        with atomic_path(path) as tmp:
+        with atomic_path(path, lambda: _saved_size(blob)) as tmp:  # the size: only on a full disk
             torch.save(blob, tmp)
         return path
+
+
+def _saved_size(blob: dict[str, Any]) -> int:
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    return buf.tell()
 
 
 class CNNModel(DeepModel):

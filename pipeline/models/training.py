@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from pipeline.core.atomic import atomic_path, json_safe, write_json
+from pipeline.core.atomic import json_safe, write_figure, write_json
 from pipeline.core.cancel import check_cancelled
 from pipeline.models.base import PatchRows, TrainingData
 from pipeline.models.device import DeviceSettings
@@ -244,8 +244,7 @@ def save_learning_curves(
     if note:
         fig.suptitle(f"weights kept: {note}", fontsize=8, wrap=True)
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    write_figure(png_path, fig, format="png", dpi=100)
 
 
 # ---------------------------------------------------------------------------------------------

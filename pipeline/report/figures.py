@@ -12,15 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import write_figure
 from pipeline.inputs.class_table import parse_color
 from pipeline.report.format import polygon_name
 
 
 def _save_fig(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    return path
+    return write_figure(path, fig, dpi=100, bbox_inches="tight")
 
 
 def _hex_rgb(color: str) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.loading import dump_config
 from pipeline.config.schema import RunConfig
-from pipeline.core.atomic import file_sha256, write_text
+from pipeline.core.atomic import file_sha256, is_out_of_space, out_of_space, write_text
 from pipeline.core.errors import InputError
 from pipeline.runner.files import read_json
 
@@ -223,6 +223,8 @@ def init_run_dir(
         write_text(run_dir / "config.yaml", dump_config(cfg))
     except OSError as e:  # read-only or missing output folder, disk full: one line naming the folder
         unlock()
+        if is_out_of_space(e):
+            raise out_of_space(e.filename or run_dir, None) from None
         raise InputError(f"{e.filename or run_dir}: cannot write the run directory ({e.strerror or e})") from None
     return RunContext(
         cfg=cfg, run_dir=run_dir, base_dir=base_dir, device=device or cfg.device, progress=progress, _unlock=unlock

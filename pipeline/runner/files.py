@@ -7,6 +7,7 @@ GeoParquet with a point geometry for the samples table.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,15 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def _parquet_size(df: pd.DataFrame) -> int:
+    """Bytes of ``df`` as Parquet (written to memory: asked only when the disk is full)."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.tell()
+
+
 def write_parquet(df: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, lambda: _parquet_size(df)) as tmp:
         df.to_parquet(tmp, index=False)
     return path
 
@@ -40,6 +48,6 @@ def write_geoparquet(df: pd.DataFrame, path: Path, crs: Any, scene_crs: dict[str
     gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["x"], df["y"]), crs=None if row_crs is not None else crs)
     if row_crs is not None:
         gdf = to_common_crs(gdf, row_crs, target)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, lambda: _parquet_size(gdf)) as tmp:
         gdf.to_parquet(tmp, index=False)
     return path

@@ -35,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.atomic import write_json
+from pipeline.core.atomic import as_out_of_space, write_json
 from pipeline.core.cancel import check_cancelled
+from pipeline.core.errors import OutOfSpaceError
 from pipeline.core.memory import release_free_memory
 from pipeline.models import registry
 from pipeline.runner.failures import failed_models
@@ -286,7 +287,7 @@ def publish(ctx: RunContext, stage: str, model: str | None, rec: dict) -> Path |
             {"record": clean, "files": files, "from_run": ctx.run_dir.name, "code": code_fingerprint()},
         )
         os.rename(tmp, entry)
-    except OSError as e:  # another process published the same key first, or the disk is full
+    except (OSError, OutOfSpaceError) as e:  # another process published the same key first, or the disk is full
         if not (entry / "record.json").exists():
             log.warning("stage store: could not publish %s (%s)", stage_name(stage, model), e)
     finally:
@@ -332,8 +333,14 @@ def restore(ctx: RunContext, stage: str, model: str | None) -> dict | None:
             if f.stat().st_size != want["bytes"] or file_digest(f) != want["blake2b"]:
                 _drop(entry, f"has a changed or damaged {rel}")
                 return None
-        for rel in meta["files"]:
-            _link_or_copy(entry / "files" / rel, ctx.run_dir / rel)
+        for rel, want in meta["files"].items():
+            try:
+                _link_or_copy(entry / "files" / rel, ctx.run_dir / rel)
+            except OSError as e:  # a full run disk is not a damaged entry: keep it, say so
+                full = as_out_of_space(e, ctx.run_dir / rel, want["bytes"])
+                if full is None:
+                    raise
+                raise full from e
     except (OSError, KeyError, TypeError, ValueError) as e:
         _drop(entry, f"is unusable ({e})")
         return None

@@ -418,6 +418,7 @@ def concat_patch_stores(parts: list[Path], out_path: Path, chunk_bytes: int | No
     side = sidecar_path(out_path)
     with atomic_path(out_path) as tmp, atomic_path(side) as tmp_side:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *shape0))
+        reserve_space(tmp, int(out.offset + out.nbytes), out_path)  # a full disk: one clear error, not SIGBUS
         at = 0
         for st in stores:
             for a, b in st.row_chunks(budget=chunk_bytes):

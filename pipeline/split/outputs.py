@@ -7,6 +7,7 @@ The assignment itself lives in the strategies (named in :mod:`pipeline.split.mak
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import atomic_path, write_figure
 from pipeline.split.assign import EXCLUDED
 from pipeline.split.types import SplitResult
 
@@ -224,7 +225,8 @@ def write_splits_gpkg(
     per fold: the union of the squares of half-side ``buffer`` around the test
     samples, i.e. the zone where training/validation samples were excluded
     (empty for the random strategy). The file is written under a temporary
-    name and moved into place with ``os.replace``.
+    name and moved into place with ``os.replace``; on a full disk, the error names
+    the size the file needs (written again in a temporary folder to measure it).
 
     Parameters
     ----------
@@ -269,10 +271,19 @@ def write_splits_gpkg(
         geometry=gpd.GeoSeries([z[1] for z in zones], dtype="geometry"),
         crs=target,
     )
-    with atomic_path(path) as tmp:
-        blocks.to_file(tmp, layer="blocks", driver="GPKG")
-        buf.to_file(tmp, layer="buffer", driver="GPKG", geometry_type="MultiPolygon" if not zones else None)
-        pts.to_file(tmp, layer="samples", driver="GPKG")
+
+    def write(to: Path) -> None:
+        blocks.to_file(to, layer="blocks", driver="GPKG")
+        buf.to_file(to, layer="buffer", driver="GPKG", geometry_type="MultiPolygon" if not zones else None)
+        pts.to_file(to, layer="samples", driver="GPKG")
+
+    def size() -> int:  # only on a full disk: GDAL cannot say in advance what a GeoPackage takes
+        with tempfile.TemporaryDirectory() as d:
+            write(Path(d) / path.name)
+            return (Path(d) / path.name).stat().st_size
+
+    with atomic_path(path, size) as tmp:
+        write(tmp)
     return path
 
 
@@ -409,12 +420,8 @@ def plot_split_map(
     -------
     Path
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig = split_map_figure(samples, result, max_blocks, scene_crs)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return write_figure(path, fig)
 
 
 def split_map_figure(
