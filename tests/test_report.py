@@ -317,6 +317,21 @@ def test_report_complete_run(tmp_path):
                 lo, hi = models[m]["area_adjusted"]["ci95_units"]["classes"][cells[0]]["area_ha"]
                 assert (_num(est), _ci(ci)) == (round(aa["area_ha"], 1), [round(lo, 1), round(hi, 1)])
 
+    # one table comparing the models' areas, class by class (every class x model pair once)
+    rows = _md_table(md, "class | model | mapped area (ha) |")
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        (n, m) for n in models[next(iter(models))]["class_areas"] for m in models
+    )
+    for cls, m, mapped, adjusted in rows:
+        assert _num(mapped) == round(models[m]["class_areas"][cls]["area_ha"], 1)
+        aa = models[m]["area_adjusted"]["classes"][cls]
+        if aa["area_ha"] is None:
+            assert adjusted == "not estimable"
+        else:
+            est, ci = adjusted.split(" ", 1)
+            lo, hi = models[m]["area_adjusted"]["ci95_units"]["classes"][cls]["area_ha"]
+            assert (_num(est), _ci(ci)) == (round(aa["area_ha"], 1), [round(lo, 1), round(hi, 1)])
+
     # colour swatches, audit and run facts
     assert 'class="sw" style="background:#33a02c"' in html
     assert "Classes with no test samples: urban." in md

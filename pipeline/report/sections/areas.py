@@ -32,6 +32,8 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
             ". A class without test pixels has no estimate (not estimable), whatever area the map gives it.",
         ]
     )
+    _comparison_table(doc, ctx, area_models)
+    doc.p("Per model, with the user's and producer's accuracies the adjustment uses:")
     for m in area_models:
         doc.h(3, m)
         aa = ctx.models[m].get("area_adjusted") or {}
@@ -66,6 +68,38 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
                 doc.p(f"Area-weighted overall accuracy: {pm} (pixel-level half-width).")
         for note in aa.get("notes") or []:
             doc.p(f"Note: {note}")
+
+
+def _comparison_table(doc: Document, ctx: ReportContext, area_models: list[str]) -> None:
+    """One table for all models, class by class (models in ranking order): what each map says
+    (pixel counting) beside what the test pixels say it should be (adjusted, 95% CI over blocks),
+    so that a class whose area depends on the model chosen shows up in one place."""
+    rows = []
+    for c in ctx.classes:
+        n = c["name"]
+        for m in area_models:
+            info = ctx.models[m]
+            px = (info.get("class_areas") or {}).get(n) or {}
+            aa = info.get("area_adjusted") or {}
+            a = (aa.get("classes") or {}).get(n) or {}
+            units = (aa.get("ci95_units") or {}).get("classes")
+            if not a:
+                adjusted = "–"
+            elif a.get("area_ha") is None:
+                adjusted = NOT_ESTIMABLE
+            elif units is not None:
+                adjusted = _with_ci(a.get("area_ha"), (units.get(n) or {}).get("area_ha"), "ha")
+            else:  # a run from before the block intervals
+                adjusted = fmt_pm(a.get("area_ha"), a.get("area_ci95_ha"), "ha") + " (pixel-level)"
+            rows.append(
+                {
+                    "class": n,
+                    "model": m,
+                    "mapped area (ha)": fmt(px.get("area_ha", a.get("mapped_area_ha")), "ha"),
+                    "adjusted area (ha) [95% CI]": adjusted,
+                }
+            )
+    doc.table(rows)
 
 
 def _with_ci(v: Any, ci: Any, kind: str = "acc") -> str:
