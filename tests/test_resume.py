@@ -156,7 +156,8 @@ def test_a_run_still_running_cannot_be_resumed_by_a_second_process(tmp_path):
     proc = _landcover("run", str(cfg), "--out", str(out), "--run-id", "busy", "--engine", "local", "--no-progress")
     try:
         deadline = time.time() + 300
-        while "stage train:cnn: running" not in ((run / "run.log").read_text() if (run / "run.log").exists() else ""):
+        # the CNN's first fit (a fold, or the single split's) is a stage of its own: "stage fold-0:cnn: running"
+        while ":cnn: running" not in ((run / "run.log").read_text() if (run / "run.log").exists() else ""):
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             assert time.time() < deadline, "training never started"
             time.sleep(0.1)
