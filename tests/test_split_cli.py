@@ -69,7 +69,9 @@ def test_four_polygon_scene_end_to_end(tmp_path, strategy):
     sp = m["split"]
     assert sp["strategy"] == strategy and sp["group_by"] == "auto"
     assert sp["sub_blocked_classes"] == CLASSES
-    assert all(v == 0 for k, v in sp["audit"].items() if k != "min_train_test_distance")
+    # the audit's counts (patches touching the other side's pixels), not its train-test distances
+    counts = {k: v for k, v in sp["audit"].items() if "_patches_touching_" in k}
+    assert len(counts) == 4 and all(v == 0 for v in counts.values()), sp["audit"]
     for part in sp.get("folds", [sp]):
         assert all(part["counts"]["train"][c] > 0 for c in CLASSES)
     assert all(sum(p["counts"]["test"][c] for p in sp.get("folds", [sp])) > 0 for c in CLASSES)
