@@ -172,20 +172,32 @@ def test_demo_run_directory_shows_every_deliverable(demo_run):
 
 
 def test_demo_names_the_water_polygon_every_model_contradicts(demo_run):
-    """The demo's only test water polygon (feature 23) is mapped as something else; its NIR/SWIR are far off."""
+    """5-fold CV tests every water polygon once; feature 23 is mapped as something else, and its NIR/SWIR
+    are far off the water pixels of the fold that tested it."""
     run, _ = demo_run
     pol = json.loads((run / "metrics.json").read_text())["polygons"]
-    water = [p for p in pol["polygons"] if p["class_name"] == "water"]
-    assert [p["group"] for p in water] == [23] and water[0]["contradicted"]
+    water = {p["group"]: p for p in pol["polygons"] if p["class_name"] == "water"}
     ev = pd.read_parquet(run / "eval" / "decision_tree.parquet")
     samples = pd.read_parquet(run / "samples.parquet")
-    mine = samples.loc[ev["sample"], "group"].to_numpy() == 23
-    assert water[0]["accuracy"]["decision_tree"] == pytest.approx(
+    tested = samples.loc[ev["sample"]]
+    assert set(water) == set(tested.loc[tested["class_name"] == "water", "group"]) and len(water) > 1
+    mine = tested["group"].to_numpy() == 23
+    assert water[23]["contradicted"] and water[23]["accuracy"]["decision_tree"] == pytest.approx(
         float((ev["y_pred"].to_numpy()[mine] == ev["y_true"].to_numpy()[mine]).mean())
     )
     (s,) = [x for x in pol["suspects"] if x["group"] == 23]
     ratio = dict(zip(s["bands"], s["ratio"]))
     assert ratio["nir"] > 3 and ratio["swir1"] > 3
+    # recomputed: centre pixels of feature 23 against the water training pixels of its fold (folds.json)
+    (fold,) = ev.loc[mine, "fold"].unique()
+    train = json.loads((run / "folds.json").read_text())[fold]["train"]
+    assert 23 not in set(samples.loc[train, "group"])
+    patches = np.load(run / "patches.npy", mmap_mode="r")
+    centre = patches[:, :, patches.shape[-2] // 2, patches.shape[-1] // 2]
+    own = centre[ev.loc[mine, "sample"].to_numpy()].mean(axis=0)
+    water_train = [i for i in train if samples.at[i, "class_name"] == "water"]
+    assert s["class_training"]["pixels"] == len(water_train)
+    assert s["ratio"] == pytest.approx((own / centre[water_train].mean(axis=0)).tolist(), rel=1e-4)
     md = (run / "report.md").read_text()
     assert "| feature 23 | water |" in md and "Feature 23 (water, " in md and "report_files/suspect_spectra.png" in md
 

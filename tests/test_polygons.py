@@ -69,6 +69,30 @@ def test_reference_check_compares_suspect_spectra_with_training():
     assert s["ratio"] == pytest.approx([40 / 11, 80 / 22])
 
 
+def test_kfold_suspect_spectra_compare_with_the_training_pixels_of_the_fold_that_tested_it():
+    # k-fold: samples.parquet's split is fold 0's, where polygon 0 (tested in fold 1) is training data;
+    # its spectrum must be set against fold 1's training pixels, never against itself
+    samples = _samples().assign(split=["train"] * 4 + ["test"] * 2 + ["train"] * 4)
+    ev = {m: e.assign(fold=[1, 1, 1, 1, 0, 0]) for m, e in _evals().items()}
+    ev["b"].loc[2, "y_pred"] = 2
+    centre = np.array(
+        [[40, 80], [40, 80], [40, 80], [40, 80], [50, 50], [50, 50], [10, 20], [12, 24], [60, 60], [60, 60]], np.float32
+    )
+    patches = np.zeros((10, 2, 3, 3), np.float32)
+    patches[:, :, 1, 1] = centre
+    train_folds = [np.array([0, 1, 2, 3, 8, 9]), np.array([6, 7, 8, 9])]
+    (s,) = reference_check(samples, ev, NAMES, patches, ["nir", "swir1"], train_folds)["suspects"]
+    assert s["group"] == 0 and s["class_training"]["pixels"] == 2 and s["class_training"]["mean"] == [11.0, 22.0]
+    assert s["ratio"] == pytest.approx([40 / 11, 80 / 22])
+    # a polygon cut into sub-blocks tested in folds 1 and 2: the water pixels both folds trained on
+    for e in ev.values():
+        e["fold"] = [1, 1, 2, 2, 0, 0]
+    train_folds.append(np.array([0, 1, 6, 8, 9]))
+    train_folds[1] = np.array([2, 3, 6, 7, 8, 9])
+    (s,) = reference_check(samples, ev, NAMES, patches, ["nir", "swir1"], train_folds)["suspects"]
+    assert s["pixels"] == 4 and s["class_training"]["pixels"] == 1 and s["class_training"]["mean"] == [10.0, 20.0]
+
+
 def test_spectra_figure_of_a_60_band_suspect_keeps_band_ticks_legible(tmp_path, monkeypatch):
     # A 60-band suspect once got 60 overlapping tick labels (an unreadable bar under the plot).
     from matplotlib.figure import Figure

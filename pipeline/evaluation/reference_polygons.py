@@ -118,10 +118,21 @@ def suspect_spectra(
     patches: Any,
     band_names: Sequence[str],
     suspects: pd.DataFrame,
-    train_mask: np.ndarray,
-    test_mask: np.ndarray,
+    train_masks: Sequence[np.ndarray],
+    test_fold: np.ndarray,
 ) -> list[dict]:
     """For each suspect polygon: its test pixels' spectrum against its class's training spectra.
+
+    The training pixels are those of the fold that tested the polygon (with k-fold, another
+    fold's training set can hold the polygon itself); a polygon tested in several folds (cut into
+    sub-blocks) is compared with the pixels every one of those folds trained on.
+
+    Parameters
+    ----------
+    train_masks : sequence of ndarray of bool, each shape (n,)
+        The training samples of each fold.
+    test_fold : ndarray of int, shape (n,)
+        The fold that tested each sample; -1: never tested.
 
     Returns a list of ``{[scene,] group, class_name, predicted_as, pixels, bands, polygon: {mean, p10, p90},
     class_training: {mean, p10, p90, pixels}, predicted_training: {...}, ratio}`` where ``ratio`` is the
@@ -131,9 +142,10 @@ def suspect_spectra(
     out = []
     names = samples["class_name"].to_numpy()
     for _, row in suspects.iterrows():
-        mine = test_mask.copy()
+        mine = test_fold >= 0
         for k in keys:
             mine &= samples[k].to_numpy() == row[k]
+        train_mask = np.logical_and.reduce([train_masks[f] for f in np.unique(test_fold[mine])])
         poly = centre_pixels(patches, np.flatnonzero(mine))
         same = centre_pixels(patches, np.flatnonzero(train_mask & (names == row["class_name"])))
         pred = centre_pixels(patches, np.flatnonzero(train_mask & (names == row["predicted_as"])))
@@ -161,8 +173,13 @@ def reference_check(
     class_names: Mapping[int, str],
     patches: Any,
     band_names: Sequence[str],
+    train_folds: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """``metrics.json["polygons"]``: per-polygon accuracy over all models and the polygons all of them contradict.
+
+    ``train_folds`` are the training sample positions of each fold (``folds.json``); the
+    evaluation tables' ``fold`` column says which fold tested each sample. Without them (one
+    split), the training samples are those whose ``split`` is ``"train"``.
 
     ``{"contradicted_below": 0.5, "models": [...], "polygons": [row per test polygon],
     "suspects": [suspect_spectra entries]}``; a polygon row holds its keys, ``class_name``,
@@ -188,10 +205,17 @@ def reference_check(
                 "contradicted": bool(r["contradicted"]),
             }
         )
-    split = samples["split"].to_numpy() if "split" in samples.columns else np.array([""] * len(samples))
-    test = np.zeros(len(samples), bool)
-    for ev in evals.values():
-        test[ev["sample"].to_numpy()] = True
+    n = len(samples)
+    if train_folds is not None and not all("fold" in ev.columns for ev in evals.values()):
+        train_folds = None  # evaluation tables of a run from before k-fold: one split
+    if train_folds is not None:
+        train_masks = [np.isin(np.arange(n), tr) for tr in train_folds]
+    else:
+        split = samples["split"].to_numpy() if "split" in samples.columns else np.array([""] * n)
+        train_masks = [split == "train"]
+    test_fold = np.full(n, -1, dtype=np.int64)
+    for ev in evals.values():  # every model is tested on the same folds
+        test_fold[ev["sample"].to_numpy()] = ev["fold"].to_numpy() if train_folds is not None else 0
     suspects = table[table["contradicted"]] if len(table) and len(models) else table.iloc[:0]
-    spectra = suspect_spectra(samples, patches, band_names, suspects, split == "train", test) if len(suspects) else []
+    spectra = suspect_spectra(samples, patches, band_names, suspects, train_masks, test_fold) if len(suspects) else []
     return {"contradicted_below": CONTRADICTED_BELOW, "models": models, "polygons": rows, "suspects": spectra}

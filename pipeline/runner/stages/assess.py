@@ -144,6 +144,7 @@ def _reference_check(ctx: RunContext, models: list[str]) -> dict:
         dict(zip(ctx.class_ids, ctx.class_names)),
         open_patches(ctx.run_dir / "patches.npy"),
         read_json(ctx.run_dir / "labels.json")["band_names"],
+        [tr for tr, _ in _folds(ctx)],
     )
 
 
