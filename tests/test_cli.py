@@ -92,7 +92,16 @@ def test_demo_metrics_agree_with_confusion_matrix(demo_run):
     assert len(ev) == cm.sum()
     samples = pd.read_parquet(run / "samples.parquet")
     assert {"x", "y", "row", "col", "class_id", "class_name", "group", "split"} <= set(samples.columns)
-    assert (samples.loc[ev["sample"], "split"] == "test").all()
+    # The demo evaluates by spatial 5-fold CV: the table pools the out-of-fold predictions, each sample
+    # predicted once, by the model of the fold whose test set holds it (folds.json, samples' fold).
+    folds = json.loads((run / "folds.json").read_text())
+    assert m["split"]["strategy"] == "kfold" and len(folds) == m["split"]["k"] == 5
+    assert ev["sample"].is_unique and sorted(ev["fold"].unique()) == list(range(5))
+    for i, f in enumerate(folds):
+        assert sorted(ev.loc[ev["fold"] == i, "sample"]) == f["test"]
+        assert not set(f["test"]) & set(f["train"])
+    assert (samples.loc[ev["sample"], "fold"].to_numpy() == ev["fold"].to_numpy()).all()
+    assert (samples.loc[folds[0]["test"], "split"] == "test").all()  # samples' split is fold 0's
     assert m["split"]["audit"]["train_patches_touching_test_pixels"] == 0
     assert m["split"]["audit"]["test_patches_touching_train_pixels"] == 0
     # The random-split contrast: same model, same samples, random pixel split.
@@ -127,7 +136,12 @@ def test_demo_run_directory_contract(demo_run):
     assert all(v["sha256"] and v["bytes"] > 0 for v in man["inputs"].values())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert list(cfg["models"]) == ["decision_tree"] and cfg["models"]["decision_tree"]["max_depth"] is None
-    assert cfg["patch"] == {"size": 9} and cfg["split"]["strategy"] == "blocks"
+    assert cfg["patch"] == {"size": 9} and cfg["split"]["strategy"] == "auto"
+    split = json.loads((run / "split.json").read_text())  # what auto chose for the demo's 31 polygons
+    assert (split["requested"], split["strategy"], split["k"]) == ("auto", "kfold", 5)
+    assert (run / "folds.json").is_file() and {f"fold-{i}:decision_tree" for i in range(5)} | {
+        "refit:decision_tree"
+    } <= {s["name"] for s in man["stages"]}
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert "decision_tree" in proc.stdout
 
