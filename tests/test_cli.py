@@ -13,7 +13,7 @@ import rasterio
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prefect_fixtures import prefect_api  # noqa: E402,F401
+from prefect_fixtures import prefect_api, strip_timings  # noqa: E402,F401
 
 from pipeline.cli.main import main  # noqa: E402
 
@@ -334,9 +334,6 @@ def test_bad_input_found_inside_the_flow_is_one_line(tmp_path, nc_scene):
     assert dbg.returncode != 0 and "Traceback" in dbg.stderr and "no field 'klass'" in dbg.stderr
 
 
-_TIMING = {"fit_seconds", "predict_mpx_per_s", "fit_info"}
-
-
 def test_engine_local_gives_the_prefect_runs_metrics_and_outputs(demo_run, tmp_path):
     run, _ = demo_run
     out = tmp_path / "runs"
@@ -358,8 +355,7 @@ def test_engine_local_gives_the_prefect_runs_metrics_and_outputs(demo_run, tmp_p
         == 0
     )
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, out / "loc"))
-    strip = lambda m: {k: v for k, v in m.items() if k not in _TIMING}  # noqa: E731
-    assert strip(a["models"]["decision_tree"]) == strip(b["models"]["decision_tree"])
+    assert strip_timings(a["models"]["decision_tree"]) == strip_timings(b["models"]["decision_tree"])
     for key in ("classes", "split", "random_split_contrast", "polygons", "failed_models"):
         assert a.get(key) == b.get(key), key
     files = lambda r: {p.relative_to(r).as_posix() for p in r.rglob("*") if p.is_file()}  # noqa: E731
