@@ -237,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument(
         "--engine",
-        choices=["prefect", "local"],
+        choices=["auto", "prefect", "local"],
         default=None,
-        help="landcover run --engine (default: the CLI's, Prefect)",
+        help="landcover run --engine (default: the CLI's, auto: in process unless a Prefect API is configured)",
     )
     ap.add_argument(
         "--no-random-contrast",

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
@@ -38,17 +38,23 @@ from flows.engine import (
     api_settings,
     collect,
     cpus,
+    logs_to_api,
     make_task_runner,
     not_input_error,
     run_log,
+    run_tags,
+    stage_run_name,
+    stage_tags,
+    sub_flow_run_name,
+    tag_this_flow_run,
     wait_for,
 )
 from pipeline.config.loading import load_config
 from pipeline.core.errors import OutOfSpaceError
 from pipeline.models import registry
-from pipeline.runner.context import RunContext, init_run_dir
+from pipeline.runner.context import RunContext, init_run_dir, new_run_id
 from pipeline.runner.failures import clear_failure, record_failure
-from pipeline.runner.manifest import write_manifest
+from pipeline.runner.manifest import reuse_summary, write_manifest
 from pipeline.runner.pipeline import run_one
 from pipeline.runner.stages.fit import fit_parts
 
@@ -73,19 +79,27 @@ def execute_stage(ref: dict, stage: str, model: str | None = None, logger: Any =
     retry_delay_seconds=IO_RETRY_DELAY,
     retry_condition_fn=not_input_error,
     cache_policy=NO_CACHE,
-    task_run_name="{stage}-{model}",
+    # Prefect's protocol for a name callback that takes the parameters also lists the classmethod
+    # Prefect uses to recognise one, which no plain function has (mypy: arg-type).
+    task_run_name=stage_run_name,  # type: ignore[arg-type]
 )
 def stage_task(ref: dict, stage: str, model: str | None = None) -> dict:
     """One pipeline stage (for one model). Retries I/O failures twice; bad input fails at once."""
-    with run_log(ref["run_dir"]):
+    with run_log(ref["run_dir"]), logs_to_api():
         return execute_stage(ref, stage, model, logger=get_run_logger())
 
 
+def submit_stage(ref: dict, stage: str, model: str | None = None) -> PrefectFuture:
+    """Submit one stage task to the flow's task runner, tagged with its stage and model (and, from
+    the caller's ``prefect.tags``, its run)."""
+    return stage_task.with_options(tags=stage_tags(stage, model)).submit(ref, stage, model)
+
+
 # ----------------------------------------------------------------------------- sub-flows
-@flow(name="prepare", log_prints=False)
+@flow(name="prepare", flow_run_name=sub_flow_run_name, log_prints=False)
 def prepare(ref: dict) -> dict:
     """Ingest labels, tile patches, spatial split."""
-    return collect([stage_task.submit(ref, "prepare")], "prepare")[0]
+    return collect([submit_stage(ref, "prepare")], "prepare")[0]
 
 
 def _task_exception(future: PrefectFuture) -> BaseException:
@@ -140,13 +154,13 @@ def _submit_fits(ref: dict, models: list[str], parts: list[str], fan_out_deep: b
     chain = [(m, p) for m in deep for p in parts]
     if fan_out_deep:
         for m, p in chain:
-            futures[m].append(stage_task.submit(ref, p, m))
+            futures[m].append(submit_stage(ref, p, m))
         chain = []
     elif chain:
-        futures[chain[0][0]].append(stage_task.submit(ref, chain[0][1], chain[0][0]))
+        futures[chain[0][0]].append(submit_stage(ref, chain[0][1], chain[0][0]))
     for m in models:
         if m not in deep:
-            futures[m] = [stage_task.submit(ref, p, m) for p in parts]
+            futures[m] = [submit_stage(ref, p, m) for p in parts]
     prev = futures[chain[0][0]][-1] if chain else None
     for m, p in chain[1:]:
         assert prev is not None
@@ -155,7 +169,7 @@ def _submit_fits(ref: dict, models: list[str], parts: list[str], fan_out_deep: b
             break
         if any(not f.state.is_completed() for f in futures[m] if f.state.is_final()):
             continue  # this model already failed a fit: its other fits are not worth their cost
-        prev = stage_task.submit(ref, p, m)
+        prev = submit_stage(ref, p, m)
         futures[m].append(prev)
     return futures
 
@@ -179,7 +193,7 @@ def _collect_fits(ref: dict, futures: dict[str, list]) -> list[str]:
     return ok
 
 
-@flow(name="train_and_compare")
+@flow(name="train_and_compare", flow_run_name=sub_flow_run_name)
 def train_and_compare(ref: dict, models: list[str], fan_out_deep: bool = False) -> list[dict]:
     """Fit every model: one task per model and fit (each fold of the split, the refit on all
     labelled data, the random contrast) through the flow's task runner, classical models in
@@ -192,30 +206,55 @@ def train_and_compare(ref: dict, models: list[str], fan_out_deep: bool = False) 
     fits = _submit_fits(ref, models, parts, fan_out_deep)
     ok = _collect_fits(ref, fits)
     done = [r for m in models for f in fits[m] if f.state.is_completed() for r in [f.result()]]
-    pooled = _collect_models(ref, [stage_task.submit(ref, "train", m) for m in ok], ok, "train")
+    pooled = _collect_models(ref, [submit_stage(ref, "train", m) for m in ok], ok, "train")
     return done + pooled
 
 
-@flow(name="map_scenes")
+@flow(name="map_scenes", flow_run_name=sub_flow_run_name)
 def map_scenes(ref: dict, models: list[str]) -> list[dict]:
     """Map the scene with every model that trained (one task per model and scene)."""
-    return _collect_models(ref, [stage_task.submit(ref, "map", m) for m in models], models, "map")
+    return _collect_models(ref, [submit_stage(ref, "map", m) for m in models], models, "map")
 
 
-@flow(name="assess_and_report")
+@flow(name="assess_and_report", flow_run_name=sub_flow_run_name)
 def assess_and_report(ref: dict, started: str, done: list[dict], extra: dict) -> list[dict]:
     """metrics.json, then (after a provisional manifest.json the report shows) the report."""
-    assess = collect([stage_task.submit(ref, "assess")], "assess")[0]
+    assess = collect([submit_stage(ref, "assess")], "assess")[0]
     ctx = RunContext.from_ref(ref)
     write_manifest(ctx, started, done + [assess], extra)
-    report = collect([stage_task.submit(ref, "report")], "report")[0]
+    report = collect([submit_stage(ref, "report")], "report")[0]
     from pipeline.report.artifacts import publish_artifacts
 
     publish_artifacts(ctx.run_dir)
     return [assess, report]
 
 
-@flow(name="landcover-pipeline")
+def pipeline_run_name() -> str:
+    """Flow run name of ``landcover-pipeline``: the run id, i.e. the run directory's name.
+
+    Given as ``run_id`` (the CLI always does), or new: ``<config name>-<time>-<config hash>``, as
+    :func:`pipeline.runner.context.new_run_id` names a run directory; the flow then uses this
+    name for its directory (:func:`landcover_pipeline`). A config that does not load gives a
+    placeholder: the flow fails on it at once with the config's own error.
+    """
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    if p.get("run_id"):
+        return str(p["run_id"])
+    try:
+        cfg, _ = load_config(p["config_path"], p.get("overrides") or [], p.get("models"))
+    except Exception:  # noqa: BLE001 - reported by the flow itself, with its one-line message
+        return f"{Path(str(p.get('config_path', 'run'))).stem}-config-error"
+    return new_run_id(cfg)
+
+
+def _this_flow_run_name() -> str | None:
+    fctx = FlowRunContext.get()
+    return fctx.flow_run.name if fctx and fctx.flow_run else None
+
+
+@flow(name="landcover-pipeline", flow_run_name=pipeline_run_name)
 def landcover_pipeline(
     config_path: str,
     models: list[str] | None = None,
@@ -230,14 +269,21 @@ def landcover_pipeline(
     """End to end: prepare, train and compare, map, assess and report. Returns the run directory.
 
     Parameters mirror ``landcover run`` (``resume=True`` with ``run_id`` continues that run).
+    The flow run is named after the run id (:func:`pipeline_run_name`) and tagged ``run:<run id>``,
+    as are its sub-flows and tasks (which add ``stage:`` and ``model:`` tags); the pipeline's own
+    warnings and errors are logs of these runs in the Prefect API (:func:`flows.engine.logs_to_api`).
     """
     t_flow = time.perf_counter()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     cfg, base_dir = load_config(config_path, overrides or [], models)
+    if run_id is None and not resume:
+        run_id = _this_flow_run_name()  # pipeline_run_name made it a new run id
     ctx = init_run_dir(
         cfg, base_dir, out=Path(out) if out else None, run_id=run_id, resume=resume, device=device, progress=progress
     )
-    with ctx, run_log(ctx.run_dir):  # ctx: the run directory's lock, given back at the end
+    # ctx: the run directory's lock, given back at the end
+    with ctx, run_log(ctx.run_dir), logs_to_api(), tags(*run_tags(ctx.run_dir.name)):
+        tag_this_flow_run(run_tags(ctx.run_dir.name))
         logger = get_run_logger()
         fctx = FlowRunContext.get()
         flow_run_id = str(fctx.flow_run.id) if fctx and fctx.flow_run else None
@@ -249,7 +295,12 @@ def landcover_pipeline(
         runner_name = (
             f"dask:{dask_address}" if dask_address else f"threads(train={n_train}, deep one at a time, map={n_map})"
         )
-        extra: dict[str, Any] = {"prefect_flow_run_id": flow_run_id, "task_runner": runner_name, "stage_sources": {}}
+        extra: dict[str, Any] = {
+            "engine": "prefect",
+            "prefect_flow_run_id": flow_run_id,
+            "task_runner": runner_name,
+            "stage_sources": {},
+        }
         with api_settings(dask_address):
             stages = [prepare.with_options(task_runner=make_task_runner(dask_address, 1))(ref)]
             trained = train_and_compare.with_options(task_runner=make_task_runner(dask_address, n_train))(
@@ -265,6 +316,5 @@ def landcover_pipeline(
         extra["stage_workers"] = {s["name"]: s["pid"] for s in stages}  # process ids: where each stage ran
         extra["flow_seconds"] = round(time.perf_counter() - t_flow, 3)
         write_manifest(ctx, started, stages, extra)
-        n_cached = sum(bool(s["cached"]) for s in stages)
-        logger.info("finished: %d of %d stages reused, %.1f s", n_cached, len(stages), extra["flow_seconds"])
+        logger.info("%s", reuse_summary(stages, extra["flow_seconds"]))
     return str(ctx.run_dir)

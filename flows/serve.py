@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli.console import quiet_console, show_progress
 from pipeline.core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "settle_seconds": args.settle,
         "retry_failed": args.retry_failed,
         "dask_address": args.dask,
-        "progress": bool(args.once and not args.no_progress),
+        "progress": bool(args.once) and show_progress(args.no_progress),
         "strict": bool(args.strict),
         "allow_inconclusive": bool(args.allow_inconclusive),
         "max_pixels": args.max_pixels,
         "allow_outside_inbox": bool(args.allow_outside_inbox),
     }
     from flows.batch import batch_map  # imports Prefect
-    from pipeline.cli.console import quiet_console
 
     quiet_console(hide_input_errors=False)  # no "Finished in state Completed()" line per scene
     for name in ("pipeline", "flows"):
@@ -211,5 +211,9 @@ def register(sub: Any) -> None:
         help="map inbox files that are links to, or VRTs reading, files outside the inbox (refused by default: "
         "whoever can write to the inbox could otherwise have any readable file mapped)",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the mapping progress bars (--once)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the mapping progress bars (--once; shown only when stderr is a terminal)",
+    )
     p.set_defaults(func=cmd_serve)

@@ -159,6 +159,8 @@ E2E_TESTS = {
     "test_the_cli_maps_with_a_model_saved_by_0_1_0",
     "test_map_command_writes_the_mmu_map_and_polygons_beside_the_map",
     "test_map_command_refuses_a_bad_mmu_and_a_non_geopackage",
+    "test_a_redirected_run_log_holds_log_lines_only_and_ends_with_the_reuse_summary",
+    "test_on_a_terminal_bars_show_and_no_log_line_is_glued_to_one",
 }
 E2E_MODULES = {
     "test_cli",
@@ -174,6 +176,7 @@ E2E_MODULES = {
     "test_map_nodata",
     "test_bench_baselines",
     "test_bench_deep",
+    "test_bench_engines",
     "test_bench_scale",
     "test_split_cli",
     "test_write_failures",

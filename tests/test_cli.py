@@ -38,7 +38,8 @@ def _landcover(*args, cwd=None, api_url=None):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, nc_scene, prefect_api):
-    # On the session's test server. The CLI's own temporary server is started by
+    # On the session's test server: the default engine (auto) with a Prefect API configured is a
+    # Prefect flow run. The CLI's own temporary server is started by
     # test_bad_input_found_inside_the_flow_is_one_line, and runs whole runs in tests/test_interrupt.py.
     out = tmp_path_factory.mktemp("runs")
     proc = _landcover(
@@ -134,6 +135,9 @@ def test_demo_run_directory_contract(demo_run):
     assert man["seed"] == 42 and man["packages"]["numpy"] and man["started"] <= man["finished"]
     assert {s["name"] for s in man["stages"]} >= {"prepare", "train:decision_tree", "map:decision_tree", "assess"}
     assert all(v["sha256"] and v["bytes"] > 0 for v in man["inputs"].values())
+    # the default engine with a Prefect API configured (the session's server) ran a Prefect flow run
+    assert man["engine"] == "prefect" and man["prefect_flow_run_id"]
+    assert "engine: prefect (Prefect API configured" in (run / "run.log").read_text()
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert list(cfg["models"]) == ["decision_tree"] and cfg["models"]["decision_tree"]["max_depth"] is None
     assert cfg["patch"] == {"size": 9} and cfg["split"]["strategy"] == "auto"
@@ -302,7 +306,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, nc_scene, capsys, changes, messa
     # prefect_api: the label field is read inside the flow, on the session's test server (not a
     # second, in-process temporary server)
     cfg = _write_cfg(tmp_path, nc_scene, **changes)
-    code = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-progress"])
+    code = main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-progress", "--engine", "prefect"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert message in err[-1] and err[-1].startswith("landcover: error:")
@@ -322,7 +326,7 @@ def test_bad_input_found_inside_the_flow_is_one_line(tmp_path, nc_scene):
     # The label field is only read by the prepare stage, inside the Prefect flow run, whose engine
     # logs task failures with tracebacks: the console must still show one error line.
     cfg = _write_cfg(tmp_path, nc_scene, labels__field="klass")
-    proc = _landcover("run", str(cfg), "--out", str(tmp_path / "r"), "--no-progress")
+    proc = _landcover("run", str(cfg), "--out", str(tmp_path / "r"), "--no-progress", "--engine", "prefect")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "klass" in ln]

@@ -86,7 +86,19 @@ def test_cli_flow_exit_3_names_the_model_that_failed_to_map(prefect_api, tmp_pat
 
     monkeypatch.setattr(DecisionTreeModel, "predict_block", _boom_map)
     cfg_path = utm_scene(tmp_path / "scene", models=MODELS)
-    rc = main(["run", str(cfg_path), "--out", str(tmp_path / "runs"), "--run-id", "flow", "--no-progress"])
+    rc = main(
+        [
+            "run",
+            str(cfg_path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--run-id",
+            "flow",
+            "--no-progress",
+            "--engine",
+            "prefect",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 3
     line = [ln for ln in err.splitlines() if ln.startswith("landcover:")]

@@ -63,7 +63,7 @@ def test_flow_trains_deep_models_one_at_a_time_with_the_local_runners_results(pr
     cfg = make_project(tmp_path / "project", models=MODELS)
     base = ["run", str(cfg), "--no-progress"]
     # two output folders: one would share its stage store, and the local run would reuse the flow's stages
-    assert main([*base, "--out", str(tmp_path / "a"), "--run-id", "flow"]) == 0
+    assert main([*base, "--out", str(tmp_path / "a"), "--run-id", "flow", "--engine", "prefect"]) == 0
     assert main([*base, "--out", str(tmp_path / "b"), "--run-id", "local", "--engine", "local"]) == 0
     flow_run, local_run = tmp_path / "a" / "flow", tmp_path / "b" / "local"
     events = train_events((flow_run / "run.log").read_text())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,20 @@ def _run(out: Path, run_id: str, *extra: str) -> Path:
     from pipeline.cli.main import main
 
     rc = main(
-        ["run", str(DEMO), "--models", "decision_tree", "--out", str(out), "--run-id", run_id, "--no-progress", *extra]
+        [
+            "run",
+            str(DEMO),
+            "--models",
+            "decision_tree",
+            "--out",
+            str(out),
+            "--run-id",
+            run_id,
+            "--no-progress",
+            "--engine",
+            "prefect",
+            *extra,
+        ]
     )
     assert rc == 0
     return out / run_id
@@ -56,6 +71,12 @@ def test_first_run_is_a_flow_run(runs):
         assert (first / f).exists(), f
     log = (first / "run.log").read_text()
     assert "stage train:decision_tree: running" in log and "Beginning flow run" in log  # landcover + Prefect logs
+    # Prefect's own state lines name their run; the run ends with the stage-reuse summary
+    finished = [ln for ln in log.splitlines() if "Finished in state" in ln]
+    assert finished and all(re.search(r" (task|flow) run '[^']+': Finished in state ", ln) for ln in finished), finished
+    assert any("task run 'train-decision_tree': Finished in state Completed()" in ln for ln in finished)
+    n = len(m["stages"])
+    assert f"finished: 0 of {n} stages reused" in log
     # the flow run exists on the server
     from prefect.client.orchestration import get_client
 
@@ -72,6 +93,85 @@ def test_first_run_is_a_flow_run(runs):
     assert {a.key for a in mine} == {"model-comparison", "land-cover-report"}
     report_art = next(a for a in mine if a.key == "land-cover-report")
     assert str(first / "report.html") in str(report_art.data)
+
+
+def _server_view(run_id: str) -> dict:
+    """What the Prefect server holds about one run: its flow runs, task runs, logs and headline artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterTags,
+        LogFilter,
+        LogFilterFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterTags,
+    )
+
+    tag = f"run:{run_id}"
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+        task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(tags=TaskRunFilterTags(all_=[tag])))
+        ids = [fr.id for fr in flow_runs]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=200)
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["run-headline"]), flow_run_id=ArtifactFilterFlowRunId(any_=ids)
+            )
+        )
+        flows = {fr.id: client.read_flow(fr.flow_id).name for fr in flow_runs}
+    return {"flow_runs": flow_runs, "flows": flows, "task_runs": task_runs, "logs": logs, "headline": arts}
+
+
+def test_runs_are_named_and_tagged_and_carry_the_pipelines_logs_and_headline(runs):
+    """Issue #25.3: in the Prefect UI a run is found by its run id, its tasks by stage and model, the
+    pipeline's own warnings are the run's logs, and the headline is an artifact."""
+    out, first, _ = runs
+    m = json.loads((first / "manifest.json").read_text())
+    view = _server_view("first")
+    # the run and its four sub-flows, every one named after the run id
+    assert {fr.name for fr in view["flow_runs"]} == {"first"}
+    assert sorted(view["flows"].values()) == sorted(
+        ["landcover-pipeline", "prepare", "train_and_compare", "map_scenes", "assess_and_report"]
+    )
+    top = next(fr for fr in view["flow_runs"] if str(fr.id) == m["prefect_flow_run_id"])
+    assert "run:first" in top.tags
+    # one task run per stage of the manifest (the folds, refit and random contrast included), named
+    # by stage, model and fit, tagged with the stage and model (the other task runs are the
+    # parent's placeholders of the sub-flow runs: "prepare-0", ...)
+    assert not any("None" in t.name for t in view["task_runs"])
+    names = {t.name: t for t in view["task_runs"] if any(tag.startswith("stage:") for tag in t.tags)}
+    want = {}  # task run name -> (stage, model), from the manifest's "stage:model" names
+    for s in m["stages"]:
+        stage, _, model = s["name"].partition(":")
+        fit = stage not in ("prepare", "train", "map", "assess", "report")
+        want[f"train-{model}-{stage}" if fit else f"{stage}-{model}" if model else stage] = (stage, model)
+    assert {"train-decision_tree-fold-0", "train-decision_tree-refit", "train-decision_tree"} <= set(want)
+    assert set(names) == set(want)
+    for name, (stage, model) in want.items():
+        tags = set(names[name].tags)
+        assert f"stage:{stage}" in tags and ({f"model:{model}"} <= tags if model else True), (name, tags)
+        assert "run:first" in tags and "landcover" in tags
+    # every warning the pipeline logged to run.log is a log of the run in the API, at its level
+    log = (first / "run.log").read_text()
+    warned = [ln.split(" ", 4)[4] for ln in log.splitlines() if re.match(r"\S+ \S+ WARNING pipeline\.", ln)]
+    assert warned, "the demo warns about its unusable polygons"
+    api = Counter((rec.level, rec.message) for rec in view["logs"])
+    for msg, n in Counter(warned).items():
+        assert api[(30, msg)] == n, msg  # each one once: no second handler sends it again
+    metrics = json.loads((first / "metrics.json").read_text())
+    if metrics["evidence"]["conclusive"] is False:
+        assert any(lvl == 30 and msg.startswith("evaluation inconclusive: ") for lvl, msg in api)
+    # the headline, as the report opens with it, is a Markdown artifact of the run
+    (art,) = view["headline"]
+    assert art.type == "markdown"
+    from pipeline.report.ranking import headline_text
+
+    assert headline_text(metrics).split(":")[0] in str(art.data)
+    verdict = "inconclusive" if metrics["evidence"]["conclusive"] is False else "conclusive"
+    assert f"Evaluation: {verdict}" in str(art.data)
 
 
 def test_rerun_in_new_directory_reuses_every_computed_stage(runs):

@@ -78,7 +78,19 @@ def _wait_for(cond, what: str, proc: subprocess.Popen, timeout: float = 600) -> 
 
 def _start(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--no-progress", *extra],
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(cfg),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--engine",
+            "prefect",
+            *extra,
+        ],
         cwd=REPO,
         env=_env(),
         stdout=subprocess.DEVNULL,
@@ -128,7 +140,20 @@ def test_sigint_during_deep_training_stops_within_seconds_and_resumes(tmp_path):
     assert not list(run.glob("models/*.pt")) and not (run / "metrics.json").exists()
 
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--out", str(out), "--resume", "c1", "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(cfg),
+            "--out",
+            str(out),
+            "--resume",
+            "c1",
+            "--no-progress",
+            "--engine",
+            "prefect",
+        ],
         cwd=REPO,
         env=_env(),
         capture_output=True,

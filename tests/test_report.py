@@ -374,12 +374,25 @@ def test_publish_artifacts_noop_outside_flow_and_publishes_inside(tmp_path, monk
     monkeypatch.setattr(prefect.artifacts, "create_table_artifact", lambda **kw: calls.append(("table", kw)))
     monkeypatch.setattr(prefect.artifacts, "create_markdown_artifact", lambda **kw: calls.append(("md", kw)))
     publish_artifacts(run)
-    kinds = [c[0] for c in calls]
-    assert kinds == ["table", "md"]
-    table = calls[0][1]["table"]
+    by_key = {c[1]["key"]: c for c in calls}
+    assert [(c[0], c[1]["key"]) for c in calls] == [
+        ("md", "run-headline"),
+        ("table", "model-comparison"),
+        ("md", "land-cover-report"),
+    ]
+    table = by_key["model-comparison"][1]["table"]
     assert {r["model"] for r in table} == set(metrics["models"]) | {"no-skill: majority (forest)"}
-    assert "report.html" in calls[1][1]["markdown"]
-    assert re.fullmatch(r"[a-z0-9-]+", calls[0][1]["key"]) and re.fullmatch(r"[a-z0-9-]+", calls[1][1]["key"])
+    assert "report.html" in by_key["land-cover-report"][1]["markdown"]
+    assert all(re.fullmatch(r"[a-z0-9-]+", key) for key in by_key)
+    # the headline artifact opens with the run id and the report's own headline
+    from pipeline.report.format import md_text
+    from pipeline.report.ranking import headline_text
+
+    headline = by_key["run-headline"][1]["markdown"]
+    assert headline.startswith(f"# {md_text(run.name)}\n\n**{md_text(headline_text(metrics))}**")
+    conclusive = (metrics.get("evidence") or {}).get("conclusive")
+    want = {True: "conclusive", False: "inconclusive"}.get(conclusive, "not recorded")
+    assert f"- Evaluation: {want}" in headline
 
 
 def test_table_cells_follow_their_header_not_their_position(tmp_path):

@@ -19,7 +19,15 @@ from prefect_fixtures import REPO, landcover_cmd, landcover_env, prefect_api, st
 pytestmark = pytest.mark.prefect
 
 DEMO = str(REPO / "configs" / "demo.yaml")
-ARGS = ["--models", "decision_tree,random_forest", "--set", "models.random_forest.n_estimators=30", "--no-progress"]
+ARGS = [
+    "--models",
+    "decision_tree,random_forest",
+    "--set",
+    "models.random_forest.n_estimators=30",
+    "--no-progress",
+    "--engine",
+    "prefect",
+]
 
 
 def test_resume_after_kill_gives_identical_metrics(prefect_api, tmp_path):

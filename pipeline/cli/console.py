@@ -5,20 +5,40 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from pipeline.core.errors import InputError
+from pipeline.core.logs import CONSOLE_FORMAT, BarSafeStreamHandler, RunNameFormatter
 
 # Logger naming rule: every module logs to ``logging.getLogger(__name__)``; the CLI sets the
 # level of the packages' parent loggers (Prefect's logging setup leaves the root at WARNING).
 APP_LOGGERS = ("pipeline", "flows")
 
 
+def console_handler(stream: TextIO) -> logging.Handler:
+    """The console's log handler: ``LEVEL message``, written around any progress bars on the
+    same terminal (:class:`~pipeline.core.logs.BarSafeStreamHandler`), Prefect's engine records
+    naming their task or flow run (:class:`~pipeline.core.logs.RunNameFormatter`)."""
+    handler = BarSafeStreamHandler(stream)
+    handler.setFormatter(RunNameFormatter(CONSOLE_FORMAT))
+    return handler
+
+
 def setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[console_handler(sys.stderr)])
     for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def show_progress(no_progress: bool) -> bool:
+    """Progress bars only on a terminal: redirected to a file or a pipe, a bar is a trail of
+    carriage returns between the log lines (``--no-progress`` hides them on a terminal too)."""
+    if no_progress:
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
 
 
 def _hide_routine_states(record: logging.LogRecord) -> bool:

@@ -28,6 +28,7 @@ BENCHMARKS = {
     "baselines": "bench.baselines:main",
     "deep": "bench.deep:main",
     "deep_accuracy": "bench.deep_accuracy:main",
+    "engines": "bench.engines:main",
     "scale": "bench.scale:main",
     "scale_mem": "bench.scale_mem:main",
     "scenes": "bench.scenes:main",

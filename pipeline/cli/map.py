@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.cli.console import show_progress
 from pipeline.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ def cmd_map(args: argparse.Namespace) -> int:
                     confidence_path=conf,
                     window_size=args.window_size,
                     workers=args.workers,
-                    progress=not args.no_progress,
+                    progress=show_progress(args.no_progress),
                     client=client,
                     max_pixels=max_pixels,
                     max_pixels_key="--max-pixels",
@@ -294,5 +295,7 @@ def add_map_command(sub: Any) -> None:
         help="stop (exit 2) instead of warning when the input's "
         "values or data type clearly differ from the model's training pixels",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar (shown only when stderr is a terminal)"
+    )
     p.set_defaults(func=cmd_map)

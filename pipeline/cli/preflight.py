@@ -96,6 +96,31 @@ def prefect_api_url() -> str | None:
     return str(PREFECT_API_URL.value() or "") or None
 
 
+#: ``--engine`` choices of ``landcover run``/``demo``.
+ENGINES = ("auto", "prefect", "local")
+
+
+def choose_engine(engine: str, dask_address: str | None, api_url: str | None) -> tuple[str, str]:
+    """``(engine, why)``: the engine a run uses, ``"prefect"`` or ``"local"``, and why.
+
+    ``auto`` takes Prefect only when the run would report to a Prefect API (``api_url``: what
+    :func:`prefect_api_url` finds in ``PREFECT_API_URL`` or the active Prefect profile) or runs on a Dask cluster (``--dask`` goes through
+    prefect-dask). Otherwise it runs in process: with no API, Prefect would start a temporary
+    server for the run, and on a small run that start-up and the per-flow-run overhead cost more
+    than the run's own work (see docs/benchmarks.md, "Engines"), while the stages, outputs and
+    stage store are the same.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine, f"--engine {engine}"
+    if dask_address:
+        return "prefect", "--dask runs through Prefect"
+    if api_url:
+        return "prefect", f"Prefect API configured ({api_url})"
+    return "local", "no Prefect API configured; --engine prefect for a Prefect flow run"
+
+
 def check_run_services(engine: str, dask_address: str | None) -> None:
     """Everything a ``landcover run`` with this engine will connect to is reachable (else InputError)."""
     if engine == "local":

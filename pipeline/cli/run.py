@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.console import APP_LOGGERS, quiet_console
+from pipeline.cli.console import APP_LOGGERS, quiet_console, show_progress
 from pipeline.cli.dispatch import REPO_ROOT, flow_entry_point
+from pipeline.cli.preflight import ENGINES, check_run_services, choose_engine, prefect_api_url
 from pipeline.core.errors import InputError
+from pipeline.core.logs import run_log_handler
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own directory")
     p.add_argument("--run-id", help="name of a new run directory (default: name-timestamp-hash)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--no-progress", action="store_true", help="hide progress bars (shown only when stderr is a terminal)"
+    )
     p.add_argument(
         "--strict",
         action="store_true",
@@ -56,10 +60,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=["prefect", "local"],
-        default="prefect",
-        help="prefect: a Prefect flow run (a temporary local server unless PREFECT_API_URL is set); "
-        "local: the same stages, outputs and caching in this process, without Prefect "
+        choices=list(ENGINES),
+        default="auto",
+        help="auto: prefect when a Prefect API is configured (PREFECT_API_URL or the active Prefect profile) "
+        "or --dask is given, else local; "
+        "prefect: a Prefect flow run (a temporary local server unless PREFECT_API_URL is set); "
+        "local: the same stages, outputs and stage store in this process, without Prefect "
         "(no server start-up; models run one after the other) (default: %(default)s)",
     )
 
@@ -73,11 +79,11 @@ def signal_name(signum: int) -> str:
 def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     """Validate the config, check the services the run needs, prepare the run directory and run
     the pipeline: as a Prefect flow run (``flows.pipeline.landcover_pipeline``; ephemeral mode
-    unless PREFECT_API_URL is set), or with ``--engine local`` in this process
-    (:func:`pipeline.runner.pipeline.run_pipeline`: same stages, outputs and stage store). Returns the run directory."""
-    from pipeline.cli.preflight import check_run_services
+    unless PREFECT_API_URL is set), or in this process (:func:`pipeline.runner.pipeline.run_pipeline`:
+    same stages, outputs and stage store). ``--engine auto`` (the default) takes Prefect only when a
+    Prefect API is configured or ``--dask`` is given (:func:`~pipeline.cli.preflight.choose_engine`):
+    a temporary server would cost a small run more than its own work. Returns the run directory."""
     from pipeline.config.loading import load_config
-    from pipeline.core.atomic import LogFileHandler
     from pipeline.models import registry
     from pipeline.runner.context import init_run_dir
     from pipeline.runner.pipeline import run_pipeline
@@ -90,8 +96,13 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
         from pipeline.models.device import select_device
 
         select_device(args.device or cfg.device)  # an unavailable --device fails now, not after preparation
-    engine = getattr(args, "engine", "prefect")
+    engine, why = choose_engine(
+        getattr(args, "engine", "auto"),
+        getattr(args, "dask", None),
+        prefect_api_url() if getattr(args, "engine", "auto") == "auto" else None,
+    )
     check_run_services(engine, getattr(args, "dask", None))  # before the run directory exists
+    progress = show_progress(args.no_progress)
     ctx = init_run_dir(
         cfg,
         base_dir,
@@ -99,7 +110,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
         run_id=args.resume or args.run_id,
         resume=bool(args.resume),
         device=args.device,
-        progress=not args.no_progress,
+        progress=progress,
     )
     # imported before the run.log handler is added: Prefect's logging setup resets the root logger
     landcover_pipeline = flow_entry_point("flows.pipeline:landcover_pipeline") if engine == "prefect" else None
@@ -112,12 +123,12 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
     )
     for name in APP_LOGGERS:
         logging.getLogger(name).setLevel(level)
-    handler = LogFileHandler(ctx.run_dir / "run.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler = run_log_handler(ctx.run_dir / "run.log")
     logging.getLogger().addHandler(handler)
     bad_input = False
     try:
         log.info("run directory: %s", ctx.run_dir)
+        log.info("engine: %s (%s)", engine, why)
         if landcover_pipeline is None:
             run_dir = run_pipeline(ctx)
         else:
@@ -132,7 +143,7 @@ def execute_run(config_path: Path, args: argparse.Namespace) -> Path:
                     run_id=ctx.run_dir.name,
                     resume=True,
                     device=args.device,
-                    progress=not args.no_progress,
+                    progress=progress,
                     dask_address=getattr(args, "dask", None),
                 )
             )

@@ -1,15 +1,34 @@
-"""The run's comparison table and the report's path as Prefect artifacts (Prefect imported lazily)."""
+"""The run's headline, comparison table and the report's path as Prefect artifacts (Prefect imported lazily)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from pipeline.report.context import read_json
+from pipeline.report.format import md_text
 from pipeline.report.ranking import comparison_rows, headline_text
 
 
+def headline_markdown(run_dir: Path, metrics: dict) -> str:
+    """The run's verdict in Markdown, as the report opens with it: the headline (best model, or why
+    the evaluation is inconclusive, or leakage), then whether it is conclusive, and where the report is."""
+    ev = metrics.get("evidence") or {}
+    conclusive = ev.get("conclusive")
+    verdict = "conclusive" if conclusive is True else "inconclusive" if conclusive is False else "not recorded"
+    if ev.get("leakage"):
+        verdict += ", accuracy inflated by spatial leakage"
+    html_path = run_dir / "report.html"
+    return (
+        f"# {md_text(run_dir.name)}\n\n"
+        f"**{md_text(headline_text(metrics))}**\n\n"
+        f"- Evaluation: {verdict}\n"
+        f"- Report: [{md_text(html_path)}]({html_path.as_uri()})\n"
+    )
+
+
 def publish_artifacts(run_dir: Path) -> None:
-    """Publish the comparison table and the report's path as Prefect artifacts.
+    """Publish the headline (``run-headline``, Markdown), the comparison table
+    (``model-comparison``) and the report's path (``land-cover-report``) as Prefect artifacts.
 
     Only inside a Prefect flow run; anywhere else (or without Prefect installed)
     it does nothing. Prefect is imported here, not at module import.
@@ -25,6 +44,11 @@ def publish_artifacts(run_dir: Path) -> None:
 
     run_dir = Path(run_dir).resolve()
     metrics = read_json(run_dir / "metrics.json") or {}
+    create_markdown_artifact(
+        markdown=headline_markdown(run_dir, metrics),
+        key="run-headline",
+        description=f"Verdict of run {run_dir.name}",
+    )
     create_table_artifact(
         table=comparison_rows(metrics),
         key="model-comparison",

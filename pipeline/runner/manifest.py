@@ -67,6 +67,13 @@ def devices_used(ctx: RunContext) -> dict[str, str]:
     return out
 
 
+def reuse_summary(stages: list[dict], seconds: float) -> str:
+    """The line both runners end with: how many stages were reused (from this run directory or the
+    stage store) rather than computed, and the run's seconds."""
+    n_cached = sum(bool(s["cached"]) for s in stages)
+    return f"finished: {n_cached} of {len(stages)} stages reused, {seconds:.1f} s"
+
+
 def write_manifest(ctx: RunContext, started: str, stages: list[dict], extra: dict | None = None) -> Path:
     """Write ``manifest.json``. Both runners write it once before the report (which shows it) and
     again at the end (with the report stage's time)."""

@@ -13,6 +13,8 @@ Run directory layout: docs/outputs.md.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 from pipeline.core.errors import OutOfSpaceError
 from pipeline.runner.context import RunContext
 from pipeline.runner.failures import clear_failure, record_failure
-from pipeline.runner.manifest import write_manifest
+from pipeline.runner.manifest import reuse_summary, write_manifest
 from pipeline.runner.stages.assess import stage_assess
 from pipeline.runner.stages.fit import fit_parts, is_fit_part, stage_fit
 from pipeline.runner.stages.map import stage_map
@@ -28,6 +30,8 @@ from pipeline.runner.stages.prepare import stage_prepare
 from pipeline.runner.stages.report import stage_report
 from pipeline.runner.stages.train import stage_train
 from pipeline.runner.store import execute_stage
+
+log = logging.getLogger(__name__)
 
 
 def _one_model(stage: str, model: str | None) -> str:
@@ -73,6 +77,7 @@ def run_pipeline(ctx: RunContext) -> Path:
 
     Uses the same run-directory records and cross-run stage store as the Prefect flow.
     """
+    t_run = time.perf_counter()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stages = [run_one(ctx, "prepare")]  # bad data stops here (InputError), before any model
     for m in ctx.cfg.models.enabled():
@@ -87,7 +92,10 @@ def run_pipeline(ctx: RunContext) -> Path:
         except Exception as e:  # noqa: BLE001 - one model's failure must not sink the others
             record_failure(ctx, stage, m, e)
     stages.append(run_one(ctx, "assess"))
-    write_manifest(ctx, started, stages)  # provisional: the report shows the run's provenance
+    write_manifest(ctx, started, stages, {"engine": "local"})  # provisional: the report shows the run's provenance
     stages.append(run_one(ctx, "report"))
-    write_manifest(ctx, started, stages)
+    seconds = round(time.perf_counter() - t_run, 3)
+    sources = {s["name"]: s.get("source") for s in stages}
+    write_manifest(ctx, started, stages, {"engine": "local", "stage_sources": sources, "run_seconds": seconds})
+    log.info("%s", reuse_summary(stages, seconds))
     return ctx.run_dir
