@@ -14,6 +14,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+# Prefect sets up its logging once per process, on the first `from prefect import ...`, and its
+# console handlers keep the sys.stderr of that moment: in a test, pytest's capture stream of that
+# one test (capsys), closed when the test ends. Every later Prefect record (and the "Stopping
+# temporary server" of the session's test server, at teardown or exit) then failed with
+# "--- Logging error --- ValueError: I/O operation on closed file". The process's own stderr is
+# never closed, and pytest's default fd-level capture still captures what is written to it.
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.__stderr__")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_STREAM", "ext://sys.__stderr__")
 # One native (OpenMP/BLAS) thread per test process, set before numpy or torch load: the tests'
 # processes (pytest, CLI subprocesses, Prefect servers, Dask workers) already share two cores,
 # and the tiny nets and arrays of the tests gain nothing from a second thread: on this shared
@@ -129,14 +137,6 @@ def synthetic_scene(tmp_path: Path):
     data[:, :5, :5] = 0  # nodata corner
     path = write_raster(tmp_path / "scene.tif", data, nodata=0, descriptions=["b1", "b2", "b3"])
     return path, data
-
-
-def pytest_unconfigure(config):
-    # Prefect's ephemeral server logs "Stopping temporary server" from an atexit hook, after
-    # pytest has closed the captured streams; without this, logging prints a spurious traceback.
-    import logging
-
-    logging.raiseExceptions = False
 
 
 # ----------------------------------------------------------------------------- test-fast
