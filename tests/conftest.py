@@ -22,6 +22,11 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
 # never closed, and pytest's default fd-level capture still captures what is written to it.
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.__stderr__")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_STREAM", "ext://sys.__stderr__")
+# Under pytest-xdist (`make test` runs two workers) each worker has a Prefect home of its own:
+# two temporary servers on one SQLite database would lock each other out.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["PREFECT_HOME"] = os.path.join(os.environ["PREFECT_HOME"], os.environ["PYTEST_XDIST_WORKER"])
+    os.makedirs(os.environ["PREFECT_HOME"], exist_ok=True)
 # One native (OpenMP/BLAS) thread per test process, set before numpy or torch load: the tests'
 # processes (pytest, CLI subprocesses, Prefect servers, Dask workers) already share two cores,
 # and the tiny nets and arrays of the tests gain nothing from a second thread: on this shared
