@@ -467,6 +467,9 @@ def test_split_map_axes_name_the_crs_and_units():
 
     assert _crs_text(CRS.from_epsg(32119)) == ("NAD83 / North Carolina (EPSG:32119)", "m")
     assert _crs_text(CRS.from_epsg(4326))[1] == "degree"
+    # a WKT whose PROJCS is "unnamed" (the demo's Landsat files) names its projection method instead
+    unnamed = CRS.from_wkt(CRS.from_epsg(32119).to_wkt().replace("NAD83 / North Carolina", "unnamed"))
+    assert _crs_text(unnamed)[0].startswith("unnamed Lambert Conic Conformal (2SP) CRS")
     assert _crs_text(None) == ("CRS unknown", "map units")
     assert [_nice_length(s) for s in (12_000.0, 0.9, 4800.0)] == [2000.0, 0.1, 500.0]
 

@@ -333,7 +333,15 @@ def _crs_text(crs: Any) -> tuple[str, str]:
     if crs is None:
         return "CRS unknown", "map units"
     epsg = crs.to_epsg()
-    name = f"{crs.name} (EPSG:{epsg})" if epsg else crs.name
+    name = crs.name
+    if not name or name.lower() in ("unnamed", "unknown"):
+        # A WKT without a name (the demo's Landsat files): say at least what projection it is.
+        from pyproj import CRS as ProjCRS
+
+        op = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).coordinate_operation
+        name = f"unnamed {op.method_name} CRS" if op is not None else "unnamed CRS"
+    if epsg:
+        name = f"{name} (EPSG:{epsg})"
     unit = crs.axis_info[0].unit_name if crs.axis_info else "map units"
     return name, {"metre": "m"}.get(unit, unit)
 
