@@ -122,29 +122,53 @@ def _serve_schedule(flow_: Any, name: str, cron: str, params: dict) -> None:
 
     What ``flow.serve()`` does, with one difference: Prefect's runner handles SIGTERM by calling
     its synchronous ``stop()`` inside the running event loop, which only creates a coroutine
-    ("coroutine 'Runner.astop' was never awaited") and exits with code 0. Here SIGTERM raises
-    :class:`~pipeline.core.cancel.Interrupted` as Ctrl-C does: the event loop cancels the
-    runner's tasks, the runner pauses the deployment on its way out, and the CLI exits 143 (130
-    for Ctrl-C) as for any interrupted command.
+    ("coroutine 'Runner.astop' was never awaited") and exits with code 0. Here SIGTERM and
+    Ctrl-C cancel the runner's task from the event loop (``call_soon_threadsafe``): the runner
+    stops at its next await, pauses the deployment on its way out, and the CLI exits 143 (130
+    for Ctrl-C) as for any interrupted command. Raising from the signal handler instead (as the
+    CLI's handlers do elsewhere) surfaced inside whatever the loop was awaiting at that instant,
+    e.g. an HTTP request to the API, and printed an exception-group traceback. A second signal
+    stops the process at once, as everywhere in the CLI.
     """
     import asyncio
+    import os
     import signal
+    import sys
 
     from prefect.runner import Runner
 
     from pipeline.core.cancel import Interrupted, cancel_requested, cancel_signal, request_cancel
 
+    stop: dict[str, Any] = {}
+
+    def on_signal(signum: int, frame: Any = None) -> None:
+        if cancel_requested():  # a second signal: the user does not want to wait
+            sys.stderr.write("landcover: interrupted again; stopping now\n")
+            sys.stderr.flush()
+            os._exit(128 + int(signum))
+        request_cancel(signum)
+        if "loop" in stop:
+            stop["loop"].call_soon_threadsafe(stop["task"].cancel)
+
     class _Runner(Runner):
-        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            request_cancel(signal.SIGTERM)
-            raise Interrupted(signal.SIGTERM)
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:  # installed by Runner.start()
+            on_signal(signal.SIGTERM)
 
     runner = _Runner(name=name, pause_on_shutdown=True, limit=1)
     runner.add_flow(flow_, name=name, cron=cron, parameters=params)
+
+    async def serve() -> None:
+        stop.update(loop=asyncio.get_running_loop(), task=asyncio.current_task())
+        await runner.start()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        asyncio.run(runner.start())
-    except KeyboardInterrupt:
+        asyncio.run(serve())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     if cancel_requested():
         raise Interrupted(cancel_signal())
 
