@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+import rasterio
 
 from pipeline import __version__
 from pipeline.cli.main import build_parser, main
@@ -63,3 +64,26 @@ def test_console_hides_routine_prefect_states():
     assert not _hide_routine_states(rec("prefect.flow_runs", "Finished in state Completed()"))
     assert _hide_routine_states(rec("prefect.task_runs", "Finished in state Failed('boom')"))
     assert _hide_routine_states(rec("landcover", "Finished in state Completed()"))
+
+
+def test_map_out_with_a_trailing_slash_is_a_folder(tmp_path):
+    """`--out maps/` names a folder even before it exists: the map goes in as <input stem>.tif
+    (argparse's Path dropped the slash and a GeoTIFF called "maps" was written)."""
+    from conftest import run_cli
+    from test_saved_models_stay_loadable import DATA
+
+    folder = tmp_path / "maps"
+    proc = run_cli(
+        "map",
+        "--model",
+        DATA / "decision_tree.skops",
+        "--raster",
+        DATA / "scene.tif",
+        "--out",
+        f"{folder}/",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert folder.is_dir() and (folder / "scene.tif").is_file()
+    with rasterio.open(folder / "scene.tif") as m, rasterio.open(DATA / "scene.tif") as src:
+        assert (m.width, m.height, m.crs) == (src.width, src.height, src.crs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,13 +104,16 @@ def cmd_map(args: argparse.Namespace) -> int:
     want = list(model.meta.band_names)
     groups = map_inputs(expand_rasters(args.raster), len(want), dates)
     out = Path(args.out)
-    if len(groups) > 1 or out.is_dir():
+    # "--out maps/" names a folder even before it exists (Path drops the slash: it wrote a GeoTIFF
+    # called "maps").
+    out_folder = out.is_dir() or str(args.out).endswith(("/", os.sep))
+    if len(groups) > 1 or out_folder:
         # One map per input, named after it, in the folder --out (and --confidence).
         stems = [g[0].stem for g in groups]
         dup = sorted({s for s in stems if stems.count(s) > 1})
         if dup:
             raise InputError(f"--raster: several inputs are named {dup[0]!r}; their maps would overwrite each other")
-        if out.suffix.lower() in (".tif", ".tiff") and not out.is_dir():
+        if out.suffix.lower() in (".tif", ".tiff") and not out_folder:
             hint = ""
             if dates is None and any(":" in b for b in want):  # <date>:<band> names: a model of a date stack
                 hint = (
@@ -223,7 +227,7 @@ def add_map_command(sub: Any) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
+        type=str,  # not Path: a trailing "/" (a folder) must survive
         help="the map (one input), or a folder for one <input stem>.tif per input (COGs, with "
         ".aux.xml/.qml/.clr sidecars naming the classes)",
     )
