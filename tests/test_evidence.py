@@ -117,6 +117,17 @@ def test_leakage(split, why):
     assert text.split(". ", 1)[1].startswith("Best model: svm (overall accuracy 1.000). Ranked on 2 assessable")
 
 
+def test_the_basis_names_the_label_unit():
+    # point labels: water on one point, forest on 6, urban on 5 (each point is its own block here)
+    y = np.repeat([1, 2, 3], [20, 40, 30])
+    units = np.concatenate([np.zeros(20), np.arange(40) % 6 + 1, np.arange(30) % 5 + 7]).astype(int)
+    ev = assess_evidence(summarise_test_set(y, units, units, [1, 2, 3], NAMES3, noun="point"), BLOCKS)
+    assert ev["not_assessable"] == {"water": "tested on 1 point only"}
+    text = headline(ev, "Best model: svm.", "point")
+    assert "Ranked on 2 assessable classes: 70 test pixels from 11 points in 11 blocks." in text
+    assert "(tested on fewer than 2 points or blocks" in text and "polygon" not in text
+
+
 def test_inconclusive_headline_names_no_model():
     ev = assess_evidence(_summary([2, 1], [1, 1]), BLOCKS)
     text = headline(ev, "Best model: svm (overall accuracy 1.000).")
@@ -154,6 +165,14 @@ def test_cli_few_test_pixels_gives_an_inconclusive_report(tmp_path, capsys):
     assert first.startswith("**Evaluation inconclusive: only") and "Best model" not in md
     assert "†" in md and "not reliable ranges" in md
     assert "Evaluation inconclusive (no best model): only" in out
+    # too few test data: no no-skill test result is stated, and points are called points (#23.7)
+    head = md.split("\n\n")[1]
+    for text in (head, out):
+        assert "significantly better than a no-skill" not in text and "No skill:" not in text
+        assert "Whether the models beat a no-skill baseline cannot be told" in text or (
+            "No comparison with a no-skill baseline could be made" in text
+        )
+        assert "polygon" not in text
 
 
 def test_cli_random_split_headline_says_leakage(tmp_path, capsys):

@@ -110,7 +110,7 @@ def test_fixture_is_four_small_polygons(few_polygons):
 
 
 @pytest.mark.parametrize("strategy", [None, "blocks", "kfold"])
-def test_four_small_polygons_run_with_audit_zero(few_polygons, tmp_path, strategy, caplog):
+def test_four_small_polygons_run_with_audit_zero(few_polygons, tmp_path, strategy, caplog, capsys):
     cfg = _config(few_polygons, strategy)
     with caplog.at_level(logging.WARNING, logger="pipeline"):
         rc = main(["run", str(cfg), "--out", str(tmp_path), "--run-id", "r", "--engine", "local", "--no-progress"])
@@ -147,3 +147,15 @@ def test_four_small_polygons_run_with_audit_zero(few_polygons, tmp_path, strateg
     md = (run / "report.md").read_text()
     assert "the run used the nearby setting --set split." in md
     assert "refitted on all labelled data" in md
+    # one polygon per class: no class is assessable, so no no-skill test could be made; neither the
+    # headline nor the console states one, and the conventions have no empty fill-ins (issue #23.7)
+    ev, out = metrics["evidence"], capsys.readouterr().out
+    assert ev["assessable_classes"] == [] and ev["conclusive"] is False
+    head = md.split("\n\n")[1]
+    for text in (head, out):
+        assert "No comparison with a no-skill baseline could be made: no class is assessable." in text
+        assert "significantly better than a no-skill" not in text and "No skill:" not in text
+    assert "assessable classes ()" not in md and "(0 blocks, 0 polygons)" not in md
+    assert "No class is assessable (" in md
+    fitted = "each fold's training pixels" if split["strategy"] == "kfold" else "the training pixels"
+    assert f"frequencies), fitted on {fitted} like the models." in md

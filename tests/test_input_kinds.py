@@ -92,6 +92,19 @@ def test_point_labels_are_called_points_in_the_report(points):
     assert "Every point is on one side only" in md
     assert "polygon lies whole" not in md
     assert "one point per row of the table, from columns Longitude and Latitude in EPSG:4326" in md
+    # the headline, the tables and the per-label section name points too (issue #23.7)
+    m = json.loads((points[0] / "metrics.json").read_text())
+    rk = m["evidence"]["test_set"]["ranking"]
+    head = md.split("\n\n")[1]
+    assert f"test pixels from {rk['polygons']:,} point{'s' if rk['polygons'] != 1 else ''} in " in head
+    assert "polygon" not in head
+    assert "| test points |" in md and "test polygons" not in md
+    assert "## Reference points" in md and "Reference polygons" not in md
+    assert "Each test point (feature: its 0-based row in the label file)" in md
+    for why in m["evidence"]["not_assessable"].values():
+        assert "polygon" not in why
+    summary = points[2].stdout[points[2].stdout.index("Run directory:") :]
+    assert "polygon" not in summary, summary
 
 
 def test_a_table_without_coordinates_is_one_line_and_leaves_no_run_directory(tmp_path):
@@ -214,6 +227,16 @@ def test_a_label_raster_with_0_as_background_runs_with_one_warning(mixed):
     md = (run / "report.md").read_text()
     assert f"{zeros:,} pixels of value 0 were taken as unlabelled background" in md
     assert "Every labelled region lies whole on one side" in md
+    # a region is named by the pipeline's number and where it lies, never as a row of a file (#23.7)
+    m = json.loads((run / "metrics.json").read_text())
+    rk = m["evidence"]["test_set"]["ranking"]
+    assert f"test pixels from {rk['polygons']:,} labelled regions in " in md.split("\n\n")[1]
+    assert "## Reference labelled regions" in md and "0-based row" not in md
+    assert "| test labelled regions |" in md
+    first = m["polygons"]["polygons"][0]
+    assert f"| labelled region {first['group']} at ({first['x']:.0f}, {first['y']:.0f}) | {first['class_name']} |" in md
+    section = md[md.index("## Reference labelled regions") :]
+    assert "feature " not in section[: section.index("\n## ")]
 
 
 def test_other_values_of_a_label_raster_still_follow_on_unknown(tmp_path):

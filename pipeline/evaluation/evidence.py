@@ -43,14 +43,15 @@ MIN_ASSESSABLE_SHARE = 0.5
 LEAKY_STRATEGIES = {"random": "a random pixel split", "predefined": "a user-supplied split with no buffer enforced"}
 
 
-def class_verdict(c: Mapping[str, int]) -> str | None:
+def class_verdict(c: Mapping[str, int], noun: str = "polygon") -> str | None:
     """Why a class with these test counts (``pixels``, ``blocks``, ``polygons``) is not
-    assessable, or ``None`` when it is."""
+    assessable, or ``None`` when it is. ``noun``: what one label is called (the ``polygons``
+    count holds points for point labels, labelled regions for a label raster)."""
     px, blocks, polys = int(c.get("pixels", 0)), int(c.get("blocks", 0)), int(c.get("polygons", 0))
     if px == 0:
         return "no test pixels"
     if polys < MIN_CLASS_TEST_UNITS:
-        return f"tested on {polys} polygon{'s' if polys != 1 else ''} only"
+        return f"tested on {polys} {noun}{'s' if polys != 1 else ''} only"
     if blocks < MIN_CLASS_TEST_UNITS:
         return f"tested in {blocks} block{'s' if blocks != 1 else ''} only"
     if px < MIN_CLASS_TEST_PIXELS:
@@ -65,11 +66,13 @@ def summarise_test_set(
     class_ids: list[int],
     class_names: list[str],
     without_labels: Mapping[str, str] | None = None,
+    noun: str = "polygon",
 ) -> dict[str, Any]:
     """Pixels, blocks and polygons of the test set, overall, per class, and for the assessable classes.
 
     y, blocks, groups : (n,) class id, spatial block and source polygon/point of each test pixel.
     without_labels : classes with no usable label at all, and why (``labels.json``).
+    noun : what one label is called in the reasons ("polygon", "point", "labelled region").
     """
     y, blocks, groups = (np.asarray(a) for a in (y, blocks, groups))
     skip = dict(without_labels or {})
@@ -82,7 +85,7 @@ def summarise_test_set(
             "blocks": int(np.unique(blocks[m]).size),
             "polygons": int(np.unique(groups[m]).size),
         }
-        why = f"no usable labels ({skip[name]})" if name in skip else class_verdict(c)
+        why = f"no usable labels ({skip[name]})" if name in skip else class_verdict(c, noun)
         c.update(assessable=why is None, why=why)
         per[name] = c
         if why is None:
@@ -170,33 +173,36 @@ def assess_evidence(test_set: dict[str, Any], split: dict[str, Any], skip_classe
     }
 
 
-def not_assessable_sentence(evidence: dict | None) -> str:
-    """The classes left out of the ranking and why, as a sentence ("" when there are none)."""
+def not_assessable_sentence(evidence: dict | None, noun: str = "polygon") -> str:
+    """The classes left out of the ranking and why, as a sentence ("" when there are none);
+    ``noun``: what one label is called."""
     na = (evidence or {}).get("not_assessable") or {}
     if not na:
         return ""
     return (
-        f"Not assessable (tested on fewer than {MIN_CLASS_TEST_UNITS} polygons or blocks, or without test pixels), "
+        f"Not assessable (tested on fewer than {MIN_CLASS_TEST_UNITS} {noun}s or blocks, or without test pixels), "
         "left out of the ranking: " + "; ".join(f"{k} ({v})" for k, v in na.items()) + "."
     )
 
 
-def basis_sentence(evidence: dict | None) -> str:
+def basis_sentence(evidence: dict | None, noun: str = "polygon") -> str:
     """What the ranking rests on, e.g. "Ranked on 6 assessable classes: 2,075 test pixels from 31
-    polygons in 31 blocks." ("" for a run from before the ranking set existed)."""
+    polygons in 31 blocks." ("" for a run from before the ranking set existed); ``noun``: what
+    one label is called ("200 test pixels from 200 points")."""
     rk = ((evidence or {}).get("test_set") or {}).get("ranking")
     if not rk:
         return ""
-    n = len(rk.get("classes") or [])
+    n, units = len(rk.get("classes") or []), int(rk.get("polygons", 0))
     return (
         f"Ranked on {n} assessable class{'es' if n != 1 else ''}: {int(rk.get('pixels', 0)):,} test pixels from "
-        f"{int(rk.get('polygons', 0)):,} polygons in {int(rk.get('blocks', 0)):,} blocks."
+        f"{units:,} {noun}{'s' if units != 1 else ''} in {int(rk.get('blocks', 0)):,} blocks."
     )
 
 
-def headline(evidence: dict | None, best_sentence: str) -> str:
+def headline(evidence: dict | None, best_sentence: str, noun: str = "polygon") -> str:
     """The report's first sentence(s): the leakage warning, then the verdict or ``best_sentence``
-    with what the ranking rests on and the classes left out of it."""
+    with what the ranking rests on and the classes left out of it; ``noun``: what one label is
+    called (``pipeline.report.format.label_noun``)."""
     if not evidence:
         return best_sentence
     parts = []
@@ -204,7 +210,7 @@ def headline(evidence: dict | None, best_sentence: str) -> str:
         parts.append("Accuracy inflated by spatial leakage: " + "; ".join(evidence.get("leakage_reasons") or []) + ".")
     if evidence.get("conclusive", True):
         parts.append(best_sentence)
-        for extra in (basis_sentence(evidence), not_assessable_sentence(evidence)):
+        for extra in (basis_sentence(evidence, noun), not_assessable_sentence(evidence, noun)):
             if extra:
                 parts.append(extra)
     else:

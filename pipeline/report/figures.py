@@ -107,7 +107,7 @@ def _band_ticks(bands: Sequence[str], max_ticks: int = 10) -> tuple[list[int], l
     return pos, [str(bands[i]) for i in pos]
 
 
-def spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> Path | None:
+def spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path, noun: str = "polygon") -> Path | None:
     from matplotlib.figure import Figure
 
     n = len(suspects)
@@ -130,13 +130,13 @@ def spectra_figure(suspects: list[dict], colors: dict[str, str], out: Path) -> P
             col = colors.get(name, "#808080")
             ax.fill_between(x, arr(t["p10"]), arr(t["p90"]), color=col, alpha=0.25, lw=0)
             ax.plot(x, arr(t["mean"]), style, color=col, label=f"{label} training ({t['pixels']} px)")
-        ax.plot(x, arr(d["polygon"]["mean"]), "o-", color="black", label=f"{polygon_name(d)} ({d['pixels']} px)")
+        ax.plot(x, arr(d["polygon"]["mean"]), "o-", color="black", label=f"{polygon_name(d, noun)} ({d['pixels']} px)")
         ticks, names = _band_ticks(d["bands"])
         # Rotated when there are several: band names side by side overlap into a black bar otherwise.
         ax.set_xticks(
             ticks, names, fontsize=8, rotation=45 if len(ticks) > 5 else 0, ha="right" if len(ticks) > 5 else "center"
         )
         ax.set_ylabel("band value (raster units)", fontsize=8)
-        ax.set_title(f"{polygon_name(d)}: labelled {d['class_name']}", fontsize=9)
+        ax.set_title(f"{polygon_name(d, noun)}: labelled {d['class_name']}", fontsize=9)
         ax.legend(fontsize=7)
     return _save_fig(fig, out)

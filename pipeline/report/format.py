@@ -71,10 +71,19 @@ def md_text(text: Any, line_start: bool = False) -> str:
     return s
 
 
-def polygon_name(d: dict) -> str:
-    """How the report names a reference polygon (a ``metrics.json`` polygons entry): its scene, if
-    any, and its feature number (0-based row in the label file)."""
-    return (f"{d['scene']}: " if d.get("scene") else "") + f"feature {d['group']}"
+def polygon_name(d: dict, noun: str = "polygon") -> str:
+    """How the report names a reference label (a ``metrics.json`` polygons entry): its scene, if
+    any, and its number: "feature N" for a polygon, point or line (its 0-based row in the label
+    file); "labelled region N" for a label raster's region (the pipeline's own number: a raster
+    has no rows, so the report adds where it lies, :func:`label_where`)."""
+    word = noun if noun == LABEL_NOUNS["regions"] else "feature"
+    return (f"{d['scene']}: " if d.get("scene") else "") + f"{word} {d['group']}"
+
+
+def label_where(d: dict) -> str:
+    """Where a reference label lies: " at (x, y)", the mean of its test pixels' map coordinates
+    ("" when the entry has none). What finds a labelled region, which has no row in any file."""
+    return f" at ({d['x']:.0f}, {d['y']:.0f})" if d.get("x") is not None and d.get("y") is not None else ""
 
 
 #: What one label (one group the split keeps whole) is called, by labels.json "geometry".

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.report.format import fmt, fmt_ci
+from pipeline.report.format import fmt, fmt_ci, label_noun
 
 #: Holm-adjusted p-value below which a difference between two models is called significant.
 SIGNIFICANCE = 0.05
@@ -101,9 +101,22 @@ def majority_label(metrics: dict, short: bool = False) -> str:
 
 
 def no_skill_sentence(metrics: dict) -> str:
-    """Models that do not beat a no-skill baseline on the ranking figures ("" when all do)."""
+    """Models that do not beat a no-skill baseline on the ranking figures ("" when all do).
+
+    When the evaluation is inconclusive (too little test data), the comparison is no finding
+    either way, and with no assessable class there is nothing to compare on: the sentence says
+    so instead of stating a test result."""
     base = metrics.get("baselines") or {}
     models = metrics.get("models") or {}
+    ev = metrics.get("evidence") or {}
+    if models and base and ev.get("conclusive") is False:
+        rk = (ev.get("test_set") or {}).get("ranking") or {}
+        if not (rk.get("classes") if rk else ev.get("assessable_classes")):
+            return "No comparison with a no-skill baseline could be made: no class is assessable."
+        return (
+            "Whether the models beat a no-skill baseline cannot be told: the test data are too few "
+            "for the comparison (see the reasons above)."
+        )
     below: list[str] = []
     unproven: list[str] = []
     for m in rank_models(models):
@@ -178,7 +191,9 @@ def headline_text(metrics: dict) -> str:
     from pipeline.evaluation.evidence import headline
 
     text = headline(
-        metrics.get("evidence"), significance_sentence(metrics.get("models") or {}, metrics.get("pairwise") or [])
+        metrics.get("evidence"),
+        significance_sentence(metrics.get("models") or {}, metrics.get("pairwise") or []),
+        label_noun(metrics.get("labels") or {}),
     )
     if flag := no_skill_sentence(metrics):
         text += " " + flag

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.report.context import ReportContext
 from pipeline.report.document import Code, Document
-from pipeline.report.format import fmt, fmt_ci, fmt_pm
+from pipeline.report.format import fmt, fmt_ci, fmt_pm, label_noun
 
 NOT_ESTIMABLE = "not estimable"
 
@@ -17,13 +17,14 @@ def section_areas(doc: Document, ctx: ReportContext) -> None:
     if not area_models:
         return
     doc.h(2, "Class areas")
+    noun = label_noun(ctx.metrics.get("labels") or {})
     doc.p(
         [
             "Mapped area by pixel counting, and the area-adjusted estimate after Olofsson et al. (2014): the "
             "test split stratified by each map (each test pixel's prediction stands for the map's class there). "
-            "The 95% intervals resample whole blocks, because the test pixels come in polygons and blocks, "
+            f"The 95% intervals resample whole blocks, because the test pixels come in {noun}s and blocks, "
             "not one by one; the formula's half-widths, which treat every test pixel as independent and are "
-            "far narrower, are in metrics.json (pixel level). The test pixels are labelled polygons, not a "
+            f"far narrower, are in metrics.json (pixel level). The test pixels are labelled {noun}s, not a "
             "probability sample of the map (Stehman and Foody 2019), so even these intervals are indicative; "
             "for figures to publish, draw a stratified random sample with ",
             Code("landcover assess-design"),

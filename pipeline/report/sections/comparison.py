@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipeline.report.context import ReportContext
 from pipeline.report.document import Document
-from pipeline.report.format import fmt, fmt_ci
+from pipeline.report.format import fmt, fmt_ci, label_noun
 from pipeline.report.ranking import SIGNIFICANCE, comparison_rows, leaders, majority_label
 
 #: Report columns: header -> (the :func:`comparison_rows` key, the key of its interval or None).
@@ -42,23 +42,38 @@ def _conventions(ctx: ReportContext) -> str:
     ev = ctx.metrics.get("evidence") or {}
     na = ev.get("not_assessable") or {}
     rk = (ev.get("test_set") or {}).get("ranking") or {}
+    noun = label_noun(ctx.metrics.get("labels") or {})
+    ranked = stats.get("ranking_classes") or rk.get("classes") or []
     out = []
-    if na:
+    if na and not ranked:
+        out.append(
+            "No class is assessable ("
+            + "; ".join(f"{k}: {v}" for k, v in na.items())
+            + "), so no score is computed: the table has no figures to rank on. Each model's scores over all "
+            "test pixels are in metrics.json."
+        )
+    elif na:
         out.append(
             "Scores over the assessable classes ("
-            + ", ".join(stats.get("ranking_classes") or rk.get("classes") or [])
+            + ", ".join(ranked)
             + "). Not assessable, so left out: "
             + "; ".join(f"{k} ({v})" for k, v in na.items())
             + ": their test pixels do not count, predictions into them still count as errors. Each model's "
             "scores over all test pixels are in metrics.json."
         )
     if stats:
+        units = (
+            f" ({fmt(rk.get('blocks'), 'int')} blocks, {fmt(rk.get('polygons'), 'int')} {noun}s)."
+            if rk and rk.get("pixels")
+            else "."
+        )
+        fitted = "each fold's training pixels" if ctx.split.get("strategy") == "kfold" else "the training pixels"
         out.append(
             f"Intervals: {stats.get('interval', '95% bootstrap over spatial blocks')}"
-            + (f" ({fmt(rk.get('blocks'), 'int')} blocks, {fmt(rk.get('polygons'), 'int')} polygons)." if rk else ".")
+            + units
             + f" Macro-F1: {stats.get('macro_f1')}. The no-skill rows score maps that ignore the image "
             f"(a constant map of the {majority_label(ctx.metrics)}; classes drawn at random with the training "
-            "frequencies), fitted on each fold's training pixels like the models."
+            f"frequencies), fitted on {fitted} like the models."
         )
     else:  # a run from before the ranking and baselines existed
         out.append("Test split; 95% confidence intervals from a bootstrap over spatial blocks.")
@@ -75,7 +90,8 @@ def section_comparison(doc: Document, ctx: ReportContext) -> None:
         ts = ev.get("test_set") or {}
         doc.p(
             f"Test split of {fmt(ts.get('pixels'), 'int')} pixels from {fmt(ts.get('blocks'), 'int')} "
-            f"block(s) and {fmt(ts.get('polygons'), 'int')} polygon(s): the evaluation is inconclusive "
+            f"block(s) and {fmt(ts.get('polygons'), 'int')} {label_noun(ctx.metrics.get('labels') or {})}(s): "
+            "the evaluation is inconclusive "
             f"({'; '.join(ev.get('reasons') or [])}). Intervals marked † come from a handful of pixels or "
             "places and are not reliable ranges; the order of the rows is not a ranking.",
             strong=True,
@@ -98,7 +114,10 @@ def section_pairwise(doc: Document, ctx: ReportContext) -> None:
         return
     if "test" not in ctx.pairwise[0]:  # a run from before the group-level tests
         doc.h(3, "Pairwise McNemar tests (pixel level)")
-        doc.p("These tests treat test pixels as independent, which pixels of one polygon are not: too confident.")
+        doc.p(
+            "These tests treat test pixels as independent, which pixels of one "
+            f"{label_noun(ctx.metrics.get('labels') or {})} are not: too confident."
+        )
         doc.table(
             [
                 {

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.report.context import ReportContext
 from pipeline.report.document import Document
-from pipeline.report.format import fmt
+from pipeline.report.format import fmt, label_noun
 
 TOTAL, PRODUCERS, USERS = "total", "producer's accuracy", "user's accuracy"
 
@@ -49,10 +49,11 @@ def section_confusion(doc: Document, ctx: ReportContext) -> None:
     if not matrices:
         return
     doc.h(2, "Error matrices")
+    noun = label_noun(ctx.metrics.get("labels") or {})
     doc.p(
         "Rows: reference class; columns: mapped class; cells: test pixels. The last column is each "
         "class's producer's accuracy (recall), the last row each class's user's accuracy (precision): "
-        "pixel shares of the test set, without intervals (those, over polygons or blocks, are in the "
+        f"pixel shares of the test set, without intervals (those, over {noun}s or blocks, are in the "
         "tables above)."
     )
     for m, rows in matrices:

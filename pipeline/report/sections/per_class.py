@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline.report.context import ReportContext
 from pipeline.report.document import Document
-from pipeline.report.format import fmt
+from pipeline.report.format import fmt, label_noun
 
 #: Per-class metrics of metrics.json and the headings of their report tables.
 PER_CLASS_METRICS = {"precision": "User's accuracy (precision)", "recall": "Producer's accuracy (recall)", "f1": "F1"}
@@ -33,12 +33,13 @@ def section_per_class(doc: Document, ctx: ReportContext) -> None:
     if not (ctx.order and ctx.classes):
         return
     doc.h(2, "Per-class accuracy")
+    noun = label_noun(ctx.metrics.get("labels") or {})
     doc.p(
         "Test split, per pixel. User's accuracy (precision): of the pixels mapped as the class, the share that "
         "is the class; producer's accuracy (recall): of the class's test pixels, the share mapped as it. "
         '"–" is undefined: precision of a class the model never predicts, recall and F1 of a class with no '
-        "test pixels. A class tested on fewer than 2 polygons or blocks is not assessable: its figures describe "
-        "those polygons, not the class, and it is left out of the ranking."
+        f"test pixels. A class tested on fewer than 2 {noun}s or blocks is not assessable: its figures describe "
+        f"those {noun}s, not the class, and it is left out of the ranking."
     )
     flags = class_flags(ctx)
     tested = ((ctx.metrics.get("evidence") or {}).get("test_set") or {}).get("per_class") or {}
@@ -55,7 +56,7 @@ def section_per_class(doc: Document, ctx: ReportContext) -> None:
                 )
                 row["test pixels"] = fmt(support, "int")
                 if tested:  # (runs from before the evidence record have no polygon counts)
-                    row["test polygons"] = fmt((tested.get(c["name"]) or {}).get("polygons"), "int")
+                    row[f"test {noun}s"] = fmt((tested.get(c["name"]) or {}).get("polygons"), "int")
             row.update({m: fmt(ctx.per_class(m, c["name"]).get(key)) for m in ctx.order})
             if i == 0 and flags:
                 row["flag"] = flags.get(c["name"], "")

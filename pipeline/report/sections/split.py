@@ -58,13 +58,13 @@ def _split_unit(run_dir: Path) -> str:
     return {"metre": "m", "": "map units"}.get(unit, unit)
 
 
-def _design(split: dict, models: dict) -> str:
+def _design(split: dict, models: dict, noun: str = "polygon") -> str:
     """What the accuracy figures are computed from, and what the maps come from."""
     k = int(split.get("k") or len(split.get("folds") or []) or 1)
     mapped = next((m.get("mapped") for m in models.values() if m.get("mapped")), None)
     if split.get("strategy") == "kfold":
         evaluated = (
-            f"Every polygon or block is tested once, in the fold that holds it out: the accuracy figures "
+            f"Every {noun} or block is tested once, in the fold that holds it out: the accuracy figures "
             f"come from the pooled out-of-fold predictions of the {k} fold models."
         )
     else:
@@ -130,7 +130,7 @@ def section_split(doc: Document, ctx: ReportContext) -> None:
             f"The default settings could not split this input ({split.get('adjusted_because', '')}); the run used "
             f"the nearby setting {_set_line(split['adjusted'])}, tried on this input."
         )
-    doc.p(_design(split, ctx.models))
+    doc.p(_design(split, ctx.models, label_noun(ctx.metrics.get("labels") or {})))
     doc.p(_split_evidence(split, label_noun(ctx.metrics.get("labels") or {})))
     train_only = split.get("train_only_classes") or []
     if train_only:

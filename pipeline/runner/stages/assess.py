@@ -171,7 +171,10 @@ def _evidence(ctx: RunContext, samples: pd.DataFrame, folds: list[tuple[np.ndarr
 
     test = np.unique(np.concatenate([te for _, te in folds] or [np.empty(0, np.int64)]))
     t = samples.iloc[test]
-    empty = read_json(ctx.run_dir / "labels.json").get("classes_without_labels") or {}
+    from pipeline.report.format import label_noun
+
+    labels = read_json(ctx.run_dir / "labels.json")
+    empty = labels.get("classes_without_labels") or {}
     summary = summarise_test_set(
         t["class_id"].to_numpy(),
         t["block"].to_numpy(),
@@ -179,6 +182,7 @@ def _evidence(ctx: RunContext, samples: pd.DataFrame, folds: list[tuple[np.ndarr
         ctx.class_ids,
         ctx.class_names,
         without_labels=empty,
+        noun=label_noun(labels),
     )
     ev = assess_evidence(summary, read_json(ctx.run_dir / "split.json"), skip_classes=list(empty))
     if not ev["conclusive"]:
