@@ -112,6 +112,33 @@ def mixed_resolution_scene(folder: Path, n: int = 96, models: dict | None = None
     return write_config(folder, rasters, {"path": "labels.tif"}, models), bands
 
 
+#: Sentinel-2-like band files: name, pixel size, the mean of each class. Every band orders the
+#: classes differently, so a file fed to another band's place changes the map.
+S2_BANDS = [
+    ("B02", 10, (900, 1800, 2400)),
+    ("B04", 10, (2400, 900, 1800)),
+    ("B08", 10, (1800, 2400, 900)),
+    ("B8A", 20, (1200, 2600, 600)),
+]
+
+
+def s2_band_files_scene(folder: Path, n: int = 48) -> tuple[Path, list[Path]]:
+    """Single-band GeoTIFFs ``S2_B02.tif``, ``S2_B04.tif``, ``S2_B08.tif`` (10 m) and ``S2_B8A.tif``
+    (20 m) over one UTM square, with ``rasters.band_names: [B02, B04, B08, B8A]`` in the config, so
+    the model's band names are words of the file names, not the names themselves. Returns the config
+    and the band files in the model's order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    origin, crs = (600000.0, 5000000.0), "EPSG:32632"
+    cls = stripes(n)
+    files = []
+    for i, (name, res, means) in enumerate(S2_BANDS):
+        k = res // 10
+        files.append(write_band(folder / f"S2_{name}.tif", band_values(cls[::k, ::k], means, 10 + i), res, crs, origin))
+    write_band(folder / "labels.tif", squares(cls, 5, 10), 10, crs, origin)
+    rasters = {"paths": [p.name for p in files], "band_names": [b[0] for b in S2_BANDS]}
+    return write_config(folder, rasters, {"path": "labels.tif"}), files
+
+
 def sinusoidal_points_scene(folder: Path, n: int = 64, res: float = 250.0) -> tuple[Path, pd.DataFrame]:
     """A 3-band raster in the MODIS sinusoidal projection and ``samples.csv``: one point per row
     (longitude, latitude, class) on pixel centres, plus a row without coordinates and one with a

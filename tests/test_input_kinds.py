@@ -1,8 +1,9 @@
 """New kinds of real input on the first try (issue #23), each run end to end through the CLI on
 fixtures written here (:mod:`input_kinds`): a CSV of longitude/latitude points over a raster in
 the MODIS sinusoidal projection, band files at 10, 20 and 60 m trained without settings and
-mapped again, a date stack of unnamed single-band files mapped with ``--dates``, a label raster
-with 0 as background, polygons with invalid geometries, and bad input stopping in ``prepare``.
+mapped again, band files named S2_B02.tif ... mapped in another order, a date stack of unnamed
+single-band files mapped with ``--dates``, a label raster with 0 as background, polygons with
+invalid geometries, and bad input stopping in ``prepare``.
 
 Runs are ``--engine local`` (the stage functions of the Prefect flow, without its start-up) in a
 subprocess where the console is what is checked.
@@ -28,6 +29,7 @@ from input_kinds import (
     date_stack_scene,
     invalid_polygons_scene,
     mixed_resolution_scene,
+    s2_band_files_scene,
     sinusoidal_points_scene,
 )
 
@@ -250,6 +252,49 @@ def test_other_values_of_a_label_raster_still_follow_on_unknown(tmp_path):
     assert proc.returncode == 2
     assert "label raster has values not in the class table: 7" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs" / "x").exists()
+
+
+# ----------------------------------------------------------------------------- band files in another order
+@pytest.fixture(scope="module")
+def s2_files(tmp_path_factory):
+    base = tmp_path_factory.mktemp("s2files")
+    cfg, files = s2_band_files_scene(base / "s2")
+    proc = _run(cfg, base / "runs")
+    assert proc.returncode == 0, proc.stderr
+    return base, base / "runs" / "r", files
+
+
+def _map(model: Path, files: list[Path], out: Path):
+    return run_cli("map", "--model", model, "--raster", *files, "--out", out, "--no-progress")
+
+
+def test_band_files_in_another_order_map_as_in_the_models_order(s2_files):
+    """``--raster S2_*.tif`` in any order: the files are matched to the model's bands B02 ... B8A by
+    their names, and the map equals the one from the files in training order, pixel for pixel."""
+    base, run, files = s2_files
+    model = run / "models" / "decision_tree.skops"
+    proc = _map(model, files, base / "in_order.tif")
+    assert proc.returncode == 0, proc.stderr
+    assert _same_map(base / "in_order.tif", run / "maps" / "decision_tree.tif")
+    shuffled = [files[3], files[2], files[0], files[1]]  # B8A, B08, B02, B04
+    proc = _map(model, shuffled, base / "shuffled.tif")
+    assert proc.returncode == 0, proc.stderr
+    assert _same_map(base / "shuffled.tif", base / "in_order.tif")
+    (line,) = [ln for ln in proc.stderr.splitlines() if "by their names" in ln]
+    assert line.startswith("INFO ") and "S2_B8A.tif as B8A" in line and "S2_B04.tif as B04" in line
+    assert "order given" not in proc.stderr and "carry no names" not in proc.stderr
+
+
+def test_band_files_naming_a_band_twice_are_one_line_and_exit_2(s2_files):
+    """An old copy of B04 given in place of B08: not taken in order as B08, but one line naming the files."""
+    base, run, files = s2_files
+    old = base / "S2_B04_old.tif"
+    old.write_bytes(files[1].read_bytes())
+    proc = _map(run / "models" / "decision_tree.skops", [files[0], files[1], old, files[3]], base / "twice.tif")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "ambiguously" in line and "B04 in S2_B04.tif and S2_B04_old.tif; no file for B08" in line, proc.stderr
+    assert not (base / "twice.tif").exists()
 
 
 # ----------------------------------------------------------------------------- 3, 6: a date stack

@@ -194,3 +194,75 @@ def test_a_model_aligned_to_one_of_its_band_files_maps_on_that_files_grid(tmp_pa
         assert st.grid.res == (20.0, 20.0) and st.alignment["reference"] == str(other_coarse)
     with rasterio.open(other_coarse) as src:  # the grid is the file's, not the training file's path
         assert st.grid.transform == src.transform
+
+
+# ----------------------------------------------------------------------------- band files matched by name
+def _band_files(folder: Path, stems: list[str]) -> list[Path]:
+    """One 4 x 4 single-band file per stem, its pixels all equal to its position + 1 (so a stack's
+    band shows which file it came from)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_raster(folder / f"{s}.tif", np.full((4, 4), i + 1, np.uint16)) for i, s in enumerate(stems)]
+
+
+def _sources(st: RasterStack, files: list[Path]) -> list[str]:
+    """The file stem each band of ``st`` was read from."""
+    block = st.read(rasterio.windows.Window(0, 0, 4, 4))
+    return [files[int(block[b, 0, 0]) - 1].stem for b in range(st.count)]
+
+
+def test_band_files_are_matched_to_the_models_bands_by_whole_words_of_their_names(tmp_path, caplog):
+    from pipeline.mapping.model_inputs import open_for_model
+
+    files = _band_files(tmp_path, ["LC09_SR_B10", "LC09_SR_B2", "LC09_SR_B1", "LC09_QA"])  # B1 is not in B10
+    with caplog.at_level(logging.INFO), open_for_model(files, ["B1", "B2", "B10"]) as st:
+        assert st.band_names == ["B1", "B2", "B10"]
+        assert _sources(st, files) == ["LC09_SR_B1", "LC09_SR_B2", "LC09_SR_B10"]
+    (line,) = [r.getMessage() for r in caplog.records if "by their names" in r.getMessage()]
+    assert "LC09_SR_B1.tif as B1, LC09_SR_B2.tif as B2, LC09_SR_B10.tif as B10 (not used: LC09_QA.tif)" in line
+
+
+def test_band_files_are_found_again_by_the_training_files_names(tmp_path):
+    """Band names that are no words of the file names (``blue``, ``red``, ``nir``): the model's
+    record of its training files (the alignment's ``files``) matches the stems."""
+    from pipeline.mapping.model_inputs import open_for_model
+
+    trained = _band_files(tmp_path / "train", ["S2_B02", "S2_B04", "S2_B08"])
+    with RasterStack.open(trained, warn=False) as st:
+        al = st.alignment
+    assert [Path(p).name for p in al["files"]] == ["S2_B02.tif", "S2_B04.tif", "S2_B08.tif"]
+    files = _band_files(tmp_path / "new", ["S2_B08", "S2_B02", "S2_B04"])
+    with open_for_model(files, ["blue", "red", "nir"], alignment=al) as st:
+        assert _sources(st, files) == ["S2_B02", "S2_B04", "S2_B08"]
+
+
+@pytest.mark.parametrize(
+    ("stems", "want", "named"),
+    [
+        (["S2_B02", "S2_B02_old", "S2_B04"], ["B02", "B04"], "B02 in S2_B02.tif and S2_B02_old.tif"),
+        (["red_nir", "blue"], ["red", "nir", "blue"], "red_nir.tif for red and nir"),
+        (
+            ["S2_B02", "S2_B04", "S2_B04_old"],
+            ["B02", "B04", "B08"],
+            "B04 in S2_B04.tif and S2_B04_old.tif; no file for B08",
+        ),
+    ],
+)
+def test_band_files_naming_the_models_bands_ambiguously_are_an_input_error(tmp_path, stems, want, named):
+    from pipeline.mapping.model_inputs import open_for_model
+
+    with pytest.raises(InputError, match="ambiguously") as err:
+        open_for_model(_band_files(tmp_path, stems), want)
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_band_files_taken_in_order_are_each_named_with_their_band(tmp_path, caplog):
+    """Names that identify no band: taken in the order given, and the warning says which file is
+    which band for every file (a list shortened past a few would hide a mix-up)."""
+    from pipeline.mapping.model_inputs import open_for_model
+
+    files = _band_files(tmp_path, [f"f{i}" for i in (3, 1, 2, 4, 5, 6, 7, 8)])
+    want = [f"B{i:02d}" for i in range(1, 9)]
+    with caplog.at_level(logging.WARNING), open_for_model(files, want) as st:
+        assert _sources(st, files) == [p.stem for p in files]
+    (line,) = [r.getMessage() for r in caplog.records if "order given" in r.getMessage()]
+    assert ", ".join(f"{p.name} as {w}" for p, w in zip(files, want)) in line

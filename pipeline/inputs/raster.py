@@ -506,9 +506,11 @@ def _alignment_record(
     """How the stack's files were put on one grid (saved with a model, so that ``landcover map``
     aligns new files the same way): the rule (see :func:`_reference_grid`), the reference file
     (and its position among the files, when it is one of them), the grid's CRS, pixel size and
-    size, the resampling, and each warped file with its own pixel size."""
+    size, the resampling, each warped file with its own pixel size, and the files in order
+    (mapping finds them again by name, in whatever order they come)."""
     names = [str(p) for p in files]
     return {
+        "files": names,
         "rule": rule,
         "reference": ref,
         "reference_index": names.index(ref) if ref in names else None,

@@ -2,6 +2,11 @@
 as they were in training, and the model's nodata, with a warning wherever the input is not like
 the training image (another pixel size, a nodata value replaced, bands or dates taken in order).
 
+Single-band files whose names are not the model's band names are matched to its bands by their
+file names where they can be (:func:`_files_by_name`): a shell glob sorts ``S2_B8A.tif`` after
+``S2_B12.tif``, and taking such files in the order given would silently feed one band's values to
+another band's place in the model.
+
 ``landcover map``, ``serve`` and :func:`~pipeline.mapping.classify.classify_raster` on paths all
 open their inputs through :func:`open_for_model`, so a model maps its own training files again
 without options and pixel for pixel as the run did.
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,9 @@ def open_for_model(
     """Open a raster for a model (``want``: its band names, ``model_nodata``, ``alignment``: its
     :class:`~pipeline.models.base.ModelMeta` fields).
 
-    * Bands are matched as :func:`_match_bands` does (with ``dates`` as :func:`_open_dates_for_model`).
+    * Several single-band files are put in the model's band order by their names first
+      (:func:`_files_by_name`); then bands are matched as :func:`_match_bands` does (with
+      ``dates`` as :func:`_open_dates_for_model`).
     * Files on different grids are put on one grid as in training (``alignment``'s rule: the
       finest file's, the first date's, or the training's ``rasters.align_to``, found again among
       the files or at its path); ``align_to`` (``--align-to``) names another grid.
@@ -56,6 +64,9 @@ def open_for_model(
     grid, a pixel size unlike the model's, the model's nodata replacing the file's own.
     """
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if dates is None and band_names is None:
+        # before the grid: the training's reference file is found again at its position in the model's order
+        files, band_names = _files_by_name(files, want, alignment, announce)
     grid_path, key = _grid_for(files, alignment, align_to, announce)
     stack = _match_bands(files, want, band_names, nodata, dates, grid_path, key, announce)
     try:
@@ -187,13 +198,80 @@ def _match_bands(
     if stack.count != len(want) and (generic or not set(want) & set(names)):
         raise InputError(f"{files[0]}: has {stack.count} bands, the model needs {len(want)} ({short_list(want)})")
     if generic:
-        if announce:
+        if announce and len(files) > 1:  # every file with the band it stands for: a mix-up shows
+            log.warning(
+                "%d band files whose names do not name the model's bands: taken in the order given, %s; "
+                "give them in the model's order or name them by band",
+                len(files),
+                ", ".join(f"{p.name} as {w}" for p, w in zip(files, want)),
+            )
+        elif announce:
             log.warning("%s: bands carry no names; assuming they are %s in this order", files[0], short_list(want))
         return _open(files, grid, key, band_names=list(want), nodata=nodata)
     raise InputError(
         f"{files[0]}: band names {short_list(names)} do not match the model's {short_list(want)}; "
         "pass --band-names if they are the same bands"
     )
+
+
+def _files_by_name(
+    files: list[Path], want: list[str], alignment: dict[str, Any] | None, announce: bool
+) -> tuple[list[Path], list[str] | None]:
+    """Single-band files put in the model's band order by their names: ``(files, band_names)``,
+    one file per band of ``want`` (files no band names are left out) and ``want`` as their names;
+    ``(files, None)`` unchanged where the names do not identify the bands (or need not).
+
+    A file is a band's when its stem equals the stem of the training file of that band (the
+    model's ``alignment["files"]``, one per band), else when the band's name is a whole word of
+    the stem (words split at anything but letters and digits: ``B01`` is in ``S2_B01`` and
+    ``T33UUP_B01_60m``; ``B1`` is not in ``B10``). Files named exactly as the model's bands need
+    nothing (:func:`_match_bands` selects them by name), nor does a model of dates. An
+    :class:`InputError` names the files when a band is named by two files, or one file names two
+    bands: taken in order, one of them would stand for a band it is not.
+    """
+    stems = [p.stem for p in files]
+    if len(files) < 2 or all(w in stems for w in want) or any(":" in w for w in want):
+        return files, None
+    trained = [Path(str(f)).stem for f in (alignment or {}).get("files") or []]
+    tried = [(trained, lambda key, stem: key == stem)] if len(trained) == len(want) else []
+    tried.append((want, lambda key, stem: _words_in(key, stem)))
+    for keys, hit in tried:
+        found = [[p for p in files if hit(k, p.stem)] for k in keys]
+        twice = [(w, ps) for w, ps in zip(want, found) if len(ps) > 1]
+        if not twice and not all(found):
+            continue  # a band no file names: these keys do not identify the files
+        chosen = [ps[0] if ps else None for ps in found]
+        shared = [p for p in dict.fromkeys(chosen) if p is not None and chosen.count(p) > 1]
+        if twice or shared:
+            what = [f"{w} in {' and '.join(p.name for p in ps)}" for w, ps in twice]
+            what += [f"{p.name} for {' and '.join(w for w, c in zip(want, chosen) if c == p)}" for p in shared]
+            if not all(found):
+                what.append(f"no file for {', '.join(w for w, ps in zip(want, found) if not ps)}")
+            raise InputError(
+                f"--raster: the file names name the model's bands ambiguously ({'; '.join(what)}); "
+                "give one file per band, or the files in the model's order with --band-names"
+            )
+        picked = [p for p in chosen if p is not None]
+        if announce:
+            left = [p.name for p in files if p not in picked]
+            log.info(
+                "band files matched to the model's bands by their names: %s%s",
+                ", ".join(f"{p.name} as {w}" for p, w in zip(picked, want)),
+                f" (not used: {', '.join(left)})" if left else "",
+            )
+        return picked, list(want)
+    return files, None
+
+
+def _words_in(name: str, stem: str) -> bool:
+    """Whether ``name``'s words (letters and digits, any case) are consecutive words of ``stem``."""
+    words, within = _words(name), _words(stem)
+    n = len(words)
+    return n > 0 and any(within[i : i + n] == words for i in range(len(within) - n + 1))
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", text.lower()) if w]
 
 
 def _unnamed(names: list[str], files: list[Path]) -> bool:
