@@ -135,8 +135,9 @@ def _start_watchdog() -> Callable[[], None]:
     def watch() -> None:
         first: tuple[int, float, tuple[int, int] | None] | None = None  # signal, when, main's position
         while not done.is_set():
-            rsock.settimeout(0.5 if first is not None and first[1] < float("inf") else None)
             try:
+                # inside the try: stop() may close the socket between two turns of this loop
+                rsock.settimeout(0.5 if first is not None and first[1] < float("inf") else None)
                 data: bytes | None = rsock.recv(64)
             except TimeoutError:
                 data = None
