@@ -21,11 +21,13 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/landcover demo
 
-# CI runs this: lint first (ruff, mypy), the docs site built strictly, then the whole suite on two
-# processes (pytest-xdist; CI has two cores): a test file stays on one process (--dist loadfile), so
-# module fixtures that run a pipeline once run once, and each process has its own Prefect home.
+# CI runs this: lint first (ruff, mypy), the docs site built strictly, then the whole suite on three
+# processes (pytest-xdist): a test file stays on one process (--dist loadfile), so module fixtures
+# that run a pipeline once run once, and each process has its own Prefect home. Three on CI's two
+# cores, because many tests wait on subprocesses and servers: the suite took 829 s with -n 3 and
+# 988 s with -n 2 on this 2-core machine (one run each, 2026-12-06).
 test: $(VENV)/.installed lint docs
-	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
+	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15
 
 # Unit tests only: no end-to-end run, no Prefect engine, no multi-second property search
 # (the `e2e` and `heavy` markers, set in tests/conftest.py).
