@@ -24,8 +24,9 @@ demo: $(VENV)/.installed
 # CI runs this: lint first (ruff, mypy), the docs site built strictly, then the whole suite on three
 # processes (pytest-xdist): a test file stays on one process (--dist loadfile), so module fixtures
 # that run a pipeline once run once, and each process has its own Prefect home. Three on CI's two
-# cores, because many tests wait on subprocesses and servers: the suite took 829 s with -n 3 and
-# 988 s with -n 2 on this 2-core machine (one run each, 2026-12-06).
+# cores, because many tests wait on subprocesses and servers: 829 s with -n 3 against 988 s with
+# -n 2 on a 2-core machine (one run each, 2026-12-06; the -n 2 run still had the shared scenes at
+# 5 folds, so part of the gain is theirs).
 test: $(VENV)/.installed lint docs
 	PREFECT_HOME=$$(mktemp -d) $(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15
 
