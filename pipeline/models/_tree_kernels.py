@@ -181,6 +181,32 @@ def tree_lookup_columns(
             conf[a + i] = slot_conf[s]
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _label_of_scores(scores, n_scores, e):  # pragma: no cover - compiled
+    """(label, confidence) of one row's boosted scores as LightGBM transforms them: the sigmoid of
+    a binary model's single score, else the softmax (``e``: scratch of ``n_scores``); ties go to
+    the lower class. Shared by both boosting kernels so that their labels cannot drift apart."""
+    if n_scores == 1:
+        p = 1.0 / (1.0 + np.exp(-scores[0]))
+        q = 1.0 - p
+        return (1 if p > q else 0), (p if p > q else q)
+    wmax = scores[0]
+    for c in range(1, n_scores):
+        wmax = max(scores[c], wmax)
+    wsum = 0.0
+    for c in range(n_scores):
+        e[c] = np.exp(scores[c] - wmax)
+        wsum += e[c]
+    best = 0
+    top = e[0] / wsum
+    for c in range(1, n_scores):
+        pc = e[c] / wsum
+        if pc > top:
+            top = pc
+            best = c
+    return best, top
+
+
 @nb.njit(nogil=True, cache=True)
 def boost_argmax(
     X, start, stop, chunk, feat, thr, base, leaf_slot, leaf_score, tree_class, n_scores, roots, min_depth, lab, conf
@@ -206,28 +232,7 @@ def boost_argmax(
                 for i in range(m):
                     acc[a - c0 + i, k] += leaf_score[leaf_slot[idx[i]]]
         for i in range(c1 - c0):
-            if n_scores == 1:
-                p = 1.0 / (1.0 + np.exp(-acc[i, 0]))
-                q = 1.0 - p
-                lab[c0 + i] = 1 if p > q else 0
-                conf[c0 + i] = p if p > q else q
-                continue
-            wmax = acc[i, 0]
-            for c in range(1, n_scores):
-                wmax = max(acc[i, c], wmax)
-            wsum = 0.0
-            for c in range(n_scores):
-                e[c] = np.exp(acc[i, c] - wmax)
-                wsum += e[c]
-            best = 0
-            top = e[0] / wsum
-            for c in range(1, n_scores):
-                pc = e[c] / wsum
-                if pc > top:
-                    top = pc
-                    best = c
-            lab[c0 + i] = best
-            conf[c0 + i] = top
+            lab[c0 + i], conf[c0 + i] = _label_of_scores(acc[i, :], n_scores, e)
 
 
 _ALL_LEAVES = np.uint32(0xFFFFFFFF)
@@ -272,25 +277,4 @@ def boost_bitvector(
             for p in range(m):  # in tree order, from 0: LightGBM's sums
                 acc[k, p] += leaf_score[l0 + trailing_zeros(mask[p])]  # type: ignore[call-arg]  # a Numba intrinsic
         for p in range(m):
-            if n_scores == 1:
-                pr = 1.0 / (1.0 + np.exp(-acc[0, p]))
-                q = 1.0 - pr
-                lab[b0 + p] = 1 if pr > q else 0
-                conf[b0 + p] = pr if pr > q else q
-                continue
-            wmax = acc[0, p]
-            for c in range(1, n_scores):
-                wmax = max(acc[c, p], wmax)
-            wsum = 0.0
-            for c in range(n_scores):
-                e[c] = np.exp(acc[c, p] - wmax)
-                wsum += e[c]
-            best = 0
-            top = e[0] / wsum
-            for c in range(1, n_scores):
-                pc = e[c] / wsum
-                if pc > top:
-                    top = pc
-                    best = c
-            lab[b0 + p] = best
-            conf[b0 + p] = top
+            lab[b0 + p], conf[b0 + p] = _label_of_scores(acc[:, p], n_scores, e)
